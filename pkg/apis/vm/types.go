@@ -1,0 +1,496 @@
+package vm
+
+import (
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// Wukong is a virtual machine as declared: its size, its disks and how files
+// reach it. The server realises it as a KubeVirt VirtualMachine with CDI
+// DataVolumes and mirrors their state into status.
+type Wukong struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   WukongSpec   `json:"spec,omitempty"`
+	Status WukongStatus `json:"status,omitempty"`
+}
+
+// WukongSpec is the desired state of a Wukong.
+type WukongSpec struct {
+	// CPU is the number of virtual CPU cores.
+	// +optional
+	CPU int32 `json:"cpu,omitempty"`
+
+	// Memory is the guest memory, as a quantity (e.g. 4Gi).
+	// +optional
+	Memory *resource.Quantity `json:"memory,omitempty"`
+
+	// Disks are the VM's disks, each backed by a PVC/DataVolume named <wukong>-<disk>.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Disks []DiskConfig `json:"disks,omitempty"`
+
+	// FileTransfer configures copying files into and out of the running VM
+	// through the wukongs/<name>/files subresource.
+	// +optional
+	FileTransfer *FileTransferSpec `json:"fileTransfer,omitempty"`
+}
+
+// DiskConfig is one disk of a Wukong.
+type DiskConfig struct {
+	// Name of the disk, unique within the Wukong; a DNS-1123 label.
+	Name string `json:"name"`
+
+	// Size of the disk, as a quantity (e.g. 20Gi).
+	// +optional
+	Size *resource.Quantity `json:"size,omitempty"`
+
+	// Image is a container disk image to import, with a docker:// or registry:// scheme.
+	// Mutually exclusive with importSource.
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// ImportSource defines where the disk's content is imported from.
+	// +optional
+	ImportSource *ImportSourceSpec `json:"importSource,omitempty"`
+
+	// ExportTarget defines where the disk is exported to.
+	// +optional
+	ExportTarget *ExportTargetSpec `json:"exportTarget,omitempty"`
+}
+
+// Import source types.
+const (
+	ImportSourceHTTP     = "http"
+	ImportSourceHTTPS    = "https"
+	ImportSourceS3       = "s3"
+	ImportSourceRegistry = "registry"
+	ImportSourcePVC      = "pvc"
+)
+
+// ImportSourceSpec defines where a disk's content is imported from (a CDI DataVolume source).
+type ImportSourceSpec struct {
+	// Type of the source: http, https, s3, registry or pvc.
+	Type string `json:"type"`
+
+	// URL of the source, for http, https (the image URL) and registry
+	// (docker://host/repo:tag or oci-archive://).
+	// +optional
+	URL string `json:"url,omitempty"`
+
+	// Checksum of the image for http/https sources, as "<algorithm>:<hex>"
+	// (sha256, sha512, sha1 or md5), verified by the importer.
+	// +optional
+	Checksum string `json:"checksum,omitempty"`
+
+	// Credentials for http/https basic authentication: a Secret with
+	// accessKeyId (user) and secretKey (password).
+	// +optional
+	Credentials *SecretReference `json:"credentials,omitempty"`
+
+	// CertConfigMap names a ConfigMap holding a CA bundle for https and registry sources.
+	// +optional
+	CertConfigMap string `json:"certConfigMap,omitempty"`
+
+	// S3Config configures an s3 source.
+	// +optional
+	S3Config *S3Config `json:"s3Config,omitempty"`
+
+	// RegistryConfig configures a registry source.
+	// +optional
+	RegistryConfig *RegistryConfig `json:"registryConfig,omitempty"`
+
+	// PVCConfig configures a pvc (clone) source.
+	// +optional
+	PVCConfig *PVCConfig `json:"pvcConfig,omitempty"`
+}
+
+// Export target types.
+const (
+	ExportTargetRegistry = "registry"
+	ExportTargetS3       = "s3"
+	ExportTargetHTTP     = "http"
+)
+
+// Export formats.
+const (
+	ExportFormatRaw   = "raw"
+	ExportFormatQCOW2 = "qcow2"
+	ExportFormatOCI   = "oci"
+)
+
+// ExportTargetSpec defines where a disk is exported to.
+type ExportTargetSpec struct {
+	// Type of the target: registry, s3 or http.
+	Type string `json:"type"`
+
+	// URL of the target: an image reference for registry (registry.example.com/vms/ubuntu:tag),
+	// an http(s) URL the disk is PUT to for http. Not used for s3, which takes s3Config.
+	// +optional
+	URL string `json:"url,omitempty"`
+
+	// Format of the exported disk: raw, qcow2 or oci (a containerDisk image).
+	// Defaults to oci for registry and raw otherwise.
+	// +optional
+	Format string `json:"format,omitempty"`
+
+	// Credentials for an http target: a Secret with accessKeyId (user) and secretKey (password),
+	// or token (a bearer token).
+	// +optional
+	Credentials *SecretReference `json:"credentials,omitempty"`
+
+	// S3Config configures an s3 target.
+	// +optional
+	S3Config *S3Config `json:"s3Config,omitempty"`
+
+	// RegistryConfig configures a registry target.
+	// +optional
+	RegistryConfig *RegistryConfig `json:"registryConfig,omitempty"`
+}
+
+// SecretReference names a Secret in the Wukong's namespace.
+type SecretReference struct {
+	// SecretName is the name of the Secret.
+	SecretName string `json:"secretName"`
+}
+
+// S3Config locates an object in S3-compatible storage.
+type S3Config struct {
+	// Endpoint of the S3 service, with scheme (https://s3.example.com).
+	Endpoint string `json:"endpoint"`
+
+	// Region of the bucket, if the service needs one.
+	// +optional
+	Region string `json:"region,omitempty"`
+
+	// Bucket holding the object.
+	Bucket string `json:"bucket"`
+
+	// Key of the object.
+	Key string `json:"key"`
+
+	// Credentials: a Secret with accessKeyId and secretKey.
+	// +optional
+	Credentials *SecretReference `json:"credentials,omitempty"`
+}
+
+// RegistryConfig configures access to an OCI registry.
+type RegistryConfig struct {
+	// SecretName names a Secret with the registry credentials
+	// (accessKeyId and secretKey, or a kubernetes.io/dockerconfigjson Secret).
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+
+	// CertConfigMap names a ConfigMap holding a CA bundle for the registry.
+	// +optional
+	CertConfigMap string `json:"certConfigMap,omitempty"`
+}
+
+// PVCConfig names a PersistentVolumeClaim to clone.
+type PVCConfig struct {
+	// Namespace of the PVC; defaults to the Wukong's namespace.
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+
+	// Name of the PVC.
+	Name string `json:"name"`
+}
+
+// File transfer methods.
+const (
+	FileTransferMethodSSH  = "ssh"
+	FileTransferMethodHTTP = "http"
+	FileTransferMethodPVC  = "pvc"
+)
+
+// FileTransferSpec configures how files reach the VM.
+type FileTransferSpec struct {
+	// Enabled turns the files subresource on for this Wukong.
+	Enabled bool `json:"enabled"`
+
+	// Method is how files travel: ssh (SFTP to the guest), http (the in-guest
+	// wukong-agent) or pvc (through the disk while the VM is stopped). Defaults to ssh.
+	// +optional
+	Method string `json:"method,omitempty"`
+
+	// SSHConfig configures the ssh method.
+	// +optional
+	SSHConfig *SSHTransferConfig `json:"sshConfig,omitempty"`
+
+	// HTTPConfig configures the http method.
+	// +optional
+	HTTPConfig *HTTPTransferConfig `json:"httpConfig,omitempty"`
+
+	// MaxFileSize caps the size of one file transferred to or from this VM;
+	// the server's own limit applies when it is lower.
+	// +optional
+	MaxFileSize *resource.Quantity `json:"maxFileSize,omitempty"`
+}
+
+// SSHTransferConfig configures SFTP access to the guest.
+type SSHTransferConfig struct {
+	// User to log in as.
+	User string `json:"user"`
+
+	// KeySecret names a kubernetes.io/ssh-auth Secret with the private key
+	// (ssh-privatekey) and, optionally, the guest's host keys (known_hosts).
+	KeySecret string `json:"keySecret"`
+
+	// Port of the guest's SSH server. Defaults to 22.
+	// +optional
+	Port *int32 `json:"port,omitempty"`
+}
+
+// HTTPTransferConfig configures the in-guest HTTP file agent.
+type HTTPTransferConfig struct {
+	// Enabled starts the agent in the guest.
+	Enabled bool `json:"enabled"`
+
+	// Port the agent listens on. Defaults to 8080.
+	// +optional
+	Port *int32 `json:"port,omitempty"`
+
+	// ServiceExposure exposes the agent through a Service.
+	// +optional
+	ServiceExposure *ServiceExposureSpec `json:"serviceExposure,omitempty"`
+}
+
+// ServiceExposureSpec describes the Service that exposes the agent.
+type ServiceExposureSpec struct {
+	// Enabled creates the Service.
+	Enabled bool `json:"enabled"`
+
+	// Type of the Service: ClusterIP, NodePort or LoadBalancer. Defaults to ClusterIP.
+	// +optional
+	Type string `json:"type,omitempty"`
+}
+
+// Wukong phases.
+const (
+	WukongPhasePending      = "Pending"
+	WukongPhaseProvisioning = "Provisioning"
+	WukongPhaseRunning      = "Running"
+	WukongPhaseStopped      = "Stopped"
+	WukongPhaseFailed       = "Failed"
+)
+
+// WukongStatus is the observed state of a Wukong, written by the server.
+type WukongStatus struct {
+	// Phase summarises the VM's state: Pending, Provisioning, Running, Stopped or Failed.
+	// +optional
+	Phase string `json:"phase,omitempty"`
+
+	// ObservedGeneration is the generation the status was computed for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions with reasons.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Address of the running VM (its VirtualMachineInstance's first interface IP).
+	// +optional
+	Address string `json:"address,omitempty"`
+
+	// Volumes report each disk's import and export.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Volumes []VolumeStatus `json:"volumes,omitempty"`
+
+	// FileTransfer reports what the server learnt about reaching the guest.
+	// +optional
+	FileTransfer *FileTransferStatus `json:"fileTransfer,omitempty"`
+}
+
+// FileTransferStatus holds the guest's SSH host key, pinned on first connection
+// when the key Secret carries no known_hosts.
+type FileTransferStatus struct {
+	// HostKey is the pinned host key in authorized_keys format.
+	// +optional
+	HostKey string `json:"hostKey,omitempty"`
+
+	// HostKeyFingerprint is its SHA256 fingerprint, as ssh-keygen prints it.
+	// +optional
+	HostKeyFingerprint string `json:"hostKeyFingerprint,omitempty"`
+}
+
+// VolumeStatus is the state of one disk.
+type VolumeStatus struct {
+	// Name of the disk.
+	Name string `json:"name"`
+
+	// ClaimName is the PVC/DataVolume backing the disk.
+	// +optional
+	ClaimName string `json:"claimName,omitempty"`
+
+	// ImportStatus of the disk's content.
+	// +optional
+	ImportStatus *ImportStatus `json:"importStatus,omitempty"`
+
+	// ExportStatus of the disk's last export.
+	// +optional
+	ExportStatus *ExportStatus `json:"exportStatus,omitempty"`
+}
+
+// Import and export phases.
+const (
+	TransferPhasePending   = "Pending"
+	ImportPhaseImporting   = "Importing"
+	ExportPhaseExporting   = "Exporting"
+	TransferPhaseSucceeded = "Succeeded"
+	TransferPhaseFailed    = "Failed"
+)
+
+// ImportStatus is the progress of a disk import.
+type ImportStatus struct {
+	// Phase: Pending, Importing, Succeeded or Failed.
+	Phase string `json:"phase"`
+	// Progress as a percentage, "0%" to "100%".
+	// +optional
+	Progress string `json:"progress,omitempty"`
+	// Message says why, when something went wrong.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// ExportStatus is the progress of a disk export.
+type ExportStatus struct {
+	// Phase: Pending, Exporting, Succeeded or Failed.
+	Phase string `json:"phase"`
+	// Progress as a percentage, "0%" to "100%".
+	// +optional
+	Progress string `json:"progress,omitempty"`
+	// Message says why, when something went wrong.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// WukongList is a list of Wukongs.
+type WukongList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+
+	Items []Wukong `json:"items"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// WukongFileTransfer is the record of one transfer to or from a Wukong: created
+// by the server for every stream, or by a client that opens a multi-request
+// transfer. The bytes themselves are never stored.
+type WukongFileTransfer struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   WukongFileTransferSpec   `json:"spec,omitempty"`
+	Status WukongFileTransferStatus `json:"status,omitempty"`
+}
+
+// Transfer operations.
+const (
+	OperationUpload   = "upload"
+	OperationDownload = "download"
+)
+
+// WukongFileTransferSpec says what is transferred.
+type WukongFileTransferSpec struct {
+	// WukongName is the Wukong the transfer goes to or comes from.
+	WukongName string `json:"wukongName"`
+
+	// Operation: upload (into the VM) or download (out of it).
+	Operation string `json:"operation"`
+
+	// LocalPath is the client-side path, for the record.
+	// +optional
+	LocalPath string `json:"localPath,omitempty"`
+
+	// RemotePath is the absolute path inside the VM. Not used for disk transfers.
+	// +optional
+	RemotePath string `json:"remotePath,omitempty"`
+
+	// Method is how the bytes travel: ssh, http or pvc. Defaults to the Wukong's method.
+	// +optional
+	Method string `json:"method,omitempty"`
+
+	// Disk names the Wukong disk for a disk export (download) or upload.
+	// +optional
+	Disk string `json:"disk,omitempty"`
+
+	// ExpectedSize in bytes, when known before the transfer.
+	// +optional
+	ExpectedSize *int64 `json:"expectedSize,omitempty"`
+
+	// ExpectedSHA256 is the hex sha256 the bytes must have; a mismatch fails the transfer.
+	// +optional
+	ExpectedSHA256 string `json:"expectedSHA256,omitempty"`
+}
+
+// Transfer record phases.
+const (
+	FileTransferPhasePending      = "Pending"
+	FileTransferPhaseTransferring = "Transferring"
+	FileTransferPhaseSucceeded    = "Succeeded"
+	FileTransferPhaseFailed       = "Failed"
+)
+
+// WukongFileTransferStatus is the progress of a transfer, written by the server.
+type WukongFileTransferStatus struct {
+	// Phase: Pending, Transferring, Succeeded or Failed.
+	// +optional
+	Phase string `json:"phase,omitempty"`
+
+	// Progress as a percentage, "0%" to "100%", when the total is known.
+	// +optional
+	Progress string `json:"progress,omitempty"`
+
+	// Message says what happened, in words a person can act on.
+	// +optional
+	Message string `json:"message,omitempty"`
+
+	// StartedAt is when the first byte moved.
+	// +optional
+	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+
+	// CompletedAt is when the transfer ended, either way.
+	// +optional
+	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
+
+	// BytesTransferred so far.
+	// +optional
+	BytesTransferred int64 `json:"bytesTransferred,omitempty"`
+
+	// TotalBytes of the transfer, when known.
+	// +optional
+	TotalBytes int64 `json:"totalBytes,omitempty"`
+
+	// BytesPerSecond is the recent transfer rate.
+	// +optional
+	BytesPerSecond int64 `json:"bytesPerSecond,omitempty"`
+
+	// SHA256 of the bytes that passed, hex, once complete.
+	// +optional
+	SHA256 string `json:"sha256,omitempty"`
+
+	// RequestedBy is the user who asked for the transfer.
+	// +optional
+	RequestedBy string `json:"requestedBy,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// WukongFileTransferList is a list of WukongFileTransfers.
+type WukongFileTransferList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+
+	Items []WukongFileTransfer `json:"items"`
+}

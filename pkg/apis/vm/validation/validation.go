@@ -1,0 +1,420 @@
+// Package validation checks vm.novasphere.dev objects and returns field errors
+// whose paths and messages say what to change.
+package validation
+
+import (
+	"fmt"
+	"net/url"
+	"path"
+	"regexp"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/util/sets"
+	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
+)
+
+var (
+	importTypes   = sets.New(vm.ImportSourceHTTP, vm.ImportSourceHTTPS, vm.ImportSourceS3, vm.ImportSourceRegistry, vm.ImportSourcePVC)
+	exportTypes   = sets.New(vm.ExportTargetRegistry, vm.ExportTargetS3, vm.ExportTargetHTTP)
+	exportFormats = sets.New(vm.ExportFormatRaw, vm.ExportFormatQCOW2, vm.ExportFormatOCI)
+	methods       = sets.New(vm.FileTransferMethodSSH, vm.FileTransferMethodHTTP, vm.FileTransferMethodPVC)
+	operations    = sets.New(vm.OperationUpload, vm.OperationDownload)
+	serviceTypes  = sets.New("ClusterIP", "NodePort", "LoadBalancer")
+	// <algorithm>:<hex>, the form CDI's http source takes.
+	checksumRE = regexp.MustCompile(`^(md5|sha1|sha256|sha512):[0-9a-fA-F]+$`)
+	sha256RE   = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// ValidateWukong validates a Wukong on create.
+func ValidateWukong(w *vm.Wukong) field.ErrorList {
+	allErrs := apimachineryvalidation.ValidateObjectMeta(&w.ObjectMeta, true, apimachineryvalidation.NameIsDNSSubdomain, field.NewPath("metadata"))
+	allErrs = append(allErrs, ValidateWukongSpec(&w.Spec, field.NewPath("spec"))...)
+	return allErrs
+}
+
+// ValidateWukongUpdate validates a Wukong on update.
+func ValidateWukongUpdate(w, old *vm.Wukong) field.ErrorList {
+	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&w.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))
+	allErrs = append(allErrs, ValidateWukongSpec(&w.Spec, field.NewPath("spec"))...)
+	return allErrs
+}
+
+// ValidateWukongStatusUpdate validates a write to wukongs/status.
+func ValidateWukongStatusUpdate(w, old *vm.Wukong) field.ErrorList {
+	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&w.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))
+	st := field.NewPath("status")
+	allErrs = append(allErrs, metav1validation.ValidateConditions(w.Status.Conditions, st.Child("conditions"))...)
+	for i, v := range w.Status.Volumes {
+		p := st.Child("volumes").Index(i)
+		if v.ImportStatus != nil {
+			allErrs = append(allErrs, validateProgress(v.ImportStatus.Progress, p.Child("importStatus", "progress"))...)
+		}
+		if v.ExportStatus != nil {
+			allErrs = append(allErrs, validateProgress(v.ExportStatus.Progress, p.Child("exportStatus", "progress"))...)
+		}
+	}
+	return allErrs
+}
+
+// ValidateWukongSpec validates the declared VM.
+func ValidateWukongSpec(s *vm.WukongSpec, p *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if s.CPU < 0 {
+		allErrs = append(allErrs, field.Invalid(p.Child("cpu"), s.CPU, "must be a positive number of cores"))
+	}
+	allErrs = append(allErrs, validatePositiveQuantity(s.Memory, p.Child("memory"))...)
+
+	names := sets.New[string]()
+	for i := range s.Disks {
+		dp := p.Child("disks").Index(i)
+		d := &s.Disks[i]
+		if names.Has(d.Name) {
+			allErrs = append(allErrs, field.Duplicate(dp.Child("name"), d.Name))
+		}
+		names.Insert(d.Name)
+		allErrs = append(allErrs, validateDisk(d, dp)...)
+	}
+	if s.FileTransfer != nil {
+		allErrs = append(allErrs, validateFileTransfer(s.FileTransfer, p.Child("fileTransfer"))...)
+	}
+	return allErrs
+}
+
+func validateDisk(d *vm.DiskConfig, p *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if d.Name == "" {
+		allErrs = append(allErrs, field.Required(p.Child("name"), "every disk needs a name"))
+	} else {
+		for _, msg := range utilvalidation.IsDNS1123Label(d.Name) {
+			allErrs = append(allErrs, field.Invalid(p.Child("name"), d.Name, msg))
+		}
+	}
+	allErrs = append(allErrs, validatePositiveQuantity(d.Size, p.Child("size"))...)
+	if d.Image != "" && d.ImportSource != nil {
+		allErrs = append(allErrs, field.Forbidden(p.Child("importSource"), "set either image or importSource, not both"))
+	}
+	if d.Image != "" {
+		allErrs = append(allErrs, validateRegistryURL(d.Image, p.Child("image"))...)
+	}
+	if d.ImportSource != nil {
+		allErrs = append(allErrs, validateImportSource(d.ImportSource, p.Child("importSource"))...)
+	}
+	if d.ExportTarget != nil {
+		allErrs = append(allErrs, validateExportTarget(d.ExportTarget, p.Child("exportTarget"))...)
+	}
+	return allErrs
+}
+
+func validateImportSource(s *vm.ImportSourceSpec, p *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if !importTypes.Has(s.Type) {
+		return append(allErrs, field.NotSupported(p.Child("type"), s.Type, sets.List(importTypes)))
+	}
+	switch s.Type {
+	case vm.ImportSourceHTTP, vm.ImportSourceHTTPS:
+		allErrs = append(allErrs, validateHTTPURL(s.URL, s.Type, p.Child("url"))...)
+		if s.Checksum != "" && !checksumRE.MatchString(s.Checksum) {
+			allErrs = append(allErrs, field.Invalid(p.Child("checksum"), s.Checksum, "must be <algorithm>:<hex digest> with algorithm md5, sha1, sha256 or sha512"))
+		}
+	case vm.ImportSourceS3:
+		if s.S3Config == nil {
+			allErrs = append(allErrs, field.Required(p.Child("s3Config"), "an s3 import needs s3Config with endpoint, bucket and key"))
+		} else {
+			allErrs = append(allErrs, validateS3(s.S3Config, p.Child("s3Config"))...)
+		}
+	case vm.ImportSourceRegistry:
+		allErrs = append(allErrs, validateRegistryURL(s.URL, p.Child("url"))...)
+	case vm.ImportSourcePVC:
+		if s.PVCConfig == nil || s.PVCConfig.Name == "" {
+			allErrs = append(allErrs, field.Required(p.Child("pvcConfig", "name"), "a pvc import needs the name of the PVC to clone"))
+		} else {
+			allErrs = append(allErrs, validateDNSSubdomain(s.PVCConfig.Name, p.Child("pvcConfig", "name"))...)
+			if s.PVCConfig.Namespace != "" {
+				for _, msg := range utilvalidation.IsDNS1123Label(s.PVCConfig.Namespace) {
+					allErrs = append(allErrs, field.Invalid(p.Child("pvcConfig", "namespace"), s.PVCConfig.Namespace, msg))
+				}
+			}
+		}
+	}
+	allErrs = append(allErrs, forbidUnused(s.Type, p, map[string]bool{
+		"s3Config":       s.S3Config != nil && s.Type != vm.ImportSourceS3,
+		"registryConfig": s.RegistryConfig != nil && s.Type != vm.ImportSourceRegistry,
+		"pvcConfig":      s.PVCConfig != nil && s.Type != vm.ImportSourcePVC,
+		"checksum":       s.Checksum != "" && s.Type != vm.ImportSourceHTTP && s.Type != vm.ImportSourceHTTPS,
+		"url":            s.URL != "" && (s.Type == vm.ImportSourceS3 || s.Type == vm.ImportSourcePVC),
+	})...)
+	allErrs = append(allErrs, validateSecretRef(s.Credentials, p.Child("credentials"))...)
+	if s.RegistryConfig != nil && s.RegistryConfig.SecretName != "" {
+		allErrs = append(allErrs, validateDNSSubdomain(s.RegistryConfig.SecretName, p.Child("registryConfig", "secretName"))...)
+	}
+	return allErrs
+}
+
+func validateExportTarget(t *vm.ExportTargetSpec, p *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if !exportTypes.Has(t.Type) {
+		return append(allErrs, field.NotSupported(p.Child("type"), t.Type, sets.List(exportTypes)))
+	}
+	if t.Format != "" && !exportFormats.Has(t.Format) {
+		allErrs = append(allErrs, field.NotSupported(p.Child("format"), t.Format, sets.List(exportFormats)))
+	}
+	switch t.Type {
+	case vm.ExportTargetRegistry:
+		if t.URL == "" {
+			allErrs = append(allErrs, field.Required(p.Child("url"), "a registry export needs an image reference such as registry.example.com/vms/ubuntu:tag"))
+		} else if strings.Contains(t.URL, "://") {
+			allErrs = append(allErrs, field.Invalid(p.Child("url"), t.URL, "must be an image reference without a scheme, such as registry.example.com/vms/ubuntu:tag"))
+		}
+		if t.Format == vm.ExportFormatRaw || t.Format == vm.ExportFormatQCOW2 {
+			allErrs = append(allErrs, field.Invalid(p.Child("format"), t.Format, "a registry export is an OCI containerDisk image: use format oci"))
+		}
+	case vm.ExportTargetS3:
+		if t.S3Config == nil {
+			allErrs = append(allErrs, field.Required(p.Child("s3Config"), "an s3 export needs s3Config with endpoint, bucket and key"))
+		} else {
+			allErrs = append(allErrs, validateS3(t.S3Config, p.Child("s3Config"))...)
+		}
+	case vm.ExportTargetHTTP:
+		allErrs = append(allErrs, validateHTTPURL(t.URL, "", p.Child("url"))...)
+	}
+	if t.Format == vm.ExportFormatOCI && t.Type != vm.ExportTargetRegistry {
+		allErrs = append(allErrs, field.Invalid(p.Child("format"), t.Format, "format oci is only for registry targets"))
+	}
+	allErrs = append(allErrs, forbidUnused(t.Type, p, map[string]bool{
+		"s3Config":       t.S3Config != nil && t.Type != vm.ExportTargetS3,
+		"registryConfig": t.RegistryConfig != nil && t.Type != vm.ExportTargetRegistry,
+	})...)
+	allErrs = append(allErrs, validateSecretRef(t.Credentials, p.Child("credentials"))...)
+	return allErrs
+}
+
+// forbidUnused reports configuration that the chosen type would silently ignore.
+func forbidUnused(typ string, p *field.Path, unused map[string]bool) field.ErrorList {
+	var allErrs field.ErrorList
+	for _, name := range sets.List(sets.KeySet(unused)) {
+		if unused[name] {
+			allErrs = append(allErrs, field.Forbidden(p.Child(name), fmt.Sprintf("not used by type %q", typ)))
+		}
+	}
+	return allErrs
+}
+
+func validateS3(s *vm.S3Config, p *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	allErrs = append(allErrs, validateHTTPURL(s.Endpoint, "", p.Child("endpoint"))...)
+	if s.Bucket == "" {
+		allErrs = append(allErrs, field.Required(p.Child("bucket"), "the bucket that holds the object"))
+	} else if len(s.Bucket) < 3 || len(s.Bucket) > 63 || strings.ContainsAny(s.Bucket, "/ ") {
+		allErrs = append(allErrs, field.Invalid(p.Child("bucket"), s.Bucket, "must be an S3 bucket name: 3-63 characters, no '/' or spaces"))
+	}
+	if s.Key == "" {
+		allErrs = append(allErrs, field.Required(p.Child("key"), "the object key, such as images/ubuntu.qcow2"))
+	}
+	allErrs = append(allErrs, validateSecretRef(s.Credentials, p.Child("credentials"))...)
+	return allErrs
+}
+
+// validateHTTPURL requires an absolute http(s) URL; scheme, when set, must match.
+func validateHTTPURL(raw, scheme string, p *field.Path) field.ErrorList {
+	if raw == "" {
+		return field.ErrorList{field.Required(p, "an absolute http:// or https:// URL")}
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return field.ErrorList{field.Invalid(p, raw, err.Error())}
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return field.ErrorList{field.Invalid(p, raw, "must be an absolute http:// or https:// URL with a host")}
+	}
+	if scheme != "" && u.Scheme != scheme {
+		return field.ErrorList{field.Invalid(p, raw, fmt.Sprintf("type is %s but the URL scheme is %s", scheme, u.Scheme))}
+	}
+	return nil
+}
+
+// validateRegistryURL requires a scheme CDI's registry importer understands.
+func validateRegistryURL(raw string, p *field.Path) field.ErrorList {
+	if raw == "" {
+		return field.ErrorList{field.Required(p, "an image URL such as docker://quay.io/containerdisks/ubuntu:22.04")}
+	}
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok || rest == "" {
+		return field.ErrorList{field.Invalid(p, raw, "must start with a scheme: docker://, registry:// or oci-archive://")}
+	}
+	switch scheme {
+	case "docker", "registry", "oci-archive":
+		return nil
+	}
+	return field.ErrorList{field.Invalid(p, raw, fmt.Sprintf("unsupported scheme %q: use docker://, registry:// or oci-archive://", scheme))}
+}
+
+func validateFileTransfer(f *vm.FileTransferSpec, p *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if !methods.Has(f.Method) {
+		allErrs = append(allErrs, field.NotSupported(p.Child("method"), f.Method, sets.List(methods)))
+	}
+	allErrs = append(allErrs, validatePositiveQuantity(f.MaxFileSize, p.Child("maxFileSize"))...)
+	if f.SSHConfig != nil {
+		sp := p.Child("sshConfig")
+		if f.SSHConfig.User == "" {
+			allErrs = append(allErrs, field.Required(sp.Child("user"), "the guest user to log in as"))
+		}
+		if f.SSHConfig.KeySecret == "" {
+			allErrs = append(allErrs, field.Required(sp.Child("keySecret"), "a kubernetes.io/ssh-auth Secret with the private key"))
+		} else {
+			allErrs = append(allErrs, validateDNSSubdomain(f.SSHConfig.KeySecret, sp.Child("keySecret"))...)
+		}
+		allErrs = append(allErrs, validatePort(f.SSHConfig.Port, sp.Child("port"))...)
+	} else if f.Enabled && f.Method == vm.FileTransferMethodSSH {
+		allErrs = append(allErrs, field.Required(p.Child("sshConfig"), "method ssh needs sshConfig with user and keySecret"))
+	}
+	if f.HTTPConfig != nil {
+		hp := p.Child("httpConfig")
+		allErrs = append(allErrs, validatePort(f.HTTPConfig.Port, hp.Child("port"))...)
+		if se := f.HTTPConfig.ServiceExposure; se != nil && se.Type != "" && !serviceTypes.Has(se.Type) {
+			allErrs = append(allErrs, field.NotSupported(hp.Child("serviceExposure", "type"), se.Type, sets.List(serviceTypes)))
+		}
+	}
+	return allErrs
+}
+
+// ValidateWukongFileTransfer validates a transfer record on create.
+func ValidateWukongFileTransfer(t *vm.WukongFileTransfer) field.ErrorList {
+	allErrs := apimachineryvalidation.ValidateObjectMeta(&t.ObjectMeta, true, apimachineryvalidation.NameIsDNSSubdomain, field.NewPath("metadata"))
+	allErrs = append(allErrs, validateFileTransferSpec(&t.Spec, field.NewPath("spec"))...)
+	return allErrs
+}
+
+// ValidateWukongFileTransferUpdate keeps the spec of a record immutable: it
+// describes what was asked for, and progress refers to it.
+func ValidateWukongFileTransferUpdate(t, old *vm.WukongFileTransfer) field.ErrorList {
+	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&t.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))
+	allErrs = append(allErrs, apimachineryvalidation.ValidateImmutableField(t.Spec, old.Spec, field.NewPath("spec"))...)
+	return allErrs
+}
+
+// ValidateWukongFileTransferStatusUpdate validates a write to wukongfiletransfers/status.
+func ValidateWukongFileTransferStatusUpdate(t, old *vm.WukongFileTransfer) field.ErrorList {
+	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&t.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))
+	st, p := &t.Status, field.NewPath("status")
+	switch st.Phase {
+	case "", vm.FileTransferPhasePending, vm.FileTransferPhaseTransferring, vm.FileTransferPhaseSucceeded, vm.FileTransferPhaseFailed:
+	default:
+		allErrs = append(allErrs, field.NotSupported(p.Child("phase"), st.Phase, []string{vm.FileTransferPhasePending, vm.FileTransferPhaseTransferring, vm.FileTransferPhaseSucceeded, vm.FileTransferPhaseFailed}))
+	}
+	allErrs = append(allErrs, validateProgress(st.Progress, p.Child("progress"))...)
+	for name, v := range map[string]int64{"bytesTransferred": st.BytesTransferred, "totalBytes": st.TotalBytes, "bytesPerSecond": st.BytesPerSecond} {
+		if v < 0 {
+			allErrs = append(allErrs, field.Invalid(p.Child(name), v, "must not be negative"))
+		}
+	}
+	if st.SHA256 != "" && !sha256RE.MatchString(st.SHA256) {
+		allErrs = append(allErrs, field.Invalid(p.Child("sha256"), st.SHA256, "must be 64 lower-case hex digits"))
+	}
+	return allErrs
+}
+
+func validateFileTransferSpec(s *vm.WukongFileTransferSpec, p *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if s.WukongName == "" {
+		allErrs = append(allErrs, field.Required(p.Child("wukongName"), "the Wukong the transfer goes to or comes from"))
+	} else {
+		allErrs = append(allErrs, validateDNSSubdomain(s.WukongName, p.Child("wukongName"))...)
+	}
+	if !operations.Has(s.Operation) {
+		allErrs = append(allErrs, field.NotSupported(p.Child("operation"), s.Operation, sets.List(operations)))
+	}
+	if s.Method != "" && !methods.Has(s.Method) {
+		allErrs = append(allErrs, field.NotSupported(p.Child("method"), s.Method, sets.List(methods)))
+	}
+	switch {
+	case s.Disk != "":
+		for _, msg := range utilvalidation.IsDNS1123Label(s.Disk) {
+			allErrs = append(allErrs, field.Invalid(p.Child("disk"), s.Disk, msg))
+		}
+		if s.RemotePath != "" {
+			allErrs = append(allErrs, field.Forbidden(p.Child("remotePath"), "a disk transfer has no path inside the VM"))
+		}
+	case s.RemotePath == "":
+		allErrs = append(allErrs, field.Required(p.Child("remotePath"), "the absolute path inside the VM (or disk, for a disk transfer)"))
+	default:
+		allErrs = append(allErrs, ValidateRemotePath(s.RemotePath, p.Child("remotePath"))...)
+	}
+	if s.ExpectedSize != nil && *s.ExpectedSize < 0 {
+		allErrs = append(allErrs, field.Invalid(p.Child("expectedSize"), *s.ExpectedSize, "must not be negative"))
+	}
+	if s.ExpectedSHA256 != "" && !sha256RE.MatchString(s.ExpectedSHA256) {
+		allErrs = append(allErrs, field.Invalid(p.Child("expectedSHA256"), s.ExpectedSHA256, "must be 64 lower-case hex digits"))
+	}
+	return allErrs
+}
+
+// ValidateRemotePath accepts only absolute, clean paths without NUL bytes:
+// what the guest sees must be exactly what the user wrote.
+func ValidateRemotePath(pth string, p *field.Path) field.ErrorList {
+	switch {
+	case pth == "":
+		return field.ErrorList{field.Required(p, "an absolute path inside the VM, such as /etc/app/config.yaml")}
+	case strings.ContainsRune(pth, 0):
+		return field.ErrorList{field.Invalid(p, pth, "must not contain NUL bytes")}
+	case !strings.HasPrefix(pth, "/"):
+		return field.ErrorList{field.Invalid(p, pth, "must be an absolute path (start with /)")}
+	case path.Clean(pth) != pth:
+		return field.ErrorList{field.Invalid(p, pth, fmt.Sprintf("must be a clean path without '.', '..' or repeated or trailing '/': use %q", path.Clean(pth)))}
+	}
+	return nil
+}
+
+func validatePositiveQuantity(q *resource.Quantity, p *field.Path) field.ErrorList {
+	if q != nil && q.Sign() <= 0 {
+		return field.ErrorList{field.Invalid(p, q.String(), "must be greater than zero")}
+	}
+	return nil
+}
+
+func validatePort(port *int32, p *field.Path) field.ErrorList {
+	if port == nil {
+		return nil
+	}
+	var allErrs field.ErrorList
+	for _, msg := range utilvalidation.IsValidPortNum(int(*port)) {
+		allErrs = append(allErrs, field.Invalid(p, *port, msg))
+	}
+	return allErrs
+}
+
+func validateSecretRef(ref *vm.SecretReference, p *field.Path) field.ErrorList {
+	if ref == nil {
+		return nil
+	}
+	if ref.SecretName == "" {
+		return field.ErrorList{field.Required(p.Child("secretName"), "the name of a Secret in the Wukong's namespace")}
+	}
+	return validateDNSSubdomain(ref.SecretName, p.Child("secretName"))
+}
+
+func validateDNSSubdomain(name string, p *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	for _, msg := range utilvalidation.IsDNS1123Subdomain(name) {
+		allErrs = append(allErrs, field.Invalid(p, name, msg))
+	}
+	return allErrs
+}
+
+// validateProgress accepts "" or "N%" with N in 0..100.
+func validateProgress(progress string, p *field.Path) field.ErrorList {
+	if progress == "" {
+		return nil
+	}
+	var n int
+	if _, err := fmt.Sscanf(progress, "%d%%", &n); err != nil || n < 0 || n > 100 || fmt.Sprintf("%d%%", n) != progress {
+		return field.ErrorList{field.Invalid(p, progress, "must be a percentage from 0% to 100%")}
+	}
+	return nil
+}

@@ -1,0 +1,112 @@
+// Package apiserver assembles wukong-apiserver: Config → Complete → New,
+// installing the vm.novasphere.dev group with its storage and subresources.
+package apiserver
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apiserver/pkg/registry/rest"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	genericfilters "k8s.io/apiserver/pkg/server/filters"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/apis/vm/install"
+	"github.com/novasphere/wukong/pkg/registry/vm/wukong"
+	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
+)
+
+var (
+	// Scheme knows the API's internal and versioned types.
+	Scheme = runtime.NewScheme()
+	// Codecs serialises the API's types.
+	Codecs = serializer.NewCodecFactory(Scheme)
+)
+
+// StreamingSubresources carry bytes rather than objects. They are long-running
+// for this server's own filters: its request timeout must not cut them and its
+// max-in-flight limit must not count them.
+var StreamingSubresources = sets.NewString("files", "export", "upload")
+
+func init() {
+	install.Install(Scheme)
+
+	// Options types (ListOptions, GetOptions...) live in the unversioned v1 group.
+	metav1.AddToGroupVersion(Scheme, schema.GroupVersion{Version: "v1"})
+	unversioned := schema.GroupVersion{Group: "", Version: "v1"}
+	Scheme.AddUnversionedTypes(unversioned,
+		&metav1.Status{},
+		&metav1.APIVersions{},
+		&metav1.APIGroupList{},
+		&metav1.APIGroup{},
+		&metav1.APIResourceList{},
+	)
+}
+
+// LongRunningFunc treats watches and the streaming subresources as long-running.
+var LongRunningFunc = genericfilters.BasicLongRunningRequestCheck(sets.NewString("watch"), StreamingSubresources)
+
+// ExtraConfig holds Wukong's own configuration.
+type ExtraConfig struct{}
+
+// Config is the configuration of wukong-apiserver.
+type Config struct {
+	GenericConfig *genericapiserver.RecommendedConfig
+	ExtraConfig   ExtraConfig
+}
+
+// WukongServer is a running wukong-apiserver.
+type WukongServer struct {
+	GenericAPIServer *genericapiserver.GenericAPIServer
+}
+
+type completedConfig struct {
+	GenericConfig genericapiserver.CompletedConfig
+	ExtraConfig   *ExtraConfig
+}
+
+// CompletedConfig is a Config with every default filled in.
+type CompletedConfig struct {
+	*completedConfig
+}
+
+// Complete fills in the fields not set that are required to have valid data.
+func (cfg *Config) Complete() CompletedConfig {
+	cfg.GenericConfig.LongRunningFunc = LongRunningFunc
+	return CompletedConfig{&completedConfig{
+		GenericConfig: cfg.GenericConfig.Complete(),
+		ExtraConfig:   &cfg.ExtraConfig,
+	}}
+}
+
+// New returns a WukongServer with the API group installed.
+func (c completedConfig) New() (*WukongServer, error) {
+	genericServer, err := c.GenericConfig.New("wukong-apiserver", genericapiserver.NewEmptyDelegate())
+	if err != nil {
+		return nil, err
+	}
+	s := &WukongServer{GenericAPIServer: genericServer}
+
+	wukongs, wukongStatus, err := wukong.NewREST(Scheme, c.GenericConfig.RESTOptionsGetter)
+	if err != nil {
+		return nil, err
+	}
+	transfers, transferStatus, err := wukongfiletransfer.NewREST(Scheme, c.GenericConfig.RESTOptionsGetter)
+	if err != nil {
+		return nil, err
+	}
+
+	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(vm.GroupName, Scheme, metav1.ParameterCodec, Codecs)
+	apiGroupInfo.VersionedResourcesStorageMap["v1alpha1"] = map[string]rest.Storage{
+		"wukongs":                    wukongs,
+		"wukongs/status":             wukongStatus,
+		"wukongfiletransfers":        transfers,
+		"wukongfiletransfers/status": transferStatus,
+	}
+	if err := s.GenericAPIServer.InstallAPIGroup(&apiGroupInfo); err != nil {
+		return nil, err
+	}
+	return s, nil
+}

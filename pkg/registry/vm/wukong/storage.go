@@ -1,0 +1,68 @@
+package wukong
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/registry/generic"
+	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
+	"k8s.io/apiserver/pkg/registry/rest"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/registry/status"
+	"github.com/novasphere/wukong/pkg/registry/table"
+)
+
+// REST is the etcd storage of wukongs.
+type REST struct {
+	*genericregistry.Store
+}
+
+var (
+	_ rest.ShortNamesProvider = &REST{}
+	_ rest.CategoriesProvider = &REST{}
+)
+
+// ShortNames lets users type `kubectl get wk`.
+func (*REST) ShortNames() []string { return []string{"wk"} }
+
+// Categories puts wukongs in `kubectl get all` and `kubectl get wukong`.
+func (*REST) Categories() []string { return []string{"all", "wukong"} }
+
+// NewREST returns the storage of wukongs and wukongs/status.
+func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*REST, *status.REST, error) {
+	strategy := NewStrategy(scheme)
+	store := &genericregistry.Store{
+		NewFunc:                   func() runtime.Object { return &vm.Wukong{} },
+		NewListFunc:               func() runtime.Object { return &vm.WukongList{} },
+		PredicateFunc:             Match,
+		DefaultQualifiedResource:  vm.Resource("wukongs"),
+		SingularQualifiedResource: vm.Resource("wukong"),
+
+		CreateStrategy:      strategy,
+		UpdateStrategy:      strategy,
+		DeleteStrategy:      strategy,
+		ResetFieldsStrategy: strategy,
+
+		TableConvertor: tableConvertor,
+	}
+	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: optsGetter, AttrFunc: GetAttrs}); err != nil {
+		return nil, nil, err
+	}
+	return &REST{store}, status.NewREST(store, NewStatusStrategy(scheme)), nil
+}
+
+var tableConvertor = table.Convertor[*vm.Wukong]{
+	Columns: []metav1.TableColumnDefinition{
+		{Name: "CPU", Type: "integer", Description: "Virtual CPU cores."},
+		{Name: "Memory", Type: "string", Description: "Guest memory."},
+		{Name: "Phase", Type: "string", Description: "The VM's state."},
+		{Name: "Address", Type: "string", Description: "The running VM's address."},
+	},
+	Cells: func(w *vm.Wukong) []any {
+		mem := "<none>"
+		if w.Spec.Memory != nil {
+			mem = w.Spec.Memory.String()
+		}
+		return []any{int64(w.Spec.CPU), mem, table.OrNone(w.Status.Phase), table.OrNone(w.Status.Address)}
+	},
+}

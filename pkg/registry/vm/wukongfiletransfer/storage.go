@@ -1,0 +1,77 @@
+package wukongfiletransfer
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/registry/generic"
+	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
+	"k8s.io/apiserver/pkg/registry/rest"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/registry/status"
+	"github.com/novasphere/wukong/pkg/registry/table"
+)
+
+// REST is the etcd storage of wukongfiletransfers.
+type REST struct {
+	*genericregistry.Store
+}
+
+var (
+	_ rest.ShortNamesProvider = &REST{}
+	_ rest.CategoriesProvider = &REST{}
+)
+
+// ShortNames lets users type `kubectl get wft`.
+func (*REST) ShortNames() []string { return []string{"wft"} }
+
+// Categories puts records in `kubectl get wukong`.
+func (*REST) Categories() []string { return []string{"wukong"} }
+
+// NewREST returns the storage of wukongfiletransfers and wukongfiletransfers/status.
+func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*REST, *status.REST, error) {
+	strategy := NewStrategy(scheme)
+	store := &genericregistry.Store{
+		NewFunc:                   func() runtime.Object { return &vm.WukongFileTransfer{} },
+		NewListFunc:               func() runtime.Object { return &vm.WukongFileTransferList{} },
+		PredicateFunc:             Match,
+		DefaultQualifiedResource:  vm.Resource("wukongfiletransfers"),
+		SingularQualifiedResource: vm.Resource("wukongfiletransfer"),
+
+		CreateStrategy:      strategy,
+		UpdateStrategy:      strategy,
+		DeleteStrategy:      strategy,
+		ResetFieldsStrategy: strategy,
+
+		TableConvertor: tableConvertor,
+	}
+	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: optsGetter, AttrFunc: GetAttrs}); err != nil {
+		return nil, nil, err
+	}
+	return &REST{store}, status.NewREST(store, NewStatusStrategy(scheme)), nil
+}
+
+var tableConvertor = table.Convertor[*vm.WukongFileTransfer]{
+	Columns: []metav1.TableColumnDefinition{
+		{Name: "Wukong", Type: "string", Description: "The Wukong the transfer goes to or comes from."},
+		{Name: "Operation", Type: "string", Description: "upload or download."},
+		{Name: "Path", Type: "string", Description: "The path inside the VM, or disk:<name> for a disk transfer."},
+		{Name: "Phase", Type: "string", Description: "Pending, Transferring, Succeeded or Failed."},
+		{Name: "Progress", Type: "string", Description: "Percentage done, when the size is known."},
+		{Name: "Bytes", Type: "string", Priority: 1, Description: "Bytes transferred."},
+		{Name: "Rate", Type: "string", Priority: 1, Description: "Recent rate."},
+		{Name: "Requested-By", Type: "string", Priority: 1, Description: "The user who asked for the transfer."},
+	},
+	Cells: func(t *vm.WukongFileTransfer) []any {
+		path := t.Spec.RemotePath
+		if t.Spec.Disk != "" {
+			path = "disk:" + t.Spec.Disk
+		}
+		return []any{
+			t.Spec.WukongName, t.Spec.Operation, path,
+			table.OrNone(t.Status.Phase), table.OrNone(t.Status.Progress),
+			table.Bytes(t.Status.BytesTransferred), table.Bytes(t.Status.BytesPerSecond) + "/s",
+			table.OrNone(t.Status.RequestedBy),
+		}
+	},
+}
