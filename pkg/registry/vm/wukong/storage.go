@@ -25,8 +25,8 @@ var (
 // ShortNames lets users type `kubectl get wk`.
 func (*REST) ShortNames() []string { return []string{"wk"} }
 
-// Categories puts wukongs in `kubectl get all` and `kubectl get wukong`.
-func (*REST) Categories() []string { return []string{"all", "wukong"} }
+// Categories puts wukongs in `kubectl get all`, as KubeVirt does with its VMs.
+func (*REST) Categories() []string { return []string{"all"} }
 
 // NewREST returns the storage of wukongs and wukongs/status.
 func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*REST, *status.REST, error) {

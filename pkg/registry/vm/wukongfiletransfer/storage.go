@@ -17,16 +17,10 @@ type REST struct {
 	*genericregistry.Store
 }
 
-var (
-	_ rest.ShortNamesProvider = &REST{}
-	_ rest.CategoriesProvider = &REST{}
-)
+var _ rest.ShortNamesProvider = &REST{}
 
 // ShortNames lets users type `kubectl get wft`.
 func (*REST) ShortNames() []string { return []string{"wft"} }
-
-// Categories puts records in `kubectl get wukong`.
-func (*REST) Categories() []string { return []string{"wukong"} }
 
 // NewREST returns the storage of wukongfiletransfers and wukongfiletransfers/status.
 func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*REST, *status.REST, error) {

@@ -1,0 +1,55 @@
+# Wukong: make build | test | bench | up | down | generate | verify
+SHELL := /usr/bin/env bash
+BIN   := _output/bin
+GO    ?= go
+# Same flags locally and in CI, so the build cache is shared (see NOTES: -trimpath changes every key).
+GOFLAGS_BUILD ?=
+INTEGRATION_TIMEOUT ?= 60m
+
+.PHONY: all build tools test test-unit test-integration verify generate bench up down clean
+
+all: build
+
+## build: wukong-apiserver into _output/bin
+build:
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/wukong-apiserver ./cmd/wukong-apiserver
+
+## tools: etcd, kube-apiserver and kubectl for the tests and the local stack (cached)
+tools:
+	hack/tools/build.sh
+
+## test: everything CI runs: static checks, generated-code check, unit and integration tests
+test: verify test-unit test-integration
+
+test-unit:
+	$(GO) test ./pkg/... ./cmd/...
+
+test-integration: build tools
+	WUKONG_APISERVER_BIN=$(CURDIR)/$(BIN)/wukong-apiserver \
+	  $(GO) test -count=1 -timeout $(INTEGRATION_TIMEOUT) ./test/...
+
+## verify: gofmt, go vet and generated code up to date
+verify:
+	@out=$$(gofmt -l cmd pkg hack test); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	hack/verify-codegen.sh
+
+## generate: regenerate deepcopy, conversion, defaults, openapi, clientset, listers, informers
+generate:
+	hack/update-codegen.sh
+
+## bench: throughput and memory benchmarks, reported as ratios to a baseline measured in the same run
+bench: build tools
+	WUKONG_APISERVER_BIN=$(CURDIR)/$(BIN)/wukong-apiserver \
+	  $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/...
+
+## up: a local control plane (etcd, kube-apiserver, wukong-apiserver behind an APIService) in the background
+up: build tools
+	hack/local-up.sh start
+
+## down: stop what `make up` started
+down:
+	hack/local-up.sh stop
+
+clean:
+	rm -rf _output

@@ -1,0 +1,55 @@
+// Package apiserver tests the vm.novasphere.dev API end to end: real etcd,
+// kube-apiserver and kubectl, wukong-apiserver behind a real APIService, users
+// with client certificates and RBAC.
+package apiserver
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
+	"github.com/novasphere/wukong/test/integration/framework"
+)
+
+var cp *framework.ControlPlane
+
+func TestMain(m *testing.M) {
+	os.Exit(framework.RunTestMain(m, framework.Options{}, &cp))
+}
+
+// clients returns the Wukong clientset and the core clientset for a user.
+func clients(t *testing.T, u *framework.User) (versioned.Interface, kubernetes.Interface) {
+	t.Helper()
+	wc, err := versioned.NewForConfig(u.Config)
+	require.NoError(t, err)
+	kc, err := kubernetes.NewForConfig(u.Config)
+	require.NoError(t, err)
+	return wc, kc
+}
+
+// namespace creates a namespace for one test and deletes it afterwards.
+func namespace(t *testing.T, name string) string {
+	t.Helper()
+	_, kc := clients(t, cp.Admin)
+	_, err := kc.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = kc.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+	return name
+}
+
+// repoPath returns a path inside the repository.
+func repoPath(t *testing.T, rel string) string {
+	t.Helper()
+	root, err := framework.RepoRoot()
+	require.NoError(t, err)
+	return filepath.Join(root, rel)
+}
