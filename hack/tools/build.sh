@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 bin=${BIN_DIR:-$here/../../_output/bin}
 mkdir -p "$bin"
-stamp="$bin/.tools-$(sha256sum "$here/go.mod" "$here/go.sum" "$0" | sha256sum | cut -c1-16)"
+stamp="$bin/.tools-$(cat "$here/go.mod" "$here/go.sum" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ] && [ -x "$bin/kube-apiserver" ] && [ -x "$bin/etcd" ] && [ -x "$bin/kubectl" ]; then
   exit 0
 fi

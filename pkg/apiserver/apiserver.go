@@ -23,6 +23,9 @@ var (
 	Scheme = runtime.NewScheme()
 	// Codecs serialises the API's types.
 	Codecs = serializer.NewCodecFactory(Scheme)
+	// ParameterCodec decodes query parameters into options kinds, including
+	// WukongFileOptions, with the scheme's generated conversions.
+	ParameterCodec = runtime.NewParameterCodec(Scheme)
 )
 
 // StreamingSubresources carry bytes rather than objects. They are long-running
@@ -98,7 +101,7 @@ func (c completedConfig) New() (*WukongServer, error) {
 		return nil, err
 	}
 
-	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(vm.GroupName, Scheme, metav1.ParameterCodec, Codecs)
+	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(vm.GroupName, Scheme, ParameterCodec, Codecs)
 	apiGroupInfo.VersionedResourcesStorageMap["v1alpha1"] = map[string]rest.Storage{
 		"wukongs":                    wukongs,
 		"wukongs/status":             wukongStatus,

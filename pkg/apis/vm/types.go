@@ -494,3 +494,90 @@ type WukongFileTransferList struct {
 
 	Items []WukongFileTransfer `json:"items"`
 }
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// WukongFileOptions are the query parameters of the wukongs/<name>/files
+// subresource. GET reads (a file, a byte range, a directory listing or a tar of
+// a directory), POST creates, PUT creates or replaces, DELETE removes.
+type WukongFileOptions struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// Path is the absolute path inside the VM.
+	Path string `json:"path"`
+
+	// Offset of the first byte to read (GET), like a Range header.
+	// +optional
+	Offset *int64 `json:"offset,omitempty"`
+
+	// Length is the number of bytes to read from offset (GET); to the end when unset.
+	// +optional
+	Length *int64 `json:"length,omitempty"`
+
+	// Archive set to "tar" reads a directory as a tar stream (GET) or extracts
+	// a tar body under the directory at path (POST, PUT).
+	// +optional
+	Archive string `json:"archive,omitempty"`
+
+	// Gzip compresses the tar stream (GET) or says the tar body is gzipped (POST, PUT).
+	// +optional
+	Gzip bool `json:"gzip,omitempty"`
+
+	// Mode of a created file, in octal (e.g. "0600"). A replaced file keeps its
+	// mode unless this is set; a new one gets 0644.
+	// +optional
+	Mode string `json:"mode,omitempty"`
+
+	// CreateParents creates missing parent directories (POST, PUT).
+	// +optional
+	CreateParents bool `json:"createParents,omitempty"`
+
+	// SHA256 is the expected hex sha256 of the uploaded body; on a mismatch
+	// nothing is written under path.
+	// +optional
+	SHA256 string `json:"sha256,omitempty"`
+
+	// Recursive removes a directory and everything under it (DELETE).
+	// +optional
+	Recursive bool `json:"recursive,omitempty"`
+}
+
+// File types in a listing.
+const (
+	FileTypeFile      = "file"
+	FileTypeDirectory = "directory"
+	FileTypeSymlink   = "symlink"
+	FileTypeOther     = "other"
+)
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// WukongFileList is a directory listing inside a VM, returned by a GET of
+// wukongs/<name>/files on a directory.
+type WukongFileList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+
+	// Path of the listed directory.
+	Path string `json:"path"`
+
+	// Items are the directory's entries, sorted by name.
+	Items []FileInfo `json:"items"`
+}
+
+// FileInfo describes one directory entry.
+type FileInfo struct {
+	// Name of the entry within its directory.
+	Name string `json:"name"`
+	// Type: file, directory, symlink or other.
+	Type string `json:"type"`
+	// Size in bytes.
+	Size int64 `json:"size"`
+	// Mode as ls prints it, e.g. -rw-r--r--.
+	Mode string `json:"mode"`
+	// ModTime is the last modification time.
+	ModTime metav1.Time `json:"modTime"`
+	// LinkTarget is where a symlink points.
+	// +optional
+	LinkTarget string `json:"linkTarget,omitempty"`
+}

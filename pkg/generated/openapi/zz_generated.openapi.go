@@ -36,6 +36,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.DiskConfig{}.OpenAPIModelName():               schema_pkg_apis_vm_v1alpha1_DiskConfig(ref),
 		v1alpha1.ExportStatus{}.OpenAPIModelName():             schema_pkg_apis_vm_v1alpha1_ExportStatus(ref),
 		v1alpha1.ExportTargetSpec{}.OpenAPIModelName():         schema_pkg_apis_vm_v1alpha1_ExportTargetSpec(ref),
+		v1alpha1.FileInfo{}.OpenAPIModelName():                 schema_pkg_apis_vm_v1alpha1_FileInfo(ref),
 		v1alpha1.FileTransferSpec{}.OpenAPIModelName():         schema_pkg_apis_vm_v1alpha1_FileTransferSpec(ref),
 		v1alpha1.FileTransferStatus{}.OpenAPIModelName():       schema_pkg_apis_vm_v1alpha1_FileTransferStatus(ref),
 		v1alpha1.HTTPTransferConfig{}.OpenAPIModelName():       schema_pkg_apis_vm_v1alpha1_HTTPTransferConfig(ref),
@@ -49,6 +50,8 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.ServiceExposureSpec{}.OpenAPIModelName():      schema_pkg_apis_vm_v1alpha1_ServiceExposureSpec(ref),
 		v1alpha1.VolumeStatus{}.OpenAPIModelName():             schema_pkg_apis_vm_v1alpha1_VolumeStatus(ref),
 		v1alpha1.Wukong{}.OpenAPIModelName():                   schema_pkg_apis_vm_v1alpha1_Wukong(ref),
+		v1alpha1.WukongFileList{}.OpenAPIModelName():           schema_pkg_apis_vm_v1alpha1_WukongFileList(ref),
+		v1alpha1.WukongFileOptions{}.OpenAPIModelName():        schema_pkg_apis_vm_v1alpha1_WukongFileOptions(ref),
 		v1alpha1.WukongFileTransfer{}.OpenAPIModelName():       schema_pkg_apis_vm_v1alpha1_WukongFileTransfer(ref),
 		v1alpha1.WukongFileTransferList{}.OpenAPIModelName():   schema_pkg_apis_vm_v1alpha1_WukongFileTransferList(ref),
 		v1alpha1.WukongFileTransferSpec{}.OpenAPIModelName():   schema_pkg_apis_vm_v1alpha1_WukongFileTransferSpec(ref),
@@ -252,6 +255,67 @@ func schema_pkg_apis_vm_v1alpha1_ExportTargetSpec(ref common.ReferenceCallback) 
 		},
 		Dependencies: []string{
 			v1alpha1.RegistryConfig{}.OpenAPIModelName(), v1alpha1.S3Config{}.OpenAPIModelName(), v1alpha1.SecretReference{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_vm_v1alpha1_FileInfo(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "FileInfo describes one directory entry.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name of the entry within its directory.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"type": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Type: file, directory, symlink or other.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"size": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Size in bytes.",
+							Default:     0,
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"mode": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Mode as ls prints it, e.g. -rw-r--r--.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"modTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ModTime is the last modification time.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"linkTarget": {
+						SchemaProps: spec.SchemaProps{
+							Description: "LinkTarget is where a symlink points.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name", "type", "size", "mode", "modTime"},
+			},
+		},
+		Dependencies: []string{
+			v1.Time{}.OpenAPIModelName()},
 	}
 }
 
@@ -757,6 +821,155 @@ func schema_pkg_apis_vm_v1alpha1_Wukong(ref common.ReferenceCallback) common.Ope
 		},
 		Dependencies: []string{
 			v1alpha1.WukongSpec{}.OpenAPIModelName(), v1alpha1.WukongStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_vm_v1alpha1_WukongFileList(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "WukongFileList is a directory listing inside a VM, returned by a GET of wukongs/<name>/files on a directory.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ListMeta{}.OpenAPIModelName()),
+						},
+					},
+					"path": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Path of the listed directory.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"items": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Items are the directory's entries, sorted by name.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.FileInfo{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"path", "items"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.FileInfo{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_vm_v1alpha1_WukongFileOptions(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "WukongFileOptions are the query parameters of the wukongs/<name>/files subresource. GET reads (a file, a byte range, a directory listing or a tar of a directory), POST creates, PUT creates or replaces, DELETE removes.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"path": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Path is the absolute path inside the VM.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"offset": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Offset of the first byte to read (GET), like a Range header.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"length": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Length is the number of bytes to read from offset (GET); to the end when unset.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"archive": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Archive set to \"tar\" reads a directory as a tar stream (GET) or extracts a tar body under the directory at path (POST, PUT).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"gzip": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Gzip compresses the tar stream (GET) or says the tar body is gzipped (POST, PUT).",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"mode": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Mode of a created file, in octal (e.g. \"0600\"). A replaced file keeps its mode unless this is set; a new one gets 0644.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"createParents": {
+						SchemaProps: spec.SchemaProps{
+							Description: "CreateParents creates missing parent directories (POST, PUT).",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"sha256": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SHA256 is the expected hex sha256 of the uploaded body; on a mismatch nothing is written under path.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"recursive": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Recursive removes a directory and everything under it (DELETE).",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"path"},
+			},
+		},
 	}
 }
 

@@ -38,6 +38,8 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&WukongList{},
 		&WukongFileTransfer{},
 		&WukongFileTransferList{},
+		&WukongFileOptions{},
+		&WukongFileList{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil

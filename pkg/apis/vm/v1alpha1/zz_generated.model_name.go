@@ -37,6 +37,11 @@ func (in ExportTargetSpec) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in FileInfo) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.FileInfo"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in FileTransferSpec) OpenAPIModelName() string {
 	return "dev.novasphere.vm.v1alpha1.FileTransferSpec"
 }
@@ -99,6 +104,16 @@ func (in VolumeStatus) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in Wukong) OpenAPIModelName() string {
 	return "dev.novasphere.vm.v1alpha1.Wukong"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in WukongFileList) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.WukongFileList"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in WukongFileOptions) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.WukongFileOptions"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# `make up` / `make down`: a local Wukong control plane in the background
+# (etcd, kube-apiserver, wukong-apiserver behind an APIService), the same stack
+# the integration tests run. `start` waits until it is ready and shows kubectl
+# working against the Wukong API; `stop` stops only what `start` started.
+set -o errexit -o nounset -o pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$root"
+out=_output/local-up
+pidfile=$out/local-up.pid
+export KUBECONFIG=$root/$out/kubeconfig
+kubectl=$root/_output/bin/kubectl
+
+start() {
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    echo "already running (pid $(cat "$pidfile")); 'make down' stops it"
+    exit 0
+  fi
+  mkdir -p "$out"
+  go build -o _output/bin/local-up ./hack/local-up
+  : >"$out/local-up.log"
+  WUKONG_APISERVER_BIN=$root/_output/bin/wukong-apiserver \
+    setsid nohup _output/bin/local-up >"$out/local-up.log" 2>&1 </dev/null &
+  local pid=$!
+  for _ in $(seq 1 300); do
+    if grep -q '^Wukong is up' "$out/local-up.log"; then break; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "local-up failed:"; tail -30 "$out/local-up.log"; exit 1
+    fi
+    sleep 1
+  done
+  grep -q '^Wukong is up' "$out/local-up.log" || { echo "local-up did not become ready:"; tail -30 "$out/local-up.log"; exit 1; }
+  sed -n '/^Wukong is up/,$p' "$out/local-up.log"
+
+  echo "--- the Wukong API through kube-apiserver:"
+  (set -x
+    "$kubectl" api-resources --api-group=vm.novasphere.dev
+    "$kubectl" apply -f artifacts/examples/wukong-import-https.yaml -f artifacts/examples/filetransfer-upload-config.yaml
+    "$kubectl" get wukongs,wukongfiletransfers
+  )
+}
+
+stop() {
+  if [ ! -f "$pidfile" ]; then echo "not running"; return 0; fi
+  local pid; pid=$(cat "$pidfile")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+  echo "stopped (pid $pid)"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac

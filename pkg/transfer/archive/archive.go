@@ -1,0 +1,89 @@
+// Package archive streams directory trees between a VM guest, reached over
+// SFTP, and tar archives.
+//
+// Write walks a guest directory and writes it as a tar stream; Extract reads
+// a tar stream and recreates it under a guest directory. File contents are
+// streamed, never held whole in memory: memory use grows with the number of
+// entries (names and metadata), not with their sizes.
+//
+// # Archive layout
+//
+// Write names entries after the base name of the directory it archives, the
+// way `tar -C /var -c log` does: archiving /var/log yields "log/",
+// "log/syslog", "log/apt/history.log" and so on, so `tar -x` of the result
+// recreates a "log" directory, and Extract of it into /restore creates
+// /restore/log. Archiving "/" yields entries without a common top directory.
+//
+// # What Extract refuses
+//
+// Extract treats the archive as untrusted. It refuses, and fails the whole
+// extraction leaving nothing behind, archives with an entry that has an
+// absolute name or climbs out of the destination with "..", a symbolic link
+// whose target leaves the destination, a hard link to anything other than a
+// regular file earlier in the same archive, a device or FIFO (or any other
+// special) entry, an entry whose path goes through a symbolic link (one the
+// archive created, or one already in the guest), an entry that would turn a
+// directory into a file or a file into a directory, and archives whose files
+// add up to more than ExtractOptions.MaxBytes. See the Err* variables for how
+// these are reported.
+package archive
+
+import (
+	"context"
+	"os"
+	"time"
+
+	"github.com/pkg/sftp"
+)
+
+// FS is the part of an SFTP client that Write and Extract use. *sftp.Client
+// implements it.
+//
+// Files are *sftp.File rather than an interface of our own because Go
+// matches method signatures exactly (an interface-typed result would shut
+// *sftp.Client out), and because *sftp.File's WriteTo and ReadFrom pipeline
+// requests, which is what makes large transfers fast on high-latency links.
+type FS interface {
+	Stat(p string) (os.FileInfo, error)
+	Lstat(p string) (os.FileInfo, error)
+	ReadDirContext(ctx context.Context, p string) ([]os.FileInfo, error)
+	ReadLink(p string) (string, error)
+	Open(p string) (*sftp.File, error)
+	OpenFile(p string, f int) (*sftp.File, error)
+	Mkdir(p string) error
+	Chmod(p string, mode os.FileMode) error
+	Chtimes(p string, atime, mtime time.Time) error
+	// Symlink creates newname pointing at oldname.
+	Symlink(oldname, newname string) error
+	// Link makes a hard link (the hardlink@openssh.com extension).
+	Link(oldname, newname string) error
+	// PosixRename replaces newname atomically (posix-rename@openssh.com);
+	// plain SFTP rename refuses to replace an existing file.
+	PosixRename(oldname, newname string) error
+	Remove(p string) error
+}
+
+var _ FS = (*sftp.Client)(nil)
+
+// Stats counts what Write archived or Extract extracted.
+type Stats struct {
+	// Files counts regular files, including (for Extract) hard links.
+	Files int64
+	// Dirs counts directory entries. Extract does not count the parent
+	// directories it creates for entries whose archive lists no entry for
+	// their directory.
+	Dirs     int64
+	Symlinks int64
+	// Bytes is the total size of file contents.
+	Bytes int64
+	// Skipped counts guest entries Write left out because tar cannot carry
+	// them usefully: sockets, devices and FIFOs.
+	Skipped int64
+}
+
+// TempMarker is part of the name of every temporary file Extract creates
+// (".<name>" + TempMarker + random hex, in the target's directory). Extract
+// removes its temporary files whenever it fails; one can only be left behind
+// if the guest connection drops mid-extraction, and this marker lets a person
+// or a janitor find it.
+const TempMarker = ".wukong-tmp-"

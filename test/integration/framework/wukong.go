@@ -1,0 +1,350 @@
+/*
+Copyright The Wukong Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package framework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
+	apiregistrationv1helper "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1/helper"
+	aggregator "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
+	"k8s.io/utils/ptr"
+)
+
+const (
+	// WukongGroupVersion is what wukong-apiserver serves through the aggregator.
+	WukongGroupVersion = wukongGroup + "/" + wukongVersion
+	// APIServiceName names the APIService that registers wukong-apiserver.
+	APIServiceName = wukongVersion + "." + wukongGroup
+
+	wukongGroup       = "vm.novasphere.dev"
+	wukongVersion     = "v1alpha1"
+	wukongNamespace   = "wukong-system"
+	wukongServiceName = "wukong-apiserver"
+
+	// wukongEtcdPrefix keeps wukong-apiserver's keys apart from
+	// kube-apiserver's in the shared etcd.
+	wukongEtcdPrefix = "/registry/" + wukongGroup
+
+	// restartedAtAnnotation is bumped on every (re)start. Changing the
+	// APIService makes the aggregator re-check availability at once instead
+	// of after its failure back-off, which grows to 30 s.
+	restartedAtAnnotation = "test.wukong.novasphere.dev/started-at"
+)
+
+// WukongAPIServerURL is wukong-apiserver's own https URL, bypassing the
+// aggregator; its certificate is signed by WukongCAPEM. It is empty until
+// wukong-apiserver first started and stays the same across restarts.
+func (cp *ControlPlane) WukongAPIServerURL() string {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.wukongPort == 0 {
+		return ""
+	}
+	return fmt.Sprintf("https://127.0.0.1:%d", cp.wukongPort)
+}
+
+// StartWukongAPIServer starts wukong-apiserver (building it if needed),
+// registers it with kube-apiserver and waits until the APIService is
+// Available and discovery lists the group. A restart reuses the first start's
+// port and flags.
+func (cp *ControlPlane) StartWukongAPIServer(ctx context.Context) error {
+	cp.wukongLifecycle.Lock()
+	defer cp.wukongLifecycle.Unlock()
+
+	if cp.stopped {
+		return errStopped
+	}
+	if cp.kubeAPIServer == nil || cp.kubeAPIServer.exited() {
+		return errors.New("kube-apiserver is not running")
+	}
+	if w := cp.currentWukong(); w != nil && !w.exited() {
+		return errors.New("wukong-apiserver is already running")
+	}
+	began := time.Now()
+	if cp.Binaries.WukongAPIServer == "" {
+		bin, err := ensureWukongAPIServer(ctx, cp.root, cp.opts.Log)
+		if err != nil {
+			return err
+		}
+		cp.Binaries.WukongAPIServer = bin
+	}
+	// The timeout is for starting, not for a cold build, which takes minutes.
+	ctx, cancel := cp.withStartTimeout(ctx)
+	defer cancel()
+
+	var p *process
+	var err error
+	if cp.wukongArgs != nil {
+		// A restart must keep the port: the Service and APIService name it.
+		p, err = cp.runWukong(ctx, cp.wukongPort, cp.wukongArgs)
+	} else {
+		err = startWithRetry(func() error {
+			port, err := freePort()
+			if err != nil {
+				return err
+			}
+			args := cp.wukongAPIServerArgs(port)
+			if p, err = cp.runWukong(ctx, port, args); err != nil {
+				return err
+			}
+			cp.mu.Lock()
+			cp.wukongPort, cp.wukongArgs = port, args
+			cp.mu.Unlock()
+			return nil
+		})
+	}
+	if err != nil {
+		return err
+	}
+	cp.logf("wukong-apiserver ready at %s (%s)", cp.WukongAPIServerURL(), time.Since(began).Round(time.Millisecond))
+
+	if err := cp.registerWukong(ctx); err != nil {
+		p.stop()
+		return fmt.Errorf("registering wukong-apiserver: %w", err)
+	}
+	err = p.waitReady(ctx, "APIService "+APIServiceName+" to be Available", cp.checkWukongAvailable)
+	if err != nil {
+		p.stop()
+		return err
+	}
+	cp.logf("APIService %s available (%s)", APIServiceName, time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
+// StopWukongAPIServer stops wukong-apiserver and leaves its registration in
+// place, so requests through kube-apiserver fail as when the server is down.
+func (cp *ControlPlane) StopWukongAPIServer() {
+	cp.wukongLifecycle.Lock()
+	defer cp.wukongLifecycle.Unlock()
+	if w := cp.currentWukong(); w != nil {
+		w.stop()
+	}
+}
+
+// RestartWukongAPIServer stops wukong-apiserver and starts it again with the
+// same port and flags, returning once the APIService is Available again.
+func (cp *ControlPlane) RestartWukongAPIServer(ctx context.Context) error {
+	cp.StopWukongAPIServer()
+	return cp.StartWukongAPIServer(ctx)
+}
+
+func (cp *ControlPlane) currentWukong() *process {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	return cp.wukong
+}
+
+func (cp *ControlPlane) wukongAPIServerArgs(port int) []string {
+	admin := cp.Admin.KubeconfigPath
+	args := []string{
+		"--etcd-servers=" + cp.EtcdURL,
+		"--etcd-prefix=" + wukongEtcdPrefix,
+		fmt.Sprintf("--secure-port=%d", port),
+		"--bind-address=127.0.0.1",
+		"--tls-cert-file=" + cp.pki.wukongCertFile,
+		"--tls-private-key-file=" + cp.pki.wukongKeyFile,
+		"--kubeconfig=" + admin,
+		// Delegated authentication and authorization: wukong-apiserver reads
+		// the client and front-proxy CAs from kube-system and asks
+		// kube-apiserver's RBAC through SubjectAccessReviews.
+		"--authentication-kubeconfig=" + admin,
+		"--authorization-kubeconfig=" + admin,
+	}
+	return append(args, cp.opts.WukongAPIServerArgs...)
+}
+
+// runWukong starts the process and waits for its own /readyz, before it is
+// registered: an APIService that fails its first checks is re-checked with a
+// growing back-off.
+func (cp *ControlPlane) runWukong(ctx context.Context, port int, args []string) (*process, error) {
+	p, err := startProcess("wukong-apiserver", cp.LogPath("wukong-apiserver"), cp.Binaries.WukongAPIServer, args...)
+	if err != nil {
+		return nil, err
+	}
+	cp.mu.Lock()
+	cp.wukong = p
+	cp.mu.Unlock()
+
+	// The admin certificate is accepted once wukong-apiserver has read the
+	// client CA from kube-apiserver, and /readyz is always allowed.
+	client, err := rest.HTTPClientFor(&rest.Config{
+		TLSClientConfig: rest.TLSClientConfig{
+			CAData:   cp.pki.wukongCA.certPEM,
+			CertData: cp.Admin.Config.CertData,
+			KeyData:  cp.Admin.Config.KeyData,
+		},
+	})
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	url := fmt.Sprintf("https://127.0.0.1:%d/readyz", port)
+	if err := p.waitReady(ctx, "/readyz", func(ctx context.Context) error { return getOK(ctx, client, url) }); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// registerWukong creates or updates the namespace, the ExternalName Service
+// and the APIService that route vm.novasphere.dev to wukong-apiserver.
+func (cp *ControlPlane) registerWukong(ctx context.Context) error {
+	kube, err := kubernetes.NewForConfig(cp.Admin.Config)
+	if err != nil {
+		return err
+	}
+	agg, err := aggregator.NewForConfig(cp.Admin.Config)
+	if err != nil {
+		return err
+	}
+	cp.mu.Lock()
+	port := int32(cp.wukongPort)
+	cp.mu.Unlock()
+
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: wukongNamespace}}
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+
+	// Endpoints may not hold loopback addresses and aggregator routing does
+	// not follow ExternalName, so the aggregator dials "localhost:<port>" and
+	// verifies the certificate for <service>.<namespace>.svc.
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: wukongServiceName, Namespace: wukongNamespace},
+		Spec: corev1.ServiceSpec{
+			Type:         corev1.ServiceTypeExternalName,
+			ExternalName: "localhost",
+			Ports: []corev1.ServicePort{{
+				Name: "https", Protocol: corev1.ProtocolTCP, Port: port, TargetPort: intstr.FromInt32(port),
+			}},
+		},
+	}
+	services := kube.CoreV1().Services(wukongNamespace)
+	if existing, err := services.Get(ctx, svc.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		_, err = services.Create(ctx, svc, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	} else {
+		existing.Spec = svc.Spec
+		if _, err := services.Update(ctx, existing, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+	}
+
+	apiService := &apiregistrationv1.APIService{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        APIServiceName,
+			Annotations: map[string]string{restartedAtAnnotation: time.Now().Format(time.RFC3339Nano)},
+		},
+		Spec: apiregistrationv1.APIServiceSpec{
+			Group:                wukongGroup,
+			Version:              wukongVersion,
+			GroupPriorityMinimum: 1000,
+			VersionPriority:      15,
+			Service: &apiregistrationv1.ServiceReference{
+				Name:      wukongServiceName,
+				Namespace: wukongNamespace,
+				Port:      ptr.To(port),
+			},
+			CABundle: cp.pki.wukongCA.certPEM,
+		},
+	}
+	apiServices := agg.ApiregistrationV1().APIServices()
+	existing, err := apiServices.Get(ctx, apiService.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = apiServices.Create(ctx, apiService, metav1.CreateOptions{})
+		return err
+	} else if err != nil {
+		return err
+	}
+	if existing.Annotations == nil {
+		existing.Annotations = map[string]string{}
+	}
+	existing.Annotations[restartedAtAnnotation] = apiService.Annotations[restartedAtAnnotation]
+	existing.Spec = apiService.Spec
+	_, err = apiServices.Update(ctx, existing, metav1.UpdateOptions{})
+	return err
+}
+
+// checkWukongAvailable wants the APIService Available and the group in
+// discovery, both the aggregated list kubectl reads and the group version's
+// own resource list (which goes through the aggregator's proxy).
+func (cp *ControlPlane) checkWukongAvailable(ctx context.Context) error {
+	agg, err := aggregator.NewForConfig(cp.Admin.Config)
+	if err != nil {
+		return err
+	}
+	apiService, err := agg.ApiregistrationV1().APIServices().Get(ctx, APIServiceName, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if !apiregistrationv1helper.IsAPIServiceConditionTrue(apiService, apiregistrationv1.Available) {
+		if c := apiregistrationv1helper.GetAPIServiceConditionByType(apiService, apiregistrationv1.Available); c != nil {
+			return fmt.Errorf("APIService %s is not Available: %s: %s", APIServiceName, c.Reason, c.Message)
+		}
+		return fmt.Errorf("APIService %s has no Available condition yet", APIServiceName)
+	}
+
+	// Discovery calls take no context; bound them by the probe's deadline.
+	cfg := rest.CopyConfig(cp.Admin.Config)
+	if deadline, ok := ctx.Deadline(); ok {
+		cfg.Timeout = time.Until(deadline)
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	groups, err := disc.ServerGroups()
+	if err != nil {
+		return err
+	}
+	if !servesGroupVersion(groups, wukongGroup, wukongVersion) {
+		return fmt.Errorf("discovery does not list %s yet", WukongGroupVersion)
+	}
+	if _, err := disc.ServerResourcesForGroupVersion(WukongGroupVersion); err != nil {
+		return fmt.Errorf("discovery of %s: %w", WukongGroupVersion, err)
+	}
+	return nil
+}
+
+func servesGroupVersion(groups *metav1.APIGroupList, group, version string) bool {
+	for _, g := range groups.Groups {
+		if g.Name != group {
+			continue
+		}
+		for _, v := range g.Versions {
+			if v.Version == version {
+				return true
+			}
+		}
+	}
+	return false
+}
