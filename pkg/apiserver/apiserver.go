@@ -3,19 +3,28 @@
 package apiserver
 
 import (
+	"fmt"
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/util/sets"
-	"k8s.io/apiserver/pkg/registry/rest"
+	apirest "k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericfilters "k8s.io/apiserver/pkg/server/filters"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	kubevirtclient "kubevirt.io/client-go/kubevirt"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/install"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukong"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
+	"github.com/novasphere/wukong/pkg/transfer/guest"
+	"github.com/novasphere/wukong/pkg/transfer/record"
+	"github.com/novasphere/wukong/pkg/transfer/ssh"
 )
 
 var (
@@ -52,7 +61,14 @@ func init() {
 var LongRunningFunc = genericfilters.BasicLongRunningRequestCheck(sets.NewString("watch"), StreamingSubresources)
 
 // ExtraConfig holds Wukong's own configuration.
-type ExtraConfig struct{}
+type ExtraConfig struct {
+	// MaxFileSize caps one file or archive moved through wukongs/files; 0 means no cap.
+	MaxFileSize int64
+	// TransferRecordRetention is how long finished transfer records are kept.
+	TransferRecordRetention time.Duration
+	// SSHDialTimeout bounds reaching a guest's SSH server.
+	SSHDialTimeout time.Duration
+}
 
 // Config is the configuration of wukong-apiserver.
 type Config struct {
@@ -68,6 +84,8 @@ type WukongServer struct {
 type completedConfig struct {
 	GenericConfig genericapiserver.CompletedConfig
 	ExtraConfig   *ExtraConfig
+	// ClientConfig reaches kube-apiserver (KubeVirt, CDI, Secrets) as the server itself.
+	ClientConfig *rest.Config
 }
 
 // CompletedConfig is a Config with every default filled in.
@@ -81,6 +99,7 @@ func (cfg *Config) Complete() CompletedConfig {
 	return CompletedConfig{&completedConfig{
 		GenericConfig: cfg.GenericConfig.Complete(),
 		ExtraConfig:   &cfg.ExtraConfig,
+		ClientConfig:  cfg.GenericConfig.ClientConfig,
 	}}
 }
 
@@ -101,10 +120,38 @@ func (c completedConfig) New() (*WukongServer, error) {
 		return nil, err
 	}
 
+	if c.ClientConfig == nil {
+		return nil, fmt.Errorf("wukong-apiserver needs a kubeconfig for the core API (--kubeconfig, or run in a cluster)")
+	}
+	kube, err := kubernetes.NewForConfig(c.ClientConfig)
+	if err != nil {
+		return nil, err
+	}
+	kubevirt, err := kubevirtclient.NewForConfig(c.ClientConfig)
+	if err != nil {
+		return nil, err
+	}
+	pool := ssh.NewPool(ssh.PoolOptions{DialTimeout: c.ExtraConfig.SSHDialTimeout})
+	s.GenericAPIServer.AddPreShutdownHookOrDie("close-ssh-pool", func() error { return pool.Close() })
+	recorder := record.New(transfers, transferStatus)
+	files := wukong.NewFilesREST(wukongs, wukongStatus, wukong.FilesDeps{
+		Locator:     &guest.Locator{VMIs: kubevirt.KubevirtV1(), Secrets: kube.CoreV1()},
+		Pool:        pool,
+		Recorder:    recorder,
+		MaxFileSize: c.ExtraConfig.MaxFileSize,
+	})
+	if ret := c.ExtraConfig.TransferRecordRetention; ret > 0 {
+		s.GenericAPIServer.AddPostStartHookOrDie("wukong-transfer-record-collector", func(ctx genericapiserver.PostStartHookContext) error {
+			go record.NewCollector(transfers, ret).Run(ctx)
+			return nil
+		})
+	}
+
 	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(vm.GroupName, Scheme, ParameterCodec, Codecs)
-	apiGroupInfo.VersionedResourcesStorageMap["v1alpha1"] = map[string]rest.Storage{
+	apiGroupInfo.VersionedResourcesStorageMap["v1alpha1"] = map[string]apirest.Storage{
 		"wukongs":                    wukongs,
 		"wukongs/status":             wukongStatus,
+		"wukongs/files":              files,
 		"wukongfiletransfers":        transfers,
 		"wukongfiletransfers/status": transferStatus,
 	}

@@ -32,6 +32,7 @@ const DefaultEtcdPathPrefix = "/registry/vm.novasphere.dev"
 // Options are wukong-apiserver's command-line options.
 type Options struct {
 	RecommendedOptions *genericoptions.RecommendedOptions
+	Wukong             *WukongOptions
 	// ComponentGlobalsRegistry holds the effective version and feature gates.
 	ComponentGlobalsRegistry basecompatibility.ComponentGlobalsRegistry
 
@@ -46,6 +47,7 @@ func NewOptions(out, errOut io.Writer) *Options {
 			DefaultEtcdPathPrefix,
 			apiserver.Codecs.LegacyCodec(v1alpha1.SchemeGroupVersion),
 		),
+		Wukong:                   NewWukongOptions(),
 		ComponentGlobalsRegistry: compatibility.DefaultComponentGlobalsRegistry,
 		StdOut:                   out,
 		StdErr:                   errOut,
@@ -77,6 +79,7 @@ func NewCommand(ctx context.Context, o *Options) *cobra.Command {
 
 	flags := cmd.Flags()
 	o.RecommendedOptions.AddFlags(flags)
+	o.Wukong.AddFlags(flags)
 	_, _ = o.ComponentGlobalsRegistry.ComponentGlobalsOrRegister(basecompatibility.DefaultKubeComponent,
 		compatibility.DefaultBuildEffectiveVersion(), utilfeature.DefaultMutableFeatureGate)
 	o.ComponentGlobalsRegistry.AddFlags(flags)
@@ -93,6 +96,7 @@ func (o *Options) Validate(args []string) error {
 		errs = append(errs, fmt.Errorf("no arguments are accepted, got %q", args))
 	}
 	errs = append(errs, o.RecommendedOptions.Validate()...)
+	errs = append(errs, o.Wukong.Validate()...)
 	errs = append(errs, o.ComponentGlobalsRegistry.Validate()...)
 	return utilerrors.NewAggregate(errs)
 }
@@ -118,7 +122,11 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	if err := o.RecommendedOptions.ApplyTo(serverConfig); err != nil {
 		return nil, err
 	}
-	return &apiserver.Config{GenericConfig: serverConfig}, nil
+	config := &apiserver.Config{GenericConfig: serverConfig}
+	if err := o.Wukong.ApplyTo(&config.ExtraConfig); err != nil {
+		return nil, err
+	}
+	return config, nil
 }
 
 // Run starts the server and blocks until ctx is done.

@@ -254,7 +254,14 @@ func (x *extractor) entry(hdr *tar.Header, body io.Reader, src *recordingReader)
 
 	case tar.TypeSymlink:
 		if !remotepath.LinkTargetOK(x.dest, target, hdr.Linkname) {
-			return refuse(name, ErrUnsafeLink, "symbolic link to %q would point outside %s (or climbs with \"..\" after a name, which cannot be checked without following links)", hdr.Linkname, x.dest)
+			resolved := hdr.Linkname
+			if !path.IsAbs(resolved) {
+				resolved = path.Join(path.Dir(target), resolved)
+			}
+			if hdr.Linkname == "" || !remotepath.Within(x.dest, resolved) {
+				return refuse(name, ErrUnsafeLink, "symbolic link to %q would point outside %s", hdr.Linkname, x.dest)
+			}
+			return refuse(name, ErrUnsafeLink, "symbolic link to %q leaves %s with \"..\" on the way or uses \"..\" after a name, which cannot be checked without following links; write the target without such \"..\"", hdr.Linkname, x.dest)
 		}
 		if err := x.prepare(target, name); err != nil {
 			return err

@@ -30,18 +30,21 @@ func newSFTP(t testing.TB, opts ...sftp.ClientOption) *sftp.Client {
 	t.Helper()
 	clientR, serverW := io.Pipe()
 	serverR, clientW := io.Pipe()
-	server, err := sftp.NewServer(pipeRWC{serverR, serverW})
+	rwc := pipeRWC{serverR, serverW}
+	server, err := sftp.NewServer(rwc)
 	require.NoError(t, err)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		_ = server.Serve()
+		// Serve does not close its side of the pipes; the client's Close
+		// waits for its reader to see the end.
+		rwc.Close()
 	}()
 	client, err := sftp.NewClientPipe(clientR, clientW, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		client.Close()
-		server.Close()
 		<-done
 	})
 	return client
@@ -141,7 +144,8 @@ type node struct {
 
 // snapshot describes the tree under root, keyed by slash path relative to it.
 // Only the parts of the mode Extract promises are compared, and directory
-// times only when withDirTimes says so.
+// times only when withDirTimes says so: a failed extraction removes what it
+// made, but the directories it made them in still see their times change.
 func snapshot(t testing.TB, root string, withDirTimes bool) map[string]node {
 	t.Helper()
 	out := map[string]node{}

@@ -63,8 +63,8 @@ func TestWriteEntries(t *testing.T) {
 	root := filepath.Join(tempDir(t), "data")
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "b/c"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(root, "b/c/f"), []byte("f"), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(root, "a"), []byte("a"), 0o4755))
-	require.NoError(t, os.Chmod(filepath.Join(root, "a"), 0o4755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "a"), []byte("a"), 0o755))
+	require.NoError(t, os.Chmod(filepath.Join(root, "a"), 0o755|os.ModeSetuid))
 	// Links are archived as they are, wherever they point: the archive is a
 	// faithful copy; it is Extract's job to refuse what is unsafe.
 	require.NoError(t, os.Symlink("/etc/passwd", filepath.Join(root, "abs")))

@@ -282,13 +282,10 @@ func (p *Pool) dial(parent context.Context, t Target) (*conn, error) {
 	)
 	if !stop() {
 		// ctx ended while we were finishing: the socket is being closed.
-		if err == nil {
-			c.sftp.Close()
-		}
 		err = errors.Join(err, ctx.Err())
 	}
 	if err != nil {
-		client.Close()
+		c.kill()
 		if ctx.Err() == nil {
 			err = fmt.Errorf("starting SFTP (is the sftp subsystem enabled in the guest's sshd?): %w", err)
 		}
@@ -349,10 +346,12 @@ func (c *conn) isDead() bool {
 func (c *conn) kill() {
 	c.closeOnce.Do(func() {
 		close(c.dead)
+		// SSH first: sftp.Client.Close waits for its reader, which a hung
+		// guest would never release; closing the transport ends it.
+		c.ssh.Close()
 		if c.sftp != nil {
 			c.sftp.Close()
 		}
-		c.ssh.Close()
 	})
 	p := c.pool
 	p.mu.Lock()

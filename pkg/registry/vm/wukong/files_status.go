@@ -1,0 +1,140 @@
+package wukong
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path"
+
+	"github.com/pkg/sftp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/transfer/archive"
+	"github.com/novasphere/wukong/pkg/transfer/files"
+	"github.com/novasphere/wukong/pkg/transfer/guest"
+	"github.com/novasphere/wukong/pkg/transfer/ssh"
+)
+
+// Reasons for codes metav1 has no reason for.
+const (
+	reasonBadGateway          metav1.StatusReason = "BadGateway"
+	reasonInsufficientStorage metav1.StatusReason = "InsufficientStorage"
+	reasonRangeNotSatisfiable metav1.StatusReason = "RequestedRangeNotSatisfiable"
+)
+
+var errDiskFull = errors.New("the guest's disk is full")
+
+func newStatus(code int, reason metav1.StatusReason, msg string) *apierrors.StatusError {
+	if code == http.StatusRequestedRangeNotSatisfiable {
+		reason = reasonRangeNotSatisfiable
+	}
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status: metav1.StatusFailure, Code: int32(code), Reason: reason, Message: msg,
+	}}
+}
+
+// statusFor turns what went wrong into the Status a user sees: the code
+// DESIGN.md lists and a message that says what to do.
+func (h *filesHandler) statusFor(err error) *apierrors.StatusError {
+	var (
+		st       apierrors.APIStatus
+		mismatch *ssh.HostKeyMismatchError
+		unreach  *ssh.UnreachableError
+		auth     *ssh.AuthError
+	)
+	name, p := h.w.Name, h.opts.Path
+	switch {
+	case errors.As(err, &st):
+		if se, ok := err.(*apierrors.StatusError); ok {
+			return se
+		}
+		return &apierrors.StatusError{ErrStatus: st.Status()}
+	case errors.Is(err, guest.ErrNotRunning):
+		return apierrors.NewConflict(vm.Resource("wukongs"), name, fmt.Errorf("%v; files can be copied only while the VM runs", err))
+	case errors.Is(err, guest.ErrMisconfigured), errors.Is(err, ssh.ErrInvalidTarget):
+		return apierrors.NewConflict(vm.Resource("wukongs"), name, err)
+	case errors.As(err, &mismatch):
+		return newStatus(http.StatusBadGateway, reasonBadGateway, mismatch.Error())
+	case errors.As(err, &auth):
+		return newStatus(http.StatusBadGateway, reasonBadGateway, auth.Error())
+	case errors.As(err, &unreach):
+		if unreach.Timeout {
+			return newStatus(http.StatusGatewayTimeout, metav1.StatusReasonTimeout, unreach.Error())
+		}
+		return newStatus(http.StatusBadGateway, reasonBadGateway, unreach.Error())
+	case errors.Is(err, files.ErrExists):
+		return apierrors.NewAlreadyExists(vm.Resource("wukongs/files"), p)
+	case errors.Is(err, files.ErrChecksumMismatch):
+		return newStatus(http.StatusUnprocessableEntity, metav1.StatusReasonInvalid, fmt.Sprintf("%v; nothing was written to %s", err, p))
+	case errors.Is(err, files.ErrTooLarge), errors.Is(err, archive.ErrTooLarge):
+		return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("%v; nothing was written to %s", err, p))
+	case errors.Is(err, files.ErrShortBody):
+		return apierrors.NewBadRequest(fmt.Sprintf("%v; nothing was written to %s", err, p))
+	case errors.Is(err, files.ErrNoParent):
+		return apierrors.NewNotFound(vm.Resource("wukongs/files"), err.Error())
+	case errors.Is(err, files.ErrIsDirectory), errors.Is(err, files.ErrNotDirectory):
+		return apierrors.NewConflict(vm.Resource("wukongs/files"), p, err)
+	case archive.IsRefused(err):
+		return apierrors.NewBadRequest(fmt.Sprintf("the tar was refused and nothing was extracted under %s: %v", p, err))
+	case errors.Is(err, errDiskFull):
+		return newStatus(http.StatusInsufficientStorage, reasonInsufficientStorage, fmt.Sprintf("%v; nothing was written to %s", err, p))
+	case errors.Is(err, os.ErrNotExist):
+		return apierrors.NewNotFound(vm.Resource("wukongs/files"), p)
+	case errors.Is(err, os.ErrPermission):
+		return apierrors.NewForbidden(vm.Resource("wukongs/files"), p, fmt.Errorf("the guest user %s may not do that in %s", h.sshUser(), name))
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return newStatus(http.StatusGatewayTimeout, metav1.StatusReasonTimeout, fmt.Sprintf("the request ended before the transfer of %s did: %v", p, err))
+	}
+	var se *sftp.StatusError
+	if errors.As(err, &se) {
+		return newStatus(http.StatusBadGateway, reasonBadGateway, fmt.Sprintf("the SFTP server in %s refused the operation on %s: %v", name, p, err))
+	}
+	return newStatus(http.StatusBadGateway, reasonBadGateway, fmt.Sprintf("lost the SFTP session to %s while working on %s: %v", name, p, err))
+}
+
+func (h *filesHandler) sshUser() string {
+	if ft := h.w.Spec.FileTransfer; ft != nil && ft.SSHConfig != nil {
+		return ft.SSHConfig.User
+	}
+	return "(unknown)"
+}
+
+// isGuestFailure is an SFTP "failure" status: the guest's generic answer,
+// which covers a full disk among other things.
+func isGuestFailure(err error) bool {
+	var se *sftp.StatusError
+	return errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxFailure
+}
+
+// diskFull asks the guest whether the filesystem of p has any space left.
+func diskFull(c *sftp.Client, p string) bool {
+	dir := p
+	if fi, err := c.Stat(p); err != nil || !fi.IsDir() {
+		dir = path.Dir(p)
+	}
+	st, err := c.StatVFS(dir)
+	return err == nil && st.Bavail*st.Frsize < 1<<20
+}
+
+// brokenSession reports whether err may have left the SSH or SFTP session
+// unusable, so that it must not go back to the pool.
+func brokenSession(err error) bool {
+	var (
+		st apierrors.APIStatus
+		se *sftp.StatusError
+	)
+	switch {
+	case errors.As(err, &se), errors.As(err, &st),
+		errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrPermission),
+		errors.Is(err, files.ErrExists), errors.Is(err, files.ErrChecksumMismatch),
+		errors.Is(err, files.ErrTooLarge), errors.Is(err, files.ErrNoParent),
+		errors.Is(err, files.ErrIsDirectory), errors.Is(err, files.ErrNotDirectory),
+		archive.IsRefused(err):
+		return false
+	}
+	return true
+}

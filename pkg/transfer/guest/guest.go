@@ -1,0 +1,107 @@
+// Package guest finds how to reach a Wukong's guest: its address from the
+// KubeVirt VirtualMachineInstance of the same name, and its SSH credentials
+// and host keys from the Secret its sshConfig names. It reads the Kubernetes
+// API only; dialing is pkg/transfer/ssh's job.
+package guest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	kubevirtclient "kubevirt.io/client-go/kubevirt/typed/core/v1"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/transfer/ssh"
+)
+
+// Secret keys: kubernetes.io/ssh-auth holds the private key under
+// ssh-privatekey; known_hosts is Wukong's addition for pinned host keys.
+const (
+	PrivateKeyKey = corev1.SSHAuthPrivateKey
+	KnownHostsKey = "known_hosts"
+)
+
+var (
+	// ErrNotRunning means the VM has no running instance or no address yet.
+	ErrNotRunning = errors.New("the VM is not running")
+	// ErrMisconfigured means the Wukong's file transfer settings cannot work
+	// as they are (missing Secret or key, unsupported method).
+	ErrMisconfigured = errors.New("file transfer is misconfigured")
+)
+
+// Locator resolves Wukongs to SSH targets.
+type Locator struct {
+	VMIs    kubevirtclient.VirtualMachineInstancesGetter
+	Secrets corev1client.SecretsGetter
+}
+
+// SSHTarget returns how to reach w's guest over SSH.
+func (l *Locator) SSHTarget(ctx context.Context, w *vm.Wukong) (ssh.Target, error) {
+	ft := w.Spec.FileTransfer
+	if ft == nil || ft.SSHConfig == nil {
+		return ssh.Target{}, fmt.Errorf("%w: spec.fileTransfer.sshConfig is not set", ErrMisconfigured)
+	}
+	addr, err := l.address(ctx, w)
+	if err != nil {
+		return ssh.Target{}, err
+	}
+	sec, err := l.Secrets.Secrets(w.Namespace).Get(ctx, ft.SSHConfig.KeySecret, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return ssh.Target{}, fmt.Errorf("%w: the Secret %q named by spec.fileTransfer.sshConfig.keySecret does not exist in namespace %s", ErrMisconfigured, ft.SSHConfig.KeySecret, w.Namespace)
+	}
+	if err != nil {
+		return ssh.Target{}, fmt.Errorf("reading the SSH key Secret: %w", err)
+	}
+	key := sec.Data[PrivateKeyKey]
+	if len(key) == 0 {
+		return ssh.Target{}, fmt.Errorf("%w: the Secret %q has no %s key (create it with type kubernetes.io/ssh-auth)", ErrMisconfigured, sec.Name, PrivateKeyKey)
+	}
+	t := ssh.Target{
+		Key:        w.Namespace + "/" + w.Name,
+		Address:    addr,
+		Port:       22,
+		User:       ft.SSHConfig.User,
+		PrivateKey: key,
+		KnownHosts: sec.Data[KnownHostsKey],
+	}
+	if ft.SSHConfig.Port != nil {
+		t.Port = int(*ft.SSHConfig.Port)
+	}
+	if w.Status.FileTransfer != nil {
+		t.PinnedHostKey = w.Status.FileTransfer.HostKey
+	}
+	return t, nil
+}
+
+// address is the first IP of the running VMI of the same name.
+func (l *Locator) address(ctx context.Context, w *vm.Wukong) (string, error) {
+	vmi, err := l.VMIs.VirtualMachineInstances(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("%w: no VirtualMachineInstance %s/%s", ErrNotRunning, w.Namespace, w.Name)
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading the VirtualMachineInstance: %w", err)
+	}
+	if vmi.Status.Phase != kubevirtv1.Running {
+		return "", fmt.Errorf("%w: its VirtualMachineInstance is %s", ErrNotRunning, phaseOrPending(vmi.Status.Phase))
+	}
+	for _, iface := range vmi.Status.Interfaces {
+		if iface.IP != "" {
+			return iface.IP, nil
+		}
+	}
+	return "", fmt.Errorf("%w: its VirtualMachineInstance has no IP address yet", ErrNotRunning)
+}
+
+func phaseOrPending(p kubevirtv1.VirtualMachineInstancePhase) string {
+	if p == "" {
+		return "Pending"
+	}
+	return string(p)
+}

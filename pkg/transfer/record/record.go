@@ -1,0 +1,221 @@
+// Package record keeps the WukongFileTransfer record of each stream: created
+// when the stream starts, progress written at most once per interval, ended
+// Succeeded or Failed with bytes, rate and the sha256 of what passed. It only
+// records; it neither reaches VMs nor copies bytes.
+package record
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/apiserver/pkg/registry/rest"
+	"k8s.io/klog/v2"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
+)
+
+// Recorder writes transfer records through the registry's own storage, so the
+// record carries the requesting user from the request context.
+type Recorder struct {
+	records rest.Creater
+	status  rest.Updater
+	// Interval between progress writes; about a second keeps etcd quiet and
+	// `kubectl get -w` lively.
+	Interval time.Duration
+}
+
+// New returns a Recorder writing through records (wukongfiletransfers) and
+// status (wukongfiletransfers/status).
+func New(records rest.Creater, status rest.Updater) *Recorder {
+	return &Recorder{records: records, status: status, Interval: time.Second}
+}
+
+// Transfer is one stream being recorded. Write it the bytes that pass (it is
+// an io.Writer that counts and hashes); then call Succeed or Fail once.
+type Transfer struct {
+	r    *Recorder
+	ctx  context.Context // request values (namespace, user), never cancelled
+	name string
+
+	done     atomic.Int64
+	total    atomic.Int64
+	mu       sync.Mutex // guards hash
+	hash     hash.Hash
+	started  time.Time
+	stop     chan struct{}
+	stopped  chan struct{}
+	finished sync.Once
+}
+
+// Start creates the record for spec, owned by w, and begins writing progress.
+// total is the expected size, or -1 when unknown.
+func (r *Recorder) Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTransferSpec, total int64) (*Transfer, error) {
+	ctx = genericapirequest.WithNamespace(context.WithoutCancel(ctx), w.Namespace)
+	obj := &vm.WukongFileTransfer{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: fmt.Sprintf("%s-%s-", w.Name, spec.Operation),
+			Namespace:    w.Namespace,
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: "vm.novasphere.dev/v1alpha1", Kind: "Wukong", Name: w.Name, UID: w.UID,
+			}},
+		},
+		Spec: spec,
+	}
+	if total >= 0 {
+		obj.Spec.ExpectedSize = &total
+	}
+	created, err := r.records.Create(ctx, obj, rest.ValidateAllObjectFunc, &metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("creating the transfer record: %w", err)
+	}
+	t := &Transfer{
+		r: r, ctx: ctx, name: created.(*vm.WukongFileTransfer).Name,
+		hash: sha256.New(), started: time.Now(),
+		stop: make(chan struct{}), stopped: make(chan struct{}),
+	}
+	t.total.Store(total)
+	if err := t.update(func(st *vm.WukongFileTransferStatus) {
+		st.Phase = vm.FileTransferPhaseTransferring
+		st.StartedAt = &metav1.Time{Time: t.started}
+	}); err != nil {
+		return nil, err
+	}
+	go t.loop()
+	return t, nil
+}
+
+// Name is the record's name.
+func (t *Transfer) Name() string { return t.name }
+
+// SetTotal sets the size once it is known.
+func (t *Transfer) SetTotal(n int64) { t.total.Store(n) }
+
+// Write counts and hashes bytes that passed. It never fails.
+func (t *Transfer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	t.hash.Write(p)
+	t.mu.Unlock()
+	t.done.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// Bytes is the number of bytes that passed so far.
+func (t *Transfer) Bytes() int64 { return t.done.Load() }
+
+// SHA256 is the hex sha256 of the bytes that passed so far.
+func (t *Transfer) SHA256() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return hex.EncodeToString(t.hash.Sum(nil))
+}
+
+// Succeed ends the record Succeeded.
+func (t *Transfer) Succeed(message string) *vm.WukongFileTransfer {
+	return t.finish(vm.FileTransferPhaseSucceeded, message)
+}
+
+// Fail ends the record Failed with a message a person can act on.
+func (t *Transfer) Fail(message string) *vm.WukongFileTransfer {
+	return t.finish(vm.FileTransferPhaseFailed, message)
+}
+
+func (t *Transfer) finish(phase, message string) *vm.WukongFileTransfer {
+	var out *vm.WukongFileTransfer
+	t.finished.Do(func() {
+		close(t.stop)
+		<-t.stopped
+		sum := t.SHA256()
+		now := metav1.Now()
+		err := t.update(func(st *vm.WukongFileTransferStatus) {
+			t.fill(st)
+			st.Phase, st.Message, st.CompletedAt = phase, message, &now
+			if phase == vm.FileTransferPhaseSucceeded {
+				st.SHA256 = sum
+				if st.TotalBytes == 0 || st.TotalBytes == st.BytesTransferred {
+					st.TotalBytes, st.Progress = st.BytesTransferred, "100%"
+				}
+			}
+			if d := now.Sub(t.started).Seconds(); d > 0 {
+				st.BytesPerSecond = int64(float64(st.BytesTransferred) / d)
+			}
+		}, func(o *vm.WukongFileTransfer) { out = o })
+		if err != nil {
+			klog.ErrorS(err, "Ending transfer record", "record", klog.KRef(t.ctxNamespace(), t.name))
+		}
+	})
+	return out
+}
+
+// loop writes progress every interval while bytes move.
+func (t *Transfer) loop() {
+	defer close(t.stopped)
+	tick := time.NewTicker(t.r.Interval)
+	defer tick.Stop()
+	lastBytes, lastTime := int64(0), t.started
+	for {
+		select {
+		case <-t.stop:
+			return
+		case now := <-tick.C:
+			done := t.done.Load()
+			if done == lastBytes {
+				continue
+			}
+			rate := int64(float64(done-lastBytes) / now.Sub(lastTime).Seconds())
+			lastBytes, lastTime = done, now
+			if err := t.update(func(st *vm.WukongFileTransferStatus) {
+				t.fill(st)
+				st.BytesPerSecond = rate
+			}); err != nil {
+				klog.ErrorS(err, "Writing transfer progress", "record", klog.KRef(t.ctxNamespace(), t.name))
+			}
+		}
+	}
+}
+
+// fill copies the counters into st.
+func (t *Transfer) fill(st *vm.WukongFileTransferStatus) {
+	done, total := t.done.Load(), t.total.Load()
+	st.BytesTransferred = done
+	if total >= 0 {
+		st.TotalBytes = total
+		if total > 0 {
+			st.Progress = fmt.Sprintf("%d%%", min(done*100/total, 100))
+		} else {
+			st.Progress = "100%"
+		}
+	}
+}
+
+// update applies mutate to the latest stored status; the store retries on conflicts.
+func (t *Transfer) update(mutate func(*vm.WukongFileTransferStatus), then ...func(*vm.WukongFileTransfer)) error {
+	ctx, cancel := context.WithTimeout(t.ctx, 10*time.Second)
+	defer cancel()
+	info := rest.DefaultUpdatedObjectInfo(nil, func(_ context.Context, _, old runtime.Object) (runtime.Object, error) {
+		o := old.(*vm.WukongFileTransfer).DeepCopy()
+		mutate(&o.Status)
+		return o, nil
+	})
+	obj, _, err := t.r.status.Update(ctx, t.name, info, rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{})
+	if err != nil {
+		return fmt.Errorf("updating transfer record %s: %w", t.name, err)
+	}
+	for _, f := range then {
+		f(obj.(*vm.WukongFileTransfer))
+	}
+	return nil
+}
+
+func (t *Transfer) ctxNamespace() string {
+	ns, _ := genericapirequest.NamespaceFrom(t.ctx)
+	return ns
+}
