@@ -132,8 +132,8 @@ func (p *Pool) Get(ctx context.Context, t Target) (*Client, error) {
 
 		if c := p.conns[id]; c != nil {
 			if c.isDead() {
-				delete(p.conns, id)
 				p.mu.Unlock()
+				c.kill()
 				continue
 			}
 			c.refs++
@@ -241,10 +241,11 @@ func (p *Pool) dial(parent context.Context, t Target) (*conn, error) {
 	fail := func(cause error) error { return p.dialError(parent, ctx, t, cause) }
 
 	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fail(err)
 	}
+	nc := &trackedConn{Conn: raw}
 	// Neither the SSH handshake nor the SFTP start takes a context: bound
 	// them by closing the socket when ctx ends.
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
@@ -272,7 +273,7 @@ func (p *Pool) dial(parent context.Context, t Target) (*conn, error) {
 		return nil, fail(err)
 	}
 	client := gossh.NewClient(sc, chans, reqs)
-	c := &conn{pool: p, ssh: client, hostKey: check.verified, learned: check.learned, dead: make(chan struct{})}
+	c := &conn{pool: p, nc: nc, ssh: client, hostKey: check.verified, learned: check.learned, dead: make(chan struct{})}
 
 	c.sftp, err = sftp.NewClient(client,
 		sftp.MaxPacketUnchecked(p.opts.MaxPacket),
@@ -319,6 +320,7 @@ func (p *Pool) dialError(parent, ctx context.Context, t Target, cause error) err
 type conn struct {
 	pool    *Pool
 	id      string
+	nc      *trackedConn
 	ssh     *gossh.Client
 	sftp    *sftp.Client
 	hostKey gossh.PublicKey
@@ -332,13 +334,39 @@ type conn struct {
 	closeOnce sync.Once
 }
 
+// isDead reports whether the connection is closed or its socket failed.
+// The socket check matters: x/crypto learns of a reset or EOF on its read
+// loop and only later ends Wait, and a Get in between must not hand out the
+// connection.
 func (c *conn) isDead() bool {
 	select {
 	case <-c.dead:
 		return true
 	default:
-		return false
+		return c.nc.broken.Load()
 	}
+}
+
+// trackedConn records the first I/O error on the SSH socket.
+type trackedConn struct {
+	net.Conn
+	broken atomic.Bool
+}
+
+func (c *trackedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil {
+		c.broken.Store(true)
+	}
+	return n, err
+}
+
+func (c *trackedConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err != nil {
+		c.broken.Store(true)
+	}
+	return n, err
 }
 
 // kill marks the connection dead, closes it and drops it from the pool.

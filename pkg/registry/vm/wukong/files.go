@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/klog/v2"
@@ -519,7 +520,9 @@ func (r *FilesREST) pinHostKey(ctx context.Context, w *vm.Wukong, key gossh.Publ
 		o.Status.FileTransfer = &vm.FileTransferStatus{HostKey: line, HostKeyFingerprint: gossh.FingerprintSHA256(key)}
 		return o, nil
 	})
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	// The request's context carries the user but, in a Connecter's handler, not the namespace.
+	ctx = genericapirequest.WithNamespace(context.WithoutCancel(ctx), w.Namespace)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, _, err := r.status.Update(ctx, w.Name, info, rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("pinning the guest's host key: %w", err)

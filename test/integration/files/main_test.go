@@ -1,0 +1,174 @@
+// Package files tests wukongs/<name>/files end to end: kubectl and client-go
+// through kube-apiserver and the aggregator to wukong-apiserver, and from there
+// over SFTP to "VMs" that are real OpenSSH sshd processes, each on its own
+// loopback address with its own filesystem root (a chroot). KubeVirt cannot run
+// here; a stand-in writes the VirtualMachineInstance with the guest's address
+// the way KubeVirt does (package standin).
+package files
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+
+	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
+	"github.com/novasphere/wukong/test/integration/framework"
+	"github.com/novasphere/wukong/test/integration/sshvm"
+	"github.com/novasphere/wukong/test/integration/standin"
+)
+
+var cp *framework.ControlPlane
+
+func TestMain(m *testing.M) {
+	os.Exit(framework.RunTestMain(m, framework.Options{
+		BeforeWukongAPIServer: standin.InstallKubeVirtCRDs,
+		// Short retention so the collector test sees records go.
+		WukongAPIServerArgs: []string{"--transfer-record-retention=20s"},
+	}, &cp))
+}
+
+// nextAddr hands every guest its own loopback address.
+var nextAddr atomic.Int32
+
+// guest is one Wukong backed by a running sshd.
+type guest struct {
+	ns, name string
+	vm       *sshvm.VM
+}
+
+// host is where a path inside the guest lives on this machine.
+func (g *guest) host(p string) string { return filepath.Join(g.vm.Root, p) }
+
+// filesPath is the API path of the files subresource with query parameters.
+func (g *guest) filesPath(q url.Values) string {
+	return fmt.Sprintf("/apis/vm.novasphere.dev/v1alpha1/namespaces/%s/wukongs/%s/files?%s", g.ns, g.name, q.Encode())
+}
+
+type wukongMutator func(*v1alpha1.Wukong)
+
+// newGuest starts an sshd "VM", its key Secret, its Wukong and its running VMI.
+func newGuest(t *testing.T, ns, name string, mutate ...wukongMutator) *guest {
+	t.Helper()
+	ctx := context.Background()
+	priv, authorized, err := sshvm.NewClientKey()
+	require.NoError(t, err)
+	addr := fmt.Sprintf("127.0.%d.%d", 10+nextAddr.Load()/200, 10+nextAddr.Add(1)%200)
+	vm, err := sshvm.Start(ctx, sshvm.Options{Address: addr, AuthorizedKeys: authorized, Chroot: true, WorkDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = vm.Stop() })
+
+	kc, err := kubernetes.NewForConfig(cp.Admin.Config)
+	require.NoError(t, err)
+	_, err = kc.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name + "-ssh"},
+		Type:       corev1.SecretTypeSSHAuth,
+		Data:       map[string][]byte{corev1.SSHAuthPrivateKey: priv},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	w := &v1alpha1.Wukong{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1alpha1.WukongSpec{
+			CPU: 1,
+			FileTransfer: &v1alpha1.FileTransferSpec{
+				Enabled: true, Method: "ssh",
+				SSHConfig: &v1alpha1.SSHTransferConfig{User: vm.User, KeySecret: name + "-ssh", Port: ptr.To(int32(vm.Port))},
+			},
+		},
+	}
+	for _, m := range mutate {
+		m(w)
+	}
+	_, err = wukongClient(t, cp.Admin).VmV1alpha1().Wukongs(ns).Create(ctx, w, metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.NoError(t, standin.RunVMI(ctx, cp.Admin.Config, ns, name, addr))
+	return &guest{ns: ns, name: name, vm: vm}
+}
+
+func wukongClient(t *testing.T, u *framework.User) versioned.Interface {
+	t.Helper()
+	c, err := versioned.NewForConfig(u.Config)
+	require.NoError(t, err)
+	return c
+}
+
+func namespace(t *testing.T, name string) string {
+	t.Helper()
+	kc, err := kubernetes.NewForConfig(cp.Admin.Config)
+	require.NoError(t, err)
+	_, err = kc.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = kc.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	return name
+}
+
+// randomFile writes size random bytes to a new local file and returns its
+// path and hex sha256.
+func randomFile(t *testing.T, size int64) (string, string) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), fmt.Sprintf("random-%d", size))
+	f, err := os.Create(p)
+	require.NoError(t, err)
+	h := sha256.New()
+	_, err = io.CopyN(io.MultiWriter(f, h), rand.Reader, size)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	return p, hex.EncodeToString(h.Sum(nil))
+}
+
+func fileSHA256(t *testing.T, p string) string {
+	t.Helper()
+	f, err := os.Open(p)
+	require.NoError(t, err)
+	defer f.Close()
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	require.NoError(t, err)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// raw sends one request through kube-apiserver as u and returns status, headers and body.
+func raw(t *testing.T, u *framework.User, method, path string, body io.Reader, header http.Header) (int, http.Header, []byte) {
+	t.Helper()
+	hc, err := rest.HTTPClientFor(u.Config)
+	require.NoError(t, err)
+	req, err := http.NewRequest(method, u.Config.Host+path, body)
+	require.NoError(t, err)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := hc.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, resp.Header, b
+}
+
+// noTempFiles asserts that no upload left a temporary file in dir.
+func noTempFiles(t *testing.T, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		require.False(t, strings.Contains(e.Name(), ".wukong-"), "temporary file left behind: %s", e.Name())
+	}
+}
+

@@ -1,0 +1,71 @@
+// Package standin plays the controllers that cannot run here (no kubelet):
+// KubeVirt's, for now. It installs stand-in CRDs under KubeVirt's real group,
+// version and names, and writes objects the way KubeVirt's controllers do, so
+// wukong-apiserver reads them through the real kubevirt.io typed clientset.
+package standin
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	kubevirtclient "kubevirt.io/client-go/kubevirt"
+
+	"github.com/novasphere/wukong/test/integration/framework"
+)
+
+// InstallKubeVirtCRDs applies the stand-in KubeVirt CRDs and waits until
+// kube-apiserver serves them.
+func InstallKubeVirtCRDs(ctx context.Context, cp *framework.ControlPlane) error {
+	root, err := framework.RepoRoot()
+	if err != nil {
+		return err
+	}
+	if _, stderr, err := cp.Kubectl(cp.Admin, "apply", "-f", filepath.Join(root, "test/integration/testdata/crds/kubevirt.yaml")); err != nil {
+		return fmt.Errorf("installing KubeVirt CRDs: %v: %s", err, stderr)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cp.Admin.Config)
+	if err != nil {
+		return err
+	}
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		res, err := dc.ServerResourcesForGroupVersion("kubevirt.io/v1")
+		return err == nil && len(res.APIResources) >= 2, nil
+	})
+}
+
+// RunVMI does what virt-controller and virt-handler do when a VM starts: a
+// VirtualMachineInstance named after the VM, Running, with ip on its first
+// interface.
+func RunVMI(ctx context.Context, cfg *rest.Config, namespace, name, ip string) error {
+	c, err := kubevirtclient.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	vmis := c.KubevirtV1().VirtualMachineInstances(namespace)
+	// KubeVirt's VMI has no status subresource: its controllers write
+	// status with the object.
+	_, err = vmis.Create(ctx, &kubevirtv1.VirtualMachineInstance{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: map[string]string{"kubevirt.io/vm": name}},
+		Status: kubevirtv1.VirtualMachineInstanceStatus{
+			Phase:      kubevirtv1.Running,
+			Interfaces: []kubevirtv1.VirtualMachineInstanceNetworkInterface{{Name: "default", IP: ip, IPs: []string{ip}}},
+		},
+	}, metav1.CreateOptions{})
+	return err
+}
+
+// StopVMI does what KubeVirt does when a VM stops: its instance goes away.
+func StopVMI(ctx context.Context, cfg *rest.Config, namespace, name string) error {
+	c, err := kubevirtclient.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	return c.KubevirtV1().VirtualMachineInstances(namespace).Delete(ctx, name, metav1.DeleteOptions{})
+}
