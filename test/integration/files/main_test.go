@@ -171,4 +171,3 @@ func noTempFiles(t *testing.T, dir string) {
 		require.False(t, strings.Contains(e.Name(), ".wukong-"), "temporary file left behind: %s", e.Name())
 	}
 }
-

@@ -1,0 +1,160 @@
+package files
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+
+	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/test/integration/framework"
+)
+
+// TestFilesRBAC: the HTTP method is the verb on wukongs/files, checked by
+// kube-apiserver and again by wukong-apiserver, per namespace.
+func TestFilesRBAC(t *testing.T) {
+	root, err := framework.RepoRoot()
+	require.NoError(t, err)
+	framework.RunKubectl(t, cp, cp.Admin, "apply", "-f", root+"/artifacts/deploy/30-rbac-roles.yaml")
+	nsA, nsB := namespace(t, "files-rbac-a"), namespace(t, "files-rbac-b")
+	a, b := newGuest(t, nsA, "vm1"), newGuest(t, nsB, "vm1")
+	for _, g := range []*guest{a, b} {
+		require.NoError(t, os.WriteFile(g.host("/hello.txt"), []byte("hello"), 0o644))
+	}
+
+	viewer := framework.CreateTestUser(t, cp, "files-viewer")
+	editor := framework.CreateTestUser(t, cp, "files-editor")
+	reader := framework.CreateTestUser(t, cp, "files-reader")
+	nobody := framework.CreateTestUser(t, cp, "files-nobody")
+	framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "v", "-n", nsA, "--clusterrole=vm.novasphere.dev:view", "--user=files-viewer")
+	framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "e", "-n", nsA, "--clusterrole=vm.novasphere.dev:edit", "--user=files-editor")
+	framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "r", "-n", nsA, "--clusterrole=vm.novasphere.dev:files-reader", "--user=files-reader")
+
+	type op struct {
+		method string
+		path   string
+	}
+	get := op{http.MethodGet, "/hello.txt"}
+	post := op{http.MethodPost, "/new.txt"}
+	put := op{http.MethodPut, "/hello.txt"}
+	del := op{http.MethodDelete, "/hello.txt"}
+	cases := []struct {
+		user *framework.User
+		g    *guest
+		op   op
+		want int
+	}{
+		{nobody, a, get, http.StatusForbidden},
+		{viewer, a, get, http.StatusOK},
+		{viewer, a, post, http.StatusForbidden},
+		{viewer, a, put, http.StatusForbidden},
+		{viewer, a, del, http.StatusForbidden},
+		{reader, a, get, http.StatusOK},
+		{reader, a, post, http.StatusForbidden},
+		{reader, a, del, http.StatusForbidden},
+		{viewer, b, get, http.StatusForbidden},
+		{editor, b, get, http.StatusForbidden},
+		{editor, b, put, http.StatusForbidden},
+		{editor, a, post, http.StatusCreated},
+		{editor, a, put, http.StatusOK},
+		{editor, a, get, http.StatusOK},
+		{editor, a, del, http.StatusOK},
+	}
+	for _, c := range cases {
+		var body *strings.Reader
+		if c.op.method == http.MethodPost || c.op.method == http.MethodPut {
+			body = strings.NewReader("by " + c.user.Name)
+		} else {
+			body = strings.NewReader("")
+		}
+		code, _, resp := raw(t, c.user, c.op.method, c.g.filesPath(url.Values{"path": {c.op.path}}), body, nil)
+		assert.Equal(t, c.want, code, "%s %s %s in %s: %s", c.user.Name, c.op.method, c.op.path, c.g.ns, resp)
+	}
+	// What the forbidden writes would have done did not happen.
+	got, _ := os.ReadFile(b.host("/hello.txt"))
+	assert.Equal(t, "hello", string(got))
+	// The editor's upload is recorded as the editor's.
+	recs := recordsFor(t, nsA, "/new.txt")
+	require.Len(t, recs, 1)
+	assert.Equal(t, "files-editor", recs[0].Status.RequestedBy)
+}
+
+// TestRecordProgressIsWatchable streams a slow upload and watches its record
+// move from Transferring with partial progress to Succeeded.
+func TestRecordProgressIsWatchable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := namespace(t, "files-watch")
+	g := newGuest(t, ns, "vm1")
+	w, err := wukongClient(t, cp.Admin).VmV1alpha1().WukongFileTransfers(ns).Watch(ctx, metav1.ListOptions{})
+	require.NoError(t, err)
+	defer w.Stop()
+
+	const chunk, chunks = 1 << 20, 8
+	done := make(chan int)
+	go func() {
+		body := &slowReader{left: chunk * chunks, chunk: chunk, pause: 400 * time.Millisecond}
+		code, _, _ := raw(t, cp.Admin, http.MethodPut, g.filesPath(url.Values{"path": {"/slow.bin"}}), body, http.Header{})
+		done <- code
+	}()
+
+	var sawPartial, sawDone bool
+	for !sawDone {
+		select {
+		case ev := <-w.ResultChan():
+			if ev.Type != watch.Modified {
+				continue
+			}
+			rec := ev.Object.(*v1alpha1.WukongFileTransfer)
+			switch rec.Status.Phase {
+			case "Transferring":
+				if n := rec.Status.BytesTransferred; n > 0 && n < chunk*chunks {
+					sawPartial = true
+					assert.Positive(t, rec.Status.BytesPerSecond)
+				}
+			case "Succeeded":
+				sawDone = true
+				assert.Equal(t, int64(chunk*chunks), rec.Status.BytesTransferred)
+			case "Failed":
+				t.Fatalf("transfer failed: %s", rec.Status.Message)
+			}
+		case <-ctx.Done():
+			t.Fatal("the record never reached Succeeded")
+		}
+	}
+	assert.Equal(t, http.StatusCreated, <-done, "a PUT that creates answers 201")
+	assert.True(t, sawPartial, "progress was written while bytes moved")
+}
+
+// slowReader yields chunk bytes, then pauses, until left runs out.
+type slowReader struct {
+	left, chunk int
+	pause       time.Duration
+	inChunk     int
+}
+
+func (s *slowReader) Read(p []byte) (int, error) {
+	if s.left == 0 {
+		return 0, io.EOF
+	}
+	if s.inChunk == s.chunk {
+		time.Sleep(s.pause)
+		s.inChunk = 0
+	}
+	n := min(len(p), s.left, s.chunk-s.inChunk)
+	for i := range n {
+		p[i] = byte(i)
+	}
+	s.left -= n
+	s.inChunk += n
+	return n, nil
+}
