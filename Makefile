@@ -6,7 +6,7 @@ GO    ?= go
 GOFLAGS_BUILD ?=
 INTEGRATION_TIMEOUT ?= 60m
 
-.PHONY: all build tools test test-unit test-integration verify generate bench up down clean
+.PHONY: all build tools test test-unit test-fuzz test-integration verify generate bench up down clean
 
 all: build
 
@@ -18,8 +18,15 @@ build:
 tools:
 	hack/tools/build.sh
 
-## test: everything CI runs: static checks, generated-code check, unit and integration tests
-test: verify test-unit test-integration
+## test: everything CI runs: static checks, generated-code check, unit, fuzz and integration tests
+test: verify test-unit test-fuzz test-integration
+
+FUZZTIME ?= 5s
+## test-fuzz: the path and tar checks under Go's fuzzer for a few seconds each
+test-fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzJoin$$' -fuzztime $(FUZZTIME) ./pkg/transfer/remotepath
+	$(GO) test -run '^$$' -fuzz '^FuzzLinkTargetOK$$' -fuzztime $(FUZZTIME) ./pkg/transfer/remotepath
+	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) ./pkg/transfer/archive
 
 test-unit:
 	$(GO) test ./pkg/... ./cmd/...

@@ -26,6 +26,14 @@
 // directory into a file or a file into a directory, and archives whose files
 // add up to more than ExtractOptions.MaxBytes. See the Err* variables for how
 // these are reported.
+//
+// Hard links are supported only within the archive (made with the
+// hardlink@openssh.com extension, which OpenSSH has had since 5.7): that
+// covers what tar writes for files linked to each other, and nothing already
+// in the guest can be pulled in under a new name. Symbolic link targets are
+// judged by their text (see remotepath.LinkTargetOK) and never followed by
+// Extract itself: a link may point at a link the guest already had, which
+// leads elsewhere, but Extract never writes through either.
 package archive
 
 import (
@@ -55,7 +63,8 @@ type FS interface {
 	Chtimes(p string, atime, mtime time.Time) error
 	// Symlink creates newname pointing at oldname.
 	Symlink(oldname, newname string) error
-	// Link makes a hard link (the hardlink@openssh.com extension).
+	// Link makes a hard link (the hardlink@openssh.com extension); Extract
+	// only needs it for archives that contain hard links.
 	Link(oldname, newname string) error
 	// PosixRename replaces newname atomically (posix-rename@openssh.com);
 	// plain SFTP rename refuses to replace an existing file.
@@ -84,6 +93,6 @@ type Stats struct {
 // TempMarker is part of the name of every temporary file Extract creates
 // (".<name>" + TempMarker + random hex, in the target's directory). Extract
 // removes its temporary files whenever it fails; one can only be left behind
-// if the guest connection drops mid-extraction, and this marker lets a person
-// or a janitor find it.
+// if the guest connection drops or wukong-apiserver dies mid-extraction, and
+// this marker lets a person or a janitor find it.
 const TempMarker = ".wukong-tmp-"

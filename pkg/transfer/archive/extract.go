@@ -15,6 +15,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -35,7 +36,9 @@ type ExtractOptions struct {
 }
 
 // Extract reads a tar stream from r and recreates its entries under the
-// existing guest directory dest.
+// existing guest directory dest. A missing dest gives an error matching
+// fs.ErrNotExist, one that is not a directory syscall.ENOTDIR; callers that
+// want dest created make it first.
 //
 // The archive is untrusted: what Extract refuses is listed in the package
 // documentation. Extraction is two-phase so that a refused, truncated or
@@ -81,7 +84,7 @@ func Extract(ctx context.Context, fsys FS, dest string, r io.Reader, opts Extrac
 		return x.stats, fmt.Errorf("extract into %s: %w", cdest, err)
 	}
 	if !fi.IsDir() {
-		return x.stats, fmt.Errorf("extract into %s: %w: not a directory", cdest, ErrConflict)
+		return x.stats, &os.PathError{Op: "extract into", Path: cdest, Err: syscall.ENOTDIR}
 	}
 	x.dirs[cdest] = &dirState{}
 

@@ -11,7 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pkg/sftp"
 	"github.com/stretchr/testify/assert"
@@ -30,14 +32,20 @@ func newSandbox(t testing.TB) sandbox {
 	t.Helper()
 	base := tempDir(t)
 	s := sandbox{base: base, dest: filepath.Join(base, "dest"), outside: filepath.Join(base, "outside")}
-	require.NoError(t, os.Mkdir(s.dest, 0o755))
 	require.NoError(t, os.Mkdir(s.outside, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(s.outside, "secret"), []byte("secret"), 0o600))
+	s.fillDest(t)
+	return s
+}
+
+// fillDest (re)creates the destination's initial content.
+func (s sandbox) fillDest(t testing.TB) {
+	t.Helper()
+	require.NoError(t, os.Mkdir(s.dest, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(s.dest, "keep.txt"), []byte("old"), 0o644))
 	require.NoError(t, os.Mkdir(filepath.Join(s.dest, "existing"), 0o755))
 	// A link the guest's own user made; Extract must not write through it.
 	require.NoError(t, os.Symlink(s.outside, filepath.Join(s.dest, "evil")))
-	return s
 }
 
 func gzipped(t testing.TB, b []byte) []byte {
@@ -117,13 +125,17 @@ func TestExtractRefuses(t *testing.T) {
 			reason: ErrUnsafeLink, entry: "l",
 		},
 		{
-			name:   "symlink out then write through it",
-			stream: func(t testing.TB, s sandbox) []byte { return tarOf(t, then(symlink("a", s.outside), file("a/secret", "pwned"))...) },
+			name: "symlink out then write through it",
+			stream: func(t testing.TB, s sandbox) []byte {
+				return tarOf(t, then(symlink("a", s.outside), file("a/secret", "pwned"))...)
+			},
 			reason: ErrUnsafeLink, entry: "a",
 		},
 		{
-			name:   "symlink inside then write through it",
-			stream: func(t testing.TB, s sandbox) []byte { return tarOf(t, then(symlink("a", "made"), file("a/passwd", "x"))...) },
+			name: "symlink inside then write through it",
+			stream: func(t testing.TB, s sandbox) []byte {
+				return tarOf(t, then(symlink("a", "made"), file("a/passwd", "x"))...)
+			},
 			reason: ErrThroughSymlink, entry: "a/passwd",
 		},
 		{
@@ -152,8 +164,10 @@ func TestExtractRefuses(t *testing.T) {
 			reason: ErrUnsafeLink, entry: "h",
 		},
 		{
-			name:   "hard link to an absolute path",
-			stream: func(t testing.TB, s sandbox) []byte { return tarOf(t, then(hardlink("h", filepath.Join(s.outside, "secret")))...) },
+			name: "hard link to an absolute path",
+			stream: func(t testing.TB, s sandbox) []byte {
+				return tarOf(t, then(hardlink("h", filepath.Join(s.outside, "secret")))...)
+			},
 			reason: ErrUnsafeLink, entry: "h",
 		},
 		{
@@ -505,7 +519,8 @@ func TestExtractDestination(t *testing.T) {
 	assert.ErrorIs(t, err, fs.ErrNotExist)
 
 	_, err = Extract(context.Background(), client, filepath.Join(s.dest, "keep.txt"), bytes.NewReader(stream), ExtractOptions{})
-	assert.ErrorIs(t, err, ErrConflict)
+	assert.ErrorIs(t, err, syscall.ENOTDIR)
+	assert.False(t, IsRefused(err), "the destination, not the archive, is wrong")
 
 	_, err = Extract(context.Background(), client, "dest", bytes.NewReader(stream), ExtractOptions{})
 	var perr *remotepath.Error
@@ -540,4 +555,31 @@ func TestExtractGlobalHeaderAndLongNames(t *testing.T) {
 	require.NoError(t, err)
 	assert.FileExists(t, filepath.Join(s.dest, long))
 	assertNoTemps(t, s.base)
+}
+
+func TestExtractTimes(t *testing.T) {
+	client := newSFTP(t)
+	s := newSandbox(t)
+	old, at := file("old", "o"), file("at", "a")
+	old.hdr.ModTime = time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC) // before what SFTP can carry
+	at.hdr.AccessTime = testTime.Add(-time.Hour)
+	at.hdr.Format = tar.FormatPAX
+	d := dir("d/")
+	d.hdr.Mode = 0o555
+	_, err := Extract(context.Background(), client, s.dest, bytes.NewReader(tarOf(t, old, at, d, file("d/in", "in"))), ExtractOptions{})
+	require.NoError(t, err)
+
+	fi, err := os.Stat(filepath.Join(s.dest, "old"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(0), fi.ModTime().Unix(), "clamped to 1970")
+	fi, err = os.Stat(filepath.Join(s.dest, "at"))
+	require.NoError(t, err)
+	assert.Equal(t, testTime.Unix(), fi.ModTime().Unix())
+	// Directory modes and times are applied after their contents.
+	fi, err = os.Stat(filepath.Join(s.dest, "d"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o555), fi.Mode().Perm())
+	assert.Equal(t, testTime.Unix(), fi.ModTime().Unix())
+	assert.Equal(t, []int{0, 0}, []int{int(clampTime(time.Unix(-5, 0)).Unix()), int(clampTime(time.Unix(0, 0)).Unix())})
+	assert.Equal(t, int64(1<<32-1), clampTime(time.Unix(1<<40, 0)).Unix())
 }

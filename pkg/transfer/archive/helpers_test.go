@@ -65,15 +65,17 @@ func (p pipeRWC) Close() error {
 func tempDir(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
-	t.Cleanup(func() {
-		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				os.Chmod(p, 0o755)
-			}
-			return nil
-		})
-	})
+	t.Cleanup(func() { makeWritable(dir) })
 	return dir
+}
+
+func makeWritable(dir string) {
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(p, 0o755)
+		}
+		return nil
+	})
 }
 
 var testTime = time.Date(2021, 3, 4, 5, 6, 7, 0, time.UTC)

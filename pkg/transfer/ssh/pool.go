@@ -25,10 +25,12 @@ const (
 	// default (NOTES.md, "SFTP speed").
 	DefaultMaxPacket = 261120
 	// DefaultConcurrentRequests is the number of SFTP requests in flight per
-	// open file. 16 x 255 KiB = 4 MiB, twice the 2 MiB SSH channel window
-	// both OpenSSH and x/crypto use, so the window stays full; more only
-	// adds memory (pkg/sftp's default of 64 would be 16 MiB per transfer).
-	DefaultConcurrentRequests = 16
+	// open file: pkg/sftp's own default. BenchmarkSFTP (128 MiB, loopback)
+	// had it ahead of 16 for downloads and level for uploads. Its cost is
+	// memory: up to 64 x MaxPacket = 16 MiB of buffers per file being
+	// transferred; lower PoolOptions.ConcurrentRequests when many transfers
+	// run at once.
+	DefaultConcurrentRequests = 64
 )
 
 // PoolOptions tunes a Pool. Zero values mean the defaults above.

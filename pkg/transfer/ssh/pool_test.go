@@ -2,6 +2,7 @@ package ssh
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"io"
 	"net"
@@ -493,7 +494,7 @@ func TestDialTimeoutAndContext(t *testing.T) {
 // on reuse and the keepalive find the connection dead.
 func TestHungGuest(t *testing.T) {
 	g := startGuest(t, "127.0.0.8")
-	p := newPool(t, PoolOptions{DialTimeout: 400 * time.Millisecond, KeepAlive: 200 * time.Millisecond})
+	p := newPool(t, PoolOptions{DialTimeout: time.Second, KeepAlive: 200 * time.Millisecond})
 	tg := g.target()
 
 	idle := get(t, p, tg)
@@ -543,4 +544,59 @@ func TestPoolClose(t *testing.T) {
 	c.Release()
 	_, err := p.Get(context.Background(), g.target())
 	assert.ErrorIs(t, err, ErrPoolClosed)
+}
+
+// BenchmarkSFTP measures download and upload throughput through a pooled
+// client against a chrooted sshd on loopback, for a few per-file request
+// concurrencies: go test -run '^$' -bench SFTP ./pkg/transfer/ssh/
+func BenchmarkSFTP(b *testing.B) {
+	const size = 128 << 20
+	if _, err := os.Stat(sshvm.SSHDPath); err != nil || os.Geteuid() != 0 {
+		b.Skip("needs sshd and root")
+	}
+	priv, authorized, err := sshvm.NewClientKey()
+	require.NoError(b, err)
+	vm, err := sshvm.Start(context.Background(), sshvm.Options{Address: "127.0.0.9", AuthorizedKeys: authorized, Chroot: true, WorkDir: b.TempDir()})
+	require.NoError(b, err)
+	defer vm.Stop()
+	g := &guest{vm: vm, priv: priv}
+
+	src := filepath.Join(vm.Root, "tmp", "src.bin")
+	f, err := os.Create(src)
+	require.NoError(b, err)
+	_, err = io.CopyN(f, rand.Reader, size)
+	require.NoError(b, err)
+	require.NoError(b, f.Close())
+
+	for _, n := range []int{16, 64} {
+		p := NewPool(PoolOptions{ConcurrentRequests: n})
+		c, err := p.Get(context.Background(), g.target())
+		require.NoError(b, err)
+		b.Run("get/concurrency="+strconv.Itoa(n), func(b *testing.B) {
+			b.SetBytes(size)
+			for b.Loop() {
+				f, err := c.SFTP().Open("/tmp/src.bin")
+				require.NoError(b, err)
+				_, err = io.Copy(io.Discard, f) // File.WriteTo: concurrent reads
+				require.NoError(b, err)
+				f.Close()
+			}
+		})
+		b.Run("put/concurrency="+strconv.Itoa(n), func(b *testing.B) {
+			b.SetBytes(size)
+			for b.Loop() {
+				in, err := os.Open(src)
+				require.NoError(b, err)
+				out, err := c.SFTP().Create("/tmp/dst.bin")
+				require.NoError(b, err)
+				// A reader of unknown length, like an HTTP body.
+				_, err = out.ReadFromWithConcurrency(struct{ io.Reader }{in}, 0)
+				require.NoError(b, err)
+				require.NoError(b, out.Close())
+				in.Close()
+			}
+		})
+		c.Release()
+		p.Close()
+	}
 }

@@ -22,7 +22,7 @@ import (
 	"github.com/novasphere/wukong/test/integration/standin"
 )
 
-func status(t *testing.T, body []byte) metav1.Status {
+func status(t testing.TB, body []byte) metav1.Status {
 	t.Helper()
 	var st metav1.Status
 	require.NoError(t, json.Unmarshal(body, &st), string(body))
@@ -30,7 +30,7 @@ func status(t *testing.T, body []byte) metav1.Status {
 }
 
 // records lists the transfer records of a namespace for one path.
-func recordsFor(t *testing.T, ns, remote string) []v1alpha1.WukongFileTransfer {
+func recordsFor(t testing.TB, ns, remote string) []v1alpha1.WukongFileTransfer {
 	t.Helper()
 	l, err := wukongClient(t, cp.Admin).VmV1alpha1().WukongFileTransfers(ns).List(context.Background(), metav1.ListOptions{})
 	require.NoError(t, err)
@@ -128,7 +128,7 @@ func TestHostKeyPinnedAndChangeRefused(t *testing.T) {
 	assert.Contains(t, st.Message, strings.TrimSpace(fingerprint(t, g)), "names the key presented")
 }
 
-func fingerprint(t *testing.T, g *guest) string {
+func fingerprint(t testing.TB, g *guest) string {
 	t.Helper()
 	out, err := sshKeygenFingerprint(g.vm.HostKeyAuthorized)
 	require.NoError(t, err)

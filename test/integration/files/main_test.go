@@ -52,6 +52,7 @@ var nextAddr atomic.Int32
 type guest struct {
 	ns, name string
 	vm       *sshvm.VM
+	key      []byte // the client's private key, as in the Secret
 }
 
 // host is where a path inside the guest lives on this machine.
@@ -65,7 +66,7 @@ func (g *guest) filesPath(q url.Values) string {
 type wukongMutator func(*v1alpha1.Wukong)
 
 // newGuest starts an sshd "VM", its key Secret, its Wukong and its running VMI.
-func newGuest(t *testing.T, ns, name string, mutate ...wukongMutator) *guest {
+func newGuest(t testing.TB, ns, name string, mutate ...wukongMutator) *guest {
 	t.Helper()
 	ctx := context.Background()
 	priv, authorized, err := sshvm.NewClientKey()
@@ -99,17 +100,17 @@ func newGuest(t *testing.T, ns, name string, mutate ...wukongMutator) *guest {
 	_, err = wukongClient(t, cp.Admin).VmV1alpha1().Wukongs(ns).Create(ctx, w, metav1.CreateOptions{})
 	require.NoError(t, err)
 	require.NoError(t, standin.RunVMI(ctx, cp.Admin.Config, ns, name, addr))
-	return &guest{ns: ns, name: name, vm: vm}
+	return &guest{ns: ns, name: name, vm: vm, key: priv}
 }
 
-func wukongClient(t *testing.T, u *framework.User) versioned.Interface {
+func wukongClient(t testing.TB, u *framework.User) versioned.Interface {
 	t.Helper()
 	c, err := versioned.NewForConfig(u.Config)
 	require.NoError(t, err)
 	return c
 }
 
-func namespace(t *testing.T, name string) string {
+func namespace(t testing.TB, name string) string {
 	t.Helper()
 	kc, err := kubernetes.NewForConfig(cp.Admin.Config)
 	require.NoError(t, err)
@@ -121,7 +122,7 @@ func namespace(t *testing.T, name string) string {
 
 // randomFile writes size random bytes to a new local file and returns its
 // path and hex sha256.
-func randomFile(t *testing.T, size int64) (string, string) {
+func randomFile(t testing.TB, size int64) (string, string) {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), fmt.Sprintf("random-%d", size))
 	f, err := os.Create(p)
@@ -133,7 +134,7 @@ func randomFile(t *testing.T, size int64) (string, string) {
 	return p, hex.EncodeToString(h.Sum(nil))
 }
 
-func fileSHA256(t *testing.T, p string) string {
+func fileSHA256(t testing.TB, p string) string {
 	t.Helper()
 	f, err := os.Open(p)
 	require.NoError(t, err)
@@ -145,7 +146,7 @@ func fileSHA256(t *testing.T, p string) string {
 }
 
 // raw sends one request through kube-apiserver as u and returns status, headers and body.
-func raw(t *testing.T, u *framework.User, method, path string, body io.Reader, header http.Header) (int, http.Header, []byte) {
+func raw(t testing.TB, u *framework.User, method, path string, body io.Reader, header http.Header) (int, http.Header, []byte) {
 	t.Helper()
 	hc, err := rest.HTTPClientFor(u.Config)
 	require.NoError(t, err)
@@ -163,7 +164,7 @@ func raw(t *testing.T, u *framework.User, method, path string, body io.Reader, h
 }
 
 // noTempFiles asserts that no upload left a temporary file in dir.
-func noTempFiles(t *testing.T, dir string) {
+func noTempFiles(t testing.TB, dir string) {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)

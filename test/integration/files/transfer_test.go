@@ -23,7 +23,7 @@ import (
 )
 
 // record returns the transfer record a response names.
-func record(t *testing.T, ns, name string) *v1alpha1.WukongFileTransfer {
+func record(t testing.TB, ns, name string) *v1alpha1.WukongFileTransfer {
 	t.Helper()
 	r, err := wukongClient(t, cp.Admin).VmV1alpha1().WukongFileTransfers(ns).Get(context.Background(), name, metav1.GetOptions{})
 	require.NoError(t, err)
@@ -31,7 +31,7 @@ func record(t *testing.T, ns, name string) *v1alpha1.WukongFileTransfer {
 }
 
 // kubectlDownload streams `kubectl get --raw` into a local file.
-func kubectlDownload(t *testing.T, u *framework.User, apiPath, dest string) error {
+func kubectlDownload(t testing.TB, u *framework.User, apiPath, dest string) error {
 	t.Helper()
 	out, err := os.Create(dest)
 	require.NoError(t, err)

@@ -348,3 +348,12 @@ func servesGroupVersion(groups *metav1.APIGroupList, group, version string) bool
 	}
 	return false
 }
+
+// WukongAPIServerPID is the pid of the running wukong-apiserver, or 0; the
+// benchmarks read its memory from /proc.
+func (cp *ControlPlane) WukongAPIServerPID() int {
+	if p := cp.currentWukong(); p != nil && p.cmd.Process != nil && !p.exited() {
+		return p.cmd.Process.Pid
+	}
+	return 0
+}

@@ -256,3 +256,29 @@ func TestChrootBaseUnderTmpIsRejected(t *testing.T) {
 	_, err = Start(context.Background(), Options{AuthorizedKeys: authorized, Chroot: true, ChrootBase: t.TempDir()})
 	require.ErrorContains(t, err, "cannot hold a chroot")
 }
+
+func TestPauseResume(t *testing.T) {
+	vm, priv := startVM(t, Options{Address: "127.0.0.5"})
+	_, c := sftpClient(t, vm, priv)
+	vm.Pause()
+	// A paused guest neither answers nor refuses: requests hang.
+	done := make(chan error, 1)
+	go func() { _, err := c.Stat("/"); done <- err }()
+	select {
+	case err := <-done:
+		t.Fatalf("paused VM answered: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := vm.Dial(ctx, priv)
+	require.Error(t, err, "no new sessions while paused")
+
+	vm.Resume()
+	select {
+	case err := <-done:
+		require.NoError(t, err, "the pending request completes after Resume")
+	case <-time.After(5 * time.Second):
+		t.Fatal("request still hanging after Resume")
+	}
+}
