@@ -33,12 +33,18 @@ start() {
   grep -q '^Wukong is up' "$out/local-up.log" || { echo "local-up did not become ready:"; tail -30 "$out/local-up.log"; exit 1; }
   sed -n '/^Wukong is up/,$p' "$out/local-up.log"
 
-  echo "--- the Wukong API through kube-apiserver:"
+  echo "--- the Wukong API through kube-apiserver, and a file into and out of the demo VM:"
+  local files=/apis/vm.novasphere.dev/v1alpha1/namespaces/default/wukongs/demo/files
   (set -x
     "$kubectl" api-resources --api-group=vm.novasphere.dev
-    "$kubectl" apply -f artifacts/examples/wukong-import-https.yaml -f artifacts/examples/filetransfer-upload-config.yaml
-    "$kubectl" get wukongs,wukongfiletransfers
+    "$kubectl" get wukongs
+    "$kubectl" replace --raw "$files?path=/tmp/README.md" -f README.md >/dev/null
+    "$kubectl" get --raw "$files?path=/tmp/README.md" >"$out/README.copy"
+    cmp README.md "$out/README.copy"
+    "$kubectl" get --raw "$files?path=/tmp"
+    "$kubectl" get wukongfiletransfers
   )
+  echo "--- the file went in and came back byte-identical"
 }
 
 stop() {

@@ -32,9 +32,17 @@ import (
 	"strings"
 	"syscall"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
+
 	"github.com/novasphere/wukong/test/integration/framework"
+	"github.com/novasphere/wukong/test/integration/sshvm"
+	"github.com/novasphere/wukong/test/integration/standin"
 )
 
 // workDirMarker marks a work dir as local-up's own, so that emptying it at
@@ -74,10 +82,11 @@ func run() error {
 	defer stop()
 
 	cp, err := framework.Start(ctx, framework.Options{
-		WorkDir:             *workDir,
-		KubeAPIServerArgs:   kubeArgs,
-		WukongAPIServerArgs: wukongArgs,
-		Log:                 os.Stderr,
+		WorkDir:               *workDir,
+		BeforeWukongAPIServer: standin.InstallKubeVirtCRDs,
+		KubeAPIServerArgs:     kubeArgs,
+		WukongAPIServerArgs:   wukongArgs,
+		Log:                   os.Stderr,
 	})
 	if err != nil {
 		return err
@@ -101,9 +110,11 @@ func run() error {
 		return err
 	}
 
-	if err := seedDemo(ctx, cp.Admin.Config); err != nil {
+	demo, err := seedDemo(ctx, cp.Admin.Config, *workDir)
+	if err != nil {
 		return fmt.Errorf("seeding the demo: %w", err)
 	}
+	defer demo.Stop() //nolint:errcheck // best effort at exit
 
 	kubeconfigPath, _ := filepath.Abs(*kubeconfig)
 	pidPath, _ := filepath.Abs(*pidFile)
@@ -114,20 +125,73 @@ Wukong is up: kube-apiserver at %s, vm.novasphere.dev/v1alpha1 served by wukong-
   export PATH=%s:$PATH   # for kubectl, if you have none
   kubectl get wukongs -A
 
+A demo VM (an OpenSSH sshd at %s, files under %s) is the Wukong "demo":
+
+  kubectl create --raw "/apis/vm.novasphere.dev/v1alpha1/namespaces/default/wukongs/demo/files?path=/tmp/hello.txt" -f README.md
+  kubectl get --raw "/apis/vm.novasphere.dev/v1alpha1/namespaces/default/wukongs/demo/files?path=/tmp/hello.txt"
+  kubectl get wukongfiletransfers
+
 Logs:  %s
 Stop:  Ctrl-C, or kill $(cat %s)
-`, cp.KubeAPIServerURL, kubeconfigPath, filepath.Dir(cp.Binaries.Kubectl),
+`, cp.KubeAPIServerURL, kubeconfigPath, filepath.Dir(cp.Binaries.Kubectl), demo.Addr(), demo.Root,
 		filepath.Dir(cp.LogPath("wukong-apiserver")), pidPath)
 
 	<-ctx.Done()
 	return nil
 }
 
-// seedDemo is the hook where `make up` will set up a demo VM (a Wukong and
-// the stand-ins it needs) so that a new user has something to copy files to
-// and from. It does nothing yet.
-func seedDemo(ctx context.Context, cfg *rest.Config) error {
-	return nil
+// seedDemo sets up a demo VM so that a new user has something to copy files
+// to and from: an sshd "guest" with its own filesystem root, its key Secret,
+// the Wukong "demo" in the default namespace and, playing KubeVirt, a running
+// VirtualMachineInstance with the guest's address.
+func seedDemo(ctx context.Context, cfg *rest.Config, workDir string) (*sshvm.VM, error) {
+	priv, authorized, err := sshvm.NewClientKey()
+	if err != nil {
+		return nil, err
+	}
+	vmDir := filepath.Join(workDir, "demo-vm")
+	if err := os.MkdirAll(vmDir, 0o700); err != nil {
+		return nil, err
+	}
+	vm, err := sshvm.Start(ctx, sshvm.Options{Address: "127.0.0.2", AuthorizedKeys: authorized, Chroot: true, WorkDir: vmDir})
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(vm.Root, "tmp"), 0o1777); err != nil {
+		return nil, err
+	}
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := kc.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "demo-ssh"},
+		Type:       corev1.SecretTypeSSHAuth,
+		Data:       map[string][]byte{corev1.SSHAuthPrivateKey: priv},
+	}, metav1.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	wc, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	port := int32(vm.Port)
+	if _, err := wc.VmV1alpha1().Wukongs("default").Create(ctx, &v1alpha1.Wukong{
+		ObjectMeta: metav1.ObjectMeta{Name: "demo"},
+		Spec: v1alpha1.WukongSpec{
+			CPU: 1,
+			FileTransfer: &v1alpha1.FileTransferSpec{
+				Enabled: true, Method: v1alpha1.FileTransferMethodSSH,
+				SSHConfig: &v1alpha1.SSHTransferConfig{User: vm.User, KeySecret: "demo-ssh", Port: &port},
+			},
+		},
+	}, metav1.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	if err := standin.RunVMI(ctx, cfg, "default", "demo", vm.Address); err != nil {
+		return nil, err
+	}
+	return vm, nil
 }
 
 // runningPID reports the pid in pidFile if that process is alive.
