@@ -66,6 +66,8 @@ type ExtraConfig struct {
 	MaxFileSize int64
 	// TransferRecordRetention is how long finished transfer records are kept.
 	TransferRecordRetention time.Duration
+	// TransferStaleAfter ends Failed a Transferring record not updated for this long.
+	TransferStaleAfter time.Duration
 	// SSHDialTimeout bounds reaching a guest's SSH server.
 	SSHDialTimeout time.Duration
 }
@@ -134,18 +136,18 @@ func (c completedConfig) New() (*WukongServer, error) {
 	pool := ssh.NewPool(ssh.PoolOptions{DialTimeout: c.ExtraConfig.SSHDialTimeout})
 	s.GenericAPIServer.AddPreShutdownHookOrDie("close-ssh-pool", func() error { return pool.Close() })
 	recorder := record.New(transfers, transferStatus)
+	recorder.Heartbeat = c.ExtraConfig.TransferStaleAfter / 4
 	files := wukong.NewFilesREST(wukongs, wukongStatus, wukong.FilesDeps{
 		Locator:     &guest.Locator{VMIs: kubevirt.KubevirtV1(), Secrets: kube.CoreV1()},
 		Pool:        pool,
 		Recorder:    recorder,
 		MaxFileSize: c.ExtraConfig.MaxFileSize,
 	})
-	if ret := c.ExtraConfig.TransferRecordRetention; ret > 0 {
-		s.GenericAPIServer.AddPostStartHookOrDie("wukong-transfer-record-collector", func(ctx genericapiserver.PostStartHookContext) error {
-			go record.NewCollector(transfers, ret).Run(ctx)
-			return nil
-		})
-	}
+	collector := record.NewCollector(transfers, transferStatus, c.ExtraConfig.TransferRecordRetention, c.ExtraConfig.TransferStaleAfter)
+	s.GenericAPIServer.AddPostStartHookOrDie("wukong-transfer-record-collector", func(ctx genericapiserver.PostStartHookContext) error {
+		go collector.Run(ctx)
+		return nil
+	})
 
 	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(vm.GroupName, Scheme, ParameterCodec, Codecs)
 	apiGroupInfo.VersionedResourcesStorageMap["v1alpha1"] = map[string]apirest.Storage{

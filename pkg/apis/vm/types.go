@@ -464,6 +464,12 @@ type WukongFileTransferStatus struct {
 	// +optional
 	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
 
+	// UpdatedAt is when the server last wrote progress. It does so at least
+	// every few seconds while a transfer runs; a Transferring record that stops
+	// being updated is ended Failed.
+	// +optional
+	UpdatedAt *metav1.Time `json:"updatedAt,omitempty"`
+
 	// BytesTransferred so far.
 	// +optional
 	BytesTransferred int64 `json:"bytesTransferred,omitempty"`

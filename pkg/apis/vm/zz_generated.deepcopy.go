@@ -567,6 +567,10 @@ func (in *WukongFileTransferStatus) DeepCopyInto(out *WukongFileTransferStatus) 
 		in, out := &in.CompletedAt, &out.CompletedAt
 		*out = (*in).DeepCopy()
 	}
+	if in.UpdatedAt != nil {
+		in, out := &in.UpdatedAt, &out.UpdatedAt
+		*out = (*in).DeepCopy()
+	}
 	return
 }
 

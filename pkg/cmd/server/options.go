@@ -14,6 +14,7 @@ import (
 type WukongOptions struct {
 	MaxFileSize             string
 	TransferRecordRetention time.Duration
+	TransferStaleAfter      time.Duration
 	SSHDialTimeout          time.Duration
 }
 
@@ -22,6 +23,7 @@ func NewWukongOptions() *WukongOptions {
 	return &WukongOptions{
 		MaxFileSize:             "0",
 		TransferRecordRetention: 24 * time.Hour,
+		TransferStaleAfter:      time.Minute,
 		SSHDialTimeout:          15 * time.Second,
 	}
 }
@@ -32,6 +34,8 @@ func (o *WukongOptions) AddFlags(fs *pflag.FlagSet) {
 		"Largest file or archive one request may move through wukongs/files, as a quantity (e.g. 50Gi); 0 means no server-wide limit. A Wukong's spec.fileTransfer.maxFileSize can only lower it.")
 	fs.DurationVar(&o.TransferRecordRetention, "transfer-record-retention", o.TransferRecordRetention,
 		"How long finished WukongFileTransfer records are kept; 0 keeps them forever.")
+	fs.DurationVar(&o.TransferStaleAfter, "transfer-stale-after", o.TransferStaleAfter,
+		"A Transferring record whose progress nobody wrote for this long (its server stopped) is ended Failed. Running transfers write at least every quarter of it.")
 	fs.DurationVar(&o.SSHDialTimeout, "ssh-dial-timeout", o.SSHDialTimeout,
 		"Time allowed to reach a guest's SSH server and complete the handshake.")
 }
@@ -44,6 +48,9 @@ func (o *WukongOptions) Validate() []error {
 	}
 	if o.TransferRecordRetention < 0 {
 		errs = append(errs, fmt.Errorf("--transfer-record-retention must not be negative"))
+	}
+	if o.TransferStaleAfter < 4*time.Second {
+		errs = append(errs, fmt.Errorf("--transfer-stale-after must be at least 4s"))
 	}
 	if o.SSHDialTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--ssh-dial-timeout must be positive"))
@@ -59,6 +66,7 @@ func (o *WukongOptions) ApplyTo(c *apiserver.ExtraConfig) error {
 	}
 	c.MaxFileSize = q.Value()
 	c.TransferRecordRetention = o.TransferRecordRetention
+	c.TransferStaleAfter = o.TransferStaleAfter
 	c.SSHDialTimeout = o.SSHDialTimeout
 	return nil
 }

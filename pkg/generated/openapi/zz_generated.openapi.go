@@ -1180,6 +1180,12 @@ func schema_pkg_apis_vm_v1alpha1_WukongFileTransferStatus(ref common.ReferenceCa
 							Ref:         ref(v1.Time{}.OpenAPIModelName()),
 						},
 					},
+					"updatedAt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "UpdatedAt is when the server last wrote progress. It does so at least every few seconds while a transfer runs; a Transferring record that stops being updated is ended Failed.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
 					"bytesTransferred": {
 						SchemaProps: spec.SchemaProps{
 							Description: "BytesTransferred so far.",

@@ -2,10 +2,12 @@ package record
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
@@ -21,21 +23,31 @@ type Store interface {
 }
 
 // Collector deletes finished records older than a retention, so that etcd
-// holds the recent history of transfers rather than all of it.
+// holds the recent history of transfers rather than all of it, and ends
+// Failed the Transferring records nobody updates any more (their server
+// stopped mid-transfer), so that no record stays Transferring forever.
 type Collector struct {
 	store     Store
+	status    rest.Updater
 	retention time.Duration
+	// staleAfter without a progress write ends a Transferring record.
+	staleAfter time.Duration
 }
 
-// NewCollector returns a collector of records finished more than retention ago.
-func NewCollector(store Store, retention time.Duration) *Collector {
-	return &Collector{store: store, retention: retention}
+// NewCollector returns a collector of records finished more than retention
+// ago (never, when 0) and of Transferring records silent for staleAfter.
+func NewCollector(store Store, status rest.Updater, retention, staleAfter time.Duration) *Collector {
+	return &Collector{store: store, status: status, retention: retention, staleAfter: staleAfter}
 }
 
-// Run collects every retention/10 (at most every minute) until ctx is done.
+// Run collects every tenth of the retention or the stale time (between a
+// second and a minute) until ctx is done.
 func (c *Collector) Run(ctx context.Context) {
-	period := min(c.retention/10, time.Minute)
-	period = max(period, time.Second)
+	period := c.staleAfter / 10
+	if c.retention > 0 {
+		period = min(period, c.retention/10)
+	}
+	period = max(min(period, time.Minute), time.Second)
 	wait.UntilWithContext(ctx, func(ctx context.Context) {
 		if n, err := c.Collect(ctx, time.Now()); err != nil {
 			klog.ErrorS(err, "Collecting old transfer records")
@@ -54,8 +66,12 @@ func (c *Collector) Collect(ctx context.Context, now time.Time) (int, error) {
 	}
 	deleted := 0
 	for _, t := range obj.(*vm.WukongFileTransferList).Items {
+		if c.stale(&t, now) {
+			c.fail(ctx, &t)
+			continue
+		}
 		done := t.Status.CompletedAt
-		if done == nil || now.Sub(done.Time) < c.retention {
+		if c.retention == 0 || done == nil || now.Sub(done.Time) < c.retention {
 			continue
 		}
 		dctx := genericapirequest.WithNamespace(ctx, t.Namespace)
@@ -67,4 +83,38 @@ func (c *Collector) Collect(ctx context.Context, now time.Time) (int, error) {
 		deleted++
 	}
 	return deleted, nil
+}
+
+// stale is a Transferring record whose server stopped writing progress.
+func (c *Collector) stale(t *vm.WukongFileTransfer, now time.Time) bool {
+	if t.Status.Phase != vm.FileTransferPhaseTransferring {
+		return false
+	}
+	last := t.CreationTimestamp.Time
+	if t.Status.UpdatedAt != nil {
+		last = t.Status.UpdatedAt.Time
+	}
+	return now.Sub(last) > c.staleAfter
+}
+
+// fail ends a stale record, unless it moved meanwhile.
+func (c *Collector) fail(ctx context.Context, t *vm.WukongFileTransfer) {
+	ctx = genericapirequest.WithNamespace(ctx, t.Namespace)
+	rv := t.ResourceVersion
+	info := rest.DefaultUpdatedObjectInfo(nil, func(_ context.Context, _, old runtime.Object) (runtime.Object, error) {
+		o := old.(*vm.WukongFileTransfer).DeepCopy()
+		if o.ResourceVersion != rv {
+			return nil, fmt.Errorf("record %s was updated meanwhile", o.Name)
+		}
+		now := metav1.Now()
+		o.Status.Phase = vm.FileTransferPhaseFailed
+		o.Status.CompletedAt, o.Status.UpdatedAt = &now, &now
+		o.Status.Message = fmt.Sprintf("the transfer stopped reporting progress after %d bytes (wukong-apiserver restarted or lost it); nothing was committed under the target name", o.Status.BytesTransferred)
+		return o, nil
+	})
+	if _, _, err := c.status.Update(ctx, t.Name, info, rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{}); err != nil {
+		klog.V(2).InfoS("Not ending a stale transfer record", "record", klog.KObj(t), "err", err)
+		return
+	}
+	klog.InfoS("Ended a stale transfer record", "record", klog.KObj(t))
 }

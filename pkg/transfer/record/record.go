@@ -31,12 +31,16 @@ type Recorder struct {
 	// Interval between progress writes; about a second keeps etcd quiet and
 	// `kubectl get -w` lively.
 	Interval time.Duration
+	// Heartbeat is the longest time between writes while a transfer runs,
+	// bytes moving or not, so that a record whose server died can be told
+	// from a slow one (see Collector).
+	Heartbeat time.Duration
 }
 
 // New returns a Recorder writing through records (wukongfiletransfers) and
 // status (wukongfiletransfers/status).
 func New(records rest.Creater, status rest.Updater) *Recorder {
-	return &Recorder{records: records, status: status, Interval: time.Second}
+	return &Recorder{records: records, status: status, Interval: time.Second, Heartbeat: 15 * time.Second}
 }
 
 // Transfer is one stream being recorded. Write it the bytes that pass (it is
@@ -84,6 +88,7 @@ func (r *Recorder) Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTr
 	}
 	t.total.Store(total)
 	if err := t.update(func(st *vm.WukongFileTransferStatus) {
+		t.fill(st)
 		st.Phase = vm.FileTransferPhaseTransferring
 		st.StartedAt = &metav1.Time{Time: t.started}
 	}); err != nil {
@@ -167,7 +172,7 @@ func (t *Transfer) loop() {
 			return
 		case now := <-tick.C:
 			done := t.done.Load()
-			if done == lastBytes {
+			if done == lastBytes && now.Sub(lastTime) < t.r.Heartbeat {
 				continue
 			}
 			rate := int64(float64(done-lastBytes) / now.Sub(lastTime).Seconds())
@@ -182,8 +187,9 @@ func (t *Transfer) loop() {
 	}
 }
 
-// fill copies the counters into st.
+// fill copies the counters into st and stamps the time of the write.
 func (t *Transfer) fill(st *vm.WukongFileTransferStatus) {
+	st.UpdatedAt = &metav1.Time{Time: time.Now()}
 	done, total := t.done.Load(), t.total.Load()
 	st.BytesTransferred = done
 	if total >= 0 {

@@ -40,8 +40,8 @@ var cp *framework.ControlPlane
 func TestMain(m *testing.M) {
 	os.Exit(framework.RunTestMain(m, framework.Options{
 		BeforeWukongAPIServer: standin.InstallKubeVirtCRDs,
-		// Short retention so the collector test sees records go.
-		WukongAPIServerArgs: []string{"--transfer-record-retention=20s"},
+		// Short retention and stale time so the collector tests see records go.
+		WukongAPIServerArgs: []string{"--transfer-record-retention=20s", "--transfer-stale-after=8s"},
 	}, &cp))
 }
 

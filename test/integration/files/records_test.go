@@ -43,6 +43,29 @@ func TestRecordsAreCollected(t *testing.T) {
 	assert.NoError(t, err, "an unfinished record must stay")
 }
 
+// TestStaleTransferringRecordIsFailed: a record left Transferring by a server
+// that stopped (here: written so by hand) is ended Failed, not left forever.
+func TestStaleTransferringRecordIsFailed(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "files-stale")
+	records := wukongClient(t, cp.Admin).VmV1alpha1().WukongFileTransfers(ns)
+	rec, err := records.Create(ctx, recordFor("orphan", "/orphan.bin"), metav1.CreateOptions{})
+	require.NoError(t, err)
+	old := metav1.NewTime(time.Now().Add(-time.Minute))
+	rec.Status.Phase, rec.Status.BytesTransferred, rec.Status.UpdatedAt = "Transferring", 4096, &old
+	_, err = records.UpdateStatus(ctx, rec, metav1.UpdateOptions{})
+	require.NoError(t, err)
+
+	var got *v1alpha1.WukongFileTransfer
+	err = wait.PollUntilContextTimeout(ctx, time.Second, time.Minute, false, func(ctx context.Context) (bool, error) {
+		got, err = records.Get(ctx, "orphan", metav1.GetOptions{})
+		return err == nil && got.Status.Phase == "Failed", nil
+	})
+	require.NoError(t, err, "the stale record was not ended")
+	assert.Contains(t, got.Status.Message, "stopped reporting progress after 4096 bytes")
+	assert.NotNil(t, got.Status.CompletedAt)
+}
+
 // TestNoSecretsInRecordsOrLogs: the private key from the Secret appears in no
 // record, Wukong status or server log line.
 func TestNoSecretsInRecordsOrLogs(t *testing.T) {

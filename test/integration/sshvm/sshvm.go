@@ -423,17 +423,23 @@ func (vm *VM) Dial(ctx context.Context, privatePEM []byte) (*gossh.Client, error
 	vm.mu.Lock()
 	hostKey := vm.HostKey
 	vm.mu.Unlock()
-	d := net.Dialer{Timeout: 5 * time.Second}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", vm.Addr())
 	if err != nil {
 		return nil, err
 	}
+	// The handshake takes no context and a paused VM never answers it.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	c, chans, reqs, err := gossh.NewClientConn(conn, vm.Addr(), &gossh.ClientConfig{
 		User:            vm.User,
 		Auth:            []gossh.AuthMethod{gossh.PublicKeys(signer)},
 		HostKeyCallback: gossh.FixedHostKey(hostKey),
-		Timeout:         5 * time.Second,
 	})
+	if !stop() {
+		err = errors.Join(err, ctx.Err())
+	}
 	if err != nil {
 		conn.Close()
 		return nil, err

@@ -37,6 +37,10 @@ type WukongFileTransferStatusApplyConfiguration struct {
 	StartedAt *v1.Time `json:"startedAt,omitempty"`
 	// CompletedAt is when the transfer ended, either way.
 	CompletedAt *v1.Time `json:"completedAt,omitempty"`
+	// UpdatedAt is when the server last wrote progress. It does so at least
+	// every few seconds while a transfer runs; a Transferring record that stops
+	// being updated is ended Failed.
+	UpdatedAt *v1.Time `json:"updatedAt,omitempty"`
 	// BytesTransferred so far.
 	BytesTransferred *int64 `json:"bytesTransferred,omitempty"`
 	// TotalBytes of the transfer, when known.
@@ -92,6 +96,14 @@ func (b *WukongFileTransferStatusApplyConfiguration) WithStartedAt(value v1.Time
 // If called multiple times, the CompletedAt field is set to the value of the last call.
 func (b *WukongFileTransferStatusApplyConfiguration) WithCompletedAt(value v1.Time) *WukongFileTransferStatusApplyConfiguration {
 	b.CompletedAt = &value
+	return b
+}
+
+// WithUpdatedAt sets the UpdatedAt field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the UpdatedAt field is set to the value of the last call.
+func (b *WukongFileTransferStatusApplyConfiguration) WithUpdatedAt(value v1.Time) *WukongFileTransferStatusApplyConfiguration {
+	b.UpdatedAt = &value
 	return b
 }
 
