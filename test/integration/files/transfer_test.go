@@ -103,6 +103,12 @@ func TestRangesListingDeleteAndReplace(t *testing.T) {
 	t.Run("offset and length", func(t *testing.T) {
 		out := framework.RunKubectl(t, cp, cp.Admin, "get", "--raw", g.filesPath(url.Values{"path": {"/etc/app/config.yaml"}, "offset": {"10"}, "length": {"6"}}))
 		assert.Equal(t, "abcdef", out)
+		code, hdr, body := raw(t, cp.Admin, http.MethodGet, g.filesPath(url.Values{"path": {"/etc/app/config.yaml"}, "offset": {fmt.Sprint(len(content))}}), nil, nil)
+		assert.Equal(t, http.StatusOK, code, "an empty range at the end")
+		assert.Empty(t, body)
+		assert.Equal(t, "0", hdr.Get("Content-Length"))
+		code, _, _ = raw(t, cp.Admin, http.MethodGet, g.filesPath(url.Values{"path": {"/etc/app/config.yaml"}, "offset": {"1000"}}), nil, nil)
+		assert.Equal(t, http.StatusRequestedRangeNotSatisfiable, code)
 	})
 	t.Run("range header", func(t *testing.T) {
 		code, hdr, body := raw(t, cp.Admin, http.MethodGet, g.filesPath(url.Values{"path": {"/etc/app/config.yaml"}}), nil, http.Header{"Range": {"bytes=-4"}})

@@ -312,7 +312,8 @@ func (h *filesHandler) byteRange(req *http.Request, size int64) (start, length i
 		if h.opts.Length != nil && *h.opts.Length < length {
 			length = *h.opts.Length
 		}
-		return start, length, true, nil
+		// An empty range has no Content-Range to describe it: answer 200 with no bytes.
+		return start, length, length > 0, nil
 	}
 	if hdr := req.Header.Get("Range"); hdr != "" {
 		s, l, ok := parseRange(hdr, size)
