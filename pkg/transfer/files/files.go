@@ -34,6 +34,8 @@ var (
 	ErrNotDirectory = errors.New("not a directory")
 	// ErrShortBody: the body ended before the announced length.
 	ErrShortBody = errors.New("upload body ended early")
+	// ErrDiskFull: the guest's filesystem ran out of space.
+	ErrDiskFull = errors.New("the guest's disk is full")
 )
 
 // Entry describes one file in a listing.
@@ -149,6 +151,11 @@ func Upload(ctx context.Context, c *sftp.Client, target string, body io.Reader, 
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	// Ask while the partial file still fills the disk: once it is removed,
+	// the space is back and the cause is gone.
+	if err != nil && isFailure(err) && diskFull(c, dir) {
+		err = fmt.Errorf("%w: %v", ErrDiskFull, err)
+	}
 	if err == nil {
 		err = c.Chmod(tmp, mode)
 	}
@@ -254,6 +261,19 @@ func Delete(c *sftp.Client, p string, recursive bool) error {
 		return c.RemoveDirectory(p)
 	}
 	return c.Remove(p)
+}
+
+// isFailure is SFTP's generic "failure" status, which is how OpenSSH's
+// sftp-server reports ENOSPC among other things.
+func isFailure(err error) bool {
+	var se *sftp.StatusError
+	return errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxFailure
+}
+
+// diskFull asks the guest whether the filesystem of dir has under 1 MiB left.
+func diskFull(c *sftp.Client, dir string) bool {
+	st, err := c.StatVFS(dir)
+	return err == nil && st.Bavail*st.Frsize < 1<<20
 }
 
 // LeftoverError is an upload failure whose temporary file could not be removed

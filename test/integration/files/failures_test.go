@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -179,4 +180,23 @@ func TestPolicy(t *testing.T) {
 	code, _, body = raw(t, cp.Admin, http.MethodPost, small.filesPath(url.Values{"path": {"/no/such/dir/f"}}), strings.NewReader("x"), nil)
 	assert.Equal(t, http.StatusNotFound, code)
 	assert.Contains(t, status(t, body).Message, "createParents")
+}
+
+// TestGuestDiskFull fills a 1 MiB filesystem inside the guest: 507, and
+// neither the target nor the temporary file remains.
+func TestGuestDiskFull(t *testing.T) {
+	ns := namespace(t, "files-full")
+	g := newGuest(t, ns, "vm1")
+	small := g.host("/small")
+	require.NoError(t, os.MkdirAll(small, 0o755))
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", small).CombinedOutput()
+	require.NoError(t, err, "mounting a small tmpfs as the guest's full disk: %s", out)
+	t.Cleanup(func() { _ = exec.Command("umount", small).Run() })
+
+	code, _, body := raw(t, cp.Admin, http.MethodPut, g.filesPath(url.Values{"path": {"/small/big.bin"}}), strings.NewReader(strings.Repeat("x", 4<<20)), nil)
+	assert.Equal(t, http.StatusInsufficientStorage, code, string(body))
+	assert.Contains(t, status(t, body).Message, "disk is full")
+	entries, err := os.ReadDir(small)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "nothing left on the full disk")
 }

@@ -464,9 +464,6 @@ func (h *filesHandler) put(ctx context.Context, c *sftp.Client, req *http.Reques
 		}
 		res, err = files.Upload(ctx, c, h.opts.Path, req.Body, uo)
 		created = res.Created
-		if err != nil && isGuestFailure(err) && diskFull(c, h.opts.Path) {
-			err = fmt.Errorf("%w: %v", errDiskFull, err)
-		}
 	}
 	if err != nil {
 		t.Fail(fmt.Sprintf("upload failed after %d bytes, nothing was written to %s: %v", t.Bytes(), h.opts.Path, h.statusFor(err).ErrStatus.Message))

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path"
 
 	"github.com/pkg/sftp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -25,8 +24,6 @@ const (
 	reasonInsufficientStorage metav1.StatusReason = "InsufficientStorage"
 	reasonRangeNotSatisfiable metav1.StatusReason = "RequestedRangeNotSatisfiable"
 )
-
-var errDiskFull = errors.New("the guest's disk is full")
 
 func newStatus(code int, reason metav1.StatusReason, msg string) *apierrors.StatusError {
 	if code == http.StatusRequestedRangeNotSatisfiable {
@@ -80,7 +77,7 @@ func (h *filesHandler) statusFor(err error) *apierrors.StatusError {
 		return apierrors.NewConflict(vm.Resource("wukongs/files"), p, err)
 	case archive.IsRefused(err):
 		return apierrors.NewBadRequest(fmt.Sprintf("the tar was refused and nothing was extracted under %s: %v", p, err))
-	case errors.Is(err, errDiskFull):
+	case errors.Is(err, files.ErrDiskFull):
 		return newStatus(http.StatusInsufficientStorage, reasonInsufficientStorage, fmt.Sprintf("%v; nothing was written to %s", err, p))
 	case errors.Is(err, os.ErrNotExist):
 		return apierrors.NewNotFound(vm.Resource("wukongs/files"), p)
@@ -101,23 +98,6 @@ func (h *filesHandler) sshUser() string {
 		return ft.SSHConfig.User
 	}
 	return "(unknown)"
-}
-
-// isGuestFailure is an SFTP "failure" status: the guest's generic answer,
-// which covers a full disk among other things.
-func isGuestFailure(err error) bool {
-	var se *sftp.StatusError
-	return errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxFailure
-}
-
-// diskFull asks the guest whether the filesystem of p has any space left.
-func diskFull(c *sftp.Client, p string) bool {
-	dir := p
-	if fi, err := c.Stat(p); err != nil || !fi.IsDir() {
-		dir = path.Dir(p)
-	}
-	st, err := c.StatVFS(dir)
-	return err == nil && st.Bavail*st.Frsize < 1<<20
 }
 
 // brokenSession reports whether err may have left the SSH or SFTP session
