@@ -4,14 +4,11 @@
 package apiserver
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
@@ -36,14 +33,7 @@ func clients(t *testing.T, u *framework.User) (versioned.Interface, kubernetes.I
 
 // namespace creates a namespace for one test and deletes it afterwards.
 func namespace(t *testing.T, name string) string {
-	t.Helper()
-	_, kc := clients(t, cp.Admin)
-	_, err := kc.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_ = kc.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
-	})
-	return name
+	return framework.CreateTestNamespace(t, cp, name)
 }
 
 // repoPath returns a path inside the repository.

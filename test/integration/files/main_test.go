@@ -111,13 +111,7 @@ func wukongClient(t testing.TB, u *framework.User) versioned.Interface {
 }
 
 func namespace(t testing.TB, name string) string {
-	t.Helper()
-	kc, err := kubernetes.NewForConfig(cp.Admin.Config)
-	require.NoError(t, err)
-	_, err = kc.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = kc.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{}) })
-	return name
+	return framework.CreateTestNamespace(t, cp, name)
 }
 
 // randomFile writes size random bytes to a new local file and returns its
