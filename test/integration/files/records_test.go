@@ -1,7 +1,9 @@
 package files
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
 
 	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 )
@@ -113,4 +116,89 @@ func recordFor(name, remote string) *v1alpha1.WukongFileTransfer {
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec:       v1alpha1.WukongFileTransferSpec{WukongName: "vm1", Operation: "upload", RemotePath: remote},
 	}
+}
+
+// TestRecordProgressIsWatchable streams a slow upload and watches its record
+// move from Transferring with partial progress to Succeeded.
+func TestRecordProgressIsWatchable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := namespace(t, "files-watch")
+	g := newGuest(t, ns, "vm1")
+	w, err := wukongClient(t, cp.Admin).VmV1alpha1().WukongFileTransfers(ns).Watch(ctx, metav1.ListOptions{})
+	require.NoError(t, err)
+	defer w.Stop()
+	// And what a person runs: kubectl get -w prints the record as it moves.
+	kctx, stopKubectl := context.WithCancel(ctx)
+	kubectlWatch := cp.KubectlCommand(kctx, cp.Admin, "get", "wukongfiletransfers", "-n", ns, "-w")
+	var printed bytes.Buffer
+	kubectlWatch.Stdout = &printed
+	require.NoError(t, kubectlWatch.Start())
+	time.Sleep(time.Second) // let kubectl's watch start before the transfer does
+
+	const chunk, chunks = 1 << 20, 8
+	done := make(chan int)
+	go func() {
+		body := &slowReader{left: chunk * chunks, chunk: chunk, pause: 400 * time.Millisecond}
+		code, _, _ := raw(t, cp.Admin, http.MethodPut, g.filesPath(url.Values{"path": {"/slow.bin"}}), body, http.Header{})
+		done <- code
+	}()
+
+	var sawPartial, sawDone bool
+	for !sawDone {
+		select {
+		case ev := <-w.ResultChan():
+			if ev.Type != watch.Modified {
+				continue
+			}
+			rec := ev.Object.(*v1alpha1.WukongFileTransfer)
+			switch rec.Status.Phase {
+			case "Transferring":
+				if n := rec.Status.BytesTransferred; n > 0 && n < chunk*chunks {
+					sawPartial = true
+					assert.Positive(t, rec.Status.BytesPerSecond)
+				}
+			case "Succeeded":
+				sawDone = true
+				assert.Equal(t, int64(chunk*chunks), rec.Status.BytesTransferred)
+			case "Failed":
+				t.Fatalf("transfer failed: %s", rec.Status.Message)
+			}
+		case <-ctx.Done():
+			t.Fatal("the record never reached Succeeded")
+		}
+	}
+	assert.Equal(t, http.StatusCreated, <-done, "a PUT that creates answers 201")
+	assert.True(t, sawPartial, "progress was written while bytes moved")
+	time.Sleep(time.Second)
+	stopKubectl()
+	_ = kubectlWatch.Wait()
+	out := printed.String()
+	assert.Contains(t, out, "Transferring", out)
+	assert.Contains(t, out, "Succeeded", out)
+	assert.Contains(t, out, "100%", out)
+}
+
+// slowReader yields chunk bytes, then pauses, until left runs out.
+type slowReader struct {
+	left, chunk int
+	pause       time.Duration
+	inChunk     int
+}
+
+func (s *slowReader) Read(p []byte) (int, error) {
+	if s.left == 0 {
+		return 0, io.EOF
+	}
+	if s.inChunk == s.chunk {
+		time.Sleep(s.pause)
+		s.inChunk = 0
+	}
+	n := min(len(p), s.left, s.chunk-s.inChunk)
+	for i := range n {
+		p[i] = byte(i)
+	}
+	s.left -= n
+	s.inChunk += n
+	return n, nil
 }
