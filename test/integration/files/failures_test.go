@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
 	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
@@ -127,6 +128,33 @@ func TestHostKeyPinnedAndChangeRefused(t *testing.T) {
 	st := status(t, body)
 	assert.Contains(t, st.Message, old, "names the expected key")
 	assert.Contains(t, st.Message, strings.TrimSpace(fingerprint(t, g)), "names the key presented")
+}
+
+// TestKnownHostsFromSecret: with known_hosts in the key Secret the host key
+// is checked against it and nothing is pinned; a different key is refused
+// with advice to update the Secret.
+func TestKnownHostsFromSecret(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "files-knownhosts")
+	g := newGuest(t, ns, "vm1")
+	kc, err := kubernetes.NewForConfig(cp.Admin.Config)
+	require.NoError(t, err)
+	sec, err := kc.CoreV1().Secrets(ns).Get(ctx, "vm1-ssh", metav1.GetOptions{})
+	require.NoError(t, err)
+	sec.Data["known_hosts"] = []byte(g.vm.KnownHostsLine() + "\n")
+	_, err = kc.CoreV1().Secrets(ns).Update(ctx, sec, metav1.UpdateOptions{})
+	require.NoError(t, err)
+
+	code, _, body := raw(t, cp.Admin, http.MethodGet, g.filesPath(url.Values{"path": {"/"}}), nil, nil)
+	require.Equal(t, http.StatusOK, code, string(body))
+	w, err := wukongClient(t, cp.Admin).VmV1alpha1().Wukongs(ns).Get(ctx, "vm1", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Nil(t, w.Status.FileTransfer, "known_hosts decides; nothing is pinned")
+
+	require.NoError(t, g.vm.RotateHostKey(ctx))
+	code, _, body = raw(t, cp.Admin, http.MethodGet, g.filesPath(url.Values{"path": {"/"}}), nil, nil)
+	assert.Equal(t, http.StatusBadGateway, code)
+	assert.Contains(t, status(t, body).Message, "known_hosts")
 }
 
 func fingerprint(t testing.TB, g *guest) string {
