@@ -489,6 +489,18 @@ type WukongFileTransferStatus struct {
 	// RequestedBy is the user who asked for the transfer.
 	// +optional
 	RequestedBy string `json:"requestedBy,omitempty"`
+
+	// CompletedRanges are the byte ranges of a chunked transfer done so far,
+	// merged and sorted; a client resumes by sending or fetching the rest.
+	// +optional
+	// +listType=atomic
+	CompletedRanges []ByteRange `json:"completedRanges,omitempty"`
+}
+
+// ByteRange is length bytes from offset.
+type ByteRange struct {
+	Offset int64 `json:"offset"`
+	Length int64 `json:"length"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
@@ -546,6 +558,22 @@ type WukongFileOptions struct {
 	// Recursive removes a directory and everything under it (DELETE).
 	// +optional
 	Recursive bool `json:"recursive,omitempty"`
+
+	// Transfer names a WukongFileTransfer this request is one chunk of. A
+	// chunked upload writes the body at offset into the transfer's temporary
+	// file; a chunked download reads offset/length. Progress and the byte
+	// ranges done accumulate in the record, so a transfer of any size is many
+	// requests that each fit kube-apiserver's request timeout, and it resumes
+	// from what the record says is done.
+	// +optional
+	Transfer string `json:"transfer,omitempty"`
+
+	// Commit ends a chunked upload (with transfer): once every byte of
+	// expectedSize arrived, the server checks the sha256 and renames the
+	// temporary file to path (POST refuses to replace, PUT replaces). It
+	// answers 202 at once; the record turns Succeeded or Failed.
+	// +optional
+	Commit bool `json:"commit,omitempty"`
 }
 
 // File types in a listing.

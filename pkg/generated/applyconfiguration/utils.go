@@ -32,6 +32,8 @@ import (
 func ForKind(kind schema.GroupVersionKind) interface{} {
 	switch kind {
 	// Group=vm.novasphere.dev, Version=v1alpha1
+	case v1alpha1.SchemeGroupVersion.WithKind("ByteRange"):
+		return &vmv1alpha1.ByteRangeApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("DiskConfig"):
 		return &vmv1alpha1.DiskConfigApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ExportStatus"):

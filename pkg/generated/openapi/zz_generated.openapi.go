@@ -33,6 +33,7 @@ import (
 
 func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenAPIDefinition {
 	return map[string]common.OpenAPIDefinition{
+		v1alpha1.ByteRange{}.OpenAPIModelName():                schema_pkg_apis_vm_v1alpha1_ByteRange(ref),
 		v1alpha1.DiskConfig{}.OpenAPIModelName():               schema_pkg_apis_vm_v1alpha1_DiskConfig(ref),
 		v1alpha1.ExportStatus{}.OpenAPIModelName():             schema_pkg_apis_vm_v1alpha1_ExportStatus(ref),
 		v1alpha1.ExportTargetSpec{}.OpenAPIModelName():         schema_pkg_apis_vm_v1alpha1_ExportTargetSpec(ref),
@@ -114,6 +115,34 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		runtime.TypeMeta{}.OpenAPIModelName():                  schema_k8sio_apimachinery_pkg_runtime_TypeMeta(ref),
 		runtime.Unknown{}.OpenAPIModelName():                   schema_k8sio_apimachinery_pkg_runtime_Unknown(ref),
 		version.Info{}.OpenAPIModelName():                      schema_k8sio_apimachinery_pkg_version_Info(ref),
+	}
+}
+
+func schema_pkg_apis_vm_v1alpha1_ByteRange(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ByteRange is length bytes from offset.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"offset": {
+						SchemaProps: spec.SchemaProps{
+							Default: 0,
+							Type:    []string{"integer"},
+							Format:  "int64",
+						},
+					},
+					"length": {
+						SchemaProps: spec.SchemaProps{
+							Default: 0,
+							Type:    []string{"integer"},
+							Format:  "int64",
+						},
+					},
+				},
+				Required: []string{"offset", "length"},
+			},
+		},
 	}
 }
 
@@ -966,6 +995,20 @@ func schema_pkg_apis_vm_v1alpha1_WukongFileOptions(ref common.ReferenceCallback)
 							Format:      "",
 						},
 					},
+					"transfer": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Transfer names a WukongFileTransfer this request is one chunk of. A chunked upload writes the body at offset into the transfer's temporary file; a chunked download reads offset/length. Progress and the byte ranges done accumulate in the record, so a transfer of any size is many requests that each fit kube-apiserver's request timeout, and it resumes from what the record says is done.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"commit": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Commit ends a chunked upload (with transfer): once every byte of expectedSize arrived, the server checks the sha256 and renames the temporary file to path (POST refuses to replace, PUT replaces). It answers 202 at once; the record turns Succeeded or Failed.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
 				},
 				Required: []string{"path"},
 			},
@@ -1221,11 +1264,29 @@ func schema_pkg_apis_vm_v1alpha1_WukongFileTransferStatus(ref common.ReferenceCa
 							Format:      "",
 						},
 					},
+					"completedRanges": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "CompletedRanges are the byte ranges of a chunked transfer done so far, merged and sorted; a client resumes by sending or fetching the rest.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.ByteRange{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1.Time{}.OpenAPIModelName()},
+			v1alpha1.ByteRange{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
 	}
 }
 

@@ -153,14 +153,14 @@ func Upload(ctx context.Context, c *sftp.Client, target string, body io.Reader, 
 	}
 	// Ask while the partial file still fills the disk: once it is removed,
 	// the space is back and the cause is gone.
-	if err != nil && isFailure(err) && diskFull(c, dir) {
+	if err != nil && IsFailure(err) && DiskFull(c, dir) {
 		err = fmt.Errorf("%w: %v", ErrDiskFull, err)
 	}
 	if err == nil {
 		err = c.Chmod(tmp, mode)
 	}
 	if err == nil {
-		err = commit(c, tmp, target, opts.NoClobber)
+		err = Commit(c, tmp, target, opts.NoClobber)
 	}
 	if err != nil {
 		if rerr := c.Remove(tmp); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
@@ -217,9 +217,9 @@ func writeBody(ctx context.Context, f *sftp.File, body io.Reader, opts UploadOpt
 	return UploadResult{Bytes: n, SHA256: sum}, nil
 }
 
-// commit moves tmp to target: a hard link refuses an existing target
+// Commit moves tmp to target: a hard link refuses an existing target
 // atomically (create); posix-rename replaces it atomically (replace).
-func commit(c *sftp.Client, tmp, target string, noClobber bool) error {
+func Commit(c *sftp.Client, tmp, target string, noClobber bool) error {
 	if !noClobber {
 		return c.PosixRename(tmp, target)
 	}
@@ -263,15 +263,15 @@ func Delete(c *sftp.Client, p string, recursive bool) error {
 	return c.Remove(p)
 }
 
-// isFailure is SFTP's generic "failure" status, which is how OpenSSH's
+// IsFailure is SFTP's generic "failure" status, which is how OpenSSH's
 // sftp-server reports ENOSPC among other things.
-func isFailure(err error) bool {
+func IsFailure(err error) bool {
 	var se *sftp.StatusError
 	return errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxFailure
 }
 
-// diskFull asks the guest whether the filesystem of dir has under 1 MiB left.
-func diskFull(c *sftp.Client, dir string) bool {
+// DiskFull asks the guest whether the filesystem of dir has under 1 MiB left.
+func DiskFull(c *sftp.Client, dir string) bool {
 	st, err := c.StatVFS(dir)
 	return err == nil && st.Bavail*st.Frsize < 1<<20
 }

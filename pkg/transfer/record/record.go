@@ -27,6 +27,7 @@ import (
 // record carries the requesting user from the request context.
 type Recorder struct {
 	records rest.Creater
+	getter  rest.Getter
 	status  rest.Updater
 	// Interval between progress writes; about a second keeps etcd quiet and
 	// `kubectl get -w` lively.
@@ -37,10 +38,16 @@ type Recorder struct {
 	Heartbeat time.Duration
 }
 
+// Records is what the recorder needs of the wukongfiletransfers storage.
+type Records interface {
+	rest.Creater
+	rest.Getter
+}
+
 // New returns a Recorder writing through records (wukongfiletransfers) and
 // status (wukongfiletransfers/status).
-func New(records rest.Creater, status rest.Updater) *Recorder {
-	return &Recorder{records: records, status: status, Interval: time.Second, Heartbeat: 15 * time.Second}
+func New(records Records, status rest.Updater) *Recorder {
+	return &Recorder{records: records, getter: records, status: status, Interval: time.Second, Heartbeat: 15 * time.Second}
 }
 
 // Transfer is one stream being recorded. Write it the bytes that pass (it is
@@ -194,11 +201,7 @@ func (t *Transfer) fill(st *vm.WukongFileTransferStatus) {
 	st.BytesTransferred = done
 	if total >= 0 {
 		st.TotalBytes = total
-		if total > 0 {
-			st.Progress = fmt.Sprintf("%d%%", min(done*100/total, 100))
-		} else {
-			st.Progress = "100%"
-		}
+		st.Progress = percent(done, total)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
@@ -50,15 +51,27 @@ func RunVMI(ctx context.Context, cfg *rest.Config, namespace, name, ip string) e
 	}
 	vmis := c.KubevirtV1().VirtualMachineInstances(namespace)
 	// KubeVirt's VMI has no status subresource: its controllers write
-	// status with the object.
-	_, err = vmis.Create(ctx, &kubevirtv1.VirtualMachineInstance{
+	// status with the object. The first write of a new CRD's kind can take
+	// longer than a short --request-timeout; retry those.
+	vmi := &kubevirtv1.VirtualMachineInstance{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: map[string]string{"kubevirt.io/vm": name}},
 		Status: kubevirtv1.VirtualMachineInstanceStatus{
 			Phase:      kubevirtv1.Running,
 			Interfaces: []kubevirtv1.VirtualMachineInstanceNetworkInterface{{Name: "default", IP: ip, IPs: []string{ip}}},
 		},
-	}, metav1.CreateOptions{})
-	return err
+	}
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := vmis.Create(ctx, vmi, metav1.CreateOptions{})
+		switch {
+		case err == nil:
+			return true, nil
+		case apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err):
+			return false, nil
+		case apierrors.IsAlreadyExists(err):
+			return true, nil // a timed-out create that went through after all
+		}
+		return false, err
+	})
 }
 
 // StopVMI does what KubeVirt does when a VM stops: its instance goes away.

@@ -22,6 +22,11 @@ limitations under the License.
 package v1alpha1
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in ByteRange) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.ByteRange"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in DiskConfig) OpenAPIModelName() string {
 	return "dev.novasphere.vm.v1alpha1.DiskConfig"
 }

@@ -115,6 +115,18 @@ func (r *FilesREST) Connect(ctx context.Context, name string, options runtime.Ob
 			fmt.Sprintf("spec.fileTransfer.method %q is not served by the files subresource yet; use ssh", ft.Method))
 	}
 	h := &filesHandler{r: r, w: w, opts: opts, responder: responder, maxBytes: r.limitFor(w)}
+	if opts.Transfer != "" {
+		// The method is known only to the handler; check the record there.
+		return http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+			rec, err := r.chunkedRecord(ctx, w, opts, req.Method)
+			if err != nil {
+				responder.Error(err)
+				return
+			}
+			h.rec = rec
+			h.ServeHTTP(rw, req)
+		}), nil
+	}
 	return h, nil
 }
 
@@ -166,6 +178,8 @@ type filesHandler struct {
 	opts      *vm.WukongFileOptions
 	responder rest.Responder
 	maxBytes  int64
+	// rec is the chunked transfer this request belongs to, if any.
+	rec *vm.WukongFileTransfer
 }
 
 func (h *filesHandler) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
@@ -183,12 +197,22 @@ func (h *filesHandler) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		}
 	}()
 	c := client.SFTP()
-	switch req.Method {
-	case http.MethodGet:
+	switch {
+	case h.rec != nil && req.Method == http.MethodGet:
+		err = h.getChunk(ctx, c, rw, req)
+	case h.rec != nil && h.opts.Commit:
+		client.Release() // the commit dials again once answered
+		client = nil
+		err = h.commit(req)
+	case h.rec != nil:
+		err = h.putChunk(ctx, c, req)
+	case h.opts.Commit:
+		err = apierrors.NewBadRequest("commit ends a chunked upload: name it with transfer=<record>")
+	case req.Method == http.MethodGet:
 		err = h.get(ctx, c, rw, req)
-	case http.MethodPost, http.MethodPut:
+	case req.Method == http.MethodPost || req.Method == http.MethodPut:
 		err = h.put(ctx, c, req)
-	case http.MethodDelete:
+	case req.Method == http.MethodDelete:
 		err = files.Delete(c, h.opts.Path, h.opts.Recursive)
 		if err == nil {
 			h.responder.Object(http.StatusOK, &metav1.Status{Status: metav1.StatusSuccess, Code: http.StatusOK,
@@ -198,7 +222,7 @@ func (h *filesHandler) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	if err == nil {
 		return
 	}
-	if brokenSession(err) {
+	if brokenSession(err) && client != nil {
 		client.Discard()
 		client = nil
 	}

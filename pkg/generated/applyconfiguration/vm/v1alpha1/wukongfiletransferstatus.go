@@ -51,6 +51,9 @@ type WukongFileTransferStatusApplyConfiguration struct {
 	SHA256 *string `json:"sha256,omitempty"`
 	// RequestedBy is the user who asked for the transfer.
 	RequestedBy *string `json:"requestedBy,omitempty"`
+	// CompletedRanges are the byte ranges of a chunked transfer done so far,
+	// merged and sorted; a client resumes by sending or fetching the rest.
+	CompletedRanges []ByteRangeApplyConfiguration `json:"completedRanges,omitempty"`
 }
 
 // WukongFileTransferStatusApplyConfiguration constructs a declarative configuration of the WukongFileTransferStatus type for use with
@@ -144,5 +147,18 @@ func (b *WukongFileTransferStatusApplyConfiguration) WithSHA256(value string) *W
 // If called multiple times, the RequestedBy field is set to the value of the last call.
 func (b *WukongFileTransferStatusApplyConfiguration) WithRequestedBy(value string) *WukongFileTransferStatusApplyConfiguration {
 	b.RequestedBy = &value
+	return b
+}
+
+// WithCompletedRanges adds the given value to the CompletedRanges field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the CompletedRanges field.
+func (b *WukongFileTransferStatusApplyConfiguration) WithCompletedRanges(values ...*ByteRangeApplyConfiguration) *WukongFileTransferStatusApplyConfiguration {
+	for i := range values {
+		if values[i] == nil {
+			panic("nil value passed to WithCompletedRanges")
+		}
+		b.CompletedRanges = append(b.CompletedRanges, *values[i])
+	}
 	return b
 }

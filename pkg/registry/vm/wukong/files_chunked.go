@@ -1,0 +1,221 @@
+package wukong
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path"
+	"strconv"
+	"time"
+
+	"github.com/pkg/sftp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/klog/v2"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/transfer/files"
+	"github.com/novasphere/wukong/pkg/transfer/record"
+)
+
+// Chunked transfers: a client opens a WukongFileTransfer, then moves the file
+// as many requests (files?...&transfer=<record>), each well inside
+// kube-apiserver's request timeout, in parallel and in any order. The record
+// accumulates the ranges done; uploads collect in a temporary file named
+// after the record and are committed (checked and renamed) at the end.
+
+// commitTimeout bounds checking and renaming a committed upload, which runs
+// after the commit request has been answered.
+const commitTimeout = time.Hour
+
+// chunkedRecord loads and checks the record a chunk belongs to.
+func (r *FilesREST) chunkedRecord(ctx context.Context, w *vm.Wukong, opts *vm.WukongFileOptions, method string) (*vm.WukongFileTransfer, error) {
+	rec, err := r.recorder.Get(ctx, w.Namespace, opts.Transfer)
+	if err != nil {
+		return nil, err
+	}
+	wantOp := vm.OperationUpload
+	if method == http.MethodGet {
+		wantOp = vm.OperationDownload
+	}
+	switch {
+	case method == http.MethodDelete:
+		return nil, apierrors.NewBadRequest("transfer applies to GET, POST and PUT, not DELETE")
+	case opts.Archive != "":
+		return nil, apierrors.NewBadRequest("archive=tar cannot be sent in chunks: send it as one request, or chunk the tar file itself")
+	case rec.Spec.WukongName != w.Name:
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("transfer %s is for Wukong %s, not %s", rec.Name, rec.Spec.WukongName, w.Name))
+	case rec.Spec.RemotePath != opts.Path:
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("transfer %s is for path %s, not %s", rec.Name, rec.Spec.RemotePath, opts.Path))
+	case rec.Spec.Operation != wantOp:
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("transfer %s is an %s; %s does not fit it", rec.Name, rec.Spec.Operation, method))
+	case rec.Status.Phase == vm.FileTransferPhaseSucceeded || rec.Status.Phase == vm.FileTransferPhaseFailed:
+		return nil, apierrors.NewConflict(vm.Resource("wukongfiletransfers"), rec.Name, fmt.Errorf("the transfer already ended %s: %s", rec.Status.Phase, rec.Status.Message))
+	case wantOp == vm.OperationUpload && rec.Spec.ExpectedSize == nil:
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("transfer %s has no spec.expectedSize: a chunked upload needs it", rec.Name))
+	}
+	return rec, nil
+}
+
+// getChunk serves one range of a chunked download and adds it to the record.
+func (h *filesHandler) getChunk(ctx context.Context, c *sftp.Client, rw http.ResponseWriter, req *http.Request) error {
+	fi, err := c.Stat(h.opts.Path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return apierrors.NewBadRequest(fmt.Sprintf("%s is not a regular file", h.opts.Path))
+	}
+	size := fi.Size()
+	if h.maxBytes > 0 && size > h.maxBytes {
+		return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("%s is %d bytes, the limit for this Wukong is %d", h.opts.Path, size, h.maxBytes))
+	}
+	start, length, partial, err := h.byteRange(req, size)
+	if err != nil {
+		return err
+	}
+	f, err := c.Open(h.opts.Path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	hd := rw.Header()
+	hd.Set("Content-Type", "application/octet-stream")
+	hd.Set("Content-Length", strconv.FormatInt(length, 10))
+	hd.Set("Accept-Ranges", "bytes")
+	hd.Set("ETag", fmt.Sprintf(`"%x-%x"`, size, fi.ModTime().UnixNano()))
+	hd.Set("X-Wukong-Transfer", h.rec.Name)
+	code := http.StatusOK
+	if partial {
+		code = http.StatusPartialContent
+		hd.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, size))
+	}
+	rw.WriteHeader(code)
+	n, err := files.Download(ctx, f, start, length, rw)
+	if err == nil && n != length {
+		err = fmt.Errorf("the file changed while it was read: %d of %d bytes", n, length)
+	}
+	if err != nil {
+		// The client fetches this range again; the record stays as it was.
+		return fmt.Errorf("%w: %v", errStreamBroken, err)
+	}
+	if _, err := h.r.recorder.AddChunk(ctx, h.w.Namespace, h.rec.Name, vm.ByteRange{Offset: start, Length: n}, size); err != nil {
+		klog.ErrorS(err, "Recording a downloaded chunk", "record", klog.KRef(h.w.Namespace, h.rec.Name))
+	}
+	return nil
+}
+
+// putChunk writes one chunk of a chunked upload at its offset.
+func (h *filesHandler) putChunk(ctx context.Context, c *sftp.Client, req *http.Request) error {
+	total := *h.rec.Spec.ExpectedSize
+	if h.maxBytes > 0 && total > h.maxBytes {
+		return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("transfer %s expects %d bytes, the limit for this Wukong is %d", h.rec.Name, total, h.maxBytes))
+	}
+	var offset int64
+	if h.opts.Offset != nil {
+		offset = *h.opts.Offset
+	}
+	if offset > total || (req.ContentLength > 0 && offset+req.ContentLength > total) {
+		return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("the chunk at offset %d runs past the transfer's expected size of %d bytes", offset, total))
+	}
+	if h.opts.CreateParents {
+		if err := c.MkdirAll(path.Dir(h.opts.Path)); err != nil {
+			return err
+		}
+	}
+	tmp := files.ChunkTempName(h.opts.Path, string(h.rec.UID))
+	n, err := files.WriteAt(ctx, c, tmp, offset, total-offset, req.Body, nil)
+	if err != nil {
+		if files.IsFailure(err) && files.DiskFull(c, path.Dir(h.opts.Path)) {
+			err = fmt.Errorf("%w: %v", files.ErrDiskFull, err)
+		}
+		return err
+	}
+	if req.ContentLength >= 0 && n != req.ContentLength {
+		return fmt.Errorf("%w: %d of %d bytes of the chunk", files.ErrShortBody, n, req.ContentLength)
+	}
+	rec, err := h.r.recorder.AddChunk(ctx, h.w.Namespace, h.rec.Name, vm.ByteRange{Offset: offset, Length: n}, total)
+	if err != nil {
+		return err
+	}
+	h.responder.Object(http.StatusOK, rec)
+	return nil
+}
+
+// commit checks that every byte arrived and answers 202; the sha256 check and
+// the rename run after the answer, because reading back a large file can take
+// longer than kube-apiserver lets a request live. The record says how it ended.
+func (h *filesHandler) commit(req *http.Request) error {
+	total := *h.rec.Spec.ExpectedSize
+	if !record.Covered(h.rec.Status.CompletedRanges, total) {
+		return apierrors.NewConflict(vm.Resource("wukongfiletransfers"), h.rec.Name,
+			fmt.Errorf("%d of %d bytes arrived; send the missing ranges (status.completedRanges lists what is done) before committing", h.rec.Status.BytesTransferred, total))
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), commitTimeout)
+	if err := h.r.recorder.Note(ctx, h.w.Namespace, h.rec.Name, "all bytes arrived; checking and committing"); err != nil {
+		cancel()
+		return err
+	}
+	rec, err := h.r.recorder.Get(ctx, h.w.Namespace, h.rec.Name)
+	if err != nil {
+		cancel()
+		return err
+	}
+	go func() {
+		defer cancel()
+		h.finishUpload(ctx, req.Method == http.MethodPost)
+	}()
+	h.responder.Object(http.StatusAccepted, rec)
+	return nil
+}
+
+// finishUpload verifies the collected chunks and renames them over the target.
+func (h *filesHandler) finishUpload(ctx context.Context, noClobber bool) {
+	ns, name := h.w.Namespace, h.rec.Name
+	tmp := files.ChunkTempName(h.opts.Path, string(h.rec.UID))
+	fail := func(err error) {
+		if _, rerr := h.r.recorder.End(ctx, ns, name, vm.FileTransferPhaseFailed, h.statusFor(err).ErrStatus.Message, ""); rerr != nil {
+			klog.ErrorS(rerr, "Ending a chunked upload", "record", klog.KRef(ns, name))
+		}
+	}
+	client, err := h.dial(ctx)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer client.Release()
+	c := client.SFTP()
+	size, sum, err := files.HashFile(ctx, c, tmp)
+	switch {
+	case err != nil:
+		fail(err)
+		return
+	case size != *h.rec.Spec.ExpectedSize:
+		err = fmt.Errorf("%w: the collected file has %d bytes, expected %d", files.ErrShortBody, size, *h.rec.Spec.ExpectedSize)
+	case h.rec.Spec.ExpectedSHA256 != "" && sum != h.rec.Spec.ExpectedSHA256:
+		err = fmt.Errorf("%w: the uploaded bytes' sha256 is %s, expected %s", files.ErrChecksumMismatch, sum, h.rec.Spec.ExpectedSHA256)
+	}
+	if err == nil {
+		mode := os.FileMode(0o644)
+		if h.opts.Mode != "" {
+			mode, _ = parseMode(h.opts.Mode)
+		} else if fi, serr := c.Stat(h.opts.Path); serr == nil && fi.Mode().IsRegular() {
+			mode = fi.Mode().Perm()
+		}
+		if err = c.Chmod(tmp, mode); err == nil {
+			err = files.Commit(c, tmp, h.opts.Path, noClobber)
+		}
+	}
+	if err != nil {
+		if rerr := c.Remove(tmp); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			h.r.rememberLeftover(h.w, tmp)
+		}
+		fail(err)
+		return
+	}
+	if _, err := h.r.recorder.End(ctx, ns, name, vm.FileTransferPhaseSucceeded,
+		fmt.Sprintf("uploaded %d bytes to %s in chunks", size, h.opts.Path), sum); err != nil {
+		klog.ErrorS(err, "Ending a chunked upload", "record", klog.KRef(ns, name))
+	}
+}

@@ -1,0 +1,104 @@
+package record
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/apiserver/pkg/registry/rest"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
+)
+
+// A chunked transfer is one record that many requests add to: each adds its
+// byte range; the record's status is the only state they share, so every
+// update is a read-modify-write the store retries on conflicts.
+
+// Get returns a record.
+func (r *Recorder) Get(ctx context.Context, namespace, name string) (*vm.WukongFileTransfer, error) {
+	obj, err := r.getter.Get(genericapirequest.WithNamespace(ctx, namespace), name, &metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return obj.(*vm.WukongFileTransfer), nil
+}
+
+// AddChunk records that rng of a chunked transfer is done, of total bytes.
+// A download whose ranges cover the whole file ends Succeeded.
+func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.ByteRange, total int64) (*vm.WukongFileTransfer, error) {
+	return r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
+		if done(o) {
+			return fmt.Errorf("transfer %s already ended %s", o.Name, o.Status.Phase)
+		}
+		now := metav1.Now()
+		st := &o.Status
+		if st.Phase == vm.FileTransferPhasePending || st.Phase == "" {
+			st.Phase, st.StartedAt = vm.FileTransferPhaseTransferring, &now
+		}
+		st.CompletedRanges = MergeRange(st.CompletedRanges, rng)
+		st.BytesTransferred, st.TotalBytes, st.UpdatedAt = Sum(st.CompletedRanges), total, &now
+		st.Progress = percent(st.BytesTransferred, total)
+		if d := now.Sub(st.StartedAt.Time).Seconds(); d > 0 {
+			st.BytesPerSecond = int64(float64(st.BytesTransferred) / d)
+		}
+		if o.Spec.Operation == vm.OperationDownload && Covered(st.CompletedRanges, total) {
+			st.Phase, st.CompletedAt = vm.FileTransferPhaseSucceeded, &now
+			st.Message = fmt.Sprintf("downloaded all %d bytes of %s in chunks; the client verifies the sha256", total, o.Spec.RemotePath)
+		}
+		return nil
+	})
+}
+
+// Note sets a chunked transfer's message without ending it.
+func (r *Recorder) Note(ctx context.Context, namespace, name, message string) error {
+	_, err := r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
+		now := metav1.Now()
+		o.Status.Message, o.Status.UpdatedAt = message, &now
+		return nil
+	})
+	return err
+}
+
+// End ends a chunked transfer Succeeded (with the sha256 of the whole file) or Failed.
+func (r *Recorder) End(ctx context.Context, namespace, name, phase, message, sha256 string) (*vm.WukongFileTransfer, error) {
+	return r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
+		now := metav1.Now()
+		st := &o.Status
+		st.Phase, st.Message, st.CompletedAt, st.UpdatedAt = phase, message, &now, &now
+		if phase == vm.FileTransferPhaseSucceeded {
+			st.SHA256, st.Progress = sha256, "100%"
+		}
+		return nil
+	})
+}
+
+func (r *Recorder) mutate(ctx context.Context, namespace, name string, f func(*vm.WukongFileTransfer) error) (*vm.WukongFileTransfer, error) {
+	ctx, cancel := context.WithTimeout(genericapirequest.WithNamespace(context.WithoutCancel(ctx), namespace), 10*time.Second)
+	defer cancel()
+	info := rest.DefaultUpdatedObjectInfo(nil, func(_ context.Context, _, old runtime.Object) (runtime.Object, error) {
+		o := old.(*vm.WukongFileTransfer).DeepCopy()
+		if err := f(o); err != nil {
+			return nil, err
+		}
+		return o, nil
+	})
+	obj, _, err := r.status.Update(ctx, name, info, rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return obj.(*vm.WukongFileTransfer), nil
+}
+
+func done(o *vm.WukongFileTransfer) bool {
+	return o.Status.Phase == vm.FileTransferPhaseSucceeded || o.Status.Phase == vm.FileTransferPhaseFailed
+}
+
+func percent(done, total int64) string {
+	if total <= 0 {
+		return "100%"
+	}
+	return fmt.Sprintf("%d%%", min(done*100/total, 100))
+}

@@ -1,0 +1,298 @@
+package files
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+
+	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/test/integration/framework"
+	"github.com/novasphere/wukong/test/integration/standin"
+)
+
+const chunkSize = 16 << 20
+
+// TestChunkedTransfersOutliveTheRequestTimeout runs its own control plane
+// whose kube-apiserver cuts every request after 3 s. A 512 MiB file does not
+// fit one request; as chunks tied to one record it goes both ways, in
+// parallel, and an interrupted upload resumes sending only what is missing.
+func TestChunkedTransfersOutliveTheRequestTimeout(t *testing.T) {
+	short := framework.StartForTest(t, framework.Options{
+		KubeAPIServerArgs:     []string{"--request-timeout=3s"},
+		BeforeWukongAPIServer: standin.InstallKubeVirtCRDs,
+	})
+	// The guest helpers work on the package's control plane; point them at
+	// this one for the test (tests here do not run in parallel).
+	saved := cp
+	cp = short
+	t.Cleanup(func() { cp = saved })
+
+	ns := namespace(t, "chunked")
+	g := newGuest(t, ns, "vm1")
+	const size = 512 << 20
+	local, sum := randomFile(t, size)
+	require.NoError(t, os.MkdirAll(g.host("/data"), 0o755))
+	require.NoError(t, copyFile(local, g.host("/data/big.bin")))
+	records := wukongClient(t, cp.Admin).VmV1alpha1().WukongFileTransfers(ns)
+	ctx := context.Background()
+
+	t.Run("one plain request is cut and fails cleanly", func(t *testing.T) {
+		dest := filepath.Join(t.TempDir(), "cut")
+		err := kubectlDownload(t, cp.Admin, g.filesPath(url.Values{"path": {"/data/big.bin"}}), dest)
+		require.Error(t, err, "a 512 MiB download cannot fit a 3 s request")
+		fi, _ := os.Stat(dest)
+		require.Less(t, fi.Size(), int64(size))
+		waitPhase(t, ns, "/data/big.bin", "download", "Failed")
+
+		code, _, err := rawBytes(cp.Admin, http.MethodPut, g.filesPath(url.Values{"path": {"/data/plain-up.bin"}}), mustOpen(t, local))
+		assert.True(t, err != nil || code >= 500, "a 512 MiB upload cannot fit a 3 s request: got %d", code)
+		_, err = os.Stat(g.host("/data/plain-up.bin"))
+		assert.True(t, os.IsNotExist(err), "no partial file under the target name")
+		waitPhase(t, ns, "/data/plain-up.bin", "upload", "Failed")
+		noTempFilesEventually(t, g.host("/data"))
+	})
+
+	t.Run("chunked download", func(t *testing.T) {
+		rec, err := records.Create(ctx, &v1alpha1.WukongFileTransfer{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "down-"},
+			Spec:       v1alpha1.WukongFileTransferSpec{WukongName: "vm1", Operation: "download", RemotePath: "/data/big.bin"},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		dest := filepath.Join(t.TempDir(), "down")
+		out, err := os.Create(dest)
+		require.NoError(t, err)
+		parallel(t, allChunks(size), 4, func(off, n int64) error {
+			q := url.Values{"path": {"/data/big.bin"}, "transfer": {rec.Name}, "offset": {fmt.Sprint(off)}, "length": {fmt.Sprint(n)}}
+			code, body, err := rawBytes(cp.Admin, http.MethodGet, g.filesPath(q), nil)
+			if err != nil || code != http.StatusPartialContent {
+				return fmt.Errorf("chunk %d: %d %v %.200s", off, code, err, body)
+			}
+			_, err = out.WriteAt(body, off)
+			return err
+		})
+		require.NoError(t, out.Close())
+		assert.Equal(t, sum, fileSHA256(t, dest))
+		got, err := records.Get(ctx, rec.Name, metav1.GetOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, "Succeeded", got.Status.Phase)
+		assert.Equal(t, int64(size), got.Status.BytesTransferred)
+		assert.Equal(t, []v1alpha1.ByteRange{{Offset: 0, Length: size}}, got.Status.CompletedRanges)
+	})
+
+	t.Run("chunked upload interrupted and resumed", func(t *testing.T) {
+		rec, err := records.Create(ctx, &v1alpha1.WukongFileTransfer{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "up-"},
+			Spec: v1alpha1.WukongFileTransferSpec{WukongName: "vm1", Operation: "upload", RemotePath: "/data/up/big.bin",
+				ExpectedSize: ptr.To[int64](size), ExpectedSHA256: sum},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		src, err := os.Open(local)
+		require.NoError(t, err)
+		defer src.Close()
+		var sent atomic.Int64
+		send := func(off, n int64) error {
+			q := url.Values{"path": {"/data/up/big.bin"}, "transfer": {rec.Name}, "offset": {fmt.Sprint(off)}, "createParents": {"true"}}
+			code, body, err := rawBytes(cp.Admin, http.MethodPut, g.filesPath(q), io.NewSectionReader(src, off, n))
+			if err != nil || code != http.StatusOK {
+				return fmt.Errorf("chunk %d: %d %v %.300s", off, code, err, body)
+			}
+			sent.Add(n)
+			return nil
+		}
+		// The client "crashes" after the first 10 of 32 chunks.
+		chunks := allChunks(size)
+		parallel(t, chunks[:10], 4, send)
+		_, err = os.Stat(g.host("/data/up/big.bin"))
+		assert.True(t, os.IsNotExist(err), "nothing under the target before the commit")
+
+		// Resume from what the record says is done.
+		got, err := records.Get(ctx, rec.Name, metav1.GetOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, "Transferring", got.Status.Phase)
+		missing := missingChunks(got.Status.CompletedRanges, size)
+		require.Len(t, missing, 22)
+		sent.Store(0)
+		parallel(t, missing, 4, send)
+		assert.Equal(t, int64(size-10*chunkSize), sent.Load(), "the resume sent only what was missing")
+
+		code, body, err := rawBytes(cp.Admin, http.MethodPut, g.filesPath(url.Values{"path": {"/data/up/big.bin"}, "transfer": {rec.Name}, "commit": {"true"}}), nil)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusAccepted, code, string(body))
+		done := waitRecord(t, ns, rec.Name)
+		require.Equal(t, "Succeeded", done.Status.Phase, done.Status.Message)
+		assert.Equal(t, sum, done.Status.SHA256)
+		assert.Equal(t, sum, fileSHA256(t, g.host("/data/up/big.bin")))
+		noTempFiles(t, g.host("/data/up"))
+	})
+
+	t.Run("chunked upload with a wrong sha256 leaves nothing", func(t *testing.T) {
+		small := int64(3 * chunkSize)
+		rec, err := records.Create(ctx, &v1alpha1.WukongFileTransfer{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "bad-"},
+			Spec: v1alpha1.WukongFileTransferSpec{WukongName: "vm1", Operation: "upload", RemotePath: "/data/bad.bin",
+				ExpectedSize: ptr.To(small), ExpectedSHA256: sum},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		src := mustOpen(t, local)
+		parallel(t, allChunks(small), 3, func(off, n int64) error {
+			q := url.Values{"path": {"/data/bad.bin"}, "transfer": {rec.Name}, "offset": {fmt.Sprint(off)}}
+			code, body, err := rawBytes(cp.Admin, http.MethodPut, g.filesPath(q), io.NewSectionReader(src, off, n))
+			if err != nil || code != http.StatusOK {
+				return fmt.Errorf("chunk %d: %d %v %.300s", off, code, err, body)
+			}
+			return nil
+		})
+		code, body, err := rawBytes(cp.Admin, http.MethodPost, g.filesPath(url.Values{"path": {"/data/bad.bin"}, "transfer": {rec.Name}, "commit": {"true"}}), nil)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusAccepted, code, string(body))
+		done := waitRecord(t, ns, rec.Name)
+		assert.Equal(t, "Failed", done.Status.Phase)
+		assert.Contains(t, done.Status.Message, "sha256")
+		_, err = os.Stat(g.host("/data/bad.bin"))
+		assert.True(t, os.IsNotExist(err))
+		noTempFiles(t, g.host("/data"))
+	})
+}
+
+type chunk struct{ off, n int64 }
+
+func allChunks(size int64) []chunk {
+	var out []chunk
+	for off := int64(0); off < size; off += chunkSize {
+		out = append(out, chunk{off, min(chunkSize, size-off)})
+	}
+	return out
+}
+
+// missingChunks are the chunks not inside any completed range.
+func missingChunks(done []v1alpha1.ByteRange, size int64) []chunk {
+	var out []chunk
+	for _, c := range allChunks(size) {
+		in := false
+		for _, r := range done {
+			if c.off >= r.Offset && c.off+c.n <= r.Offset+r.Length {
+				in = true
+			}
+		}
+		if !in {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// parallel runs f over chunks with n workers and fails the test on any error.
+func parallel(t testing.TB, chunks []chunk, n int, f func(off, n int64) error) {
+	t.Helper()
+	work := make(chan chunk)
+	errs := make(chan error, len(chunks))
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range work {
+				errs <- f(c.off, c.n)
+			}
+		}()
+	}
+	for _, c := range chunks {
+		work <- c
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+}
+
+// rawBytes is raw without testing.TB, for worker goroutines.
+func rawBytes(u *framework.User, method, path string, body io.Reader) (int, []byte, error) {
+	hc, err := rest.HTTPClientFor(u.Config)
+	if err != nil {
+		return 0, nil, err
+	}
+	req, err := http.NewRequest(method, u.Config.Host+path, body)
+	if err != nil {
+		return 0, nil, err
+	}
+	if sr, ok := body.(*io.SectionReader); ok {
+		req.ContentLength = sr.Size()
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+func waitRecord(t testing.TB, ns, name string) *v1alpha1.WukongFileTransfer {
+	t.Helper()
+	var rec *v1alpha1.WukongFileTransfer
+	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		r, err := wukongClient(t, cp.Admin).VmV1alpha1().WukongFileTransfers(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		rec = r
+		return r.Status.Phase == "Succeeded" || r.Status.Phase == "Failed", nil
+	})
+	require.NoError(t, err, "record %s never ended", name)
+	return rec
+}
+
+// waitPhase waits until the record of op on remote reaches phase.
+func waitPhase(t testing.TB, ns, remote, op, phase string) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		for _, r := range recordsFor(t, ns, remote) {
+			if r.Spec.Operation == op && r.Status.Phase == phase {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	require.NoError(t, err, "no %s record of %s reached %s", op, remote, phase)
+}
+
+func noTempFilesEventually(t testing.TB, dir string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return false
+		}
+		for _, e := range entries {
+			if len(e.Name()) > 0 && e.Name()[0] == '.' {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 200*time.Millisecond, "temporary files left in %s", dir)
+}
+
+func mustOpen(t testing.TB, p string) *os.File {
+	t.Helper()
+	f, err := os.Open(p)
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() })
+	return f
+}
