@@ -144,6 +144,7 @@ func (c completedConfig) New() (*WukongServer, error) {
 		MaxFileSize: c.ExtraConfig.MaxFileSize,
 	})
 	collector := record.NewCollector(transfers, transferStatus, c.ExtraConfig.TransferRecordRetention, c.ExtraConfig.TransferStaleAfter)
+	collector.Abandoned = files.RemoveAbandonedChunks
 	s.GenericAPIServer.AddPostStartHookOrDie("wukong-transfer-record-collector", func(ctx genericapiserver.PostStartHookContext) error {
 		go collector.Run(ctx)
 		return nil

@@ -32,6 +32,10 @@ type Collector struct {
 	retention time.Duration
 	// staleAfter without a progress write ends a Transferring record.
 	staleAfter time.Duration
+	// Abandoned, when set, is told of every record the collector ended as
+	// stale, to clean up what the transfer left (a chunked upload's
+	// temporary file).
+	Abandoned func(context.Context, *vm.WukongFileTransfer)
 }
 
 // NewCollector returns a collector of records finished more than retention
@@ -67,7 +71,9 @@ func (c *Collector) Collect(ctx context.Context, now time.Time) (int, error) {
 	deleted := 0
 	for _, t := range obj.(*vm.WukongFileTransferList).Items {
 		if c.stale(&t, now) {
-			c.fail(ctx, &t)
+			if c.fail(ctx, &t) && c.Abandoned != nil {
+				c.Abandoned(ctx, &t)
+			}
 			continue
 		}
 		done := t.Status.CompletedAt
@@ -97,8 +103,8 @@ func (c *Collector) stale(t *vm.WukongFileTransfer, now time.Time) bool {
 	return now.Sub(last) > c.staleAfter
 }
 
-// fail ends a stale record, unless it moved meanwhile.
-func (c *Collector) fail(ctx context.Context, t *vm.WukongFileTransfer) {
+// fail ends a stale record, unless it moved meanwhile, and says whether it did.
+func (c *Collector) fail(ctx context.Context, t *vm.WukongFileTransfer) bool {
 	ctx = genericapirequest.WithNamespace(ctx, t.Namespace)
 	rv := t.ResourceVersion
 	info := rest.DefaultUpdatedObjectInfo(nil, func(_ context.Context, _, old runtime.Object) (runtime.Object, error) {
@@ -114,7 +120,8 @@ func (c *Collector) fail(ctx context.Context, t *vm.WukongFileTransfer) {
 	})
 	if _, _, err := c.status.Update(ctx, t.Name, info, rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{}); err != nil {
 		klog.V(2).InfoS("Not ending a stale transfer record", "record", klog.KObj(t), "err", err)
-		return
+		return false
 	}
 	klog.InfoS("Ended a stale transfer record", "record", klog.KObj(t))
+	return true
 }

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/ptr"
 
 	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 )
@@ -201,4 +202,35 @@ func (s *slowReader) Read(p []byte) (int, error) {
 	s.left -= n
 	s.inChunk += n
 	return n, nil
+}
+
+// TestAbandonedChunkedUploadIsCleanedUp: a chunked upload whose client went
+// away is ended Failed after --transfer-stale-after, and its temporary file
+// is removed from the guest.
+func TestAbandonedChunkedUploadIsCleanedUp(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "files-abandoned")
+	g := newGuest(t, ns, "vm1")
+	require.NoError(t, os.MkdirAll(g.host("/data"), 0o755))
+	records := wukongClient(t, cp.Admin).VmV1alpha1().WukongFileTransfers(ns)
+	rec := recordFor("abandoned", "/data/half.bin")
+	rec.Spec.ExpectedSize = ptr.To[int64](2 << 20)
+	_, err := records.Create(ctx, rec, metav1.CreateOptions{})
+	require.NoError(t, err)
+	code, _, body := raw(t, cp.Admin, http.MethodPut, g.filesPath(url.Values{"path": {"/data/half.bin"}, "transfer": {"abandoned"}, "offset": {"0"}}), strings.NewReader(strings.Repeat("h", 1<<20)), nil)
+	require.Equal(t, http.StatusOK, code, string(body))
+	entries, err := os.ReadDir(g.host("/data"))
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "the chunk waits in a temporary file")
+
+	got := waitRecord(t, ns, "abandoned")
+	assert.Equal(t, "Failed", got.Status.Phase)
+	assert.Contains(t, got.Status.Message, "stopped reporting progress after 1048576 bytes")
+	noTempFilesEventually(t, g.host("/data"))
+	_, err = os.Stat(g.host("/data/half.bin"))
+	assert.True(t, os.IsNotExist(err))
+
+	// The ended transfer takes no more chunks.
+	code, _, body = raw(t, cp.Admin, http.MethodPut, g.filesPath(url.Values{"path": {"/data/half.bin"}, "transfer": {"abandoned"}, "offset": {"1048576"}}), strings.NewReader("x"), nil)
+	assert.Equal(t, http.StatusConflict, code, string(body))
 }

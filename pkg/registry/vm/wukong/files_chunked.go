@@ -12,6 +12,8 @@ import (
 
 	"github.com/pkg/sftp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/klog/v2"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
@@ -217,5 +219,30 @@ func (h *filesHandler) finishUpload(ctx context.Context, noClobber bool) {
 	if _, err := h.r.recorder.End(ctx, ns, name, vm.FileTransferPhaseSucceeded,
 		fmt.Sprintf("uploaded %d bytes to %s in chunks", size, h.opts.Path), sum); err != nil {
 		klog.ErrorS(err, "Ending a chunked upload", "record", klog.KRef(ns, name))
+	}
+}
+
+// RemoveAbandonedChunks deletes the temporary file of a chunked upload whose
+// client went away (the record collector ended it as stale). When the guest
+// cannot be reached now, the file goes on the next connection to it.
+func (r *FilesREST) RemoveAbandonedChunks(ctx context.Context, rec *vm.WukongFileTransfer) {
+	if rec.Spec.Operation != vm.OperationUpload || rec.Spec.RemotePath == "" {
+		return
+	}
+	obj, err := r.wukongs.Get(genericapirequest.WithNamespace(ctx, rec.Namespace), rec.Spec.WukongName, &metav1.GetOptions{})
+	if err != nil {
+		return // the Wukong is gone, and with it the VM
+	}
+	w := obj.(*vm.Wukong)
+	tmp := files.ChunkTempName(rec.Spec.RemotePath, string(rec.UID))
+	h := &filesHandler{r: r, w: w, opts: &vm.WukongFileOptions{Path: rec.Spec.RemotePath}}
+	client, err := h.dial(ctx)
+	if err != nil {
+		r.rememberLeftover(w, tmp)
+		return
+	}
+	defer client.Release()
+	if err := client.SFTP().Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		r.rememberLeftover(w, tmp)
 	}
 }
