@@ -141,6 +141,7 @@ func (c completedConfig) New() (*WukongServer, error) {
 		Locator:     &guest.Locator{VMIs: kubevirt.KubevirtV1(), Secrets: kube.CoreV1()},
 		Pool:        pool,
 		Recorder:    recorder,
+		Authorizer:  c.GenericConfig.Authorization.Authorizer,
 		MaxFileSize: c.ExtraConfig.MaxFileSize,
 	})
 	collector := record.NewCollector(transfers, transferStatus, c.ExtraConfig.TransferRecordRetention, c.ExtraConfig.TransferStaleAfter)

@@ -1009,6 +1009,13 @@ func schema_pkg_apis_vm_v1alpha1_WukongFileOptions(ref common.ReferenceCallback)
 							Format:      "",
 						},
 					},
+					"upload": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Upload, on a WebSocket (a GET upgrade, which kube-apiserver does not time out), turns the stream around: the client sends the file's bytes as binary messages and closes; \"create\" refuses to replace (authorised as create), \"replace\" replaces (authorised as update). Without it a WebSocket GET streams the file to the client.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
 				},
 				Required: []string{"path"},
 			},

@@ -59,13 +59,19 @@ func TestChunkedTransfersOutliveTheRequestTimeout(t *testing.T) {
 		require.Less(t, fi.Size(), int64(size))
 		waitPhase(t, ns, "/data/big.bin", "download", "Failed")
 
-		code, _, err := rawBytes(cp.Admin, http.MethodPut, g.filesPath(url.Values{"path": {"/data/plain-up.bin"}}), mustOpen(t, local))
-		assert.True(t, err != nil || code >= 500, "a 512 MiB upload cannot fit a 3 s request: got %d", code)
+		// A body that takes 6 s to send, whatever the machine's speed.
+		slow := &slowReader{left: 64 << 20, chunk: 1 << 20, pause: 100 * time.Millisecond}
+		start := time.Now()
+		code, body, err := rawBytes(cp.Admin, http.MethodPut, g.filesPath(url.Values{"path": {"/data/plain-up.bin"}}), slow)
+		t.Logf("plain upload: %d after %v: %v %.200s", code, time.Since(start), err, body)
+		assert.True(t, err != nil || code >= 500, "a 6 s upload cannot fit a 3 s request: got %d", code)
 		_, err = os.Stat(g.host("/data/plain-up.bin"))
 		assert.True(t, os.IsNotExist(err), "no partial file under the target name")
 		waitPhase(t, ns, "/data/plain-up.bin", "upload", "Failed")
 		noTempFilesEventually(t, g.host("/data"))
 	})
+
+	wsTransfers(t, g, local, sum, size)
 
 	t.Run("chunked download", func(t *testing.T) {
 		rec, err := records.Create(ctx, &v1alpha1.WukongFileTransfer{

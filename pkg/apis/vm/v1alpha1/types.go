@@ -577,6 +577,14 @@ type WukongFileOptions struct {
 	// answers 202 at once; the record turns Succeeded or Failed.
 	// +optional
 	Commit bool `json:"commit,omitempty"`
+
+	// Upload, on a WebSocket (a GET upgrade, which kube-apiserver does not
+	// time out), turns the stream around: the client sends the file's bytes as
+	// binary messages and closes; "create" refuses to replace (authorised as
+	// create), "replace" replaces (authorised as update). Without it a
+	// WebSocket GET streams the file to the client.
+	// +optional
+	Upload string `json:"upload,omitempty"`
 }
 
 // File types in a listing.

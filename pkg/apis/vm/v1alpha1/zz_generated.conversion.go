@@ -723,6 +723,7 @@ func autoConvert_v1alpha1_WukongFileOptions_To_vm_WukongFileOptions(in *WukongFi
 	out.Recursive = in.Recursive
 	out.Transfer = in.Transfer
 	out.Commit = in.Commit
+	out.Upload = in.Upload
 	return nil
 }
 
@@ -743,6 +744,7 @@ func autoConvert_vm_WukongFileOptions_To_v1alpha1_WukongFileOptions(in *vm.Wukon
 	out.Recursive = in.Recursive
 	out.Transfer = in.Transfer
 	out.Commit = in.Commit
+	out.Upload = in.Upload
 	return nil
 }
 
@@ -830,6 +832,13 @@ func autoConvert_url_Values_To_v1alpha1_WukongFileOptions(in *url.Values, out *W
 		}
 	} else {
 		out.Commit = false
+	}
+	if values, ok := map[string][]string(*in)["upload"]; ok && len(values) > 0 {
+		if err := runtime.Convert_Slice_string_To_string(&values, &out.Upload, s); err != nil {
+			return err
+		}
+	} else {
+		out.Upload = ""
 	}
 	return nil
 }

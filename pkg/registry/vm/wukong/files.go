@@ -12,12 +12,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/pkg/sftp"
 	gossh "golang.org/x/crypto/ssh"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
 	"k8s.io/apiserver/pkg/registry/rest"
@@ -41,6 +43,8 @@ type FilesREST struct {
 	locator  *guest.Locator
 	pool     *ssh.Pool
 	recorder *record.Recorder
+	// authorizer checks the real verb of uploads over a WebSocket GET.
+	authorizer authorizer.Authorizer
 	// maxFileSize is the server-wide cap on one file or archive; 0 means none.
 	maxFileSize int64
 
@@ -61,6 +65,7 @@ type FilesDeps struct {
 	Locator     *guest.Locator
 	Pool        *ssh.Pool
 	Recorder    *record.Recorder
+	Authorizer  authorizer.Authorizer
 	MaxFileSize int64
 }
 
@@ -68,7 +73,7 @@ type FilesDeps struct {
 func NewFilesREST(store *REST, status rest.Updater, deps FilesDeps) *FilesREST {
 	return &FilesREST{
 		wukongs: store.Store, status: status,
-		locator: deps.Locator, pool: deps.Pool, recorder: deps.Recorder,
+		locator: deps.Locator, pool: deps.Pool, recorder: deps.Recorder, authorizer: deps.Authorizer,
 		maxFileSize: deps.MaxFileSize,
 		leftovers:   map[string][]string{},
 	}
@@ -157,6 +162,9 @@ func validateFileOptions(o *vm.WukongFileOptions) field.ErrorList {
 			errs = append(errs, field.Invalid(field.NewPath("mode"), o.Mode, "must be octal permission bits such as 0644"))
 		}
 	}
+	if o.Upload != "" && o.Upload != "create" && o.Upload != "replace" {
+		errs = append(errs, field.NotSupported(field.NewPath("upload"), o.Upload, []string{"create", "replace"}))
+	}
 	if o.SHA256 != "" && (len(o.SHA256) != 64 || strings.Trim(o.SHA256, "0123456789abcdef") != "") {
 		errs = append(errs, field.Invalid(field.NewPath("sha256"), o.SHA256, "must be 64 lower-case hex digits"))
 	}
@@ -184,6 +192,17 @@ type filesHandler struct {
 
 func (h *filesHandler) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	ctx := req.Context()
+	ws := websocket.IsWebSocketUpgrade(req)
+	if h.opts.Upload != "" && !ws {
+		h.responder.Error(apierrors.NewBadRequest("upload=create|replace is for a WebSocket upgrade; a plain upload is a POST or PUT"))
+		return
+	}
+	if ws && h.opts.Upload != "" {
+		if err := h.r.authorizeUpload(ctx, h.w, h.opts.Upload); err != nil {
+			h.responder.Error(err)
+			return
+		}
+	}
 	client, err := h.dial(ctx)
 	if err != nil {
 		h.responder.Error(h.statusFor(err))
@@ -198,6 +217,8 @@ func (h *filesHandler) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	}()
 	c := client.SFTP()
 	switch {
+	case ws && h.rec == nil && req.Method == http.MethodGet:
+		err = h.serveWebSocket(ctx, c, rw, req)
 	case h.rec != nil && req.Method == http.MethodGet:
 		err = h.getChunk(ctx, c, rw, req)
 	case h.rec != nil && h.opts.Commit:
