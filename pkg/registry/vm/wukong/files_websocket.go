@@ -11,11 +11,13 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/pkg/sftp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/klog/v2"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/pkg/transfer/files"
 )
 
@@ -151,12 +153,16 @@ func (h *filesHandler) wsUpload(ctx context.Context, c *sftp.Client, conn *webso
 	return externalRecord(t.Succeed(fmt.Sprintf("uploaded %d bytes to %s over a WebSocket", t.Bytes(), h.opts.Path))), nil
 }
 
-// externalRecord is the record as a client reads it.
+// externalRecord is the record as a client reads it: v1alpha1, with its kind.
 func externalRecord(rec *vm.WukongFileTransfer) any {
 	if rec == nil {
-		return map[string]string{"kind": "Status", "status": "Success"}
+		return metav1.Status{Status: metav1.StatusSuccess}
 	}
-	out := map[string]any{"apiVersion": "vm.novasphere.dev/v1alpha1", "kind": "WukongFileTransfer", "metadata": rec.ObjectMeta, "spec": rec.Spec, "status": rec.Status}
+	out := &v1alpha1.WukongFileTransfer{}
+	if err := v1alpha1.Convert_vm_WukongFileTransfer_To_v1alpha1_WukongFileTransfer(rec, out, nil); err != nil {
+		return metav1.Status{Status: metav1.StatusSuccess, Message: "transfer " + rec.Name + " succeeded"}
+	}
+	out.APIVersion, out.Kind = v1alpha1.SchemeGroupVersion.String(), "WukongFileTransfer"
 	return out
 }
 
