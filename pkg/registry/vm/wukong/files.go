@@ -319,19 +319,7 @@ func (h *filesHandler) get(ctx context.Context, c *sftp.Client, rw http.Response
 	if err != nil {
 		return err
 	}
-	hd := rw.Header()
-	hd.Set("Content-Type", "application/octet-stream")
-	hd.Set("Content-Length", strconv.FormatInt(length, 10))
-	hd.Set("Accept-Ranges", "bytes")
-	hd.Set("Last-Modified", fi.ModTime().UTC().Format(http.TimeFormat))
-	hd.Set("ETag", fmt.Sprintf(`"%x-%x"`, size, fi.ModTime().UnixNano()))
-	hd.Set("X-Wukong-Transfer", t.Name())
-	code := http.StatusOK
-	if partial {
-		code = http.StatusPartialContent
-		hd.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, size))
-	}
-	rw.WriteHeader(code)
+	writeFileHeader(rw, fi, start, length, partial, t.Name())
 	n, err := files.Download(ctx, f, start, length, io.MultiWriter(rw, t))
 	if err == nil && n != length {
 		err = fmt.Errorf("the file changed while it was read: %d of %d bytes", n, length)
@@ -342,6 +330,23 @@ func (h *filesHandler) get(ctx context.Context, c *sftp.Client, rw http.Response
 	}
 	t.Succeed(fmt.Sprintf("downloaded %d bytes of %s", n, h.opts.Path))
 	return nil
+}
+
+// writeFileHeader answers 200 or 206 with the headers of a file download.
+func writeFileHeader(rw http.ResponseWriter, fi os.FileInfo, start, length int64, partial bool, record string) {
+	hd := rw.Header()
+	hd.Set("Content-Type", "application/octet-stream")
+	hd.Set("Content-Length", strconv.FormatInt(length, 10))
+	hd.Set("Accept-Ranges", "bytes")
+	hd.Set("Last-Modified", fi.ModTime().UTC().Format(http.TimeFormat))
+	hd.Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.Size(), fi.ModTime().UnixNano()))
+	hd.Set("X-Wukong-Transfer", record)
+	code := http.StatusOK
+	if partial {
+		code = http.StatusPartialContent
+		hd.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, fi.Size()))
+	}
+	rw.WriteHeader(code)
 }
 
 // byteRange resolves offset/length or a Range header against the file size.

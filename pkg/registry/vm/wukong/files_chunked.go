@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"path"
-	"strconv"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -82,18 +81,7 @@ func (h *filesHandler) getChunk(ctx context.Context, c *sftp.Client, rw http.Res
 		return err
 	}
 	defer f.Close()
-	hd := rw.Header()
-	hd.Set("Content-Type", "application/octet-stream")
-	hd.Set("Content-Length", strconv.FormatInt(length, 10))
-	hd.Set("Accept-Ranges", "bytes")
-	hd.Set("ETag", fmt.Sprintf(`"%x-%x"`, size, fi.ModTime().UnixNano()))
-	hd.Set("X-Wukong-Transfer", h.rec.Name)
-	code := http.StatusOK
-	if partial {
-		code = http.StatusPartialContent
-		hd.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, size))
-	}
-	rw.WriteHeader(code)
+	writeFileHeader(rw, fi, start, length, partial, h.rec.Name)
 	n, err := files.Download(ctx, f, start, length, rw)
 	if err == nil && n != length {
 		err = fmt.Errorf("the file changed while it was read: %d of %d bytes", n, length)
