@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 
 	"github.com/novasphere/wukong/test/integration/framework"
@@ -47,7 +48,7 @@ func BenchmarkFiles1GiB(b *testing.B) {
 	pid := cp.WukongAPIServerPID()
 	require.NotZero(b, pid)
 
-	var best struct{ scpGet, scpPut, wkGet, wkPut time.Duration }
+	var best struct{ scpGet, scpPut, wkGet, wkPut, wsGet, wsPut time.Duration }
 	var rssGrowth int64
 	keepBest := func(d *time.Duration, took time.Duration) {
 		if *d == 0 || took < *d {
@@ -75,10 +76,18 @@ func BenchmarkFiles1GiB(b *testing.B) {
 		keepBest(&best.wkPut, wukong(func() {
 			framework.RunKubectl(b, cp, cp.Admin, "replace", "--raw", g.filesPath(url.Values{"path": {"/data/wk-put.bin"}}), "-f", src)
 		}))
+		// The WebSocket transport, the path for streams longer than the request timeout.
+		keepBest(&best.wsGet, wukong(func() {
+			wsDownloadTo(b, g.filesPath(url.Values{"path": {"/data/src.bin"}}), filepath.Join(work, "ws-get.bin"))
+		}))
+		keepBest(&best.wsPut, wukong(func() {
+			wsUploadFrom(b, g.filesPath(url.Values{"path": {"/data/ws-put.bin"}, "upload": {"replace"}}), src)
+		}))
 	}
 	b.StopTimer()
 	sum := fileSHA256(b, src)
-	for _, p := range []string{filepath.Join(work, "wk-get.bin"), g.host("/data/wk-put.bin"), filepath.Join(work, "scp-get.bin")} {
+	for _, p := range []string{filepath.Join(work, "wk-get.bin"), g.host("/data/wk-put.bin"), filepath.Join(work, "scp-get.bin"),
+		filepath.Join(work, "ws-get.bin"), g.host("/data/ws-put.bin")} {
 		require.Equal(b, sum, fileSHA256(b, p), "bytes of %s", p)
 	}
 	mbps := func(d time.Duration) float64 { return float64(size) / 1e6 / d.Seconds() }
@@ -88,6 +97,10 @@ func BenchmarkFiles1GiB(b *testing.B) {
 	b.ReportMetric(mbps(best.scpPut), "scp-put-MB/s")
 	b.ReportMetric(mbps(best.wkPut), "wukong-put-MB/s")
 	b.ReportMetric(best.scpPut.Seconds()/best.wkPut.Seconds(), "put-x-scp")
+	b.ReportMetric(mbps(best.wsGet), "ws-get-MB/s")
+	b.ReportMetric(best.scpGet.Seconds()/best.wsGet.Seconds(), "ws-get-x-scp")
+	b.ReportMetric(mbps(best.wsPut), "ws-put-MB/s")
+	b.ReportMetric(best.scpPut.Seconds()/best.wsPut.Seconds(), "ws-put-x-scp")
 	b.ReportMetric(float64(rssGrowth)/(1<<20), "rss-growth-MiB")
 }
 
@@ -137,4 +150,48 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// wsDownloadTo streams a file over the WebSocket transport into dest.
+func wsDownloadTo(b *testing.B, apiPath, dest string) {
+	conn, _, err := wsDial(b, cp.Admin, apiPath)
+	require.NoError(b, err)
+	defer conn.Close()
+	out, err := os.Create(dest)
+	require.NoError(b, err)
+	defer out.Close()
+	for {
+		typ, msg, err := conn.ReadMessage()
+		require.NoError(b, err)
+		if typ == websocket.TextMessage {
+			require.Contains(b, string(msg), `"phase":"Succeeded"`)
+			return
+		}
+		_, err = out.Write(msg)
+		require.NoError(b, err)
+	}
+}
+
+// wsUploadFrom sends a local file over the WebSocket transport.
+func wsUploadFrom(b *testing.B, apiPath, src string) {
+	conn, _, err := wsDial(b, cp.Admin, apiPath)
+	require.NoError(b, err)
+	defer conn.Close()
+	f, err := os.Open(src)
+	require.NoError(b, err)
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for {
+		k, err := io.ReadFull(f, buf)
+		if k > 0 {
+			require.NoError(b, conn.WriteMessage(websocket.BinaryMessage, buf[:k]))
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		require.NoError(b, err)
+	}
+	require.NoError(b, conn.WriteMessage(websocket.TextMessage, []byte("end")))
+	rec := wsResult(b, conn)
+	require.Equal(b, "Succeeded", rec.Status.Phase, rec.Status.Message)
 }
