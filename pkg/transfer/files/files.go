@@ -64,23 +64,25 @@ func List(c *sftp.Client, dir string) ([]Entry, error) {
 	return out, nil
 }
 
-// Download writes length bytes of the open file f from offset to w; length < 0
-// means to the end. A whole file goes through f.WriteTo, which reads with
-// concurrent requests; a range reads in large blocks, each of which pkg/sftp
-// also splits into concurrent requests.
-func Download(ctx context.Context, f *sftp.File, offset, length int64, w io.Writer) (int64, error) {
+// Download writes length bytes of the open file f, whose size is size, from
+// offset to w, and fails when fewer arrive (the file shrank). A whole file
+// goes through f.WriteTo, which reads with concurrent requests; a range reads
+// in large blocks, each of which pkg/sftp also splits into concurrent requests.
+func Download(ctx context.Context, f *sftp.File, offset, length, size int64, w io.Writer) (int64, error) {
 	w = ctxWriter{ctx, w}
-	if offset == 0 && length < 0 {
-		return f.WriteTo(w)
+	var (
+		n   int64
+		err error
+	)
+	if offset == 0 && length == size {
+		n, err = f.WriteTo(w)
+	} else if _, err = f.Seek(offset, io.SeekStart); err == nil {
+		n, err = io.CopyBuffer(w, io.LimitReader(f, length), make([]byte, 1<<20))
 	}
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return 0, err
+	if err == nil && n != length {
+		err = fmt.Errorf("the file changed while it was read: %d of %d bytes", n, length)
 	}
-	var r io.Reader = f
-	if length >= 0 {
-		r = io.LimitReader(f, length)
-	}
-	return io.CopyBuffer(w, r, make([]byte, 1<<20))
+	return n, err
 }
 
 // UploadOptions tune Upload.

@@ -17,7 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
@@ -62,7 +61,7 @@ func TestChunkedTransfersOutliveTheRequestTimeout(t *testing.T) {
 		// A body that takes 6 s to send, whatever the machine's speed.
 		slow := &slowReader{left: 64 << 20, chunk: 1 << 20, pause: 100 * time.Millisecond}
 		start := time.Now()
-		code, body, err := rawBytes(cp.Admin, http.MethodPut, g.filesPath(url.Values{"path": {"/data/plain-up.bin"}}), slow)
+		code, _, body, err := send(cp.Admin, http.MethodPut, g.filesPath(url.Values{"path": {"/data/plain-up.bin"}}), slow, nil)
 		t.Logf("plain upload: %d after %v: %v %.200s", code, time.Since(start), err, body)
 		assert.True(t, err != nil || code >= 500, "a 6 s upload cannot fit a 3 s request: got %d", code)
 		_, err = os.Stat(g.host("/data/plain-up.bin"))
@@ -84,7 +83,7 @@ func TestChunkedTransfersOutliveTheRequestTimeout(t *testing.T) {
 		require.NoError(t, err)
 		parallel(t, allChunks(size), 4, func(off, n int64) error {
 			q := url.Values{"path": {"/data/big.bin"}, "transfer": {rec.Name}, "offset": {fmt.Sprint(off)}, "length": {fmt.Sprint(n)}}
-			code, body, err := rawBytes(cp.Admin, http.MethodGet, g.filesPath(q), nil)
+			code, _, body, err := send(cp.Admin, http.MethodGet, g.filesPath(q), nil, nil)
 			if err != nil || code != http.StatusPartialContent {
 				return fmt.Errorf("chunk %d: %d %v %.200s", off, code, err, body)
 			}
@@ -111,9 +110,9 @@ func TestChunkedTransfersOutliveTheRequestTimeout(t *testing.T) {
 		require.NoError(t, err)
 		defer src.Close()
 		var sent atomic.Int64
-		send := func(off, n int64) error {
+		sendChunk := func(off, n int64) error {
 			q := url.Values{"path": {"/data/up/big.bin"}, "transfer": {rec.Name}, "offset": {fmt.Sprint(off)}, "createParents": {"true"}}
-			code, body, err := rawBytes(cp.Admin, http.MethodPut, g.filesPath(q), io.NewSectionReader(src, off, n))
+			code, _, body, err := send(cp.Admin, http.MethodPut, g.filesPath(q), io.NewSectionReader(src, off, n), nil)
 			if err != nil || code != http.StatusOK {
 				return fmt.Errorf("chunk %d: %d %v %.300s", off, code, err, body)
 			}
@@ -122,7 +121,7 @@ func TestChunkedTransfersOutliveTheRequestTimeout(t *testing.T) {
 		}
 		// The client "crashes" after the first 10 of 32 chunks.
 		chunks := allChunks(size)
-		parallel(t, chunks[:10], 4, send)
+		parallel(t, chunks[:10], 4, sendChunk)
 		_, err = os.Stat(g.host("/data/up/big.bin"))
 		assert.True(t, os.IsNotExist(err), "nothing under the target before the commit")
 
@@ -133,10 +132,10 @@ func TestChunkedTransfersOutliveTheRequestTimeout(t *testing.T) {
 		missing := missingChunks(got.Status.CompletedRanges, size)
 		require.Len(t, missing, 22)
 		sent.Store(0)
-		parallel(t, missing, 4, send)
+		parallel(t, missing, 4, sendChunk)
 		assert.Equal(t, int64(size-10*chunkSize), sent.Load(), "the resume sent only what was missing")
 
-		code, body, err := rawBytes(cp.Admin, http.MethodPut, g.filesPath(url.Values{"path": {"/data/up/big.bin"}, "transfer": {rec.Name}, "commit": {"true"}}), nil)
+		code, _, body, err := send(cp.Admin, http.MethodPut, g.filesPath(url.Values{"path": {"/data/up/big.bin"}, "transfer": {rec.Name}, "commit": {"true"}}), nil, nil)
 		require.NoError(t, err)
 		require.Equal(t, http.StatusAccepted, code, string(body))
 		done := waitRecord(t, ns, rec.Name)
@@ -157,13 +156,13 @@ func TestChunkedTransfersOutliveTheRequestTimeout(t *testing.T) {
 		src := mustOpen(t, local)
 		parallel(t, allChunks(small), 3, func(off, n int64) error {
 			q := url.Values{"path": {"/data/bad.bin"}, "transfer": {rec.Name}, "offset": {fmt.Sprint(off)}}
-			code, body, err := rawBytes(cp.Admin, http.MethodPut, g.filesPath(q), io.NewSectionReader(src, off, n))
+			code, _, body, err := send(cp.Admin, http.MethodPut, g.filesPath(q), io.NewSectionReader(src, off, n), nil)
 			if err != nil || code != http.StatusOK {
 				return fmt.Errorf("chunk %d: %d %v %.300s", off, code, err, body)
 			}
 			return nil
 		})
-		code, body, err := rawBytes(cp.Admin, http.MethodPost, g.filesPath(url.Values{"path": {"/data/bad.bin"}, "transfer": {rec.Name}, "commit": {"true"}}), nil)
+		code, _, body, err := send(cp.Admin, http.MethodPost, g.filesPath(url.Values{"path": {"/data/bad.bin"}, "transfer": {rec.Name}, "commit": {"true"}}), nil, nil)
 		require.NoError(t, err)
 		require.Equal(t, http.StatusAccepted, code, string(body))
 		done := waitRecord(t, ns, rec.Name)
@@ -228,28 +227,6 @@ func parallel(t testing.TB, chunks []chunk, n int, f func(off, n int64) error) {
 	}
 }
 
-// rawBytes is raw without testing.TB, for worker goroutines.
-func rawBytes(u *framework.User, method, path string, body io.Reader) (int, []byte, error) {
-	hc, err := rest.HTTPClientFor(u.Config)
-	if err != nil {
-		return 0, nil, err
-	}
-	req, err := http.NewRequest(method, u.Config.Host+path, body)
-	if err != nil {
-		return 0, nil, err
-	}
-	if sr, ok := body.(*io.SectionReader); ok {
-		req.ContentLength = sr.Size()
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
-}
-
 func waitRecord(t testing.TB, ns, name string) *v1alpha1.WukongFileTransfer {
 	t.Helper()
 	var rec *v1alpha1.WukongFileTransfer
@@ -277,22 +254,6 @@ func waitPhase(t testing.TB, ns, remote, op, phase string) {
 		return false, nil
 	})
 	require.NoError(t, err, "no %s record of %s reached %s", op, remote, phase)
-}
-
-func noTempFilesEventually(t testing.TB, dir string) {
-	t.Helper()
-	require.Eventually(t, func() bool {
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			return false
-		}
-		for _, e := range entries {
-			if len(e.Name()) > 0 && e.Name()[0] == '.' {
-				return false
-			}
-		}
-		return true
-	}, 30*time.Second, 200*time.Millisecond, "temporary files left in %s", dir)
 }
 
 func mustOpen(t testing.TB, p string) *os.File {

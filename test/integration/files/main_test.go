@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
@@ -142,27 +143,66 @@ func fileSHA256(t testing.TB, p string) string {
 // raw sends one request through kube-apiserver as u and returns status, headers and body.
 func raw(t testing.TB, u *framework.User, method, path string, body io.Reader, header http.Header) (int, http.Header, []byte) {
 	t.Helper()
+	code, hdr, b, err := send(u, method, path, body, header)
+	require.NoError(t, err)
+	return code, hdr, b
+}
+
+// send is raw without testing.TB, for worker goroutines and for requests
+// that may be cut.
+func send(u *framework.User, method, path string, body io.Reader, header http.Header) (int, http.Header, []byte, error) {
 	hc, err := rest.HTTPClientFor(u.Config)
-	require.NoError(t, err)
+	if err != nil {
+		return 0, nil, nil, err
+	}
 	req, err := http.NewRequest(method, u.Config.Host+path, body)
-	require.NoError(t, err)
+	if err != nil {
+		return 0, nil, nil, err
+	}
 	for k, v := range header {
 		req.Header[k] = v
 	}
+	if sr, ok := body.(*io.SectionReader); ok {
+		req.ContentLength = sr.Size()
+	}
 	resp, err := hc.Do(req)
-	require.NoError(t, err)
+	if err != nil {
+		return 0, nil, nil, err
+	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, resp.Header, b
+	return resp.StatusCode, resp.Header, b, err
 }
 
 // noTempFiles asserts that no upload left a temporary file in dir.
 func noTempFiles(t testing.TB, dir string) {
 	t.Helper()
-	entries, err := os.ReadDir(dir)
+	left, err := tempFiles(dir)
 	require.NoError(t, err)
-	for _, e := range entries {
-		require.False(t, strings.Contains(e.Name(), ".wukong-"), "temporary file left behind: %s", e.Name())
+	require.Empty(t, left, "temporary files left behind")
+}
+
+// noTempFilesEventually is noTempFiles for clean-ups that run after the answer.
+func noTempFilesEventually(t testing.TB, dir string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		left, err := tempFiles(dir)
+		return err == nil && len(left) == 0
+	}, 30*time.Second, 200*time.Millisecond, "temporary files left in %s", dir)
+}
+
+// tempFiles lists the temporary upload files (files.TempPrefix,
+// archive.TempMarker) in dir.
+func tempFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
 	}
+	var left []string
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".wukong-") {
+			left = append(left, e.Name())
+		}
+	}
+	return left, nil
 }

@@ -314,9 +314,7 @@ func ValidateWukongFileTransferStatusUpdate(t, old *vm.WukongFileTransfer) field
 			allErrs = append(allErrs, field.Invalid(p.Child(name), v, "must not be negative"))
 		}
 	}
-	if st.SHA256 != "" && !sha256RE.MatchString(st.SHA256) {
-		allErrs = append(allErrs, field.Invalid(p.Child("sha256"), st.SHA256, "must be 64 lower-case hex digits"))
-	}
+	allErrs = append(allErrs, ValidateSHA256(st.SHA256, p.Child("sha256"))...)
 	return allErrs
 }
 
@@ -349,10 +347,16 @@ func validateFileTransferSpec(s *vm.WukongFileTransferSpec, p *field.Path) field
 	if s.ExpectedSize != nil && *s.ExpectedSize < 0 {
 		allErrs = append(allErrs, field.Invalid(p.Child("expectedSize"), *s.ExpectedSize, "must not be negative"))
 	}
-	if s.ExpectedSHA256 != "" && !sha256RE.MatchString(s.ExpectedSHA256) {
-		allErrs = append(allErrs, field.Invalid(p.Child("expectedSHA256"), s.ExpectedSHA256, "must be 64 lower-case hex digits"))
-	}
+	allErrs = append(allErrs, ValidateSHA256(s.ExpectedSHA256, p.Child("expectedSHA256"))...)
 	return allErrs
+}
+
+// ValidateSHA256 accepts "" or 64 lower-case hex digits.
+func ValidateSHA256(sum string, p *field.Path) field.ErrorList {
+	if sum != "" && !sha256RE.MatchString(sum) {
+		return field.ErrorList{field.Invalid(p, sum, "must be 64 lower-case hex digits")}
+	}
+	return nil
 }
 
 // ValidateRemotePath accepts only absolute, clean paths without NUL bytes:

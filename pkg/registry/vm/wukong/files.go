@@ -165,9 +165,7 @@ func validateFileOptions(o *vm.WukongFileOptions) field.ErrorList {
 	if o.Upload != "" && o.Upload != "create" && o.Upload != "replace" {
 		errs = append(errs, field.NotSupported(field.NewPath("upload"), o.Upload, []string{"create", "replace"}))
 	}
-	if o.SHA256 != "" && (len(o.SHA256) != 64 || strings.Trim(o.SHA256, "0123456789abcdef") != "") {
-		errs = append(errs, field.Invalid(field.NewPath("sha256"), o.SHA256, "must be 64 lower-case hex digits"))
-	}
+	errs = append(errs, validation.ValidateSHA256(o.SHA256, field.NewPath("sha256"))...)
 	return errs
 }
 
@@ -203,6 +201,17 @@ func (h *filesHandler) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
+	switch {
+	case h.opts.Commit && (h.rec == nil || req.Method == http.MethodGet):
+		h.responder.Error(apierrors.NewBadRequest("commit ends a chunked upload: POST or PUT it with transfer=<record>"))
+		return
+	case h.opts.Commit:
+		// Answered at once; the check and rename dial on their own.
+		if err := h.commit(req); err != nil {
+			h.responder.Error(h.statusFor(err))
+		}
+		return
+	}
 	client, err := h.dial(ctx)
 	if err != nil {
 		h.responder.Error(h.statusFor(err))
@@ -221,14 +230,8 @@ func (h *filesHandler) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		err = h.serveWebSocket(ctx, c, rw, req)
 	case h.rec != nil && req.Method == http.MethodGet:
 		err = h.getChunk(ctx, c, rw, req)
-	case h.rec != nil && h.opts.Commit:
-		client.Release() // the commit dials again once answered
-		client = nil
-		err = h.commit(req)
 	case h.rec != nil:
 		err = h.putChunk(ctx, c, req)
-	case h.opts.Commit:
-		err = apierrors.NewBadRequest("commit ends a chunked upload: name it with transfer=<record>")
 	case req.Method == http.MethodGet:
 		err = h.get(ctx, c, rw, req)
 	case req.Method == http.MethodPost || req.Method == http.MethodPut:
@@ -243,7 +246,7 @@ func (h *filesHandler) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	if err == nil {
 		return
 	}
-	if brokenSession(err) && client != nil {
+	if brokenSession(err) {
 		client.Discard()
 		client = nil
 	}
@@ -297,17 +300,12 @@ func (h *filesHandler) get(ctx context.Context, c *sftp.Client, rw http.Response
 	if h.opts.Archive != "" {
 		return apierrors.NewBadRequest(fmt.Sprintf("archive=tar reads a directory; %s is a file", h.opts.Path))
 	}
-	if !fi.Mode().IsRegular() {
-		return apierrors.NewBadRequest(fmt.Sprintf("%s is not a regular file", h.opts.Path))
-	}
-
-	size := fi.Size()
-	start, length, partial, err := h.byteRange(req, size)
+	start, length, partial, err := h.byteRange(req, fi.Size())
 	if err != nil {
 		return err
 	}
-	if h.maxBytes > 0 && length > h.maxBytes {
-		return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("%s: %d bytes requested, the limit for this Wukong is %d; read it in ranges (offset/length)", h.opts.Path, length, h.maxBytes))
+	if err := h.checkRead(fi, length); err != nil {
+		return err
 	}
 	f, err := c.Open(h.opts.Path)
 	if err != nil {
@@ -320,15 +318,24 @@ func (h *filesHandler) get(ctx context.Context, c *sftp.Client, rw http.Response
 		return err
 	}
 	writeFileHeader(rw, fi, start, length, partial, t.Name())
-	n, err := files.Download(ctx, f, start, length, io.MultiWriter(rw, t))
-	if err == nil && n != length {
-		err = fmt.Errorf("the file changed while it was read: %d of %d bytes", n, length)
-	}
+	n, err := files.Download(ctx, f, start, length, fi.Size(), io.MultiWriter(rw, t))
 	if err != nil {
 		t.Fail(fmt.Sprintf("download failed after %d bytes: %v", n, err))
 		return fmt.Errorf("%w: %v", errStreamBroken, err)
 	}
 	t.Succeed(fmt.Sprintf("downloaded %d bytes of %s", n, h.opts.Path))
+	return nil
+}
+
+// checkRead refuses to read n bytes of what is not a regular file, or more
+// than this Wukong's limit.
+func (h *filesHandler) checkRead(fi os.FileInfo, n int64) error {
+	if !fi.Mode().IsRegular() {
+		return apierrors.NewBadRequest(fmt.Sprintf("%s is not a regular file", h.opts.Path))
+	}
+	if h.maxBytes > 0 && n > h.maxBytes {
+		return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("%s: %d bytes to read, the limit for this Wukong is %d", h.opts.Path, n, h.maxBytes))
+	}
 	return nil
 }
 

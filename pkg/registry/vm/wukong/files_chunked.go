@@ -65,12 +65,10 @@ func (h *filesHandler) getChunk(ctx context.Context, c *sftp.Client, rw http.Res
 	if err != nil {
 		return err
 	}
-	if !fi.Mode().IsRegular() {
-		return apierrors.NewBadRequest(fmt.Sprintf("%s is not a regular file", h.opts.Path))
-	}
+	// A chunked download moves the whole file, so the whole file counts.
 	size := fi.Size()
-	if h.maxBytes > 0 && size > h.maxBytes {
-		return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("%s is %d bytes, the limit for this Wukong is %d", h.opts.Path, size, h.maxBytes))
+	if err := h.checkRead(fi, size); err != nil {
+		return err
 	}
 	start, length, partial, err := h.byteRange(req, size)
 	if err != nil {
@@ -82,10 +80,7 @@ func (h *filesHandler) getChunk(ctx context.Context, c *sftp.Client, rw http.Res
 	}
 	defer f.Close()
 	writeFileHeader(rw, fi, start, length, partial, h.rec.Name)
-	n, err := files.Download(ctx, f, start, length, rw)
-	if err == nil && n != length {
-		err = fmt.Errorf("the file changed while it was read: %d of %d bytes", n, length)
-	}
+	n, err := files.Download(ctx, f, start, length, size, rw)
 	if err != nil {
 		// The client fetches this range again; the record stays as it was.
 		return fmt.Errorf("%w: %v", errStreamBroken, err)

@@ -74,11 +74,9 @@ func (h *filesHandler) serveWebSocket(ctx context.Context, c *sftp.Client, rw ht
 		if err != nil {
 			return err
 		}
-		if !fi.Mode().IsRegular() {
-			return apierrors.NewBadRequest(fmt.Sprintf("%s is not a regular file", h.opts.Path))
-		}
-		if size = fi.Size(); h.maxBytes > 0 && size > h.maxBytes {
-			return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("%s is %d bytes, the limit for this Wukong is %d", h.opts.Path, size, h.maxBytes))
+		size = fi.Size()
+		if err := h.checkRead(fi, size); err != nil {
+			return err
 		}
 	}
 	conn, err := upgrader.Upgrade(rw, req, nil)
@@ -118,12 +116,9 @@ func (h *filesHandler) wsDownload(ctx context.Context, c *sftp.Client, conn *web
 		return nil, err
 	}
 	out := &wsWriter{conn: conn}
-	n, err := files.Download(ctx, f, 0, -1, io.MultiWriter(out, t))
+	n, err := files.Download(ctx, f, 0, size, size, io.MultiWriter(out, t))
 	if err == nil {
 		err = out.flush()
-	}
-	if err == nil && n != size {
-		err = fmt.Errorf("the file changed while it was read: %d of %d bytes", n, size)
 	}
 	if err != nil {
 		t.Fail(fmt.Sprintf("download failed after %d bytes: %v", n, err))
