@@ -52,6 +52,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &vmv1alpha1.ImportStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("PVCConfig"):
 		return &vmv1alpha1.PVCConfigApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("RangeDigest"):
+		return &vmv1alpha1.RangeDigestApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("RegistryConfig"):
 		return &vmv1alpha1.RegistryConfigApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("S3Config"):

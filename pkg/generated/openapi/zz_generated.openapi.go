@@ -44,6 +44,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.ImportSourceSpec{}.OpenAPIModelName():         schema_pkg_apis_vm_v1alpha1_ImportSourceSpec(ref),
 		v1alpha1.ImportStatus{}.OpenAPIModelName():             schema_pkg_apis_vm_v1alpha1_ImportStatus(ref),
 		v1alpha1.PVCConfig{}.OpenAPIModelName():                schema_pkg_apis_vm_v1alpha1_PVCConfig(ref),
+		v1alpha1.RangeDigest{}.OpenAPIModelName():              schema_pkg_apis_vm_v1alpha1_RangeDigest(ref),
 		v1alpha1.RegistryConfig{}.OpenAPIModelName():           schema_pkg_apis_vm_v1alpha1_RegistryConfig(ref),
 		v1alpha1.S3Config{}.OpenAPIModelName():                 schema_pkg_apis_vm_v1alpha1_S3Config(ref),
 		v1alpha1.SSHTransferConfig{}.OpenAPIModelName():        schema_pkg_apis_vm_v1alpha1_SSHTransferConfig(ref),
@@ -595,6 +596,41 @@ func schema_pkg_apis_vm_v1alpha1_PVCConfig(ref common.ReferenceCallback) common.
 	}
 }
 
+func schema_pkg_apis_vm_v1alpha1_RangeDigest(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "RangeDigest is the sha256 of length bytes from offset.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"offset": {
+						SchemaProps: spec.SchemaProps{
+							Default: 0,
+							Type:    []string{"integer"},
+							Format:  "int64",
+						},
+					},
+					"length": {
+						SchemaProps: spec.SchemaProps{
+							Default: 0,
+							Type:    []string{"integer"},
+							Format:  "int64",
+						},
+					},
+					"sha256": {
+						SchemaProps: spec.SchemaProps{
+							Default: "",
+							Type:    []string{"string"},
+							Format:  "",
+						},
+					},
+				},
+				Required: []string{"offset", "length", "sha256"},
+			},
+		},
+	}
+}
+
 func schema_pkg_apis_vm_v1alpha1_RegistryConfig(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -1004,7 +1040,7 @@ func schema_pkg_apis_vm_v1alpha1_WukongFileOptions(ref common.ReferenceCallback)
 					},
 					"commit": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Commit ends a chunked upload (with transfer): once every byte of expectedSize arrived, the server checks the sha256 and renames the temporary file to path (POST refuses to replace, PUT replaces). It answers 202 at once; the record turns Succeeded or Failed.",
+							Description: "Commit ends a chunked transfer (with transfer). An upload (POST or PUT), once every byte of expectedSize arrived: the server checks the size (and reads the file back to check expectedSHA256, when set) and renames the temporary file to path (POST refuses to replace, PUT replaces); it answers 202 at once and the record turns Succeeded or Failed. A download (GET): the client says it has every byte, and the record ends Succeeded.",
 							Type:        []string{"boolean"},
 							Format:      "",
 						},
@@ -1289,11 +1325,29 @@ func schema_pkg_apis_vm_v1alpha1_WukongFileTransferStatus(ref common.ReferenceCa
 							},
 						},
 					},
+					"rangeDigests": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "RangeDigests are the sha256 of each range of a chunked download, as the server read it from the VM: a client compares what it received. (Trailers would carry them with the bytes, but kube-apiserver drops trailers of requests it times out.)",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.RangeDigest{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.ByteRange{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+			v1alpha1.ByteRange{}.OpenAPIModelName(), v1alpha1.RangeDigest{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
 	}
 }
 

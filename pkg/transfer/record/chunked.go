@@ -3,6 +3,7 @@ package record
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,9 +27,10 @@ func (r *Recorder) Get(ctx context.Context, namespace, name string) (*vm.WukongF
 	return obj.(*vm.WukongFileTransfer), nil
 }
 
-// AddChunk records that rng of a chunked transfer is done, of total bytes.
-// A download whose ranges cover the whole file ends Succeeded.
-func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.ByteRange, total int64) (*vm.WukongFileTransfer, error) {
+// AddChunk records that rng of a chunked transfer is done, of total bytes,
+// with the sha256 of its bytes when digest is set (downloads). A download
+// whose ranges cover the whole file ends Succeeded.
+func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.ByteRange, total int64, digest string) (*vm.WukongFileTransfer, error) {
 	return r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
 		if done(o) {
 			return fmt.Errorf("transfer %s already ended %s", o.Name, o.Status.Phase)
@@ -39,6 +41,9 @@ func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.
 			st.Phase, st.StartedAt = vm.FileTransferPhaseTransferring, &now
 		}
 		st.CompletedRanges = MergeRange(st.CompletedRanges, rng)
+		if digest != "" {
+			st.RangeDigests = AddDigest(st.RangeDigests, vm.RangeDigest{Offset: rng.Offset, Length: rng.Length, SHA256: digest})
+		}
 		st.BytesTransferred, st.TotalBytes, st.UpdatedAt = Sum(st.CompletedRanges), total, &now
 		st.Progress = percent(st.BytesTransferred, total)
 		if d := now.Sub(st.StartedAt.Time).Seconds(); d > 0 {
@@ -60,6 +65,20 @@ func (r *Recorder) Note(ctx context.Context, namespace, name, message string) er
 		return nil
 	})
 	return err
+}
+
+// AddDigest adds d to digests, replacing the digest of the same range (a
+// range fetched again), keeping them sorted by offset.
+func AddDigest(digests []vm.RangeDigest, d vm.RangeDigest) []vm.RangeDigest {
+	out := make([]vm.RangeDigest, 0, len(digests)+1)
+	for _, x := range digests {
+		if x.Offset != d.Offset || x.Length != d.Length {
+			out = append(out, x)
+		}
+	}
+	out = append(out, d)
+	sort.Slice(out, func(i, j int) bool { return out[i].Offset < out[j].Offset })
+	return out
 }
 
 // End ends a chunked transfer Succeeded (with the sha256 of the whole file) or Failed.

@@ -65,6 +65,7 @@ type Transfer struct {
 	stop     chan struct{}
 	stopped  chan struct{}
 	finished sync.Once
+	counter  Counter
 }
 
 // Start creates the record for spec, owned by w, and begins writing progress.
@@ -92,6 +93,7 @@ func (r *Recorder) Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTr
 		r: r, ctx: ctx, name: created.(*vm.WukongFileTransfer).Name,
 		hash: sha256.New(), started: time.Now(),
 		stop: make(chan struct{}), stopped: make(chan struct{}),
+		counter: CounterFor(spec.Operation),
 	}
 	t.total.Store(total)
 	if err := t.update(func(st *vm.WukongFileTransferStatus) {
@@ -117,6 +119,7 @@ func (t *Transfer) Write(p []byte) (int, error) {
 	t.hash.Write(p)
 	t.mu.Unlock()
 	t.done.Add(int64(len(p)))
+	t.counter.Write(p)
 	return len(p), nil
 }
 

@@ -497,6 +497,21 @@ type WukongFileTransferStatus struct {
 	// +optional
 	// +listType=atomic
 	CompletedRanges []ByteRange `json:"completedRanges,omitempty"`
+
+	// RangeDigests are the sha256 of each range of a chunked download, as
+	// the server read it from the VM: a client compares what it received.
+	// (Trailers would carry them with the bytes, but kube-apiserver drops
+	// trailers of requests it times out.)
+	// +optional
+	// +listType=atomic
+	RangeDigests []RangeDigest `json:"rangeDigests,omitempty"`
+}
+
+// RangeDigest is the sha256 of length bytes from offset.
+type RangeDigest struct {
+	Offset int64  `json:"offset"`
+	Length int64  `json:"length"`
+	SHA256 string `json:"sha256"`
 }
 
 // ByteRange is length bytes from offset.
@@ -571,10 +586,13 @@ type WukongFileOptions struct {
 	// +optional
 	Transfer string `json:"transfer,omitempty"`
 
-	// Commit ends a chunked upload (with transfer): once every byte of
-	// expectedSize arrived, the server checks the sha256 and renames the
-	// temporary file to path (POST refuses to replace, PUT replaces). It
-	// answers 202 at once; the record turns Succeeded or Failed.
+	// Commit ends a chunked transfer (with transfer). An upload (POST or
+	// PUT), once every byte of expectedSize arrived: the server checks the
+	// size (and reads the file back to check expectedSHA256, when set) and
+	// renames the temporary file to path (POST refuses to replace, PUT
+	// replaces); it answers 202 at once and the record turns Succeeded or
+	// Failed. A download (GET): the client says it has every byte, and the
+	// record ends Succeeded.
 	// +optional
 	Commit bool `json:"commit,omitempty"`
 

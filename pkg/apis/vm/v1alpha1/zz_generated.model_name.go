@@ -77,6 +77,11 @@ func (in PVCConfig) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in RangeDigest) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.RangeDigest"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in RegistryConfig) OpenAPIModelName() string {
 	return "dev.novasphere.vm.v1alpha1.RegistryConfig"
 }

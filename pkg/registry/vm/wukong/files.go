@@ -202,8 +202,8 @@ func (h *filesHandler) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		}
 	}
 	switch {
-	case h.opts.Commit && (h.rec == nil || req.Method == http.MethodGet):
-		h.responder.Error(apierrors.NewBadRequest("commit ends a chunked upload: POST or PUT it with transfer=<record>"))
+	case h.opts.Commit && (h.rec == nil || (req.Method == http.MethodGet) != (h.rec.Spec.Operation == vm.OperationDownload)):
+		h.responder.Error(apierrors.NewBadRequest("commit ends a chunked transfer: POST or PUT it with transfer=<upload record>, or GET it with transfer=<download record>"))
 		return
 	case h.opts.Commit:
 		// Answered at once; the check and rename dial on their own.

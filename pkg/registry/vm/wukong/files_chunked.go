@@ -2,8 +2,11 @@ package wukong
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path"
@@ -40,6 +43,7 @@ func (r *FilesREST) chunkedRecord(ctx context.Context, w *vm.Wukong, opts *vm.Wu
 	if method == http.MethodGet {
 		wantOp = vm.OperationDownload
 	}
+
 	switch {
 	case method == http.MethodDelete:
 		return nil, apierrors.NewBadRequest("transfer applies to GET, POST and PUT, not DELETE")
@@ -80,12 +84,16 @@ func (h *filesHandler) getChunk(ctx context.Context, c *sftp.Client, rw http.Res
 	}
 	defer f.Close()
 	writeFileHeader(rw, fi, start, length, partial, h.rec.Name)
-	n, err := files.Download(ctx, f, start, length, size, rw)
+	sum := sha256.New()
+	n, err := files.Download(ctx, f, start, length, size, io.MultiWriter(rw, sum, record.CounterFor(vm.OperationDownload)))
 	if err != nil {
 		// The client fetches this range again; the record stays as it was.
 		return fmt.Errorf("%w: %v", errStreamBroken, err)
 	}
-	if _, err := h.r.recorder.AddChunk(ctx, h.w.Namespace, h.rec.Name, vm.ByteRange{Offset: start, Length: n}, size); err != nil {
+	// The range's sha256 goes into the record for the client to compare
+	// with what it received.
+	digest := sum.Sum(nil)
+	if _, err := h.r.recorder.AddChunk(ctx, h.w.Namespace, h.rec.Name, vm.ByteRange{Offset: start, Length: n}, size, hex.EncodeToString(digest)); err != nil {
 		klog.ErrorS(err, "Recording a downloaded chunk", "record", klog.KRef(h.w.Namespace, h.rec.Name))
 	}
 	return nil
@@ -110,7 +118,15 @@ func (h *filesHandler) putChunk(ctx context.Context, c *sftp.Client, req *http.R
 		}
 	}
 	tmp := files.ChunkTempName(h.opts.Path, string(h.rec.UID))
-	n, err := files.WriteAt(ctx, c, tmp, offset, total-offset, req.Body, nil)
+	// With sha256, the chunk counts as done only when the bytes written match
+	// it; a mismatched chunk is answered 422 and must be sent again.
+	sum := sha256.New()
+	n, err := files.WriteAt(ctx, c, tmp, offset, total-offset, req.Body, io.MultiWriter(sum, record.CounterFor(vm.OperationUpload)))
+	if err == nil && h.opts.SHA256 != "" {
+		if got := hex.EncodeToString(sum.Sum(nil)); got != h.opts.SHA256 {
+			err = fmt.Errorf("%w: the chunk at offset %d has sha256 %s, expected %s", files.ErrChecksumMismatch, offset, got, h.opts.SHA256)
+		}
+	}
 	if err != nil {
 		if files.IsFailure(err) && files.DiskFull(c, path.Dir(h.opts.Path)) {
 			err = fmt.Errorf("%w: %v", files.ErrDiskFull, err)
@@ -120,7 +136,7 @@ func (h *filesHandler) putChunk(ctx context.Context, c *sftp.Client, req *http.R
 	if req.ContentLength >= 0 && n != req.ContentLength {
 		return fmt.Errorf("%w: %d of %d bytes of the chunk", files.ErrShortBody, n, req.ContentLength)
 	}
-	rec, err := h.r.recorder.AddChunk(ctx, h.w.Namespace, h.rec.Name, vm.ByteRange{Offset: offset, Length: n}, total)
+	rec, err := h.r.recorder.AddChunk(ctx, h.w.Namespace, h.rec.Name, vm.ByteRange{Offset: offset, Length: n}, total, "")
 	if err != nil {
 		return err
 	}
@@ -132,6 +148,17 @@ func (h *filesHandler) putChunk(ctx context.Context, c *sftp.Client, req *http.R
 // the rename run after the answer, because reading back a large file can take
 // longer than kube-apiserver lets a request live. The record says how it ended.
 func (h *filesHandler) commit(req *http.Request) error {
+	// A client ends a chunked download with a GET (a download resumed under
+	// a new record never covers the file by itself).
+	if h.rec.Spec.Operation == vm.OperationDownload {
+		rec, err := h.r.recorder.End(req.Context(), h.w.Namespace, h.rec.Name, vm.FileTransferPhaseSucceeded,
+			fmt.Sprintf("the client ended the download of %s after %d bytes under this record; it verifies them against status.rangeDigests", h.opts.Path, h.rec.Status.BytesTransferred), "")
+		if err != nil {
+			return err
+		}
+		h.responder.Object(http.StatusOK, rec)
+		return nil
+	}
 	total := *h.rec.Spec.ExpectedSize
 	if !record.Covered(h.rec.Status.CompletedRanges, total) {
 		return apierrors.NewConflict(vm.Resource("wukongfiletransfers"), h.rec.Name,
@@ -171,7 +198,20 @@ func (h *filesHandler) finishUpload(ctx context.Context, noClobber bool) {
 	}
 	defer client.Release()
 	c := client.SFTP()
-	size, sum, err := files.HashFile(ctx, c, tmp)
+	// The whole file is read back only to check an expected sha256: a client
+	// that verified each chunk (sha256 on every PUT) need not pay for it.
+	var (
+		size int64
+		sum  string
+	)
+	if h.rec.Spec.ExpectedSHA256 != "" {
+		size, sum, err = files.HashFile(ctx, c, tmp)
+	} else {
+		var fi os.FileInfo
+		if fi, err = c.Stat(tmp); err == nil {
+			size = fi.Size()
+		}
+	}
 	switch {
 	case err != nil:
 		fail(err)
@@ -199,8 +239,11 @@ func (h *filesHandler) finishUpload(ctx context.Context, noClobber bool) {
 		fail(err)
 		return
 	}
-	if _, err := h.r.recorder.End(ctx, ns, name, vm.FileTransferPhaseSucceeded,
-		fmt.Sprintf("uploaded %d bytes to %s in chunks", size, h.opts.Path), sum); err != nil {
+	msg := fmt.Sprintf("uploaded %d bytes to %s in chunks; sha256 checked by reading the file back", size, h.opts.Path)
+	if sum == "" {
+		msg = fmt.Sprintf("uploaded %d bytes to %s in chunks; no expectedSHA256, so only the chunks that carried a sha256 were checked", size, h.opts.Path)
+	}
+	if _, err := h.r.recorder.End(ctx, ns, name, vm.FileTransferPhaseSucceeded, msg, sum); err != nil {
 		klog.ErrorS(err, "Ending a chunked upload", "record", klog.KRef(ns, name))
 	}
 }

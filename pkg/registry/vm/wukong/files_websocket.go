@@ -18,6 +18,7 @@ import (
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/transfer/archive"
 	"github.com/novasphere/wukong/pkg/transfer/files"
 )
 
@@ -31,6 +32,9 @@ import (
 const wsMessageSize = 1 << 20
 
 var upgrader = websocket.Upgrader{
+	// client-go's WebSocket transport insists on a subprotocol; offering
+	// none works too.
+	Subprotocols:    []string{v1alpha1.FilesWebSocketProtocol},
 	ReadBufferSize:  64 << 10,
 	WriteBufferSize: 64 << 10,
 	// kube-apiserver proxies the upgrade; the browser origin check does not apply.
@@ -74,9 +78,16 @@ func (h *filesHandler) serveWebSocket(ctx context.Context, c *sftp.Client, rw ht
 		if err != nil {
 			return err
 		}
-		size = fi.Size()
-		if err := h.checkRead(fi, size); err != nil {
-			return err
+		switch {
+		case fi.IsDir() && h.opts.Archive != "tar":
+			return apierrors.NewBadRequest(fmt.Sprintf("%s is a directory: over a WebSocket, read it with archive=tar (a listing is a plain GET)", h.opts.Path))
+		case !fi.IsDir() && h.opts.Archive != "":
+			return apierrors.NewBadRequest(fmt.Sprintf("%s is not a directory: archive=tar reads directories", h.opts.Path))
+		case !fi.IsDir():
+			size = fi.Size()
+			if err := h.checkRead(fi, size); err != nil {
+				return err
+			}
 		}
 	}
 	conn, err := upgrader.Upgrade(rw, req, nil)
@@ -87,13 +98,20 @@ func (h *filesHandler) serveWebSocket(ctx context.Context, c *sftp.Client, rw ht
 	// The request context ends with the upgrade; the connection carries on.
 	ctx = context.WithoutCancel(ctx)
 	var result any
-	if h.opts.Upload == "" {
+	switch {
+	case h.opts.Upload == "" && h.opts.Archive == "tar":
+		result, err = h.wsDownloadTar(ctx, c, conn)
+	case h.opts.Upload == "":
 		result, err = h.wsDownload(ctx, c, conn, size)
-	} else {
+	case h.opts.Archive == "tar":
+		result, err = h.wsExtract(ctx, c, conn)
+	default:
 		result, err = h.wsUpload(ctx, c, conn)
 	}
 	if err != nil {
-		result = h.statusFor(err).ErrStatus
+		st := h.statusFor(err).ErrStatus
+		st.APIVersion, st.Kind = "v1", "Status"
+		result = st
 	}
 	msg, _ := json.Marshal(result)
 	_ = conn.WriteMessage(websocket.TextMessage, msg)
@@ -146,6 +164,37 @@ func (h *filesHandler) wsUpload(ctx context.Context, c *sftp.Client, conn *webso
 		return nil, err
 	}
 	return externalRecord(t.Succeed(fmt.Sprintf("uploaded %d bytes to %s over a WebSocket", t.Bytes(), h.opts.Path))), nil
+}
+
+// wsDownloadTar sends a directory as a tar stream (gzipped with gzip=true).
+func (h *filesHandler) wsDownloadTar(ctx context.Context, c *sftp.Client, conn *websocket.Conn) (any, error) {
+	t, err := h.r.recorder.Start(ctx, h.w, h.recordSpec(vm.OperationDownload), -1)
+	if err != nil {
+		return nil, err
+	}
+	out := &wsWriter{conn: conn}
+	_, err = archive.Write(ctx, c, h.opts.Path, &limitWriter{w: io.MultiWriter(out, t), limit: h.maxBytes}, archive.WriteOptions{Gzip: h.opts.Gzip})
+	if err == nil {
+		err = out.flush()
+	}
+	if err != nil {
+		t.Fail(fmt.Sprintf("tar of %s failed after %d bytes: %v", h.opts.Path, t.Bytes(), h.statusFor(err).ErrStatus.Message))
+		return nil, err
+	}
+	return externalRecord(t.Succeed(fmt.Sprintf("sent %s as a tar of %d bytes over a WebSocket", h.opts.Path, t.Bytes()))), nil
+}
+
+// wsExtract extracts a tar stream under the directory at path.
+func (h *filesHandler) wsExtract(ctx context.Context, c *sftp.Client, conn *websocket.Conn) (any, error) {
+	t, err := h.r.recorder.Start(ctx, h.w, h.recordSpec(vm.OperationUpload), -1)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.extract(ctx, c, &wsReader{conn: conn}, t); err != nil {
+		t.Fail(fmt.Sprintf("extracting a tar under %s failed after %d bytes; nothing was left half-written: %v", h.opts.Path, t.Bytes(), h.statusFor(err).ErrStatus.Message))
+		return nil, err
+	}
+	return externalRecord(t.Succeed(fmt.Sprintf("extracted a tar of %d bytes under %s over a WebSocket", t.Bytes(), h.opts.Path))), nil
 }
 
 // externalRecord is the record as a client reads it: v1alpha1, with its kind.

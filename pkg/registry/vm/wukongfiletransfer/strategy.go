@@ -17,12 +17,13 @@ import (
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/pkg/apis/vm/validation"
 )
 
 // WukongLabel is set on every record to the Wukong it belongs to, so that
 // `kubectl get wukongfiletransfers -l vm.novasphere.dev/wukong=vm1` finds them.
-const WukongLabel = "vm.novasphere.dev/wukong"
+const WukongLabel = v1alpha1.LabelWukong
 
 type transferStrategy struct {
 	runtime.ObjectTyper

@@ -54,6 +54,11 @@ type WukongFileTransferStatusApplyConfiguration struct {
 	// CompletedRanges are the byte ranges of a chunked transfer done so far,
 	// merged and sorted; a client resumes by sending or fetching the rest.
 	CompletedRanges []ByteRangeApplyConfiguration `json:"completedRanges,omitempty"`
+	// RangeDigests are the sha256 of each range of a chunked download, as
+	// the server read it from the VM: a client compares what it received.
+	// (Trailers would carry them with the bytes, but kube-apiserver drops
+	// trailers of requests it times out.)
+	RangeDigests []RangeDigestApplyConfiguration `json:"rangeDigests,omitempty"`
 }
 
 // WukongFileTransferStatusApplyConfiguration constructs a declarative configuration of the WukongFileTransferStatus type for use with
@@ -159,6 +164,19 @@ func (b *WukongFileTransferStatusApplyConfiguration) WithCompletedRanges(values 
 			panic("nil value passed to WithCompletedRanges")
 		}
 		b.CompletedRanges = append(b.CompletedRanges, *values[i])
+	}
+	return b
+}
+
+// WithRangeDigests adds the given value to the RangeDigests field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the RangeDigests field.
+func (b *WukongFileTransferStatusApplyConfiguration) WithRangeDigests(values ...*RangeDigestApplyConfiguration) *WukongFileTransferStatusApplyConfiguration {
+	for i := range values {
+		if values[i] == nil {
+			panic("nil value passed to WithRangeDigests")
+		}
+		b.RangeDigests = append(b.RangeDigests, *values[i])
 	}
 	return b
 }

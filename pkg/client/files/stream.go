@@ -1,0 +1,200 @@
+package files
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+
+	gwebsocket "github.com/gorilla/websocket"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/transport/websocket"
+
+	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+)
+
+// Streams that cannot be split (a directory as tar, stdin, stdout) go over a
+// WebSocket, which kube-apiserver does not time out: binary messages carry
+// the bytes, an upload ends with one text message, and the server's last
+// message is the record (or a Status).
+
+const streamMessageSize = 1 << 20
+
+// StreamOptions say what a stream moves.
+type StreamOptions struct {
+	// Archive reads or extracts a directory as tar (gzip with Gzip).
+	Archive bool
+	Gzip    bool
+	// Upload sends instead of receiving: "create" or "replace".
+	Upload string
+	// CreateParents makes missing directories above the target.
+	CreateParents bool
+	Mode          string
+	Progress      Progress
+}
+
+func (o StreamOptions) query(remote string) url.Values {
+	q := url.Values{"path": {remote}}
+	if o.Archive {
+		q.Set("archive", "tar")
+	}
+	if o.Gzip {
+		q.Set("gzip", "true")
+	}
+	if o.Upload != "" {
+		q.Set("upload", o.Upload)
+	}
+	if o.CreateParents {
+		q.Set("createParents", "true")
+	}
+	if o.Mode != "" {
+		q.Set("mode", o.Mode)
+	}
+	return q
+}
+
+func (c *Client) dialStream(ctx context.Context, q url.Values) (*gwebsocket.Conn, error) {
+	rt, holder, err := websocket.RoundTripperFor(c.config)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(q), nil)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := websocket.Negotiate(rt, holder, req, v1alpha1.FilesWebSocketProtocol)
+	if err != nil {
+		var st apierrors.APIStatus
+		if errors.As(err, &st) {
+			return nil, &apierrors.StatusError{ErrStatus: st.Status()}
+		}
+		return nil, err
+	}
+	return conn, nil
+}
+
+// StreamDownload writes the file, or with Archive the directory as tar, at
+// remote to w, and returns the server's record of it.
+func (c *Client) StreamDownload(ctx context.Context, remote string, w io.Writer, opts StreamOptions) (*v1alpha1.WukongFileTransfer, error) {
+	if opts.Progress == nil {
+		opts.Progress = noProgress{}
+	}
+	conn, err := c.dialStream(ctx, opts.query(remote))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	opts.Progress.Start(-1, 0)
+	out := io.MultiWriter(localWriter{w}, progressWriter{opts.Progress})
+	for {
+		typ, r, err := conn.NextReader()
+		if err != nil {
+			return nil, fmt.Errorf("the stream of %s ended early: %w", remote, err)
+		}
+		if typ == gwebsocket.TextMessage {
+			return decodeResult(r)
+		}
+		if _, err := io.Copy(out, r); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// StreamUpload sends r to remote (a file, or with Archive a tar extracted
+// under the directory remote) and returns the server's record of it. The
+// server renames the file into place only after the end message: a stream
+// cut before it leaves nothing.
+func (c *Client) StreamUpload(ctx context.Context, remote string, r io.Reader, opts StreamOptions) (*v1alpha1.WukongFileTransfer, error) {
+	if opts.Progress == nil {
+		opts.Progress = noProgress{}
+	}
+	if opts.Upload == "" {
+		opts.Upload = "replace"
+	}
+	conn, err := c.dialStream(ctx, opts.query(remote))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	opts.Progress.Start(-1, 0)
+	buf := make([]byte, streamMessageSize)
+	for {
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			if err := conn.WriteMessage(gwebsocket.BinaryMessage, buf[:n]); err != nil {
+				// The server may have stopped the upload and said why.
+				if rec, rerr := readResult(conn); rerr == nil || !errors.Is(rerr, errNoResult) {
+					return rec, rerr
+				}
+				return nil, fmt.Errorf("sending to %s: %w", remote, err)
+			}
+			opts.Progress.Add(n)
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return nil, local(rerr) // nothing is committed without the end message
+		}
+	}
+	if err := conn.WriteMessage(gwebsocket.TextMessage, []byte("end")); err != nil {
+		return nil, fmt.Errorf("ending the upload to %s: %w", remote, err)
+	}
+	return readResult(conn)
+}
+
+var errNoResult = errors.New("the server closed the stream without a result")
+
+func readResult(conn *gwebsocket.Conn) (*v1alpha1.WukongFileTransfer, error) {
+	for {
+		typ, r, err := conn.NextReader()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errNoResult, err)
+		}
+		if typ == gwebsocket.TextMessage {
+			return decodeResult(r)
+		}
+	}
+}
+
+// decodeResult reads the server's last message: the record, or the Status
+// of the failure.
+func decodeResult(r io.Reader) (*v1alpha1.WukongFileTransfer, error) {
+	b, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	var meta struct {
+		Kind   string `json:"kind"`
+		Status any    `json:"status"`
+	}
+	if err := json.Unmarshal(b, &meta); err != nil {
+		return nil, fmt.Errorf("decoding the server's result: %w", err)
+	}
+	if _, isString := meta.Status.(string); meta.Kind == "Status" || isString {
+		var st metav1.Status
+		if err := json.Unmarshal(b, &st); err != nil {
+			return nil, err
+		}
+		if st.Status == metav1.StatusSuccess {
+			return nil, nil
+		}
+		return nil, &apierrors.StatusError{ErrStatus: st}
+	}
+	var rec v1alpha1.WukongFileTransfer
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("decoding the server's record: %w", err)
+	}
+	if rec.Status.Phase == v1alpha1.FileTransferPhaseFailed {
+		return &rec, fmt.Errorf("transfer %s failed: %s", rec.Name, rec.Status.Message)
+	}
+	return &rec, nil
+}

@@ -1,0 +1,208 @@
+package files
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/utils/ptr"
+
+	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+)
+
+// UploadOptions tune UploadFile.
+type UploadOptions struct {
+	// Resume continues an earlier, interrupted upload of the same local file
+	// to the same path, found by its record.
+	Resume bool
+	// NoClobber refuses to replace an existing file (POST instead of PUT).
+	NoClobber bool
+	// CreateParents makes missing directories above the target.
+	CreateParents bool
+	// Mode of the file in the VM, in octal; empty keeps a replaced file's.
+	Mode     string
+	Progress Progress
+}
+
+// UploadFile copies the local regular file src to remote. A file larger than
+// one chunk moves as parallel offset writes into the record's temporary file,
+// each checked by the server against the chunk's sha256, then one commit
+// renames it over remote: nothing appears there before every byte arrived.
+// With Resume, the chunks an earlier run finished (the record says which)
+// are not sent again.
+func (c *Client) UploadFile(ctx context.Context, src, remote string, opts UploadOptions) (*Result, error) {
+	if opts.Progress == nil {
+		opts.Progress = noProgress{}
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", src)
+	}
+	size := fi.Size()
+	if size <= c.ChunkSize { // one request; nothing worth resuming
+		return c.uploadWhole(ctx, f, size, remote, opts)
+	}
+	id := sourceID(src, fi, c.Namespace, c.Wukong, remote)
+	var rec *v1alpha1.WukongFileTransfer
+	if opts.Resume {
+		if rec, err = c.findUpload(ctx, id, remote, size); err != nil {
+			return nil, err
+		}
+	}
+	if rec == nil {
+		rec, err = c.records.Create(ctx, &v1alpha1.WukongFileTransfer{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: c.Wukong + "-upload-", Annotations: map[string]string{v1alpha1.AnnotationSourceID: id}},
+			Spec: v1alpha1.WukongFileTransferSpec{WukongName: c.Wukong, Operation: v1alpha1.OperationUpload,
+				RemotePath: remote, ExpectedSize: ptr.To(size)},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("opening the transfer: %w", err)
+		}
+	}
+	opts.Progress.Start(size, Covered(rec.Status.CompletedRanges, size))
+	var moved atomic.Int64
+	err = c.runChunks(ctx, Missing(rec.Status.CompletedRanges, size, c.ChunkSize), func(ctx context.Context, ch Chunk) error {
+		if err := c.putChunk(ctx, f, remote, rec.Name, ch, opts); err != nil {
+			return err
+		}
+		moved.Add(ch.Length)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w (transfer %s keeps what arrived; run again with --resume to send only the rest)", err, rec.Name)
+	}
+	q := url.Values{"path": {remote}, "transfer": {rec.Name}, "commit": {"true"}}
+	if opts.Mode != "" {
+		q.Set("mode", opts.Mode)
+	}
+	method := http.MethodPut
+	if opts.NoClobber {
+		method = http.MethodPost
+	}
+	if err := c.retry(ctx, func() error {
+		resp, err := c.do(ctx, method, q, nil, 0)
+		if err != nil {
+			return err
+		}
+		return resp.Body.Close()
+	}); err != nil {
+		return nil, fmt.Errorf("committing transfer %s: %w", rec.Name, err)
+	}
+	end, err := c.WaitEnded(ctx, rec.Name)
+	if err != nil {
+		return nil, err
+	}
+	if end.Status.Phase != v1alpha1.FileTransferPhaseSucceeded {
+		return nil, fmt.Errorf("transfer %s failed: %s", rec.Name, end.Status.Message)
+	}
+	return &Result{Record: rec.Name, Size: size, Moved: moved.Load(), SHA256: end.Status.SHA256}, nil
+}
+
+// putChunk sends one chunk with its sha256; the server writes it at its
+// offset and counts it done only when the bytes match.
+func (c *Client) putChunk(ctx context.Context, f *os.File, remote, record string, ch Chunk, opts UploadOptions) error {
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, ch.Offset, ch.Length)); err != nil {
+		return local(err)
+	}
+	q := url.Values{"path": {remote}, "transfer": {record}, "offset": {strconv.FormatInt(ch.Offset, 10)},
+		"sha256": {hex.EncodeToString(h.Sum(nil))}}
+	if opts.CreateParents {
+		q.Set("createParents", "true")
+	}
+	body := io.TeeReader(c.paced(ctx, io.NewSectionReader(f, ch.Offset, ch.Length)), progressWriter{opts.Progress})
+	resp, err := c.do(ctx, http.MethodPut, q, body, ch.Length)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}
+
+// uploadWhole sends a small file as one request with its sha256.
+func (c *Client) uploadWhole(ctx context.Context, f *os.File, size int64, remote string, opts UploadOptions) (*Result, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
+		return nil, err
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	q := url.Values{"path": {remote}, "sha256": {sum}}
+	if opts.CreateParents {
+		q.Set("createParents", "true")
+	}
+	if opts.Mode != "" {
+		q.Set("mode", opts.Mode)
+	}
+	method := http.MethodPut
+	if opts.NoClobber {
+		method = http.MethodPost
+	}
+	opts.Progress.Start(size, 0)
+	var rec v1alpha1.WukongFileTransfer
+	err := c.retry(ctx, func() error {
+		body := io.TeeReader(c.paced(ctx, io.NewSectionReader(f, 0, size)), progressWriter{opts.Progress})
+		resp, err := c.do(ctx, method, q, body, size)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(&rec)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Record: rec.Name, Size: size, Moved: size, SHA256: sum}, nil
+}
+
+// findUpload returns the newest open upload record of the same source to the
+// same path, or nil.
+func (c *Client) findUpload(ctx context.Context, id, remote string, size int64) (*v1alpha1.WukongFileTransfer, error) {
+	l, err := c.records.List(ctx, metav1.ListOptions{FieldSelector: fields.AndSelectors(
+		fields.OneTermEqualSelector("spec.wukongName", c.Wukong),
+		fields.OneTermEqualSelector("spec.operation", v1alpha1.OperationUpload),
+	).String()})
+	if err != nil {
+		return nil, fmt.Errorf("looking for the transfer to resume: %w", err)
+	}
+	var found *v1alpha1.WukongFileTransfer
+	for i := range l.Items {
+		r := &l.Items[i]
+		if r.Annotations[v1alpha1.AnnotationSourceID] != id || r.Spec.RemotePath != remote || ended(r) ||
+			r.Spec.ExpectedSize == nil || *r.Spec.ExpectedSize != size {
+			continue
+		}
+		if found == nil || r.CreationTimestamp.After(found.CreationTimestamp.Time) {
+			found = r
+		}
+	}
+	return found, nil
+}
+
+// sourceID names one version of a local file sent to one target: the same
+// file, unchanged, to the same place resumes; anything else starts afresh.
+func sourceID(src string, fi os.FileInfo, namespace, wukong, remote string) string {
+	abs, err := filepath.Abs(src)
+	if err != nil {
+		abs = src
+	}
+	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d\x00%s/%s:%s", abs, fi.Size(), fi.ModTime().UnixNano(), namespace, wukong, remote))
+	return hex.EncodeToString(h[:16])
+}

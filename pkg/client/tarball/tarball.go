@@ -1,0 +1,177 @@
+// Package tarball turns a local directory into a tar stream and back, for
+// copying directories in and out of VMs. Extraction stays inside its target:
+// names that climb out, absolute names and links that point out are refused
+// by the same rules the server applies in the guest (remotepath), and every
+// file is opened through an os.Root, so an existing symlink cannot lead a
+// write elsewhere either.
+package tarball
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+
+	"github.com/novasphere/wukong/pkg/transfer/remotepath"
+)
+
+// Write writes the tree under dir to w as tar, names relative to dir.
+func Write(dir string, w io.Writer, gz bool) error {
+	out := w
+	var zw *gzip.Writer
+	if gz {
+		zw = gzip.NewWriter(w)
+		out = zw
+	}
+	tw := tar.NewWriter(out)
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		var link string
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			if link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		case !fi.Mode().IsRegular() && !fi.IsDir():
+			return nil // devices, sockets and pipes have no bytes to copy
+		}
+		hdr, err := tar.FileInfoHeader(fi, link)
+		if err != nil {
+			return err
+		}
+		hdr.Name = filepath.ToSlash(rel)
+		if fi.IsDir() {
+			hdr.Name += "/"
+		}
+		hdr.Uname, hdr.Gname = "", ""
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if !fi.Mode().IsRegular() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(tw, f)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if zw != nil {
+		return zw.Close()
+	}
+	return nil
+}
+
+// Extract reads a tar stream from r into the directory dir, created if
+// missing. Regular files, directories and symlinks are extracted; other
+// entry types are skipped. The first entry that would land outside dir stops
+// the extraction with an error.
+func Extract(r io.Reader, dir string, gz bool) error {
+	if gz {
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return err
+		}
+		defer zr.Close()
+		r = zr
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading the tar stream: %w", err)
+		}
+		// Check the name as a path under a virtual root "/"; what is left is
+		// relative to dir.
+		full, err := remotepath.Join("/", hdr.Name)
+		if err != nil {
+			return err
+		}
+		if full == "/" {
+			continue
+		}
+		name := full[1:]
+		mode := fs.FileMode(hdr.Mode).Perm()
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if err := root.MkdirAll(name, mode|0o700); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := extractFile(root, name, mode, tr); err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			if !remotepath.LinkTargetOK("/", full, hdr.Linkname) {
+				return fmt.Errorf("tar entry %q: the link target %q points outside %s", hdr.Name, hdr.Linkname, dir)
+			}
+			if err := root.MkdirAll(path.Dir(name), 0o755); err != nil {
+				return err
+			}
+			if err := root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			if err := root.Symlink(hdr.Linkname, name); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// extractFile writes one file under a temporary name and renames it, so an
+// interrupted copy leaves no half file under the entry's name.
+func extractFile(root *os.Root, name string, mode fs.FileMode, r io.Reader) error {
+	if err := root.MkdirAll(path.Dir(name), 0o755); err != nil {
+		return err
+	}
+	tmp := path.Join(path.Dir(name), ".wukong-part-"+path.Base(name))
+	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = root.Rename(tmp, name)
+	}
+	if err != nil {
+		_ = root.Remove(tmp)
+	}
+	return err
+}

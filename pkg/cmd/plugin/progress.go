@@ -1,0 +1,69 @@
+package plugin
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/novasphere/wukong/pkg/client/files"
+)
+
+// newProgress returns a progress bar (bytes, rate, ETA) on w when w is a
+// terminal and quiet is off; otherwise a progress that shows nothing.
+func newProgress(w io.Writer, quiet bool, desc string) files.Progress {
+	f, ok := w.(*os.File)
+	if quiet || !ok || !term.IsTerminal(int(f.Fd())) {
+		return silent{}
+	}
+	return &bar{w: w, desc: desc}
+}
+
+type silent struct{}
+
+func (silent) Start(int64, int64) {}
+func (silent) Add(int)            {}
+
+// bar draws a progressbar/v3 bar once the size is known.
+type bar struct {
+	w    io.Writer
+	desc string
+	once sync.Once
+	b    *progressbar.ProgressBar
+}
+
+func (p *bar) Start(total, done int64) {
+	p.once.Do(func() {
+		p.b = progressbar.NewOptions64(total,
+			progressbar.OptionSetWriter(p.w),
+			progressbar.OptionSetDescription(p.desc),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionShowTotalBytes(true),
+			progressbar.OptionUseIECUnits(true),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(p.w) }),
+		)
+		if done > 0 {
+			_ = p.b.Set64(done)
+		}
+	})
+}
+
+func (p *bar) Add(n int) {
+	if p.b != nil {
+		_ = p.b.Add(n)
+	}
+}
+
+// finish completes the bar (streams of unknown size end here).
+func finish(p files.Progress) {
+	if b, ok := p.(*bar); ok && b.b != nil {
+		_ = b.b.Finish()
+	}
+}

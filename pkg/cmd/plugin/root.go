@@ -1,0 +1,149 @@
+// Package plugin is kubectl-wukong, the kubectl plugin for Wukong: cp, ls
+// and rm of files inside VMs, and transfers (the WukongFileTransfer records).
+// It takes kubectl's connection flags (kubeconfig, context, namespace, ...)
+// through cli-runtime.
+package plugin
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/time/rate"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/novasphere/wukong/pkg/client/files"
+	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
+)
+
+// Options are what every subcommand shares.
+type Options struct {
+	genericiooptions.IOStreams
+	config *genericclioptions.ConfigFlags
+
+	parallel  int
+	chunkSize string
+	limitRate string
+	quiet     bool
+}
+
+// NewCommand returns the kubectl-wukong command tree.
+func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	o := &Options{IOStreams: streams, config: genericclioptions.NewConfigFlags(true)}
+	root := &cobra.Command{
+		Use:   "kubectl-wukong",
+		Short: "Copy files in and out of Wukong VMs through the Kubernetes API",
+		Long: `kubectl wukong moves files in and out of running Wukong VMs through
+kube-apiserver, with nothing but kubectl's credentials and RBAC. Files of any
+size go as parallel chunks, each well inside kube-apiserver's request timeout,
+tied to one WukongFileTransfer record; an interrupted copy resumes with --resume.`,
+		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl wukong"},
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(streams.Out)
+	root.SetErr(streams.ErrOut)
+	o.config.AddFlags(root.PersistentFlags())
+	pf := root.PersistentFlags()
+	pf.IntVar(&o.parallel, "parallel", files.DefaultParallel, "chunks in flight at once")
+	pf.StringVar(&o.chunkSize, "chunk-size", "16Mi", "bytes per request of a chunked transfer; each request must fit kube-apiserver's --request-timeout")
+	pf.StringVar(&o.limitRate, "limit-rate", "", "cap the rate of chunked transfers, in bytes per second (e.g. 50Mi)")
+	pf.BoolVarP(&o.quiet, "quiet", "q", false, "no progress bar (there is none when stderr is not a terminal)")
+	root.AddCommand(newCpCommand(o), newLsCommand(o), newRmCommand(o), newTransfersCommand(o))
+	return root
+}
+
+func (o *Options) namespace() (string, error) {
+	ns, _, err := o.config.ToRawKubeConfigLoader().Namespace()
+	return ns, err
+}
+
+// client returns a files client for the Wukong named in r.
+func (o *Options) client(r remote) (*files.Client, error) {
+	cfg, err := o.config.ToRESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	ns := r.namespace
+	if ns == "" {
+		if ns, err = o.namespace(); err != nil {
+			return nil, err
+		}
+	}
+	c, err := files.New(cfg, ns, r.wukong)
+	if err != nil {
+		return nil, err
+	}
+	if c.ChunkSize, err = quantity("--chunk-size", o.chunkSize); err != nil {
+		return nil, err
+	}
+	if c.ChunkSize <= 0 {
+		return nil, fmt.Errorf("--chunk-size must be positive")
+	}
+	c.Parallel = max(1, o.parallel)
+	if o.limitRate != "" {
+		bps, err := quantity("--limit-rate", o.limitRate)
+		if err != nil {
+			return nil, err
+		}
+		burst := int(min(bps, 1<<20))
+		c.Limiter = rate.NewLimiter(rate.Limit(bps), max(burst, 1))
+	}
+	return c, nil
+}
+
+func (o *Options) records() (versioned.Interface, error) {
+	cfg, err := o.config.ToRESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	return versioned.NewForConfig(cfg)
+}
+
+func quantity(flag, s string) (int64, error) {
+	q, err := resource.ParseQuantity(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s %q: %w", flag, s, err)
+	}
+	return q.Value(), nil
+}
+
+// remote is "[namespace/]wukong:/path".
+type remote struct {
+	namespace, wukong, path string
+}
+
+var remoteRE = regexp.MustCompile(`^(?:([a-z0-9]([-a-z0-9]*[a-z0-9])?)/)?([a-z0-9]([-.a-z0-9]*[a-z0-9])?):(.*)$`)
+
+// parseRemote splits s into a remote, or says it is local.
+func parseRemote(s string) (remote, bool) {
+	m := remoteRE.FindStringSubmatch(s)
+	if m == nil {
+		return remote{}, false
+	}
+	return remote{namespace: m[1], wukong: m[3], path: m[5]}, true
+}
+
+// mustRemote parses an argument that has to name a path in a VM.
+func mustRemote(s string) (remote, error) {
+	r, ok := parseRemote(s)
+	if !ok {
+		return r, fmt.Errorf("%q does not name a file in a VM: write WUKONG:/path or NAMESPACE/WUKONG:/path", s)
+	}
+	if !strings.HasPrefix(r.path, "/") {
+		return r, fmt.Errorf("%q: paths inside the VM are absolute (WUKONG:/path)", s)
+	}
+	return r, nil
+}
+
+func (r remote) String() string {
+	if r.namespace != "" {
+		return r.namespace + "/" + r.wukong + ":" + r.path
+	}
+	return r.wukong + ":" + r.path
+}
+
+

@@ -1,0 +1,109 @@
+package plugin
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/cli-runtime/pkg/printers"
+
+	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+)
+
+func newTransfersCommand(o *Options) *cobra.Command {
+	var (
+		watchFlag, all bool
+	)
+	cmd := &cobra.Command{
+		Use:     "transfers [WUKONG]",
+		Aliases: []string{"transfer", "wft"},
+		Short:   "List file transfers (WukongFileTransfer records), or watch them move",
+		Example: "  kubectl wukong transfers\n  kubectl wukong transfers vm1 -w",
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cs, err := o.records()
+			if err != nil {
+				return err
+			}
+			ns := metav1.NamespaceAll
+			if !all {
+				if ns, err = o.namespace(); err != nil {
+					return err
+				}
+			}
+			opts := metav1.ListOptions{}
+			if len(args) == 1 {
+				opts.FieldSelector = fields.OneTermEqualSelector("spec.wukongName", args[0]).String()
+			}
+			records := cs.VmV1alpha1().WukongFileTransfers(ns)
+			list, err := records.List(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			w := printers.GetNewTabWriter(o.Out)
+			printHeader(w, all)
+			for i := range list.Items {
+				printRecord(w, &list.Items[i], all)
+			}
+			w.Flush()
+			if !watchFlag {
+				return nil
+			}
+			opts.ResourceVersion = list.ResourceVersion
+			wi, err := records.Watch(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			defer wi.Stop()
+			for ev := range wi.ResultChan() {
+				switch ev.Type {
+				case watch.Added, watch.Modified, watch.Deleted:
+					if rec, ok := ev.Object.(*v1alpha1.WukongFileTransfer); ok {
+						printRecord(w, rec, all)
+						w.Flush()
+					}
+				case watch.Error:
+					return fmt.Errorf("watch: %v", ev.Object)
+				}
+			}
+			return cmd.Context().Err()
+		},
+	}
+	cmd.Flags().BoolVarP(&watchFlag, "watch", "w", false, "after listing, print each change")
+	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "records of every namespace")
+	return cmd
+}
+
+func printHeader(w io.Writer, all bool) {
+	if all {
+		fmt.Fprint(w, "NAMESPACE\t")
+	}
+	fmt.Fprintln(w, "NAME\tWUKONG\tOPERATION\tPATH\tPHASE\tPROGRESS\tBYTES\tRATE\tAGE")
+}
+
+func printRecord(w io.Writer, r *v1alpha1.WukongFileTransfer, all bool) {
+	if all {
+		fmt.Fprintf(w, "%s\t", r.Namespace)
+	}
+	p := r.Spec.RemotePath
+	if p == "" {
+		p = r.Spec.Disk
+	}
+	progress := r.Status.Progress
+	if progress == "" {
+		progress = "-"
+	}
+	fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s/s\t%s\n", r.Name, r.Spec.WukongName, r.Spec.Operation, p,
+		r.Status.Phase, progress, bytes(r.Status.BytesTransferred), bytes(r.Status.BytesPerSecond),
+		duration.HumanDuration(time.Since(r.CreationTimestamp.Time)))
+}
+
+func bytes(n int64) string {
+	return resource.NewQuantity(n, resource.BinarySI).String()
+}
