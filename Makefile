@@ -10,9 +10,10 @@ INTEGRATION_TIMEOUT ?= 60m
 
 all: build
 
-## build: wukong-apiserver into _output/bin
+## build: wukong-apiserver and the kubectl-wukong plugin into _output/bin
 build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/wukong-apiserver ./cmd/wukong-apiserver
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/kubectl-wukong ./cmd/kubectl-wukong
 
 ## tools: etcd, kube-apiserver and kubectl for the tests and the local stack (cached)
 tools:
@@ -33,7 +34,7 @@ test-unit:
 	$(GO) test ./pkg/... ./cmd/...
 
 test-integration: build tools
-	WUKONG_APISERVER_BIN=$(CURDIR)/$(BIN)/wukong-apiserver \
+	WUKONG_APISERVER_BIN=$(CURDIR)/$(BIN)/wukong-apiserver KUBECTL_WUKONG_BIN=$(CURDIR)/$(BIN)/kubectl-wukong \
 	  $(GO) test -count=1 -timeout $(INTEGRATION_TIMEOUT) ./test/...
 
 ## verify: gofmt, go vet and generated code up to date
@@ -48,7 +49,7 @@ generate:
 
 ## bench: throughput and memory benchmarks, reported as ratios to a baseline measured in the same run
 bench: build tools
-	WUKONG_APISERVER_BIN=$(CURDIR)/$(BIN)/wukong-apiserver \
+	WUKONG_APISERVER_BIN=$(CURDIR)/$(BIN)/wukong-apiserver KUBECTL_WUKONG_BIN=$(CURDIR)/$(BIN)/kubectl-wukong \
 	  $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/...
 
 ## up: a local control plane (etcd, kube-apiserver, wukong-apiserver behind an APIService) in the background

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -107,6 +108,13 @@ func (c *Client) DownloadFile(ctx context.Context, remote string, info *v1alpha1
 			ObjectMeta: metav1.ObjectMeta{GenerateName: c.Wukong + "-download-"},
 			Spec:       v1alpha1.WukongFileTransferSpec{WukongName: c.Wukong, Operation: v1alpha1.OperationDownload, RemotePath: remote},
 		}, metav1.CreateOptions{})
+		if apierrors.IsForbidden(err) && len(st.Done) == 0 {
+			// Chunks need a record the client opens (create on
+			// wukongfiletransfers); a reader without it gets the file as
+			// one WebSocket stream, whose record the server keeps.
+			f.Close()
+			return c.streamToFile(ctx, remote, dest, opts.Progress)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("opening the transfer: %w", err)
 		}
@@ -269,6 +277,45 @@ func (c *Client) downloadWhole(ctx context.Context, remote, dest string, p Progr
 		return local(os.Rename(part, dest))
 	})
 	return res, err
+}
+
+// streamToFile downloads remote over a WebSocket into dest, through a
+// partial file, and checks the sha256 the server's record ends with.
+func (c *Client) streamToFile(ctx context.Context, remote, dest string, p Progress) (*Result, error) {
+	part := dest + PartSuffix
+	f, err := os.Create(part)
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	cw := &countWriter{}
+	rec, err := c.StreamDownload(ctx, remote, io.MultiWriter(f, h, cw), StreamOptions{Progress: p})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if err == nil && rec != nil && rec.Status.SHA256 != sum {
+		err = fmt.Errorf("%w: received sha256 %s, the server sent %s", errCut, sum, rec.Status.SHA256)
+	}
+	if err == nil {
+		err = os.Rename(part, dest)
+	}
+	if err != nil {
+		_ = os.Remove(part)
+		return nil, err
+	}
+	name := ""
+	if rec != nil {
+		name = rec.Name
+	}
+	return &Result{Record: name, Size: cw.n, Moved: cw.n, SHA256: sum}, nil
+}
+
+type countWriter struct{ n int64 }
+
+func (w *countWriter) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	return len(p), nil
 }
 
 // checkRecordSum compares sum with the sha256 the server recorded for the

@@ -16,12 +16,15 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 
 	"github.com/novasphere/wukong/pkg/transfer/remotepath"
 )
 
-// Write writes the tree under dir to w as tar, names relative to dir.
-func Write(dir string, w io.Writer, gz bool) error {
+// Write writes the tree under dir to w as tar, its entries named top/...
+// (dir itself is top/), the layout the server reads and writes: the archive
+// of /var/log holds log/, log/syslog and so on.
+func Write(dir, top string, w io.Writer, gz bool) error {
 	out := w
 	var zw *gzip.Writer
 	if gz {
@@ -34,7 +37,7 @@ func Write(dir string, w io.Writer, gz bool) error {
 			return err
 		}
 		rel, err := filepath.Rel(dir, p)
-		if err != nil || rel == "." {
+		if err != nil {
 			return err
 		}
 		fi, err := d.Info()
@@ -54,7 +57,7 @@ func Write(dir string, w io.Writer, gz bool) error {
 		if err != nil {
 			return err
 		}
-		hdr.Name = filepath.ToSlash(rel)
+		hdr.Name = path.Join(top, filepath.ToSlash(rel))
 		if fi.IsDir() {
 			hdr.Name += "/"
 		}
@@ -86,10 +89,12 @@ func Write(dir string, w io.Writer, gz bool) error {
 }
 
 // Extract reads a tar stream from r into the directory dir, created if
-// missing. Regular files, directories and symlinks are extracted; other
-// entry types are skipped. The first entry that would land outside dir stops
-// the extraction with an error.
-func Extract(r io.Reader, dir string, gz bool) error {
+// missing, with the first strip components of every name removed (as tar
+// --strip-components does: 1 puts the contents of the archive's top
+// directory into dir). Regular files, directories and symlinks are
+// extracted; other entry types are skipped. The first entry that would land
+// outside dir stops the extraction with an error.
+func Extract(r io.Reader, dir string, gz bool, strip int) error {
 	if gz {
 		zr, err := gzip.NewReader(r)
 		if err != nil {
@@ -121,10 +126,12 @@ func Extract(r io.Reader, dir string, gz bool) error {
 		if err != nil {
 			return err
 		}
-		if full == "/" {
+		parts := strings.Split(full[1:], "/")
+		if full == "/" || len(parts) <= strip {
 			continue
 		}
-		name := full[1:]
+		name := path.Join(parts[strip:]...)
+		full = "/" + name
 		mode := fs.FileMode(hdr.Mode).Perm()
 		switch hdr.Typeflag {
 		case tar.TypeDir:

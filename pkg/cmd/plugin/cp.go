@@ -105,10 +105,12 @@ func (c *cpOptions) upload(ctx context.Context, src string, dst remote) error {
 		target = path.Join(target, filepath.Base(filepath.Clean(src)))
 	}
 	if fi.IsDir() {
+		// The tar's top directory is named after the target, extracted in
+		// the target's parent: the server's layout (see pkg/transfer/archive).
 		stream.Archive, stream.Gzip, stream.CreateParents = true, c.gzip, true
 		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(tarball.Write(src, pw, c.gzip)) }()
-		_, err := fc.StreamUpload(ctx, target, pr, stream)
+		go func() { pw.CloseWithError(tarball.Write(src, path.Base(target), pw, c.gzip)) }()
+		_, err := fc.StreamUpload(ctx, path.Dir(target), pr, stream)
 		pr.Close()
 		return explain(err)
 	}
@@ -142,7 +144,13 @@ func (c *cpOptions) download(ctx context.Context, src remote, dst string) error 
 		pr, pw := io.Pipe()
 		done := make(chan error, 1)
 		go func() {
-			err := tarball.Extract(pr, target, c.gzip)
+			// The server names entries after the directory (log/...), but
+			// "/" has no top directory.
+			strip := 1
+			if path.Clean(src.path) == "/" {
+				strip = 0
+			}
+			err := tarball.Extract(pr, target, c.gzip, strip)
 			pr.CloseWithError(err)
 			done <- err
 		}()

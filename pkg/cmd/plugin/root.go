@@ -145,5 +145,3 @@ func (r remote) String() string {
 	}
 	return r.wukong + ":" + r.path
 }
-
-

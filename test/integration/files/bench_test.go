@@ -126,7 +126,7 @@ func procStatusKiB(b *testing.B, pid int, field string) int64 {
 
 // writePseudoRandom writes incompressible bytes fast (crypto/rand is the
 // bottleneck at 1 GiB).
-func writePseudoRandom(b *testing.B, p string, size int64) {
+func writePseudoRandom(b testing.TB, p string, size int64) {
 	f, err := os.Create(p)
 	require.NoError(b, err)
 	defer f.Close()

@@ -35,6 +35,9 @@ const (
 	// EnvWukongAPIServerBin names a prebuilt wukong-apiserver to run instead of
 	// building ./cmd/wukong-apiserver (CI that builds once, or a debug build).
 	EnvWukongAPIServerBin = "WUKONG_APISERVER_BIN"
+	// EnvKubectlWukongBin names a prebuilt kubectl-wukong plugin to run
+	// instead of building ./cmd/kubectl-wukong.
+	EnvKubectlWukongBin = "KUBECTL_WUKONG_BIN"
 )
 
 // Binaries are the executables a control plane runs.
@@ -100,15 +103,21 @@ func ensureTools(ctx context.Context, root string, log io.Writer) (Binaries, err
 // ./cmd/wukong-apiserver into _output/bin. A warm `go build -o` of an
 // up-to-date binary takes well under a second.
 func ensureWukongAPIServer(ctx context.Context, root string, log io.Writer) (string, error) {
-	if bin := os.Getenv(EnvWukongAPIServerBin); bin != "" {
+	return ensureOwnBinary(ctx, root, log, EnvWukongAPIServerBin, "wukong-apiserver")
+}
+
+// ensureOwnBinary returns the prebuilt binary named by env, or builds
+// ./cmd/<name> into _output/bin.
+func ensureOwnBinary(ctx context.Context, root string, log io.Writer, env, name string) (string, error) {
+	if bin := os.Getenv(env); bin != "" {
 		if _, err := os.Stat(bin); err != nil {
-			return "", fmt.Errorf("%s: %w", EnvWukongAPIServerBin, err)
+			return "", fmt.Errorf("%s: %w", env, err)
 		}
 		return bin, nil
 	}
-	out := filepath.Join(root, "_output", "bin", "wukong-apiserver")
-	if err := runLocked(ctx, root, log, "go", "build", "-o", out, "./cmd/wukong-apiserver"); err != nil {
-		return "", fmt.Errorf("building wukong-apiserver: %w", err)
+	out := filepath.Join(root, "_output", "bin", name)
+	if err := runLocked(ctx, root, log, "go", "build", "-o", out, "./cmd/"+name); err != nil {
+		return "", fmt.Errorf("building %s: %w", name, err)
 	}
 	return out, nil
 }

@@ -25,12 +25,57 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // KubectlCommand prepares the real kubectl, run as user. Use it directly for
 // streams too large to buffer: set Stdin/Stdout before Run.
 func (cp *ControlPlane) KubectlCommand(ctx context.Context, user *User, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, cp.Binaries.Kubectl, append([]string{"--kubeconfig=" + user.KubeconfigPath}, args...)...)
+	return cp.command(ctx, cp.Binaries.Kubectl, user, args...)
+}
+
+var plugin struct {
+	once sync.Once
+	bin  string
+	err  error
+}
+
+// PluginCommand prepares the kubectl-wukong plugin (built once per test
+// binary unless KUBECTL_WUKONG_BIN names one), run as user, as kubectl would
+// run it for `kubectl wukong ARGS`.
+func (cp *ControlPlane) PluginCommand(ctx context.Context, user *User, args ...string) (*exec.Cmd, error) {
+	plugin.once.Do(func() {
+		root, err := RepoRoot()
+		if err != nil {
+			plugin.err = err
+			return
+		}
+		plugin.bin, plugin.err = ensureOwnBinary(ctx, root, nil, EnvKubectlWukongBin, "kubectl-wukong")
+	})
+	if plugin.err != nil {
+		return nil, plugin.err
+	}
+	return cp.command(ctx, plugin.bin, user, args...), nil
+}
+
+// Plugin runs kubectl-wukong as user and returns what it wrote; a non-zero
+// exit is an error quoting stderr.
+func (cp *ControlPlane) Plugin(user *User, stdin io.Reader, args ...string) (stdout, stderr string, err error) {
+	var out, errOut bytes.Buffer
+	cmd, err := cp.PluginCommand(context.Background(), user, args...)
+	if err != nil {
+		return "", "", err
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return out.String(), errOut.String(), fmt.Errorf("kubectl wukong %s (as %s): %w: %s",
+			strings.Join(args, " "), user.Name, err, strings.TrimSpace(errOut.String()))
+	}
+	return out.String(), errOut.String(), nil
+}
+
+func (cp *ControlPlane) command(ctx context.Context, bin string, user *User, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig=" + user.KubeconfigPath}, args...)...)
 	// The discovery cache goes to the work dir, not ~/.kube/cache, and the
 	// developer's KUBECONFIG must not leak in.
 	env := make([]string, 0, len(os.Environ())+1)

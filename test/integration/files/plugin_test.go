@@ -1,0 +1,393 @@
+package files
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+
+	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/test/integration/framework"
+	"github.com/novasphere/wukong/test/integration/standin"
+)
+
+// plugin runs `kubectl wukong ARGS` as the admin and fails the test on error.
+func plugin(t testing.TB, stdin io.Reader, args ...string) string {
+	t.Helper()
+	out, _, err := cp.Plugin(cp.Admin, stdin, args...)
+	require.NoError(t, err)
+	return out
+}
+
+// TestPluginCommands covers cp in both directions (empty, small and chunked
+// files, directories, standard input and output), ls, rm and transfers.
+func TestPluginCommands(t *testing.T) {
+	ns := namespace(t, "plugin")
+	g := newGuest(t, ns, "vm1")
+	require.NoError(t, os.MkdirAll(g.host("/data"), 0o755))
+	work := t.TempDir()
+
+	for _, size := range []int64{0, 1 << 20, 40 << 20} {
+		t.Run(fmt.Sprintf("cp a file of %d bytes in and out", size), func(t *testing.T) {
+			local, sum := randomFile(t, size)
+			remote := fmt.Sprintf("vm1:/data/f-%d.bin", size)
+			// 8 MiB chunks: the 40 MiB file goes as five chunks, in parallel.
+			plugin(t, nil, "-n", ns, "--chunk-size=8Mi", "cp", local, remote)
+			assert.Equal(t, sum, fileSHA256(t, g.host(fmt.Sprintf("/data/f-%d.bin", size))))
+			back := filepath.Join(work, fmt.Sprintf("back-%d", size))
+			plugin(t, nil, "-n", ns, "--chunk-size=8Mi", "cp", remote, back)
+			assert.Equal(t, sum, fileSHA256(t, back))
+			noTempFiles(t, g.host("/data"))
+			_, err := os.Stat(back + ".wukong-part")
+			assert.True(t, os.IsNotExist(err), "no partial file left beside the download")
+		})
+	}
+
+	t.Run("chunked records end Succeeded with the digest of every range", func(t *testing.T) {
+		var down, up *v1alpha1.WukongFileTransfer
+		recs := recordsFor(t, ns, "/data/f-41943040.bin")
+		for i := range recs {
+			r := &recs[i]
+			switch {
+			case r.Spec.Operation == "download" && len(r.Status.RangeDigests) > 0:
+				down = r.DeepCopy()
+			case r.Spec.Operation == "upload" && r.Spec.ExpectedSize != nil:
+				up = r.DeepCopy()
+			}
+		}
+		require.NotNil(t, down, "a chunked download record")
+		require.NotNil(t, up, "a chunked upload record")
+		assert.Equal(t, "Succeeded", down.Status.Phase, down.Status.Message)
+		assert.Len(t, down.Status.RangeDigests, 5)
+		assert.Equal(t, "Succeeded", up.Status.Phase, up.Status.Message)
+		assert.Equal(t, []v1alpha1.ByteRange{{Offset: 0, Length: 40 << 20}}, up.Status.CompletedRanges)
+		assert.Equal(t, "admin", up.Status.RequestedBy)
+	})
+
+	t.Run("cp a directory in and out", func(t *testing.T) {
+		src := filepath.Join(work, "tree")
+		writeTree(t, src)
+		plugin(t, nil, "-n", ns, "cp", src, "vm1:/data/tree")
+		assert.Equal(t, treeOf(t, src), treeOf(t, g.host("/data/tree")))
+		out := filepath.Join(work, "tree-back")
+		plugin(t, nil, "-n", ns, "cp", "vm1:/data/tree", out)
+		assert.Equal(t, treeOf(t, src), treeOf(t, out))
+		// Into an existing directory, under the source's name, as cp does.
+		plugin(t, nil, "-n", ns, "cp", "-z", "vm1:/data/tree", work)
+		assert.Equal(t, treeOf(t, src), treeOf(t, filepath.Join(work, "tree")))
+	})
+
+	t.Run("cp from standard input and to standard output", func(t *testing.T) {
+		data := bytes.Repeat([]byte("wukong "), 300_000)
+		plugin(t, bytes.NewReader(data), "-n", ns, "cp", "-", "vm1:/data/stdin.txt")
+		got, err := os.ReadFile(g.host("/data/stdin.txt"))
+		require.NoError(t, err)
+		assert.Equal(t, data, got)
+		out := plugin(t, nil, "-n", ns, "cp", "vm1:/data/stdin.txt", "-")
+		assert.Equal(t, string(data), out)
+	})
+
+	t.Run("ls", func(t *testing.T) {
+		out := plugin(t, nil, "-n", ns, "ls", "vm1:/data")
+		assert.Contains(t, out, "f-1048576.bin")
+		assert.Regexp(t, `(?m)^drwx.*tree$`, out)
+		out = plugin(t, nil, "-n", ns, "ls", "vm1:/data/f-1048576.bin")
+		assert.Regexp(t, `(?m)^-rw.*\s1048576\s.*f-1048576.bin$`, out)
+		out = plugin(t, nil, "-n", ns, "ls", "-o", "json", "vm1:/data/tree")
+		assert.Contains(t, out, `"kind": "WukongFileList"`)
+	})
+
+	t.Run("rm", func(t *testing.T) {
+		plugin(t, nil, "-n", ns, "rm", "vm1:/data/stdin.txt")
+		_, err := os.Stat(g.host("/data/stdin.txt"))
+		assert.True(t, os.IsNotExist(err))
+		_, _, err = cp.Plugin(cp.Admin, nil, "-n", ns, "rm", "vm1:/data/tree")
+		require.Error(t, err, "a directory needs -r")
+		plugin(t, nil, "-n", ns, "rm", "-r", "vm1:/data/tree")
+		_, err = os.Stat(g.host("/data/tree"))
+		assert.True(t, os.IsNotExist(err))
+	})
+
+	t.Run("transfers", func(t *testing.T) {
+		out := plugin(t, nil, "-n", ns, "transfers", "vm1")
+		assert.Regexp(t, `(?m)^NAME\s+WUKONG\s+OPERATION\s+PATH\s+PHASE\s+PROGRESS`, out)
+		assert.Regexp(t, `(?m)^vm1-upload-\S+\s+vm1\s+upload\s+/data/f-41943040.bin\s+Succeeded\s+100%`, out)
+	})
+
+	t.Run("errors are the server's, and nothing is left behind", func(t *testing.T) {
+		_, stderr, err := cp.Plugin(cp.Admin, nil, "-n", ns, "cp", "vm1:/data/nope", filepath.Join(work, "nope"))
+		require.Error(t, err)
+		assert.Contains(t, stderr, "not found")
+		_, err = os.Stat(filepath.Join(work, "nope"))
+		assert.True(t, os.IsNotExist(err))
+		local, _ := randomFile(t, 1<<20)
+		_, stderr, err = cp.Plugin(cp.Admin, nil, "-n", ns, "cp", local, "vm1:/data/missing/dir/f")
+		require.Error(t, err)
+		assert.Contains(t, stderr, "createParents")
+		plugin(t, nil, "-n", ns, "cp", "-p", local, "vm1:/data/missing/dir/f")
+		_, err = os.Stat(g.host("/data/missing/dir/f"))
+		assert.NoError(t, err)
+		_, stderr, err = cp.Plugin(cp.Admin, nil, "-n", ns, "cp", "--no-clobber", local, "vm1:/data/missing/dir/f")
+		require.Error(t, err)
+		assert.Contains(t, stderr, "exists")
+	})
+
+	// A viewer cannot open a record (create on wukongfiletransfers), so its
+	// download falls back to one WebSocket stream.
+	t.Run("a viewer reads but cannot write, over chunks or a WebSocket", func(t *testing.T) {
+		root, err := framework.RepoRoot()
+		require.NoError(t, err)
+		framework.RunKubectl(t, cp, cp.Admin, "apply", "-f", root+"/artifacts/deploy/30-rbac-roles.yaml")
+		viewer := framework.CreateTestUser(t, cp, "plugin-viewer")
+		framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "v", "-n", ns, "--clusterrole=vm.novasphere.dev:view", "--user=plugin-viewer")
+		local, sum := randomFile(t, 20<<20)
+		require.NoError(t, copyFile(local, g.host("/data/shared.bin")))
+		back := filepath.Join(work, "viewer-back")
+		_, _, err = cp.Plugin(viewer, nil, "-n", ns, "--chunk-size=4Mi", "cp", "vm1:/data/shared.bin", back)
+		require.NoError(t, err)
+		assert.Equal(t, sum, fileSHA256(t, back))
+		for _, args := range [][]string{
+			{"cp", local, "vm1:/data/by-viewer.bin"},                     // one plain PUT
+			{"--chunk-size=4Mi", "cp", local, "vm1:/data/by-viewer.bin"}, // chunks
+		} {
+			_, stderr, err := cp.Plugin(viewer, nil, append([]string{"-n", ns}, args...)...)
+			require.Error(t, err)
+			assert.Contains(t, stderr, "forbidden")
+		}
+		_, stderr, err := cp.Plugin(viewer, strings.NewReader("x"), "-n", ns, "cp", "-", "vm1:/data/by-viewer.bin")
+		require.Error(t, err, "stdin goes over a WebSocket, authorised as create or update")
+		assert.Contains(t, stderr, "needs update on wukongs/files")
+		_, err = os.Stat(g.host("/data/by-viewer.bin"))
+		assert.True(t, os.IsNotExist(err))
+	})
+}
+
+// TestPluginOutlivesTheRequestTimeout runs its own control plane whose
+// kube-apiserver cuts every plain request after 3 s. The plugin moves a file
+// that takes several times that in both directions; a single kubectl get
+// --raw of it fails cleanly; a killed upload resumes sending only what is
+// missing, counted by the server.
+func TestPluginOutlivesTheRequestTimeout(t *testing.T) {
+	const timeout = 3 * time.Second
+	short := framework.StartForTest(t, framework.Options{
+		KubeAPIServerArgs:     []string{fmt.Sprintf("--request-timeout=%s", timeout)},
+		WukongAPIServerArgs:   []string{"--transfer-stale-after=2m"},
+		BeforeWukongAPIServer: standin.InstallKubeVirtCRDs,
+	})
+	saved := cp
+	cp = short
+	t.Cleanup(func() { cp = saved })
+
+	ns := namespace(t, "plugin-long")
+	g := newGuest(t, ns, "vm1")
+	require.NoError(t, os.MkdirAll(g.host("/data"), 0o755))
+	const size = 1 << 30
+	work := t.TempDir()
+	local := filepath.Join(work, "big.bin")
+	writePseudoRandom(t, local, size)
+	sum := fileSHA256(t, local)
+
+	t.Run("upload and download take several request timeouts", func(t *testing.T) {
+		// Paced, so that the copy lasts longer than the timeout on any machine.
+		start := time.Now()
+		plugin(t, nil, "-n", ns, "--limit-rate=128Mi", "cp", local, "vm1:/data/big.bin")
+		took := time.Since(start)
+		assert.Greater(t, took, 2*timeout, "the upload outlived the request timeout")
+		assert.Equal(t, sum, fileSHA256(t, g.host("/data/big.bin")))
+		noTempFiles(t, g.host("/data"))
+
+		back := filepath.Join(work, "back.bin")
+		start = time.Now()
+		plugin(t, nil, "-n", ns, "--limit-rate=128Mi", "cp", "vm1:/data/big.bin", back)
+		took = time.Since(start)
+		assert.Greater(t, took, 2*timeout, "the download outlived the request timeout")
+		assert.Equal(t, sum, fileSHA256(t, back))
+	})
+
+	t.Run("the same file in one kubectl get --raw is cut and recorded Failed", func(t *testing.T) {
+		dest := filepath.Join(work, "raw.bin")
+		err := kubectlDownload(t, cp.Admin, g.filesPath(map[string][]string{"path": {"/data/big.bin"}}), dest)
+		require.Error(t, err)
+		fi, statErr := os.Stat(dest)
+		require.NoError(t, statErr)
+		assert.Less(t, fi.Size(), int64(size), "what arrived is short, and kubectl said so")
+		waitPhaseWhere(t, ns, "/data/big.bin", func(r *v1alpha1.WukongFileTransfer) bool {
+			return r.Spec.Operation == "download" && r.Status.Phase == "Failed" && len(r.Status.RangeDigests) == 0
+		})
+	})
+
+	t.Run("a killed upload resumes with only what is missing", func(t *testing.T) {
+		cmd, err := cp.PluginCommand(context.Background(), cp.Admin, "-n", ns, "--limit-rate=192Mi", "cp", local, "vm1:/data/resumed.bin")
+		require.NoError(t, err)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		require.NoError(t, cmd.Start())
+		// Kill it once about a third has arrived.
+		rec := waitRecordWhere(t, ns, "/data/resumed.bin", func(r *v1alpha1.WukongFileTransfer) bool {
+			return r.Spec.Operation == "upload" && r.Status.BytesTransferred >= size/3
+		})
+		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+		_ = cmd.Wait()
+		_, err = os.Stat(g.host("/data/resumed.bin"))
+		assert.True(t, os.IsNotExist(err), "nothing under the target after the kill")
+
+		// The server stops counting once the cut requests ended.
+		before := settledMetric(t, "upload")
+		rec, err = wukongClient(t, cp.Admin).VmV1alpha1().WukongFileTransfers(ns).Get(context.Background(), rec.Name, metav1.GetOptions{})
+		require.NoError(t, err)
+		done := rec.Status.BytesTransferred
+		require.Less(t, done, int64(size))
+		t.Logf("killed with %d of %d bytes recorded", done, size)
+
+		plugin(t, nil, "-n", ns, "cp", "--resume", local, "vm1:/data/resumed.bin")
+		received := transferMetric(t, "upload") - before
+		assert.Equal(t, int64(size)-done, received, "the resume sent exactly the bytes the record did not have")
+		assert.Equal(t, sum, fileSHA256(t, g.host("/data/resumed.bin")))
+		end := waitRecord(t, ns, rec.Name)
+		assert.Equal(t, "Succeeded", end.Status.Phase, "the resume finished the same record: %s", end.Status.Message)
+		noTempFiles(t, g.host("/data"))
+	})
+
+	t.Run("a killed download resumes from its partial file", func(t *testing.T) {
+		back := filepath.Join(work, "resumed-back.bin")
+		cmd, err := cp.PluginCommand(context.Background(), cp.Admin, "-n", ns, "--limit-rate=192Mi", "cp", "vm1:/data/big.bin", back)
+		require.NoError(t, err)
+		require.NoError(t, cmd.Start())
+		require.NoError(t, wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+			st, err := os.ReadFile(back + ".wukong-part.json")
+			return err == nil && bytes.Count(st, []byte(`"offset"`)) >= 16, nil
+		}))
+		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+		_ = cmd.Wait()
+		_, err = os.Stat(back)
+		assert.True(t, os.IsNotExist(err), "no file under the destination before it is complete")
+
+		before := settledMetric(t, "download")
+		plugin(t, nil, "-n", ns, "cp", "--resume", "vm1:/data/big.bin", back)
+		sent := transferMetric(t, "download") - before
+		assert.LessOrEqual(t, sent, int64(size)-16*(16<<20), "the resume fetched only what the partial file lacked")
+		assert.Equal(t, sum, fileSHA256(t, back))
+	})
+}
+
+// transferMetric reads wukong_file_transfer_bytes_total{operation} from
+// wukong-apiserver's /metrics.
+func transferMetric(t testing.TB, operation string) int64 {
+	t.Helper()
+	cfg := rest.CopyConfig(cp.Admin.Config)
+	tlsConfig, err := rest.TLSConfigFor(cfg)
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(cp.WukongCAPEM))
+	tlsConfig.RootCAs = pool
+	tlsConfig.ServerName = "127.0.0.1"
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig}, Timeout: 10 * time.Second}
+	resp, err := client.Get(cp.WukongAPIServerURL() + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	prefix := fmt.Sprintf(`wukong_file_transfer_bytes_total{operation="%s"} `, operation)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			require.NoError(t, err)
+			return int64(f)
+		}
+	}
+	return 0
+}
+
+// settledMetric waits until the counter stops moving (requests cut by a
+// killed client have ended) and returns it.
+func settledMetric(t testing.TB, operation string) int64 {
+	t.Helper()
+	last := transferMetric(t, operation)
+	for range 60 {
+		time.Sleep(500 * time.Millisecond)
+		now := transferMetric(t, operation)
+		if now == last {
+			return now
+		}
+		last = now
+	}
+	t.Fatalf("wukong_file_transfer_bytes_total{operation=%q} kept moving", operation)
+	return 0
+}
+
+func waitRecordWhere(t testing.TB, ns, remote string, ok func(*v1alpha1.WukongFileTransfer) bool) *v1alpha1.WukongFileTransfer {
+	t.Helper()
+	var found *v1alpha1.WukongFileTransfer
+	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
+		recs := recordsFor(t, ns, remote)
+		for i := range recs {
+			if ok(&recs[i]) {
+				found = recs[i].DeepCopy()
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	require.NoError(t, err, "no record of %s as expected", remote)
+	return found
+}
+
+func waitPhaseWhere(t testing.TB, ns, remote string, ok func(*v1alpha1.WukongFileTransfer) bool) {
+	t.Helper()
+	waitRecordWhere(t, ns, remote, ok)
+}
+
+// writeTree makes a small directory tree: nested files, an empty file and
+// directory, and a relative symlink.
+func writeTree(t testing.TB, dir string) {
+	t.Helper()
+	for p, content := range map[string]string{
+		"a.txt": "alpha\n", "sub/b.txt": strings.Repeat("beta\n", 10000), "sub/deeper/c.bin": "\x00\x01\x02", "empty": "",
+	} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, p), []byte(content), 0o644))
+	}
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "emptydir"), 0o755))
+	require.NoError(t, os.Symlink("sub/b.txt", filepath.Join(dir, "link")))
+}
+
+// treeOf maps every path under dir to its sha256 (files), its target
+// (symlinks) or "dir".
+func treeOf(t testing.TB, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	require.NoError(t, filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			out[rel] = "-> " + target
+			return err
+		case fi.IsDir():
+			out[rel] = "dir"
+		default:
+			out[rel] = fileSHA256(t, p)
+		}
+		return nil
+	}))
+	return out
+}
