@@ -49,7 +49,7 @@ tied to one WukongFileTransfer record; an interrupted copy resumes with --resume
 	o.config.AddFlags(root.PersistentFlags())
 	pf := root.PersistentFlags()
 	pf.IntVar(&o.parallel, "parallel", files.DefaultParallel, "chunks in flight at once")
-	pf.StringVar(&o.chunkSize, "chunk-size", "16Mi", "bytes per request of a chunked transfer; each request must fit kube-apiserver's --request-timeout")
+	pf.StringVar(&o.chunkSize, "chunk-size", "32Mi", "bytes per request of a chunked transfer; each request must fit kube-apiserver's --request-timeout")
 	pf.StringVar(&o.limitRate, "limit-rate", "", "cap the rate of chunked transfers, in bytes per second (e.g. 50Mi)")
 	pf.BoolVarP(&o.quiet, "quiet", "q", false, "no progress bar (there is none when stderr is not a terminal)")
 	root.AddCommand(newCpCommand(o), newLsCommand(o), newRmCommand(o), newTransfersCommand(o))

@@ -20,8 +20,9 @@ import (
 )
 
 // BenchmarkFiles1GiB moves 1 GiB in and out of one sshd guest, in the same
-// run: OpenSSH scp straight to the guest (the baseline) against kubectl --raw
-// through kube-apiserver, the aggregator and wukong-apiserver. It reports
+// run: OpenSSH scp straight to the guest (the baseline) against kubectl --raw,
+// the WebSocket transport and the kubectl-wukong plugin, all through
+// kube-apiserver, the aggregator and wukong-apiserver. It reports
 // throughput, the ratio to scp (the number that matters on a shared, noisy
 // machine) and how much wukong-apiserver's peak RSS grew during a transfer.
 //
@@ -48,7 +49,11 @@ func BenchmarkFiles1GiB(b *testing.B) {
 	pid := cp.WukongAPIServerPID()
 	require.NotZero(b, pid)
 
-	var best struct{ scpGet, scpPut, wkGet, wkPut, wsGet, wsPut time.Duration }
+	runPlugin := func(args ...string) {
+		out, stderr, err := cp.Plugin(cp.Admin, nil, append([]string{"-n", ns}, args...)...)
+		require.NoError(b, err, out+stderr)
+	}
+	var best struct{ scpGet, scpPut, wkGet, wkPut, wsGet, wsPut, plGet, plPut time.Duration }
 	var rssGrowth int64
 	keepBest := func(d *time.Duration, took time.Duration) {
 		if *d == 0 || took < *d {
@@ -83,11 +88,14 @@ func BenchmarkFiles1GiB(b *testing.B) {
 		keepBest(&best.wsPut, wukong(func() {
 			wsUploadFrom(b, g.filesPath(url.Values{"path": {"/data/ws-put.bin"}, "upload": {"replace"}}), src)
 		}))
+		// kubectl wukong cp: parallel chunks, each verified by sha256, with its defaults.
+		keepBest(&best.plGet, wukong(func() { runPlugin("cp", "bench:/data/src.bin", filepath.Join(work, "pl-get.bin")) }))
+		keepBest(&best.plPut, wukong(func() { runPlugin("cp", src, "bench:/data/pl-put.bin") }))
 	}
 	b.StopTimer()
 	sum := fileSHA256(b, src)
 	for _, p := range []string{filepath.Join(work, "wk-get.bin"), g.host("/data/wk-put.bin"), filepath.Join(work, "scp-get.bin"),
-		filepath.Join(work, "ws-get.bin"), g.host("/data/ws-put.bin")} {
+		filepath.Join(work, "ws-get.bin"), g.host("/data/ws-put.bin"), filepath.Join(work, "pl-get.bin"), g.host("/data/pl-put.bin")} {
 		require.Equal(b, sum, fileSHA256(b, p), "bytes of %s", p)
 	}
 	mbps := func(d time.Duration) float64 { return float64(size) / 1e6 / d.Seconds() }
@@ -101,6 +109,10 @@ func BenchmarkFiles1GiB(b *testing.B) {
 	b.ReportMetric(best.scpGet.Seconds()/best.wsGet.Seconds(), "ws-get-x-scp")
 	b.ReportMetric(mbps(best.wsPut), "ws-put-MB/s")
 	b.ReportMetric(best.scpPut.Seconds()/best.wsPut.Seconds(), "ws-put-x-scp")
+	b.ReportMetric(mbps(best.plGet), "plugin-get-MB/s")
+	b.ReportMetric(best.scpGet.Seconds()/best.plGet.Seconds(), "plugin-get-x-scp")
+	b.ReportMetric(mbps(best.plPut), "plugin-put-MB/s")
+	b.ReportMetric(best.scpPut.Seconds()/best.plPut.Seconds(), "plugin-put-x-scp")
 	b.ReportMetric(float64(rssGrowth)/(1<<20), "rss-growth-MiB")
 }
 

@@ -205,7 +205,7 @@ func TestPluginOutlivesTheRequestTimeout(t *testing.T) {
 	t.Run("upload and download take several request timeouts", func(t *testing.T) {
 		// Paced, so that the copy lasts longer than the timeout on any machine.
 		start := time.Now()
-		plugin(t, nil, "-n", ns, "--limit-rate=128Mi", "cp", local, "vm1:/data/big.bin")
+		plugin(t, nil, "-n", ns, "--chunk-size=16Mi", "--limit-rate=128Mi", "cp", local, "vm1:/data/big.bin")
 		took := time.Since(start)
 		assert.Greater(t, took, 2*timeout, "the upload outlived the request timeout")
 		assert.Equal(t, sum, fileSHA256(t, g.host("/data/big.bin")))
@@ -213,7 +213,7 @@ func TestPluginOutlivesTheRequestTimeout(t *testing.T) {
 
 		back := filepath.Join(work, "back.bin")
 		start = time.Now()
-		plugin(t, nil, "-n", ns, "--limit-rate=128Mi", "cp", "vm1:/data/big.bin", back)
+		plugin(t, nil, "-n", ns, "--chunk-size=16Mi", "--limit-rate=128Mi", "cp", "vm1:/data/big.bin", back)
 		took = time.Since(start)
 		assert.Greater(t, took, 2*timeout, "the download outlived the request timeout")
 		assert.Equal(t, sum, fileSHA256(t, back))
@@ -232,7 +232,7 @@ func TestPluginOutlivesTheRequestTimeout(t *testing.T) {
 	})
 
 	t.Run("a killed upload resumes with only what is missing", func(t *testing.T) {
-		cmd, err := cp.PluginCommand(context.Background(), cp.Admin, "-n", ns, "--limit-rate=192Mi", "cp", local, "vm1:/data/resumed.bin")
+		cmd, err := cp.PluginCommand(context.Background(), cp.Admin, "-n", ns, "--chunk-size=16Mi", "--limit-rate=192Mi", "cp", local, "vm1:/data/resumed.bin")
 		require.NoError(t, err)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
@@ -263,9 +263,24 @@ func TestPluginOutlivesTheRequestTimeout(t *testing.T) {
 		noTempFiles(t, g.host("/data"))
 	})
 
+	t.Run("a restarted wukong-apiserver is ridden out within one run", func(t *testing.T) {
+		cmd, err := cp.PluginCommand(context.Background(), cp.Admin, "-n", ns, "--chunk-size=16Mi", "--limit-rate=128Mi", "cp", local, "vm1:/data/restarted.bin")
+		require.NoError(t, err)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		require.NoError(t, cmd.Start())
+		waitRecordWhere(t, ns, "/data/restarted.bin", func(r *v1alpha1.WukongFileTransfer) bool {
+			return r.Spec.Operation == "upload" && r.Status.BytesTransferred >= size/4
+		})
+		require.NoError(t, cp.RestartWukongAPIServer(context.Background()))
+		require.NoError(t, cmd.Wait(), "the plugin retried the chunks the restart cut: %s", stderr.String())
+		assert.Equal(t, sum, fileSHA256(t, g.host("/data/restarted.bin")))
+		noTempFiles(t, g.host("/data"))
+	})
+
 	t.Run("a killed download resumes from its partial file", func(t *testing.T) {
 		back := filepath.Join(work, "resumed-back.bin")
-		cmd, err := cp.PluginCommand(context.Background(), cp.Admin, "-n", ns, "--limit-rate=192Mi", "cp", "vm1:/data/big.bin", back)
+		cmd, err := cp.PluginCommand(context.Background(), cp.Admin, "-n", ns, "--chunk-size=16Mi", "--limit-rate=192Mi", "cp", "vm1:/data/big.bin", back)
 		require.NoError(t, err)
 		require.NoError(t, cmd.Start())
 		require.NoError(t, wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
@@ -278,7 +293,7 @@ func TestPluginOutlivesTheRequestTimeout(t *testing.T) {
 		assert.True(t, os.IsNotExist(err), "no file under the destination before it is complete")
 
 		before := settledMetric(t, "download")
-		plugin(t, nil, "-n", ns, "cp", "--resume", "vm1:/data/big.bin", back)
+		plugin(t, nil, "-n", ns, "--chunk-size=16Mi", "cp", "--resume", "vm1:/data/big.bin", back)
 		sent := transferMetric(t, "download") - before
 		assert.LessOrEqual(t, sent, int64(size)-16*(16<<20), "the resume fetched only what the partial file lacked")
 		assert.Equal(t, sum, fileSHA256(t, back))
