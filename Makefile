@@ -29,6 +29,7 @@ test-fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzLinkTargetOK$$' -fuzztime $(FUZZTIME) ./pkg/transfer/remotepath
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) ./pkg/transfer/archive
 	$(GO) test -run '^$$' -fuzz '^FuzzExtractEntries$$' -fuzztime $(FUZZTIME) ./pkg/transfer/archive
+	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) ./pkg/client/tarball
 
 test-unit:
 	$(GO) test ./pkg/... ./cmd/...

@@ -143,7 +143,8 @@ func Extract(r io.Reader, dir string, gz bool, strip int) error {
 				return err
 			}
 		case tar.TypeSymlink:
-			if !remotepath.LinkTargetOK("/", full, hdr.Linkname) {
+			// An absolute target names a path in the VM, not here.
+			if path.IsAbs(hdr.Linkname) || !remotepath.LinkTargetOK("/", full, hdr.Linkname) {
 				return fmt.Errorf("tar entry %q: the link target %q points outside %s", hdr.Name, hdr.Linkname, dir)
 			}
 			if err := root.MkdirAll(path.Dir(name), 0o755); err != nil {

@@ -1,0 +1,93 @@
+package files
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+)
+
+func TestMissing(t *testing.T) {
+	r := func(off, n int64) v1alpha1.ByteRange { return v1alpha1.ByteRange{Offset: off, Length: n} }
+	for _, tc := range []struct {
+		name string
+		done []v1alpha1.ByteRange
+		size int64
+		want []Chunk
+	}{
+		{"nothing done", nil, 25, []Chunk{{0, 10}, {10, 10}, {20, 5}}},
+		{"all done", []v1alpha1.ByteRange{r(0, 25)}, 25, nil},
+		{"a hole in the middle", []v1alpha1.ByteRange{r(0, 10), r(15, 10)}, 25, []Chunk{{10, 5}}},
+		{"unsorted and overlapping", []v1alpha1.ByteRange{r(12, 3), r(0, 8), r(5, 5)}, 25, []Chunk{{10, 2}, {15, 10}}},
+		{"a range past the end", []v1alpha1.ByteRange{r(20, 100)}, 25, []Chunk{{0, 10}, {10, 10}}},
+		{"empty file", nil, 0, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, Missing(tc.done, tc.size, 10))
+			var left int64
+			for _, c := range tc.want {
+				left += c.Length
+			}
+			assert.Equal(t, tc.size-left, Covered(tc.done, tc.size))
+		})
+	}
+}
+
+func TestTransient(t *testing.T) {
+	gr := schema.GroupResource{Group: "vm.novasphere.dev", Resource: "wukongs/files"}
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{apierrors.NewServiceUnavailable("restarting"), true},
+		{apierrors.NewTimeoutError("slow", 1), true},
+		{apierrors.NewTooManyRequests("later", 1), true},
+		{apierrors.NewInternalError(errors.New("cut")), true},
+		{&net.OpError{Op: "read", Err: errors.New("connection reset")}, true},
+		{io.ErrUnexpectedEOF, true},
+		{fmt.Errorf("chunk: %w", errCut), true},
+		{apierrors.NewNotFound(gr, "/x"), false},
+		{apierrors.NewForbidden(gr, "vm1", errors.New("no")), false},
+		{apierrors.NewConflict(gr, "vm1", errors.New("exists")), false},
+		{apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, "PUT", gr, "vm1", "sha256 mismatch", 0, false), false},
+		{local(errors.New("disk full")), false},
+		{context.Canceled, false},
+	} {
+		assert.Equal(t, tc.want, Transient(tc.err), "%v", tc.err)
+	}
+}
+
+func TestRunChunksRetriesWhatMayPassAndStopsOnWhatWillNot(t *testing.T) {
+	c := &Client{Parallel: 3, Retries: 3}
+	chunks := []Chunk{{0, 1}, {1, 1}, {2, 1}, {3, 1}}
+	var tries atomic.Int32
+	err := c.runChunks(context.Background(), chunks, func(_ context.Context, ch Chunk) error {
+		if ch.Offset == 2 && tries.Add(1) < 3 {
+			return apierrors.NewServiceUnavailable("restarting")
+		}
+		return nil
+	})
+	assert.NoError(t, err)
+	assert.Equal(t, int32(3), tries.Load(), "the failing chunk was sent until it passed")
+
+	var moved atomic.Int32
+	err = c.runChunks(context.Background(), chunks, func(_ context.Context, ch Chunk) error {
+		if ch.Offset == 0 {
+			return apierrors.NewForbidden(schema.GroupResource{}, "vm1", errors.New("no"))
+		}
+		moved.Add(1)
+		return nil
+	})
+	assert.True(t, apierrors.IsForbidden(err), "%v", err)
+	assert.Contains(t, err.Error(), "bytes 0-0")
+}
