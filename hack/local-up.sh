@@ -51,6 +51,17 @@ start() {
     "$kubectl" get wukongfiletransfers
   )
   echo "--- the file went in and came back byte-identical"
+  echo "--- the same with the kubectl wukong plugin (on PATH from _output/bin):"
+  rm -rf "$out/plugin-copy"
+  (export PATH=$root/_output/bin:$PATH; set -x
+    kubectl wukong cp README.md demo:/tmp/plugin/README.md --create-parents
+    kubectl wukong cp demo:/tmp/plugin "$out/plugin-copy"
+    cmp README.md "$out/plugin-copy/README.md"
+    kubectl wukong ls demo:/tmp/plugin
+    kubectl wukong transfers demo
+  )
+  echo "--- in and back out as a directory, byte-identical"
+  echo "--- try it: export KUBECONFIG=$KUBECONFIG PATH=$root/_output/bin:\$PATH; kubectl wukong --help"
 }
 
 stop() {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/duration"
@@ -104,6 +103,16 @@ func printRecord(w io.Writer, r *v1alpha1.WukongFileTransfer, all bool) {
 		duration.HumanDuration(time.Since(r.CreationTimestamp.Time)))
 }
 
+// bytes prints n as kubectl users read sizes: 512, 3.2Ki, 1.0Gi.
 func bytes(n int64) string {
-	return resource.NewQuantity(n, resource.BinarySI).String()
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprint(n)
+	}
+	v, i := float64(n), -1
+	for v >= unit && i < 4 {
+		v /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f%ci", v, "KMGTP"[i])
 }

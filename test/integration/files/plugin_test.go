@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -121,6 +122,28 @@ func TestPluginCommands(t *testing.T) {
 		plugin(t, nil, "-n", ns, "rm", "-r", "vm1:/data/tree")
 		_, err = os.Stat(g.host("/data/tree"))
 		assert.True(t, os.IsNotExist(err))
+	})
+
+	t.Run("a progress bar on a terminal, nothing otherwise", func(t *testing.T) {
+		local, _ := randomFile(t, 40<<20)
+		cmd, err := cp.PluginCommand(context.Background(), cp.Admin, "-n", ns, "--chunk-size=8Mi", "--limit-rate=40Mi", "cp", local, "vm1:/data/bar.bin")
+		require.NoError(t, err)
+		// util-linux script(1) gives the plugin a terminal and copies what it draws.
+		cmd.Args = []string{"script", "-qefc", strings.Join(cmd.Args, " "), "/dev/null"}
+		cmd.Path, err = exec.LookPath("script")
+		require.NoError(t, err)
+		screen, err := cmd.Output()
+		require.NoError(t, err, string(screen))
+		out := string(screen)
+		assert.Contains(t, out, "bar.bin", "the bar names the file")
+		assert.Contains(t, out, "100%")
+		assert.Regexp(t, `[0-9]+/40 MiB`, out, "bytes done of the total")
+		assert.Regexp(t, `[0-9.]+ MiB/s`, out, "the rate")
+		assert.Regexp(t, `\[[0-9]+s:[0-9]+s\]`, out, "elapsed and ETA")
+
+		_, stderr, err := cp.Plugin(cp.Admin, nil, "-n", ns, "--chunk-size=8Mi", "cp", local, "vm1:/data/bar.bin")
+		require.NoError(t, err)
+		assert.Empty(t, stderr, "no bar when stderr is not a terminal")
 	})
 
 	t.Run("transfers", func(t *testing.T) {
