@@ -240,6 +240,7 @@ func TestPluginOutlivesTheRequestTimeout(t *testing.T) {
 		took = time.Since(start)
 		assert.Greater(t, took, 2*timeout, "the download outlived the request timeout")
 		assert.Equal(t, sum, fileSHA256(t, back))
+		_ = os.Remove(back) // these tests hold several GiB; give back what is done with
 	})
 
 	t.Run("the same file in one kubectl get --raw is cut and recorded Failed", func(t *testing.T) {
@@ -249,6 +250,7 @@ func TestPluginOutlivesTheRequestTimeout(t *testing.T) {
 		fi, statErr := os.Stat(dest)
 		require.NoError(t, statErr)
 		assert.Less(t, fi.Size(), int64(size), "what arrived is short, and kubectl said so")
+		_ = os.Remove(dest)
 		waitPhaseWhere(t, ns, "/data/big.bin", func(r *v1alpha1.WukongFileTransfer) bool {
 			return r.Spec.Operation == "download" && r.Status.Phase == "Failed" && len(r.Status.RangeDigests) == 0
 		})
@@ -284,6 +286,7 @@ func TestPluginOutlivesTheRequestTimeout(t *testing.T) {
 		end := waitRecord(t, ns, rec.Name)
 		assert.Equal(t, "Succeeded", end.Status.Phase, "the resume finished the same record: %s", end.Status.Message)
 		noTempFiles(t, g.host("/data"))
+		_ = os.Remove(g.host("/data/resumed.bin"))
 	})
 
 	t.Run("a restarted wukong-apiserver is ridden out within one run", func(t *testing.T) {
@@ -299,6 +302,7 @@ func TestPluginOutlivesTheRequestTimeout(t *testing.T) {
 		require.NoError(t, cmd.Wait(), "the plugin retried the chunks the restart cut: %s", stderr.String())
 		assert.Equal(t, sum, fileSHA256(t, g.host("/data/restarted.bin")))
 		noTempFiles(t, g.host("/data"))
+		_ = os.Remove(g.host("/data/restarted.bin"))
 	})
 
 	t.Run("a killed download resumes from its partial file", func(t *testing.T) {
