@@ -1,6 +1,7 @@
 package files
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/x509"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -150,6 +152,49 @@ func TestPluginCommands(t *testing.T) {
 		out := plugin(t, nil, "-n", ns, "transfers", "vm1")
 		assert.Regexp(t, `(?m)^NAME\s+WUKONG\s+OPERATION\s+PATH\s+PHASE\s+PROGRESS`, out)
 		assert.Regexp(t, `(?m)^vm1-upload-\S+\s+vm1\s+upload\s+/data/f-41943040.bin\s+Succeeded\s+100%`, out)
+	})
+
+	t.Run("transfers -w shows a transfer move", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		cmd, err := cp.PluginCommand(ctx, cp.Admin, "-n", ns, "transfers", "vm1", "-w")
+		require.NoError(t, err)
+		out, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, cmd.Start())
+		defer func() { cancel(); _ = cmd.Wait() }()
+		lines := make(chan string, 1000)
+		go func() {
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		local, _ := randomFile(t, 64<<20)
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := cp.Plugin(cp.Admin, nil, "-n", ns, "--chunk-size=8Mi", "--parallel=1", "--limit-rate=16Mi", "cp", local, "vm1:/data/watched.bin")
+			done <- err
+		}()
+		var partial, succeeded bool
+		deadline := time.After(time.Minute)
+		for !succeeded {
+			select {
+			case l := <-lines:
+				if !strings.Contains(l, "/data/watched.bin") {
+					continue
+				}
+				if m := regexp.MustCompile(`Transferring\s+([0-9]+)%`).FindStringSubmatch(l); m != nil && m[1] != "0" && m[1] != "100" {
+					partial = true
+				}
+				succeeded = strings.Contains(l, "Succeeded")
+			case <-deadline:
+				t.Fatal("the watch never showed the upload end")
+			}
+		}
+		require.NoError(t, <-done)
+		assert.True(t, partial, "the watch showed the upload part-way")
 	})
 
 	t.Run("errors are the server's, and nothing is left behind", func(t *testing.T) {
