@@ -3,6 +3,7 @@
 package apiserver
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -16,10 +17,13 @@ import (
 	genericfilters "k8s.io/apiserver/pkg/server/filters"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 	kubevirtclient "kubevirt.io/client-go/kubevirt"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/install"
+	"github.com/novasphere/wukong/pkg/controller"
+	vmcontroller "github.com/novasphere/wukong/pkg/controller/vm"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukong"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	"github.com/novasphere/wukong/pkg/transfer/guest"
@@ -70,6 +74,9 @@ type ExtraConfig struct {
 	TransferStaleAfter time.Duration
 	// SSHDialTimeout bounds reaching a guest's SSH server.
 	SSHDialTimeout time.Duration
+	// Controller runs the VM controller in the replica holding ControllerLock.
+	Controller     bool
+	ControllerLock controller.LeaderOptions
 }
 
 // Config is the configuration of wukong-apiserver.
@@ -150,6 +157,24 @@ func (c completedConfig) New() (*WukongServer, error) {
 		go collector.Run(ctx)
 		return nil
 	})
+
+	if c.ExtraConfig.Controller {
+		// After the server is ready: the controller reads Wukongs through
+		// this server's own API (the loopback client).
+		clusterConfig, lock := c.ClientConfig, c.ExtraConfig.ControllerLock
+		s.GenericAPIServer.AddPostStartHookOrDie("wukong-vm-controller", func(hook genericapiserver.PostStartHookContext) error {
+			loopback := hook.LoopbackClientConfig
+			go controller.RunWhileLeading(hook, kube, lock, func(ctx context.Context) {
+				ctrl, err := vmcontroller.New(loopback, clusterConfig, kube.CoreV1())
+				if err != nil {
+					klog.ErrorS(err, "Starting the VM controller")
+					return
+				}
+				ctrl.Run(ctx, 2)
+			})
+			return nil
+		})
+	}
 
 	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(vm.GroupName, Scheme, ParameterCodec, Codecs)
 	apiGroupInfo.VersionedResourcesStorageMap["v1alpha1"] = map[string]apirest.Storage{

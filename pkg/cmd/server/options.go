@@ -2,12 +2,14 @@ package server
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/novasphere/wukong/pkg/apiserver"
+	"github.com/novasphere/wukong/pkg/controller"
 )
 
 // WukongOptions are wukong-apiserver's own flags.
@@ -16,6 +18,10 @@ type WukongOptions struct {
 	TransferRecordRetention time.Duration
 	TransferStaleAfter      time.Duration
 	SSHDialTimeout          time.Duration
+
+	// The controller that realises Wukongs as VirtualMachines.
+	Controller     bool
+	ControllerLock controller.LeaderOptions
 }
 
 // NewWukongOptions returns the defaults.
@@ -25,7 +31,21 @@ func NewWukongOptions() *WukongOptions {
 		TransferRecordRetention: 24 * time.Hour,
 		TransferStaleAfter:      time.Minute,
 		SSHDialTimeout:          15 * time.Second,
+		Controller:              true,
+		ControllerLock: controller.LeaderOptions{
+			Namespace: namespaceOfPod(), Name: "wukong-controller",
+			LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
+		},
 	}
+}
+
+// namespaceOfPod is the namespace the Deployment runs in (POD_NAMESPACE, from
+// the downward API), or wukong-system.
+func namespaceOfPod() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	return "wukong-system"
 }
 
 // AddFlags registers the flags.
@@ -38,6 +58,13 @@ func (o *WukongOptions) AddFlags(fs *pflag.FlagSet) {
 		"A Transferring record whose progress nobody wrote for this long (its server stopped) is ended Failed. Running transfers write at least every quarter of it.")
 	fs.DurationVar(&o.SSHDialTimeout, "ssh-dial-timeout", o.SSHDialTimeout,
 		"Time allowed to reach a guest's SSH server and complete the handshake.")
+	fs.BoolVar(&o.Controller, "controller", o.Controller,
+		"Run the controller that realises Wukongs as KubeVirt VirtualMachines with CDI DataVolumes, in the replica that holds the leader Lease.")
+	fs.StringVar(&o.ControllerLock.Namespace, "leader-elect-resource-namespace", o.ControllerLock.Namespace, "Namespace of the controller's leader Lease.")
+	fs.StringVar(&o.ControllerLock.Name, "leader-elect-resource-name", o.ControllerLock.Name, "Name of the controller's leader Lease.")
+	fs.DurationVar(&o.ControllerLock.LeaseDuration, "leader-elect-lease-duration", o.ControllerLock.LeaseDuration, "How long followers wait before taking over a Lease the leader stopped renewing.")
+	fs.DurationVar(&o.ControllerLock.RenewDeadline, "leader-elect-renew-deadline", o.ControllerLock.RenewDeadline, "How long the leader retries renewing before it gives up leading.")
+	fs.DurationVar(&o.ControllerLock.RetryPeriod, "leader-elect-retry-period", o.ControllerLock.RetryPeriod, "How often candidates try to acquire or renew the Lease.")
 }
 
 // Validate checks the flags.
@@ -55,6 +82,9 @@ func (o *WukongOptions) Validate() []error {
 	if o.SSHDialTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--ssh-dial-timeout must be positive"))
 	}
+	if l := o.ControllerLock; o.Controller && !(l.LeaseDuration > l.RenewDeadline && l.RenewDeadline > l.RetryPeriod && l.RetryPeriod > 0) {
+		errs = append(errs, fmt.Errorf("--leader-elect-lease-duration > --leader-elect-renew-deadline > --leader-elect-retry-period > 0 must hold"))
+	}
 	return errs
 }
 
@@ -68,5 +98,6 @@ func (o *WukongOptions) ApplyTo(c *apiserver.ExtraConfig) error {
 	c.TransferRecordRetention = o.TransferRecordRetention
 	c.TransferStaleAfter = o.TransferStaleAfter
 	c.SSHDialTimeout = o.SSHDialTimeout
+	c.Controller, c.ControllerLock = o.Controller, o.ControllerLock
 	return nil
 }

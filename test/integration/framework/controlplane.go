@@ -54,6 +54,10 @@ type Options struct {
 	// WukongAPIServerArgs are appended to wukong-apiserver's flags.
 	WukongAPIServerArgs []string
 
+	// Controller runs wukong-apiserver's VM controller (leader-elected, with
+	// short lease times). Off by default: other tests own the Wukongs' status.
+	Controller bool
+
 	// SkipWukongAPIServer starts etcd and kube-apiserver only;
 	// StartWukongAPIServer can start it later.
 	SkipWukongAPIServer bool
@@ -111,6 +115,7 @@ type ControlPlane struct {
 	// mu guards the fields read while a start is in progress.
 	mu         sync.Mutex
 	wukong     *process
+	replicas   []*process // more wukong-apiservers (StartWukongReplica)
 	wukongPort int
 	userFiles  map[string]int
 
@@ -219,6 +224,11 @@ func (cp *ControlPlane) Stop() error {
 		if w := cp.currentWukong(); w != nil {
 			w.stop()
 		}
+		cp.mu.Lock()
+		for _, r := range cp.replicas {
+			r.stop()
+		}
+		cp.mu.Unlock()
 		cp.wukongLifecycle.Unlock()
 		for _, p := range []*process{cp.kubeAPIServer, cp.etcd} {
 			if p != nil {

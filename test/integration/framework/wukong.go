@@ -175,20 +175,56 @@ func (cp *ControlPlane) wukongAPIServerArgs(port int) []string {
 		"--authentication-kubeconfig=" + admin,
 		"--authorization-kubeconfig=" + admin,
 	}
+	if cp.opts.Controller {
+		args = append(args, "--controller=true", "--leader-elect-resource-namespace=default",
+			"--leader-elect-lease-duration=4s", "--leader-elect-renew-deadline=3s", "--leader-elect-retry-period=500ms")
+	} else {
+		args = append(args, "--controller=false")
+	}
 	return append(args, cp.opts.WukongAPIServerArgs...)
+}
+
+// StartWukongReplica starts one more wukong-apiserver on the same etcd, not
+// behind the APIService: a second replica, for leader election. Stop it with
+// the returned function (it is also stopped with the control plane).
+func (cp *ControlPlane) StartWukongReplica(ctx context.Context) (pid int, stop func(), err error) {
+	port, err := freePort()
+	if err != nil {
+		return 0, nil, err
+	}
+	cp.mu.Lock()
+	n := len(cp.replicas) + 2
+	cp.mu.Unlock()
+	p, err := cp.runWukongAs(ctx, fmt.Sprintf("wukong-apiserver-%d", n), port, cp.wukongAPIServerArgs(port), func(p *process) {
+		cp.mu.Lock()
+		cp.replicas = append(cp.replicas, p)
+		cp.mu.Unlock()
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return p.cmd.Process.Pid, p.stop, nil
 }
 
 // runWukong starts the process and waits for its own /readyz, before it is
 // registered: an APIService that fails its first checks is re-checked with a
 // growing back-off.
 func (cp *ControlPlane) runWukong(ctx context.Context, port int, args []string) (*process, error) {
-	p, err := startProcess("wukong-apiserver", cp.LogPath("wukong-apiserver"), cp.Binaries.WukongAPIServer, args...)
+	return cp.runWukongAs(ctx, "wukong-apiserver", port, args, func(p *process) {
+		cp.mu.Lock()
+		cp.wukong = p
+		cp.mu.Unlock()
+	})
+}
+
+// runWukongAs starts a wukong-apiserver logging to name's log, hands it to
+// track, and waits for its /readyz.
+func (cp *ControlPlane) runWukongAs(ctx context.Context, name string, port int, args []string, track func(*process)) (*process, error) {
+	p, err := startProcess(name, cp.LogPath(name), cp.Binaries.WukongAPIServer, args...)
 	if err != nil {
 		return nil, err
 	}
-	cp.mu.Lock()
-	cp.wukong = p
-	cp.mu.Unlock()
+	track(p)
 
 	// The admin certificate is accepted once wukong-apiserver has read the
 	// client CA from kube-apiserver, and /readyz is always allowed.

@@ -28,8 +28,10 @@ func InstallKubeVirtCRDs(ctx context.Context, cp *framework.ControlPlane) error 
 	if err != nil {
 		return err
 	}
-	if _, stderr, err := cp.Kubectl(cp.Admin, "apply", "-f", filepath.Join(root, "test/integration/testdata/crds/kubevirt.yaml")); err != nil {
-		return fmt.Errorf("installing KubeVirt CRDs: %v: %s", err, stderr)
+	for _, f := range []string{"kubevirt.yaml", "cdi.yaml"} {
+		if _, stderr, err := cp.Kubectl(cp.Admin, "apply", "-f", filepath.Join(root, "test/integration/testdata/crds", f)); err != nil {
+			return fmt.Errorf("installing the KubeVirt and CDI CRDs: %v: %s", err, stderr)
+		}
 	}
 	dc, err := discovery.NewDiscoveryClientForConfig(cp.Admin.Config)
 	if err != nil {
@@ -37,7 +39,11 @@ func InstallKubeVirtCRDs(ctx context.Context, cp *framework.ControlPlane) error 
 	}
 	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
 		res, err := dc.ServerResourcesForGroupVersion("kubevirt.io/v1")
-		return err == nil && len(res.APIResources) >= 2, nil
+		if err != nil || len(res.APIResources) < 2 {
+			return false, nil
+		}
+		_, err = dc.ServerResourcesForGroupVersion("cdi.kubevirt.io/v1beta1")
+		return err == nil, nil
 	})
 }
 

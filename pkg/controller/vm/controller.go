@@ -1,0 +1,337 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	cdiclient "kubevirt.io/client-go/containerizeddataimporter"
+	kubevirtclient "kubevirt.io/client-go/kubevirt"
+	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
+
+	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
+	wukonginformers "github.com/novasphere/wukong/pkg/generated/informers/externalversions"
+	listers "github.com/novasphere/wukong/pkg/generated/listers/vm/v1alpha1"
+)
+
+// Finalizer holds a Wukong until what it created is gone: the VirtualMachine
+// and DataVolumes live in kube-apiserver, whose garbage collector does not
+// see owners served by this server.
+const Finalizer = "vm.novasphere.dev/cleanup"
+
+// Controller reconciles Wukongs into VirtualMachines.
+type Controller struct {
+	wukongs  versioned.Interface
+	kubevirt kubevirtclient.Interface
+	cdi      cdiclient.Interface
+	secrets  corev1client.SecretsGetter
+
+	wukongLister listers.WukongLister
+	vms, vmis    cache.Indexer
+	dvs          cache.Indexer
+	synced       []cache.InformerSynced
+	run          func(stop <-chan struct{})
+
+	queue workqueue.TypedRateLimitingInterface[string]
+}
+
+// New builds a controller. wukongConfig reaches this server (the loopback
+// config); clusterConfig reaches kube-apiserver (KubeVirt, CDI, Secrets).
+func New(wukongConfig, clusterConfig *rest.Config, secrets corev1client.SecretsGetter) (*Controller, error) {
+	wc, err := versioned.NewForConfig(wukongConfig)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := kubevirtclient.NewForConfig(clusterConfig)
+	if err != nil {
+		return nil, err
+	}
+	cdi, err := cdiclient.NewForConfig(clusterConfig)
+	if err != nil {
+		return nil, err
+	}
+	c := &Controller{
+		wukongs: wc, kubevirt: kv, cdi: cdi, secrets: secrets,
+		// Per-item exponential backoff (5 ms to 16 min) and an overall
+		// bucket: a Wukong that keeps failing is retried less and less often.
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "wukongs"}),
+	}
+	factory := wukonginformers.NewSharedInformerFactory(wc, 10*time.Minute)
+	wi := factory.Vm().V1alpha1().Wukongs()
+	c.wukongLister = wi.Lister()
+	handle := func(obj any) { c.enqueue(obj) }
+	if _, err := wi.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: handle, UpdateFunc: func(_, n any) { handle(n) }, DeleteFunc: handle,
+	}); err != nil {
+		return nil, err
+	}
+	owned := func(client rest.Interface, resource string, obj runtime.Object) cache.SharedIndexInformer {
+		lw := cache.NewFilteredListWatchFromClient(client, resource, metav1.NamespaceAll, func(o *metav1.ListOptions) {
+			o.LabelSelector = v1alpha1.LabelWukong
+		})
+		inf := cache.NewSharedIndexInformer(lw, obj, 10*time.Minute, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+		owner := func(obj any) {
+			if m, err := metaOf(obj); err == nil {
+				c.queue.Add(m.GetNamespace() + "/" + m.GetLabels()[v1alpha1.LabelWukong])
+			}
+		}
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: owner, UpdateFunc: func(_, n any) { owner(n) }, DeleteFunc: owner})
+		return inf
+	}
+	vmInf := owned(kv.KubevirtV1().RESTClient(), "virtualmachines", &kubevirtv1.VirtualMachine{})
+	vmiInf := owned(kv.KubevirtV1().RESTClient(), "virtualmachineinstances", &kubevirtv1.VirtualMachineInstance{})
+	dvInf := owned(cdi.CdiV1beta1().RESTClient(), "datavolumes", &cdiv1.DataVolume{})
+	c.vms, c.vmis, c.dvs = vmInf.GetIndexer(), vmiInf.GetIndexer(), dvInf.GetIndexer()
+	c.synced = []cache.InformerSynced{wi.Informer().HasSynced, vmInf.HasSynced, vmiInf.HasSynced, dvInf.HasSynced}
+	c.run = func(stop <-chan struct{}) {
+		factory.Start(stop)
+		go vmInf.Run(stop)
+		go vmiInf.Run(stop)
+		go dvInf.Run(stop)
+	}
+	return c, nil
+}
+
+func metaOf(obj any) (metav1.Object, error) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return nil, fmt.Errorf("not an object: %T", obj)
+	}
+	return m, nil
+}
+
+func (c *Controller) enqueue(obj any) {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err == nil {
+		c.queue.Add(key)
+	}
+}
+
+// Run reconciles with workers until ctx ends.
+func (c *Controller) Run(ctx context.Context, workers int) {
+	defer utilruntime.HandleCrash()
+	defer c.queue.ShutDown()
+	c.run(ctx.Done())
+	if !cache.WaitForNamedCacheSync("wukong-vm", ctx.Done(), c.synced...) {
+		return
+	}
+	klog.InfoS("Reconciling Wukongs into VirtualMachines", "workers", workers)
+	for range workers {
+		go wait.UntilWithContext(ctx, c.worker, time.Second)
+	}
+	<-ctx.Done()
+}
+
+func (c *Controller) worker(ctx context.Context) {
+	for {
+		key, quit := c.queue.Get()
+		if quit {
+			return
+		}
+		err := c.sync(ctx, key)
+		switch {
+		case err == nil:
+			c.queue.Forget(key)
+		case errors.Is(err, errRetryLater):
+			c.queue.AddAfter(key, time.Second)
+		default:
+			klog.ErrorS(err, "Reconciling a Wukong", "wukong", key)
+			c.queue.AddRateLimited(key)
+		}
+		c.queue.Done(key)
+	}
+}
+
+var errRetryLater = errors.New("waiting for objects to go")
+
+func (c *Controller) sync(ctx context.Context, key string) error {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return nil
+	}
+	w, err := c.wukongLister.Wukongs(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if w.DeletionTimestamp != nil {
+		return c.finalize(ctx, w)
+	}
+	if !slices.Contains(w.Finalizers, Finalizer) {
+		w = w.DeepCopy()
+		w.Finalizers = append(w.Finalizers, Finalizer)
+		_, err := c.wukongs.VmV1alpha1().Wukongs(ns).Update(ctx, w, metav1.UpdateOptions{})
+		return err // the update comes back as an event
+	}
+
+	var obs Observed
+	desired, err := Render(w, c.publicKey(ctx, w))
+	if err != nil {
+		obs.Err = err
+	} else if obs.VM, obs.NotApplied, err = c.applyVM(ctx, desired); err != nil {
+		obs.Err = fmt.Errorf("writing the VirtualMachine: %w", err)
+	}
+	if o, ok, _ := c.vmis.GetByKey(key); ok {
+		obs.VMI = o.(*kubevirtv1.VirtualMachineInstance)
+	}
+	obs.DataVolumes = map[string]*cdiv1.DataVolume{}
+	for _, d := range w.Spec.Disks {
+		claim := ClaimName(w.Name, d.Name)
+		if o, ok, _ := c.dvs.GetByKey(ns + "/" + claim); ok {
+			obs.DataVolumes[claim] = o.(*cdiv1.DataVolume)
+		}
+	}
+	st := Status(w, obs)
+	if equality.Semantic.DeepEqual(st, w.Status) {
+		return nil
+	}
+	// Only through /status, and only when something changed.
+	w = w.DeepCopy()
+	w.Status = st
+	_, err = c.wukongs.VmV1alpha1().Wukongs(ns).UpdateStatus(ctx, w, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) {
+		return errRetryLater
+	}
+	return err
+}
+
+// applyVM creates the VirtualMachine, or brings the existing one's template
+// to the spec. DataVolume templates of an existing VM are left as they are:
+// CDI does not re-import a disk in place; such changes are returned.
+func (c *Controller) applyVM(ctx context.Context, desired *kubevirtv1.VirtualMachine) (*kubevirtv1.VirtualMachine, []string, error) {
+	vms := c.kubevirt.KubevirtV1().VirtualMachines(desired.Namespace)
+	o, ok, _ := c.vms.GetByKey(desired.Namespace + "/" + desired.Name)
+	if !ok {
+		vm, err := vms.Create(ctx, desired, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			vm, err = vms.Get(ctx, desired.Name, metav1.GetOptions{})
+		}
+		return vm, nil, err
+	}
+	existing := o.(*kubevirtv1.VirtualMachine)
+	if existing.Labels[v1alpha1.LabelWukong] != desired.Name {
+		return nil, nil, fmt.Errorf("a VirtualMachine %s/%s exists that this Wukong did not create (no %s label); rename one of them",
+			existing.Namespace, existing.Name, v1alpha1.LabelWukong)
+	}
+	notApplied := templateChanges(existing.Spec.DataVolumeTemplates, desired.Spec.DataVolumeTemplates)
+	if equality.Semantic.DeepEqual(existing.Spec.Template, desired.Spec.Template) {
+		return existing, notApplied, nil
+	}
+	vm := existing.DeepCopy()
+	vm.Spec.Template = desired.Spec.Template
+	// New disks get their templates; changed ones keep the imported data.
+	for _, t := range desired.Spec.DataVolumeTemplates {
+		if !slices.ContainsFunc(vm.Spec.DataVolumeTemplates, func(e kubevirtv1.DataVolumeTemplateSpec) bool { return e.Name == t.Name }) {
+			vm.Spec.DataVolumeTemplates = append(vm.Spec.DataVolumeTemplates, t)
+		}
+	}
+	updated, err := vms.Update(ctx, vm, metav1.UpdateOptions{})
+	return updated, notApplied, err
+}
+
+// templateChanges names the disks whose source or size changed.
+func templateChanges(existing, desired []kubevirtv1.DataVolumeTemplateSpec) []string {
+	var out []string
+	for _, d := range desired {
+		for _, e := range existing {
+			if e.Name == d.Name && !equality.Semantic.DeepEqual(e.Spec, d.Spec) {
+				out = append(out, fmt.Sprintf("disk %s (DataVolume %s): a new source or size is not imported into an existing disk", d.Name, d.Name))
+			}
+		}
+	}
+	return out
+}
+
+// publicKey derives the authorised key from the ssh Secret's private key;
+// only the public half ever leaves the Secret (into cloud-init).
+func (c *Controller) publicKey(ctx context.Context, w *v1alpha1.Wukong) string {
+	ft := w.Spec.FileTransfer
+	if ft == nil || ft.SSHConfig == nil || ft.SSHConfig.KeySecret == "" {
+		return ""
+	}
+	s, err := c.secrets.Secrets(w.Namespace).Get(ctx, ft.SSHConfig.KeySecret, metav1.GetOptions{})
+	if err != nil {
+		return ""
+	}
+	signer, err := gossh.ParsePrivateKey(s.Data[corev1.SSHAuthPrivateKey])
+	if err != nil {
+		return ""
+	}
+	return string(gossh.MarshalAuthorizedKey(signer.PublicKey()))
+}
+
+// finalize deletes the VirtualMachine and DataVolumes of a deleted Wukong,
+// then lets it go.
+func (c *Controller) finalize(ctx context.Context, w *v1alpha1.Wukong) error {
+	if !slices.Contains(w.Finalizers, Finalizer) {
+		return nil
+	}
+	gone := true
+	del := func(err error) error {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		gone = false
+		return err
+	}
+	vms := c.kubevirt.KubevirtV1().VirtualMachines(w.Namespace)
+	if vm, err := vms.Get(ctx, w.Name, metav1.GetOptions{}); err == nil {
+		if vm.Labels[v1alpha1.LabelWukong] == w.Name {
+			if err := del(vms.Delete(ctx, w.Name, metav1.DeleteOptions{PropagationPolicy: ptrTo(metav1.DeletePropagationBackground)})); err != nil {
+				return err
+			}
+			gone = false
+		}
+	} else if !apierrors.IsNotFound(err) {
+		return err
+	}
+	dvs := c.cdi.CdiV1beta1().DataVolumes(w.Namespace)
+	l, err := dvs.List(ctx, metav1.ListOptions{LabelSelector: labels.Set{v1alpha1.LabelWukong: w.Name}.String()})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	if l != nil {
+		for _, dv := range l.Items {
+			if err := del(dvs.Delete(ctx, dv.Name, metav1.DeleteOptions{})); err != nil {
+				return err
+			}
+			gone = false
+		}
+	}
+	if !gone {
+		return errRetryLater
+	}
+	w = w.DeepCopy()
+	w.Finalizers = slices.DeleteFunc(w.Finalizers, func(f string) bool { return f == Finalizer })
+	_, err = c.wukongs.VmV1alpha1().Wukongs(w.Namespace).Update(ctx, w, metav1.UpdateOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -1,0 +1,169 @@
+// Package vm realises Wukongs as KubeVirt VirtualMachines with one CDI
+// DataVolume template per disk, and mirrors the VM's, its instance's and its
+// DataVolumes' state back into the Wukong's status.
+package vm
+
+import (
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
+
+	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+)
+
+// DefaultDiskSize is the size of a disk that declares none.
+var DefaultDiskSize = resource.MustParse("10Gi")
+
+// cloudInitVolume is the name of the cloud-init disk and volume.
+const cloudInitVolume = "cloudinitdisk"
+
+// ClaimName is the DataVolume (and PVC) of a Wukong's disk: <wukong>-<disk>.
+func ClaimName(wukong, disk string) string { return wukong + "-" + disk }
+
+// Render returns the VirtualMachine that realises w. sshPublicKey, when set,
+// is authorised for the file-transfer user through cloud-init.
+func Render(w *v1alpha1.Wukong, sshPublicKey string) (*kubevirtv1.VirtualMachine, error) {
+	labels := map[string]string{v1alpha1.LabelWukong: w.Name}
+	vm := &kubevirtv1.VirtualMachine{
+		ObjectMeta: metav1.ObjectMeta{Name: w.Name, Namespace: w.Namespace, Labels: labels},
+		Spec: kubevirtv1.VirtualMachineSpec{
+			RunStrategy: ptr.To(kubevirtv1.RunStrategyAlways),
+			Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"kubevirt.io/vm": w.Name, v1alpha1.LabelWukong: w.Name}},
+			},
+		},
+	}
+	spec := &vm.Spec.Template.Spec
+	if w.Spec.CPU > 0 {
+		spec.Domain.CPU = &kubevirtv1.CPU{Cores: uint32(w.Spec.CPU)}
+	}
+	if w.Spec.Memory != nil {
+		m := w.Spec.Memory.DeepCopy()
+		spec.Domain.Memory = &kubevirtv1.Memory{Guest: &m}
+		spec.Domain.Resources.Requests = corev1.ResourceList{corev1.ResourceMemory: m}
+	}
+	for i, d := range w.Spec.Disks {
+		src, err := dataVolumeSource(w, &w.Spec.Disks[i])
+		if err != nil {
+			return nil, fmt.Errorf("spec.disks[%d] (%s): %w", i, d.Name, err)
+		}
+		size := DefaultDiskSize
+		if d.Size != nil {
+			size = d.Size.DeepCopy()
+		}
+		claim := ClaimName(w.Name, d.Name)
+		vm.Spec.DataVolumeTemplates = append(vm.Spec.DataVolumeTemplates, kubevirtv1.DataVolumeTemplateSpec{
+			ObjectMeta: metav1.ObjectMeta{Name: claim, Labels: labels},
+			Spec: cdiv1.DataVolumeSpec{
+				Source: src,
+				Storage: &cdiv1.StorageSpec{Resources: corev1.VolumeResourceRequirements{
+					Requests: corev1.ResourceList{corev1.ResourceStorage: size},
+				}},
+			},
+		})
+		spec.Domain.Devices.Disks = append(spec.Domain.Devices.Disks, kubevirtv1.Disk{
+			Name: d.Name, DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: kubevirtv1.DiskBusVirtio}},
+		})
+		spec.Volumes = append(spec.Volumes, kubevirtv1.Volume{
+			Name: d.Name, VolumeSource: kubevirtv1.VolumeSource{DataVolume: &kubevirtv1.DataVolumeSource{Name: claim}},
+		})
+	}
+	if userData := cloudInit(w, sshPublicKey); userData != "" {
+		spec.Domain.Devices.Disks = append(spec.Domain.Devices.Disks, kubevirtv1.Disk{
+			Name: cloudInitVolume, DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: kubevirtv1.DiskBusVirtio}},
+		})
+		spec.Volumes = append(spec.Volumes, kubevirtv1.Volume{
+			Name: cloudInitVolume, VolumeSource: kubevirtv1.VolumeSource{CloudInitNoCloud: &kubevirtv1.CloudInitNoCloudSource{UserData: userData}},
+		})
+	}
+	return vm, nil
+}
+
+// dataVolumeSource maps a disk's image or importSource to the CDI source
+// that imports it (a blank disk when it has neither).
+func dataVolumeSource(w *v1alpha1.Wukong, d *v1alpha1.DiskConfig) (*cdiv1.DataVolumeSource, error) {
+	if d.Image != "" {
+		// CDI's registry importer takes docker:// (and oci-archive://);
+		// registry:// is this API's spelling of docker://.
+		url := d.Image
+		if rest, ok := strings.CutPrefix(url, "registry://"); ok {
+			url = "docker://" + rest
+		}
+		return &cdiv1.DataVolumeSource{Registry: &cdiv1.DataVolumeSourceRegistry{URL: &url}}, nil
+	}
+	s := d.ImportSource
+	if s == nil {
+		return &cdiv1.DataVolumeSource{Blank: &cdiv1.DataVolumeBlankImage{}}, nil
+	}
+	switch s.Type {
+	case v1alpha1.ImportSourceHTTP, v1alpha1.ImportSourceHTTPS:
+		h := &cdiv1.DataVolumeSourceHTTP{URL: s.URL, CertConfigMap: s.CertConfigMap, Checksum: s.Checksum}
+		if s.Credentials != nil {
+			// CDI reads accessKeyId and secretKey, the keys this API documents.
+			h.SecretRef = s.Credentials.SecretName
+		}
+		return &cdiv1.DataVolumeSource{HTTP: h}, nil
+	case v1alpha1.ImportSourceS3:
+		c := s.S3Config
+		if c == nil {
+			return nil, fmt.Errorf("an s3 source needs s3Config")
+		}
+		s3 := &cdiv1.DataVolumeSourceS3{URL: S3URL(c), CertConfigMap: s.CertConfigMap}
+		if c.Credentials != nil {
+			s3.SecretRef = c.Credentials.SecretName
+		}
+		return &cdiv1.DataVolumeSource{S3: s3}, nil
+	case v1alpha1.ImportSourceRegistry:
+		url := s.URL
+		r := &cdiv1.DataVolumeSourceRegistry{URL: &url}
+		if c := s.RegistryConfig; c != nil {
+			if c.SecretName != "" {
+				r.SecretRef = ptr.To(c.SecretName)
+			}
+			if c.CertConfigMap != "" {
+				r.CertConfigMap = ptr.To(c.CertConfigMap)
+			}
+		}
+		if r.CertConfigMap == nil && s.CertConfigMap != "" {
+			r.CertConfigMap = ptr.To(s.CertConfigMap)
+		}
+		return &cdiv1.DataVolumeSource{Registry: r}, nil
+	case v1alpha1.ImportSourcePVC:
+		c := s.PVCConfig
+		if c == nil {
+			return nil, fmt.Errorf("a pvc source needs pvcConfig")
+		}
+		ns := c.Namespace
+		if ns == "" {
+			ns = w.Namespace
+		}
+		return &cdiv1.DataVolumeSource{PVC: &cdiv1.DataVolumeSourcePVC{Namespace: ns, Name: c.Name}}, nil
+	}
+	return nil, fmt.Errorf("unknown import source type %q", s.Type)
+}
+
+// S3URL is the object URL CDI's S3 importer takes: endpoint/bucket/key.
+func S3URL(c *v1alpha1.S3Config) string {
+	return strings.TrimSuffix(c.Endpoint, "/") + "/" + c.Bucket + "/" + strings.TrimPrefix(c.Key, "/")
+}
+
+// cloudInit authorises the file-transfer user's key in the guest, for the
+// ssh method; it holds only the public key.
+func cloudInit(w *v1alpha1.Wukong, sshPublicKey string) string {
+	ft := w.Spec.FileTransfer
+	if ft == nil || !ft.Enabled || ft.Method != v1alpha1.FileTransferMethodSSH || ft.SSHConfig == nil || sshPublicKey == "" {
+		return ""
+	}
+	user := ft.SSHConfig.User
+	if user == "" {
+		user = "root"
+	}
+	return fmt.Sprintf("#cloud-config\nusers:\n  - default\n  - name: %s\n    lock_passwd: true\n    ssh_authorized_keys:\n      - %s\n",
+		user, strings.TrimSpace(sshPublicKey))
+}

@@ -1,0 +1,174 @@
+package vm
+
+import (
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
+
+	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+)
+
+// Wukong phases.
+const (
+	PhasePending      = "Pending"
+	PhaseProvisioning = "Provisioning"
+	PhaseRunning      = "Running"
+	PhaseStopped      = "Stopped"
+	PhaseFailed       = "Failed"
+)
+
+// Condition types.
+const (
+	// ConditionImported: every disk's content arrived.
+	ConditionImported = "Imported"
+	// ConditionReady: the VM runs and has an address.
+	ConditionReady = "Ready"
+	// ConditionSpecApplied: the VirtualMachine matches the spec; False
+	// when a change needs what KubeVirt cannot do to a VM in place.
+	ConditionSpecApplied = "SpecApplied"
+)
+
+// Observed is what the controller saw of a Wukong's objects.
+type Observed struct {
+	VM          *kubevirtv1.VirtualMachine
+	VMI         *kubevirtv1.VirtualMachineInstance
+	DataVolumes map[string]*cdiv1.DataVolume // by name
+	// NotApplied lists spec changes KubeVirt cannot apply to the existing VM.
+	NotApplied []string
+	// Err is why the VM could not be rendered or written, if it could not.
+	Err error
+}
+
+// Status computes w's status from what was observed, keeping what other
+// writers own (the pinned host key) and the conditions' transition times.
+func Status(w *v1alpha1.Wukong, o Observed) v1alpha1.WukongStatus {
+	st := *w.Status.DeepCopy()
+	st.ObservedGeneration = w.Generation
+	st.Volumes = nil
+	imported, failed, importing := 0, []string{}, 0
+	for _, d := range w.Spec.Disks {
+		claim := ClaimName(w.Name, d.Name)
+		is := importStatus(o.DataVolumes[claim])
+		st.Volumes = append(st.Volumes, v1alpha1.VolumeStatus{Name: d.Name, ClaimName: claim, ImportStatus: is, ExportStatus: exportStatusOf(w, d.Name)})
+		switch is.Phase {
+		case v1alpha1.TransferPhaseSucceeded:
+			imported++
+		case v1alpha1.TransferPhaseFailed:
+			failed = append(failed, fmt.Sprintf("%s: %s", d.Name, is.Message))
+		case v1alpha1.ImportPhaseImporting:
+			importing++
+		}
+	}
+	st.Address = ""
+	running := o.VMI != nil && o.VMI.Status.Phase == kubevirtv1.Running
+	if running && len(o.VMI.Status.Interfaces) > 0 {
+		st.Address = o.VMI.Status.Interfaces[0].IP
+	}
+
+	set := func(typ string, ok bool, reason, msg string) {
+		status := metav1.ConditionFalse
+		if ok {
+			status = metav1.ConditionTrue
+		}
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: w.Generation})
+	}
+	switch {
+	case len(failed) > 0:
+		set(ConditionImported, false, "ImportFailed", strings.Join(failed, "; "))
+	case imported == len(w.Spec.Disks):
+		set(ConditionImported, true, "Imported", fmt.Sprintf("%d of %d disks imported", imported, len(w.Spec.Disks)))
+	default:
+		set(ConditionImported, false, "Importing", fmt.Sprintf("%d of %d disks imported", imported, len(w.Spec.Disks)))
+	}
+	switch {
+	case o.Err != nil:
+		set(ConditionReady, false, "VirtualMachineNotWritten", o.Err.Error())
+	case running && st.Address != "":
+		set(ConditionReady, true, "Running", "the VM runs at "+st.Address)
+	case running:
+		set(ConditionReady, false, "NoAddress", "the VM runs but reports no address yet")
+	case o.VM == nil:
+		set(ConditionReady, false, "NoVirtualMachine", "the VirtualMachine does not exist yet")
+	default:
+		set(ConditionReady, false, "NotRunning", "the VM is not running")
+	}
+	if len(o.NotApplied) > 0 {
+		set(ConditionSpecApplied, false, "NeedsRecreate", "KubeVirt cannot apply these changes to the existing VM: "+
+			strings.Join(o.NotApplied, "; ")+"; delete and recreate the Wukong to apply them")
+	} else {
+		set(ConditionSpecApplied, true, "Applied", "the VirtualMachine matches the spec")
+	}
+
+	switch {
+	case len(failed) > 0 || o.Err != nil:
+		st.Phase = PhaseFailed
+	case running:
+		st.Phase = PhaseRunning
+	case o.VM == nil:
+		st.Phase = PhasePending
+	case imported < len(w.Spec.Disks) || importing > 0:
+		st.Phase = PhaseProvisioning
+	default:
+		st.Phase = PhaseStopped
+	}
+	return st
+}
+
+// exportStatusOf keeps a disk's export status, which the export path owns.
+func exportStatusOf(w *v1alpha1.Wukong, disk string) *v1alpha1.ExportStatus {
+	for _, v := range w.Status.Volumes {
+		if v.Name == disk {
+			return v.ExportStatus
+		}
+	}
+	return nil
+}
+
+// importStatus maps a DataVolume's phase, progress and conditions to the
+// disk's import status.
+func importStatus(dv *cdiv1.DataVolume) *v1alpha1.ImportStatus {
+	if dv == nil {
+		return &v1alpha1.ImportStatus{Phase: v1alpha1.TransferPhasePending, Progress: "0%", Message: "the DataVolume does not exist yet"}
+	}
+	is := &v1alpha1.ImportStatus{Phase: v1alpha1.TransferPhasePending, Progress: progress(dv.Status.Progress)}
+	switch dv.Status.Phase {
+	case cdiv1.Succeeded:
+		is.Phase, is.Progress = v1alpha1.TransferPhaseSucceeded, "100%"
+	case cdiv1.Failed:
+		is.Phase = v1alpha1.TransferPhaseFailed
+	case cdiv1.ImportInProgress, cdiv1.CloneInProgress, cdiv1.CSICloneInProgress, cdiv1.SnapshotForSmartCloneInProgress, cdiv1.CloneFromSnapshotSourceInProgress:
+		is.Phase = v1alpha1.ImportPhaseImporting
+	}
+	// CDI reports a failing importer as Running=False with reason Error
+	// (it restarts the importer pod); say so rather than show it importing.
+	for _, c := range dv.Status.Conditions {
+		if c.Type == cdiv1.DataVolumeRunning && c.Status == corev1.ConditionFalse && c.Reason == "Error" && is.Phase != v1alpha1.TransferPhaseSucceeded {
+			is.Phase, is.Message = v1alpha1.TransferPhaseFailed, c.Message
+		}
+	}
+	if is.Phase == v1alpha1.TransferPhaseFailed && is.Message == "" {
+		for _, c := range dv.Status.Conditions {
+			if c.Message != "" {
+				is.Message = c.Message
+			}
+		}
+	}
+	return is
+}
+
+// progress turns CDI's "45.50%" (or "N/A") into "45%".
+func progress(p cdiv1.DataVolumeProgress) string {
+	s := strings.TrimSuffix(string(p), "%")
+	if i := strings.IndexByte(s, '.'); i >= 0 {
+		s = s[:i]
+	}
+	if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r < '0' || r > '9' }) {
+		return "0%"
+	}
+	return s + "%"
+}

@@ -1,0 +1,297 @@
+package standin
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	cdiclient "kubevirt.io/client-go/containerizeddataimporter"
+	kubevirtclient "kubevirt.io/client-go/kubevirt"
+	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
+)
+
+// Controllers play virt-controller and CDI's importer for the tests. They are
+// stand-ins, not KubeVirt or CDI: no VM boots and nothing is written to a
+// volume, but the objects move the way the real controllers move them, and
+// an http source is really downloaded (and its checksum checked), so a wrong
+// URL fails as it would in CDI's importer.
+type Controllers struct {
+	kubevirt kubevirtclient.Interface
+	cdi      cdiclient.Interface
+	kube     kubernetes.Interface
+
+	// Address gives a started VM's VMI its IP; 10.0.2.15 when nil.
+	Address func(namespace, name string) string
+	// Step is the pause between progress updates of an import.
+	Step time.Duration
+
+	mu      sync.Mutex
+	started map[string]bool // DataVolumes being imported
+}
+
+// StartControllers runs the stand-ins until ctx ends.
+func StartControllers(ctx context.Context, cfg *rest.Config) (*Controllers, error) {
+	kv, err := kubevirtclient.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cdi, err := cdiclient.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &Controllers{kubevirt: kv, cdi: cdi, kube: kube, Step: 100 * time.Millisecond, started: map[string]bool{}}
+	go wait.UntilWithContext(ctx, c.syncVMs, 200*time.Millisecond)
+	go wait.UntilWithContext(ctx, c.syncDataVolumes, 200*time.Millisecond)
+	return c, nil
+}
+
+// syncVMs does virt-controller's part: DataVolumes from each VM's templates
+// (owned by the VM), and a running VMI once they are all imported.
+func (c *Controllers) syncVMs(ctx context.Context) {
+	vms, err := c.kubevirt.KubevirtV1().VirtualMachines(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	// A VMI goes with its VM, as virt-controller stops it.
+	if vmis, err := c.kubevirt.KubevirtV1().VirtualMachineInstances(metav1.NamespaceAll).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, vmi := range vmis.Items {
+			for _, o := range vmi.OwnerReferences {
+				if o.Kind != "VirtualMachine" {
+					continue
+				}
+				if vm, err := c.kubevirt.KubevirtV1().VirtualMachines(vmi.Namespace).Get(ctx, o.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) || (err == nil && vm.UID != o.UID) {
+					_ = c.kubevirt.KubevirtV1().VirtualMachineInstances(vmi.Namespace).Delete(ctx, vmi.Name, metav1.DeleteOptions{})
+				}
+			}
+		}
+	}
+	for i := range vms.Items {
+		vm := &vms.Items[i]
+		if vm.DeletionTimestamp != nil {
+			continue
+		}
+		ready := true
+		for _, t := range vm.Spec.DataVolumeTemplates {
+			dv, err := c.cdi.CdiV1beta1().DataVolumes(vm.Namespace).Get(ctx, t.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				dv = &cdiv1.DataVolume{
+					ObjectMeta: metav1.ObjectMeta{Name: t.Name, Namespace: vm.Namespace, Labels: t.Labels,
+						OwnerReferences: []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Name: vm.Name, UID: vm.UID}}},
+					Spec: t.Spec,
+				}
+				_, _ = c.cdi.CdiV1beta1().DataVolumes(vm.Namespace).Create(ctx, dv, metav1.CreateOptions{})
+				ready = false
+				continue
+			}
+			if err != nil || dv.Status.Phase != cdiv1.Succeeded {
+				ready = false
+			}
+		}
+		if !ready || vm.Spec.RunStrategy == nil || *vm.Spec.RunStrategy != kubevirtv1.RunStrategyAlways {
+			continue
+		}
+		if _, err := c.kubevirt.KubevirtV1().VirtualMachineInstances(vm.Namespace).Get(ctx, vm.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			continue
+		}
+		ip := "10.0.2.15"
+		if c.Address != nil {
+			ip = c.Address(vm.Namespace, vm.Name)
+		}
+		vmi := &kubevirtv1.VirtualMachineInstance{
+			ObjectMeta: metav1.ObjectMeta{Name: vm.Name, Namespace: vm.Namespace, Labels: vm.Spec.Template.ObjectMeta.Labels,
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Name: vm.Name, UID: vm.UID}}},
+			Spec: vm.Spec.Template.Spec,
+			Status: kubevirtv1.VirtualMachineInstanceStatus{
+				Phase:      kubevirtv1.Running,
+				Interfaces: []kubevirtv1.VirtualMachineInstanceNetworkInterface{{Name: "default", IP: ip, IPs: []string{ip}}},
+			},
+		}
+		_, _ = c.kubevirt.KubevirtV1().VirtualMachineInstances(vm.Namespace).Create(ctx, vmi, metav1.CreateOptions{})
+	}
+}
+
+// syncDataVolumes starts an import for each new DataVolume.
+func (c *Controllers) syncDataVolumes(ctx context.Context) {
+	dvs, err := c.cdi.CdiV1beta1().DataVolumes(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	for i := range dvs.Items {
+		dv := dvs.Items[i].DeepCopy()
+		key := dv.Namespace + "/" + dv.Name + "/" + string(dv.UID)
+		c.mu.Lock()
+		seen := c.started[key]
+		c.started[key] = true
+		c.mu.Unlock()
+		if !seen && dv.Status.Phase == "" {
+			go c.importDV(ctx, dv)
+		}
+	}
+}
+
+// importDV moves one DataVolume through CDI's phases: Pending,
+// ImportScheduled, ImportInProgress with a progress percentage, then
+// Succeeded, or an importer error as CDI reports it (Running=False, reason
+// Error, with the importer's message).
+func (c *Controllers) importDV(ctx context.Context, dv *cdiv1.DataVolume) {
+	set := func(phase cdiv1.DataVolumePhase, progress string, running corev1.ConditionStatus, reason, msg string) bool {
+		return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			cur, err := c.cdi.CdiV1beta1().DataVolumes(dv.Namespace).Get(ctx, dv.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return false, err
+			}
+			if err != nil {
+				return false, nil
+			}
+			cur.Status.Phase, cur.Status.Progress, cur.Status.ClaimName = phase, cdiv1.DataVolumeProgress(progress), dv.Name
+			cur.Status.Conditions = []cdiv1.DataVolumeCondition{{Type: cdiv1.DataVolumeRunning, Status: running, Reason: reason, Message: msg}}
+			if reason == "Error" {
+				cur.Status.RestartCount++
+			}
+			_, err = c.cdi.CdiV1beta1().DataVolumes(dv.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+			return err == nil, nil
+		}) == nil
+	}
+	if !set(cdiv1.Pending, "N/A", corev1.ConditionFalse, "Pending", "") ||
+		!set(cdiv1.ImportScheduled, "N/A", corev1.ConditionFalse, "Scheduled", "") {
+		return
+	}
+	report := func(pct int) bool {
+		return set(cdiv1.ImportInProgress, fmt.Sprintf("%d.00%%", pct), corev1.ConditionTrue, "Pod is running", "")
+	}
+	var err error
+	switch src := dv.Spec.Source; {
+	case src == nil:
+		err = fmt.Errorf("no source")
+	case src.HTTP != nil:
+		err = c.importHTTP(ctx, dv, src.HTTP, report)
+	case src.PVC != nil:
+		if _, gerr := c.kube.CoreV1().PersistentVolumeClaims(src.PVC.Namespace).Get(ctx, src.PVC.Name, metav1.GetOptions{}); gerr != nil {
+			err = fmt.Errorf("source PVC %s/%s: %v", src.PVC.Namespace, src.PVC.Name, gerr)
+		} else {
+			err = c.steps(ctx, report)
+		}
+	default:
+		// registry and blank: no bytes to fetch here; progress as CDI reports it.
+		err = c.steps(ctx, report)
+	}
+	if err != nil {
+		set(cdiv1.ImportInProgress, "N/A", corev1.ConditionFalse, "Error", err.Error())
+		return
+	}
+	set(cdiv1.Succeeded, "100.0%", corev1.ConditionFalse, "Completed", "Import Complete")
+}
+
+func (c *Controllers) steps(ctx context.Context, report func(int) bool) error {
+	for _, p := range []int{0, 25, 50, 75} {
+		if !report(p) {
+			return ctx.Err()
+		}
+		time.Sleep(c.Step)
+	}
+	return nil
+}
+
+// importHTTP downloads the source as CDI's importer does, with the Secret's
+// basic auth, reporting progress by bytes, and checks the checksum.
+func (c *Controllers) importHTTP(ctx context.Context, dv *cdiv1.DataVolume, src *cdiv1.DataVolumeSourceHTTP, report func(int) bool) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
+	if err != nil {
+		return err
+	}
+	if src.SecretRef != "" {
+		s, err := c.kube.CoreV1().Secrets(dv.Namespace).Get(ctx, src.SecretRef, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("unable to get the auth Secret %s: %v", src.SecretRef, err)
+		}
+		req.SetBasicAuth(string(s.Data["accessKeyId"]), string(s.Data["secretKey"]))
+	}
+	client := http.DefaultClient
+	if src.CertConfigMap != "" {
+		// As CDI does: trust the CA bundle in the ConfigMap, whatever its key.
+		cm, err := c.kube.CoreV1().ConfigMaps(dv.Namespace).Get(ctx, src.CertConfigMap, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("unable to get the CA ConfigMap %s: %v", src.CertConfigMap, err)
+		}
+		pool := x509.NewCertPool()
+		for _, v := range cm.Data {
+			pool.AppendCertsFromPEM([]byte(v))
+		}
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("unable to connect to http data source: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("unable to connect to http data source: expected status code 200, got %d. Status: %s", resp.StatusCode, resp.Status)
+	}
+	var h hash.Hash
+	algo, want, _ := strings.Cut(src.Checksum, ":")
+	switch algo {
+	case "sha256":
+		h = sha256.New()
+	case "sha512":
+		h = sha512.New()
+	case "sha1":
+		h = sha1.New()
+	case "md5":
+		h = md5.New()
+	case "":
+		h = sha256.New()
+	default:
+		return fmt.Errorf("unsupported checksum algorithm %q", algo)
+	}
+	total := resp.ContentLength
+	var n int64
+	buf := make([]byte, 256<<10)
+	last := -1
+	for {
+		k, rerr := resp.Body.Read(buf)
+		h.Write(buf[:k])
+		n += int64(k)
+		if total > 0 {
+			if pct := int(n * 99 / total); pct/10 != last/10 {
+				last = pct
+				report(pct)
+				time.Sleep(c.Step)
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return fmt.Errorf("unable to read the http data source: %v", rerr)
+		}
+	}
+	if src.Checksum != "" {
+		if got := hex.EncodeToString(h.Sum(nil)); got != want {
+			return fmt.Errorf("checksum mismatch: expected %s, got %s:%s", src.Checksum, algo, got)
+		}
+	}
+	return nil
+}

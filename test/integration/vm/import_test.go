@@ -1,0 +1,335 @@
+package vm
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	cdiclient "kubevirt.io/client-go/containerizeddataimporter"
+	kubevirtclient "kubevirt.io/client-go/kubevirt"
+	"sigs.k8s.io/yaml"
+
+	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
+	"github.com/novasphere/wukong/test/integration/framework"
+	"github.com/novasphere/wukong/test/integration/sshvm"
+)
+
+type clients struct {
+	wukong   versioned.Interface
+	kubevirt kubevirtclient.Interface
+	cdi      cdiclient.Interface
+	kube     kubernetes.Interface
+}
+
+func newClients(t testing.TB) clients {
+	t.Helper()
+	cfg := cp.Admin.Config
+	var c clients
+	var err error
+	c.wukong, err = versioned.NewForConfig(cfg)
+	require.NoError(t, err)
+	c.kubevirt, err = kubevirtclient.NewForConfig(cfg)
+	require.NoError(t, err)
+	c.cdi, err = cdiclient.NewForConfig(cfg)
+	require.NoError(t, err)
+	c.kube, err = kubernetes.NewForConfig(cfg)
+	require.NoError(t, err)
+	return c
+}
+
+// example reads a seed example from artifacts/examples.
+func example(t testing.TB, name string) *v1alpha1.Wukong {
+	t.Helper()
+	root, err := framework.RepoRoot()
+	require.NoError(t, err)
+	b, err := os.ReadFile(filepath.Join(root, "artifacts/examples", name))
+	require.NoError(t, err)
+	var w v1alpha1.Wukong
+	require.NoError(t, yaml.Unmarshal(b, &w))
+	return &w
+}
+
+// apply writes w as YAML and applies it with kubectl.
+func apply(t testing.TB, ns string, w *v1alpha1.Wukong) {
+	t.Helper()
+	w.APIVersion, w.Kind = "vm.novasphere.dev/v1alpha1", "Wukong"
+	b, err := yaml.Marshal(w)
+	require.NoError(t, err)
+	if _, stderr, err := cp.KubectlWithStdin(cp.Admin, strings.NewReader(string(b)), "apply", "-n", ns, "-f", "-"); err != nil {
+		t.Fatalf("%v: %s", err, stderr)
+	}
+}
+
+// waitWukong waits until ok holds for the Wukong's status.
+func waitWukong(t testing.TB, ns, name string, what string, ok func(*v1alpha1.Wukong) bool) *v1alpha1.Wukong {
+	t.Helper()
+	c := newClients(t)
+	var last *v1alpha1.Wukong
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		w, err := c.wukong.VmV1alpha1().Wukongs(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		last = w
+		return ok(w), nil
+	})
+	if err != nil {
+		y, _ := yaml.Marshal(last)
+		t.Fatalf("Wukong %s/%s never got %s; last seen:\n%s", ns, name, what, y)
+	}
+	return last
+}
+
+func importStatusOf(w *v1alpha1.Wukong, disk string) *v1alpha1.ImportStatus {
+	for _, v := range w.Status.Volumes {
+		if v.Name == disk && v.ImportStatus != nil {
+			return v.ImportStatus
+		}
+	}
+	return nil
+}
+
+// TestHTTPSImport applies the seed's https import example (its URL pointed
+// at a local TLS server, whose CA goes in a certConfigMap as CDI takes it)
+// and follows the import from 0% to 100% into a running VM.
+func TestHTTPSImport(t *testing.T) {
+	ns := framework.CreateTestNamespace(t, cp, "import-https")
+	c := newClients(t)
+	ctx := context.Background()
+	_, err := c.kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "images-ca"}, Data: map[string]string{"ca.pem": imagesCA()},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	w := example(t, "wukong-import-https.yaml")
+	src := w.Spec.Disks[0].ImportSource
+	src.URL = images.URL + "/disk.img"
+	src.CertConfigMap = "images-ca"
+	src.Checksum = "sha256:" + imageSHA256
+
+	// kubectl get -w sees the progress move.
+	watch := cp.KubectlCommand(ctx, cp.Admin, "get", "wukong", w.Name, "-n", ns, "-w", "--output-watch-events=false",
+		"-o", `jsonpath={.status.volumes[0].importStatus.phase} {.status.volumes[0].importStatus.progress}{"\n"}`)
+	out, err := watch.StdoutPipe()
+	require.NoError(t, err)
+	apply(t, ns, w)
+	require.NoError(t, watch.Start())
+	seen := make(chan string, 1000)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			seen <- sc.Text()
+		}
+		close(seen)
+	}()
+
+	got := waitWukong(t, ns, w.Name, "a running VM", func(w *v1alpha1.Wukong) bool {
+		is := importStatusOf(w, "system")
+		return is != nil && is.Phase == "Succeeded" && w.Status.Phase == "Running" && w.Status.Address != ""
+	})
+	assert.Equal(t, "100%", importStatusOf(got, "system").Progress)
+	assert.Equal(t, "ubuntu-vm-system", got.Status.Volumes[0].ClaimName)
+	assert.Equal(t, "10.0.2.15", got.Status.Address)
+	assert.Equal(t, got.Generation, got.Status.ObservedGeneration)
+
+	_ = watch.Process.Kill()
+	_ = watch.Wait()
+	var lines []string
+	for l := range seen {
+		lines = append(lines, l)
+	}
+	assert.Contains(t, lines, "Succeeded 100%", "kubectl get -w showed the import finish: %q", lines)
+	partial := false
+	for _, l := range lines {
+		if strings.HasPrefix(l, "Importing ") && l != "Importing 0%" && l != "Importing 100%" {
+			partial = true
+		}
+	}
+	assert.True(t, partial, "kubectl get -w showed the import part-way: %q", lines)
+	yamlOut := framework.RunKubectl(t, cp, cp.Admin, "get", "wukong", w.Name, "-n", ns, "-o", "yaml")
+	assert.Contains(t, yamlOut, "progress: 100%")
+
+	// The VirtualMachine, field by field against what KubeVirt and CDI document.
+	vm, err := c.kubevirt.KubevirtV1().VirtualMachines(ns).Get(ctx, w.Name, metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, kubevirtv1.RunStrategyAlways, *vm.Spec.RunStrategy)
+	assert.Equal(t, uint32(2), vm.Spec.Template.Spec.Domain.CPU.Cores)
+	assert.True(t, resource.MustParse("4Gi").Equal(*vm.Spec.Template.Spec.Domain.Memory.Guest))
+	require.Len(t, vm.Spec.DataVolumeTemplates, 1)
+	tmpl := vm.Spec.DataVolumeTemplates[0]
+	assert.Equal(t, "ubuntu-vm-system", tmpl.Name)
+	require.NotNil(t, tmpl.Spec.Source.HTTP)
+	assert.Equal(t, images.URL+"/disk.img", tmpl.Spec.Source.HTTP.URL)
+	assert.Equal(t, "images-ca", tmpl.Spec.Source.HTTP.CertConfigMap)
+	assert.Equal(t, "sha256:"+imageSHA256, tmpl.Spec.Source.HTTP.Checksum)
+	size := tmpl.Spec.Storage.Resources.Requests[corev1.ResourceStorage]
+	assert.True(t, resource.MustParse("20Gi").Equal(size))
+	require.Len(t, vm.Spec.Template.Spec.Volumes, 1)
+	assert.Equal(t, "ubuntu-vm-system", vm.Spec.Template.Spec.Volumes[0].DataVolume.Name)
+	dv, err := c.cdi.CdiV1beta1().DataVolumes(ns).Get(ctx, "ubuntu-vm-system", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "Succeeded", string(dv.Status.Phase))
+}
+
+// TestBadSources: each bad source ends Failed with a message that says
+// which and why, and the controller then leaves the Wukong alone.
+func TestBadSources(t *testing.T) {
+	ns := framework.CreateTestNamespace(t, cp, "import-bad")
+	c := newClients(t)
+	ctx := context.Background()
+	_, err := c.kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "images-ca"}, Data: map[string]string{"ca.pem": imagesCA()},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = c.kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "wrong-creds"}, StringData: map[string]string{"accessKeyId": "importer", "secretKey": "nope"},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name, path, checksum, secret, want string
+	}{
+		{"not-found", "/missing.img", "", "", "got 404"},
+		{"bad-checksum", "/disk.img", "sha256:" + strings.Repeat("0", 64), "", "checksum mismatch"},
+		{"wrong-creds", "/private/disk.img", "", "wrong-creds", "got 401"},
+		{"missing-secret", "/private/disk.img", "", "no-such-secret", "no-such-secret"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &v1alpha1.Wukong{
+				ObjectMeta: metav1.ObjectMeta{Name: tc.name},
+				Spec: v1alpha1.WukongSpec{CPU: 1, Disks: []v1alpha1.DiskConfig{{
+					Name: "system", Size: ptr.To(resource.MustParse("1Gi")),
+					ImportSource: &v1alpha1.ImportSourceSpec{Type: "https", URL: images.URL + tc.path, CertConfigMap: "images-ca", Checksum: tc.checksum},
+				}}},
+			}
+			if tc.secret != "" {
+				w.Spec.Disks[0].ImportSource.Credentials = &v1alpha1.SecretReference{SecretName: tc.secret}
+			}
+			apply(t, ns, w)
+			got := waitWukong(t, ns, tc.name, "a failed import", func(w *v1alpha1.Wukong) bool {
+				is := importStatusOf(w, "system")
+				return is != nil && is.Phase == "Failed"
+			})
+			assert.Contains(t, importStatusOf(got, "system").Message, tc.want)
+			assert.Equal(t, "Failed", got.Status.Phase)
+			// Nothing loops hot: the Wukong stays as it is.
+			time.Sleep(3 * time.Second)
+			again, err := c.wukong.VmV1alpha1().Wukongs(ns).Get(ctx, tc.name, metav1.GetOptions{})
+			require.NoError(t, err)
+			assert.Equal(t, got.ResourceVersion, again.ResourceVersion, "no status churn after the failure")
+		})
+	}
+}
+
+// TestRegistryAndPVCSources: a containerDisk image and a PVC clone, each
+// mapped to CDI's source fields; the ssh file-transfer key goes to
+// cloud-init as a public key only.
+func TestRegistryAndPVCSources(t *testing.T) {
+	ns := framework.CreateTestNamespace(t, cp, "import-more")
+	c := newClients(t)
+	ctx := context.Background()
+	_, err := c.kube.CoreV1().PersistentVolumeClaims(ns).Create(ctx, &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "golden"},
+		Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("5Gi")}}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	w := example(t, "wukong-ssh.yaml")
+	w.Name = "more"
+	w.Spec.Disks = []v1alpha1.DiskConfig{
+		{Name: "system", Image: "docker://quay.io/containerdisks/ubuntu:22.04"},
+		{Name: "pull", ImportSource: &v1alpha1.ImportSourceSpec{Type: "registry", URL: "docker://registry.example.com/vms/base:1",
+			RegistryConfig: &v1alpha1.RegistryConfig{SecretName: "pull-secret"}}},
+		{Name: "data", Size: ptr.To(resource.MustParse("5Gi")), ImportSource: &v1alpha1.ImportSourceSpec{Type: "pvc", PVCConfig: &v1alpha1.PVCConfig{Name: "golden"}}},
+	}
+	require.NotNil(t, w.Spec.FileTransfer)
+	require.NotNil(t, w.Spec.FileTransfer.SSHConfig)
+	priv, pubBytes, err := sshvm.NewClientKey()
+	require.NoError(t, err)
+	pub := string(pubBytes)
+	_, err = c.kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: w.Spec.FileTransfer.SSHConfig.KeySecret}, Type: corev1.SecretTypeSSHAuth,
+		Data: map[string][]byte{corev1.SSHAuthPrivateKey: priv},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	apply(t, ns, w)
+	got := waitWukong(t, ns, "more", "all disks imported", func(w *v1alpha1.Wukong) bool {
+		return meta(w, "Imported") == "True"
+	})
+	for _, d := range []string{"system", "pull", "data"} {
+		assert.Equal(t, "100%", importStatusOf(got, d).Progress, d)
+	}
+	vm, err := c.kubevirt.KubevirtV1().VirtualMachines(ns).Get(ctx, "more", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Len(t, vm.Spec.DataVolumeTemplates, 3)
+	reg := vm.Spec.DataVolumeTemplates[0].Spec.Source.Registry
+	require.NotNil(t, reg)
+	assert.Equal(t, "docker://quay.io/containerdisks/ubuntu:22.04", *reg.URL)
+	pull := vm.Spec.DataVolumeTemplates[1].Spec.Source.Registry
+	require.NotNil(t, pull)
+	assert.Equal(t, "docker://registry.example.com/vms/base:1", *pull.URL)
+	assert.Equal(t, "pull-secret", *pull.SecretRef)
+	pvc := vm.Spec.DataVolumeTemplates[2].Spec.Source.PVC
+	require.NotNil(t, pvc)
+	assert.Equal(t, "golden", pvc.Name)
+	assert.Equal(t, ns, pvc.Namespace, "the PVC's namespace defaults to the Wukong's")
+
+	var userData string
+	for _, v := range vm.Spec.Template.Spec.Volumes {
+		if v.CloudInitNoCloud != nil {
+			userData = v.CloudInitNoCloud.UserData
+		}
+	}
+	assert.Contains(t, userData, strings.TrimSpace(pub), "cloud-init authorises the file-transfer key")
+	assert.Contains(t, userData, "name: "+w.Spec.FileTransfer.SSHConfig.User)
+	assert.NotContains(t, userData, "PRIVATE KEY")
+}
+
+// TestDeleteRemovesWhatItCreated: the finaliser deletes the VirtualMachine
+// and the DataVolumes (no garbage collector runs here, and none could follow
+// owners in another API server), then lets the Wukong go.
+func TestDeleteRemovesWhatItCreated(t *testing.T) {
+	ns := framework.CreateTestNamespace(t, cp, "delete")
+	c := newClients(t)
+	ctx := context.Background()
+	w := &v1alpha1.Wukong{
+		ObjectMeta: metav1.ObjectMeta{Name: "doomed"},
+		Spec:       v1alpha1.WukongSpec{CPU: 1, Disks: []v1alpha1.DiskConfig{{Name: "a"}, {Name: "b", Image: "docker://quay.io/containerdisks/fedora:40"}}},
+	}
+	apply(t, ns, w)
+	got := waitWukong(t, ns, "doomed", "its DataVolumes", func(w *v1alpha1.Wukong) bool { return meta(w, "Imported") == "True" })
+	assert.Contains(t, got.Finalizers, "vm.novasphere.dev/cleanup")
+	require.NoError(t, c.wukong.VmV1alpha1().Wukongs(ns).Delete(ctx, "doomed", metav1.DeleteOptions{}))
+	require.NoError(t, wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := c.wukong.VmV1alpha1().Wukongs(ns).Get(ctx, "doomed", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	}), "the Wukong goes once its objects are gone")
+	_, err := c.kubevirt.KubevirtV1().VirtualMachines(ns).Get(ctx, "doomed", metav1.GetOptions{})
+	assert.True(t, apierrors.IsNotFound(err), "the VirtualMachine is gone: %v", err)
+	dvs, err := c.cdi.CdiV1beta1().DataVolumes(ns).List(ctx, metav1.ListOptions{})
+	require.NoError(t, err)
+	assert.Empty(t, dvs.Items, "the DataVolumes are gone")
+}
+
+func meta(w *v1alpha1.Wukong, typ string) string {
+	for _, c := range w.Status.Conditions {
+		if c.Type == typ {
+			return string(c.Status)
+		}
+	}
+	return ""
+}

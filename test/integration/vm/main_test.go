@@ -1,0 +1,69 @@
+// Package vm tests the controller that realises Wukongs as KubeVirt
+// VirtualMachines with CDI DataVolumes, through kube-apiserver. KubeVirt and
+// CDI cannot run here: their CRDs are installed and stand-in controllers
+// (test/integration/standin) play virt-controller and CDI's importer; http
+// sources are really downloaded from a local TLS server.
+package vm
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/pem"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/novasphere/wukong/test/integration/framework"
+	"github.com/novasphere/wukong/test/integration/standin"
+)
+
+var (
+	cp *framework.ControlPlane
+	// images serves the disk images http sources import, over TLS.
+	images *httptest.Server
+	// image is what images serves at /disk.img, and imageSHA256 its sha256.
+	image       []byte
+	imageSHA256 string
+)
+
+func TestMain(m *testing.M) {
+	image = make([]byte, 8<<20)
+	r := rand.NewChaCha8([32]byte{7})
+	_, _ = r.Read(image)
+	sum := sha256.Sum256(image)
+	imageSHA256 = hex.EncodeToString(sum[:])
+	mux := http.NewServeMux()
+	mux.HandleFunc("/disk.img", func(w http.ResponseWriter, req *http.Request) {
+		http.ServeContent(w, req, "disk.img", time.Time{}, bytes.NewReader(image))
+	})
+	mux.HandleFunc("/private/disk.img", func(w http.ResponseWriter, req *http.Request) {
+		if u, p, ok := req.BasicAuth(); !ok || u != "importer" || p != "s3cr3t" {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		http.ServeContent(w, req, "disk.img", time.Time{}, bytes.NewReader(image))
+	})
+	images = httptest.NewTLSServer(mux)
+	defer images.Close()
+
+	os.Exit(framework.RunTestMain(m, framework.Options{
+		Controller: true,
+		BeforeWukongAPIServer: func(ctx context.Context, cp *framework.ControlPlane) error {
+			if err := standin.InstallKubeVirtCRDs(ctx, cp); err != nil {
+				return err
+			}
+			_, err := standin.StartControllers(context.Background(), cp.Admin.Config)
+			return err
+		},
+	}, &cp))
+}
+
+// imagesCA is the PEM of the images server's certificate, for a certConfigMap.
+func imagesCA() string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: images.Certificate().Raw}))
+}
