@@ -120,19 +120,18 @@ func (c completedConfig) New() (*WukongServer, error) {
 	}
 	s := &WukongServer{GenericAPIServer: genericServer}
 
-	wukongs, wukongStatus, err := wukong.NewREST(Scheme, c.GenericConfig.RESTOptionsGetter)
-	if err != nil {
-		return nil, err
-	}
-	transfers, transferStatus, err := wukongfiletransfer.NewREST(Scheme, c.GenericConfig.RESTOptionsGetter)
-	if err != nil {
-		return nil, err
-	}
-
 	if c.ClientConfig == nil {
 		return nil, fmt.Errorf("wukong-apiserver needs a kubeconfig for the core API (--kubeconfig, or run in a cluster)")
 	}
 	kube, err := kubernetes.NewForConfig(c.ClientConfig)
+	if err != nil {
+		return nil, err
+	}
+	wukongs, wukongStatus, err := wukong.NewREST(Scheme, c.GenericConfig.RESTOptionsGetter, &wukong.References{Core: kube.CoreV1()})
+	if err != nil {
+		return nil, err
+	}
+	transfers, transferStatus, err := wukongfiletransfer.NewREST(Scheme, c.GenericConfig.RESTOptionsGetter)
 	if err != nil {
 		return nil, err
 	}

@@ -25,8 +25,10 @@ func TestSeedExamplesApply(t *testing.T) {
 			out := framework.RunKubectl(t, cp, cp.Admin, "apply", "-n", ns, "-f", f)
 			assert.Regexp(t, `(wukong|wukongfiletransfer)\.vm\.novasphere\.dev/\S+ created`, out)
 			// What was applied reads back with the same name.
-			name := regexp.MustCompile(`/(\S+) created`).FindStringSubmatch(out)[1]
-			kind := strings.SplitN(strings.TrimSpace(out), "/", 2)[0]
+			// (An example may start with the Secret it needs.)
+			m := regexp.MustCompile(`(?m)^((?:wukong|wukongfiletransfer)\.vm\.novasphere\.dev)/(\S+) created`).FindStringSubmatch(out)
+			require.NotNil(t, m, out)
+			kind, name := m[1], m[2]
 			got := framework.RunKubectl(t, cp, cp.Admin, "get", "-n", ns, kind, name, "-o", "jsonpath={.metadata.name}")
 			assert.Equal(t, name, got)
 			// A second apply writes nothing: defaults the server filled in do

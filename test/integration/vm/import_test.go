@@ -206,7 +206,6 @@ func TestBadSources(t *testing.T) {
 		{"not-found", "/missing.img", "", "", "got 404"},
 		{"bad-checksum", "/disk.img", "sha256:" + strings.Repeat("0", 64), "", "checksum mismatch"},
 		{"wrong-creds", "/private/disk.img", "", "wrong-creds", "got 401"},
-		{"missing-secret", "/private/disk.img", "", "no-such-secret", "no-such-secret"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := &v1alpha1.Wukong{
@@ -246,6 +245,11 @@ func TestRegistryAndPVCSources(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "golden"},
 		Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("5Gi")}}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = c.kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "pull-secret"}, Type: corev1.SecretTypeDockerConfigJson,
+		StringData: map[string]string{corev1.DockerConfigJsonKey: `{"auths":{"registry.example.com":{"auth":"dTpw"}}}`},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
 	w := example(t, "wukong-ssh.yaml")
@@ -332,4 +336,52 @@ func meta(w *v1alpha1.Wukong, typ string) string {
 		}
 	}
 	return ""
+}
+
+// TestRefusedAtAdmission: what would fail minutes later in CDI is refused
+// when the Wukong is written, naming the field.
+func TestRefusedAtAdmission(t *testing.T) {
+	ns := framework.CreateTestNamespace(t, cp, "import-refused")
+	c := newClients(t)
+	ctx := context.Background()
+	_, err := c.kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "half"}, StringData: map[string]string{"accessKeyId": "x"},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = c.kube.CoreV1().PersistentVolumeClaims(ns).Create(ctx, &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "golden"},
+		Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("30Gi")}}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	https := func(secret string) *v1alpha1.ImportSourceSpec {
+		return &v1alpha1.ImportSourceSpec{Type: "https", URL: images.URL + "/disk.img", Credentials: &v1alpha1.SecretReference{SecretName: secret}}
+	}
+	for _, tc := range []struct {
+		name string
+		disk v1alpha1.DiskConfig
+		want string
+	}{
+		{"missing-secret", v1alpha1.DiskConfig{Name: "system", ImportSource: https("no-such-secret")},
+			`spec.disks[0].importSource.credentials.secretName: Not found: "no-such-secret"`},
+		{"secret-without-keys", v1alpha1.DiskConfig{Name: "system", ImportSource: https("half")},
+			`the Secret has no "secretKey" key`},
+		{"missing-pvc", v1alpha1.DiskConfig{Name: "system", ImportSource: &v1alpha1.ImportSourceSpec{Type: "pvc", PVCConfig: &v1alpha1.PVCConfig{Name: "nope"}}},
+			`spec.disks[0].importSource.pvcConfig.name: Not found: "nope"`},
+		{"disk-smaller-than-clone", v1alpha1.DiskConfig{Name: "system", Size: ptr.To(resource.MustParse("10Gi")),
+			ImportSource: &v1alpha1.ImportSourceSpec{Type: "pvc", PVCConfig: &v1alpha1.PVCConfig{Name: "golden"}}},
+			`spec.disks[0].size: Invalid value: "10Gi": smaller than the clone source golden (30Gi)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &v1alpha1.Wukong{ObjectMeta: metav1.ObjectMeta{Name: tc.name}, Spec: v1alpha1.WukongSpec{CPU: 1, Disks: []v1alpha1.DiskConfig{tc.disk}}}
+			w.APIVersion, w.Kind = "vm.novasphere.dev/v1alpha1", "Wukong"
+			b, err := yaml.Marshal(w)
+			require.NoError(t, err)
+			_, stderr, err := cp.KubectlWithStdin(cp.Admin, strings.NewReader(string(b)), "apply", "-n", ns, "-f", "-")
+			require.Error(t, err)
+			assert.Contains(t, stderr, tc.want)
+			_, err = c.wukong.VmV1alpha1().Wukongs(ns).Get(ctx, tc.name, metav1.GetOptions{})
+			assert.True(t, apierrors.IsNotFound(err))
+		})
+	}
 }

@@ -28,8 +28,9 @@ func (*REST) ShortNames() []string { return []string{"wk"} }
 // Categories puts wukongs in `kubectl get all`, as KubeVirt does with its VMs.
 func (*REST) Categories() []string { return []string{"all"} }
 
-// NewREST returns the storage of wukongs and wukongs/status.
-func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*REST, *status.REST, error) {
+// NewREST returns the storage of wukongs and wukongs/status. refs, when
+// set, checks what new or changed disks name in the cluster.
+func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, refs *References) (*REST, *status.REST, error) {
 	strategy := NewStrategy(scheme)
 	store := &genericregistry.Store{
 		NewFunc:                   func() runtime.Object { return &vm.Wukong{} },
@@ -44,6 +45,9 @@ func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*RES
 		ResetFieldsStrategy: strategy,
 
 		TableConvertor: tableConvertor,
+	}
+	if refs != nil {
+		store.BeginCreate, store.BeginUpdate = refs.beginCreate, refs.beginUpdate
 	}
 	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: optsGetter, AttrFunc: GetAttrs}); err != nil {
 		return nil, nil, err
