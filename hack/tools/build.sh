@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Builds the control-plane binaries the tests and `make up` run (etcd, kube-apiserver,
-# kubectl) from the Go module proxy into BIN_DIR (default _output/bin). Rebuilds only
+# kubectl, and versitygw for S3) from the Go module proxy into BIN_DIR (default _output/bin). Rebuilds only
 # when this module's go.sum changed, so a warm run costs nothing.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 bin=${BIN_DIR:-$here/../../_output/bin}
 mkdir -p "$bin"
+# A real S3 server (versitygw) from its own module, for the S3 import tests.
+s3stamp="$bin/.s3-$(cat "$here/s3/go.mod" "$here/s3/go.sum" | sha256sum | cut -c1-16)"
+if [ ! -f "$s3stamp" ] || [ ! -x "$bin/versitygw" ]; then
+  echo ">> building versitygw (S3) into $bin (first build takes ~3 minutes)" >&2
+  (cd "$here/s3" && go build -o "$bin/versitygw" github.com/versity/versitygw/cmd/versitygw)
+  rm -f "$bin"/.s3-*
+  touch "$s3stamp"
+fi
 stamp="$bin/.tools-$(cat "$here/go.mod" "$here/go.sum" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ] && [ -x "$bin/kube-apiserver" ] && [ -x "$bin/etcd" ] && [ -x "$bin/kubectl" ]; then
   exit 0

@@ -2,6 +2,7 @@ package vm
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
@@ -59,9 +61,16 @@ func example(t testing.TB, name string) *v1alpha1.Wukong {
 	require.NoError(t, err)
 	b, err := os.ReadFile(filepath.Join(root, "artifacts/examples", name))
 	require.NoError(t, err)
-	var w v1alpha1.Wukong
-	require.NoError(t, yaml.Unmarshal(b, &w))
-	return &w
+	// An example may carry the Secret it needs before the Wukong.
+	for _, doc := range strings.Split(string(b), "\n---\n") {
+		var w v1alpha1.Wukong
+		require.NoError(t, yaml.Unmarshal([]byte(doc), &w))
+		if w.Kind == "Wukong" {
+			return &w
+		}
+	}
+	t.Fatalf("no Wukong in %s", name)
+	return nil
 }
 
 // apply writes w as YAML and applies it with kubectl.
@@ -382,6 +391,59 @@ func TestRefusedAtAdmission(t *testing.T) {
 			assert.Contains(t, stderr, tc.want)
 			_, err = c.wukong.VmV1alpha1().Wukongs(ns).Get(ctx, tc.name, metav1.GetOptions{})
 			assert.True(t, apierrors.IsNotFound(err))
+		})
+	}
+}
+
+// TestS3Import applies the seed's S3 example against a real S3 server
+// (versitygw); the stand-in importer reads the object from it, so a wrong
+// key, bucket or credential fails there, as in CDI.
+func TestS3Import(t *testing.T) {
+	s3 := framework.StartS3(t)
+	ctx := context.Background()
+	require.NoError(t, s3.Client.MakeBucket(ctx, "vm-images", minio.MakeBucketOptions{}))
+	_, err := s3.Client.PutObject(ctx, "vm-images", "custom-os.qcow2", bytes.NewReader(image), int64(len(image)), minio.PutObjectOptions{})
+	require.NoError(t, err)
+	ns := framework.CreateTestNamespace(t, cp, "import-s3")
+	c := newClients(t)
+	for name, secret := range map[string]string{"s3-credentials": s3.SecretKey, "s3-wrong": "not-the-secret"} {
+		_, err = c.kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: name}, StringData: map[string]string{"accessKeyId": s3.AccessKey, "secretKey": secret},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+
+	w := example(t, "wukong-import-s3.yaml")
+	w.Spec.Disks[0].ImportSource.S3Config.Endpoint = s3.Endpoint
+	apply(t, ns, w)
+	got := waitWukong(t, ns, w.Name, "the S3 import done", func(w *v1alpha1.Wukong) bool {
+		is := importStatusOf(w, "system")
+		return is != nil && is.Phase == "Succeeded"
+	})
+	assert.Equal(t, "100%", importStatusOf(got, "system").Progress)
+	vm, err := c.kubevirt.KubevirtV1().VirtualMachines(ns).Get(ctx, w.Name, metav1.GetOptions{})
+	require.NoError(t, err)
+	src := vm.Spec.DataVolumeTemplates[0].Spec.Source.S3
+	require.NotNil(t, src)
+	assert.Equal(t, s3.Endpoint+"/vm-images/custom-os.qcow2", src.URL, "CDI takes endpoint/bucket/key")
+	assert.Equal(t, "s3-credentials", src.SecretRef)
+
+	for _, tc := range []struct{ name, secret, bucket, key, want string }{
+		{"s3-wrong-secret", "s3-wrong", "vm-images", "custom-os.qcow2", "signature"},
+		{"s3-no-bucket", "s3-credentials", "no-such-bucket", "custom-os.qcow2", "bucket does not exist"},
+		{"s3-no-key", "s3-credentials", "vm-images", "missing.qcow2", "key does not exist"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := w.DeepCopy()
+			bad.Name, bad.ResourceVersion = tc.name, ""
+			cfg := bad.Spec.Disks[0].ImportSource.S3Config
+			cfg.Bucket, cfg.Key, cfg.Credentials.SecretName = tc.bucket, tc.key, tc.secret
+			apply(t, ns, bad)
+			got := waitWukong(t, ns, tc.name, "a failed import", func(w *v1alpha1.Wukong) bool {
+				is := importStatusOf(w, "system")
+				return is != nil && is.Phase == "Failed"
+			})
+			assert.Contains(t, strings.ToLower(importStatusOf(got, "system").Message), tc.want)
 		})
 	}
 }
