@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
@@ -237,7 +238,7 @@ func (c *Controller) applyVM(ctx context.Context, desired *kubevirtv1.VirtualMac
 		return nil, nil, fmt.Errorf("a VirtualMachine %s/%s exists that this Wukong did not create (no %s label); rename one of them",
 			existing.Namespace, existing.Name, v1alpha1.LabelWukong)
 	}
-	notApplied := templateChanges(existing.Spec.DataVolumeTemplates, desired.Spec.DataVolumeTemplates)
+	notApplied := templateChanges(desired.Name, existing.Spec.DataVolumeTemplates, desired.Spec.DataVolumeTemplates)
 	if equality.Semantic.DeepEqual(existing.Spec.Template, desired.Spec.Template) {
 		return existing, notApplied, nil
 	}
@@ -254,12 +255,13 @@ func (c *Controller) applyVM(ctx context.Context, desired *kubevirtv1.VirtualMac
 }
 
 // templateChanges names the disks whose source or size changed.
-func templateChanges(existing, desired []kubevirtv1.DataVolumeTemplateSpec) []string {
+func templateChanges(wukong string, existing, desired []kubevirtv1.DataVolumeTemplateSpec) []string {
 	var out []string
 	for _, d := range desired {
 		for _, e := range existing {
 			if e.Name == d.Name && !equality.Semantic.DeepEqual(e.Spec, d.Spec) {
-				out = append(out, fmt.Sprintf("disk %s (DataVolume %s): a new source or size is not imported into an existing disk", d.Name, d.Name))
+				out = append(out, fmt.Sprintf("disk %s (DataVolume %s): a new source or size is not imported into an existing disk",
+					strings.TrimPrefix(d.Name, wukong+"-"), d.Name))
 			}
 		}
 	}

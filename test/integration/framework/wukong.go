@@ -20,6 +20,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -392,4 +396,41 @@ func (cp *ControlPlane) WukongAPIServerPID() int {
 		return p.cmd.Process.Pid
 	}
 	return 0
+}
+
+// WukongMetric sums the samples of a metric on wukong-apiserver's /metrics
+// whose line starts with prefix (a name, or a name and labels), read as the
+// admin.
+func (cp *ControlPlane) WukongMetric(ctx context.Context, prefix string) (float64, error) {
+	client, err := rest.HTTPClientFor(&rest.Config{TLSClientConfig: rest.TLSClientConfig{
+		CAData: cp.pki.wukongCA.certPEM, CertData: cp.Admin.Config.CertData, KeyData: cp.Admin.Config.KeyData,
+	}})
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, cp.WukongAPIServerURL()+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			sum += v
+		}
+	}
+	return sum, nil
 }

@@ -234,8 +234,14 @@ func TestBadSources(t *testing.T) {
 			})
 			assert.Contains(t, importStatusOf(got, "system").Message, tc.want)
 			assert.Equal(t, "Failed", got.Status.Phase)
-			// Nothing loops hot: the Wukong stays as it is.
+			// Nothing loops hot: the Wukong stays as it is, and the server
+			// hardly talks to kube-apiserver (its informers watch).
+			before, err := cp.WukongMetric(ctx, "rest_client_requests_total{")
+			require.NoError(t, err)
 			time.Sleep(3 * time.Second)
+			after, err := cp.WukongMetric(ctx, "rest_client_requests_total{")
+			require.NoError(t, err)
+			assert.Less(t, after-before, 15.0, "requests from wukong-apiserver in 3 s after the failure")
 			again, err := c.wukong.VmV1alpha1().Wukongs(ns).Get(ctx, tc.name, metav1.GetOptions{})
 			require.NoError(t, err)
 			assert.Equal(t, got.ResourceVersion, again.ResourceVersion, "no status churn after the failure")
@@ -446,4 +452,34 @@ func TestS3Import(t *testing.T) {
 			assert.Contains(t, strings.ToLower(importStatusOf(got, "system").Message), tc.want)
 		})
 	}
+}
+
+// TestSpecChanges: cpu reaches the VirtualMachine; a new disk source cannot
+// be imported into an existing disk, and the Wukong says so.
+func TestSpecChanges(t *testing.T) {
+	ns := framework.CreateTestNamespace(t, cp, "spec-changes")
+	c := newClients(t)
+	ctx := context.Background()
+	w := &v1alpha1.Wukong{
+		ObjectMeta: metav1.ObjectMeta{Name: "changing"},
+		Spec:       v1alpha1.WukongSpec{CPU: 1, Disks: []v1alpha1.DiskConfig{{Name: "system", Image: "docker://quay.io/containerdisks/fedora:40"}}},
+	}
+	apply(t, ns, w)
+	waitWukong(t, ns, "changing", "a running VM", func(w *v1alpha1.Wukong) bool { return w.Status.Phase == "Running" })
+	w.Spec.CPU = 4
+	w.Spec.Disks[0].Image = "docker://quay.io/containerdisks/fedora:41"
+	apply(t, ns, w)
+	got := waitWukong(t, ns, "changing", "the change reported", func(w *v1alpha1.Wukong) bool {
+		return meta(w, "SpecApplied") == "False" && w.Status.ObservedGeneration == w.Generation
+	})
+	for _, cond := range got.Status.Conditions {
+		if cond.Type == "SpecApplied" {
+			assert.Equal(t, "NeedsRecreate", cond.Reason)
+			assert.Contains(t, cond.Message, "disk system")
+		}
+	}
+	vm, err := c.kubevirt.KubevirtV1().VirtualMachines(ns).Get(ctx, "changing", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, uint32(4), vm.Spec.Template.Spec.Domain.CPU.Cores, "cpu reached the VM")
+	assert.Equal(t, "docker://quay.io/containerdisks/fedora:40", *vm.Spec.DataVolumeTemplates[0].Spec.Source.Registry.URL, "the imported disk was left alone")
 }
