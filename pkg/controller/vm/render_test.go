@@ -53,7 +53,7 @@ func TestRenderSizesAndCloudInit(t *testing.T) {
 	w := &v1alpha1.Wukong{
 		ObjectMeta: metav1.ObjectMeta{Name: "vm1", Namespace: "ns"},
 		Spec: v1alpha1.WukongSpec{CPU: 2, Memory: ptr.To(resource.MustParse("2Gi")),
-			Disks: []v1alpha1.DiskConfig{{Name: "system", Size: ptr.To(resource.MustParse("20Gi"))}, {Name: "scratch"}},
+			Disks:        []v1alpha1.DiskConfig{{Name: "system", Size: ptr.To(resource.MustParse("20Gi"))}, {Name: "scratch"}},
 			FileTransfer: &v1alpha1.FileTransferSpec{Enabled: true, Method: "ssh", SSHConfig: &v1alpha1.SSHTransferConfig{User: "fedora", KeySecret: "k"}}},
 	}
 	vm, err := Render(w, "ssh-ed25519 AAAA test\n")
