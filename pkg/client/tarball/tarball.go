@@ -95,6 +95,9 @@ func Write(dir, top string, w io.Writer, gz bool) error {
 // extracted; other entry types are skipped. The first entry that would land
 // outside dir stops the extraction with an error.
 func Extract(r io.Reader, dir string, gz bool, strip int) error {
+	if strip < 0 {
+		return fmt.Errorf("strip must not be negative, got %d", strip)
+	}
 	if gz {
 		zr, err := gzip.NewReader(r)
 		if err != nil {
