@@ -24,6 +24,7 @@ import (
 	"github.com/novasphere/wukong/pkg/apis/vm/install"
 	"github.com/novasphere/wukong/pkg/controller"
 	vmcontroller "github.com/novasphere/wukong/pkg/controller/vm"
+	"github.com/novasphere/wukong/pkg/registry/vm/disk"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukong"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	"github.com/novasphere/wukong/pkg/transfer/guest"
@@ -180,6 +181,7 @@ func (c completedConfig) New() (*WukongServer, error) {
 		"wukongs":                    wukongs,
 		"wukongs/status":             wukongStatus,
 		"wukongs/files":              files,
+		"disks":                      disk.NewREST(wukongs),
 		"wukongfiletransfers":        transfers,
 		"wukongfiletransfers/status": transferStatus,
 	}

@@ -32,6 +32,8 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&WukongList{},
 		&WukongFileTransfer{},
 		&WukongFileTransferList{},
+		&Disk{},
+		&DiskList{},
 		&WukongFileOptions{},
 		&WukongFileList{},
 	)

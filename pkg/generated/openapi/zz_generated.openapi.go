@@ -34,7 +34,11 @@ import (
 func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenAPIDefinition {
 	return map[string]common.OpenAPIDefinition{
 		v1alpha1.ByteRange{}.OpenAPIModelName():                schema_pkg_apis_vm_v1alpha1_ByteRange(ref),
+		v1alpha1.Disk{}.OpenAPIModelName():                     schema_pkg_apis_vm_v1alpha1_Disk(ref),
 		v1alpha1.DiskConfig{}.OpenAPIModelName():               schema_pkg_apis_vm_v1alpha1_DiskConfig(ref),
+		v1alpha1.DiskList{}.OpenAPIModelName():                 schema_pkg_apis_vm_v1alpha1_DiskList(ref),
+		v1alpha1.DiskSpec{}.OpenAPIModelName():                 schema_pkg_apis_vm_v1alpha1_DiskSpec(ref),
+		v1alpha1.DiskStatus{}.OpenAPIModelName():               schema_pkg_apis_vm_v1alpha1_DiskStatus(ref),
 		v1alpha1.ExportStatus{}.OpenAPIModelName():             schema_pkg_apis_vm_v1alpha1_ExportStatus(ref),
 		v1alpha1.ExportTargetSpec{}.OpenAPIModelName():         schema_pkg_apis_vm_v1alpha1_ExportTargetSpec(ref),
 		v1alpha1.FileInfo{}.OpenAPIModelName():                 schema_pkg_apis_vm_v1alpha1_FileInfo(ref),
@@ -147,6 +151,53 @@ func schema_pkg_apis_vm_v1alpha1_ByteRange(ref common.ReferenceCallback) common.
 	}
 }
 
+func schema_pkg_apis_vm_v1alpha1_Disk(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "Disk is one disk of a Wukong, derived and never stored: its declaration (spec.disks) and state (status.volumes) in one object, named like its DataVolume and PVC, <wukong>-<disk>. Its export and upload subresources move the disk's bytes.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"spec": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1alpha1.DiskSpec{}.OpenAPIModelName()),
+						},
+					},
+					"status": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1alpha1.DiskStatus{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.DiskSpec{}.OpenAPIModelName(), v1alpha1.DiskStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
+	}
+}
+
 func schema_pkg_apis_vm_v1alpha1_DiskConfig(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -193,6 +244,133 @@ func schema_pkg_apis_vm_v1alpha1_DiskConfig(ref common.ReferenceCallback) common
 		},
 		Dependencies: []string{
 			v1alpha1.ExportTargetSpec{}.OpenAPIModelName(), v1alpha1.ImportSourceSpec{}.OpenAPIModelName(), resource.Quantity{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_vm_v1alpha1_DiskList(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "DiskList is a list of Disks.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ListMeta{}.OpenAPIModelName()),
+						},
+					},
+					"items": {
+						SchemaProps: spec.SchemaProps{
+							Type: []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.Disk{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"items"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.Disk{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_vm_v1alpha1_DiskSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "DiskSpec is the disk as its Wukong declares it.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"wukongName": {
+						SchemaProps: spec.SchemaProps{
+							Description: "WukongName is the Wukong the disk belongs to.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"diskName": {
+						SchemaProps: spec.SchemaProps{
+							Description: "DiskName is the disk's name within the Wukong.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"size": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Size of the disk, when declared.",
+							Ref:         ref(resource.Quantity{}.OpenAPIModelName()),
+						},
+					},
+					"source": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Source says where the content comes from: an image reference, an import URL, s3://bucket/key, pvc namespace/name, or blank.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"wukongName", "diskName"},
+			},
+		},
+		Dependencies: []string{
+			resource.Quantity{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_vm_v1alpha1_DiskStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "DiskStatus is the disk's state, from its Wukong's status.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"claimName": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ClaimName is the PVC/DataVolume backing the disk.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"importStatus": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ImportStatus of the disk's content.",
+							Ref:         ref(v1alpha1.ImportStatus{}.OpenAPIModelName()),
+						},
+					},
+					"exportStatus": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ExportStatus of the disk's last export.",
+							Ref:         ref(v1alpha1.ExportStatus{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.ExportStatus{}.OpenAPIModelName(), v1alpha1.ImportStatus{}.OpenAPIModelName()},
 	}
 }
 

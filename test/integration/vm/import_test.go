@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -482,4 +483,71 @@ func TestSpecChanges(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint32(4), vm.Spec.Template.Spec.Domain.CPU.Cores, "cpu reached the VM")
 	assert.Equal(t, "docker://quay.io/containerdisks/fedora:40", *vm.Spec.DataVolumeTemplates[0].Spec.Source.Registry.URL, "the imported disk was left alone")
+}
+
+// TestDisks: the derived disks resource lists, gets and watches each
+// Wukong's disks with their import state, as kubectl shows them.
+func TestDisks(t *testing.T) {
+	ns := framework.CreateTestNamespace(t, cp, "disks")
+	ctx := context.Background()
+	watch := cp.KubectlCommand(ctx, cp.Admin, "get", "disks", "-n", ns, "-w", "--output-watch-events",
+		"-o", `jsonpath={.type} {.object.metadata.name} {.object.status.importStatus.phase} {.object.status.importStatus.progress}{"\n"}`)
+	out, err := watch.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, watch.Start())
+	seen := make(chan string, 1000)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			seen <- sc.Text()
+		}
+		close(seen)
+	}()
+	time.Sleep(time.Second) // the watch is open before the Wukong exists
+	w := &v1alpha1.Wukong{
+		ObjectMeta: metav1.ObjectMeta{Name: "two-disk-vm"},
+		Spec: v1alpha1.WukongSpec{CPU: 1, Disks: []v1alpha1.DiskConfig{
+			{Name: "system", Size: ptr.To(resource.MustParse("20Gi")), Image: "docker://quay.io/containerdisks/fedora:40"},
+			{Name: "data"},
+		}},
+	}
+	apply(t, ns, w)
+	waitWukong(t, ns, w.Name, "both disks imported", func(w *v1alpha1.Wukong) bool { return meta(w, "Imported") == "True" })
+
+	table := framework.RunKubectl(t, cp, cp.Admin, "get", "disks", "-n", ns)
+	assert.Regexp(t, `(?m)^NAME\s+WUKONG\s+DISK\s+SIZE\s+SOURCE\s+IMPORT\s+PROGRESS`, table)
+	assert.Regexp(t, `(?m)^two-disk-vm-system\s+two-disk-vm\s+system\s+20Gi\s+docker://quay.io/containerdisks/fedora:40\s+Succeeded\s+100%`, table)
+	assert.Regexp(t, `(?m)^two-disk-vm-data\s+two-disk-vm\s+data\s+<none>\s+blank\s+Succeeded\s+100%`, table)
+	got := framework.RunKubectl(t, cp, cp.Admin, "get", "disk", "two-disk-vm-system", "-n", ns, "-o", "jsonpath={.spec.wukongName}/{.spec.diskName} {.status.claimName}")
+	assert.Equal(t, "two-disk-vm/system two-disk-vm-system", got)
+	_, stderr, err := cp.Kubectl(cp.Admin, "get", "disk", "two-disk-vm-nope", "-n", ns)
+	require.Error(t, err)
+	assert.Contains(t, stderr, `disks.vm.novasphere.dev "two-disk-vm-nope" not found`)
+	sel := framework.RunKubectl(t, cp, cp.Admin, "get", "disks", "-n", ns, "-l", "vm.novasphere.dev/wukong=other", "-o", "name")
+	assert.Empty(t, strings.TrimSpace(sel))
+
+	// Removing a disk from the spec removes it from the watch.
+	w.Spec.Disks = w.Spec.Disks[:1]
+	apply(t, ns, w)
+	deadline := time.After(30 * time.Second)
+	var lines []string
+	for !slices.Contains(lines, "DELETED two-disk-vm-data  ") {
+		select {
+		case l := <-seen:
+			lines = append(lines, l)
+		case <-deadline:
+			t.Fatalf("the watch never showed the data disk go: %q", lines)
+		}
+	}
+	_ = watch.Process.Kill()
+	_ = watch.Wait()
+	sawPartial := false
+	for _, l := range lines {
+		if strings.HasPrefix(l, "MODIFIED two-disk-vm-system Importing ") && !strings.HasSuffix(l, " 0%") {
+			sawPartial = true
+		}
+	}
+	assert.True(t, sawPartial, "the watch showed the import part-way: %q", lines)
+	assert.Contains(t, lines, "MODIFIED two-disk-vm-system Succeeded 100%")
+	assert.Contains(t, lines, "ADDED two-disk-vm-data  ", "a disk is added when its Wukong appears")
 }

@@ -644,3 +644,57 @@ type FileInfo struct {
 	// +optional
 	LinkTarget string `json:"linkTarget,omitempty"`
 }
+
+// +genclient
+// +genclient:onlyVerbs=get,list,watch
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// Disk is one disk of a Wukong, derived and never stored: its declaration
+// (spec.disks) and state (status.volumes) in one object, named like its
+// DataVolume and PVC, <wukong>-<disk>. Its export and upload subresources
+// move the disk's bytes.
+type Disk struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   DiskSpec   `json:"spec,omitempty"`
+	Status DiskStatus `json:"status,omitempty"`
+}
+
+// DiskSpec is the disk as its Wukong declares it.
+type DiskSpec struct {
+	// WukongName is the Wukong the disk belongs to.
+	WukongName string `json:"wukongName"`
+	// DiskName is the disk's name within the Wukong.
+	DiskName string `json:"diskName"`
+	// Size of the disk, when declared.
+	// +optional
+	Size *resource.Quantity `json:"size,omitempty"`
+	// Source says where the content comes from: an image reference, an
+	// import URL, s3://bucket/key, pvc namespace/name, or blank.
+	// +optional
+	Source string `json:"source,omitempty"`
+}
+
+// DiskStatus is the disk's state, from its Wukong's status.
+type DiskStatus struct {
+	// ClaimName is the PVC/DataVolume backing the disk.
+	// +optional
+	ClaimName string `json:"claimName,omitempty"`
+	// ImportStatus of the disk's content.
+	// +optional
+	ImportStatus *ImportStatus `json:"importStatus,omitempty"`
+	// ExportStatus of the disk's last export.
+	// +optional
+	ExportStatus *ExportStatus `json:"exportStatus,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// DiskList is a list of Disks.
+type DiskList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+
+	Items []Disk `json:"items"`
+}

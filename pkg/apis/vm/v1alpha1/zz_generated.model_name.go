@@ -27,8 +27,28 @@ func (in ByteRange) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in Disk) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.Disk"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in DiskConfig) OpenAPIModelName() string {
 	return "dev.novasphere.vm.v1alpha1.DiskConfig"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in DiskList) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.DiskList"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in DiskSpec) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.DiskSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in DiskStatus) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.DiskStatus"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.

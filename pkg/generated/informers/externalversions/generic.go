@@ -53,6 +53,8 @@ func (f *genericInformer) Lister() cache.GenericLister {
 func (f *sharedInformerFactory) ForResource(resource schema.GroupVersionResource) (GenericInformer, error) {
 	switch resource {
 	// Group=vm.novasphere.dev, Version=v1alpha1
+	case v1alpha1.SchemeGroupVersion.WithResource("disks"):
+		return &genericInformer{resource: resource.GroupResource(), informer: f.Vm().V1alpha1().Disks().Informer()}, nil
 	case v1alpha1.SchemeGroupVersion.WithResource("wukongs"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Vm().V1alpha1().Wukongs().Informer()}, nil
 	case v1alpha1.SchemeGroupVersion.WithResource("wukongfiletransfers"):

@@ -18,6 +18,14 @@ limitations under the License.
 
 package v1alpha1
 
+// DiskListerExpansion allows custom methods to be added to
+// DiskLister.
+type DiskListerExpansion interface{}
+
+// DiskNamespaceListerExpansion allows custom methods to be added to
+// DiskNamespaceLister.
+type DiskNamespaceListerExpansion interface{}
+
 // WukongListerExpansion allows custom methods to be added to
 // WukongLister.
 type WukongListerExpansion interface{}

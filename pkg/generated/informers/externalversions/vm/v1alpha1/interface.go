@@ -24,6 +24,8 @@ import (
 
 // Interface provides access to all the informers in this group version.
 type Interface interface {
+	// Disks returns a DiskInformer.
+	Disks() TypedDiskInformer
 	// Wukongs returns a WukongInformer.
 	Wukongs() TypedWukongInformer
 	// WukongFileTransfers returns a WukongFileTransferInformer.
@@ -39,6 +41,11 @@ type version struct {
 // New returns a new Interface.
 func New(f internalinterfaces.SharedInformerFactory, namespace string, tweakListOptions internalinterfaces.TweakListOptionsFunc) Interface {
 	return &version{factory: f, namespace: namespace, tweakListOptions: tweakListOptions}
+}
+
+// Disks returns a TypedDiskInformer.
+func (v *version) Disks() TypedDiskInformer {
+	return &diskInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
 }
 
 // Wukongs returns a TypedWukongInformer.

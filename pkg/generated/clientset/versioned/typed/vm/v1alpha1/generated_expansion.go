@@ -18,6 +18,8 @@ limitations under the License.
 
 package v1alpha1
 
+type DiskExpansion interface{}
+
 type WukongExpansion interface{}
 
 type WukongFileTransferExpansion interface{}

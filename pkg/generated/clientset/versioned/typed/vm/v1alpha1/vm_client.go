@@ -28,6 +28,7 @@ import (
 
 type VmV1alpha1Interface interface {
 	RESTClient() rest.Interface
+	DisksGetter
 	WukongsGetter
 	WukongFileTransfersGetter
 }
@@ -35,6 +36,10 @@ type VmV1alpha1Interface interface {
 // VmV1alpha1Client is used to interact with features provided by the vm.novasphere.dev group.
 type VmV1alpha1Client struct {
 	restClient rest.Interface
+}
+
+func (c *VmV1alpha1Client) Disks(namespace string) DiskInterface {
+	return newDisks(c, namespace)
 }
 
 func (c *VmV1alpha1Client) Wukongs(namespace string) WukongInterface {

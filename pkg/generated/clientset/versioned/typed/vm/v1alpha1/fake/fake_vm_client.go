@@ -28,6 +28,10 @@ type FakeVmV1alpha1 struct {
 	*testing.Fake
 }
 
+func (c *FakeVmV1alpha1) Disks(namespace string) v1alpha1.DiskInterface {
+	return newFakeDisks(c, namespace)
+}
+
 func (c *FakeVmV1alpha1) Wukongs(namespace string) v1alpha1.WukongInterface {
 	return newFakeWukongs(c, namespace)
 }

@@ -1,0 +1,281 @@
+// Package disk serves disks: one Disk per disk of every Wukong, derived from
+// the Wukong (spec.disks and status.volumes) and never stored, in the manner
+// of metrics-server's read-only resources. Its watch is the Wukongs' watch,
+// turned into Disk events.
+package disk
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/apiserver/pkg/registry/rest"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/registry/table"
+)
+
+// Wukongs is what disks need of the wukongs storage.
+type Wukongs interface {
+	rest.Getter
+	rest.Lister
+	rest.Watcher
+}
+
+// REST is the read-only, derived storage of disks.
+type REST struct {
+	wukongs Wukongs
+}
+
+var (
+	_ rest.Storage              = &REST{}
+	_ rest.Getter               = &REST{}
+	_ rest.Lister               = &REST{}
+	_ rest.Watcher              = &REST{}
+	_ rest.Scoper               = &REST{}
+	_ rest.SingularNameProvider = &REST{}
+)
+
+// NewREST derives disks from wukongs.
+func NewREST(wukongs Wukongs) *REST { return &REST{wukongs: wukongs} }
+
+func (*REST) New() runtime.Object     { return &vm.Disk{} }
+func (*REST) NewList() runtime.Object { return &vm.DiskList{} }
+func (*REST) Destroy()                {}
+func (*REST) NamespaceScoped() bool   { return true }
+func (*REST) GetSingularName() string { return "disk" }
+func (*REST) ShortNames() []string    { return []string{"dk"} }
+func (*REST) ConvertToTable(ctx context.Context, obj, opts runtime.Object) (*metav1.Table, error) {
+	return tableConvertor.ConvertToTable(ctx, obj, opts)
+}
+
+// Get finds the Wukong and disk a name <wukong>-<disk> stands for. Both
+// parts may hold dashes, so every split is tried.
+func (r *REST) Get(ctx context.Context, name string, _ *metav1.GetOptions) (runtime.Object, error) {
+	for i := strings.IndexByte(name, '-'); i > 0; i = next(name, i) {
+		obj, err := r.wukongs.Get(ctx, name[:i], &metav1.GetOptions{})
+		if err != nil {
+			continue
+		}
+		for _, d := range disksOf(obj.(*vm.Wukong)) {
+			if d.Name == name {
+				return d, nil
+			}
+		}
+	}
+	return nil, apierrors.NewNotFound(vm.Resource("disks"), name)
+}
+
+func next(s string, i int) int {
+	j := strings.IndexByte(s[i+1:], '-')
+	if j < 0 {
+		return -1
+	}
+	return i + 1 + j
+}
+
+// List lists the disks of the Wukongs in the namespace; the label selector
+// applies to the disks' labels (their Wukong's, plus vm.novasphere.dev/wukong).
+func (r *REST) List(ctx context.Context, opts *metainternalversion.ListOptions) (runtime.Object, error) {
+	sel := labels.Everything()
+	if opts != nil && opts.LabelSelector != nil {
+		sel = opts.LabelSelector
+	}
+	wopts := &metainternalversion.ListOptions{}
+	if opts != nil {
+		wopts.ResourceVersion, wopts.ResourceVersionMatch = opts.ResourceVersion, opts.ResourceVersionMatch
+		if opts.FieldSelector != nil && !opts.FieldSelector.Empty() {
+			return nil, apierrors.NewBadRequest("disks take label selectors only (vm.novasphere.dev/wukong=<name> selects one Wukong's)")
+		}
+	}
+	obj, err := r.wukongs.List(ctx, wopts)
+	if err != nil {
+		return nil, err
+	}
+	wl := obj.(*vm.WukongList)
+	out := &vm.DiskList{ListMeta: metav1.ListMeta{ResourceVersion: wl.ResourceVersion}}
+	for i := range wl.Items {
+		for _, d := range disksOf(&wl.Items[i]) {
+			if sel.Matches(labels.Set(d.Labels)) {
+				out.Items = append(out.Items, *d)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Watch follows the Wukongs and sends an event for each disk that an event
+// of its Wukong added, changed or removed.
+func (r *REST) Watch(ctx context.Context, opts *metainternalversion.ListOptions) (watch.Interface, error) {
+	sel := labels.Everything()
+	wopts := &metainternalversion.ListOptions{Watch: true, AllowWatchBookmarks: opts != nil && opts.AllowWatchBookmarks}
+	if opts != nil {
+		if opts.LabelSelector != nil {
+			sel = opts.LabelSelector
+		}
+		if opts.FieldSelector != nil && !opts.FieldSelector.Empty() {
+			return nil, apierrors.NewBadRequest("disks take label selectors only (vm.novasphere.dev/wukong=<name> selects one Wukong's)")
+		}
+		wopts.ResourceVersion, wopts.ResourceVersionMatch, wopts.SendInitialEvents = opts.ResourceVersion, opts.ResourceVersionMatch, opts.SendInitialEvents
+	}
+	in, err := r.wukongs.Watch(ctx, wopts)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan watch.Event)
+	pw := watch.NewProxyWatcher(out)
+	go func() {
+		defer close(out)
+		defer in.Stop()
+		seen := map[string]map[string]bool{} // Wukong → the disks sent so far
+		send := func(ev watch.Event) bool {
+			select {
+			case out <- ev:
+				return true
+			case <-pw.StopChan():
+				return false
+			}
+		}
+		for {
+			var ev watch.Event
+			var ok bool
+			select {
+			case ev, ok = <-in.ResultChan():
+			case <-pw.StopChan():
+				return
+			}
+			if !ok {
+				return
+			}
+			obj := ev.Object
+			// The watch cache wraps what it sends, for serialising once.
+			if co, ok := obj.(runtime.CacheableObject); ok {
+				obj = co.GetObject()
+			}
+			w, isWukong := obj.(*vm.Wukong)
+			switch {
+			case ev.Type == watch.Bookmark && isWukong:
+				if !send(watch.Event{Type: watch.Bookmark, Object: &vm.Disk{ObjectMeta: metav1.ObjectMeta{ResourceVersion: w.ResourceVersion, Annotations: w.Annotations}}}) {
+					return
+				}
+				continue
+			case !isWukong:
+				if !send(ev) { // an error Status
+					return
+				}
+				continue
+			}
+			key := w.Namespace + "/" + w.Name
+			now := map[string]bool{}
+			if ev.Type != watch.Deleted {
+				for _, d := range disksOf(w) {
+					if !sel.Matches(labels.Set(d.Labels)) {
+						continue
+					}
+					now[d.Name] = true
+					typ := watch.Modified
+					if !seen[key][d.Name] {
+						typ = watch.Added
+					}
+					if !send(watch.Event{Type: typ, Object: d}) {
+						return
+					}
+				}
+			}
+			for name := range seen[key] {
+				if !now[name] {
+					gone := &vm.Disk{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: w.Namespace, ResourceVersion: w.ResourceVersion}}
+					if !send(watch.Event{Type: watch.Deleted, Object: gone}) {
+						return
+					}
+				}
+			}
+			if len(now) == 0 {
+				delete(seen, key)
+			} else {
+				seen[key] = now
+			}
+		}
+	}()
+	return pw, nil
+}
+
+// disksOf derives the Disks of a Wukong.
+func disksOf(w *vm.Wukong) []*vm.Disk {
+	out := make([]*vm.Disk, 0, len(w.Spec.Disks))
+	for _, d := range w.Spec.Disks {
+		claim := w.Name + "-" + d.Name
+		l := map[string]string{}
+		for k, v := range w.Labels {
+			l[k] = v
+		}
+		l[v1alpha1.LabelWukong] = w.Name
+		disk := &vm.Disk{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: claim, Namespace: w.Namespace, Labels: l,
+				ResourceVersion: w.ResourceVersion, CreationTimestamp: w.CreationTimestamp,
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "vm.novasphere.dev/v1alpha1", Kind: "Wukong", Name: w.Name, UID: w.UID}},
+			},
+			Spec:   vm.DiskSpec{WukongName: w.Name, DiskName: d.Name, Size: d.Size, Source: source(w, &d)},
+			Status: vm.DiskStatus{ClaimName: claim},
+		}
+		for _, v := range w.Status.Volumes {
+			if v.Name == d.Name {
+				disk.Status.ImportStatus, disk.Status.ExportStatus = v.ImportStatus, v.ExportStatus
+				if v.ClaimName != "" {
+					disk.Status.ClaimName = v.ClaimName
+				}
+			}
+		}
+		out = append(out, disk)
+	}
+	return out
+}
+
+// source says in one line where a disk's content comes from.
+func source(w *vm.Wukong, d *vm.DiskConfig) string {
+	s := d.ImportSource
+	switch {
+	case d.Image != "":
+		return d.Image
+	case s == nil:
+		return "blank"
+	case s.Type == vm.ImportSourceS3 && s.S3Config != nil:
+		return fmt.Sprintf("s3://%s/%s", s.S3Config.Bucket, strings.TrimPrefix(s.S3Config.Key, "/"))
+	case s.Type == vm.ImportSourcePVC && s.PVCConfig != nil:
+		ns := s.PVCConfig.Namespace
+		if ns == "" {
+			ns = w.Namespace
+		}
+		return "pvc " + ns + "/" + s.PVCConfig.Name
+	}
+	return s.URL
+}
+
+var tableConvertor = table.Convertor[*vm.Disk]{
+	Columns: []metav1.TableColumnDefinition{
+		{Name: "Wukong", Type: "string", Description: "The Wukong the disk belongs to."},
+		{Name: "Disk", Type: "string", Description: "The disk's name in the Wukong."},
+		{Name: "Size", Type: "string", Description: "Declared size."},
+		{Name: "Source", Type: "string", Description: "Where the content comes from."},
+		{Name: "Import", Type: "string", Description: "Import phase."},
+		{Name: "Progress", Type: "string", Description: "Import progress."},
+	},
+	Cells: func(d *vm.Disk) []any {
+		size, phase, progress := "<none>", "<none>", "<none>"
+		if d.Spec.Size != nil {
+			size = d.Spec.Size.String()
+		}
+		if is := d.Status.ImportStatus; is != nil {
+			phase, progress = is.Phase, table.OrNone(is.Progress)
+		}
+		return []any{d.Spec.WukongName, d.Spec.DiskName, size, d.Spec.Source, phase, progress}
+	},
+}
