@@ -27,6 +27,7 @@ import (
 	"github.com/novasphere/wukong/pkg/registry/vm/disk"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukong"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
+	"github.com/novasphere/wukong/pkg/transfer/export"
 	"github.com/novasphere/wukong/pkg/transfer/guest"
 	"github.com/novasphere/wukong/pkg/transfer/record"
 	"github.com/novasphere/wukong/pkg/transfer/ssh"
@@ -176,12 +177,14 @@ func (c completedConfig) New() (*WukongServer, error) {
 		})
 	}
 
+	disks := disk.NewREST(wukongs)
 	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(vm.GroupName, Scheme, ParameterCodec, Codecs)
 	apiGroupInfo.VersionedResourcesStorageMap["v1alpha1"] = map[string]apirest.Storage{
 		"wukongs":                    wukongs,
 		"wukongs/status":             wukongStatus,
 		"wukongs/files":              files,
-		"disks":                      disk.NewREST(wukongs),
+		"disks":                      disks,
+		"disks/export":               disk.NewExportREST(disks, wukongs, &export.Exporter{Exports: kubevirt.ExportV1beta1(), Secrets: kube.CoreV1(), TTL: time.Hour}, recorder),
 		"wukongfiletransfers":        transfers,
 		"wukongfiletransfers/status": transferStatus,
 	}

@@ -35,6 +35,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&Disk{},
 		&DiskList{},
 		&WukongFileOptions{},
+		&DiskExportOptions{},
 		&WukongFileList{},
 	)
 	return nil

@@ -36,6 +36,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.ByteRange{}.OpenAPIModelName():                schema_pkg_apis_vm_v1alpha1_ByteRange(ref),
 		v1alpha1.Disk{}.OpenAPIModelName():                     schema_pkg_apis_vm_v1alpha1_Disk(ref),
 		v1alpha1.DiskConfig{}.OpenAPIModelName():               schema_pkg_apis_vm_v1alpha1_DiskConfig(ref),
+		v1alpha1.DiskExportOptions{}.OpenAPIModelName():        schema_pkg_apis_vm_v1alpha1_DiskExportOptions(ref),
 		v1alpha1.DiskList{}.OpenAPIModelName():                 schema_pkg_apis_vm_v1alpha1_DiskList(ref),
 		v1alpha1.DiskSpec{}.OpenAPIModelName():                 schema_pkg_apis_vm_v1alpha1_DiskSpec(ref),
 		v1alpha1.DiskStatus{}.OpenAPIModelName():               schema_pkg_apis_vm_v1alpha1_DiskStatus(ref),
@@ -244,6 +245,54 @@ func schema_pkg_apis_vm_v1alpha1_DiskConfig(ref common.ReferenceCallback) common
 		},
 		Dependencies: []string{
 			v1alpha1.ExportTargetSpec{}.OpenAPIModelName(), v1alpha1.ImportSourceSpec{}.OpenAPIModelName(), resource.Quantity{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_vm_v1alpha1_DiskExportOptions(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "DiskExportOptions are the query parameters of disks/<name>/export: the disk's volume, streamed from KubeVirt's export server.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"format": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Format is raw (the default; byte ranges allowed) or gzip.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"offset": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Offset of the first byte to read (raw only), like a Range header.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"length": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Length is the number of bytes to read from offset (raw only).",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+				},
+			},
+		},
 	}
 }
 

@@ -42,8 +42,12 @@ func InstallKubeVirtCRDs(ctx context.Context, cp *framework.ControlPlane) error 
 		if err != nil || len(res.APIResources) < 2 {
 			return false, nil
 		}
-		_, err = dc.ServerResourcesForGroupVersion("cdi.kubevirt.io/v1beta1")
-		return err == nil, nil
+		for _, gv := range []string{"cdi.kubevirt.io/v1beta1", "export.kubevirt.io/v1beta1"} {
+			if _, err := dc.ServerResourcesForGroupVersion(gv); err != nil {
+				return false, nil
+			}
+		}
+		return true, nil
 	})
 }
 

@@ -41,6 +41,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&Disk{},
 		&DiskList{},
 		&WukongFileOptions{},
+		&DiskExportOptions{},
 		&WukongFileList{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)

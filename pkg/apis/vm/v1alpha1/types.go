@@ -698,3 +698,24 @@ type DiskList struct {
 
 	Items []Disk `json:"items"`
 }
+
+// +k8s:conversion-gen:explicit-from=net/url.Values
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// DiskExportOptions are the query parameters of disks/<name>/export: the
+// disk's volume, streamed from KubeVirt's export server.
+type DiskExportOptions struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// Format is raw (the default; byte ranges allowed) or gzip.
+	// +optional
+	Format string `json:"format,omitempty"`
+
+	// Offset of the first byte to read (raw only), like a Range header.
+	// +optional
+	Offset *int64 `json:"offset,omitempty"`
+
+	// Length is the number of bytes to read from offset (raw only).
+	// +optional
+	Length *int64 `json:"length,omitempty"`
+}

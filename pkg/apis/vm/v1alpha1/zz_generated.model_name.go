@@ -37,6 +37,11 @@ func (in DiskConfig) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in DiskExportOptions) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.DiskExportOptions"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in DiskList) OpenAPIModelName() string {
 	return "dev.novasphere.vm.v1alpha1.DiskList"
 }

@@ -1,0 +1,130 @@
+package vm
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/test/integration/framework"
+	"github.com/novasphere/wukong/test/integration/standin"
+)
+
+// TestDiskExport streams a disk out through disks/<name>/export with
+// kubectl get --raw: KubeVirt's VirtualMachineExport is created, waited for
+// (the client is told to retry), and the volume comes from the stand-in
+// export server with the token, which no API object the user reads holds.
+func TestDiskExport(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	exports, err := standin.StartExports(ctx, cp.Admin.Config)
+	require.NoError(t, err)
+	exports.ReadyAfter = 3 * time.Second
+
+	ns := framework.CreateTestNamespace(t, cp, "export")
+	apply(t, ns, &v1alpha1.Wukong{ObjectMeta: metav1.ObjectMeta{Name: "vm1"},
+		Spec: v1alpha1.WukongSpec{CPU: 1, Disks: []v1alpha1.DiskConfig{{Name: "system", Image: "docker://quay.io/containerdisks/fedora:40"}}}})
+	waitWukong(t, ns, "vm1", "its disk imported", func(w *v1alpha1.Wukong) bool { return meta(w, "Imported") == "True" })
+
+	const size = 64 << 20
+	vol := filepath.Join(t.TempDir(), "disk.img")
+	data := make([]byte, size)
+	_, _ = rand.NewChaCha8([32]byte{9}).Read(data)
+	require.NoError(t, os.WriteFile(vol, data, 0o644))
+	sum := sha256.Sum256(data)
+	exports.SetVolume(ns, "vm1-system", vol)
+	api := fmt.Sprintf("/apis/vm.novasphere.dev/v1alpha1/namespaces/%s/disks/vm1-system/export", ns)
+
+	t.Run("raw, after waiting for the export", func(t *testing.T) {
+		start := time.Now()
+		cmd := cp.KubectlCommand(ctx, cp.Admin, "get", "--raw", api)
+		var out, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &stderr
+		require.NoError(t, cmd.Run(), stderr.String())
+		assert.Greater(t, time.Since(start), 2*time.Second, "kubectl retried while the export was not ready")
+		got := sha256.Sum256(out.Bytes())
+		assert.Equal(t, hex.EncodeToString(sum[:]), hex.EncodeToString(got[:]), "byte-identical")
+	})
+
+	t.Run("gzip decompresses to the same bytes", func(t *testing.T) {
+		out := framework.RunKubectl(t, cp, cp.Admin, "get", "--raw", api+"?format=gzip")
+		zr, err := gzip.NewReader(strings.NewReader(out))
+		require.NoError(t, err)
+		h := sha256.New()
+		_, err = io.Copy(h, zr)
+		require.NoError(t, err)
+		assert.Equal(t, hex.EncodeToString(sum[:]), hex.EncodeToString(h.Sum(nil)))
+	})
+
+	t.Run("a range", func(t *testing.T) {
+		out := framework.RunKubectl(t, cp, cp.Admin, "get", "--raw", api+"?offset=1048576&length=4096")
+		assert.Equal(t, string(data[1<<20:1<<20+4096]), out)
+	})
+
+	t.Run("records and no token anywhere the user reads", func(t *testing.T) {
+		c := newClients(t)
+		recs, err := c.wukong.VmV1alpha1().WukongFileTransfers(ns).List(ctx, metav1.ListOptions{})
+		require.NoError(t, err)
+		var ok int
+		for _, r := range recs.Items {
+			if r.Spec.Disk == "system" && r.Status.Phase == "Succeeded" {
+				ok++
+			}
+		}
+		assert.GreaterOrEqual(t, ok, 3, "a Succeeded record for each export")
+		vme, err := c.kubevirt.ExportV1beta1().VirtualMachineExports(ns).Get(ctx, "wukong-vm1-system", metav1.GetOptions{})
+		require.NoError(t, err)
+		require.NotNil(t, vme.Spec.TTLDuration, "KubeVirt's TTL cleans the export up")
+		secret, err := c.kube.CoreV1().Secrets(ns).Get(ctx, *vme.Spec.TokenSecretRef, metav1.GetOptions{})
+		require.NoError(t, err)
+		token := string(secret.Data["token"])
+		require.NotEmpty(t, token)
+		disk, err := c.wukong.VmV1alpha1().Disks(ns).Get(ctx, "vm1-system", metav1.GetOptions{})
+		require.NoError(t, err)
+		w, err := c.wukong.VmV1alpha1().Wukongs(ns).Get(ctx, "vm1", metav1.GetOptions{})
+		require.NoError(t, err)
+		for _, obj := range []any{recs, disk, w} {
+			b, err := json.Marshal(obj)
+			require.NoError(t, err)
+			assert.NotContains(t, string(b), token)
+		}
+		assert.NotContains(t, readFile(t, cp.LogPath("wukong-apiserver")), token, "nor in the server's log")
+	})
+
+	t.Run("export needs get on disks/export, per namespace", func(t *testing.T) {
+		root, err := framework.RepoRoot()
+		require.NoError(t, err)
+		framework.RunKubectl(t, cp, cp.Admin, "apply", "-f", root+"/artifacts/deploy/30-rbac-roles.yaml")
+		viewer := framework.CreateTestUser(t, cp, "export-viewer")
+		nobody := framework.CreateTestUser(t, cp, "export-nobody")
+		framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "v", "-n", ns, "--clusterrole=vm.novasphere.dev:view", "--user=export-viewer")
+		out, _, err := cp.Kubectl(viewer, "get", "--raw", api+"?offset=0&length=16")
+		require.NoError(t, err)
+		assert.Equal(t, string(data[:16]), out)
+		_, stderr, err := cp.Kubectl(nobody, "get", "--raw", api+"?offset=0&length=16")
+		require.Error(t, err)
+		assert.Contains(t, stderr, "forbidden")
+	})
+
+	t.Run("export server gone: a clear error", func(t *testing.T) {
+		exports.Stop()
+		_, stderr, err := cp.Kubectl(cp.Admin, "get", "--raw", api)
+		require.Error(t, err)
+		assert.Contains(t, stderr, "export server")
+	})
+}
