@@ -37,6 +37,9 @@ type Exports struct {
 	ReadyAfter time.Duration
 	// Requests counts the export server's requests.
 	Requests atomic.Int64
+	// Pace, when set, sends whole raw volumes 1 MiB at a time with this
+	// pause between, so a test can cut a stream in the middle.
+	Pace atomic.Int64 // a time.Duration
 
 	mu      sync.Mutex
 	volumes map[string]string // namespace/pvc → file served
@@ -99,6 +102,24 @@ func (e *Exports) serve(w http.ResponseWriter, r *http.Request) {
 	switch parts[3] {
 	case "disk.img":
 		fi, _ := f.Stat()
+		if pace := time.Duration(e.Pace.Load()); pace > 0 && r.Header.Get("Range") == "" {
+			w.Header().Set("Content-Length", fmt.Sprint(fi.Size()))
+			w.WriteHeader(http.StatusOK)
+			buf := make([]byte, 1<<20)
+			for {
+				n, err := f.Read(buf)
+				if n > 0 {
+					if _, werr := w.Write(buf[:n]); werr != nil {
+						return
+					}
+					w.(http.Flusher).Flush()
+					time.Sleep(pace)
+				}
+				if err != nil {
+					return
+				}
+			}
+		}
 		http.ServeContent(w, r, "disk.img", fi.ModTime(), f)
 	case "disk.img.gz":
 		w.Header().Set("Content-Type", "application/gzip")

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/test/integration/framework"
@@ -121,8 +122,41 @@ func TestDiskExport(t *testing.T) {
 		assert.Contains(t, stderr, "forbidden")
 	})
 
-	t.Run("export server gone: a clear error", func(t *testing.T) {
+	t.Run("export server gone mid-stream: the stream is cut and the record Failed", func(t *testing.T) {
+		exports.Pace.Store(int64(50 * time.Millisecond))
+		cmd := cp.KubectlCommand(ctx, cp.Admin, "get", "--raw", api)
+		var out, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &stderr
+		require.NoError(t, cmd.Start())
+		c := newClients(t)
+		var rec *v1alpha1.WukongFileTransfer
+		require.NoError(t, wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			l, err := c.wukong.VmV1alpha1().WukongFileTransfers(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return false, nil
+			}
+			for i := range l.Items {
+				if r := &l.Items[i]; r.Spec.Disk == "system" && r.Status.Phase == "Transferring" && r.Status.BytesTransferred > 0 {
+					rec = r
+					return true, nil
+				}
+			}
+			return false, nil
+		}))
 		exports.Stop()
+		require.Error(t, cmd.Wait(), "kubectl must not take a cut stream for complete")
+		assert.Less(t, out.Len(), size)
+		require.NoError(t, wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			r, err := c.wukong.VmV1alpha1().WukongFileTransfers(ns).Get(ctx, rec.Name, metav1.GetOptions{})
+			if err == nil {
+				rec = r
+			}
+			return err == nil && rec.Status.Phase == "Failed", nil
+		}), "the record ends Failed")
+		assert.Contains(t, rec.Status.Message, "broke after")
+	})
+
+	t.Run("export server gone: a clear error", func(t *testing.T) {
 		_, stderr, err := cp.Kubectl(cp.Admin, "get", "--raw", api)
 		require.Error(t, err)
 		assert.Contains(t, stderr, "export server")
