@@ -5,6 +5,7 @@ package apiserver
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -107,6 +108,9 @@ type CompletedConfig struct {
 // Complete fills in the fields not set that are required to have valid data.
 func (cfg *Config) Complete() CompletedConfig {
 	cfg.GenericConfig.LongRunningFunc = LongRunningFunc
+	cfg.GenericConfig.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
+		return withFrontProxyCA(genericapiserver.DefaultBuildHandlerChain(h, c), c.Authentication.RequestHeaderConfig)
+	}
 	return CompletedConfig{&completedConfig{
 		GenericConfig: cfg.GenericConfig.Complete(),
 		ExtraConfig:   &cfg.ExtraConfig,
@@ -121,6 +125,9 @@ func (c completedConfig) New() (*WukongServer, error) {
 		return nil, err
 	}
 	s := &WukongServer{GenericAPIServer: genericServer}
+	if err := genericServer.AddReadyzChecks(frontProxyCACheck(c.GenericConfig.Authentication.RequestHeaderConfig)); err != nil {
+		return nil, err
+	}
 
 	if c.ClientConfig == nil {
 		return nil, fmt.Errorf("wukong-apiserver needs a kubeconfig for the core API (--kubeconfig, or run in a cluster)")
