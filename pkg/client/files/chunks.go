@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -117,12 +116,6 @@ func Transient(err error) bool {
 	var st apierrors.APIStatus
 	if errors.As(err, &st) {
 		code := st.Status().Code
-		// A wukong-apiserver that has just started and not yet loaded
-		// kube-apiserver's front-proxy CA sees every proxied user as
-		// system:anonymous: that 403 passes once it has.
-		if code == http.StatusForbidden && strings.Contains(st.Status().Message, `"system:anonymous"`) {
-			return true
-		}
 		return code >= 500 || code == http.StatusTooManyRequests || code == http.StatusRequestTimeout
 	}
 	return true

@@ -58,7 +58,6 @@ func TestTransient(t *testing.T) {
 		{fmt.Errorf("chunk: %w", errCut), true},
 		{apierrors.NewNotFound(gr, "/x"), false},
 		{apierrors.NewForbidden(gr, "vm1", errors.New("no")), false},
-		{apierrors.NewForbidden(gr, "vm1", errors.New(`User "system:anonymous" cannot update resource "wukongs/files"`)), true},
 		{apierrors.NewConflict(gr, "vm1", errors.New("exists")), false},
 		{apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, "PUT", gr, "vm1", "sha256 mismatch", 0, false), false},
 		{local(errors.New("disk full")), false},

@@ -252,63 +252,63 @@ func (c *Client) downloadWhole(ctx context.Context, remote, dest string, p Progr
 		}
 		defer resp.Body.Close()
 		p.Start(resp.ContentLength, 0)
-		part := dest + PartSuffix
-		f, err := os.Create(part)
-		if err != nil {
-			return local(err)
-		}
-		h := sha256.New()
-		n, err := io.Copy(io.MultiWriter(localWriter{f}, h, progressWriter{p}), c.paced(ctx, resp.Body))
-		if cerr := f.Close(); err == nil {
-			err = local(cerr)
-		}
-		if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
-			err = fmt.Errorf("%w: %d of %d bytes", errCut, n, resp.ContentLength)
-		}
-		sum := hex.EncodeToString(h.Sum(nil))
-		if err == nil {
-			err = c.checkRecordSum(ctx, resp.Header.Get(v1alpha1.TransferHeader), sum)
-		}
-		if err != nil {
-			_ = os.Remove(part)
+		record := resp.Header.Get(v1alpha1.TransferHeader)
+		n, sum, err := writePart(dest, func(w io.Writer) error {
+			n, err := io.Copy(io.MultiWriter(w, progressWriter{p}), c.paced(ctx, resp.Body))
+			if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
+				err = fmt.Errorf("%w: %d of %d bytes", errCut, n, resp.ContentLength)
+			}
 			return err
-		}
-		res = &Result{Record: resp.Header.Get(v1alpha1.TransferHeader), Size: n, Moved: n, SHA256: sum}
-		return local(os.Rename(part, dest))
+		}, func(sum string) error { return c.checkRecordSum(ctx, record, sum) })
+		res = &Result{Record: record, Size: n, Moved: n, SHA256: sum}
+		return err
 	})
 	return res, err
 }
 
-// streamToFile downloads remote over a WebSocket into dest, through a
-// partial file, and checks the sha256 the server's record ends with.
+// streamToFile downloads remote over a WebSocket into dest and checks the
+// sha256 the server's record ends with.
 func (c *Client) streamToFile(ctx context.Context, remote, dest string, p Progress) (*Result, error) {
+	var rec *v1alpha1.WukongFileTransfer
+	n, sum, err := writePart(dest, func(w io.Writer) (err error) {
+		rec, err = c.StreamDownload(ctx, remote, w, StreamOptions{Progress: p})
+		return err
+	}, func(sum string) error { return sameSum(rec, sum) })
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Size: n, Moved: n, SHA256: sum}
+	if rec != nil {
+		res.Record = rec.Name
+	}
+	return res, nil
+}
+
+// writePart writes what fill copies into dest's partial file, hashing it,
+// and renames the file over dest only once verify accepted the sha256; on
+// any failure the partial file goes.
+func writePart(dest string, fill func(io.Writer) error, verify func(sum string) error) (int64, string, error) {
 	part := dest + PartSuffix
 	f, err := os.Create(part)
 	if err != nil {
-		return nil, err
+		return 0, "", local(err)
 	}
-	h := sha256.New()
-	cw := &countWriter{}
-	rec, err := c.StreamDownload(ctx, remote, io.MultiWriter(f, h, cw), StreamOptions{Progress: p})
+	h, cw := sha256.New(), &countWriter{}
+	err = fill(io.MultiWriter(localWriter{f}, h, cw))
 	if cerr := f.Close(); err == nil {
-		err = cerr
+		err = local(cerr)
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
-	if err == nil && rec != nil && rec.Status.SHA256 != sum {
-		err = fmt.Errorf("%w: received sha256 %s, the server sent %s", errCut, sum, rec.Status.SHA256)
+	if err == nil {
+		err = verify(sum)
 	}
 	if err == nil {
-		err = os.Rename(part, dest)
+		err = local(os.Rename(part, dest))
 	}
 	if err != nil {
 		_ = os.Remove(part)
-		return nil, err
 	}
-	name := ""
-	if rec != nil {
-		name = rec.Name
-	}
-	return &Result{Record: name, Size: cw.n, Moved: cw.n, SHA256: sum}, nil
+	return cw.n, sum, err
 }
 
 type countWriter struct{ n int64 }
@@ -316,6 +316,14 @@ type countWriter struct{ n int64 }
 func (w *countWriter) Write(p []byte) (int, error) {
 	w.n += int64(len(p))
 	return len(p), nil
+}
+
+// sameSum compares what arrived with the sha256 the server recorded.
+func sameSum(rec *v1alpha1.WukongFileTransfer, sum string) error {
+	if rec != nil && rec.Status.SHA256 != "" && rec.Status.SHA256 != sum {
+		return fmt.Errorf("%w: received sha256 %s, the server sent %s", errCut, sum, rec.Status.SHA256)
+	}
+	return nil
 }
 
 // checkRecordSum compares sum with the sha256 the server recorded for the
@@ -331,10 +339,7 @@ func (c *Client) checkRecordSum(ctx context.Context, record, sum string) error {
 	if rec.Status.Phase != v1alpha1.FileTransferPhaseSucceeded {
 		return fmt.Errorf("the server ended transfer %s %s: %s", record, rec.Status.Phase, rec.Status.Message)
 	}
-	if rec.Status.SHA256 != "" && rec.Status.SHA256 != sum {
-		return fmt.Errorf("%w: received sha256 %s, the server sent %s", errCut, sum, rec.Status.SHA256)
-	}
-	return nil
+	return sameSum(rec, sum)
 }
 
 func loadState(p string) (*downloadState, error) {

@@ -120,12 +120,11 @@ func (c *Client) UploadFile(ctx context.Context, src, remote string, opts Upload
 // putChunk sends one chunk with its sha256; the server writes it at its
 // offset and counts it done only when the bytes match.
 func (c *Client) putChunk(ctx context.Context, f *os.File, remote, record string, ch Chunk, opts UploadOptions) error {
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, ch.Offset, ch.Length)); err != nil {
-		return local(err)
+	sum, err := sectionSHA256(f, ch.Offset, ch.Length)
+	if err != nil {
+		return err
 	}
-	q := url.Values{"path": {remote}, "transfer": {record}, "offset": {strconv.FormatInt(ch.Offset, 10)},
-		"sha256": {hex.EncodeToString(h.Sum(nil))}}
+	q := url.Values{"path": {remote}, "transfer": {record}, "offset": {strconv.FormatInt(ch.Offset, 10)}, "sha256": {sum}}
 	if opts.CreateParents {
 		q.Set("createParents", "true")
 	}
@@ -139,11 +138,10 @@ func (c *Client) putChunk(ctx context.Context, f *os.File, remote, record string
 
 // uploadWhole sends a small file as one request with its sha256.
 func (c *Client) uploadWhole(ctx context.Context, f *os.File, size int64, remote string, opts UploadOptions) (*Result, error) {
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
+	sum, err := sectionSHA256(f, 0, size)
+	if err != nil {
 		return nil, err
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
 	q := url.Values{"path": {remote}, "sha256": {sum}}
 	if opts.CreateParents {
 		q.Set("createParents", "true")
@@ -157,7 +155,7 @@ func (c *Client) uploadWhole(ctx context.Context, f *os.File, size int64, remote
 	}
 	opts.Progress.Start(size, 0)
 	var rec v1alpha1.WukongFileTransfer
-	err := c.retry(ctx, func() error {
+	err = c.retry(ctx, func() error {
 		body := io.TeeReader(c.paced(ctx, io.NewSectionReader(f, 0, size)), progressWriter{opts.Progress})
 		resp, err := c.do(ctx, method, q, body, size)
 		if err != nil {
@@ -170,6 +168,17 @@ func (c *Client) uploadWhole(ctx context.Context, f *os.File, size int64, remote
 		return nil, err
 	}
 	return &Result{Record: rec.Name, Size: size, Moved: size, SHA256: sum}, nil
+}
+
+// sectionSHA256 is the hex sha256 of n bytes of f from off: a request
+// carries it before its body, so the bytes are read once to hash and once
+// to send (the second read comes from the page cache).
+func sectionSHA256(f *os.File, off, n int64) (string, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, off, n)); err != nil {
+		return "", local(err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // findUpload returns the newest open upload record of the same source to the

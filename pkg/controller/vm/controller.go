@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	cdiclient "kubevirt.io/client-go/containerizeddataimporter"
 	kubevirtclient "kubevirt.io/client-go/kubevirt"
@@ -190,8 +192,17 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	}
 
 	var obs Observed
-	desired, err := Render(w, c.publicKey(ctx, w))
-	if err != nil {
+	if o, ok, _ := c.vms.GetByKey(key); ok && o.(*kubevirtv1.VirtualMachine).Annotations[AnnotationGeneration] == strconv.FormatInt(w.Generation, 10) {
+		// The VM was written for this generation: report on it without
+		// reading the key Secret again (this runs on every import update).
+		obs.VM = o.(*kubevirtv1.VirtualMachine)
+		desired, err := Render(w, "")
+		if err != nil {
+			obs.Err = err
+		} else {
+			obs.NotApplied = templateChanges(w.Name, obs.VM.Spec.DataVolumeTemplates, desired.Spec.DataVolumeTemplates)
+		}
+	} else if desired, err := Render(w, c.publicKey(ctx, w)); err != nil {
 		obs.Err = err
 	} else if obs.VM, obs.NotApplied, err = c.applyVM(ctx, desired); err != nil {
 		obs.Err = fmt.Errorf("writing the VirtualMachine: %w", err)
@@ -239,11 +250,16 @@ func (c *Controller) applyVM(ctx context.Context, desired *kubevirtv1.VirtualMac
 			existing.Namespace, existing.Name, v1alpha1.LabelWukong)
 	}
 	notApplied := templateChanges(desired.Name, existing.Spec.DataVolumeTemplates, desired.Spec.DataVolumeTemplates)
-	if equality.Semantic.DeepEqual(existing.Spec.Template, desired.Spec.Template) {
+	gen := desired.Annotations[AnnotationGeneration]
+	if equality.Semantic.DeepEqual(existing.Spec.Template, desired.Spec.Template) && existing.Annotations[AnnotationGeneration] == gen {
 		return existing, notApplied, nil
 	}
 	vm := existing.DeepCopy()
 	vm.Spec.Template = desired.Spec.Template
+	if vm.Annotations == nil {
+		vm.Annotations = map[string]string{}
+	}
+	vm.Annotations[AnnotationGeneration] = gen
 	// New disks get their templates; changed ones keep the imported data.
 	for _, t := range desired.Spec.DataVolumeTemplates {
 		if !slices.ContainsFunc(vm.Spec.DataVolumeTemplates, func(e kubevirtv1.DataVolumeTemplateSpec) bool { return e.Name == t.Name }) {
@@ -303,7 +319,7 @@ func (c *Controller) finalize(ctx context.Context, w *v1alpha1.Wukong) error {
 	vms := c.kubevirt.KubevirtV1().VirtualMachines(w.Namespace)
 	if vm, err := vms.Get(ctx, w.Name, metav1.GetOptions{}); err == nil {
 		if vm.Labels[v1alpha1.LabelWukong] == w.Name {
-			if err := del(vms.Delete(ctx, w.Name, metav1.DeleteOptions{PropagationPolicy: ptrTo(metav1.DeletePropagationBackground)})); err != nil {
+			if err := del(vms.Delete(ctx, w.Name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)})); err != nil {
 				return err
 			}
 			gone = false
@@ -335,5 +351,3 @@ func (c *Controller) finalize(ctx context.Context, w *v1alpha1.Wukong) error {
 	}
 	return err
 }
-
-func ptrTo[T any](v T) *T { return &v }

@@ -5,6 +5,7 @@ package vm
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,6 +24,10 @@ var DefaultDiskSize = resource.MustParse("10Gi")
 // cloudInitVolume is the name of the cloud-init disk and volume.
 const cloudInitVolume = "cloudinitdisk"
 
+// AnnotationGeneration, on a VirtualMachine, is the Wukong generation it was
+// last written for.
+const AnnotationGeneration = "vm.novasphere.dev/wukong-generation"
+
 // ClaimName is the DataVolume (and PVC) of a Wukong's disk: <wukong>-<disk>.
 func ClaimName(wukong, disk string) string { return wukong + "-" + disk }
 
@@ -31,7 +36,8 @@ func ClaimName(wukong, disk string) string { return wukong + "-" + disk }
 func Render(w *v1alpha1.Wukong, sshPublicKey string) (*kubevirtv1.VirtualMachine, error) {
 	labels := map[string]string{v1alpha1.LabelWukong: w.Name}
 	vm := &kubevirtv1.VirtualMachine{
-		ObjectMeta: metav1.ObjectMeta{Name: w.Name, Namespace: w.Namespace, Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Name: w.Name, Namespace: w.Namespace, Labels: labels,
+			Annotations: map[string]string{AnnotationGeneration: strconv.FormatInt(w.Generation, 10)}},
 		Spec: kubevirtv1.VirtualMachineSpec{
 			RunStrategy: ptr.To(kubevirtv1.RunStrategyAlways),
 			Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{

@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/utils/ptr"
 	exportv1beta1 "kubevirt.io/api/export/v1beta1"
 	exportclient "kubevirt.io/client-go/kubevirt/typed/export/v1beta1"
 )
@@ -89,7 +90,7 @@ func (e *Exporter) Source(ctx context.Context, namespace, claim string, format e
 	if url == "" {
 		return nil, fmt.Errorf("the VirtualMachineExport %s offers no %s format for volume %s", name, format, claim)
 	}
-	secretName := ptrValue(vme.Spec.TokenSecretRef)
+	secretName := ptr.Deref(vme.Spec.TokenSecretRef, "")
 	if st.TokenSecretRef != nil {
 		secretName = *st.TokenSecretRef
 	}
@@ -117,7 +118,7 @@ func (e *Exporter) create(ctx context.Context, namespace, claim string) (*export
 	vme := &exportv1beta1.VirtualMachineExport{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: map[string]string{"vm.novasphere.dev/disk": claim}},
 		Spec: exportv1beta1.VirtualMachineExportSpec{
-			Source:         corev1.TypedLocalObjectReference{APIGroup: ptrTo(""), Kind: "PersistentVolumeClaim", Name: claim},
+			Source:         corev1.TypedLocalObjectReference{APIGroup: ptr.To(""), Kind: "PersistentVolumeClaim", Name: claim},
 			TokenSecretRef: &tokenName,
 			TTLDuration:    &metav1.Duration{Duration: e.TTL},
 		},
@@ -141,13 +142,4 @@ func (e *Exporter) create(ctx context.Context, namespace, claim string) (*export
 		return nil, fmt.Errorf("creating the export token Secret: %w", err)
 	}
 	return created, nil
-}
-
-func ptrTo[T any](v T) *T { return &v }
-
-func ptrValue(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
 }

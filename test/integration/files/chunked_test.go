@@ -20,6 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/client/files"
 	"github.com/novasphere/wukong/test/integration/framework"
 	"github.com/novasphere/wukong/test/integration/standin"
 )
@@ -174,37 +175,18 @@ func TestChunkedTransfersOutliveTheRequestTimeout(t *testing.T) {
 	})
 }
 
-type chunk struct{ off, n int64 }
+// allChunks splits a file of size into chunkSize chunks, and missingChunks
+// what completed ranges leave of it: the plugin's own chunk planning.
+func allChunks(size int64) []files.Chunk { return files.Missing(nil, size, chunkSize) }
 
-func allChunks(size int64) []chunk {
-	var out []chunk
-	for off := int64(0); off < size; off += chunkSize {
-		out = append(out, chunk{off, min(chunkSize, size-off)})
-	}
-	return out
-}
-
-// missingChunks are the chunks not inside any completed range.
-func missingChunks(done []v1alpha1.ByteRange, size int64) []chunk {
-	var out []chunk
-	for _, c := range allChunks(size) {
-		in := false
-		for _, r := range done {
-			if c.off >= r.Offset && c.off+c.n <= r.Offset+r.Length {
-				in = true
-			}
-		}
-		if !in {
-			out = append(out, c)
-		}
-	}
-	return out
+func missingChunks(done []v1alpha1.ByteRange, size int64) []files.Chunk {
+	return files.Missing(done, size, chunkSize)
 }
 
 // parallel runs f over chunks with n workers and fails the test on any error.
-func parallel(t testing.TB, chunks []chunk, n int, f func(off, n int64) error) {
+func parallel(t testing.TB, chunks []files.Chunk, n int, f func(off, n int64) error) {
 	t.Helper()
-	work := make(chan chunk)
+	work := make(chan files.Chunk)
 	errs := make(chan error, len(chunks))
 	var wg sync.WaitGroup
 	for range n {
@@ -212,7 +194,7 @@ func parallel(t testing.TB, chunks []chunk, n int, f func(off, n int64) error) {
 		go func() {
 			defer wg.Done()
 			for c := range work {
-				errs <- f(c.off, c.n)
+				errs <- f(c.Offset, c.Length)
 			}
 		}()
 	}

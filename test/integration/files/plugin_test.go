@@ -4,15 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/x509"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,7 +19,6 @@ import (
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/rest"
 
 	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/test/integration/framework"
@@ -296,7 +292,7 @@ func TestPluginOutlivesTheRequestTimeout(t *testing.T) {
 		require.NoError(t, statErr)
 		assert.Less(t, fi.Size(), int64(size), "what arrived is short, and kubectl said so")
 		_ = os.Remove(dest)
-		waitPhaseWhere(t, ns, "/data/big.bin", func(r *v1alpha1.WukongFileTransfer) bool {
+		waitRecordWhere(t, ns, "/data/big.bin", func(r *v1alpha1.WukongFileTransfer) bool {
 			return r.Spec.Operation == "download" && r.Status.Phase == "Failed" && len(r.Status.RangeDigests) == 0
 		})
 	})
@@ -376,29 +372,9 @@ func TestPluginOutlivesTheRequestTimeout(t *testing.T) {
 // wukong-apiserver's /metrics.
 func transferMetric(t testing.TB, operation string) int64 {
 	t.Helper()
-	cfg := rest.CopyConfig(cp.Admin.Config)
-	tlsConfig, err := rest.TLSConfigFor(cfg)
+	v, err := cp.WukongMetric(context.Background(), fmt.Sprintf(`wukong_file_transfer_bytes_total{operation="%s"}`, operation))
 	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	require.True(t, pool.AppendCertsFromPEM(cp.WukongCAPEM))
-	tlsConfig.RootCAs = pool
-	tlsConfig.ServerName = "127.0.0.1"
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig}, Timeout: 10 * time.Second}
-	resp, err := client.Get(cp.WukongAPIServerURL() + "/metrics")
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
-	prefix := fmt.Sprintf(`wukong_file_transfer_bytes_total{operation="%s"} `, operation)
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, prefix); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			require.NoError(t, err)
-			return int64(f)
-		}
-	}
-	return 0
+	return int64(v)
 }
 
 // settledMetric waits until the counter stops moving (requests cut by a
@@ -433,11 +409,6 @@ func waitRecordWhere(t testing.TB, ns, remote string, ok func(*v1alpha1.WukongFi
 	})
 	require.NoError(t, err, "no record of %s as expected", remote)
 	return found
-}
-
-func waitPhaseWhere(t testing.TB, ns, remote string, ok func(*v1alpha1.WukongFileTransfer) bool) {
-	t.Helper()
-	waitRecordWhere(t, ns, remote, ok)
 }
 
 // writeTree makes a small directory tree: nested files, an empty file and

@@ -232,13 +232,7 @@ func (cp *ControlPlane) runWukongAs(ctx context.Context, name string, port int, 
 
 	// The admin certificate is accepted once wukong-apiserver has read the
 	// client CA from kube-apiserver, and /readyz is always allowed.
-	client, err := rest.HTTPClientFor(&rest.Config{
-		TLSClientConfig: rest.TLSClientConfig{
-			CAData:   cp.pki.wukongCA.certPEM,
-			CertData: cp.Admin.Config.CertData,
-			KeyData:  cp.Admin.Config.KeyData,
-		},
-	})
+	client, err := cp.wukongAdminClient()
 	if err != nil {
 		p.stop()
 		return nil, err
@@ -402,9 +396,7 @@ func (cp *ControlPlane) WukongAPIServerPID() int {
 // whose line starts with prefix (a name, or a name and labels), read as the
 // admin.
 func (cp *ControlPlane) WukongMetric(ctx context.Context, prefix string) (float64, error) {
-	client, err := rest.HTTPClientFor(&rest.Config{TLSClientConfig: rest.TLSClientConfig{
-		CAData: cp.pki.wukongCA.certPEM, CertData: cp.Admin.Config.CertData, KeyData: cp.Admin.Config.KeyData,
-	}})
+	client, err := cp.wukongAdminClient()
 	if err != nil {
 		return 0, err
 	}
@@ -433,4 +425,12 @@ func (cp *ControlPlane) WukongMetric(ctx context.Context, prefix string) (float6
 		}
 	}
 	return sum, nil
+}
+
+// wukongAdminClient talks to wukong-apiserver directly (not through
+// kube-apiserver) as the admin, trusting its serving CA.
+func (cp *ControlPlane) wukongAdminClient() (*http.Client, error) {
+	return rest.HTTPClientFor(&rest.Config{TLSClientConfig: rest.TLSClientConfig{
+		CAData: cp.pki.wukongCA.certPEM, CertData: cp.Admin.Config.CertData, KeyData: cp.Admin.Config.KeyData,
+	}})
 }

@@ -252,22 +252,32 @@ func (c *Controllers) importS3(ctx context.Context, dv *cdiv1.DataVolume, src *c
 	if err != nil {
 		return fmt.Errorf("could not get object %s from bucket %s: %v", key, bucket, err)
 	}
+	if err := c.read(obj, io.Discard, info.Size, report); err != nil {
+		return fmt.Errorf("reading object %s from bucket %s: %v", key, bucket, err)
+	}
+	return nil
+}
+
+// read consumes r into w as an importer writes a volume, reporting the
+// percentage every tenth of total (when known) and pausing Step there.
+func (c *Controllers) read(r io.Reader, w io.Writer, total int64, report func(int) bool) error {
 	var n int64
 	buf := make([]byte, 256<<10)
 	last := -1
 	for {
-		k, rerr := obj.Read(buf)
+		k, err := r.Read(buf)
+		_, _ = w.Write(buf[:k])
 		n += int64(k)
-		if pct := int(n * 99 / max(info.Size, 1)); pct/10 != last/10 {
+		if pct := int(n * 99 / max(total, 1)); total > 0 && pct/10 != last/10 {
 			last = pct
 			report(pct)
 			time.Sleep(c.Step)
 		}
-		if rerr == io.EOF {
+		if err == io.EOF {
 			return nil
 		}
-		if rerr != nil {
-			return fmt.Errorf("reading object %s from bucket %s: %v", key, bucket, rerr)
+		if err != nil {
+			return err
 		}
 	}
 }
@@ -323,27 +333,8 @@ func (c *Controllers) importHTTP(ctx context.Context, dv *cdiv1.DataVolume, src 
 	default:
 		return fmt.Errorf("unsupported checksum algorithm %q", algo)
 	}
-	total := resp.ContentLength
-	var n int64
-	buf := make([]byte, 256<<10)
-	last := -1
-	for {
-		k, rerr := resp.Body.Read(buf)
-		h.Write(buf[:k])
-		n += int64(k)
-		if total > 0 {
-			if pct := int(n * 99 / total); pct/10 != last/10 {
-				last = pct
-				report(pct)
-				time.Sleep(c.Step)
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return fmt.Errorf("unable to read the http data source: %v", rerr)
-		}
+	if err := c.read(resp.Body, h, resp.ContentLength, report); err != nil {
+		return fmt.Errorf("unable to read the http data source: %v", err)
 	}
 	if src.Checksum != "" {
 		if got := hex.EncodeToString(h.Sum(nil)); got != want {

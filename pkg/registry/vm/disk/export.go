@@ -14,6 +14,8 @@ import (
 	exportv1beta1 "kubevirt.io/api/export/v1beta1"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/registry/errstatus"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 	"github.com/novasphere/wukong/pkg/transfer/record"
 )
@@ -93,7 +95,7 @@ func (r *ExportREST) stream(ctx context.Context, w *vm.Wukong, d *vm.Disk, forma
 		}}
 	}
 	if err != nil {
-		return badGateway(err.Error())
+		return errstatus.BadGateway(err.Error())
 	}
 	up, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
 	if err != nil {
@@ -120,16 +122,15 @@ func (r *ExportREST) stream(ctx context.Context, w *vm.Wukong, d *vm.Disk, forma
 	resp, err := src.Client.Do(up)
 	if err != nil {
 		// The URL holds no secret, the token travels in a header.
-		return badGateway(fmt.Sprintf("reaching the export server of %s: %v", src.Export, err))
+		return errstatus.BadGateway(fmt.Sprintf("reaching the export server of %s: %v", src.Export, err))
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusPartialContent:
 	case http.StatusRequestedRangeNotSatisfiable:
-		return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusRequestedRangeNotSatisfiable,
-			Reason: metav1.StatusReasonBadRequest, Message: "the range lies outside the disk: " + resp.Header.Get("Content-Range")}}
+		return errstatus.New(http.StatusRequestedRangeNotSatisfiable, "", "the range lies outside the disk: "+resp.Header.Get("Content-Range"))
 	default:
-		return badGateway(fmt.Sprintf("the export server of %s answered %s", src.Export, resp.Status))
+		return errstatus.BadGateway(fmt.Sprintf("the export server of %s answered %s", src.Export, resp.Status))
 	}
 	spec := vm.WukongFileTransferSpec{WukongName: w.Name, Operation: vm.OperationDownload, Disk: d.Spec.DiskName}
 	t, err := r.recorder.Start(ctx, w, spec, resp.ContentLength)
@@ -141,7 +142,7 @@ func (r *ExportREST) stream(ctx context.Context, w *vm.Wukong, d *vm.Disk, forma
 			rw.Header().Set(h, v)
 		}
 	}
-	rw.Header().Set("X-Wukong-Transfer", t.Name())
+	rw.Header().Set(v1alpha1.TransferHeader, t.Name())
 	rw.WriteHeader(resp.StatusCode)
 	n, err := io.CopyBuffer(io.MultiWriter(rw, t), resp.Body, make([]byte, 1<<20))
 	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
@@ -154,9 +155,4 @@ func (r *ExportREST) stream(ctx context.Context, w *vm.Wukong, d *vm.Disk, forma
 	}
 	t.Succeed(fmt.Sprintf("exported %d bytes of disk %s (%s)", n, d.Spec.DiskName, format))
 	return nil
-}
-
-func badGateway(msg string) error {
-	return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusBadGateway,
-		Reason: "BadGateway", Message: msg}}
 }

@@ -84,16 +84,13 @@ func next(s string, i int) int {
 // List lists the disks of the Wukongs in the namespace; the label selector
 // applies to the disks' labels (their Wukong's, plus vm.novasphere.dev/wukong).
 func (r *REST) List(ctx context.Context, opts *metainternalversion.ListOptions) (runtime.Object, error) {
-	sel := labels.Everything()
-	if opts != nil && opts.LabelSelector != nil {
-		sel = opts.LabelSelector
+	sel, err := labelSelector(opts)
+	if err != nil {
+		return nil, err
 	}
 	wopts := &metainternalversion.ListOptions{}
 	if opts != nil {
 		wopts.ResourceVersion, wopts.ResourceVersionMatch = opts.ResourceVersion, opts.ResourceVersionMatch
-		if opts.FieldSelector != nil && !opts.FieldSelector.Empty() {
-			return nil, apierrors.NewBadRequest("disks take label selectors only (vm.novasphere.dev/wukong=<name> selects one Wukong's)")
-		}
 	}
 	obj, err := r.wukongs.List(ctx, wopts)
 	if err != nil {
@@ -111,18 +108,30 @@ func (r *REST) List(ctx context.Context, opts *metainternalversion.ListOptions) 
 	return out, nil
 }
 
+// labelSelector is the selector of a list or watch of disks; they have no
+// fields to select by beyond what labels say.
+func labelSelector(opts *metainternalversion.ListOptions) (labels.Selector, error) {
+	if opts == nil {
+		return labels.Everything(), nil
+	}
+	if opts.FieldSelector != nil && !opts.FieldSelector.Empty() {
+		return nil, apierrors.NewBadRequest("disks take label selectors only (vm.novasphere.dev/wukong=<name> selects one Wukong's)")
+	}
+	if opts.LabelSelector == nil {
+		return labels.Everything(), nil
+	}
+	return opts.LabelSelector, nil
+}
+
 // Watch follows the Wukongs and sends an event for each disk that an event
 // of its Wukong added, changed or removed.
 func (r *REST) Watch(ctx context.Context, opts *metainternalversion.ListOptions) (watch.Interface, error) {
-	sel := labels.Everything()
+	sel, err := labelSelector(opts)
+	if err != nil {
+		return nil, err
+	}
 	wopts := &metainternalversion.ListOptions{Watch: true, AllowWatchBookmarks: opts != nil && opts.AllowWatchBookmarks}
 	if opts != nil {
-		if opts.LabelSelector != nil {
-			sel = opts.LabelSelector
-		}
-		if opts.FieldSelector != nil && !opts.FieldSelector.Empty() {
-			return nil, apierrors.NewBadRequest("disks take label selectors only (vm.novasphere.dev/wukong=<name> selects one Wukong's)")
-		}
 		wopts.ResourceVersion, wopts.ResourceVersionMatch, wopts.SendInitialEvents = opts.ResourceVersion, opts.ResourceVersionMatch, opts.SendInitialEvents
 	}
 	in, err := r.wukongs.Watch(ctx, wopts)

@@ -26,7 +26,9 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/pkg/apis/vm/validation"
+	"github.com/novasphere/wukong/pkg/registry/errstatus"
 	"github.com/novasphere/wukong/pkg/transfer/archive"
 	"github.com/novasphere/wukong/pkg/transfer/files"
 	"github.com/novasphere/wukong/pkg/transfer/guest"
@@ -116,7 +118,7 @@ func (r *FilesREST) Connect(ctx context.Context, name string, options runtime.Ob
 			errors.New("file transfer is disabled for this Wukong: set spec.fileTransfer.enabled to true"))
 	}
 	if ft.Method != vm.FileTransferMethodSSH {
-		return nil, newStatus(http.StatusNotImplemented, metav1.StatusReasonMethodNotAllowed,
+		return nil, errstatus.New(http.StatusNotImplemented, metav1.StatusReasonMethodNotAllowed,
 			fmt.Sprintf("spec.fileTransfer.method %q is not served by the files subresource yet; use ssh", ft.Method))
 	}
 	h := &filesHandler{r: r, w: w, opts: opts, responder: responder, maxBytes: r.limitFor(w)}
@@ -347,7 +349,7 @@ func writeFileHeader(rw http.ResponseWriter, fi os.FileInfo, start, length int64
 	hd.Set("Accept-Ranges", "bytes")
 	hd.Set("Last-Modified", fi.ModTime().UTC().Format(http.TimeFormat))
 	hd.Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.Size(), fi.ModTime().UnixNano()))
-	hd.Set("X-Wukong-Transfer", record)
+	hd.Set(v1alpha1.TransferHeader, record)
 	code := http.StatusOK
 	if partial {
 		code = http.StatusPartialContent
@@ -421,7 +423,7 @@ func parseRange(hdr string, size int64) (start, length int64, ok bool) {
 }
 
 func rangeNotSatisfiable(size int64, msg string) error {
-	st := newStatus(http.StatusRequestedRangeNotSatisfiable, metav1.StatusReasonBadRequest, msg)
+	st := errstatus.New(http.StatusRequestedRangeNotSatisfiable, metav1.StatusReasonBadRequest, msg)
 	st.ErrStatus.Details = &metav1.StatusDetails{Causes: []metav1.StatusCause{{Type: "Size", Message: strconv.FormatInt(size, 10)}}}
 	return st
 }
@@ -464,7 +466,7 @@ func (h *filesHandler) getTar(ctx context.Context, c *sftp.Client, rw http.Respo
 		ct = "application/gzip"
 	}
 	rw.Header().Set("Content-Type", ct)
-	rw.Header().Set("X-Wukong-Transfer", t.Name())
+	rw.Header().Set(v1alpha1.TransferHeader, t.Name())
 	rw.WriteHeader(http.StatusOK)
 	out := &limitWriter{w: io.MultiWriter(rw, t), limit: h.maxBytes}
 	if _, err := archive.Write(ctx, c, h.opts.Path, out, archive.WriteOptions{Gzip: h.opts.Gzip}); err != nil {

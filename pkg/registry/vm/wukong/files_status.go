@@ -12,27 +12,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/registry/errstatus"
 	"github.com/novasphere/wukong/pkg/transfer/archive"
 	"github.com/novasphere/wukong/pkg/transfer/files"
 	"github.com/novasphere/wukong/pkg/transfer/guest"
 	"github.com/novasphere/wukong/pkg/transfer/ssh"
 )
-
-// Reasons for codes metav1 has no reason for.
-const (
-	reasonBadGateway          metav1.StatusReason = "BadGateway"
-	reasonInsufficientStorage metav1.StatusReason = "InsufficientStorage"
-	reasonRangeNotSatisfiable metav1.StatusReason = "RequestedRangeNotSatisfiable"
-)
-
-func newStatus(code int, reason metav1.StatusReason, msg string) *apierrors.StatusError {
-	if code == http.StatusRequestedRangeNotSatisfiable {
-		reason = reasonRangeNotSatisfiable
-	}
-	return &apierrors.StatusError{ErrStatus: metav1.Status{
-		Status: metav1.StatusFailure, Code: int32(code), Reason: reason, Message: msg,
-	}}
-}
 
 // statusFor turns what went wrong into the Status a user sees: the code
 // DESIGN.md lists and a message that says what to do.
@@ -55,18 +40,18 @@ func (h *filesHandler) statusFor(err error) *apierrors.StatusError {
 	case errors.Is(err, guest.ErrMisconfigured), errors.Is(err, ssh.ErrInvalidTarget):
 		return apierrors.NewConflict(vm.Resource("wukongs"), name, err)
 	case errors.As(err, &mismatch):
-		return newStatus(http.StatusBadGateway, reasonBadGateway, mismatch.Error())
+		return errstatus.BadGateway(mismatch.Error())
 	case errors.As(err, &auth):
-		return newStatus(http.StatusBadGateway, reasonBadGateway, auth.Error())
+		return errstatus.BadGateway(auth.Error())
 	case errors.As(err, &unreach):
 		if unreach.Timeout {
-			return newStatus(http.StatusGatewayTimeout, metav1.StatusReasonTimeout, unreach.Error())
+			return errstatus.New(http.StatusGatewayTimeout, metav1.StatusReasonTimeout, unreach.Error())
 		}
-		return newStatus(http.StatusBadGateway, reasonBadGateway, unreach.Error())
+		return errstatus.BadGateway(unreach.Error())
 	case errors.Is(err, files.ErrExists):
 		return apierrors.NewAlreadyExists(vm.Resource("wukongs/files"), p)
 	case errors.Is(err, files.ErrChecksumMismatch):
-		return newStatus(http.StatusUnprocessableEntity, metav1.StatusReasonInvalid, fmt.Sprintf("%v; nothing was written to %s", err, p))
+		return errstatus.New(http.StatusUnprocessableEntity, metav1.StatusReasonInvalid, fmt.Sprintf("%v; nothing was written to %s", err, p))
 	case errors.Is(err, files.ErrTooLarge), errors.Is(err, archive.ErrTooLarge):
 		return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("%v; nothing was written to %s", err, p))
 	case errors.Is(err, files.ErrShortBody):
@@ -78,19 +63,19 @@ func (h *filesHandler) statusFor(err error) *apierrors.StatusError {
 	case archive.IsRefused(err):
 		return apierrors.NewBadRequest(fmt.Sprintf("the tar was refused and nothing was extracted under %s: %v", p, err))
 	case errors.Is(err, files.ErrDiskFull):
-		return newStatus(http.StatusInsufficientStorage, reasonInsufficientStorage, fmt.Sprintf("%v; nothing was written to %s", err, p))
+		return errstatus.New(http.StatusInsufficientStorage, errstatus.ReasonInsufficientStorage, fmt.Sprintf("%v; nothing was written to %s", err, p))
 	case errors.Is(err, os.ErrNotExist):
 		return apierrors.NewNotFound(vm.Resource("wukongs/files"), p)
 	case errors.Is(err, os.ErrPermission):
 		return apierrors.NewForbidden(vm.Resource("wukongs/files"), p, fmt.Errorf("the guest user %s may not do that in %s", h.sshUser(), name))
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return newStatus(http.StatusGatewayTimeout, metav1.StatusReasonTimeout, fmt.Sprintf("the request ended before the transfer of %s did: %v", p, err))
+		return errstatus.New(http.StatusGatewayTimeout, metav1.StatusReasonTimeout, fmt.Sprintf("the request ended before the transfer of %s did: %v", p, err))
 	}
 	var se *sftp.StatusError
 	if errors.As(err, &se) {
-		return newStatus(http.StatusBadGateway, reasonBadGateway, fmt.Sprintf("the SFTP server in %s refused the operation on %s: %v", name, p, err))
+		return errstatus.BadGateway(fmt.Sprintf("the SFTP server in %s refused the operation on %s: %v", name, p, err))
 	}
-	return newStatus(http.StatusBadGateway, reasonBadGateway, fmt.Sprintf("lost the SFTP session to %s while working on %s: %v", name, p, err))
+	return errstatus.BadGateway(fmt.Sprintf("lost the SFTP session to %s while working on %s: %v", name, p, err))
 }
 
 func (h *filesHandler) sshUser() string {
