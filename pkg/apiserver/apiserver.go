@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
+	cdiclient "kubevirt.io/client-go/containerizeddataimporter"
 	kubevirtclient "kubevirt.io/client-go/kubevirt"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
@@ -28,6 +29,7 @@ import (
 	"github.com/novasphere/wukong/pkg/registry/vm/disk"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukong"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
+	cdiupload "github.com/novasphere/wukong/pkg/transfer/cdi"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 	"github.com/novasphere/wukong/pkg/transfer/guest"
 	"github.com/novasphere/wukong/pkg/transfer/record"
@@ -77,6 +79,10 @@ type ExtraConfig struct {
 	TransferStaleAfter time.Duration
 	// SSHDialTimeout bounds reaching a guest's SSH server.
 	SSHDialTimeout time.Duration
+	// CDIUploadProxyURL and CDIUploadProxyCA override where the CDIConfig
+	// says CDI's upload proxy is.
+	CDIUploadProxyURL string
+	CDIUploadProxyCA  []byte
 	// Controller runs the VM controller in the replica holding ControllerLock.
 	Controller     bool
 	ControllerLock controller.LeaderOptions
@@ -184,6 +190,14 @@ func (c completedConfig) New() (*WukongServer, error) {
 		})
 	}
 
+	cdi, err := cdiclient.NewForConfig(c.ClientConfig)
+	if err != nil {
+		return nil, err
+	}
+	uploader := &cdiupload.Uploader{
+		DataVolumes: cdi.CdiV1beta1(), Configs: cdi.CdiV1beta1(), Tokens: cdi.UploadV1beta1(),
+		ProxyURL: c.ExtraConfig.CDIUploadProxyURL, ProxyCA: c.ExtraConfig.CDIUploadProxyCA,
+	}
 	disks := disk.NewREST(wukongs)
 	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(vm.GroupName, Scheme, ParameterCodec, Codecs)
 	apiGroupInfo.VersionedResourcesStorageMap["v1alpha1"] = map[string]apirest.Storage{
@@ -192,6 +206,7 @@ func (c completedConfig) New() (*WukongServer, error) {
 		"wukongs/files":              files,
 		"disks":                      disks,
 		"disks/export":               disk.NewExportREST(disks, wukongs, &export.Exporter{Exports: kubevirt.ExportV1beta1(), Secrets: kube.CoreV1(), TTL: time.Hour}, recorder),
+		"disks/upload":               disk.NewUploadREST(disks, wukongs, uploader, recorder, c.GenericConfig.Authorization.Authorizer),
 		"wukongfiletransfers":        transfers,
 		"wukongfiletransfers/status": transferStatus,
 	}

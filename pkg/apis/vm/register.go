@@ -36,6 +36,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&DiskList{},
 		&WukongFileOptions{},
 		&DiskExportOptions{},
+		&DiskUploadOptions{},
 		&WukongFileList{},
 	)
 	return nil

@@ -70,11 +70,20 @@ const (
 	ImportSourceS3       = "s3"
 	ImportSourceRegistry = "registry"
 	ImportSourcePVC      = "pvc"
+	// ImportSourceUpload leaves the disk for an upload through
+	// disks/<name>/upload (a CDI upload DataVolume).
+	ImportSourceUpload = "upload"
+)
+
+// Content types of an upload disk, as CDI names them.
+const (
+	ContentTypeKubeVirt = "kubevirt"
+	ContentTypeArchive  = "archive"
 )
 
 // ImportSourceSpec defines where a disk's content is imported from (a CDI DataVolume source).
 type ImportSourceSpec struct {
-	// Type of the source: http, https, s3, registry or pvc.
+	// Type of the source: http, https, s3, registry, pvc or upload.
 	Type string `json:"type"`
 
 	// URL of the source, for http, https (the image URL) and registry
@@ -107,6 +116,11 @@ type ImportSourceSpec struct {
 	// PVCConfig configures a pvc (clone) source.
 	// +optional
 	PVCConfig *PVCConfig `json:"pvcConfig,omitempty"`
+
+	// ContentType of an upload disk: kubevirt (a disk image, the default) or
+	// archive (a tar of files unpacked into a filesystem volume).
+	// +optional
+	ContentType string `json:"contentType,omitempty"`
 }
 
 // Export target types.
@@ -712,4 +726,31 @@ type DiskExportOptions struct {
 	// Length is the number of bytes to read from offset (raw only).
 	// +optional
 	Length *int64 `json:"length,omitempty"`
+
+	// Transfer names the WukongFileTransfer (operation download, spec.disk
+	// set) this range belongs to: a chunked export, many ranged requests
+	// tied to one record, each well inside kube-apiserver's timeout.
+	// +optional
+	Transfer string `json:"transfer,omitempty"`
+
+	// Commit, with transfer, ends a chunked export: Succeeded when its
+	// ranges cover the disk.
+	// +optional
+	Commit bool `json:"commit,omitempty"`
+}
+
+// +k8s:conversion-gen:explicit-from=net/url.Values
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// DiskUploadOptions are the query parameters of disks/<name>/upload: a disk
+// image (or, for a disk of contentType archive, a tar) sent to CDI's upload
+// proxy. POST or PUT carry the bytes; a GET upgraded to a WebSocket carries
+// them past kube-apiserver's request timeout.
+type DiskUploadOptions struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// SHA256 of the whole upload, hex: checked on the stream, and a mismatch
+	// fails the upload before its last bytes reach CDI.
+	// +optional
+	SHA256 string `json:"sha256,omitempty"`
 }

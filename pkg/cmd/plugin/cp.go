@@ -13,8 +13,8 @@ import (
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
-	"github.com/novasphere/wukong/pkg/client/files"
 	"github.com/novasphere/wukong/pkg/client/tarball"
+	"github.com/novasphere/wukong/pkg/client/transfers"
 )
 
 type cpOptions struct {
@@ -85,7 +85,7 @@ func (c *cpOptions) upload(ctx context.Context, src string, dst remote) error {
 	}
 	progress := newProgress(c.ErrOut, c.quiet, path.Base(dst.path))
 	defer finish(progress)
-	stream := files.StreamOptions{Upload: "replace", CreateParents: c.createParents, Mode: c.mode, Progress: progress}
+	stream := transfers.StreamOptions{Upload: "replace", CreateParents: c.createParents, Mode: c.mode, Progress: progress}
 	if c.noClobber {
 		stream.Upload = "create"
 	}
@@ -114,7 +114,7 @@ func (c *cpOptions) upload(ctx context.Context, src string, dst remote) error {
 		pr.Close()
 		return explain(err)
 	}
-	_, err = fc.UploadFile(ctx, src, target, files.UploadOptions{
+	_, err = fc.UploadFile(ctx, src, target, transfers.UploadOptions{
 		Resume: c.resume, NoClobber: c.noClobber, CreateParents: c.createParents, Mode: c.mode, Progress: progress,
 	})
 	return explain(err)
@@ -133,7 +133,7 @@ func (c *cpOptions) download(ctx context.Context, src remote, dst string) error 
 	}
 	dir := info.Type == "directory"
 	if dst == "-" {
-		_, err := fc.StreamDownload(ctx, src.path, c.Out, files.StreamOptions{Archive: dir, Gzip: dir && c.gzip, Progress: progress})
+		_, err := fc.StreamDownload(ctx, src.path, c.Out, transfers.StreamOptions{Archive: dir, Gzip: dir && c.gzip, Progress: progress})
 		return explain(err)
 	}
 	target := dst
@@ -154,7 +154,7 @@ func (c *cpOptions) download(ctx context.Context, src remote, dst string) error 
 			pr.CloseWithError(err)
 			done <- err
 		}()
-		_, err := fc.StreamDownload(ctx, src.path, pw, files.StreamOptions{Archive: true, Gzip: c.gzip, Progress: progress})
+		_, err := fc.StreamDownload(ctx, src.path, pw, transfers.StreamOptions{Archive: true, Gzip: c.gzip, Progress: progress})
 		pw.CloseWithError(err)
 		if xerr := <-done; err == nil {
 			err = xerr
@@ -164,7 +164,7 @@ func (c *cpOptions) download(ctx context.Context, src remote, dst string) error 
 	if info.Type != "file" {
 		return fmt.Errorf("%s is a %s: cp copies files and directories", src, info.Type)
 	}
-	_, err = fc.DownloadFile(ctx, src.path, info, target, files.DownloadOptions{Resume: c.resume, Progress: progress})
+	_, err = fc.DownloadFile(ctx, src.path, info, target, transfers.DownloadOptions{Resume: c.resume, Progress: progress})
 	return explain(err)
 }
 

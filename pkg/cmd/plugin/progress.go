@@ -10,12 +10,12 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
-	"github.com/novasphere/wukong/pkg/client/files"
+	"github.com/novasphere/wukong/pkg/client/transfers"
 )
 
 // newProgress returns a progress bar (bytes, rate, ETA) on w when w is a
 // terminal and quiet is off; otherwise a progress that shows nothing.
-func newProgress(w io.Writer, quiet bool, desc string) files.Progress {
+func newProgress(w io.Writer, quiet bool, desc string) transfers.Progress {
 	f, ok := w.(*os.File)
 	if quiet || !ok || !term.IsTerminal(int(f.Fd())) {
 		return silent{}
@@ -63,7 +63,7 @@ func (p *bar) Add(n int) {
 }
 
 // finish completes the bar (streams of unknown size end here).
-func finish(p files.Progress) {
+func finish(p transfers.Progress) {
 	if b, ok := p.(*bar); ok && b.b != nil {
 		_ = b.b.Finish()
 	}

@@ -1,10 +1,12 @@
 // Package plugin is kubectl-wukong, the kubectl plugin for Wukong: cp, ls
-// and rm of files inside VMs, and transfers (the WukongFileTransfer records).
+// and rm of files inside VMs, export and upload of disks, and transfers (the
+// WukongFileTransfer records).
 // It takes kubectl's connection flags (kubeconfig, context, namespace, ...)
 // through cli-runtime.
 package plugin
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"strings"
@@ -12,10 +14,11 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/time/rate"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/novasphere/wukong/pkg/client/files"
+	"github.com/novasphere/wukong/pkg/client/transfers"
 	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
 )
 
@@ -25,6 +28,7 @@ type Options struct {
 	config *genericclioptions.ConfigFlags
 
 	parallel  int
+	retries   int
 	chunkSize string
 	limitRate string
 	quiet     bool
@@ -48,11 +52,12 @@ tied to one WukongFileTransfer record; an interrupted copy resumes with --resume
 	root.SetErr(streams.ErrOut)
 	o.config.AddFlags(root.PersistentFlags())
 	pf := root.PersistentFlags()
-	pf.IntVar(&o.parallel, "parallel", files.DefaultParallel, "chunks in flight at once")
+	pf.IntVar(&o.parallel, "parallel", transfers.DefaultParallel, "chunks in flight at once")
+	pf.IntVar(&o.retries, "retries", transfers.DefaultRetries, "how often one chunk is tried again after a failure that may pass, with backoff (8 rides out about 40 s)")
 	pf.StringVar(&o.chunkSize, "chunk-size", "32Mi", "bytes per request of a chunked transfer; each request must fit kube-apiserver's --request-timeout")
-	pf.StringVar(&o.limitRate, "limit-rate", "", "cap the rate of chunked transfers, in bytes per second (e.g. 50Mi)")
+	pf.StringVar(&o.limitRate, "limit-rate", "", "cap the rate of chunked transfers and disk uploads, in bytes per second (e.g. 50Mi)")
 	pf.BoolVarP(&o.quiet, "quiet", "q", false, "no progress bar (there is none when stderr is not a terminal)")
-	root.AddCommand(newCpCommand(o), newLsCommand(o), newRmCommand(o), newTransfersCommand(o))
+	root.AddCommand(newCpCommand(o), newLsCommand(o), newRmCommand(o), newExportCommand(o), newUploadCommand(o), newTransfersCommand(o))
 	return root
 }
 
@@ -62,7 +67,7 @@ func (o *Options) namespace() (string, error) {
 }
 
 // client returns a files client for the Wukong named in r.
-func (o *Options) client(r remote) (*files.Client, error) {
+func (o *Options) client(r remote) (*transfers.Client, error) {
 	cfg, err := o.config.ToRESTConfig()
 	if err != nil {
 		return nil, err
@@ -73,26 +78,58 @@ func (o *Options) client(r remote) (*files.Client, error) {
 			return nil, err
 		}
 	}
-	c, err := files.New(cfg, ns, r.wukong)
+	c, err := transfers.New(cfg, ns, r.wukong)
 	if err != nil {
 		return nil, err
 	}
-	if c.ChunkSize, err = quantity("--chunk-size", o.chunkSize); err != nil {
+	return c, o.tune(c)
+}
+
+// diskClient returns a client of disk name's subresource (export or upload).
+func (o *Options) diskClient(ctx context.Context, name, subresource string) (*transfers.Client, error) {
+	cfg, err := o.config.ToRESTConfig()
+	if err != nil {
 		return nil, err
 	}
+	ns, err := o.namespace()
+	if err != nil {
+		return nil, err
+	}
+	cs, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d, err := cs.VmV1alpha1().Disks(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, explain(err)
+	}
+	c, err := transfers.ForDisk(cfg, d, subresource)
+	if err != nil {
+		return nil, err
+	}
+	return c, o.tune(c)
+}
+
+// tune applies the chunk, parallelism and rate flags.
+func (o *Options) tune(c *transfers.Client) error {
+	var err error
+	if c.ChunkSize, err = quantity("--chunk-size", o.chunkSize); err != nil {
+		return err
+	}
 	if c.ChunkSize <= 0 {
-		return nil, fmt.Errorf("--chunk-size must be positive")
+		return fmt.Errorf("--chunk-size must be positive")
 	}
 	c.Parallel = max(1, o.parallel)
+	c.Retries = max(0, o.retries)
 	if o.limitRate != "" {
 		bps, err := quantity("--limit-rate", o.limitRate)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		burst := int(min(bps, 1<<20))
 		c.Limiter = rate.NewLimiter(rate.Limit(bps), max(burst, 1))
 	}
-	return c, nil
+	return nil
 }
 
 func (o *Options) records() (versioned.Interface, error) {

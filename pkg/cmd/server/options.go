@@ -18,6 +18,10 @@ type WukongOptions struct {
 	TransferRecordRetention time.Duration
 	TransferStaleAfter      time.Duration
 	SSHDialTimeout          time.Duration
+	// CDI's upload proxy, when its CDIConfig does not say (or says an
+	// address for clients outside the cluster).
+	CDIUploadProxyURL    string
+	CDIUploadProxyCAFile string
 
 	// The controller that realises Wukongs as VirtualMachines.
 	Controller     bool
@@ -58,6 +62,10 @@ func (o *WukongOptions) AddFlags(fs *pflag.FlagSet) {
 		"A Transferring record whose progress nobody wrote for this long (its server stopped) is ended Failed. Running transfers write at least every quarter of it.")
 	fs.DurationVar(&o.SSHDialTimeout, "ssh-dial-timeout", o.SSHDialTimeout,
 		"Time allowed to reach a guest's SSH server and complete the handshake.")
+	fs.StringVar(&o.CDIUploadProxyURL, "cdi-upload-proxy-url", o.CDIUploadProxyURL,
+		"CDI's upload proxy as this server reaches it (e.g. https://cdi-uploadproxy.cdi.svc). Empty: status.uploadProxyURL of the CDIConfig config, as virtctl finds it.")
+	fs.StringVar(&o.CDIUploadProxyCAFile, "cdi-upload-proxy-ca-file", o.CDIUploadProxyCAFile,
+		"PEM CA bundle that signs the upload proxy's certificate. Empty: status.uploadProxyCA of the CDIConfig, else the system roots.")
 	fs.BoolVar(&o.Controller, "controller", o.Controller,
 		"Run the controller that realises Wukongs as KubeVirt VirtualMachines with CDI DataVolumes, in the replica that holds the leader Lease.")
 	fs.StringVar(&o.ControllerLock.Namespace, "leader-elect-resource-namespace", o.ControllerLock.Namespace, "Namespace of the controller's leader Lease.")
@@ -98,6 +106,12 @@ func (o *WukongOptions) ApplyTo(c *apiserver.ExtraConfig) error {
 	c.TransferRecordRetention = o.TransferRecordRetention
 	c.TransferStaleAfter = o.TransferStaleAfter
 	c.SSHDialTimeout = o.SSHDialTimeout
+	c.CDIUploadProxyURL = o.CDIUploadProxyURL
+	if o.CDIUploadProxyCAFile != "" {
+		if c.CDIUploadProxyCA, err = os.ReadFile(o.CDIUploadProxyCAFile); err != nil {
+			return fmt.Errorf("--cdi-upload-proxy-ca-file: %w", err)
+		}
+	}
 	c.Controller, c.ControllerLock = o.Controller, o.ControllerLock
 	return nil
 }

@@ -64,14 +64,18 @@ func Render(w *v1alpha1.Wukong, sshPublicKey string) (*kubevirtv1.VirtualMachine
 			size = d.Size.DeepCopy()
 		}
 		claim := ClaimName(w.Name, d.Name)
+		dv := cdiv1.DataVolumeSpec{
+			Source: src,
+			Storage: &cdiv1.StorageSpec{Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: size},
+			}},
+		}
+		if s := d.ImportSource; s != nil && s.ContentType == v1alpha1.ContentTypeArchive {
+			dv.ContentType = cdiv1.DataVolumeArchive
+		}
 		vm.Spec.DataVolumeTemplates = append(vm.Spec.DataVolumeTemplates, kubevirtv1.DataVolumeTemplateSpec{
 			ObjectMeta: metav1.ObjectMeta{Name: claim, Labels: labels},
-			Spec: cdiv1.DataVolumeSpec{
-				Source: src,
-				Storage: &cdiv1.StorageSpec{Resources: corev1.VolumeResourceRequirements{
-					Requests: corev1.ResourceList{corev1.ResourceStorage: size},
-				}},
-			},
+			Spec:       dv,
 		})
 		spec.Domain.Devices.Disks = append(spec.Domain.Devices.Disks, kubevirtv1.Disk{
 			Name: d.Name, DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: kubevirtv1.DiskBusVirtio}},
@@ -150,6 +154,10 @@ func dataVolumeSource(w *v1alpha1.Wukong, d *v1alpha1.DiskConfig) (*cdiv1.DataVo
 			ns = w.Namespace
 		}
 		return &cdiv1.DataVolumeSource{PVC: &cdiv1.DataVolumeSourcePVC{Namespace: ns, Name: c.Name}}, nil
+	case v1alpha1.ImportSourceUpload:
+		// CDI starts an upload server for the volume; disks/<name>/upload
+		// sends it the bytes through CDI's upload proxy.
+		return &cdiv1.DataVolumeSource{Upload: &cdiv1.DataVolumeSourceUpload{}}, nil
 	}
 	return nil, fmt.Errorf("unknown import source type %q", s.Type)
 }

@@ -143,6 +143,10 @@ func importStatus(dv *cdiv1.DataVolume) *v1alpha1.ImportStatus {
 		is.Phase = v1alpha1.TransferPhaseFailed
 	case cdiv1.ImportInProgress, cdiv1.CloneInProgress, cdiv1.CSICloneInProgress, cdiv1.SnapshotForSmartCloneInProgress, cdiv1.CloneFromSnapshotSourceInProgress:
 		is.Phase = v1alpha1.ImportPhaseImporting
+	case cdiv1.UploadScheduled:
+		is.Message = "CDI is starting the upload server"
+	case cdiv1.UploadReady:
+		is.Message = "waiting for an upload through disks/" + dv.Name + "/upload"
 	}
 	// CDI reports a failing importer as Running=False with reason Error
 	// (it restarts the importer pod); say so rather than show it importing.

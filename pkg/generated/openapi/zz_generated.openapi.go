@@ -40,6 +40,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.DiskList{}.OpenAPIModelName():                 schema_pkg_apis_vm_v1alpha1_DiskList(ref),
 		v1alpha1.DiskSpec{}.OpenAPIModelName():                 schema_pkg_apis_vm_v1alpha1_DiskSpec(ref),
 		v1alpha1.DiskStatus{}.OpenAPIModelName():               schema_pkg_apis_vm_v1alpha1_DiskStatus(ref),
+		v1alpha1.DiskUploadOptions{}.OpenAPIModelName():        schema_pkg_apis_vm_v1alpha1_DiskUploadOptions(ref),
 		v1alpha1.ExportStatus{}.OpenAPIModelName():             schema_pkg_apis_vm_v1alpha1_ExportStatus(ref),
 		v1alpha1.ExportTargetSpec{}.OpenAPIModelName():         schema_pkg_apis_vm_v1alpha1_ExportTargetSpec(ref),
 		v1alpha1.FileInfo{}.OpenAPIModelName():                 schema_pkg_apis_vm_v1alpha1_FileInfo(ref),
@@ -290,6 +291,20 @@ func schema_pkg_apis_vm_v1alpha1_DiskExportOptions(ref common.ReferenceCallback)
 							Format:      "int64",
 						},
 					},
+					"transfer": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Transfer names the WukongFileTransfer (operation download, spec.disk set) this range belongs to: a chunked export, many ranged requests tied to one record, each well inside kube-apiserver's timeout.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"commit": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Commit, with transfer, ends a chunked export: Succeeded when its ranges cover the disk.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
 				},
 			},
 		},
@@ -420,6 +435,40 @@ func schema_pkg_apis_vm_v1alpha1_DiskStatus(ref common.ReferenceCallback) common
 		},
 		Dependencies: []string{
 			v1alpha1.ExportStatus{}.OpenAPIModelName(), v1alpha1.ImportStatus{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_vm_v1alpha1_DiskUploadOptions(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "DiskUploadOptions are the query parameters of disks/<name>/upload: a disk image (or, for a disk of contentType archive, a tar) sent to CDI's upload proxy. POST or PUT carry the bytes; a GET upgraded to a WebSocket carries them past kube-apiserver's request timeout.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"sha256": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SHA256 of the whole upload, hex: checked on the stream, and a mismatch fails the upload before its last bytes reach CDI.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+			},
+		},
 	}
 }
 
@@ -698,7 +747,7 @@ func schema_pkg_apis_vm_v1alpha1_ImportSourceSpec(ref common.ReferenceCallback) 
 				Properties: map[string]spec.Schema{
 					"type": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Type of the source: http, https, s3, registry or pvc.",
+							Description: "Type of the source: http, https, s3, registry, pvc, or upload (the disk waits for an upload through disks/<name>/upload).",
 							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
@@ -747,6 +796,13 @@ func schema_pkg_apis_vm_v1alpha1_ImportSourceSpec(ref common.ReferenceCallback) 
 						SchemaProps: spec.SchemaProps{
 							Description: "PVCConfig configures a pvc (clone) source.",
 							Ref:         ref(v1alpha1.PVCConfig{}.OpenAPIModelName()),
+						},
+					},
+					"contentType": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ContentType of an upload disk: kubevirt (a disk image, the default) or archive (a tar of files unpacked into a filesystem volume).",
+							Type:        []string{"string"},
+							Format:      "",
 						},
 					},
 				},

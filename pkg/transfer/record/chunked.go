@@ -51,7 +51,7 @@ func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.
 		}
 		if o.Spec.Operation == vm.OperationDownload && Covered(st.CompletedRanges, total) {
 			st.Phase, st.CompletedAt = vm.FileTransferPhaseSucceeded, &now
-			st.Message = fmt.Sprintf("downloaded all %d bytes of %s in chunks; the client verifies the sha256", total, o.Spec.RemotePath)
+			st.Message = fmt.Sprintf("downloaded all %d bytes of %s in chunks; the client verifies the sha256", total, Subject(&o.Spec))
 		}
 		return nil
 	})
@@ -120,4 +120,12 @@ func percent(done, total int64) string {
 		return "100%"
 	}
 	return fmt.Sprintf("%d%%", min(done*100/total, 100))
+}
+
+// Subject names what a transfer moves: a path in the VM, or a disk.
+func Subject(s *vm.WukongFileTransferSpec) string {
+	if s.Disk != "" {
+		return "disk " + s.Disk
+	}
+	return s.RemotePath
 }

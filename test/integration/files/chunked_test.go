@@ -20,7 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
-	"github.com/novasphere/wukong/pkg/client/files"
+	"github.com/novasphere/wukong/pkg/client/transfers"
 	"github.com/novasphere/wukong/test/integration/framework"
 	"github.com/novasphere/wukong/test/integration/standin"
 )
@@ -177,16 +177,16 @@ func TestChunkedTransfersOutliveTheRequestTimeout(t *testing.T) {
 
 // allChunks splits a file of size into chunkSize chunks, and missingChunks
 // what completed ranges leave of it: the plugin's own chunk planning.
-func allChunks(size int64) []files.Chunk { return files.Missing(nil, size, chunkSize) }
+func allChunks(size int64) []transfers.Chunk { return transfers.Missing(nil, size, chunkSize) }
 
-func missingChunks(done []v1alpha1.ByteRange, size int64) []files.Chunk {
-	return files.Missing(done, size, chunkSize)
+func missingChunks(done []v1alpha1.ByteRange, size int64) []transfers.Chunk {
+	return transfers.Missing(done, size, chunkSize)
 }
 
 // parallel runs f over chunks with n workers and fails the test on any error.
-func parallel(t testing.TB, chunks []files.Chunk, n int, f func(off, n int64) error) {
+func parallel(t testing.TB, chunks []transfers.Chunk, n int, f func(off, n int64) error) {
 	t.Helper()
-	work := make(chan files.Chunk)
+	work := make(chan transfers.Chunk)
 	errs := make(chan error, len(chunks))
 	var wg sync.WaitGroup
 	for range n {

@@ -26,17 +26,7 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
-	apiregistrationv1helper "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1/helper"
-	aggregator "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
-	"k8s.io/utils/ptr"
 )
 
 const (
@@ -245,142 +235,19 @@ func (cp *ControlPlane) runWukongAs(ctx context.Context, name string, port int, 
 	return p, nil
 }
 
-// registerWukong creates or updates the namespace, the ExternalName Service
-// and the APIService that route vm.novasphere.dev to wukong-apiserver.
+// registerWukong routes vm.novasphere.dev to wukong-apiserver (see
+// registerAPIService); StartWukongAPIServer waits for it, watching the process.
 func (cp *ControlPlane) registerWukong(ctx context.Context) error {
-	kube, err := kubernetes.NewForConfig(cp.Admin.Config)
-	if err != nil {
-		return err
-	}
-	agg, err := aggregator.NewForConfig(cp.Admin.Config)
-	if err != nil {
-		return err
-	}
 	cp.mu.Lock()
 	port := int32(cp.wukongPort)
 	cp.mu.Unlock()
-
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: wukongNamespace}}
-	if _, err := kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
-	}
-
-	// Endpoints may not hold loopback addresses and aggregator routing does
-	// not follow ExternalName, so the aggregator dials "localhost:<port>" and
-	// verifies the certificate for <service>.<namespace>.svc.
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: wukongServiceName, Namespace: wukongNamespace},
-		Spec: corev1.ServiceSpec{
-			Type:         corev1.ServiceTypeExternalName,
-			ExternalName: "localhost",
-			Ports: []corev1.ServicePort{{
-				Name: "https", Protocol: corev1.ProtocolTCP, Port: port, TargetPort: intstr.FromInt32(port),
-			}},
-		},
-	}
-	services := kube.CoreV1().Services(wukongNamespace)
-	if existing, err := services.Get(ctx, svc.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-		_, err = services.Create(ctx, svc, metav1.CreateOptions{})
-		if err != nil {
-			return err
-		}
-	} else if err != nil {
-		return err
-	} else {
-		existing.Spec = svc.Spec
-		if _, err := services.Update(ctx, existing, metav1.UpdateOptions{}); err != nil {
-			return err
-		}
-	}
-
-	apiService := &apiregistrationv1.APIService{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:        APIServiceName,
-			Annotations: map[string]string{restartedAtAnnotation: time.Now().Format(time.RFC3339Nano)},
-		},
-		Spec: apiregistrationv1.APIServiceSpec{
-			Group:                wukongGroup,
-			Version:              wukongVersion,
-			GroupPriorityMinimum: 1000,
-			VersionPriority:      15,
-			Service: &apiregistrationv1.ServiceReference{
-				Name:      wukongServiceName,
-				Namespace: wukongNamespace,
-				Port:      ptr.To(port),
-			},
-			CABundle: cp.pki.wukongCA.certPEM,
-		},
-	}
-	apiServices := agg.ApiregistrationV1().APIServices()
-	existing, err := apiServices.Get(ctx, apiService.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		_, err = apiServices.Create(ctx, apiService, metav1.CreateOptions{})
-		return err
-	} else if err != nil {
-		return err
-	}
-	if existing.Annotations == nil {
-		existing.Annotations = map[string]string{}
-	}
-	existing.Annotations[restartedAtAnnotation] = apiService.Annotations[restartedAtAnnotation]
-	existing.Spec = apiService.Spec
-	_, err = apiServices.Update(ctx, existing, metav1.UpdateOptions{})
-	return err
+	return cp.registerAPIService(ctx, wukongGroup, wukongVersion, wukongNamespace, wukongServiceName, port, cp.pki.wukongCA.certPEM)
 }
 
 // checkWukongAvailable wants the APIService Available and the group in
-// discovery, both the aggregated list kubectl reads and the group version's
-// own resource list (which goes through the aggregator's proxy).
+// discovery.
 func (cp *ControlPlane) checkWukongAvailable(ctx context.Context) error {
-	agg, err := aggregator.NewForConfig(cp.Admin.Config)
-	if err != nil {
-		return err
-	}
-	apiService, err := agg.ApiregistrationV1().APIServices().Get(ctx, APIServiceName, metav1.GetOptions{})
-	if err != nil {
-		return err
-	}
-	if !apiregistrationv1helper.IsAPIServiceConditionTrue(apiService, apiregistrationv1.Available) {
-		if c := apiregistrationv1helper.GetAPIServiceConditionByType(apiService, apiregistrationv1.Available); c != nil {
-			return fmt.Errorf("APIService %s is not Available: %s: %s", APIServiceName, c.Reason, c.Message)
-		}
-		return fmt.Errorf("APIService %s has no Available condition yet", APIServiceName)
-	}
-
-	// Discovery calls take no context; bound them by the probe's deadline.
-	cfg := rest.CopyConfig(cp.Admin.Config)
-	if deadline, ok := ctx.Deadline(); ok {
-		cfg.Timeout = time.Until(deadline)
-	}
-	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	groups, err := disc.ServerGroups()
-	if err != nil {
-		return err
-	}
-	if !servesGroupVersion(groups, wukongGroup, wukongVersion) {
-		return fmt.Errorf("discovery does not list %s yet", WukongGroupVersion)
-	}
-	if _, err := disc.ServerResourcesForGroupVersion(WukongGroupVersion); err != nil {
-		return fmt.Errorf("discovery of %s: %w", WukongGroupVersion, err)
-	}
-	return nil
-}
-
-func servesGroupVersion(groups *metav1.APIGroupList, group, version string) bool {
-	for _, g := range groups.Groups {
-		if g.Name != group {
-			continue
-		}
-		for _, v := range g.Versions {
-			if v.Version == version {
-				return true
-			}
-		}
-	}
-	return false
+	return cp.checkAPIServiceAvailable(ctx, wukongGroup, wukongVersion)
 }
 
 // WukongAPIServerPID is the pid of the running wukong-apiserver, or 0; the

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -38,12 +39,19 @@ func InstallKubeVirtCRDs(ctx context.Context, cp *framework.ControlPlane) error 
 		return err
 	}
 	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
-		res, err := dc.ServerResourcesForGroupVersion("kubevirt.io/v1")
-		if err != nil || len(res.APIResources) < 2 {
-			return false, nil
-		}
-		for _, gv := range []string{"cdi.kubevirt.io/v1beta1", "export.kubevirt.io/v1beta1"} {
-			if _, err := dc.ServerResourcesForGroupVersion(gv); err != nil {
+		// The kinds each group version has once all its CRDs are served.
+		for gv, n := range map[string]int{"kubevirt.io/v1": 2, "cdi.kubevirt.io/v1beta1": 2, "export.kubevirt.io/v1beta1": 1} {
+			res, err := dc.ServerResourcesForGroupVersion(gv)
+			if err != nil {
+				return false, nil
+			}
+			kinds := 0
+			for _, r := range res.APIResources {
+				if !strings.Contains(r.Name, "/") { // not a subresource
+					kinds++
+				}
+			}
+			if kinds < n {
 				return false, nil
 			}
 		}

@@ -9,10 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -42,39 +40,56 @@ func TestDiskExport(t *testing.T) {
 		Spec: v1alpha1.WukongSpec{CPU: 1, Disks: []v1alpha1.DiskConfig{{Name: "system", Image: "docker://quay.io/containerdisks/fedora:40"}}}})
 	waitWukong(t, ns, "vm1", "its disk imported", func(w *v1alpha1.Wukong) bool { return meta(w, "Imported") == "True" })
 
-	const size = 64 << 20
+	// 1 GiB: one kubectl get --raw fits kube-apiserver's default 60 s timeout.
+	const size = 1 << 30
 	vol := filepath.Join(t.TempDir(), "disk.img")
-	data := make([]byte, size)
-	_, _ = rand.NewChaCha8([32]byte{9}).Read(data)
-	require.NoError(t, os.WriteFile(vol, data, 0o644))
-	sum := sha256.Sum256(data)
+	sum := writeRandom(t, vol, size, 9)
+	data := func(off, n int64) string {
+		f, err := os.Open(vol)
+		require.NoError(t, err)
+		defer f.Close()
+		b := make([]byte, n)
+		_, err = f.ReadAt(b, off)
+		require.NoError(t, err)
+		return string(b)
+	}
 	exports.SetVolume(ns, "vm1-system", vol)
 	api := fmt.Sprintf("/apis/vm.novasphere.dev/v1alpha1/namespaces/%s/disks/vm1-system/export", ns)
-
-	t.Run("raw, after waiting for the export", func(t *testing.T) {
-		start := time.Now()
-		cmd := cp.KubectlCommand(ctx, cp.Admin, "get", "--raw", api)
-		var out, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &stderr
+	// kubectlTo runs kubectl get --raw path into a file and returns it.
+	kubectlTo := func(t *testing.T, path string) string {
+		out := filepath.Join(t.TempDir(), "out")
+		f, err := os.Create(out)
+		require.NoError(t, err)
+		defer f.Close()
+		cmd := cp.KubectlCommand(ctx, cp.Admin, "get", "--raw", path)
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = f, &stderr
 		require.NoError(t, cmd.Run(), stderr.String())
+		return out
+	}
+
+	t.Run("raw 1 GiB with kubectl get --raw, after waiting for the export", func(t *testing.T) {
+		start := time.Now()
+		out := kubectlTo(t, api)
 		assert.Greater(t, time.Since(start), 2*time.Second, "kubectl retried while the export was not ready")
-		got := sha256.Sum256(out.Bytes())
-		assert.Equal(t, hex.EncodeToString(sum[:]), hex.EncodeToString(got[:]), "byte-identical")
+		assert.Equal(t, sum, fileSum(t, out), "byte-identical")
 	})
 
 	t.Run("gzip decompresses to the same bytes", func(t *testing.T) {
-		out := framework.RunKubectl(t, cp, cp.Admin, "get", "--raw", api+"?format=gzip")
-		zr, err := gzip.NewReader(strings.NewReader(out))
+		f, err := os.Open(kubectlTo(t, api+"?format=gzip"))
+		require.NoError(t, err)
+		defer f.Close()
+		zr, err := gzip.NewReader(f)
 		require.NoError(t, err)
 		h := sha256.New()
 		_, err = io.Copy(h, zr)
 		require.NoError(t, err)
-		assert.Equal(t, hex.EncodeToString(sum[:]), hex.EncodeToString(h.Sum(nil)))
+		assert.Equal(t, sum, hex.EncodeToString(h.Sum(nil)))
 	})
 
 	t.Run("a range", func(t *testing.T) {
 		out := framework.RunKubectl(t, cp, cp.Admin, "get", "--raw", api+"?offset=1048576&length=4096")
-		assert.Equal(t, string(data[1<<20:1<<20+4096]), out)
+		assert.Equal(t, data(1<<20, 4096), out)
 	})
 
 	t.Run("records and no token anywhere the user reads", func(t *testing.T) {
@@ -116,7 +131,7 @@ func TestDiskExport(t *testing.T) {
 		framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "v", "-n", ns, "--clusterrole=vm.novasphere.dev:view", "--user=export-viewer")
 		out, _, err := cp.Kubectl(viewer, "get", "--raw", api+"?offset=0&length=16")
 		require.NoError(t, err)
-		assert.Equal(t, string(data[:16]), out)
+		assert.Equal(t, data(0, 16), out)
 		_, stderr, err := cp.Kubectl(nobody, "get", "--raw", api+"?offset=0&length=16")
 		require.Error(t, err)
 		assert.Contains(t, stderr, "forbidden")
@@ -145,7 +160,7 @@ func TestDiskExport(t *testing.T) {
 		}))
 		exports.Stop()
 		require.Error(t, cmd.Wait(), "kubectl must not take a cut stream for complete")
-		assert.Less(t, out.Len(), size)
+		assert.Less(t, out.Len(), int(size))
 		require.NoError(t, wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 			r, err := c.wukong.VmV1alpha1().WukongFileTransfers(ns).Get(ctx, rec.Name, metav1.GetOptions{})
 			if err == nil {

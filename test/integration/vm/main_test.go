@@ -1,8 +1,8 @@
 // Package vm tests the controller that realises Wukongs as KubeVirt
 // VirtualMachines with CDI DataVolumes, through kube-apiserver. KubeVirt and
 // CDI cannot run here: their CRDs are installed and stand-in controllers
-// (test/integration/standin) play virt-controller and CDI's importer; http
-// sources are really downloaded from a local TLS server.
+// (test/integration/standin) play virt-controller, CDI's importer and CDI's
+// upload path; http sources are really downloaded from a local TLS server.
 package vm
 
 import (
@@ -29,6 +29,9 @@ var (
 	// image is what images serves at /disk.img, and imageSHA256 its sha256.
 	image       []byte
 	imageSHA256 string
+	// uploads plays CDI's upload path: UploadTokenRequest, the upload proxy
+	// and upload DataVolumes.
+	uploads *standin.Uploads
 )
 
 func TestMain(m *testing.M) {
@@ -57,7 +60,11 @@ func TestMain(m *testing.M) {
 			if err := standin.InstallKubeVirtCRDs(ctx, cp); err != nil {
 				return err
 			}
-			_, err := standin.StartControllers(context.Background(), cp.Admin.Config)
+			if _, err := standin.StartControllers(context.Background(), cp.Admin.Config); err != nil {
+				return err
+			}
+			var err error
+			uploads, err = standin.StartUploads(context.Background(), cp)
 			return err
 		},
 	}, &cp))

@@ -42,6 +42,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&DiskList{},
 		&WukongFileOptions{},
 		&DiskExportOptions{},
+		&DiskUploadOptions{},
 		&WukongFileList{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)

@@ -57,6 +57,11 @@ func (in DiskStatus) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in DiskUploadOptions) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.DiskUploadOptions"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in ExportStatus) OpenAPIModelName() string {
 	return "dev.novasphere.vm.v1alpha1.ExportStatus"
 }

@@ -20,7 +20,7 @@ import (
 )
 
 var (
-	importTypes   = sets.New(vm.ImportSourceHTTP, vm.ImportSourceHTTPS, vm.ImportSourceS3, vm.ImportSourceRegistry, vm.ImportSourcePVC)
+	importTypes   = sets.New(vm.ImportSourceHTTP, vm.ImportSourceHTTPS, vm.ImportSourceS3, vm.ImportSourceRegistry, vm.ImportSourcePVC, vm.ImportSourceUpload)
 	exportTypes   = sets.New(vm.ExportTargetRegistry, vm.ExportTargetS3, vm.ExportTargetHTTP)
 	exportFormats = sets.New(vm.ExportFormatRaw, vm.ExportFormatQCOW2, vm.ExportFormatOCI)
 	methods       = sets.New(vm.FileTransferMethodSSH, vm.FileTransferMethodHTTP, vm.FileTransferMethodPVC)
@@ -147,8 +147,13 @@ func validateImportSource(s *vm.ImportSourceSpec, p *field.Path) field.ErrorList
 		"registryConfig": s.RegistryConfig != nil && s.Type != vm.ImportSourceRegistry,
 		"pvcConfig":      s.PVCConfig != nil && s.Type != vm.ImportSourcePVC,
 		"checksum":       s.Checksum != "" && s.Type != vm.ImportSourceHTTP && s.Type != vm.ImportSourceHTTPS,
-		"url":            s.URL != "" && (s.Type == vm.ImportSourceS3 || s.Type == vm.ImportSourcePVC),
+		"url":            s.URL != "" && (s.Type == vm.ImportSourceS3 || s.Type == vm.ImportSourcePVC || s.Type == vm.ImportSourceUpload),
+		"contentType":    s.ContentType != "" && s.Type != vm.ImportSourceUpload,
+		"credentials":    s.Credentials != nil && s.Type == vm.ImportSourceUpload,
 	})...)
+	if s.ContentType != "" && s.ContentType != vm.ContentTypeKubeVirt && s.ContentType != vm.ContentTypeArchive {
+		allErrs = append(allErrs, field.NotSupported(p.Child("contentType"), s.ContentType, []string{vm.ContentTypeArchive, vm.ContentTypeKubeVirt}))
+	}
 	allErrs = append(allErrs, validateSecretRef(s.Credentials, p.Child("credentials"))...)
 	if s.RegistryConfig != nil && s.RegistryConfig.SecretName != "" {
 		allErrs = append(allErrs, validateDNSSubdomain(s.RegistryConfig.SecretName, p.Child("registryConfig", "secretName"))...)

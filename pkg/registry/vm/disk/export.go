@@ -2,6 +2,8 @@ package disk
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -11,11 +13,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/registry/rest"
+	"k8s.io/klog/v2"
 	exportv1beta1 "kubevirt.io/api/export/v1beta1"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/pkg/registry/errstatus"
+	"github.com/novasphere/wukong/pkg/registry/wsstream"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 	"github.com/novasphere/wukong/pkg/transfer/record"
 )
@@ -37,15 +41,17 @@ func NewExportREST(disks *REST, wukongs rest.Getter, exporter *export.Exporter, 
 	return &ExportREST{disks: disks, wukongs: wukongs, exporter: exporter, recorder: recorder}
 }
 
-func (r *ExportREST) New() runtime.Object      { return &vm.DiskExportOptions{} }
-func (r *ExportREST) Destroy()                 {}
-func (r *ExportREST) ConnectMethods() []string { return []string{http.MethodGet} }
+func (r *ExportREST) New() runtime.Object { return &vm.DiskExportOptions{} }
+func (r *ExportREST) Destroy()            {}
+func (r *ExportREST) ConnectMethods() []string {
+	return []string{http.MethodGet, http.MethodHead}
+}
 func (r *ExportREST) NewConnectOptions() (runtime.Object, bool, string) {
 	return &vm.DiskExportOptions{}, false, ""
 }
 
 // retryAfter is how long a client waits before asking again for an export
-// that is not ready.
+// or upload that is not ready.
 const retryAfter = 2
 
 // Connect checks the options and the disk, then streams.
@@ -56,14 +62,17 @@ func (r *ExportREST) Connect(ctx context.Context, name string, options runtime.O
 	case "", "raw":
 	case "gzip":
 		format = exportv1beta1.KubeVirtGz
-		if o.Offset != nil || o.Length != nil {
-			return nil, apierrors.NewBadRequest("offset and length apply to format=raw: a gzip stream has no byte ranges")
+		if o.Offset != nil || o.Length != nil || o.Transfer != "" {
+			return nil, apierrors.NewBadRequest("offset, length and transfer apply to format=raw: a gzip stream has no byte ranges")
 		}
 	default:
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("format %q: use raw or gzip", o.Format))
 	}
 	if (o.Offset != nil && *o.Offset < 0) || (o.Length != nil && *o.Length < 0) {
 		return nil, apierrors.NewBadRequest("offset and length must not be negative")
+	}
+	if o.Commit && o.Transfer == "" {
+		return nil, apierrors.NewBadRequest("commit ends a chunked export: give it with transfer=<download record>")
 	}
 	obj, err := r.disks.Get(ctx, name, &metav1.GetOptions{})
 	if err != nil {
@@ -75,84 +84,237 @@ func (r *ExportREST) Connect(ctx context.Context, name string, options runtime.O
 		return nil, err
 	}
 	w := wobj.(*vm.Wukong)
+	var rec *vm.WukongFileTransfer
+	if o.Transfer != "" {
+		if rec, err = r.chunkedRecord(ctx, w, d, o.Transfer); err != nil {
+			return nil, err
+		}
+	}
 	return http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
-		if err := r.stream(req.Context(), w, d, format, o, rw, req); err != nil {
+		var err error
+		switch {
+		case o.Commit:
+			err = r.commit(req.Context(), w, d, rec, responder)
+		case wsstream.IsUpgrade(req):
+			err = r.serveWebSocket(req.Context(), w, d, format, rw, req)
+		default:
+			err = r.stream(req.Context(), w, d, format, o, rec, rw, req)
+		}
+		if err != nil {
 			// The Status's retryAfterSeconds becomes a Retry-After header.
 			responder.Error(err)
 		}
 	}), nil
 }
 
-// stream copies the volume from the export server to the client and
-// records the transfer.
-func (r *ExportREST) stream(ctx context.Context, w *vm.Wukong, d *vm.Disk, format exportv1beta1.ExportVolumeFormat, o *vm.DiskExportOptions, rw http.ResponseWriter, req *http.Request) error {
+// chunkedRecord loads and checks the record a chunk of a chunked export belongs to.
+func (r *ExportREST) chunkedRecord(ctx context.Context, w *vm.Wukong, d *vm.Disk, name string) (*vm.WukongFileTransfer, error) {
+	rec, err := r.recorder.Get(ctx, w.Namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case rec.Spec.WukongName != w.Name || rec.Spec.Disk != d.Spec.DiskName:
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("transfer %s is for %s of Wukong %s, not disk %s", rec.Name, record.Subject(&rec.Spec), rec.Spec.WukongName, d.Name))
+	case rec.Spec.Operation != vm.OperationDownload:
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("transfer %s is an %s, not a download", rec.Name, rec.Spec.Operation))
+	case rec.Status.Phase == vm.FileTransferPhaseSucceeded || rec.Status.Phase == vm.FileTransferPhaseFailed:
+		return nil, apierrors.NewConflict(vm.Resource("wukongfiletransfers"), rec.Name, fmt.Errorf("the transfer already ended %s: %s", rec.Status.Phase, rec.Status.Message))
+	}
+	return rec, nil
+}
+
+// commit ends a chunked export: the client has every range, and verifies
+// them against status.rangeDigests.
+func (r *ExportREST) commit(ctx context.Context, w *vm.Wukong, d *vm.Disk, rec *vm.WukongFileTransfer, responder rest.Responder) error {
+	out, err := r.recorder.End(ctx, w.Namespace, rec.Name, vm.FileTransferPhaseSucceeded,
+		fmt.Sprintf("the client ended the export of disk %s after %d bytes under this record; it verifies them against status.rangeDigests", d.Spec.DiskName, rec.Status.BytesTransferred), "")
+	if err != nil {
+		return err
+	}
+	responder.Object(http.StatusOK, out)
+	return nil
+}
+
+// open asks the export server for the volume (the byte range rng, if set).
+func (r *ExportREST) open(ctx context.Context, w *vm.Wukong, d *vm.Disk, method string, format exportv1beta1.ExportVolumeFormat, rng string) (*http.Response, *export.Source, error) {
 	src, err := r.exporter.Source(ctx, w.Namespace, d.Status.ClaimName, format)
 	var notReady *export.NotReadyError
 	if errors.As(err, &notReady) {
-		return &apierrors.StatusError{ErrStatus: metav1.Status{
+		return nil, nil, &apierrors.StatusError{ErrStatus: metav1.Status{
 			Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable, Reason: metav1.StatusReasonServiceUnavailable,
 			Message: notReady.Error() + "; retry shortly", Details: &metav1.StatusDetails{Name: d.Name, Kind: "disks", RetryAfterSeconds: retryAfter},
 		}}
 	}
 	if err != nil {
-		return errstatus.BadGateway(err.Error())
+		return nil, nil, errstatus.BadGateway(err.Error())
 	}
-	up, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
+	up, err := http.NewRequestWithContext(ctx, method, src.URL, nil)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	up.Header.Set(export.TokenHeader, src.Token)
+	if rng != "" {
+		up.Header.Set("Range", rng)
+	}
+	resp, err := src.Client.Do(up)
+	if err != nil {
+		// The URL holds no secret, the token travels in a header.
+		return nil, nil, errstatus.BadGateway(fmt.Sprintf("reaching the export server of %s: %v", src.Export, err))
+	}
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusPartialContent:
+		return resp, src, nil
+	case http.StatusRequestedRangeNotSatisfiable:
+		resp.Body.Close()
+		return nil, nil, errstatus.New(http.StatusRequestedRangeNotSatisfiable, "", "the range lies outside the disk: "+resp.Header.Get("Content-Range"))
+	}
+	resp.Body.Close()
+	return nil, nil, errstatus.BadGateway(fmt.Sprintf("the export server of %s answered %s", src.Export, resp.Status))
+}
+
+// rangeOf is the Range to ask the export server for.
+func rangeOf(o *vm.DiskExportOptions, req *http.Request, format exportv1beta1.ExportVolumeFormat) (string, error) {
 	switch {
 	case o.Offset != nil || o.Length != nil:
 		var start int64
 		if o.Offset != nil {
 			start = *o.Offset
 		}
-		rng := fmt.Sprintf("bytes=%d-", start)
-		if o.Length != nil {
-			if *o.Length == 0 {
-				return apierrors.NewBadRequest("length=0 asks for no bytes")
-			}
-			rng = fmt.Sprintf("bytes=%d-%d", start, start+*o.Length-1)
+		if o.Length == nil {
+			return fmt.Sprintf("bytes=%d-", start), nil
 		}
-		up.Header.Set("Range", rng)
+		if *o.Length == 0 {
+			return "", apierrors.NewBadRequest("length=0 asks for no bytes")
+		}
+		return fmt.Sprintf("bytes=%d-%d", start, start+*o.Length-1), nil
 	case req.Header.Get("Range") != "" && format == exportv1beta1.KubeVirtRaw:
-		up.Header.Set("Range", req.Header.Get("Range"))
+		return req.Header.Get("Range"), nil
 	}
-	resp, err := src.Client.Do(up)
+	return "", nil
+}
+
+var passedHeaders = []string{"Content-Type", "Content-Length", "Content-Range", "Accept-Ranges", "ETag", "Last-Modified"}
+
+// stream copies the volume (or a range of it) from the export server to the
+// client and records the transfer: in a record of its own, or as a range of
+// the chunked export rec.
+func (r *ExportREST) stream(ctx context.Context, w *vm.Wukong, d *vm.Disk, format exportv1beta1.ExportVolumeFormat, o *vm.DiskExportOptions, rec *vm.WukongFileTransfer, rw http.ResponseWriter, req *http.Request) error {
+	rng, err := rangeOf(o, req, format)
 	if err != nil {
-		// The URL holds no secret, the token travels in a header.
-		return errstatus.BadGateway(fmt.Sprintf("reaching the export server of %s: %v", src.Export, err))
+		return err
+	}
+	resp, _, err := r.open(ctx, w, d, req.Method, format, rng)
+	if err != nil {
+		return err
 	}
 	defer resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusOK, http.StatusPartialContent:
-	case http.StatusRequestedRangeNotSatisfiable:
-		return errstatus.New(http.StatusRequestedRangeNotSatisfiable, "", "the range lies outside the disk: "+resp.Header.Get("Content-Range"))
-	default:
-		return errstatus.BadGateway(fmt.Sprintf("the export server of %s answered %s", src.Export, resp.Status))
+	for _, h := range passedHeaders {
+		if v := resp.Header.Get(h); v != "" {
+			rw.Header().Set(h, v)
+		}
+	}
+	if req.Method == http.MethodHead {
+		// The size and ETag, for a client planning a chunked export.
+		rw.WriteHeader(resp.StatusCode)
+		return nil
+	}
+	if rec != nil {
+		return r.streamChunk(ctx, w, d, rec, resp, rw)
 	}
 	spec := vm.WukongFileTransferSpec{WukongName: w.Name, Operation: vm.OperationDownload, Disk: d.Spec.DiskName}
 	t, err := r.recorder.Start(ctx, w, spec, resp.ContentLength)
 	if err != nil {
 		return err
 	}
-	for _, h := range []string{"Content-Type", "Content-Length", "Content-Range", "Accept-Ranges", "ETag", "Last-Modified"} {
-		if v := resp.Header.Get(h); v != "" {
-			rw.Header().Set(h, v)
-		}
-	}
 	rw.Header().Set(v1alpha1.TransferHeader, t.Name())
 	rw.WriteHeader(resp.StatusCode)
-	n, err := io.CopyBuffer(io.MultiWriter(rw, t), resp.Body, make([]byte, 1<<20))
-	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
-		err = fmt.Errorf("%d of %d bytes", n, resp.ContentLength)
-	}
+	n, err := copyAll(io.MultiWriter(rw, t), resp)
 	if err != nil {
 		t.Fail(fmt.Sprintf("the export of disk %s broke after %d bytes: %v", d.Spec.DiskName, n, err))
 		// Cut the stream: the client must not take it for complete.
 		panic(http.ErrAbortHandler)
 	}
 	t.Succeed(fmt.Sprintf("exported %d bytes of disk %s (%s)", n, d.Spec.DiskName, format))
+	return nil
+}
+
+// streamChunk sends one range of a chunked export and adds it, with its
+// sha256, to the record.
+func (r *ExportREST) streamChunk(ctx context.Context, w *vm.Wukong, d *vm.Disk, rec *vm.WukongFileTransfer, resp *http.Response, rw http.ResponseWriter) error {
+	start, total, ok := contentRange(resp)
+	if !ok {
+		return errstatus.BadGateway(fmt.Sprintf("the export server sent %s without a usable Content-Range for a range of disk %s", resp.Status, d.Spec.DiskName))
+	}
+	rw.Header().Set(v1alpha1.TransferHeader, rec.Name)
+	rw.WriteHeader(resp.StatusCode)
+	sum := sha256.New()
+	n, err := copyAll(io.MultiWriter(rw, sum, record.CounterFor(vm.OperationDownload)), resp)
+	if err != nil {
+		// The client fetches this range again; the record stays as it was.
+		klog.V(2).InfoS("A range of a chunked export broke", "record", klog.KRef(w.Namespace, rec.Name), "bytes", n, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	if _, err := r.recorder.AddChunk(ctx, w.Namespace, rec.Name, vm.ByteRange{Offset: start, Length: n}, total, hex.EncodeToString(sum.Sum(nil))); err != nil {
+		klog.ErrorS(err, "Recording an exported range", "record", klog.KRef(w.Namespace, rec.Name))
+	}
+	return nil
+}
+
+// contentRange reads where a response's bytes lie in the volume: a 206's
+// Content-Range, or all of it for a 200.
+func contentRange(resp *http.Response) (start, total int64, ok bool) {
+	if resp.StatusCode == http.StatusOK {
+		return 0, resp.ContentLength, resp.ContentLength >= 0
+	}
+	var end int64
+	if _, err := fmt.Sscanf(resp.Header.Get("Content-Range"), "bytes %d-%d/%d", &start, &end, &total); err != nil {
+		return 0, 0, false
+	}
+	return start, total, true
+}
+
+// copyAll copies the export server's body, failing when it ends short.
+func copyAll(w io.Writer, resp *http.Response) (int64, error) {
+	n, err := io.CopyBuffer(w, resp.Body, make([]byte, 1<<20))
+	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
+		err = fmt.Errorf("%d of %d bytes", n, resp.ContentLength)
+	}
+	return n, err
+}
+
+// serveWebSocket sends the whole volume over a WebSocket, which outlives
+// kube-apiserver's request timeout: how a gzip export, which cannot be
+// split into ranges, travels when it is large.
+func (r *ExportREST) serveWebSocket(ctx context.Context, w *vm.Wukong, d *vm.Disk, format exportv1beta1.ExportVolumeFormat, rw http.ResponseWriter, req *http.Request) error {
+	resp, _, err := r.open(ctx, w, d, http.MethodGet, format, "")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	conn, err := wsstream.Upgrader.Upgrade(rw, req, nil)
+	if err != nil {
+		return nil // the upgrader answered the client already
+	}
+	defer conn.Close()
+	ctx = context.WithoutCancel(ctx)
+	spec := vm.WukongFileTransferSpec{WukongName: w.Name, Operation: vm.OperationDownload, Disk: d.Spec.DiskName}
+	var result any
+	t, err := r.recorder.Start(ctx, w, spec, resp.ContentLength)
+	if err == nil {
+		out := wsstream.NewWriter(conn)
+		var n int64
+		n, err = copyAll(io.MultiWriter(out, t), resp)
+		if err == nil {
+			err = out.Flush()
+		}
+		if err != nil {
+			t.Fail(fmt.Sprintf("the export of disk %s broke after %d bytes: %v", d.Spec.DiskName, n, err))
+			err = errstatus.BadGateway(fmt.Sprintf("the export of disk %s broke after %d bytes: %v", d.Spec.DiskName, n, err))
+		} else {
+			result = wsstream.Record(t.Succeed(fmt.Sprintf("exported %d bytes of disk %s (%s) over a WebSocket", n, d.Spec.DiskName, format)))
+		}
+	}
+	wsstream.Finish(conn, result, err, func(err error) metav1.Status { return statusOf(err) })
 	return nil
 }

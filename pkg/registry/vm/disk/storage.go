@@ -264,6 +264,10 @@ func source(w *vm.Wukong, d *vm.DiskConfig) string {
 			ns = w.Namespace
 		}
 		return "pvc " + ns + "/" + s.PVCConfig.Name
+	case s.Type == vm.ImportSourceUpload && s.ContentType == vm.ContentTypeArchive:
+		return "upload (archive)"
+	case s.Type == vm.ImportSourceUpload:
+		return "upload"
 	}
 	return s.URL
 }

@@ -23,7 +23,8 @@ package v1alpha1
 //
 // ImportSourceSpec defines where a disk's content is imported from (a CDI DataVolume source).
 type ImportSourceSpecApplyConfiguration struct {
-	// Type of the source: http, https, s3, registry or pvc.
+	// Type of the source: http, https, s3, registry, pvc, or upload (the disk
+	// waits for an upload through disks/<name>/upload).
 	Type *string `json:"type,omitempty"`
 	// URL of the source, for http, https (the image URL) and registry
 	// (docker://host/repo:tag or oci-archive://).
@@ -42,6 +43,9 @@ type ImportSourceSpecApplyConfiguration struct {
 	RegistryConfig *RegistryConfigApplyConfiguration `json:"registryConfig,omitempty"`
 	// PVCConfig configures a pvc (clone) source.
 	PVCConfig *PVCConfigApplyConfiguration `json:"pvcConfig,omitempty"`
+	// ContentType of an upload disk: kubevirt (a disk image, the default) or
+	// archive (a tar of files unpacked into a filesystem volume).
+	ContentType *string `json:"contentType,omitempty"`
 }
 
 // ImportSourceSpecApplyConfiguration constructs a declarative configuration of the ImportSourceSpec type for use with
@@ -111,5 +115,13 @@ func (b *ImportSourceSpecApplyConfiguration) WithRegistryConfig(value *RegistryC
 // If called multiple times, the PVCConfig field is set to the value of the last call.
 func (b *ImportSourceSpecApplyConfiguration) WithPVCConfig(value *PVCConfigApplyConfiguration) *ImportSourceSpecApplyConfiguration {
 	b.PVCConfig = value
+	return b
+}
+
+// WithContentType sets the ContentType field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the ContentType field is set to the value of the last call.
+func (b *ImportSourceSpecApplyConfiguration) WithContentType(value string) *ImportSourceSpecApplyConfiguration {
+	b.ContentType = &value
 	return b
 }

@@ -1,4 +1,4 @@
-package files
+package transfers
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -66,6 +65,7 @@ const (
 type downloadState struct {
 	Namespace string               `json:"namespace"`
 	Wukong    string               `json:"wukong"`
+	Disk      string               `json:"disk,omitempty"`
 	Path      string               `json:"path"`
 	Size      int64                `json:"size"`
 	ETag      string               `json:"etag"`
@@ -85,9 +85,9 @@ func (c *Client) DownloadFile(ctx context.Context, remote string, info *v1alpha1
 		return c.downloadWhole(ctx, remote, dest, opts.Progress)
 	}
 	part := dest + PartSuffix
-	st := &downloadState{Namespace: c.Namespace, Wukong: c.Wukong, Path: remote, Size: info.Size}
+	st := &downloadState{Namespace: c.Namespace, Wukong: c.Wukong, Disk: c.Disk, Path: remote, Size: info.Size}
 	if opts.Resume {
-		if old, err := loadState(part + StateSuffix); err == nil && old.Namespace == st.Namespace && old.Wukong == st.Wukong && old.Path == remote && old.Size == info.Size {
+		if old, err := loadState(part + StateSuffix); err == nil && old.Namespace == st.Namespace && old.Wukong == st.Wukong && old.Disk == st.Disk && old.Path == remote && old.Size == info.Size {
 			st = old
 		}
 	}
@@ -105,8 +105,8 @@ func (c *Client) DownloadFile(ctx context.Context, remote string, info *v1alpha1
 	}
 	if st.Record == "" || !c.recordOpen(ctx, st.Record) {
 		rec, err := c.records.Create(ctx, &v1alpha1.WukongFileTransfer{
-			ObjectMeta: metav1.ObjectMeta{GenerateName: c.Wukong + "-download-"},
-			Spec:       v1alpha1.WukongFileTransferSpec{WukongName: c.Wukong, Operation: v1alpha1.OperationDownload, RemotePath: remote},
+			ObjectMeta: metav1.ObjectMeta{GenerateName: c.recordPrefix(v1alpha1.OperationDownload)},
+			Spec:       c.spec(v1alpha1.OperationDownload, remote),
 		}, metav1.CreateOptions{})
 		if apierrors.IsForbidden(err) && len(st.Done) == 0 {
 			// Chunks need a record the client opens (create on
@@ -177,8 +177,7 @@ func (c *Client) recordOpen(ctx context.Context, name string) bool {
 // getChunk fetches one range into f and returns the file's ETag and the
 // range's hex sha256.
 func (c *Client) getChunk(ctx context.Context, remote, record string, ch Chunk, f *os.File, p Progress) (string, string, error) {
-	q := url.Values{"path": {remote}, "transfer": {record},
-		"offset": {strconv.FormatInt(ch.Offset, 10)}, "length": {strconv.FormatInt(ch.Length, 10)}}
+	q := c.query(remote, "transfer", record, "offset", strconv.FormatInt(ch.Offset, 10), "length", strconv.FormatInt(ch.Length, 10))
 	resp, err := c.do(ctx, http.MethodGet, q, nil, 0)
 	if err != nil {
 		return "", "", err
@@ -234,7 +233,7 @@ func (c *Client) verifyRanges(ctx context.Context, record string, sums map[Chunk
 	if err != nil || ended(rec) {
 		return bad, err
 	}
-	resp, err := c.do(ctx, http.MethodGet, url.Values{"path": {rec.Spec.RemotePath}, "transfer": {record}, "commit": {"true"}}, nil, 0)
+	resp, err := c.do(ctx, http.MethodGet, c.query(rec.Spec.RemotePath, "transfer", record, "commit", "true"), nil, 0)
 	if err != nil {
 		return nil, fmt.Errorf("ending transfer %s: %w", record, err)
 	}
@@ -246,7 +245,7 @@ func (c *Client) verifyRanges(ctx context.Context, record string, sums map[Chunk
 func (c *Client) downloadWhole(ctx context.Context, remote, dest string, p Progress) (*Result, error) {
 	var res *Result
 	err := c.retry(ctx, func() error {
-		resp, err := c.do(ctx, http.MethodGet, url.Values{"path": {remote}}, nil, 0)
+		resp, err := c.do(ctx, http.MethodGet, c.query(remote), nil, 0)
 		if err != nil {
 			return err
 		}

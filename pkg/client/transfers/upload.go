@@ -1,4 +1,4 @@
-package files
+package transfers
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -70,7 +69,7 @@ func (c *Client) UploadFile(ctx context.Context, src, remote string, opts Upload
 	}
 	if rec == nil {
 		rec, err = c.records.Create(ctx, &v1alpha1.WukongFileTransfer{
-			ObjectMeta: metav1.ObjectMeta{GenerateName: c.Wukong + "-upload-", Annotations: map[string]string{v1alpha1.AnnotationSourceID: id}},
+			ObjectMeta: metav1.ObjectMeta{GenerateName: c.recordPrefix(v1alpha1.OperationUpload), Annotations: map[string]string{v1alpha1.AnnotationSourceID: id}},
 			Spec: v1alpha1.WukongFileTransferSpec{WukongName: c.Wukong, Operation: v1alpha1.OperationUpload,
 				RemotePath: remote, ExpectedSize: ptr.To(size)},
 		}, metav1.CreateOptions{})
@@ -90,7 +89,7 @@ func (c *Client) UploadFile(ctx context.Context, src, remote string, opts Upload
 	if err != nil {
 		return nil, fmt.Errorf("%w (transfer %s keeps what arrived; run again with --resume to send only the rest)", err, rec.Name)
 	}
-	q := url.Values{"path": {remote}, "transfer": {rec.Name}, "commit": {"true"}}
+	q := c.query(remote, "transfer", rec.Name, "commit", "true")
 	if opts.Mode != "" {
 		q.Set("mode", opts.Mode)
 	}
@@ -124,7 +123,7 @@ func (c *Client) putChunk(ctx context.Context, f *os.File, remote, record string
 	if err != nil {
 		return err
 	}
-	q := url.Values{"path": {remote}, "transfer": {record}, "offset": {strconv.FormatInt(ch.Offset, 10)}, "sha256": {sum}}
+	q := c.query(remote, "transfer", record, "offset", strconv.FormatInt(ch.Offset, 10), "sha256", sum)
 	if opts.CreateParents {
 		q.Set("createParents", "true")
 	}
@@ -142,7 +141,7 @@ func (c *Client) uploadWhole(ctx context.Context, f *os.File, size int64, remote
 	if err != nil {
 		return nil, err
 	}
-	q := url.Values{"path": {remote}, "sha256": {sum}}
+	q := c.query(remote, "sha256", sum)
 	if opts.CreateParents {
 		q.Set("createParents", "true")
 	}

@@ -1,4 +1,4 @@
-package files
+package transfers
 
 import (
 	"context"
@@ -34,11 +34,33 @@ type StreamOptions struct {
 	// CreateParents makes missing directories above the target.
 	CreateParents bool
 	Mode          string
-	Progress      Progress
+	// SHA256 the upload must have, checked by the server.
+	SHA256 string
+	// Format of a disk export: raw or gzip.
+	Format string
+	// Total is the size when known (for progress); 0 means unknown.
+	Total    int64
+	Progress Progress
 }
 
-func (o StreamOptions) query(remote string) url.Values {
-	q := url.Values{"path": {remote}}
+func (o StreamOptions) total() int64 {
+	if o.Total > 0 {
+		return o.Total
+	}
+	return -1
+}
+
+func (c *Client) streamQuery(remote string, o StreamOptions) url.Values {
+	q := c.query(remote)
+	if o.SHA256 != "" {
+		q.Set("sha256", o.SHA256)
+	}
+	if o.Format != "" {
+		q.Set("format", o.Format)
+	}
+	if c.Disk != "" {
+		return q // a disk's stream takes no file options
+	}
 	if o.Archive {
 		q.Set("archive", "tar")
 	}
@@ -83,14 +105,14 @@ func (c *Client) StreamDownload(ctx context.Context, remote string, w io.Writer,
 	if opts.Progress == nil {
 		opts.Progress = noProgress{}
 	}
-	conn, err := c.dialStream(ctx, opts.query(remote))
+	conn, err := c.dialStream(ctx, c.streamQuery(remote, opts))
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	opts.Progress.Start(-1, 0)
+	opts.Progress.Start(opts.total(), 0)
 	out := io.MultiWriter(localWriter{w}, progressWriter{opts.Progress})
 	for {
 		typ, r, err := conn.NextReader()
@@ -117,14 +139,14 @@ func (c *Client) StreamUpload(ctx context.Context, remote string, r io.Reader, o
 	if opts.Upload == "" {
 		opts.Upload = "replace"
 	}
-	conn, err := c.dialStream(ctx, opts.query(remote))
+	conn, err := c.dialStream(ctx, c.streamQuery(remote, opts))
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	opts.Progress.Start(-1, 0)
+	opts.Progress.Start(opts.total(), 0)
 	buf := make([]byte, streamMessageSize)
 	for {
 		n, rerr := io.ReadFull(r, buf)

@@ -1,8 +1,10 @@
-// Package files is a client of the wukongs/<name>/files subresource: listings,
-// deletes, and transfers of any size through kube-apiserver, as parallel
-// chunks tied to one WukongFileTransfer (files) or as one WebSocket stream
-// (directories, stdin and stdout), which kube-apiserver does not time out.
-package files
+// Package transfers is a client of the streaming subresources: wukongs/<name>/files
+// (listings, deletes, files in and out) and disks/<name>/export and upload.
+// Transfers of any size go through kube-apiserver as parallel chunks tied to
+// one WukongFileTransfer (files, raw disk exports) or as one WebSocket stream
+// (directories, stdin and stdout, gzip exports, disk uploads), which
+// kube-apiserver does not time out.
+package transfers
 
 import (
 	"context"
@@ -24,9 +26,12 @@ import (
 	vmclient "github.com/novasphere/wukong/pkg/generated/clientset/versioned/typed/vm/v1alpha1"
 )
 
-// Client moves files in and out of one Wukong.
+// Client moves files in and out of one Wukong, or one disk's bytes.
 type Client struct {
 	Namespace, Wukong string
+	// Disk is the disk's name in the Wukong, for a disk's client; its
+	// transfers name no path.
+	Disk string
 
 	config  *rest.Config
 	http    *http.Client
@@ -43,6 +48,9 @@ type Client struct {
 	Retries int
 	// Limiter, if set, paces the bytes of chunked transfers (--limit-rate).
 	Limiter Limiter
+	// ReadyTimeout bounds the wait for a disk's export or upload server
+	// (DefaultReadyTimeout when 0).
+	ReadyTimeout time.Duration
 }
 
 // Limiter paces bytes; *rate.Limiter from golang.org/x/time/rate is one.
@@ -63,10 +71,30 @@ const (
 	DefaultRetries   = 8
 )
 
-// New returns a client for the files of Wukong name in namespace. Chunks go
-// over HTTP/1.1, one connection per chunk in flight: kube-apiserver relays
-// HTTP/1.1 faster than HTTP/2, whose streams share one connection's window.
+// New returns a client for the files of Wukong name in namespace.
 func New(config *rest.Config, namespace, name string) (*Client, error) {
+	c, err := newClient(config, namespace, "wukongs", name, "files")
+	if err != nil {
+		return nil, err
+	}
+	c.Wukong = name
+	return c, nil
+}
+
+// ForDisk returns a client of disk d's subresource (export or upload).
+func ForDisk(config *rest.Config, d *v1alpha1.Disk, subresource string) (*Client, error) {
+	c, err := newClient(config, d.Namespace, "disks", d.Name, subresource)
+	if err != nil {
+		return nil, err
+	}
+	c.Wukong, c.Disk = d.Spec.WukongName, d.Spec.DiskName
+	return c, nil
+}
+
+// newClient makes a client of one streaming subresource. Chunks go over
+// HTTP/1.1, one connection per chunk in flight: kube-apiserver relays
+// HTTP/1.1 faster than HTTP/2, whose streams share one connection's window.
+func newClient(config *rest.Config, namespace, resource, name, subresource string) (*Client, error) {
 	cfg := rest.CopyConfig(config)
 	cfg.TLSClientConfig.NextProtos = []string{"http/1.1"}
 	hc, err := rest.HTTPClientFor(cfg)
@@ -81,14 +109,14 @@ func New(config *rest.Config, namespace, name string) (*Client, error) {
 		host, _ = url.Parse("https://" + cfg.Host)
 	}
 	base := host.JoinPath(cfg.APIPath, "/apis", v1alpha1.SchemeGroupVersion.Group, v1alpha1.SchemeGroupVersion.Version,
-		"namespaces", namespace, "wukongs", name, "files")
+		"namespaces", namespace, resource, name, subresource)
 	cs, err := versioned.NewForConfig(config)
 	if err != nil {
 		return nil, err
 	}
 	return &Client{
-		Namespace: namespace, Wukong: name,
-		config: config, http: hc, base: base,
+		Namespace: namespace,
+		config:    config, http: hc, base: base,
 		records:   cs.VmV1alpha1().WukongFileTransfers(namespace),
 		ChunkSize: DefaultChunkSize, Parallel: DefaultParallel, Retries: DefaultRetries,
 	}, nil
@@ -96,6 +124,36 @@ func New(config *rest.Config, namespace, name string) (*Client, error) {
 
 // Records is the client of this namespace's WukongFileTransfers.
 func (c *Client) Records() vmclient.WukongFileTransferInterface { return c.records }
+
+// query is the query of a request about remote (a path in the VM; nothing
+// for a disk) with the parameters kv (name, value, ...).
+func (c *Client) query(remote string, kv ...string) url.Values {
+	q := url.Values{}
+	if c.Disk == "" {
+		q.Set("path", remote)
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		q.Set(kv[i], kv[i+1])
+	}
+	return q
+}
+
+// spec is the record of a chunked transfer of remote the client opens.
+func (c *Client) spec(op, remote string) v1alpha1.WukongFileTransferSpec {
+	s := v1alpha1.WukongFileTransferSpec{WukongName: c.Wukong, Operation: op, RemotePath: remote}
+	if c.Disk != "" {
+		s.RemotePath, s.Disk = "", c.Disk
+	}
+	return s
+}
+
+// recordPrefix starts the names of the records the client opens.
+func (c *Client) recordPrefix(op string) string {
+	if c.Disk != "" {
+		return c.Wukong + "-" + c.Disk + "-" + op + "-"
+	}
+	return c.Wukong + "-" + op + "-"
+}
 
 func (c *Client) url(q url.Values) string {
 	u := *c.base

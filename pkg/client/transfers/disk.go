@@ -1,0 +1,125 @@
+package transfers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+)
+
+// A disk's client (ForDisk) moves its bytes: ExportDisk as parallel ranged
+// chunks of the raw volume tied to one record, resumable; ExportDiskStream
+// and UploadDisk as one WebSocket stream (a gzip export and a CDI upload
+// cannot be split). Both wait while KubeVirt or CDI prepare the disk: the
+// server answers 503 with Retry-After until then.
+
+// DefaultReadyTimeout bounds the wait for a disk's export or upload server.
+const DefaultReadyTimeout = 5 * time.Minute
+
+// ExportDisk downloads the disk's raw volume into the local file dest; the
+// file appears under dest only when complete and verified.
+func (c *Client) ExportDisk(ctx context.Context, dest string, opts DownloadOptions) (*Result, error) {
+	var size int64
+	err := c.whenReady(ctx, func() error {
+		resp, err := c.do(ctx, http.MethodHead, c.query(""), nil, 0)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if size = resp.ContentLength; size < 0 {
+			return local(fmt.Errorf("the export of disk %s has no size (Content-Length)", c.Disk))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.DownloadFile(ctx, "", &v1alpha1.FileInfo{Name: c.Disk, Size: size}, dest, opts)
+}
+
+// ExportDiskStream writes the disk in format (raw or gzip) to w over one
+// WebSocket and returns the server's record of it.
+func (c *Client) ExportDiskStream(ctx context.Context, w io.Writer, format string, p Progress) (*v1alpha1.WukongFileTransfer, error) {
+	var rec *v1alpha1.WukongFileTransfer
+	err := c.whenReady(ctx, func() (err error) {
+		rec, err = c.StreamDownload(ctx, "", w, StreamOptions{Format: format, Progress: p})
+		return err
+	})
+	return rec, err
+}
+
+// UploadDisk sends r (size bytes, or -1) to the disk through CDI over one
+// WebSocket; with sha256 set, the server fails the upload unless the bytes
+// match, before CDI has all of them.
+func (c *Client) UploadDisk(ctx context.Context, r io.Reader, size int64, sha256 string, p Progress) (*v1alpha1.WukongFileTransfer, error) {
+	var rec *v1alpha1.WukongFileTransfer
+	sent := false
+	err := c.whenReady(ctx, func() (err error) {
+		rec, err = c.StreamUpload(ctx, "", &firstRead{r: c.paced(ctx, r), read: &sent}, StreamOptions{SHA256: sha256, Total: max(size, 0), Progress: p})
+		if err != nil && sent {
+			// A stream read from cannot be sent again.
+			return &sentError{err}
+		}
+		return err
+	})
+	return rec, err
+}
+
+// whenReady runs f, again while the server says the disk is not ready (503).
+func (c *Client) whenReady(ctx context.Context, f func() error) error {
+	timeout := c.ReadyTimeout
+	if timeout <= 0 {
+		timeout = DefaultReadyTimeout
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if !notReady(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// notReady says the server asked to come back later: an export or upload
+// server being prepared.
+func notReady(err error) bool {
+	var se *sentError
+	if err == nil || errors.As(err, &se) {
+		return false
+	}
+	if apierrors.IsServiceUnavailable(err) {
+		return true
+	}
+	var st apierrors.APIStatus
+	return errors.As(err, &st) && st.Status().Code == http.StatusServiceUnavailable ||
+		strings.Contains(err.Error(), "503 Service Unavailable")
+}
+
+// firstRead notes that a stream has been read from.
+type firstRead struct {
+	r    io.Reader
+	read *bool
+}
+
+func (f *firstRead) Read(p []byte) (int, error) {
+	*f.read = true
+	return f.r.Read(p)
+}
+
+// sentError is a failure after bytes left: not to be retried.
+type sentError struct{ err error }
+
+func (e *sentError) Error() string { return e.err.Error() }
+func (e *sentError) Unwrap() error { return e.err }

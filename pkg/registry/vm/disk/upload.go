@@ -1,0 +1,174 @@
+package disk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	"k8s.io/apiserver/pkg/registry/rest"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/registry/errstatus"
+	"github.com/novasphere/wukong/pkg/registry/wsstream"
+	"github.com/novasphere/wukong/pkg/transfer/cdi"
+	"github.com/novasphere/wukong/pkg/transfer/record"
+)
+
+// UploadREST serves disks/<name>/upload: a disk image (or a tar, for a disk
+// of contentType archive) streamed through this server to CDI's upload
+// proxy, so that RBAC on disks/upload decides and CDI's token stays here.
+// POST and PUT carry the body; a GET upgraded to a WebSocket carries it past
+// kube-apiserver's request timeout.
+type UploadREST struct {
+	disks      *REST
+	wukongs    rest.Getter
+	uploader   *cdi.Uploader
+	recorder   *record.Recorder
+	authorizer authorizer.Authorizer
+}
+
+var _ rest.Connecter = &UploadREST{}
+
+// NewUploadREST returns the upload subresource.
+func NewUploadREST(disks *REST, wukongs rest.Getter, uploader *cdi.Uploader, recorder *record.Recorder, authz authorizer.Authorizer) *UploadREST {
+	return &UploadREST{disks: disks, wukongs: wukongs, uploader: uploader, recorder: recorder, authorizer: authz}
+}
+
+func (r *UploadREST) New() runtime.Object { return &vm.DiskUploadOptions{} }
+func (r *UploadREST) Destroy()            {}
+func (r *UploadREST) ConnectMethods() []string {
+	return []string{http.MethodGet, http.MethodPost, http.MethodPut}
+}
+func (r *UploadREST) NewConnectOptions() (runtime.Object, bool, string) {
+	return &vm.DiskUploadOptions{}, false, ""
+}
+
+var hexSHA256 = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// Connect checks the options and the disk; the handler finds CDI's upload
+// server and streams.
+func (r *UploadREST) Connect(ctx context.Context, name string, options runtime.Object, responder rest.Responder) (http.Handler, error) {
+	o := options.(*vm.DiskUploadOptions)
+	if o.SHA256 != "" && !hexSHA256.MatchString(o.SHA256) {
+		return nil, apierrors.NewBadRequest("sha256 must be 64 lower-case hex digits")
+	}
+	obj, err := r.disks.Get(ctx, name, &metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	d := obj.(*vm.Disk)
+	wobj, err := r.wukongs.Get(ctx, d.Spec.WukongName, &metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	w := wobj.(*vm.Wukong)
+	return http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		if err := r.serve(req.Context(), w, d, o, rw, req); err != nil {
+			responder.Error(err)
+		}
+	}), nil
+}
+
+func (r *UploadREST) serve(ctx context.Context, w *vm.Wukong, d *vm.Disk, o *vm.DiskUploadOptions, rw http.ResponseWriter, req *http.Request) error {
+	ws := wsstream.IsUpgrade(req)
+	switch {
+	case req.Method == http.MethodGet && !ws:
+		return apierrors.NewMethodNotSupported(vm.Resource("disks/upload"), "GET without a WebSocket upgrade: an upload is a POST or PUT, or a WebSocket")
+	case ws:
+		if err := wsstream.Authorize(ctx, r.authorizer, "create", "disks", "upload", w.Namespace, d.Name); err != nil {
+			return err
+		}
+	}
+	// CDI is asked before any byte is read, so that a disk not ready yet
+	// answers 503 and the client retries with its body intact.
+	target, err := r.target(ctx, w, d)
+	if err != nil {
+		return err
+	}
+	if !ws {
+		rec, err := r.send(ctx, w, d, target, req.Body, req.ContentLength, o.SHA256)
+		if err != nil {
+			return err
+		}
+		rw.Header().Set("Content-Type", "application/json")
+		rw.WriteHeader(http.StatusCreated)
+		return json.NewEncoder(rw).Encode(wsstream.Record(rec))
+	}
+	conn, err := wsstream.Upgrader.Upgrade(rw, req, nil)
+	if err != nil {
+		return nil // the upgrader answered the client already
+	}
+	defer conn.Close()
+	// The request context ends with the upgrade; the connection carries on.
+	rec, err := r.send(context.WithoutCancel(ctx), w, d, target, wsstream.NewReader(conn), -1, o.SHA256)
+	wsstream.Finish(conn, wsstream.Record(rec), err, func(err error) metav1.Status { return statusOf(err) })
+	return nil
+}
+
+// target asks CDI where the disk's upload goes, as a Status when it cannot.
+func (r *UploadREST) target(ctx context.Context, w *vm.Wukong, d *vm.Disk) (*cdi.Target, error) {
+	t, err := r.uploader.Target(ctx, w.Namespace, d.Status.ClaimName)
+	var notReady *cdi.NotReadyError
+	var notUploadable *cdi.NotUploadableError
+	switch {
+	case errors.As(err, &notReady):
+		return nil, &apierrors.StatusError{ErrStatus: metav1.Status{
+			Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable, Reason: metav1.StatusReasonServiceUnavailable,
+			Message: notReady.Error() + "; retry shortly", Details: &metav1.StatusDetails{Name: d.Name, Kind: "disks", RetryAfterSeconds: retryAfter},
+		}}
+	case errors.As(err, &notUploadable):
+		return nil, apierrors.NewConflict(vm.Resource("disks"), d.Name, err)
+	case err != nil:
+		return nil, errstatus.BadGateway(err.Error())
+	}
+	return t, nil
+}
+
+// send streams body to CDI and records the transfer.
+func (r *UploadREST) send(ctx context.Context, w *vm.Wukong, d *vm.Disk, target *cdi.Target, body io.Reader, size int64, sha string) (*vm.WukongFileTransfer, error) {
+	spec := vm.WukongFileTransferSpec{WukongName: w.Name, Operation: vm.OperationUpload, Disk: d.Spec.DiskName}
+	if sha != "" {
+		spec.ExpectedSHA256 = sha
+	}
+	t, err := r.recorder.Start(ctx, w, spec, size)
+	if err != nil {
+		return nil, err
+	}
+	what := "a disk image"
+	if target.Archive {
+		what = "an archive"
+	}
+	n, _, err := cdi.Send(ctx, target, body, cdi.SendOptions{Size: size, SHA256: sha, Observer: t})
+	if err != nil {
+		st := statusOf(err)
+		t.Fail(fmt.Sprintf("the upload of %s to disk %s failed after %d bytes; CDI did not take it: %s", what, d.Spec.DiskName, n, st.Message))
+		return nil, &apierrors.StatusError{ErrStatus: st}
+	}
+	return t.Succeed(fmt.Sprintf("uploaded %d bytes (%s) to disk %s through CDI's upload proxy", n, what, d.Spec.DiskName)), nil
+}
+
+// statusOf maps an upload's failure to the Status the client gets.
+func statusOf(err error) metav1.Status {
+	var st apierrors.APIStatus
+	var pe *cdi.ProxyError
+	var be *cdi.BodyError
+	switch {
+	case errors.As(err, &st):
+		return st.Status()
+	case errors.Is(err, cdi.ErrChecksumMismatch):
+		return errstatus.New(http.StatusUnprocessableEntity, metav1.StatusReasonInvalid, err.Error()).ErrStatus
+	case errors.As(err, &pe) && pe.Code == http.StatusServiceUnavailable:
+		return apierrors.NewServiceUnavailable(pe.Error()).ErrStatus
+	case errors.As(err, &be):
+		return apierrors.NewBadRequest(be.Error()).ErrStatus
+	}
+	return errstatus.BadGateway(err.Error()).ErrStatus
+}

@@ -1,0 +1,174 @@
+// Package wsstream is the WebSocket transport of the streaming subresources
+// (wukongs/files, disks/export, disks/upload). kube-apiserver cuts plain
+// requests at its --request-timeout but not upgraded connections, so a
+// stream that cannot be split travels as WebSocket messages: binary messages
+// carry the bytes (1 MiB each from the server); an uploading client ends its
+// bytes with one text message; the server's last message is a text message
+// holding the transfer record as JSON (or a Status when it failed), then it
+// closes.
+package wsstream
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/websocket"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/klog/v2"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+)
+
+// MessageSize is the size of the binary messages the server sends.
+const MessageSize = 1 << 20
+
+// Upgrader upgrades the streaming subresources' GETs.
+var Upgrader = websocket.Upgrader{
+	// client-go's WebSocket transport insists on a subprotocol; offering
+	// none works too.
+	Subprotocols:    []string{v1alpha1.FilesWebSocketProtocol},
+	ReadBufferSize:  64 << 10,
+	WriteBufferSize: 64 << 10,
+	// kube-apiserver proxies the upgrade; the browser origin check does not apply.
+	CheckOrigin: func(*http.Request) bool { return true },
+}
+
+// IsUpgrade says whether req asks for a WebSocket.
+func IsUpgrade(req *http.Request) bool { return websocket.IsWebSocketUpgrade(req) }
+
+// Authorize checks the verb an upload over a WebSocket really is.
+// kube-apiserver authorised the upgrade as get, as every GET; writing needs
+// verb (create, update) on the subresource too.
+func Authorize(ctx context.Context, authz authorizer.Authorizer, verb string, gr, subresource, namespace, name string) error {
+	u, ok := genericapirequest.UserFrom(ctx)
+	if !ok {
+		return apierrors.NewUnauthorized("no user in the request")
+	}
+	decision, reason, err := authz.Authorize(ctx, authorizer.AttributesRecord{
+		User: u, Verb: verb, Namespace: namespace, APIGroup: vm.GroupName, APIVersion: "v1alpha1",
+		Resource: gr, Subresource: subresource, Name: name, ResourceRequest: true,
+	})
+	if err != nil && decision != authorizer.DecisionAllow {
+		return apierrors.NewInternalError(fmt.Errorf("authorizing the upload: %w", err))
+	}
+	if decision != authorizer.DecisionAllow {
+		msg := fmt.Sprintf("an upload over a WebSocket needs %s on %s/%s, not only get", verb, gr, subresource)
+		if reason != "" {
+			msg += ": " + reason
+		}
+		return apierrors.NewForbidden(vm.Resource(gr+"/"+subresource), name, fmt.Errorf("%s", msg))
+	}
+	return nil
+}
+
+// Finish sends the last message, result (a record) or, when err is set, the
+// Status status makes of it, and closes the stream.
+func Finish(conn *websocket.Conn, result any, err error, status func(error) metav1.Status) {
+	if err != nil {
+		st := status(err)
+		st.APIVersion, st.Kind = "v1", "Status"
+		result = st
+	}
+	msg, _ := json.Marshal(result)
+	_ = conn.WriteMessage(websocket.TextMessage, msg)
+	code, text := websocket.CloseNormalClosure, ""
+	if err != nil {
+		code, text = websocket.CloseInternalServerErr, "transfer failed"
+	}
+	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(5*time.Second))
+}
+
+// Record is the record as a client reads it: v1alpha1, with its kind.
+func Record(rec *vm.WukongFileTransfer) any {
+	if rec == nil {
+		return metav1.Status{Status: metav1.StatusSuccess}
+	}
+	out := &v1alpha1.WukongFileTransfer{}
+	if err := v1alpha1.Convert_vm_WukongFileTransfer_To_v1alpha1_WukongFileTransfer(rec, out, nil); err != nil {
+		return metav1.Status{Status: metav1.StatusSuccess, Message: "transfer " + rec.Name + " succeeded"}
+	}
+	out.APIVersion, out.Kind = v1alpha1.SchemeGroupVersion.String(), "WukongFileTransfer"
+	return out
+}
+
+// Writer sends what is written as binary messages of MessageSize; Flush
+// sends the rest.
+type Writer struct {
+	conn *websocket.Conn
+	buf  []byte
+}
+
+// NewWriter writes to conn.
+func NewWriter(conn *websocket.Conn) *Writer { return &Writer{conn: conn} }
+
+func (w *Writer) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if w.buf == nil {
+			w.buf = make([]byte, 0, MessageSize)
+		}
+		k := min(len(p), MessageSize-len(w.buf))
+		w.buf = append(w.buf, p[:k]...)
+		p = p[k:]
+		if len(w.buf) == MessageSize {
+			if err := w.Flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// Flush sends what is buffered.
+func (w *Writer) Flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	err := w.conn.WriteMessage(websocket.BinaryMessage, w.buf)
+	w.buf = w.buf[:0]
+	return err
+}
+
+// Reader reads the binary messages of an upload until the client's text
+// message that ends it; a close or a cut before that is an error, so a cut
+// stream is never committed.
+type Reader struct {
+	conn *websocket.Conn
+	cur  io.Reader
+}
+
+// NewReader reads from conn.
+func NewReader(conn *websocket.Conn) *Reader { return &Reader{conn: conn} }
+
+func (r *Reader) Read(p []byte) (int, error) {
+	for {
+		if r.cur != nil {
+			n, err := r.cur.Read(p)
+			if err == io.EOF {
+				r.cur = nil
+				if n > 0 {
+					return n, nil
+				}
+				continue
+			}
+			return n, err
+		}
+		typ, msg, err := r.conn.NextReader()
+		if err != nil {
+			klog.V(4).InfoS("WebSocket upload ended abnormally", "err", err)
+			return 0, fmt.Errorf("the upload stream ended without a normal close: %w", err)
+		}
+		if typ == websocket.TextMessage {
+			return 0, io.EOF // the client's end of the upload
+		}
+		r.cur = msg
+	}
+}

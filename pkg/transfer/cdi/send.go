@@ -1,0 +1,138 @@
+package cdi
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// ErrChecksumMismatch: the bytes sent are not the ones the client meant.
+var ErrChecksumMismatch = errors.New("checksum mismatch")
+
+// ProxyError is an answer of the upload proxy other than 200.
+type ProxyError struct {
+	Code    int
+	Message string
+}
+
+func (e *ProxyError) Error() string {
+	return fmt.Sprintf("CDI's upload proxy answered %d %s: %s", e.Code, http.StatusText(e.Code), e.Message)
+}
+
+// BodyError is a failure reading what the client sends, not CDI's.
+type BodyError struct{ Err error }
+
+func (e *BodyError) Error() string { return e.Err.Error() }
+func (e *BodyError) Unwrap() error { return e.Err }
+
+// SendOptions tune Send.
+type SendOptions struct {
+	// Size of the body, or -1 when unknown (sent chunked).
+	Size int64
+	// SHA256 the whole body must have (hex), or "".
+	SHA256 string
+	// Observer sees every byte read from body (progress, metrics).
+	Observer io.Writer
+}
+
+// Send streams body to the upload proxy. With SHA256 set, the last byte is
+// held back until the end of body shows the sum matches: on a mismatch the
+// request is cut short, so CDI's upload server never sees a complete volume.
+// It returns the bytes read from body and their sha256.
+func Send(ctx context.Context, t *Target, body io.Reader, o SendOptions) (int64, string, error) {
+	cb := &checkedBody{r: body, sum: sha256.New(), want: o.SHA256, obs: o.Observer}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, cb)
+	if err != nil {
+		return 0, "", err
+	}
+	req.ContentLength = o.Size
+	if o.Size == 0 {
+		req.Body = http.NoBody
+	}
+	req.Header.Set("Authorization", "Bearer "+t.Token)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := t.Client.Do(req)
+	if cb.err != nil {
+		// The body's own failure, not the transport's wrapping of it.
+		return cb.n, "", cb.err
+	}
+	if err != nil {
+		// The URL holds no secret; the token travels in a header.
+		return cb.n, "", fmt.Errorf("reaching CDI's upload proxy: %w", err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if resp.StatusCode != http.StatusOK {
+		return cb.n, "", &ProxyError{Code: resp.StatusCode, Message: strings.TrimSpace(string(msg))}
+	}
+	if o.Size >= 0 && cb.n != o.Size {
+		return cb.n, "", &BodyError{Err: fmt.Errorf("%d of %d bytes", cb.n, o.Size)}
+	}
+	return cb.n, hex.EncodeToString(cb.sum.Sum(nil)), nil
+}
+
+// checkedBody passes on all but the last byte read so far; at the end it
+// lets that byte go only when the sum matches.
+type checkedBody struct {
+	r    io.Reader
+	sum  hash.Hash
+	want string
+	obs  io.Writer
+
+	buf        []byte
+	start, end int  // buf[start:end] is read but not passed on
+	ended      bool // the source ended and the sum matched
+	n          int64
+	err        error
+}
+
+func (b *checkedBody) Read(p []byte) (int, error) {
+	if b.buf == nil {
+		b.buf = make([]byte, 256<<10)
+	}
+	for {
+		if b.err != nil {
+			return 0, b.err
+		}
+		keep := 1
+		if b.ended {
+			keep = 0
+		}
+		if avail := b.end - b.start - keep; avail > 0 && len(p) > 0 {
+			k := copy(p[:min(len(p), avail)], b.buf[b.start:b.end])
+			b.start += k
+			return k, nil
+		}
+		if b.ended {
+			return 0, io.EOF
+		}
+		if b.start > 0 {
+			b.end = copy(b.buf, b.buf[b.start:b.end])
+			b.start = 0
+		}
+		m, err := b.r.Read(b.buf[b.end:])
+		if m > 0 {
+			b.sum.Write(b.buf[b.end : b.end+m])
+			if b.obs != nil {
+				_, _ = b.obs.Write(b.buf[b.end : b.end+m])
+			}
+			b.n += int64(m)
+			b.end += m
+		}
+		switch {
+		case err == io.EOF:
+			if got := hex.EncodeToString(b.sum.Sum(nil)); b.want != "" && got != b.want {
+				b.err = fmt.Errorf("%w: the upload has sha256 %s, expected %s", ErrChecksumMismatch, got, b.want)
+			}
+			b.ended = true
+		case err != nil:
+			b.err = &BodyError{Err: fmt.Errorf("the upload stream broke after %d bytes: %w", b.n, err)}
+		}
+	}
+}

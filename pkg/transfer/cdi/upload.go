@@ -1,0 +1,170 @@
+// Package cdi reaches CDI's upload path for a disk: its DataVolume must be an
+// upload target CDI has made ready, a token comes from an UploadTokenRequest
+// (CDI's aggregated API), and the upload proxy's address and CA from the
+// CDIConfig, as virtctl finds them, unless flags say otherwise. Streaming the
+// bytes is the caller's; the token never leaves the server.
+package cdi
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	cdiclient "kubevirt.io/client-go/containerizeddataimporter/typed/core/v1beta1"
+	uploadclient "kubevirt.io/client-go/containerizeddataimporter/typed/upload/v1beta1"
+	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
+	uploadv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/upload/v1beta1"
+)
+
+// The upload proxy's paths: sync answers once the upload server has written
+// the volume, so a 200 means the disk holds the bytes.
+const (
+	uploadPath        = "/v1beta1/upload"
+	uploadArchivePath = "/v1beta1/upload-archive"
+)
+
+// ConfigName is the CDIConfig CDI keeps its cluster-wide settings in.
+const ConfigName = "config"
+
+// Uploader finds where and with which token a DataVolume takes an upload.
+type Uploader struct {
+	DataVolumes cdiclient.DataVolumesGetter
+	Configs     cdiclient.CDIConfigsGetter
+	Tokens      uploadclient.UploadTokenRequestsGetter
+	// ProxyURL and ProxyCA, when set, override the CDIConfig's
+	// status.uploadProxyURL and status.uploadProxyCA (--cdi-upload-proxy-*).
+	ProxyURL string
+	ProxyCA  []byte
+
+	mu      sync.Mutex
+	clients map[string]*http.Client // by CA, so connections are reused
+}
+
+// Target is where one upload goes.
+type Target struct {
+	URL   string
+	Token string
+	// Archive says the body is a tar CDI unpacks into a filesystem volume.
+	Archive bool
+	Client  *http.Client
+}
+
+// NotReadyError says CDI is still preparing the upload server: ask again later.
+type NotReadyError struct {
+	DataVolume, Phase string
+}
+
+func (e *NotReadyError) Error() string {
+	if e.Phase == "" {
+		return fmt.Sprintf("the DataVolume %s does not exist yet", e.DataVolume)
+	}
+	return fmt.Sprintf("the DataVolume %s is %s, not UploadReady yet", e.DataVolume, e.Phase)
+}
+
+// NotUploadableError says the DataVolume does not take an upload at all.
+type NotUploadableError struct{ Reason string }
+
+func (e *NotUploadableError) Error() string { return e.Reason }
+
+// Target returns where the upload to DataVolume claim goes. A *NotReadyError
+// means CDI's upload server is not up yet; a *NotUploadableError that the
+// disk takes no upload.
+func (u *Uploader) Target(ctx context.Context, namespace, claim string) (*Target, error) {
+	dv, err := u.DataVolumes.DataVolumes(namespace).Get(ctx, claim, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, &NotReadyError{DataVolume: claim}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the DataVolume %s: %w", claim, err)
+	}
+	if dv.Spec.Source == nil || dv.Spec.Source.Upload == nil {
+		return nil, &NotUploadableError{Reason: fmt.Sprintf("the DataVolume %s imports its content and takes no upload: a disk takes uploads when its importSource has type upload", claim)}
+	}
+	switch dv.Status.Phase {
+	case cdiv1.UploadReady:
+	case cdiv1.Succeeded:
+		return nil, &NotUploadableError{Reason: fmt.Sprintf("the DataVolume %s already holds an upload; CDI writes a volume once: recreate the disk to upload again", claim)}
+	case cdiv1.Failed:
+		return nil, &NotUploadableError{Reason: fmt.Sprintf("the DataVolume %s failed; recreate the disk to upload again", claim)}
+	default:
+		return nil, &NotReadyError{DataVolume: claim, Phase: string(dv.Status.Phase)}
+	}
+	base, ca, err := u.proxy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := u.Tokens.UploadTokenRequests(namespace).Create(ctx, &uploadv1beta1.UploadTokenRequest{
+		ObjectMeta: metav1.ObjectMeta{Name: "wukong-" + claim, Namespace: namespace},
+		Spec:       uploadv1beta1.UploadTokenRequestSpec{PvcName: claim},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("asking CDI for an upload token (UploadTokenRequest): %w", err)
+	}
+	if tr.Status.Token == "" {
+		return nil, fmt.Errorf("CDI answered the UploadTokenRequest for %s without a token", claim)
+	}
+	client, err := u.client(ca)
+	if err != nil {
+		return nil, err
+	}
+	t := &Target{URL: base + uploadPath, Token: tr.Status.Token, Client: client}
+	if dv.Spec.ContentType == cdiv1.DataVolumeArchive {
+		t.URL, t.Archive = base+uploadArchivePath, true
+	}
+	return t, nil
+}
+
+// proxy returns the upload proxy's base URL and CA, from the flags or the CDIConfig.
+func (u *Uploader) proxy(ctx context.Context) (string, []byte, error) {
+	base, ca := u.ProxyURL, u.ProxyCA
+	if base == "" || len(ca) == 0 {
+		cfg, err := u.Configs.CDIConfigs().Get(ctx, ConfigName, metav1.GetOptions{})
+		if err != nil && base == "" {
+			return "", nil, fmt.Errorf("finding CDI's upload proxy: reading CDIConfig %s: %w (or set --cdi-upload-proxy-url)", ConfigName, err)
+		}
+		if err == nil {
+			if base == "" && cfg.Status.UploadProxyURL != nil {
+				base = *cfg.Status.UploadProxyURL
+			}
+			if len(ca) == 0 && cfg.Status.UploadProxyCA != nil {
+				ca = []byte(*cfg.Status.UploadProxyCA)
+			}
+		}
+	}
+	if base == "" {
+		return "", nil, fmt.Errorf("CDIConfig %s has no status.uploadProxyURL (set --cdi-upload-proxy-url)", ConfigName)
+	}
+	if !strings.Contains(base, "://") {
+		base = "https://" + base // CDI publishes a host name
+	}
+	return strings.TrimSuffix(base, "/"), ca, nil
+}
+
+func (u *Uploader) client(ca []byte) (*http.Client, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if c, ok := u.clients[string(ca)]; ok {
+		return c, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if len(ca) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(ca) {
+			return nil, fmt.Errorf("the upload proxy's CA is not PEM")
+		}
+		tc.RootCAs = pool
+	}
+	// No response timeout: a sync upload is answered when the volume is written.
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment, DisableCompression: true}}
+	if u.clients == nil {
+		u.clients = map[string]*http.Client{}
+	}
+	u.clients[string(ca)] = c
+	return c, nil
+}

@@ -1,0 +1,156 @@
+package vm
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	exportv1beta1 "kubevirt.io/api/export/v1beta1"
+	uploadv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/upload/v1beta1"
+
+	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/test/integration/framework"
+	"github.com/novasphere/wukong/test/integration/standin"
+)
+
+// BenchmarkDisks1GiB moves a 1 GiB disk out and in, in the same run: straight
+// from the (stand-in) KubeVirt export server and straight to the (stand-in)
+// CDI upload proxy with their tokens (the baselines), against kubectl wukong
+// export and upload through kube-apiserver, the aggregator and
+// wukong-apiserver. It reports throughput and the ratio to the direct path,
+// the number that matters on a shared, noisy machine.
+//
+//	make bench
+func BenchmarkDisks1GiB(b *testing.B) {
+	const size = 1 << 30
+	const rounds = 2
+	ctx := context.Background()
+	exports, err := standin.StartExports(ctx, cp.Admin.Config)
+	require.NoError(b, err)
+	exports.ReadyAfter = 0
+	ns := framework.CreateTestNamespace(b, cp, "disks-bench")
+	disks := []v1alpha1.DiskConfig{{Name: "system", Image: "docker://quay.io/containerdisks/fedora:40"}}
+	for i := range rounds {
+		for _, who := range []string{"plugin", "direct"} {
+			disks = append(disks, v1alpha1.DiskConfig{Name: fmt.Sprintf("%s%d", who, i), ImportSource: &v1alpha1.ImportSourceSpec{Type: v1alpha1.ImportSourceUpload}})
+		}
+	}
+	apply(b, ns, &v1alpha1.Wukong{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: v1alpha1.WukongSpec{CPU: 1, Disks: disks}})
+	waitWukong(b, ns, "bench", "its disks imported or ready for uploads", func(w *v1alpha1.Wukong) bool {
+		for _, d := range disks {
+			if is := importStatusOf(w, d.Name); is == nil || (is.Phase != "Succeeded" && is.Message == "") {
+				return false
+			}
+		}
+		return true
+	})
+	work := b.TempDir()
+	src := filepath.Join(work, "disk.img")
+	sum := writeRandom(b, src, size, 21)
+	exports.SetVolume(ns, "bench-system", src)
+
+	// The direct paths, as a client inside the cluster with the tokens would take them.
+	c := newClients(b)
+	var vme *exportv1beta1.VirtualMachineExport
+	_, _, err = cp.Plugin(cp.Admin, nil, "-n", ns, "export", "bench-system", "-o", filepath.Join(work, "warm.img"))
+	require.NoError(b, err, "the first export creates the VirtualMachineExport")
+	vme, err = c.kubevirt.ExportV1beta1().VirtualMachineExports(ns).Get(ctx, "wukong-bench-system", metav1.GetOptions{})
+	require.NoError(b, err)
+	secret, err := c.kube.CoreV1().Secrets(ns).Get(ctx, *vme.Spec.TokenSecretRef, metav1.GetOptions{})
+	require.NoError(b, err)
+	exportURL := vme.Status.Links.Internal.Volumes[0].Formats[0].Url
+	exportClient := tlsClient(b, []byte(vme.Status.Links.Internal.Cert))
+	direct := func(dest string) {
+		req, err := http.NewRequest(http.MethodGet, exportURL, nil)
+		require.NoError(b, err)
+		req.Header.Set("x-kubevirt-export-token", string(secret.Data["token"]))
+		resp, err := exportClient.Do(req)
+		require.NoError(b, err)
+		defer resp.Body.Close()
+		require.Equal(b, http.StatusOK, resp.StatusCode)
+		f, err := os.Create(dest)
+		require.NoError(b, err)
+		defer f.Close()
+		_, err = io.Copy(f, resp.Body)
+		require.NoError(b, err)
+	}
+	proxyClient := tlsClient(b, uploads.ProxyCA())
+	directUpload := func(pvc string) {
+		waitUploadReady(b, ns, pvc)
+		tr, err := c.cdi.UploadV1beta1().UploadTokenRequests(ns).Create(ctx, &uploadv1beta1.UploadTokenRequest{
+			ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: uploadv1beta1.UploadTokenRequestSpec{PvcName: pvc},
+		}, metav1.CreateOptions{})
+		require.NoError(b, err)
+		f, err := os.Open(src)
+		require.NoError(b, err)
+		defer f.Close()
+		req, err := http.NewRequest(http.MethodPost, uploads.ProxyURL()+"/v1beta1/upload", f)
+		require.NoError(b, err)
+		req.ContentLength = size
+		req.Header.Set("Authorization", "Bearer "+tr.Status.Token)
+		resp, err := proxyClient.Do(req)
+		require.NoError(b, err)
+		resp.Body.Close()
+		require.Equal(b, http.StatusOK, resp.StatusCode)
+	}
+
+	var best struct{ direct, export, directUp, upload time.Duration }
+	keep := func(d *time.Duration, f func()) {
+		start := time.Now()
+		f()
+		if took := time.Since(start); *d == 0 || took < *d {
+			*d = took
+		}
+	}
+	b.ResetTimer()
+	for i := range rounds { // interleaved; the best of each counts
+		keep(&best.direct, func() { direct(filepath.Join(work, "direct.img")) })
+		keep(&best.export, func() {
+			_, _, err := cp.Plugin(cp.Admin, nil, "-n", ns, "export", "bench-system", "-o", filepath.Join(work, "export.img"))
+			require.NoError(b, err)
+		})
+		keep(&best.directUp, func() { directUpload(fmt.Sprintf("bench-direct%d", i)) })
+		keep(&best.upload, func() {
+			waitUploadReady(b, ns, fmt.Sprintf("bench-plugin%d", i))
+			_, _, err := cp.Plugin(cp.Admin, nil, "-n", ns, "upload", fmt.Sprintf("bench-plugin%d", i), src)
+			require.NoError(b, err)
+		})
+	}
+	b.StopTimer()
+	for _, p := range []string{filepath.Join(work, "direct.img"), filepath.Join(work, "export.img"),
+		uploads.Received(ns, "bench-direct0"), uploads.Received(ns, "bench-plugin0")} {
+		require.Equal(b, sum, fileSum(b, p), "bytes of %s", p)
+	}
+	mbps := func(d time.Duration) float64 { return float64(size) / 1e6 / d.Seconds() }
+	b.ReportMetric(mbps(best.direct), "direct-export-MB/s")
+	b.ReportMetric(mbps(best.export), "plugin-export-MB/s")
+	b.ReportMetric(best.direct.Seconds()/best.export.Seconds(), "export-x-direct")
+	b.ReportMetric(mbps(best.directUp), "direct-upload-MB/s")
+	b.ReportMetric(mbps(best.upload), "plugin-upload-MB/s")
+	b.ReportMetric(best.directUp.Seconds()/best.upload.Seconds(), "upload-x-direct")
+}
+
+func tlsClient(t testing.TB, caPEM []byte) *http.Client {
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(caPEM))
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableCompression: true}}
+}
+
+// waitUploadReady waits until CDI readied the DataVolume for an upload.
+func waitUploadReady(t testing.TB, ns, dv string) {
+	c := newClients(t)
+	require.NoError(t, wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		d, err := c.cdi.CdiV1beta1().DataVolumes(ns).Get(ctx, dv, metav1.GetOptions{})
+		return err == nil && d.Status.Phase == "UploadReady", nil
+	}), "DataVolume %s UploadReady", dv)
+}

@@ -1,0 +1,430 @@
+package vm
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+	aggregator "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
+	cdiclient "kubevirt.io/client-go/containerizeddataimporter"
+	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
+	uploadv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/upload/v1beta1"
+
+	"github.com/novasphere/wukong/test/integration/framework"
+)
+
+// TestUploadStandIn checks the CDI upload stand-ins against CDI's own
+// clients and protocol: the typed upload client and kubectl through
+// kube-apiserver's aggregator, then bearer-token uploads to the proxy.
+func TestUploadStandIn(t *testing.T) {
+	ctx := t.Context()
+	c := newClients(t)
+	ns := framework.CreateTestNamespace(t, cp, "upload-standin")
+
+	newUploadDV(t, c, ns, "disk", "")
+	newUploadDV(t, c, ns, "tree", cdiv1.DataVolumeArchive)
+	waitDVPhase(t, c, ns, "disk", cdiv1.UploadReady)
+	dv := waitDVPhase(t, c, ns, "tree", cdiv1.UploadReady)
+	assert.Equal(t, "tree", dv.Status.ClaimName)
+
+	t.Run("CDIConfig names the proxy", func(t *testing.T) {
+		cfg, err := c.cdi.CdiV1beta1().CDIConfigs().Get(ctx, "config", metav1.GetOptions{})
+		require.NoError(t, err)
+		require.NotNil(t, cfg.Status.UploadProxyURL)
+		require.NotNil(t, cfg.Status.UploadProxyCA)
+		assert.Equal(t, uploads.ProxyURL(), *cfg.Status.UploadProxyURL)
+		assert.Equal(t, string(uploads.ProxyCA()), *cfg.Status.UploadProxyCA)
+	})
+
+	token := requestUploadToken(t, cp.Admin.Config, ns, "disk")
+	t.Run("token through the aggregator", func(t *testing.T) {
+		assert.Regexp(t, regexp.MustCompile(`^[A-Za-z0-9\-\._~\+\/]+$`), token)
+		assert.Len(t, strings.Split(token, "."), 3, "header.claims.signature")
+
+		// kubectl goes the same way, discovery included.
+		f := filepath.Join(t.TempDir(), "utr.yaml")
+		require.NoError(t, os.WriteFile(f, []byte(fmt.Sprintf(`apiVersion: upload.cdi.kubevirt.io/v1beta1
+kind: UploadTokenRequest
+metadata:
+  name: disk
+  namespace: %s
+spec:
+  pvcName: disk
+`, ns)), 0o644))
+		out := framework.RunKubectl(t, cp, cp.Admin, "create", "-f", f, "-o", "jsonpath={.status.token}")
+		assert.Regexp(t, `^[A-Za-z0-9\-\._~\+\/]+\.[A-Za-z0-9\-\._~\+\/]+\.[A-Za-z0-9\-\._~\+\/]+$`, out)
+	})
+
+	t.Run("a missing pvcName is a 400", func(t *testing.T) {
+		cdi, err := cdiclient.NewForConfig(cp.Admin.Config)
+		require.NoError(t, err)
+		_, err = cdi.UploadV1beta1().UploadTokenRequests(ns).Create(ctx, &uploadv1beta1.UploadTokenRequest{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
+		require.Error(t, err)
+		assert.True(t, apierrors.IsBadRequest(err), "%v", err)
+		assert.Contains(t, err.Error(), "spec.pvcName")
+	})
+
+	t.Run("RBAC decides who gets a token", func(t *testing.T) {
+		nobody := framework.CreateTestUser(t, cp, "upload-nobody")
+		cdi, err := cdiclient.NewForConfig(nobody.Config)
+		require.NoError(t, err)
+		_, err = cdi.UploadV1beta1().UploadTokenRequests(ns).Create(ctx, &uploadv1beta1.UploadTokenRequest{
+			ObjectMeta: metav1.ObjectMeta{Name: "disk"}, Spec: uploadv1beta1.UploadTokenRequestSpec{PvcName: "disk"}}, metav1.CreateOptions{})
+		require.Error(t, err)
+		assert.True(t, apierrors.IsForbidden(err), "%v", err)
+
+		uploader := framework.CreateTestUser(t, cp, "upload-uploader")
+		_, err = c.kube.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "uploader"},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{"upload.cdi.kubevirt.io"}, Resources: []string{"uploadtokenrequests"}, Verbs: []string{"create"}}}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		_, err = c.kube.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "uploader"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "uploader"},
+			Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: uploader.Name}}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		assert.NotEmpty(t, requestUploadToken(t, uploader.Config, ns, "disk"))
+	})
+
+	t.Run("the stand-in authenticates the front proxy and authorises with a SubjectAccessReview", func(t *testing.T) {
+		// Straight to the stand-in, as the aggregator reaches it: the
+		// Service's port, the APIService's caBundle, the front-proxy
+		// certificate kube-apiserver uses.
+		svc, err := c.kube.CoreV1().Services("cdi").Get(ctx, "cdi-api", metav1.GetOptions{})
+		require.NoError(t, err)
+		agg, err := aggregator.NewForConfig(cp.Admin.Config)
+		require.NoError(t, err)
+		apiSvc, err := agg.ApiregistrationV1().APIServices().Get(ctx, "v1beta1.upload.cdi.kubevirt.io", metav1.GetOptions{})
+		require.NoError(t, err)
+		pool := x509.NewCertPool()
+		require.True(t, pool.AppendCertsFromPEM(apiSvc.Spec.CABundle))
+		frontProxy, err := tls.LoadX509KeyPair(filepath.Join(cp.WorkDir, "pki", "front-proxy-client.crt"), filepath.Join(cp.WorkDir, "pki", "front-proxy-client.key"))
+		require.NoError(t, err)
+		admin, err := tls.X509KeyPair(cp.Admin.Config.CertData, cp.Admin.Config.KeyData)
+		require.NoError(t, err)
+		base := fmt.Sprintf("https://localhost:%d", svc.Spec.Ports[0].Port)
+		call := func(cert *tls.Certificate, method, path, user string, body string) (int, metav1.Status) {
+			t.Helper()
+			tc := &tls.Config{RootCAs: pool, ServerName: "cdi-api.cdi.svc"}
+			if cert != nil {
+				tc.Certificates = []tls.Certificate{*cert}
+			}
+			req, err := http.NewRequestWithContext(ctx, method, base+path, strings.NewReader(body))
+			require.NoError(t, err)
+			if user != "" {
+				req.Header.Set("X-Remote-User", user)
+				req.Header.Add("X-Remote-Group", "system:authenticated")
+			}
+			resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: tc}}).Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			var st metav1.Status
+			b, _ := io.ReadAll(resp.Body)
+			_ = json.Unmarshal(b, &st)
+			return resp.StatusCode, st
+		}
+		create := "/apis/upload.cdi.kubevirt.io/v1beta1/namespaces/" + ns + "/uploadtokenrequests"
+		utr := `{"apiVersion":"upload.cdi.kubevirt.io/v1beta1","kind":"UploadTokenRequest","metadata":{"name":"disk"},"spec":{"pvcName":"disk"}}`
+
+		code, st := call(nil, http.MethodPost, create, "admin", utr)
+		assert.Equal(t, http.StatusUnauthorized, code, "no client certificate")
+		assert.Equal(t, metav1.StatusReasonUnauthorized, st.Reason)
+		code, _ = call(&admin, http.MethodPost, create, "admin", utr)
+		assert.Equal(t, http.StatusUnauthorized, code, "a client certificate, but not the front proxy's")
+		code, _ = call(&frontProxy, http.MethodPost, create, "", utr)
+		assert.Equal(t, http.StatusUnauthorized, code, "the front proxy, vouching for nobody")
+
+		code, st = call(&frontProxy, http.MethodPost, create, "upload-nobody", utr)
+		assert.Equal(t, http.StatusForbidden, code)
+		assert.Equal(t, metav1.StatusReasonForbidden, st.Reason)
+		assert.Contains(t, st.Message, `User "upload-nobody" cannot create resource "uploadtokenrequests"`)
+
+		code, st = call(&frontProxy, http.MethodPost, create, "upload-uploader", utr)
+		assert.Equal(t, http.StatusCreated, code, st.Message)
+		code, st = call(&frontProxy, http.MethodPost, create, "upload-uploader", `{"spec":{}}`)
+		assert.Equal(t, http.StatusBadRequest, code)
+		assert.Equal(t, metav1.StatusReasonBadRequest, st.Reason)
+		code, st = call(&frontProxy, http.MethodGet, "/apis/upload.cdi.kubevirt.io/v1beta1/namespaces/"+ns+"/uploadtokenrequests/disk", "upload-uploader", "")
+		assert.Equal(t, http.StatusNotFound, code)
+		assert.Equal(t, metav1.StatusReasonNotFound, st.Reason)
+	})
+
+	client := proxyClient(t)
+	t.Run("healthz", func(t *testing.T) {
+		code, body := post(t, client, http.MethodGet, "/healthz", "", nil)
+		assert.Equal(t, http.StatusOK, code)
+		assert.Equal(t, "OK", body)
+	})
+
+	t.Run("no, a malformed or a forged token", func(t *testing.T) {
+		code, _ := post(t, client, http.MethodPost, "/v1beta1/upload", "", strings.NewReader("x"))
+		assert.Equal(t, http.StatusBadRequest, code)
+		code, _ = post(t, client, http.MethodPost, "/v1beta1/upload", "Basic Zm9vOmJhcg==", strings.NewReader("x"))
+		assert.Equal(t, http.StatusBadRequest, code)
+		parts := strings.Split(token, ".")
+		forged := parts[0] + "." + parts[1] + "." + strings.Repeat("A", len(parts[2]))
+		code, _ = post(t, client, http.MethodPost, "/v1beta1/upload", "Bearer "+forged, strings.NewReader("x"))
+		assert.Equal(t, http.StatusUnauthorized, code)
+	})
+
+	t.Run("a DataVolume not ready yet", func(t *testing.T) {
+		newUploadDV(t, c, ns, "later", "")
+		waitDVPhase(t, c, ns, "later", cdiv1.UploadScheduled)
+		code, body := post(t, client, http.MethodPost, "/v1beta1/upload", "Bearer "+requestUploadToken(t, cp.Admin.Config, ns, "later"), strings.NewReader("x"))
+		assert.Equal(t, http.StatusServiceUnavailable, code)
+		assert.Contains(t, body, "not ready")
+		code, body = post(t, client, http.MethodPost, "/v1beta1/upload", "Bearer "+requestUploadToken(t, cp.Admin.Config, ns, "nothing"), strings.NewReader("x"))
+		assert.Equal(t, http.StatusServiceUnavailable, code)
+		assert.Contains(t, body, "doesn't exist")
+	})
+
+	data := make([]byte, 5<<20+123)
+	_, _ = rand.NewChaCha8([32]byte{11}).Read(data)
+	sum := sha256.Sum256(data)
+	received := uploads.Received(ns, "disk")
+
+	t.Run("a body cut short leaves nothing", func(t *testing.T) {
+		pr, pw := io.Pipe()
+		go func() {
+			_, _ = pw.Write(data[:2<<20])
+			pw.CloseWithError(errors.New("client gave up"))
+		}()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, uploads.ProxyURL()+"/v1beta1/upload", pr)
+		require.NoError(t, err)
+		req.ContentLength = int64(len(data))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/octet-stream")
+		before := uploads.Requests.Load()
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			t.Fatalf("a cut body was answered %s", resp.Status)
+		}
+		assert.Greater(t, uploads.Requests.Load(), before, "the proxy took the request")
+		// The server removes its partial file once it sees the break.
+		assert.Eventually(t, func() bool {
+			entries, _ := os.ReadDir(filepath.Dir(received))
+			return len(entries) == 0
+		}, 10*time.Second, 50*time.Millisecond, "no file, partial or not")
+		dv := waitDVPhase(t, c, ns, "disk", cdiv1.UploadReady)
+		assert.Equal(t, cdiv1.UploadReady, dv.Status.Phase, "ready for another try")
+	})
+
+	t.Run("an upload arrives whole", func(t *testing.T) {
+		before := uploads.Requests.Load()
+		var code int
+		var body string
+		// The cut upload's handler may not have let go yet: 503, as CDI's
+		// upload server answers a second upload while one is running.
+		for range 50 {
+			if code, body = post(t, client, http.MethodPost, "/v1beta1/upload", "Bearer "+token, bytes.NewReader(data)); code != http.StatusServiceUnavailable {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		require.Equal(t, http.StatusOK, code, body)
+		assert.Greater(t, uploads.Requests.Load(), before)
+		entries, err := os.ReadDir(filepath.Dir(received))
+		require.NoError(t, err)
+		require.Len(t, entries, 1, "no partial file left behind")
+		assert.Equal(t, "disk", entries[0].Name())
+		got, err := os.ReadFile(received)
+		require.NoError(t, err)
+		gotSum := sha256.Sum256(got)
+		assert.Equal(t, hex.EncodeToString(sum[:]), hex.EncodeToString(gotSum[:]))
+
+		dv := waitDVPhase(t, c, ns, "disk", cdiv1.Succeeded)
+		assert.Equal(t, cdiv1.DataVolumeProgress("100.0%"), dv.Status.Progress)
+		code, body = post(t, client, http.MethodPost, "/v1beta1/upload-async", "Bearer "+token, strings.NewReader("again"))
+		assert.Equal(t, http.StatusServiceUnavailable, code)
+		assert.Contains(t, body, "already finished uploading")
+	})
+
+	t.Run("an archive is extracted, and one escaping refused", func(t *testing.T) {
+		treeToken := requestUploadToken(t, cp.Admin.Config, ns, "tree")
+		evil := tarball(t, []tarEntry{{name: "ok.txt", body: "fine"}, {name: "../escape.txt", body: "evil"}})
+		code, body := post(t, client, http.MethodPost, "/v1beta1/upload-archive", "Bearer "+treeToken, bytes.NewReader(evil))
+		assert.Equal(t, http.StatusInternalServerError, code)
+		assert.Contains(t, body, "outside the target directory")
+		assert.NoFileExists(t, filepath.Join(filepath.Dir(uploads.Received(ns, "tree")), "escape.txt"))
+		assert.NoDirExists(t, uploads.Received(ns, "tree"))
+
+		good := tarball(t, []tarEntry{
+			{name: "etc/", dir: true},
+			{name: "etc/hostname", body: "vm1\n"},
+			{name: "big.bin", body: string(data[:1<<20])},
+			{name: "link", link: "etc/hostname"},
+		})
+		// The DataVolume's contentType sends even the plain path to archive extraction, as CDI's proxy does.
+		code, body = post(t, client, http.MethodPost, "/v1beta1/upload-async", "Bearer "+treeToken, bytes.NewReader(good))
+		require.Equal(t, http.StatusOK, code, body)
+		root := uploads.Received(ns, "tree")
+		assert.Equal(t, "vm1\n", readFile(t, filepath.Join(root, "etc/hostname")))
+		assert.Equal(t, "vm1\n", readFile(t, filepath.Join(root, "link")))
+		assert.Equal(t, string(data[:1<<20]), readFile(t, filepath.Join(root, "big.bin")))
+		waitDVPhase(t, c, ns, "tree", cdiv1.Succeeded)
+	})
+
+	t.Run("the proxy goes down mid-upload and comes back", func(t *testing.T) {
+		proxyDownMidUpload(t, c, client, ns, "later")
+	})
+}
+
+// proxyDownMidUpload stops the proxy under an upload in flight, which
+// fails without leaving a file, and starts it again on the same URL.
+func proxyDownMidUpload(t *testing.T, c clients, client *http.Client, ns, pvc string) {
+	waitDVPhase(t, c, ns, pvc, cdiv1.UploadReady)
+	token := requestUploadToken(t, cp.Admin.Config, ns, pvc)
+	data := bytes.Repeat([]byte("wukong"), 1<<20)
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = pw.Write(data[:1<<20])
+		time.Sleep(200 * time.Millisecond)
+		uploads.StopProxy()
+		_, _ = pw.Write(data[1<<20:]) // fails once the transport gave up
+		_ = pw.Close()
+	}()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, uploads.ProxyURL()+"/v1beta1/upload", pr)
+	require.NoError(t, err)
+	req.ContentLength = int64(len(data))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("an upload cut by the proxy going down was answered %s", resp.Status)
+	}
+	_, err = client.Get(uploads.ProxyURL() + "/healthz")
+	require.Error(t, err, "the proxy is down")
+
+	require.NoError(t, uploads.StartProxy())
+	code, body := post(t, client, http.MethodGet, "/healthz", "", nil)
+	require.Equal(t, http.StatusOK, code, body)
+	assert.Eventually(t, func() bool {
+		_, err := os.Stat(uploads.Received(ns, pvc))
+		return errors.Is(err, os.ErrNotExist)
+	}, 5*time.Second, 50*time.Millisecond)
+	for range 50 { // the cut upload's handler may still be letting go (503)
+		if code, body = post(t, client, http.MethodPost, "/v1beta1/upload", "Bearer "+token, bytes.NewReader(data)); code != http.StatusServiceUnavailable {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	require.Equal(t, http.StatusOK, code, body)
+	assert.Equal(t, string(data), readFile(t, uploads.Received(ns, pvc)))
+}
+
+func newUploadDV(t *testing.T, c clients, ns, name string, contentType cdiv1.DataVolumeContentType) {
+	t.Helper()
+	dv := &cdiv1.DataVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: cdiv1.DataVolumeSpec{
+			Source:      &cdiv1.DataVolumeSource{Upload: &cdiv1.DataVolumeSourceUpload{}},
+			ContentType: contentType,
+			Storage: &cdiv1.StorageSpec{Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}},
+		},
+	}
+	_, err := c.cdi.CdiV1beta1().DataVolumes(ns).Create(t.Context(), dv, metav1.CreateOptions{})
+	require.NoError(t, err)
+}
+
+func waitDVPhase(t *testing.T, c clients, ns, name string, phase cdiv1.DataVolumePhase) *cdiv1.DataVolume {
+	t.Helper()
+	var dv *cdiv1.DataVolume
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		var err error
+		dv, err = c.cdi.CdiV1beta1().DataVolumes(ns).Get(ctx, name, metav1.GetOptions{})
+		return err == nil && dv.Status.Phase == phase, nil
+	})
+	if err != nil {
+		t.Fatalf("DataVolume %s/%s never reached %s (last: %+v)", ns, name, phase, dv)
+	}
+	return dv
+}
+
+// requestUploadToken asks for a token through kube-apiserver with CDI's typed client.
+func requestUploadToken(t *testing.T, cfg *rest.Config, ns, pvc string) string {
+	t.Helper()
+	cdi, err := cdiclient.NewForConfig(cfg)
+	require.NoError(t, err)
+	utr, err := cdi.UploadV1beta1().UploadTokenRequests(ns).Create(t.Context(), &uploadv1beta1.UploadTokenRequest{
+		ObjectMeta: metav1.ObjectMeta{Name: pvc}, Spec: uploadv1beta1.UploadTokenRequestSpec{PvcName: pvc}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.NotEmpty(t, utr.Status.Token)
+	return utr.Status.Token
+}
+
+// proxyClient trusts the CA CDIConfig publishes for the proxy.
+func proxyClient(t *testing.T) *http.Client {
+	t.Helper()
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(uploads.ProxyCA()))
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+}
+
+// post sends body to the proxy as virtctl does and returns the answer.
+func post(t *testing.T, client *http.Client, method, path, auth string, body io.Reader) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, uploads.ProxyURL()+path, body)
+	require.NoError(t, err)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+type tarEntry struct {
+	name, body, link string
+	dir              bool
+}
+
+func tarball(t *testing.T, entries []tarEntry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Mode: 0o644, ModTime: time.Unix(1700000000, 0), Typeflag: tar.TypeReg, Size: int64(len(e.body))}
+		switch {
+		case e.dir:
+			h.Typeflag, h.Mode, h.Size = tar.TypeDir, 0o755, 0
+		case e.link != "":
+			h.Typeflag, h.Linkname, h.Size = tar.TypeSymlink, e.link, 0
+		}
+		require.NoError(t, tw.WriteHeader(h))
+		if h.Size > 0 {
+			_, err := tw.Write([]byte(e.body))
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, tw.Close())
+	return buf.Bytes()
+}
