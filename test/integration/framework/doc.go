@@ -36,7 +36,9 @@ limitations under the License.
 //	}
 //
 // What wukong-apiserver expects to find at startup (KubeVirt and CDI CRDs)
-// goes in Options.BeforeWukongAPIServer.
+// goes in Options.BeforeWukongAPIServer. RegisterAPIService puts another
+// aggregated API server (a stand-in listening on loopback) behind an
+// APIService, as wukong-apiserver is.
 //
 // Environment variables:
 //

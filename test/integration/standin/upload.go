@@ -140,14 +140,25 @@ func StartUploads(ctx context.Context, cp *framework.ControlPlane) (*Uploads, er
 		return nil, err
 	}
 
-	// cdi-apiserver, reached through the aggregator only.
+	// cdi-apiserver, reached through the aggregator only, and
+	// cdi-uploadproxy, reached directly by clients; each with its own CA.
 	svcName := cdiAPIService + "." + cdiNamespace + ".svc"
 	apiCA, apiCert, err := newServingCert("cdi-apiserver-signer", []string{svcName, svcName + ".cluster.local"}, nil)
 	if err != nil {
 		return nil, err
 	}
+	proxyCA, proxyCert, err := newServingCert("cdi-uploadproxy-signer",
+		[]string{"localhost", "cdi-uploadproxy." + cdiNamespace + ".svc"}, []net.IP{net.ParseIP("127.0.0.1")})
+	if err != nil {
+		return nil, err
+	}
 	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		return nil, err
+	}
+	proxyLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		_ = apiLn.Close()
 		return nil, err
 	}
 	api := &http.Server{
@@ -159,34 +170,27 @@ func StartUploads(ctx context.Context, cp *framework.ControlPlane) (*Uploads, er
 		ErrorLog:          log.New(io.Discard, "", 0),
 	}
 	go func() { _ = api.ServeTLS(apiLn, "", "") }()
-
-	// cdi-uploadproxy, reached directly by clients.
-	proxyLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		_ = api.Close()
-		return nil, err
-	}
-	proxyCA, proxyCert, err := newServingCert("cdi-uploadproxy-signer",
-		[]string{"localhost", "cdi-uploadproxy." + cdiNamespace + ".svc"}, []net.IP{net.ParseIP("127.0.0.1")})
-	if err != nil {
-		_ = api.Close()
-		return nil, err
-	}
 	u.proxyAddr, u.proxyCA = proxyLn.Addr().String(), proxyCA
 	u.proxyTLS = &tls.Config{Certificates: []tls.Certificate{proxyCert}, MinVersion: tls.VersionTLS12}
+	u.proxyMu.Lock()
 	u.serveProxy(proxyLn)
-
-	go func() {
-		<-ctx.Done()
+	u.proxyMu.Unlock()
+	stop := func() {
 		_ = api.Close()
 		u.StopProxy()
+	}
+	go func() {
+		<-ctx.Done()
+		stop()
 	}()
 
 	port := int32(apiLn.Addr().(*net.TCPAddr).Port)
 	if err := cp.RegisterAPIService(ctx, uploadGroup, uploadVersion, cdiNamespace, cdiAPIService, port, apiCA); err != nil {
+		stop()
 		return nil, err
 	}
 	if err := u.publishConfig(ctx); err != nil {
+		stop()
 		return nil, err
 	}
 	go wait.UntilWithContext(ctx, u.syncDataVolumes, 200*time.Millisecond)
@@ -227,9 +231,8 @@ func (u *Uploads) StartProxy() error {
 		return err
 	}
 	u.proxyMu.Lock()
-	running := u.proxy != nil
-	u.proxyMu.Unlock()
-	if running {
+	defer u.proxyMu.Unlock()
+	if u.proxy != nil {
 		return nil
 	}
 	var ln net.Listener
@@ -246,6 +249,7 @@ func (u *Uploads) StartProxy() error {
 	return nil
 }
 
+// serveProxy serves the proxy on ln; proxyMu is held.
 func (u *Uploads) serveProxy(ln net.Listener) {
 	srv := &http.Server{
 		Handler:           http.HandlerFunc(u.handleProxy),
@@ -253,9 +257,7 @@ func (u *Uploads) serveProxy(ln net.Listener) {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          log.New(io.Discard, "", 0),
 	}
-	u.proxyMu.Lock()
 	u.proxy = srv
-	u.proxyMu.Unlock()
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
 }
 
