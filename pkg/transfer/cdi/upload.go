@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -161,7 +162,7 @@ func (u *Uploader) client(ca []byte) (*http.Client, error) {
 		tc.RootCAs = pool
 	}
 	// No response timeout: a sync upload is answered when the volume is written.
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment, DisableCompression: true}}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment, DisableCompression: true, IdleConnTimeout: 90 * time.Second}}
 	if u.clients == nil {
 		u.clients = map[string]*http.Client{}
 	}

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,6 +34,9 @@ type Exporter struct {
 	Secrets corev1client.SecretsGetter
 	// TTL lets KubeVirt delete an export nobody uses any more.
 	TTL time.Duration
+
+	mu      sync.Mutex
+	clients map[string]*http.Client // by export server certificate, so connections are reused
 }
 
 // Source is where a volume is served.
@@ -98,16 +102,38 @@ func (e *Exporter) Source(ctx context.Context, namespace, claim string, format e
 	if err != nil {
 		return nil, fmt.Errorf("reading the export token Secret %s: %w", secretName, err)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM([]byte(st.Links.Internal.Cert)) {
-		return nil, fmt.Errorf("the VirtualMachineExport %s has no usable certificate in status.links.internal.cert", name)
+	client, err := e.client(st.Links.Internal.Cert)
+	if err != nil {
+		return nil, fmt.Errorf("the VirtualMachineExport %s: %w", name, err)
 	}
-	client := &http.Client{Transport: &http.Transport{
+	return &Source{URL: url, Token: string(s.Data["token"]), Client: client, Export: name}, nil
+}
+
+// client returns the HTTP client that trusts an export server's
+// certificate, one per certificate: every chunk of an export reuses its
+// connections, and idle ones are closed.
+func (e *Exporter) client(certPEM string) (*http.Client, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c, ok := e.clients[certPEM]; ok {
+		return c, nil
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(certPEM)) {
+		return nil, fmt.Errorf("no usable certificate in status.links.internal.cert")
+	}
+	c := &http.Client{Transport: &http.Transport{
 		TLSClientConfig:       &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		ResponseHeaderTimeout: time.Minute,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   8,
 		DisableCompression:    true, // gzip is a format here, not a transport detail
 	}}
-	return &Source{URL: url, Token: string(s.Data["token"]), Client: client, Export: name}, nil
+	if e.clients == nil {
+		e.clients = map[string]*http.Client{}
+	}
+	e.clients[certPEM] = c
+	return c, nil
 }
 
 // create makes the export of claim and its token Secret, owned by it so

@@ -104,7 +104,18 @@ func BenchmarkDisks1GiB(b *testing.B) {
 		require.Equal(b, http.StatusOK, resp.StatusCode)
 	}
 
-	var best struct{ direct, export, directUp, upload time.Duration }
+	// One WebSocket stream instead of chunks (what -o - and --format gzip use).
+	wsExport := func(dest string) {
+		f, err := os.Create(dest)
+		require.NoError(b, err)
+		defer f.Close()
+		cmd, err := cp.PluginCommand(ctx, cp.Admin, "-n", ns, "export", "bench-system", "-o", "-")
+		require.NoError(b, err)
+		cmd.Stdout = f
+		out, err := cmd.CombinedOutput()
+		require.NoError(b, err, string(out))
+	}
+	var best struct{ direct, export, ws, directUp, upload time.Duration }
 	keep := func(d *time.Duration, f func()) {
 		start := time.Now()
 		f()
@@ -119,6 +130,7 @@ func BenchmarkDisks1GiB(b *testing.B) {
 			_, _, err := cp.Plugin(cp.Admin, nil, "-n", ns, "export", "bench-system", "-o", filepath.Join(work, "export.img"))
 			require.NoError(b, err)
 		})
+		keep(&best.ws, func() { wsExport(filepath.Join(work, "ws.img")) })
 		keep(&best.directUp, func() { directUpload(fmt.Sprintf("bench-direct%d", i)) })
 		keep(&best.upload, func() {
 			waitUploadReady(b, ns, fmt.Sprintf("bench-plugin%d", i))
@@ -127,7 +139,7 @@ func BenchmarkDisks1GiB(b *testing.B) {
 		})
 	}
 	b.StopTimer()
-	for _, p := range []string{filepath.Join(work, "direct.img"), filepath.Join(work, "export.img"),
+	for _, p := range []string{filepath.Join(work, "direct.img"), filepath.Join(work, "export.img"), filepath.Join(work, "ws.img"),
 		uploads.Received(ns, "bench-direct0"), uploads.Received(ns, "bench-plugin0")} {
 		require.Equal(b, sum, fileSum(b, p), "bytes of %s", p)
 	}
@@ -135,6 +147,8 @@ func BenchmarkDisks1GiB(b *testing.B) {
 	b.ReportMetric(mbps(best.direct), "direct-export-MB/s")
 	b.ReportMetric(mbps(best.export), "plugin-export-MB/s")
 	b.ReportMetric(best.direct.Seconds()/best.export.Seconds(), "export-x-direct")
+	b.ReportMetric(mbps(best.ws), "plugin-ws-export-MB/s")
+	b.ReportMetric(best.direct.Seconds()/best.ws.Seconds(), "ws-export-x-direct")
 	b.ReportMetric(mbps(best.directUp), "direct-upload-MB/s")
 	b.ReportMetric(mbps(best.upload), "plugin-upload-MB/s")
 	b.ReportMetric(best.directUp.Seconds()/best.upload.Seconds(), "upload-x-direct")

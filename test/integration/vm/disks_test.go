@@ -1,6 +1,8 @@
 package vm
 
 import (
+	"archive/tar"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -64,6 +66,7 @@ func TestDisksOutliveTheRequestTimeout(t *testing.T) {
 		{Name: "system", Image: "docker://quay.io/containerdisks/fedora:40"},
 		{Name: "data", ImportSource: &v1alpha1.ImportSourceSpec{Type: v1alpha1.ImportSourceUpload}},
 		{Name: "scratch", ImportSource: &v1alpha1.ImportSourceSpec{Type: v1alpha1.ImportSourceUpload}},
+		{Name: "files", ImportSource: &v1alpha1.ImportSourceSpec{Type: v1alpha1.ImportSourceUpload, ContentType: v1alpha1.ContentTypeArchive}},
 	}}})
 	waitWukong(t, ns, "vm1", "the system disk imported and the upload disks ready", func(w *v1alpha1.Wukong) bool {
 		s, d := importStatusOf(w, "system"), importStatusOf(w, "data")
@@ -179,6 +182,25 @@ func TestDisksOutliveTheRequestTimeout(t *testing.T) {
 		api := fmt.Sprintf("/apis/vm.novasphere.dev/v1alpha1/namespaces/%s/disks/vm1-scratch/upload?sha256=%s", ns, smallSum)
 		framework.RunKubectl(t, cp, cp.Admin, "create", "--raw", api, "-f", small)
 		assert.Equal(t, smallSum, fileSum(t, up.Received(ns, "vm1-scratch")))
+	})
+
+	t.Run("a tar into a disk of contentType archive: CDI unpacks it", func(t *testing.T) {
+		dv, err := newClients(t).cdi.CdiV1beta1().DataVolumes(ns).Get(ctx, "vm1-files", metav1.GetOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, cdiv1.DataVolumeArchive, dv.Spec.ContentType)
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for name, body := range map[string]string{"etc/app.conf": "port=8080\n", "README": "hello from a tar\n"} {
+			require.NoError(t, tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body))}))
+			_, err := tw.Write([]byte(body))
+			require.NoError(t, err)
+		}
+		require.NoError(t, tw.Close())
+		_, stderr, err := cp.Plugin(cp.Admin, &buf, "-n", ns, "upload", "vm1-files", "-")
+		require.NoError(t, err, stderr)
+		got, err := os.ReadFile(filepath.Join(up.Received(ns, "vm1-files"), "etc/app.conf"))
+		require.NoError(t, err)
+		assert.Equal(t, "port=8080\n", string(got))
 	})
 
 	t.Run("RBAC: export without upload, namespaces apart, no token in what users read", func(t *testing.T) {

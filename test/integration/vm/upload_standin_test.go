@@ -44,7 +44,8 @@ import (
 func TestUploadStandIn(t *testing.T) {
 	ctx := t.Context()
 	c := newClients(t)
-	ns := framework.CreateTestNamespace(t, cp, "upload-standin")
+	// Namespaces are never finalised here (no controller-manager): a fresh name per run.
+	ns := framework.CreateTestNamespace(t, cp, fmt.Sprintf("upload-standin-%d", time.Now().UnixNano()%1e9))
 
 	newUploadDV(t, c, ns, "disk", "")
 	newUploadDV(t, c, ns, "tree", cdiv1.DataVolumeArchive)
