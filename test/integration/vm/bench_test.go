@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,9 +112,9 @@ func BenchmarkDisks1GiB(b *testing.B) {
 		defer f.Close()
 		cmd, err := cp.PluginCommand(ctx, cp.Admin, "-n", ns, "export", "bench-system", "-o", "-")
 		require.NoError(b, err)
-		cmd.Stdout = f
-		out, err := cmd.CombinedOutput()
-		require.NoError(b, err, string(out))
+		var stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = f, &stderr
+		require.NoError(b, cmd.Run(), stderr.String())
 	}
 	var best struct{ direct, export, ws, directUp, upload time.Duration }
 	keep := func(d *time.Duration, f func()) {
