@@ -72,9 +72,13 @@ type Transfer struct {
 // total is the expected size, or -1 when unknown.
 func (r *Recorder) Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTransferSpec, total int64) (*Transfer, error) {
 	ctx = genericapirequest.WithNamespace(context.WithoutCancel(ctx), w.Namespace)
+	prefix := w.Name
+	if spec.Disk != "" {
+		prefix += "-" + spec.Disk // the disk's name, <wukong>-<disk>
+	}
 	obj := &vm.WukongFileTransfer{
 		ObjectMeta: metav1.ObjectMeta{
-			GenerateName: fmt.Sprintf("%s-%s-", w.Name, spec.Operation),
+			GenerateName: fmt.Sprintf("%s-%s-", prefix, spec.Operation),
 			Namespace:    w.Namespace,
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: "vm.novasphere.dev/v1alpha1", Kind: "Wukong", Name: w.Name, UID: w.UID,
