@@ -165,8 +165,13 @@ func (c completedConfig) New() (*WukongServer, error) {
 		Authorizer:  c.GenericConfig.Authorization.Authorizer,
 		MaxFileSize: c.ExtraConfig.MaxFileSize,
 	})
+	disks := disk.NewREST(wukongs)
+	diskExport := disk.NewExportREST(disks, wukongs, wukongStatus, &export.Exporter{Exports: kubevirt.ExportV1beta1(), Secrets: kube.CoreV1(), TTL: time.Hour}, recorder)
 	collector := record.NewCollector(transfers, transferStatus, c.ExtraConfig.TransferRecordRetention, c.ExtraConfig.TransferStaleAfter)
-	collector.Abandoned = files.RemoveAbandonedChunks
+	collector.Abandoned = func(ctx context.Context, rec *vm.WukongFileTransfer) {
+		files.RemoveAbandonedChunks(ctx, rec)
+		diskExport.AbandonedExport(ctx, rec)
+	}
 	s.GenericAPIServer.AddPostStartHookOrDie("wukong-transfer-record-collector", func(ctx genericapiserver.PostStartHookContext) error {
 		go collector.Run(ctx)
 		return nil
@@ -198,14 +203,13 @@ func (c completedConfig) New() (*WukongServer, error) {
 		DataVolumes: cdi.CdiV1beta1(), Configs: cdi.CdiV1beta1(), Tokens: cdi.UploadV1beta1(),
 		ProxyURL: c.ExtraConfig.CDIUploadProxyURL, ProxyCA: c.ExtraConfig.CDIUploadProxyCA,
 	}
-	disks := disk.NewREST(wukongs)
 	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(vm.GroupName, Scheme, ParameterCodec, Codecs)
 	apiGroupInfo.VersionedResourcesStorageMap["v1alpha1"] = map[string]apirest.Storage{
 		"wukongs":                    wukongs,
 		"wukongs/status":             wukongStatus,
 		"wukongs/files":              files,
 		"disks":                      disks,
-		"disks/export":               disk.NewExportREST(disks, wukongs, &export.Exporter{Exports: kubevirt.ExportV1beta1(), Secrets: kube.CoreV1(), TTL: time.Hour}, recorder),
+		"disks/export":               diskExport,
 		"disks/upload":               disk.NewUploadREST(disks, wukongs, uploader, recorder, c.GenericConfig.Authorization.Authorizer),
 		"wukongfiletransfers":        transfers,
 		"wukongfiletransfers/status": transferStatus,

@@ -89,6 +89,7 @@ func TestDisksOutliveTheRequestTimeout(t *testing.T) {
 		assert.Equal(t, v1alpha1.FileTransferPhaseSucceeded, rec.Status.Phase)
 		assert.Equal(t, int64(size), rec.Status.BytesTransferred)
 		assert.Len(t, rec.Status.RangeDigests, size/(16<<20), "one digest per range")
+		assert.Regexp(t, `(?m)^vm1-system\s.*Succeeded 100%\s`, framework.RunKubectl(t, cp, cp.Admin, "get", "disks", "-n", ns), "kubectl get disks shows the export")
 		_ = os.Remove(out)
 	})
 
@@ -135,6 +136,10 @@ func TestDisksOutliveTheRequestTimeout(t *testing.T) {
 			return err == nil && rec.Status.Phase == v1alpha1.FileTransferPhaseFailed, nil
 		}))
 		done := rec.Status.BytesTransferred
+		require.NoError(t, wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			d, err := newClients(t).wukong.VmV1alpha1().Disks(ns).Get(ctx, "vm1-system", metav1.GetOptions{})
+			return err == nil && d.Status.ExportStatus != nil && d.Status.ExportStatus.Phase == "Failed", nil
+		}), "the disk shows its export Failed")
 
 		require.NoError(t, exports.Restart())
 		runPlugin(t, "-n", ns, "--chunk-size=16Mi", "export", "--resume", "vm1-system", "-o", out)

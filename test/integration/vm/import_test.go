@@ -515,7 +515,7 @@ func TestDisks(t *testing.T) {
 	waitWukong(t, ns, w.Name, "both disks imported", func(w *v1alpha1.Wukong) bool { return meta(w, "Imported") == "True" })
 
 	table := framework.RunKubectl(t, cp, cp.Admin, "get", "disks", "-n", ns)
-	assert.Regexp(t, `(?m)^NAME\s+WUKONG\s+DISK\s+SIZE\s+SOURCE\s+IMPORT\s+PROGRESS`, table)
+	assert.Regexp(t, `(?m)^NAME\s+WUKONG\s+DISK\s+SIZE\s+SOURCE\s+IMPORT\s+PROGRESS\s+EXPORT`, table)
 	assert.Regexp(t, `(?m)^two-disk-vm-system\s+two-disk-vm\s+system\s+20Gi\s+docker://quay.io/containerdisks/fedora:40\s+Succeeded\s+100%`, table)
 	assert.Regexp(t, `(?m)^two-disk-vm-data\s+two-disk-vm\s+data\s+<none>\s+blank\s+Succeeded\s+100%`, table)
 	got := framework.RunKubectl(t, cp, cp.Admin, "get", "disk", "two-disk-vm-system", "-n", ns, "-o", "jsonpath={.spec.wukongName}/{.spec.diskName} {.status.claimName}")

@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/klog/v2"
 	exportv1beta1 "kubevirt.io/api/export/v1beta1"
@@ -32,13 +33,29 @@ type ExportREST struct {
 	wukongs  rest.Getter
 	exporter *export.Exporter
 	recorder *record.Recorder
+	status   exportStatus
 }
 
 var _ rest.Connecter = &ExportREST{}
 
-// NewExportREST returns the export subresource.
-func NewExportREST(disks *REST, wukongs rest.Getter, exporter *export.Exporter, recorder *record.Recorder) *ExportREST {
-	return &ExportREST{disks: disks, wukongs: wukongs, exporter: exporter, recorder: recorder}
+// NewExportREST returns the export subresource; wukongStatus (wukongs/status)
+// receives each disk's export progress.
+func NewExportREST(disks *REST, wukongs rest.Getter, wukongStatus rest.Updater, exporter *export.Exporter, recorder *record.Recorder) *ExportREST {
+	return &ExportREST{disks: disks, wukongs: wukongs, exporter: exporter, recorder: recorder, status: exportStatus{status: wukongStatus}}
+}
+
+// AbandonedExport marks a disk's export Failed when the record of a chunked
+// export was ended by the collector: its client stopped sending for it.
+func (r *ExportREST) AbandonedExport(ctx context.Context, rec *vm.WukongFileTransfer) {
+	if rec.Spec.Disk == "" || rec.Spec.Operation != vm.OperationDownload {
+		return
+	}
+	obj, err := r.wukongs.Get(genericapirequest.WithNamespace(ctx, rec.Namespace), rec.Spec.WukongName, &metav1.GetOptions{})
+	if err != nil {
+		return // the Wukong is gone, and its status with it
+	}
+	r.status.set(ctx, obj.(*vm.Wukong), rec.Spec.Disk, vm.TransferPhaseFailed, rec.Status.BytesTransferred, rec.Status.TotalBytes,
+		fmt.Sprintf("transfer %s stopped: its client sent no request for it for too long", rec.Name))
 }
 
 func (r *ExportREST) New() runtime.Object { return &vm.DiskExportOptions{} }
@@ -132,6 +149,7 @@ func (r *ExportREST) commit(ctx context.Context, w *vm.Wukong, d *vm.Disk, rec *
 	if err != nil {
 		return err
 	}
+	r.status.set(ctx, w, d.Spec.DiskName, vm.TransferPhaseSucceeded, out.Status.BytesTransferred, out.Status.TotalBytes, "")
 	responder.Object(http.StatusOK, out)
 	return nil
 }
@@ -227,15 +245,27 @@ func (r *ExportREST) stream(ctx context.Context, w *vm.Wukong, d *vm.Disk, forma
 	if err != nil {
 		return err
 	}
+	// A whole volume is the disk's export; a range is only a read of it.
+	whole := resp.StatusCode == http.StatusOK
+	if whole {
+		r.status.set(ctx, w, d.Spec.DiskName, vm.ExportPhaseExporting, 0, resp.ContentLength, "")
+	}
 	rw.Header().Set(v1alpha1.TransferHeader, t.Name())
 	rw.WriteHeader(resp.StatusCode)
 	n, err := copyAll(io.MultiWriter(rw, t), resp)
 	if err != nil {
-		t.Fail(fmt.Sprintf("the export of disk %s broke after %d bytes: %v", d.Spec.DiskName, n, err))
+		msg := fmt.Sprintf("the export of disk %s broke after %d bytes: %v", d.Spec.DiskName, n, err)
+		t.Fail(msg)
+		if whole {
+			r.status.set(ctx, w, d.Spec.DiskName, vm.TransferPhaseFailed, n, resp.ContentLength, msg)
+		}
 		// Cut the stream: the client must not take it for complete.
 		panic(http.ErrAbortHandler)
 	}
 	t.Succeed(fmt.Sprintf("exported %d bytes of disk %s (%s)", n, d.Spec.DiskName, format))
+	if whole {
+		r.status.set(ctx, w, d.Spec.DiskName, vm.TransferPhaseSucceeded, n, n, "")
+	}
 	return nil
 }
 
@@ -253,11 +283,20 @@ func (r *ExportREST) streamChunk(ctx context.Context, w *vm.Wukong, d *vm.Disk, 
 	if err != nil {
 		// The client fetches this range again; the record stays as it was.
 		klog.V(2).InfoS("A range of a chunked export broke", "record", klog.KRef(w.Namespace, rec.Name), "bytes", n, "err", err)
+		r.status.set(ctx, w, d.Spec.DiskName, vm.TransferPhaseFailed, rec.Status.BytesTransferred, total,
+			fmt.Sprintf("a range of transfer %s broke: %v; the client may fetch it again", rec.Name, err))
 		panic(http.ErrAbortHandler)
 	}
-	if _, err := r.recorder.AddChunk(ctx, w.Namespace, rec.Name, vm.ByteRange{Offset: start, Length: n}, total, hex.EncodeToString(sum.Sum(nil))); err != nil {
+	out, err := r.recorder.AddChunk(ctx, w.Namespace, rec.Name, vm.ByteRange{Offset: start, Length: n}, total, hex.EncodeToString(sum.Sum(nil)))
+	if err != nil {
 		klog.ErrorS(err, "Recording an exported range", "record", klog.KRef(w.Namespace, rec.Name))
+		return nil
 	}
+	phase := vm.ExportPhaseExporting
+	if out.Status.Phase == vm.FileTransferPhaseSucceeded {
+		phase = vm.TransferPhaseSucceeded
+	}
+	r.status.set(ctx, w, d.Spec.DiskName, phase, out.Status.BytesTransferred, total, "")
 	return nil
 }
 
@@ -302,6 +341,7 @@ func (r *ExportREST) serveWebSocket(ctx context.Context, w *vm.Wukong, d *vm.Dis
 	var result any
 	t, err := r.recorder.Start(ctx, w, spec, resp.ContentLength)
 	if err == nil {
+		r.status.set(ctx, w, d.Spec.DiskName, vm.ExportPhaseExporting, 0, resp.ContentLength, "")
 		out := wsstream.NewWriter(conn)
 		var n int64
 		n, err = copyAll(io.MultiWriter(out, t), resp)
@@ -309,10 +349,13 @@ func (r *ExportREST) serveWebSocket(ctx context.Context, w *vm.Wukong, d *vm.Dis
 			err = out.Flush()
 		}
 		if err != nil {
-			t.Fail(fmt.Sprintf("the export of disk %s broke after %d bytes: %v", d.Spec.DiskName, n, err))
-			err = errstatus.BadGateway(fmt.Sprintf("the export of disk %s broke after %d bytes: %v", d.Spec.DiskName, n, err))
+			msg := fmt.Sprintf("the export of disk %s broke after %d bytes: %v", d.Spec.DiskName, n, err)
+			t.Fail(msg)
+			r.status.set(ctx, w, d.Spec.DiskName, vm.TransferPhaseFailed, n, resp.ContentLength, msg)
+			err = errstatus.BadGateway(msg)
 		} else {
 			result = wsstream.Record(t.Succeed(fmt.Sprintf("exported %d bytes of disk %s (%s) over a WebSocket", n, d.Spec.DiskName, format)))
+			r.status.set(ctx, w, d.Spec.DiskName, vm.TransferPhaseSucceeded, n, n, "")
 		}
 	}
 	wsstream.Finish(conn, result, err, func(err error) metav1.Status { return statusOf(err) })

@@ -280,6 +280,7 @@ var tableConvertor = table.Convertor[*vm.Disk]{
 		{Name: "Source", Type: "string", Description: "Where the content comes from."},
 		{Name: "Import", Type: "string", Description: "Import phase."},
 		{Name: "Progress", Type: "string", Description: "Import progress."},
+		{Name: "Export", Type: "string", Description: "The last export through disks/<name>/export: phase and progress."},
 	},
 	Cells: func(d *vm.Disk) []any {
 		size, phase, progress := "<none>", "<none>", "<none>"
@@ -289,6 +290,10 @@ var tableConvertor = table.Convertor[*vm.Disk]{
 		if is := d.Status.ImportStatus; is != nil {
 			phase, progress = is.Phase, table.OrNone(is.Progress)
 		}
-		return []any{d.Spec.WukongName, d.Spec.DiskName, size, d.Spec.Source, phase, progress}
+		export := "<none>"
+		if es := d.Status.ExportStatus; es != nil {
+			export = strings.TrimSpace(es.Phase + " " + es.Progress)
+		}
+		return []any{d.Spec.WukongName, d.Spec.DiskName, size, d.Spec.Source, phase, progress, export}
 	},
 }
