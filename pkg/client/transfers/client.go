@@ -140,11 +140,10 @@ func (c *Client) query(remote string, kv ...string) url.Values {
 
 // spec is the record of a chunked transfer of remote the client opens.
 func (c *Client) spec(op, remote string) v1alpha1.WukongFileTransferSpec {
-	s := v1alpha1.WukongFileTransferSpec{WukongName: c.Wukong, Operation: op, RemotePath: remote}
 	if c.Disk != "" {
-		s.RemotePath, s.Disk = "", c.Disk
+		return v1alpha1.WukongFileTransferSpec{WukongName: c.Wukong, Operation: op, Disk: c.Disk}
 	}
-	return s
+	return v1alpha1.WukongFileTransferSpec{WukongName: c.Wukong, Operation: op, RemotePath: remote}
 }
 
 // recordPrefix starts the names of the records the client opens.

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
+	"os"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -55,6 +55,15 @@ func (c *Client) ExportDiskStream(ctx context.Context, w io.Writer, format strin
 	return rec, err
 }
 
+// ExportDiskStreamTo writes the disk in format over one WebSocket into the
+// local file dest, which appears only when complete and matching the
+// sha256 of the server's record.
+func (c *Client) ExportDiskStreamTo(ctx context.Context, dest, format string, p Progress) (*Result, error) {
+	return c.streamInto(dest, func(w io.Writer) (*v1alpha1.WukongFileTransfer, error) {
+		return c.ExportDiskStream(ctx, w, format, p)
+	})
+}
+
 // UploadDisk sends r (size bytes, or -1) to the disk through CDI over one
 // WebSocket; with sha256 set, the server fails the upload unless the bytes
 // match, before CDI has all of them.
@@ -70,6 +79,29 @@ func (c *Client) UploadDisk(ctx context.Context, r io.Reader, size int64, sha256
 		return err
 	})
 	return rec, err
+}
+
+// UploadDiskFile sends the local file src like UploadDisk. With sum empty
+// and hash set, it hashes src first, so the server checks the stream.
+func (c *Client) UploadDiskFile(ctx context.Context, src, sum string, hash bool, p Progress) (*v1alpha1.WukongFileTransfer, error) {
+	f, err := os.Open(src)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", src)
+	}
+	if sum == "" && hash {
+		if sum, err = sectionSHA256(f, 0, fi.Size()); err != nil {
+			return nil, err
+		}
+	}
+	return c.UploadDisk(ctx, io.NewSectionReader(f, 0, fi.Size()), fi.Size(), sum, p)
 }
 
 // whenReady runs f, again while the server says the disk is not ready (503).
@@ -93,18 +125,10 @@ func (c *Client) whenReady(ctx context.Context, f func() error) error {
 }
 
 // notReady says the server asked to come back later: an export or upload
-// server being prepared.
+// server being prepared (503). A failure after bytes left is not retried.
 func notReady(err error) bool {
 	var se *sentError
-	if err == nil || errors.As(err, &se) {
-		return false
-	}
-	if apierrors.IsServiceUnavailable(err) {
-		return true
-	}
-	var st apierrors.APIStatus
-	return errors.As(err, &st) && st.Status().Code == http.StatusServiceUnavailable ||
-		strings.Contains(err.Error(), "503 Service Unavailable")
+	return err != nil && !errors.As(err, &se) && apierrors.IsServiceUnavailable(err)
 }
 
 // firstRead notes that a stream has been read from.

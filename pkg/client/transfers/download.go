@@ -268,9 +268,17 @@ func (c *Client) downloadWhole(ctx context.Context, remote, dest string, p Progr
 // streamToFile downloads remote over a WebSocket into dest and checks the
 // sha256 the server's record ends with.
 func (c *Client) streamToFile(ctx context.Context, remote, dest string, p Progress) (*Result, error) {
+	return c.streamInto(dest, func(w io.Writer) (*v1alpha1.WukongFileTransfer, error) {
+		return c.StreamDownload(ctx, remote, w, StreamOptions{Progress: p})
+	})
+}
+
+// streamInto writes what stream sends into dest's partial file and renames
+// it over dest once its sha256 matches the one the server's record ends with.
+func (c *Client) streamInto(dest string, stream func(io.Writer) (*v1alpha1.WukongFileTransfer, error)) (*Result, error) {
 	var rec *v1alpha1.WukongFileTransfer
 	n, sum, err := writePart(dest, func(w io.Writer) (err error) {
-		rec, err = c.StreamDownload(ctx, remote, w, StreamOptions{Progress: p})
+		rec, err = stream(w)
 		return err
 	}, func(sum string) error { return sameSum(rec, sum) })
 	if err != nil {

@@ -99,20 +99,29 @@ func (c *Client) dialStream(ctx context.Context, q url.Values) (*gwebsocket.Conn
 	return conn, nil
 }
 
-// StreamDownload writes the file, or with Archive the directory as tar, at
-// remote to w, and returns the server's record of it.
-func (c *Client) StreamDownload(ctx context.Context, remote string, w io.Writer, opts StreamOptions) (*v1alpha1.WukongFileTransfer, error) {
+// openStream dials the stream opts describe and starts its progress; the
+// connection closes when ctx ends or closeConn is called.
+func (c *Client) openStream(ctx context.Context, remote string, opts *StreamOptions) (conn *gwebsocket.Conn, closeConn func(), err error) {
 	if opts.Progress == nil {
 		opts.Progress = noProgress{}
 	}
-	conn, err := c.dialStream(ctx, c.streamQuery(remote, opts))
+	conn, err = c.dialStream(ctx, c.streamQuery(remote, *opts))
+	if err != nil {
+		return nil, nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	opts.Progress.Start(opts.total(), 0)
+	return conn, func() { stop(); conn.Close() }, nil
+}
+
+// StreamDownload writes the file, or with Archive the directory as tar, at
+// remote to w, and returns the server's record of it.
+func (c *Client) StreamDownload(ctx context.Context, remote string, w io.Writer, opts StreamOptions) (*v1alpha1.WukongFileTransfer, error) {
+	conn, closeConn, err := c.openStream(ctx, remote, &opts)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	opts.Progress.Start(opts.total(), 0)
+	defer closeConn()
 	out := io.MultiWriter(localWriter{w}, progressWriter{opts.Progress})
 	for {
 		typ, r, err := conn.NextReader()
@@ -133,20 +142,14 @@ func (c *Client) StreamDownload(ctx context.Context, remote string, w io.Writer,
 // server renames the file into place only after the end message: a stream
 // cut before it leaves nothing.
 func (c *Client) StreamUpload(ctx context.Context, remote string, r io.Reader, opts StreamOptions) (*v1alpha1.WukongFileTransfer, error) {
-	if opts.Progress == nil {
-		opts.Progress = noProgress{}
-	}
 	if opts.Upload == "" {
 		opts.Upload = "replace"
 	}
-	conn, err := c.dialStream(ctx, c.streamQuery(remote, opts))
+	conn, closeConn, err := c.openStream(ctx, remote, &opts)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	opts.Progress.Start(opts.total(), 0)
+	defer closeConn()
 	buf := make([]byte, streamMessageSize)
 	for {
 		n, rerr := io.ReadFull(r, buf)

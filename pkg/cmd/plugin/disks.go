@@ -2,16 +2,12 @@ package plugin
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
-	"regexp"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/novasphere/wukong/pkg/apis/vm/validation"
 	"github.com/novasphere/wukong/pkg/client/transfers"
 )
 
@@ -64,34 +60,11 @@ func (e *exportOptions) run(ctx context.Context, disk string) error {
 	case e.output == "-":
 		_, err = c.ExportDiskStream(ctx, e.Out, e.format, progress)
 	case e.format == "gzip":
-		err = writeAtomically(e.output, func(w io.Writer) error {
-			_, err := c.ExportDiskStream(ctx, w, e.format, progress)
-			return err
-		})
+		_, err = c.ExportDiskStreamTo(ctx, e.output, e.format, progress)
 	default:
 		_, err = c.ExportDisk(ctx, e.output, transfers.DownloadOptions{Resume: e.resume, Progress: progress})
 	}
 	return explain(err)
-}
-
-// writeAtomically fills a temporary file beside dest and renames it over
-// dest only when fill succeeded.
-func writeAtomically(dest string, fill func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".wukong-*")
-	if err != nil {
-		return err
-	}
-	err = fill(f)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), dest)
-	}
-	if err != nil {
-		_ = os.Remove(f.Name())
-	}
-	return err
 }
 
 type uploadOptions struct {
@@ -99,8 +72,6 @@ type uploadOptions struct {
 	sha256     string
 	noChecksum bool
 }
-
-var hexSHA256 = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 func newUploadCommand(o *Options) *cobra.Command {
 	u := &uploadOptions{Options: o}
@@ -128,37 +99,8 @@ of them.`,
 }
 
 func (u *uploadOptions) run(ctx context.Context, disk, file string) error {
-	if u.sha256 != "" && !hexSHA256.MatchString(u.sha256) {
-		return fmt.Errorf("--sha256 must be 64 lower-case hex digits")
-	}
-	var (
-		r    io.Reader = u.In
-		size int64     = -1
-	)
-	if file != "-" {
-		f, err := os.Open(file)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil {
-			return err
-		}
-		if !fi.Mode().IsRegular() {
-			return fmt.Errorf("%s is not a regular file", file)
-		}
-		if u.sha256 == "" && !u.noChecksum {
-			h := sha256.New()
-			if _, err := io.Copy(h, f); err != nil {
-				return err
-			}
-			u.sha256 = hex.EncodeToString(h.Sum(nil))
-			if _, err := f.Seek(0, io.SeekStart); err != nil {
-				return err
-			}
-		}
-		r, size = f, fi.Size()
+	if errs := validation.ValidateSHA256(u.sha256, field.NewPath("--sha256")); len(errs) > 0 {
+		return errs.ToAggregate()
 	}
 	c, err := u.diskClient(ctx, disk, "upload")
 	if err != nil {
@@ -166,6 +108,10 @@ func (u *uploadOptions) run(ctx context.Context, disk, file string) error {
 	}
 	progress := newProgress(u.ErrOut, u.quiet, disk)
 	defer finish(progress)
-	_, err = c.UploadDisk(ctx, r, size, u.sha256, progress)
+	if file == "-" {
+		_, err = c.UploadDisk(ctx, u.In, -1, u.sha256, progress)
+	} else {
+		_, err = c.UploadDiskFile(ctx, file, u.sha256, !u.noChecksum, progress)
+	}
 	return explain(err)
 }

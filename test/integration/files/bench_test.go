@@ -3,7 +3,6 @@ package files
 import (
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"net/url"
 	"os"
 	"os/exec"
@@ -33,7 +32,7 @@ func BenchmarkFiles1GiB(b *testing.B) {
 	g := newGuest(b, ns, "bench")
 	work := b.TempDir()
 	src := filepath.Join(work, "src.bin")
-	writePseudoRandom(b, src, size)
+	framework.WriteRandomFile(b, src, size, 1)
 	require.NoError(b, os.MkdirAll(g.host("/data"), 0o755))
 	require.NoError(b, copyFile(src, g.host("/data/src.bin")))
 	keyFile := filepath.Join(work, "id")
@@ -161,17 +160,6 @@ func procStatusKiB(b *testing.B, pid int, field string) int64 {
 	}
 	b.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
-}
-
-// writePseudoRandom writes incompressible bytes fast (crypto/rand is the
-// bottleneck at 1 GiB).
-func writePseudoRandom(b testing.TB, p string, size int64) {
-	f, err := os.Create(p)
-	require.NoError(b, err)
-	defer f.Close()
-	r := mrand.NewChaCha8([32]byte{1, 2, 3})
-	_, err = io.CopyN(f, r, size)
-	require.NoError(b, err)
 }
 
 func copyFile(src, dst string) error {

@@ -129,16 +129,7 @@ func randomFile(t testing.TB, size int64) (string, string) {
 	return p, hex.EncodeToString(h.Sum(nil))
 }
 
-func fileSHA256(t testing.TB, p string) string {
-	t.Helper()
-	f, err := os.Open(p)
-	require.NoError(t, err)
-	defer f.Close()
-	h := sha256.New()
-	_, err = io.Copy(h, f)
-	require.NoError(t, err)
-	return hex.EncodeToString(h.Sum(nil))
-}
+var fileSHA256 = framework.FileSHA256
 
 // raw sends one request through kube-apiserver as u and returns status, headers and body.
 func raw(t testing.TB, u *framework.User, method, path string, body io.Reader, header http.Header) (int, http.Header, []byte) {

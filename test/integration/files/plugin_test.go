@@ -263,8 +263,7 @@ func TestPluginOutlivesTheRequestTimeout(t *testing.T) {
 	const size = 1 << 30
 	work := t.TempDir()
 	local := filepath.Join(work, "big.bin")
-	writePseudoRandom(t, local, size)
-	sum := fileSHA256(t, local)
+	sum := framework.WriteRandomFile(t, local, size, 1)
 
 	t.Run("upload and download take several request timeouts", func(t *testing.T) {
 		// Paced, so that the copy lasts longer than the timeout on any machine.

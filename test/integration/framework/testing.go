@@ -18,14 +18,19 @@ package framework
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"flag"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -153,4 +158,29 @@ func CreateTestNamespace(t testing.TB, cp *ControlPlane, name string) string {
 	}
 	t.Cleanup(func() { _ = kc.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{}) })
 	return name
+}
+
+// WriteRandomFile writes size pseudo-random bytes (from seed) to p and
+// returns their hex sha256, streaming: tests move files of several GiB.
+func WriteRandomFile(t testing.TB, p string, size int64, seed byte) string {
+	t.Helper()
+	f, err := os.Create(p)
+	require.NoError(t, err)
+	defer f.Close()
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(f, h), io.LimitReader(rand.NewChaCha8([32]byte{seed}), size))
+	require.NoError(t, err)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// FileSHA256 is the hex sha256 of the file at p, read as a stream.
+func FileSHA256(t testing.TB, p string) string {
+	t.Helper()
+	f, err := os.Open(p)
+	require.NoError(t, err)
+	defer f.Close()
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	require.NoError(t, err)
+	return hex.EncodeToString(h.Sum(nil))
 }

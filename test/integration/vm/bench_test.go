@@ -15,8 +15,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	exportv1beta1 "kubevirt.io/api/export/v1beta1"
+	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 	uploadv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/upload/v1beta1"
 
 	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
@@ -57,7 +57,7 @@ func BenchmarkDisks1GiB(b *testing.B) {
 	})
 	work := b.TempDir()
 	src := filepath.Join(work, "disk.img")
-	sum := writeRandom(b, src, size, 21)
+	sum := framework.WriteRandomFile(b, src, size, 21)
 	exports.SetVolume(ns, "bench-system", src)
 
 	// The direct paths, as a client inside the cluster with the tokens would take them.
@@ -87,7 +87,7 @@ func BenchmarkDisks1GiB(b *testing.B) {
 	}
 	proxyClient := tlsClient(b, uploads.ProxyCA())
 	directUpload := func(pvc string) {
-		waitUploadReady(b, ns, pvc)
+		waitDVPhase(b, c, ns, pvc, cdiv1.UploadReady)
 		tr, err := c.cdi.UploadV1beta1().UploadTokenRequests(ns).Create(ctx, &uploadv1beta1.UploadTokenRequest{
 			ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: uploadv1beta1.UploadTokenRequestSpec{PvcName: pvc},
 		}, metav1.CreateOptions{})
@@ -134,7 +134,7 @@ func BenchmarkDisks1GiB(b *testing.B) {
 		keep(&best.ws, func() { wsExport(filepath.Join(work, "ws.img")) })
 		keep(&best.directUp, func() { directUpload(fmt.Sprintf("bench-direct%d", i)) })
 		keep(&best.upload, func() {
-			waitUploadReady(b, ns, fmt.Sprintf("bench-plugin%d", i))
+			waitDVPhase(b, c, ns, fmt.Sprintf("bench-plugin%d", i), cdiv1.UploadReady)
 			_, _, err := cp.Plugin(cp.Admin, nil, "-n", ns, "upload", fmt.Sprintf("bench-plugin%d", i), src)
 			require.NoError(b, err)
 		})
@@ -142,7 +142,7 @@ func BenchmarkDisks1GiB(b *testing.B) {
 	b.StopTimer()
 	for _, p := range []string{filepath.Join(work, "direct.img"), filepath.Join(work, "export.img"), filepath.Join(work, "ws.img"),
 		uploads.Received(ns, "bench-direct0"), uploads.Received(ns, "bench-plugin0")} {
-		require.Equal(b, sum, fileSum(b, p), "bytes of %s", p)
+		require.Equal(b, sum, framework.FileSHA256(b, p), "bytes of %s", p)
 	}
 	mbps := func(d time.Duration) float64 { return float64(size) / 1e6 / d.Seconds() }
 	b.ReportMetric(mbps(best.direct), "direct-export-MB/s")
@@ -159,13 +159,4 @@ func tlsClient(t testing.TB, caPEM []byte) *http.Client {
 	pool := x509.NewCertPool()
 	require.True(t, pool.AppendCertsFromPEM(caPEM))
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableCompression: true}}
-}
-
-// waitUploadReady waits until CDI readied the DataVolume for an upload.
-func waitUploadReady(t testing.TB, ns, dv string) {
-	c := newClients(t)
-	require.NoError(t, wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		d, err := c.cdi.CdiV1beta1().DataVolumes(ns).Get(ctx, dv, metav1.GetOptions{})
-		return err == nil && d.Status.Phase == "UploadReady", nil
-	}), "DataVolume %s UploadReady", dv)
 }

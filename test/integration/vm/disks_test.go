@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,15 +40,8 @@ func TestDisksOutliveTheRequestTimeout(t *testing.T) {
 		Controller:          true,
 		KubeAPIServerArgs:   []string{fmt.Sprintf("--request-timeout=%s", timeout)},
 		WukongAPIServerArgs: []string{"--transfer-stale-after=10s"},
-		BeforeWukongAPIServer: func(ctx context.Context, c *framework.ControlPlane) error {
-			if err := standin.InstallKubeVirtCRDs(ctx, c); err != nil {
-				return err
-			}
-			if _, err := standin.StartControllers(context.Background(), c.Admin.Config); err != nil {
-				return err
-			}
-			var err error
-			up, err = standin.StartUploads(context.Background(), c)
+		BeforeWukongAPIServer: func(ctx context.Context, c *framework.ControlPlane) (err error) {
+			up, err = startStandIns(ctx, c)
 			return err
 		},
 	})
@@ -76,7 +68,7 @@ func TestDisksOutliveTheRequestTimeout(t *testing.T) {
 	const size = 1 << 30
 	work := t.TempDir()
 	image := filepath.Join(work, "disk.img")
-	sum := writeRandom(t, image, size, 11)
+	sum := framework.WriteRandomFile(t, image, size, 11)
 	exports.SetVolume(ns, "vm1-system", image)
 
 	t.Run("plugin export: parallel ranges under one record, byte-identical", func(t *testing.T) {
@@ -84,7 +76,7 @@ func TestDisksOutliveTheRequestTimeout(t *testing.T) {
 		start := time.Now()
 		runPlugin(t, "-n", ns, "--chunk-size=16Mi", "--limit-rate=128Mi", "export", "vm1-system", "-o", out)
 		assert.Greater(t, time.Since(start), 2*timeout, "the export outlived the request timeout")
-		assert.Equal(t, sum, fileSum(t, out))
+		assert.Equal(t, sum, framework.FileSHA256(t, out))
 		rec := newestRecord(t, ns, "system", v1alpha1.OperationDownload)
 		assert.Equal(t, v1alpha1.FileTransferPhaseSucceeded, rec.Status.Phase)
 		assert.Equal(t, int64(size), rec.Status.BytesTransferred)
@@ -143,7 +135,7 @@ func TestDisksOutliveTheRequestTimeout(t *testing.T) {
 
 		require.NoError(t, exports.Restart())
 		runPlugin(t, "-n", ns, "--chunk-size=16Mi", "export", "--resume", "vm1-system", "-o", out)
-		assert.Equal(t, sum, fileSum(t, out))
+		assert.Equal(t, sum, framework.FileSHA256(t, out))
 		again := newestRecord(t, ns, "system", v1alpha1.OperationDownload)
 		assert.NotEqual(t, rec.Name, again.Name)
 		assert.LessOrEqual(t, again.Status.BytesTransferred, int64(size)-done, "the resume fetched only what was missing")
@@ -154,7 +146,7 @@ func TestDisksOutliveTheRequestTimeout(t *testing.T) {
 		start := time.Now()
 		runPlugin(t, "-n", ns, "--limit-rate=128Mi", "upload", "vm1-data", image)
 		assert.Greater(t, time.Since(start), 2*timeout, "the upload outlived the request timeout")
-		assert.Equal(t, sum, fileSum(t, up.Received(ns, "vm1-data")))
+		assert.Equal(t, sum, framework.FileSHA256(t, up.Received(ns, "vm1-data")))
 		rec := newestRecord(t, ns, "data", v1alpha1.OperationUpload)
 		assert.Equal(t, v1alpha1.FileTransferPhaseSucceeded, rec.Status.Phase)
 		assert.Equal(t, sum, rec.Status.SHA256)
@@ -169,7 +161,7 @@ func TestDisksOutliveTheRequestTimeout(t *testing.T) {
 
 	t.Run("a wrong sha256 fails the upload before CDI has it all", func(t *testing.T) {
 		small := filepath.Join(work, "small.img")
-		smallSum := writeRandom(t, small, 8<<20, 12)
+		smallSum := framework.WriteRandomFile(t, small, 8<<20, 12)
 		wrong := strings.Repeat("0", 64)
 		_, stderr, err := cp.Plugin(cp.Admin, nil, "-n", ns, "upload", "vm1-scratch", small, "--sha256", wrong)
 		require.Error(t, err)
@@ -186,7 +178,7 @@ func TestDisksOutliveTheRequestTimeout(t *testing.T) {
 		// The right bytes go through afterwards, as one plain POST too.
 		api := fmt.Sprintf("/apis/vm.novasphere.dev/v1alpha1/namespaces/%s/disks/vm1-scratch/upload?sha256=%s", ns, smallSum)
 		framework.RunKubectl(t, cp, cp.Admin, "create", "--raw", api, "-f", small)
-		assert.Equal(t, smallSum, fileSum(t, up.Received(ns, "vm1-scratch")))
+		assert.Equal(t, smallSum, framework.FileSHA256(t, up.Received(ns, "vm1-scratch")))
 	})
 
 	t.Run("a tar into a disk of contentType archive: CDI unpacks it", func(t *testing.T) {
@@ -221,7 +213,7 @@ func TestDisksOutliveTheRequestTimeout(t *testing.T) {
 		out := filepath.Join(work, "viewer.img")
 		_, stderr, err := cp.Plugin(viewer, nil, "-n", ns, "export", "vm1-system", "-o", out)
 		require.NoError(t, err, stderr)
-		assert.Equal(t, sum, fileSum(t, out))
+		assert.Equal(t, sum, framework.FileSHA256(t, out))
 		_ = os.Remove(out)
 
 		_, stderr, err = cp.Plugin(viewer, nil, "-n", ns, "upload", "vm1-scratch", image, "--no-checksum")
@@ -241,11 +233,11 @@ func TestDisksOutliveTheRequestTimeout(t *testing.T) {
 		b, err := json.Marshal([]any{recs, disks})
 		require.NoError(t, err)
 		log := readFile(t, cp.LogPath("wukong-apiserver"))
+		require.NotEmpty(t, up.Tokens(), "CDI issued upload tokens")
 		for _, tok := range up.Tokens() {
 			assert.NotContains(t, string(b), tok)
 			assert.NotContains(t, log, tok)
 		}
-		require.NotEmpty(t, up.Tokens(), "CDI issued upload tokens")
 	})
 }
 
@@ -255,29 +247,6 @@ func runPlugin(t testing.TB, args ...string) string {
 	out, _, err := cp.Plugin(cp.Admin, nil, args...)
 	require.NoError(t, err)
 	return out
-}
-
-// writeRandom writes size pseudo-random bytes to p and returns their sha256.
-func writeRandom(t testing.TB, p string, size int64, seed byte) string {
-	t.Helper()
-	f, err := os.Create(p)
-	require.NoError(t, err)
-	defer f.Close()
-	h := sha256.New()
-	_, err = io.Copy(io.MultiWriter(f, h), io.LimitReader(rand.NewChaCha8([32]byte{seed}), size))
-	require.NoError(t, err)
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-func fileSum(t testing.TB, p string) string {
-	t.Helper()
-	f, err := os.Open(p)
-	require.NoError(t, err)
-	defer f.Close()
-	h := sha256.New()
-	_, err = io.Copy(h, f)
-	require.NoError(t, err)
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // newestRecord is the newest transfer record of a disk and operation.

@@ -43,7 +43,7 @@ func TestDiskExport(t *testing.T) {
 	// 1 GiB: one kubectl get --raw fits kube-apiserver's default 60 s timeout.
 	const size = 1 << 30
 	vol := filepath.Join(t.TempDir(), "disk.img")
-	sum := writeRandom(t, vol, size, 9)
+	sum := framework.WriteRandomFile(t, vol, size, 9)
 	data := func(off, n int64) string {
 		f, err := os.Open(vol)
 		require.NoError(t, err)
@@ -72,7 +72,7 @@ func TestDiskExport(t *testing.T) {
 		start := time.Now()
 		out := kubectlTo(t, api)
 		assert.Greater(t, time.Since(start), 2*time.Second, "kubectl retried while the export was not ready")
-		assert.Equal(t, sum, fileSum(t, out), "byte-identical")
+		assert.Equal(t, sum, framework.FileSHA256(t, out), "byte-identical")
 	})
 
 	t.Run("gzip decompresses to the same bytes", func(t *testing.T) {

@@ -56,18 +56,23 @@ func TestMain(m *testing.M) {
 
 	os.Exit(framework.RunTestMain(m, framework.Options{
 		Controller: true,
-		BeforeWukongAPIServer: func(ctx context.Context, cp *framework.ControlPlane) error {
-			if err := standin.InstallKubeVirtCRDs(ctx, cp); err != nil {
-				return err
-			}
-			if _, err := standin.StartControllers(context.Background(), cp.Admin.Config); err != nil {
-				return err
-			}
-			var err error
-			uploads, err = standin.StartUploads(context.Background(), cp)
+		BeforeWukongAPIServer: func(ctx context.Context, cp *framework.ControlPlane) (err error) {
+			uploads, err = startStandIns(ctx, cp)
 			return err
 		},
 	}, &cp))
+}
+
+// startStandIns installs the KubeVirt and CDI CRDs in c and starts the
+// stand-in controllers and CDI's upload path, for the life of the tests.
+func startStandIns(ctx context.Context, c *framework.ControlPlane) (*standin.Uploads, error) {
+	if err := standin.InstallKubeVirtCRDs(ctx, c); err != nil {
+		return nil, err
+	}
+	if _, err := standin.StartControllers(context.Background(), c.Admin.Config); err != nil {
+		return nil, err
+	}
+	return standin.StartUploads(context.Background(), c)
 }
 
 // imagesCA is the PEM of the images server's certificate, for a certConfigMap.

@@ -231,8 +231,7 @@ spec:
 			entries, _ := os.ReadDir(filepath.Dir(received))
 			return len(entries) == 0
 		}, 10*time.Second, 50*time.Millisecond, "no file, partial or not")
-		dv := waitDVPhase(t, c, ns, "disk", cdiv1.UploadReady)
-		assert.Equal(t, cdiv1.UploadReady, dv.Status.Phase, "ready for another try")
+		waitDVPhase(t, c, ns, "disk", cdiv1.UploadReady) // ready for another try
 	})
 
 	t.Run("an upload arrives whole", func(t *testing.T) {
@@ -353,7 +352,7 @@ func newUploadDV(t *testing.T, c clients, ns, name string, contentType cdiv1.Dat
 	require.NoError(t, err)
 }
 
-func waitDVPhase(t *testing.T, c clients, ns, name string, phase cdiv1.DataVolumePhase) *cdiv1.DataVolume {
+func waitDVPhase(t testing.TB, c clients, ns, name string, phase cdiv1.DataVolumePhase) *cdiv1.DataVolume {
 	t.Helper()
 	var dv *cdiv1.DataVolume
 	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {

@@ -71,6 +71,15 @@ func (r *ExportREST) NewConnectOptions() (runtime.Object, bool, string) {
 // or upload that is not ready.
 const retryAfter = 2
 
+// notReady is the 503 of a disk whose export or upload server KubeVirt or
+// CDI is still preparing; its retryAfterSeconds becomes a Retry-After header.
+func notReady(d *vm.Disk, err error) *apierrors.StatusError {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable, Reason: metav1.StatusReasonServiceUnavailable,
+		Message: err.Error() + "; retry shortly", Details: &metav1.StatusDetails{Name: d.Name, Kind: "disks", RetryAfterSeconds: retryAfter},
+	}}
+}
+
 // Connect checks the options and the disk, then streams.
 func (r *ExportREST) Connect(ctx context.Context, name string, options runtime.Object, responder rest.Responder) (http.Handler, error) {
 	o := options.(*vm.DiskExportOptions)
@@ -155,21 +164,18 @@ func (r *ExportREST) commit(ctx context.Context, w *vm.Wukong, d *vm.Disk, rec *
 }
 
 // open asks the export server for the volume (the byte range rng, if set).
-func (r *ExportREST) open(ctx context.Context, w *vm.Wukong, d *vm.Disk, method string, format exportv1beta1.ExportVolumeFormat, rng string) (*http.Response, *export.Source, error) {
+func (r *ExportREST) open(ctx context.Context, w *vm.Wukong, d *vm.Disk, method string, format exportv1beta1.ExportVolumeFormat, rng string) (*http.Response, error) {
 	src, err := r.exporter.Source(ctx, w.Namespace, d.Status.ClaimName, format)
-	var notReady *export.NotReadyError
-	if errors.As(err, &notReady) {
-		return nil, nil, &apierrors.StatusError{ErrStatus: metav1.Status{
-			Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable, Reason: metav1.StatusReasonServiceUnavailable,
-			Message: notReady.Error() + "; retry shortly", Details: &metav1.StatusDetails{Name: d.Name, Kind: "disks", RetryAfterSeconds: retryAfter},
-		}}
+	var nr *export.NotReadyError
+	if errors.As(err, &nr) {
+		return nil, notReady(d, nr)
 	}
 	if err != nil {
-		return nil, nil, errstatus.BadGateway(err.Error())
+		return nil, errstatus.BadGateway(err.Error())
 	}
 	up, err := http.NewRequestWithContext(ctx, method, src.URL, nil)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	up.Header.Set(export.TokenHeader, src.Token)
 	if rng != "" {
@@ -178,17 +184,17 @@ func (r *ExportREST) open(ctx context.Context, w *vm.Wukong, d *vm.Disk, method 
 	resp, err := src.Client.Do(up)
 	if err != nil {
 		// The URL holds no secret, the token travels in a header.
-		return nil, nil, errstatus.BadGateway(fmt.Sprintf("reaching the export server of %s: %v", src.Export, err))
+		return nil, errstatus.BadGateway(fmt.Sprintf("reaching the export server of %s: %v", src.Export, err))
 	}
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusPartialContent:
-		return resp, src, nil
+		return resp, nil
 	case http.StatusRequestedRangeNotSatisfiable:
 		resp.Body.Close()
-		return nil, nil, errstatus.New(http.StatusRequestedRangeNotSatisfiable, "", "the range lies outside the disk: "+resp.Header.Get("Content-Range"))
+		return nil, errstatus.New(http.StatusRequestedRangeNotSatisfiable, "", "the range lies outside the disk: "+resp.Header.Get("Content-Range"))
 	}
 	resp.Body.Close()
-	return nil, nil, errstatus.BadGateway(fmt.Sprintf("the export server of %s answered %s", src.Export, resp.Status))
+	return nil, errstatus.BadGateway(fmt.Sprintf("the export server of %s answered %s", src.Export, resp.Status))
 }
 
 // rangeOf is the Range to ask the export server for.
@@ -222,7 +228,7 @@ func (r *ExportREST) stream(ctx context.Context, w *vm.Wukong, d *vm.Disk, forma
 	if err != nil {
 		return err
 	}
-	resp, _, err := r.open(ctx, w, d, req.Method, format, rng)
+	resp, err := r.open(ctx, w, d, req.Method, format, rng)
 	if err != nil {
 		return err
 	}
@@ -326,7 +332,7 @@ func copyAll(w io.Writer, resp *http.Response) (int64, error) {
 // kube-apiserver's request timeout: how a gzip export, which cannot be
 // split into ranges, travels when it is large.
 func (r *ExportREST) serveWebSocket(ctx context.Context, w *vm.Wukong, d *vm.Disk, format exportv1beta1.ExportVolumeFormat, rw http.ResponseWriter, req *http.Request) error {
-	resp, _, err := r.open(ctx, w, d, http.MethodGet, format, "")
+	resp, err := r.open(ctx, w, d, http.MethodGet, format, "")
 	if err != nil {
 		return err
 	}

@@ -25,9 +25,6 @@ type exportStatus struct {
 // set records phase and progress (done of total bytes; total < 0 when
 // unknown). A failure to write is logged: the export itself goes on.
 func (s exportStatus) set(ctx context.Context, w *vm.Wukong, disk, phase string, done, total int64, message string) {
-	if s.status == nil {
-		return
-	}
 	es := &vm.ExportStatus{Phase: phase, Message: message, Progress: progressOf(phase, done, total)}
 	ctx, cancel := context.WithTimeout(genericapirequest.WithNamespace(context.WithoutCancel(ctx), w.Namespace), 10*time.Second)
 	defer cancel()

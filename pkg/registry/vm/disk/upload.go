@@ -7,15 +7,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/registry/rest"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/apis/vm/validation"
 	"github.com/novasphere/wukong/pkg/registry/errstatus"
 	"github.com/novasphere/wukong/pkg/registry/wsstream"
 	"github.com/novasphere/wukong/pkg/transfer/cdi"
@@ -51,14 +52,12 @@ func (r *UploadREST) NewConnectOptions() (runtime.Object, bool, string) {
 	return &vm.DiskUploadOptions{}, false, ""
 }
 
-var hexSHA256 = regexp.MustCompile(`^[0-9a-f]{64}$`)
-
 // Connect checks the options and the disk; the handler finds CDI's upload
 // server and streams.
 func (r *UploadREST) Connect(ctx context.Context, name string, options runtime.Object, responder rest.Responder) (http.Handler, error) {
 	o := options.(*vm.DiskUploadOptions)
-	if o.SHA256 != "" && !hexSHA256.MatchString(o.SHA256) {
-		return nil, apierrors.NewBadRequest("sha256 must be 64 lower-case hex digits")
+	if errs := validation.ValidateSHA256(o.SHA256, field.NewPath("sha256")); len(errs) > 0 {
+		return nil, apierrors.NewBadRequest(errs.ToAggregate().Error())
 	}
 	obj, err := r.disks.Get(ctx, name, &metav1.GetOptions{})
 	if err != nil {
@@ -116,14 +115,11 @@ func (r *UploadREST) serve(ctx context.Context, w *vm.Wukong, d *vm.Disk, o *vm.
 // target asks CDI where the disk's upload goes, as a Status when it cannot.
 func (r *UploadREST) target(ctx context.Context, w *vm.Wukong, d *vm.Disk) (*cdi.Target, error) {
 	t, err := r.uploader.Target(ctx, w.Namespace, d.Status.ClaimName)
-	var notReady *cdi.NotReadyError
+	var nr *cdi.NotReadyError
 	var notUploadable *cdi.NotUploadableError
 	switch {
-	case errors.As(err, &notReady):
-		return nil, &apierrors.StatusError{ErrStatus: metav1.Status{
-			Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable, Reason: metav1.StatusReasonServiceUnavailable,
-			Message: notReady.Error() + "; retry shortly", Details: &metav1.StatusDetails{Name: d.Name, Kind: "disks", RetryAfterSeconds: retryAfter},
-		}}
+	case errors.As(err, &nr):
+		return nil, notReady(d, nr)
 	case errors.As(err, &notUploadable):
 		return nil, apierrors.NewConflict(vm.Resource("disks"), d.Name, err)
 	case err != nil:
@@ -134,10 +130,7 @@ func (r *UploadREST) target(ctx context.Context, w *vm.Wukong, d *vm.Disk) (*cdi
 
 // send streams body to CDI and records the transfer.
 func (r *UploadREST) send(ctx context.Context, w *vm.Wukong, d *vm.Disk, target *cdi.Target, body io.Reader, size int64, sha string) (*vm.WukongFileTransfer, error) {
-	spec := vm.WukongFileTransferSpec{WukongName: w.Name, Operation: vm.OperationUpload, Disk: d.Spec.DiskName}
-	if sha != "" {
-		spec.ExpectedSHA256 = sha
-	}
+	spec := vm.WukongFileTransferSpec{WukongName: w.Name, Operation: vm.OperationUpload, Disk: d.Spec.DiskName, ExpectedSHA256: sha}
 	t, err := r.recorder.Start(ctx, w, spec, size)
 	if err != nil {
 		return nil, err
