@@ -57,6 +57,7 @@ tied to one WukongFileTransfer record; an interrupted copy resumes with --resume
 	pf.StringVar(&o.chunkSize, "chunk-size", "32Mi", "bytes per request of a chunked transfer; each request must fit kube-apiserver's --request-timeout")
 	pf.StringVar(&o.limitRate, "limit-rate", "", "cap the rate of chunked transfers and disk uploads, in bytes per second (e.g. 50Mi)")
 	pf.BoolVarP(&o.quiet, "quiet", "q", false, "no progress bar (there is none when stderr is not a terminal)")
+	addProfilingFlags(root)
 	root.AddCommand(newCpCommand(o), newLsCommand(o), newRmCommand(o), newExportCommand(o), newUploadCommand(o), newTransfersCommand(o))
 	return root
 }

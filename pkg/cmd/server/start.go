@@ -54,6 +54,13 @@ func NewOptions(out, errOut io.Writer) *Options {
 	}
 	o.RecommendedOptions.Etcd.StorageConfig.EncodeVersioner = runtime.NewMultiGroupVersioner(
 		v1alpha1.SchemeGroupVersion, schema.GroupKind{Group: v1alpha1.GroupName})
+	// HTTP/1.1 only, unless --disable-http2-serving=false: the aggregator
+	// then proxies each request on its own connection instead of
+	// multiplexing file bodies in 16 KiB HTTP/2 frames over one. Measured
+	// (make bench, 1 GiB through kube-apiserver): kube-apiserver spent about
+	// 35% and wukong-apiserver 15-30% less CPU per byte, and kubectl wukong
+	// cp ran 28-45% faster. Clients still speak HTTP/2 to kube-apiserver.
+	o.RecommendedOptions.SecureServing.DisableHTTP2Serving = true
 	return o
 }
 

@@ -22,6 +22,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -300,4 +302,48 @@ func (cp *ControlPlane) wukongAdminClient() (*http.Client, error) {
 	return rest.HTTPClientFor(&rest.Config{TLSClientConfig: rest.TLSClientConfig{
 		CAData: cp.pki.wukongCA.certPEM, CertData: cp.Admin.Config.CertData, KeyData: cp.Admin.Config.KeyData,
 	}})
+}
+
+// StartCPUProfiles starts CPU profiles of wukong-apiserver and kube-apiserver
+// (their /debug/pprof/profile, read as the admin) for seconds; the returned
+// function waits for them and writes them to dir as <name>-wukong.pprof and
+// <name>-kube-apiserver.pprof. For finding where a benchmark's CPU goes.
+func (cp *ControlPlane) StartCPUProfiles(ctx context.Context, dir, name string, seconds int) (wait func() error) {
+	wukong, err := cp.wukongAdminClient()
+	if err != nil {
+		return func() error { return err }
+	}
+	kube, err := rest.HTTPClientFor(cp.Admin.Config)
+	if err != nil {
+		return func() error { return err }
+	}
+	errs := make(chan error, 2)
+	for _, p := range []struct {
+		client *http.Client
+		base   string
+		file   string
+	}{{wukong, cp.WukongAPIServerURL(), name + "-wukong.pprof"}, {kube, cp.Admin.Config.Host, name + "-kube-apiserver.pprof"}} {
+		go func() {
+			errs <- func() error {
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", p.base, seconds), nil)
+				if err != nil {
+					return err
+				}
+				resp, err := p.client.Do(req)
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					return fmt.Errorf("%s: %s", req.URL, resp.Status)
+				}
+				b, err := io.ReadAll(resp.Body)
+				if err != nil {
+					return err
+				}
+				return os.WriteFile(filepath.Join(dir, p.file), b, 0o644)
+			}()
+		}()
+	}
+	return func() error { return errors.Join(<-errs, <-errs) }
 }
