@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -51,11 +52,28 @@ func Covered(done []v1alpha1.ByteRange, size int64) int64 {
 	return size - left
 }
 
+// MinChunkSize is the smallest piece a chunk is split into after failures.
+const MinChunkSize = 1 << 20
+
+// slowAttempt is how long a failed attempt must have run to count as one
+// that may have been cut by kube-apiserver's request timeout rather than
+// refused at once (a restarting server, a closed port).
+var slowAttempt = time.Second
+
 // runChunks moves chunks with c.Parallel workers, retrying each chunk that
 // fails for a reason that may pass. The first lasting failure stops the rest.
+//
+// A chunk that failed after running a while may simply not fit
+// kube-apiserver's --request-timeout at the rate this link gives (the
+// timeout is the server's and cannot be asked for): it is sent again in
+// halves, down to MinChunkSize, and every chunk after it no larger than
+// what last failed halved. So a --chunk-size too large for a slow link
+// costs one timeout, not the transfer.
 func (c *Client) runChunks(ctx context.Context, chunks []Chunk, move func(context.Context, Chunk) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	var limit atomic.Int64 // the largest piece to send now
+	limit.Store(max(c.ChunkSize, MinChunkSize))
 	work := make(chan Chunk)
 	var wg sync.WaitGroup
 	for range max(1, c.Parallel) {
@@ -63,7 +81,7 @@ func (c *Client) runChunks(ctx context.Context, chunks []Chunk, move func(contex
 		go func() {
 			defer wg.Done()
 			for ch := range work {
-				if err := c.retry(ctx, func() error { return move(ctx, ch) }); err != nil {
+				if err := c.moveChunk(ctx, ch, &limit, move); err != nil {
 					cancel(fmt.Errorf("bytes %d-%d: %w", ch.Offset, ch.Offset+ch.Length-1, err))
 				}
 			}
@@ -85,11 +103,60 @@ feed:
 	return ctx.Err()
 }
 
+// moveChunk moves ch in pieces no larger than limit, retrying a piece that
+// fails for a reason that may pass with backoff, c.Retries times in a row
+// at most; a slow failure halves the piece and lowers limit.
+func (c *Client) moveChunk(ctx context.Context, ch Chunk, limit *atomic.Int64, move func(context.Context, Chunk) error) error {
+	pieces := []Chunk{ch}
+	backoff := c.backoff()
+	for failures := 0; len(pieces) > 0; {
+		if l := limit.Load(); pieces[0].Length > l {
+			pieces = append(Split(pieces[0], l), pieces[1:]...)
+		}
+		piece := pieces[0]
+		start := time.Now()
+		err := move(ctx, piece)
+		switch {
+		case err == nil:
+			pieces, failures, backoff = pieces[1:], 0, c.backoff()
+			continue
+		case !Transient(err):
+			return err
+		}
+		if failures++; failures > c.Retries {
+			return err
+		}
+		if time.Since(start) >= slowAttempt && piece.Length > MinChunkSize {
+			half := max(MinChunkSize, piece.Length/2)
+			for cur := limit.Load(); half < cur && !limit.CompareAndSwap(cur, half); cur = limit.Load() {
+			}
+		}
+		select {
+		case <-time.After(backoff.Step()):
+		case <-ctx.Done():
+			return err
+		}
+	}
+	return nil
+}
+
+// Split cuts ch into pieces of at most size bytes, in order.
+func Split(ch Chunk, size int64) []Chunk {
+	var out []Chunk
+	for off := ch.Offset; off < ch.Offset+ch.Length; off += size {
+		out = append(out, Chunk{off, min(size, ch.Offset+ch.Length-off)})
+	}
+	return out
+}
+
+func (c *Client) backoff() wait.Backoff {
+	return wait.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: max(1, c.Retries+1), Cap: 8 * time.Second}
+}
+
 // retry runs f until it succeeds, fails for good, or c.Retries tries passed.
 func (c *Client) retry(ctx context.Context, f func() error) error {
-	backoff := wait.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: max(1, c.Retries+1), Cap: 8 * time.Second}
 	var last error
-	err := wait.ExponentialBackoffWithContext(ctx, backoff, func(context.Context) (bool, error) {
+	err := wait.ExponentialBackoffWithContext(ctx, c.backoff(), func(context.Context) (bool, error) {
 		last = f()
 		switch {
 		case last == nil:

@@ -7,10 +7,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -90,4 +93,70 @@ func TestRunChunksRetriesWhatMayPassAndStopsOnWhatWillNot(t *testing.T) {
 	})
 	assert.True(t, apierrors.IsForbidden(err), "%v", err)
 	assert.Contains(t, err.Error(), "bytes 0-0")
+}
+
+func TestRunChunksHalvesWhatDoesNotFit(t *testing.T) {
+	defer func(d time.Duration) { slowAttempt = d }(slowAttempt)
+	slowAttempt = 0 // every failure here stands for a request cut by the timeout
+
+	const size, fits = 100 << 20, 5 << 20 // only pieces up to 5 MiB get through
+	c := &Client{Parallel: 3, Retries: 3, ChunkSize: 32 << 20}
+	var (
+		mu       sync.Mutex
+		got      []v1alpha1.ByteRange
+		failures int
+	)
+	err := c.runChunks(context.Background(), Missing(nil, size, c.ChunkSize), func(_ context.Context, ch Chunk) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if ch.Length > fits {
+			failures++
+			return apierrors.NewTimeoutError("request did not complete within the allotted timeout", 0)
+		}
+		got = append(got, v1alpha1.ByteRange{Offset: ch.Offset, Length: ch.Length})
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, int64(size), Covered(got, size), "every byte went")
+	assert.Equal(t, int64(size), Sum(got), "and none twice")
+	for _, r := range got {
+		assert.LessOrEqual(t, r.Length, int64(fits))
+	}
+	// 32 -> 16 -> 8 -> 4 MiB is three failures; the chunks in flight at
+	// the same time may each pay them once, the later ones not at all.
+	assert.LessOrEqual(t, failures, 3*c.Parallel, "the smaller size held for the chunks after")
+
+	// A failure that is refused at once (not slow) is retried whole.
+	slowAttempt = time.Hour
+	var tries int
+	err = c.runChunks(context.Background(), []Chunk{{0, 8 << 20}}, func(_ context.Context, ch Chunk) error {
+		tries++
+		if tries == 1 {
+			return apierrors.NewServiceUnavailable("restarting")
+		}
+		assert.Equal(t, Chunk{0, 8 << 20}, ch)
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 2, tries)
+
+	// Below MinChunkSize nothing is split: the retries run out.
+	slowAttempt = 0
+	c.Retries = 2
+	tries = 0
+	err = c.runChunks(context.Background(), []Chunk{{0, MinChunkSize}}, func(context.Context, Chunk) error {
+		tries++
+		return apierrors.NewTimeoutError("cut", 0)
+	})
+	assert.True(t, apierrors.IsTimeout(err), "%v", err)
+	assert.Equal(t, 3, tries)
+}
+
+// Sum is the bytes in rs, overlaps counted as often as they occur.
+func Sum(rs []v1alpha1.ByteRange) int64 {
+	var n int64
+	for _, r := range rs {
+		n += r.Length
+	}
+	return n
 }

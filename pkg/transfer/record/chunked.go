@@ -32,11 +32,18 @@ func (r *Recorder) Get(ctx context.Context, namespace, name string) (*vm.WukongF
 // whose ranges cover the whole file ends Succeeded.
 func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.ByteRange, total int64, digest string) (*vm.WukongFileTransfer, error) {
 	return r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
+		now := metav1.Now()
+		st := &o.Status
+		if st.Phase == vm.FileTransferPhaseSucceeded && TakesChunks(o) {
+			// A range fetched again after every range was sent once: its
+			// digest is what the client checks; bytes and phase stay.
+			st.RangeDigests = AddDigest(st.RangeDigests, vm.RangeDigest{Offset: rng.Offset, Length: rng.Length, SHA256: digest})
+			st.UpdatedAt = &now
+			return nil
+		}
 		if done(o) {
 			return fmt.Errorf("transfer %s already ended %s", o.Name, o.Status.Phase)
 		}
-		now := metav1.Now()
-		st := &o.Status
 		if st.Phase == vm.FileTransferPhasePending || st.Phase == "" {
 			st.Phase, st.StartedAt = vm.FileTransferPhaseTransferring, &now
 		}
@@ -55,6 +62,21 @@ func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.
 		}
 		return nil
 	})
+}
+
+// TakesChunks says whether a chunked transfer's record still takes
+// requests: an upload until it ends, a download until it fails. A download
+// is Succeeded once every range was sent, but a client whose copy of one was
+// cut on the way (by kube-apiserver's request timeout) fetches it again,
+// maybe in smaller pieces, and needs their digests.
+func TakesChunks(o *vm.WukongFileTransfer) bool {
+	switch o.Status.Phase {
+	case vm.FileTransferPhaseFailed:
+		return false
+	case vm.FileTransferPhaseSucceeded:
+		return o.Spec.Operation == vm.OperationDownload
+	}
+	return true
 }
 
 // Note sets a chunked transfer's message without ending it.

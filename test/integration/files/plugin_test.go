@@ -283,6 +283,33 @@ func TestPluginOutlivesTheRequestTimeout(t *testing.T) {
 		_ = os.Remove(back) // these tests hold several GiB; give back what is done with
 	})
 
+	t.Run("a chunk size too large for the timeout is halved until chunks fit", func(t *testing.T) {
+		// 64 MiB chunks at 4 MiB/s each (16 MiB/s shared by four) need 16 s:
+		// kube-apiserver cuts them at 3 s, and the plugin goes on in halves.
+		const small = 96 << 20
+		src := filepath.Join(work, "small.bin")
+		smallSum := framework.WriteRandomFile(t, src, small, 7)
+		before := settledMetric(t, "upload")
+		plugin(t, nil, "-n", ns, "--chunk-size=64Mi", "--limit-rate=16Mi", "cp", src, "vm1:/data/small.bin")
+		assert.Equal(t, smallSum, fileSHA256(t, g.host("/data/small.bin")))
+		assert.Greater(t, transferMetric(t, "upload")-before, int64(small), "some chunks were cut and sent again")
+		noTempFiles(t, g.host("/data"))
+
+		back := filepath.Join(work, "small-back.bin")
+		before = settledMetric(t, "download")
+		plugin(t, nil, "-n", ns, "--chunk-size=64Mi", "--limit-rate=16Mi", "cp", "vm1:/data/small.bin", back)
+		assert.Equal(t, smallSum, fileSHA256(t, back))
+		assert.Greater(t, transferMetric(t, "download")-before, int64(small), "some chunks were cut and fetched again")
+		rec := waitRecordWhere(t, ns, "/data/small.bin", func(r *v1alpha1.WukongFileTransfer) bool {
+			return r.Spec.Operation == "download" && r.Status.Phase == "Succeeded"
+		})
+		for _, d := range rec.Status.RangeDigests {
+			if d.Length == 64<<20 {
+				t.Errorf("a 64 MiB range reached the client whole under a 3 s timeout at 4 MiB/s: %+v", d)
+			}
+		}
+	})
+
 	t.Run("the same file in one kubectl get --raw is cut and recorded Failed", func(t *testing.T) {
 		dest := filepath.Join(work, "raw.bin")
 		err := kubectlDownload(t, cp.Admin, g.filesPath(map[string][]string{"path": {"/data/big.bin"}}), dest)
@@ -319,7 +346,9 @@ func TestPluginOutlivesTheRequestTimeout(t *testing.T) {
 		require.Less(t, done, int64(size))
 		t.Logf("killed with %d of %d bytes recorded", done, size)
 
-		plugin(t, nil, "-n", ns, "cp", "--resume", local, "vm1:/data/resumed.bin")
+		// Small chunks: one cut by the 3 s timeout on a loaded machine would
+		// be sent again and spoil the count.
+		plugin(t, nil, "-n", ns, "--chunk-size=8Mi", "cp", "--resume", local, "vm1:/data/resumed.bin")
 		received := transferMetric(t, "upload") - before
 		assert.Equal(t, int64(size)-done, received, "the resume sent exactly the bytes the record did not have")
 		assert.Equal(t, sum, fileSHA256(t, g.host("/data/resumed.bin")))

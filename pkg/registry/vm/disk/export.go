@@ -144,7 +144,7 @@ func (r *ExportREST) chunkedRecord(ctx context.Context, w *vm.Wukong, d *vm.Disk
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("transfer %s is for %s of Wukong %s, not disk %s", rec.Name, record.Subject(&rec.Spec), rec.Spec.WukongName, d.Name))
 	case rec.Spec.Operation != vm.OperationDownload:
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("transfer %s is an %s, not a download", rec.Name, rec.Spec.Operation))
-	case rec.Status.Phase == vm.FileTransferPhaseSucceeded || rec.Status.Phase == vm.FileTransferPhaseFailed:
+	case !record.TakesChunks(rec):
 		return nil, apierrors.NewConflict(vm.Resource("wukongfiletransfers"), rec.Name, fmt.Errorf("the transfer already ended %s: %s", rec.Status.Phase, rec.Status.Message))
 	}
 	return rec, nil

@@ -55,7 +55,7 @@ func (r *FilesREST) chunkedRecord(ctx context.Context, w *vm.Wukong, opts *vm.Wu
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("transfer %s is for path %s, not %s", rec.Name, rec.Spec.RemotePath, opts.Path))
 	case rec.Spec.Operation != wantOp:
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("transfer %s is an %s; %s does not fit it", rec.Name, rec.Spec.Operation, method))
-	case rec.Status.Phase == vm.FileTransferPhaseSucceeded || rec.Status.Phase == vm.FileTransferPhaseFailed:
+	case !record.TakesChunks(rec):
 		return nil, apierrors.NewConflict(vm.Resource("wukongfiletransfers"), rec.Name, fmt.Errorf("the transfer already ended %s: %s", rec.Status.Phase, rec.Status.Message))
 	case wantOp == vm.OperationUpload && rec.Spec.ExpectedSize == nil:
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("transfer %s has no spec.expectedSize: a chunked upload needs it", rec.Name))
