@@ -210,7 +210,7 @@ func (c completedConfig) New() (*WukongServer, error) {
 		"wukongs/files":              files,
 		"disks":                      disks,
 		"disks/export":               diskExport,
-		"disks/upload":               disk.NewUploadREST(disks, wukongs, uploader, recorder, c.GenericConfig.Authorization.Authorizer),
+		"disks/upload":               disk.NewUploadREST(disks, uploader, recorder, c.GenericConfig.Authorization.Authorizer),
 		"wukongfiletransfers":        transfers,
 		"wukongfiletransfers/status": transferStatus,
 	}

@@ -1,10 +1,9 @@
 package framework
 
 import (
-	"bytes"
-	"os"
-	"strconv"
 	"strings"
+
+	"github.com/novasphere/wukong/test/integration/procfs"
 )
 
 // CPUByCommand is the CPU time, in seconds, that the processes on this
@@ -18,35 +17,8 @@ type CPUByCommand map[string]float64
 // ReadCPUByCommand reads /proc/*/stat now.
 func ReadCPUByCommand() CPUByCommand {
 	out := CPUByCommand{}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return out
-	}
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue // gone meanwhile
-		}
-		open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-		if open < 0 || end < open {
-			continue
-		}
-		comm := string(b[open+1 : end])
-		// After ")": state ppid ... utime(14) stime(15) cutime(16) cstime(17),
-		// counted from 1 with pid as field 1 and comm as field 2.
-		f := bytes.Fields(b[end+1:])
-		if len(f) < 15 {
-			continue
-		}
-		var ticks float64
-		for _, i := range []int{11, 12, 13, 14} {
-			v, _ := strconv.ParseFloat(string(f[i]), 64)
-			ticks += v
-		}
-		out[comm] += ticks / 100 // USER_HZ
+	for _, p := range procfs.All() {
+		out[p.Comm] += p.CPU
 	}
 	return out
 }

@@ -1,11 +1,10 @@
 package sshvm
 
 import (
-	"bytes"
-	"os"
-	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/novasphere/wukong/test/integration/procfs"
 )
 
 // killTree SIGKILLs pid and every process descended from it.
@@ -75,52 +74,20 @@ func thawTree(pid int) {
 
 // parents maps every visible pid to its parent pid.
 func parents() map[int]int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	m := make(map[int]int, len(entries))
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if _, ppid, ok := procStat(pid); ok {
-			m[pid] = ppid
-		}
+	procs := procfs.All()
+	m := make(map[int]int, len(procs))
+	for _, p := range procs {
+		m[p.PID] = p.PPID
 	}
 	return m
-}
-
-// procStat returns the state letter and parent pid from /proc/PID/stat.
-func procStat(pid int) (state byte, ppid int, ok bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0, false
-	}
-	// The command name is in parentheses and may contain spaces or ')':
-	// the fields we want follow the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, false
-	}
-	f := bytes.Fields(b[i+1:])
-	if len(f) < 2 || len(f[0]) != 1 {
-		return 0, 0, false
-	}
-	ppid, err = strconv.Atoi(string(f[1]))
-	if err != nil {
-		return 0, 0, false
-	}
-	return f[0][0], ppid, true
 }
 
 // allStopped reports whether every process in tree is stopped, a zombie or
 // gone.
 func allStopped(tree map[int]bool) bool {
 	for p := range tree {
-		state, _, ok := procStat(p)
-		if ok && state != 'T' && state != 't' && state != 'Z' && state != 'X' {
+		pr, ok := procfs.Stat(p)
+		if ok && pr.State != 'T' && pr.State != 't' && pr.State != 'Z' && pr.State != 'X' {
 			return false
 		}
 	}

@@ -100,16 +100,10 @@ func (r *ExportREST) Connect(ctx context.Context, name string, options runtime.O
 	if o.Commit && o.Transfer == "" {
 		return nil, apierrors.NewBadRequest("commit ends a chunked export: give it with transfer=<download record>")
 	}
-	obj, err := r.disks.Get(ctx, name, &metav1.GetOptions{})
+	d, w, err := r.disks.find(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	d := obj.(*vm.Disk)
-	wobj, err := r.wukongs.Get(ctx, d.Spec.WukongName, &metav1.GetOptions{})
-	if err != nil {
-		return nil, err
-	}
-	w := wobj.(*vm.Wukong)
 	var rec *vm.WukongFileTransfer
 	if o.Transfer != "" {
 		if rec, err = r.chunkedRecord(ctx, w, d, o.Transfer); err != nil {

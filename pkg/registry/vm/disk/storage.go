@@ -56,21 +56,32 @@ func (*REST) ConvertToTable(ctx context.Context, obj, opts runtime.Object) (*met
 	return tableConvertor.ConvertToTable(ctx, obj, opts)
 }
 
-// Get finds the Wukong and disk a name <wukong>-<disk> stands for. Both
-// parts may hold dashes, so every split is tried.
+// Get finds the disk a name <wukong>-<disk> stands for.
 func (r *REST) Get(ctx context.Context, name string, _ *metav1.GetOptions) (runtime.Object, error) {
+	d, _, err := r.find(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// find returns the disk a name <wukong>-<disk> stands for and the Wukong it
+// was derived from (which the streaming subresources need too). Both parts
+// may hold dashes, so every split is tried.
+func (r *REST) find(ctx context.Context, name string) (*vm.Disk, *vm.Wukong, error) {
 	for i := strings.IndexByte(name, '-'); i > 0; i = next(name, i) {
 		obj, err := r.wukongs.Get(ctx, name[:i], &metav1.GetOptions{})
 		if err != nil {
 			continue
 		}
-		for _, d := range disksOf(obj.(*vm.Wukong)) {
+		w := obj.(*vm.Wukong)
+		for _, d := range disksOf(w) {
 			if d.Name == name {
-				return d, nil
+				return d, w, nil
 			}
 		}
 	}
-	return nil, apierrors.NewNotFound(vm.Resource("disks"), name)
+	return nil, nil, apierrors.NewNotFound(vm.Resource("disks"), name)
 }
 
 func next(s string, i int) int {

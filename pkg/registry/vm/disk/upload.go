@@ -30,7 +30,6 @@ import (
 // kube-apiserver's request timeout.
 type UploadREST struct {
 	disks      *REST
-	wukongs    rest.Getter
 	uploader   *cdi.Uploader
 	recorder   *record.Recorder
 	authorizer authorizer.Authorizer
@@ -39,8 +38,8 @@ type UploadREST struct {
 var _ rest.Connecter = &UploadREST{}
 
 // NewUploadREST returns the upload subresource.
-func NewUploadREST(disks *REST, wukongs rest.Getter, uploader *cdi.Uploader, recorder *record.Recorder, authz authorizer.Authorizer) *UploadREST {
-	return &UploadREST{disks: disks, wukongs: wukongs, uploader: uploader, recorder: recorder, authorizer: authz}
+func NewUploadREST(disks *REST, uploader *cdi.Uploader, recorder *record.Recorder, authz authorizer.Authorizer) *UploadREST {
+	return &UploadREST{disks: disks, uploader: uploader, recorder: recorder, authorizer: authz}
 }
 
 func (r *UploadREST) New() runtime.Object { return &vm.DiskUploadOptions{} }
@@ -59,16 +58,10 @@ func (r *UploadREST) Connect(ctx context.Context, name string, options runtime.O
 	if errs := validation.ValidateSHA256(o.SHA256, field.NewPath("sha256")); len(errs) > 0 {
 		return nil, apierrors.NewBadRequest(errs.ToAggregate().Error())
 	}
-	obj, err := r.disks.Get(ctx, name, &metav1.GetOptions{})
+	d, w, err := r.disks.find(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	d := obj.(*vm.Disk)
-	wobj, err := r.wukongs.Get(ctx, d.Spec.WukongName, &metav1.GetOptions{})
-	if err != nil {
-		return nil, err
-	}
-	w := wobj.(*vm.Wukong)
 	return http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
 		if err := r.serve(req.Context(), w, d, o, rw, req); err != nil {
 			responder.Error(err)

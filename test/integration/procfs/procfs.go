@@ -1,0 +1,70 @@
+// Package procfs reads what the tests need of each process in Linux's /proc:
+// its command, state, parent and CPU time.
+package procfs
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+)
+
+// Proc is one process as /proc/PID/stat describes it.
+type Proc struct {
+	PID, PPID int
+	// Comm is the command name, cut to 15 bytes by the kernel.
+	Comm string
+	// State is R, S, D, T, t, Z, X ...
+	State byte
+	// CPU is the user and system time of the process and of the children it
+	// has reaped, in seconds.
+	CPU float64
+}
+
+// Stat reads /proc/PID/stat; false when the process is gone or unreadable.
+func Stat(pid int) (Proc, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return Proc{}, false
+	}
+	// The command is in parentheses and may hold spaces or ')': the fields
+	// follow the last ')', starting with field 3 (state).
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return Proc{}, false
+	}
+	f := bytes.Fields(b[end+1:])
+	if len(f) < 15 || len(f[0]) != 1 {
+		return Proc{}, false
+	}
+	p := Proc{PID: pid, Comm: string(b[open+1 : end]), State: f[0][0]}
+	if p.PPID, err = strconv.Atoi(string(f[1])); err != nil {
+		return Proc{}, false
+	}
+	// utime, stime, cutime, cstime are fields 14-17.
+	var ticks float64
+	for _, i := range []int{11, 12, 13, 14} {
+		v, _ := strconv.ParseFloat(string(f[i]), 64)
+		ticks += v
+	}
+	p.CPU = ticks / 100 // USER_HZ
+	return p, true
+}
+
+// All reads every process visible now.
+func All() []Proc {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	out := make([]Proc, 0, len(entries))
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if p, ok := Stat(pid); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
