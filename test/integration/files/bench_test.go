@@ -158,7 +158,7 @@ func BenchmarkFiles1GiB(b *testing.B) {
 	// guest, kube-apiserver, the client) spent, spread over every core, is
 	// the shortest time any aggregated server could take on this machine.
 	// Its ratio to scp is the best "x scp" reachable here.
-	client := filepath.Base(os.Args[0])[:min(15, len(filepath.Base(os.Args[0])))]
+	client := framework.OwnCommand()
 	for _, p := range []struct {
 		name string
 		scp  time.Duration

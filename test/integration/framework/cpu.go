@@ -1,6 +1,8 @@
 package framework
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/novasphere/wukong/test/integration/procfs"
@@ -46,4 +48,12 @@ func (c CPUByCommand) Total(prefixes ...string) float64 {
 		}
 	}
 	return s
+}
+
+// OwnCommand is this test binary's command name as /proc shows it (at most
+// 15 bytes). Under it count the stand-ins running in this process and the
+// kubectl and plugin processes it ran.
+func OwnCommand() string {
+	name := filepath.Base(os.Args[0])
+	return name[:min(15, len(name))]
 }
