@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the control-plane binaries the tests and `make up` run (etcd, kube-apiserver,
-# kubectl, and versitygw for S3) from the Go module proxy into BIN_DIR (default _output/bin). Rebuilds only
+# kubectl, versitygw for S3 and the distribution registry for OCI) from the Go module proxy into BIN_DIR (default _output/bin). Rebuilds only
 # when this module's go.sum changed, so a warm run costs nothing.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -13,6 +13,14 @@ if [ ! -f "$s3stamp" ] || [ ! -x "$bin/versitygw" ]; then
   (cd "$here/s3" && go build -o "$bin/versitygw" github.com/versity/versitygw/cmd/versitygw)
   rm -f "$bin"/.s3-*
   touch "$s3stamp"
+fi
+# A real OCI registry (CNCF distribution), for the export push tests.
+regstamp="$bin/.registry-$(cat "$here/registry/go.mod" "$here/registry/go.sum" | sha256sum | cut -c1-16)"
+if [ ! -f "$regstamp" ] || [ ! -x "$bin/registry" ]; then
+  echo ">> building the distribution registry (OCI) into $bin (first build takes ~2 minutes)" >&2
+  (cd "$here/registry" && go build -o "$bin/registry" github.com/distribution/distribution/v3/cmd/registry)
+  rm -f "$bin"/.registry-*
+  touch "$regstamp"
 fi
 stamp="$bin/.tools-$(cat "$here/go.mod" "$here/go.sum" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ] && [ -x "$bin/kube-apiserver" ] && [ -x "$bin/etcd" ] && [ -x "$bin/kubectl" ]; then

@@ -25,6 +25,7 @@ import (
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/install"
 	"github.com/novasphere/wukong/pkg/controller"
+	pushcontroller "github.com/novasphere/wukong/pkg/controller/push"
 	vmcontroller "github.com/novasphere/wukong/pkg/controller/vm"
 	"github.com/novasphere/wukong/pkg/registry/vm/disk"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukong"
@@ -166,7 +167,8 @@ func (c completedConfig) New() (*WukongServer, error) {
 		MaxFileSize: c.ExtraConfig.MaxFileSize,
 	})
 	disks := disk.NewREST(wukongs)
-	diskExport := disk.NewExportREST(disks, wukongs, wukongStatus, &export.Exporter{Exports: kubevirt.ExportV1beta1(), Secrets: kube.CoreV1(), TTL: time.Hour}, recorder)
+	exporter := &export.Exporter{Exports: kubevirt.ExportV1beta1(), Secrets: kube.CoreV1(), TTL: time.Hour}
+	diskExport := disk.NewExportREST(disks, wukongs, wukongStatus, exporter, recorder)
 	collector := record.NewCollector(transfers, transferStatus, c.ExtraConfig.TransferRecordRetention, c.ExtraConfig.TransferStaleAfter)
 	collector.Abandoned = func(ctx context.Context, rec *vm.WukongFileTransfer) {
 		files.RemoveAbandonedChunks(ctx, rec)
@@ -189,6 +191,14 @@ func (c completedConfig) New() (*WukongServer, error) {
 					klog.ErrorS(err, "Starting the VM controller")
 					return
 				}
+				pushes, err := pushcontroller.New(loopback, pushcontroller.Deps{
+					Exporter: exporter, Recorder: recorder, Volumes: record.Volumes{Status: wukongStatus}, Core: kube.CoreV1(),
+				})
+				if err != nil {
+					klog.ErrorS(err, "Starting the push controller")
+					return
+				}
+				go pushes.Run(ctx, 2)
 				ctrl.Run(ctx, 2)
 			})
 			return nil

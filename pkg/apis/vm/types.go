@@ -351,6 +351,10 @@ type VolumeStatus struct {
 	// ExportStatus of the disk's last export.
 	// +optional
 	ExportStatus *ExportStatus `json:"exportStatus,omitempty"`
+
+	// PushStatus of the disk's last push to its exportTarget.
+	// +optional
+	PushStatus *PushStatus `json:"pushStatus,omitempty"`
 }
 
 // Import and export phases.
@@ -386,6 +390,32 @@ type ExportStatus struct {
 	Message string `json:"message,omitempty"`
 }
 
+// PushStatus is the state of a disk's push to its exportTarget. The server
+// pushes a disk once its import has succeeded, and again whenever the
+// exportTarget changes. exportStatus shows the push's progress, as it does
+// for downloads through disks/export.
+type PushStatus struct {
+	// Target is where the push goes: the target's type, format and URL (for
+	// s3, the endpoint, bucket and key). It never holds credentials.
+	Target string `json:"target"`
+	// Phase: Pending, Exporting, Succeeded or Failed.
+	Phase string `json:"phase"`
+	// Message says what happened, or why not.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Transfer names the WukongFileTransfer that records the push.
+	// +optional
+	Transfer string `json:"transfer,omitempty"`
+	// Digest identifies what the target holds after a successful push. For
+	// a registry, it is the image's manifest digest. Otherwise it is
+	// sha256:<hex> of the disk's bytes.
+	// +optional
+	Digest string `json:"digest,omitempty"`
+	// CompletedAt is when the push ended.
+	// +optional
+	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
+}
+
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 
 // WukongList is a list of Wukongs.
@@ -413,6 +443,8 @@ type WukongFileTransfer struct {
 const (
 	OperationUpload   = "upload"
 	OperationDownload = "download"
+	// OperationPush sends a disk to its exportTarget (registry, S3 or HTTP).
+	OperationPush = "push"
 )
 
 // WukongFileTransferSpec says what is transferred.
@@ -420,7 +452,8 @@ type WukongFileTransferSpec struct {
 	// WukongName is the Wukong the transfer goes to or comes from.
 	WukongName string `json:"wukongName"`
 
-	// Operation: upload (into the VM) or download (out of it).
+	// Operation: upload (into the VM), download (out of it) or push (a disk
+	// to its exportTarget).
 	Operation string `json:"operation"`
 
 	// LocalPath is the client-side path, for the record.
@@ -435,9 +468,13 @@ type WukongFileTransferSpec struct {
 	// +optional
 	Method string `json:"method,omitempty"`
 
-	// Disk names the Wukong disk for a disk export (download) or upload.
+	// Disk names the Wukong disk for a disk export (download), upload or push.
 	// +optional
 	Disk string `json:"disk,omitempty"`
+
+	// Target is where a push sends the disk (see PushStatus.target).
+	// +optional
+	Target string `json:"target,omitempty"`
 
 	// ExpectedSize in bytes, when known before the transfer.
 	// +optional
@@ -696,6 +733,10 @@ type DiskStatus struct {
 	// ExportStatus of the disk's last export.
 	// +optional
 	ExportStatus *ExportStatus `json:"exportStatus,omitempty"`
+
+	// PushStatus of the disk's last push to its exportTarget.
+	// +optional
+	PushStatus *PushStatus `json:"pushStatus,omitempty"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object

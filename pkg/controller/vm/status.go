@@ -54,7 +54,11 @@ func Status(w *v1alpha1.Wukong, o Observed) v1alpha1.WukongStatus {
 	for _, d := range w.Spec.Disks {
 		claim := ClaimName(w.Name, d.Name)
 		is := importStatus(o.DataVolumes[claim])
-		st.Volumes = append(st.Volumes, v1alpha1.VolumeStatus{Name: d.Name, ClaimName: claim, ImportStatus: is, ExportStatus: exportStatusOf(w, d.Name)})
+		v := v1alpha1.VolumeStatus{Name: d.Name, ClaimName: claim, ImportStatus: is}
+		if old := volumeStatusOf(w, d.Name); old != nil {
+			v.ExportStatus, v.PushStatus = old.ExportStatus, old.PushStatus
+		}
+		st.Volumes = append(st.Volumes, v)
 		switch is.Phase {
 		case v1alpha1.TransferPhaseSucceeded:
 			imported++
@@ -119,11 +123,12 @@ func Status(w *v1alpha1.Wukong, o Observed) v1alpha1.WukongStatus {
 	return st
 }
 
-// exportStatusOf keeps a disk's export status, which the export path owns.
-func exportStatusOf(w *v1alpha1.Wukong, disk string) *v1alpha1.ExportStatus {
-	for _, v := range w.Status.Volumes {
+// volumeStatusOf is a disk's status as written, whose export and push
+// status the export path and the push controller own.
+func volumeStatusOf(w *v1alpha1.Wukong, disk string) *v1alpha1.VolumeStatus {
+	for i, v := range w.Status.Volumes {
 		if v.Name == disk {
-			return v.ExportStatus
+			return &w.Status.Volumes[i]
 		}
 	}
 	return nil

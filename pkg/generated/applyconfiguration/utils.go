@@ -50,6 +50,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &vmv1alpha1.ImportSourceSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ImportStatus"):
 		return &vmv1alpha1.ImportStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("PushStatus"):
+		return &vmv1alpha1.PushStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("PVCConfig"):
 		return &vmv1alpha1.PVCConfigApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("RangeDigest"):

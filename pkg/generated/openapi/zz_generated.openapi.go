@@ -50,6 +50,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.ImportSourceSpec{}.OpenAPIModelName():         schema_pkg_apis_vm_v1alpha1_ImportSourceSpec(ref),
 		v1alpha1.ImportStatus{}.OpenAPIModelName():             schema_pkg_apis_vm_v1alpha1_ImportStatus(ref),
 		v1alpha1.PVCConfig{}.OpenAPIModelName():                schema_pkg_apis_vm_v1alpha1_PVCConfig(ref),
+		v1alpha1.PushStatus{}.OpenAPIModelName():               schema_pkg_apis_vm_v1alpha1_PushStatus(ref),
 		v1alpha1.RangeDigest{}.OpenAPIModelName():              schema_pkg_apis_vm_v1alpha1_RangeDigest(ref),
 		v1alpha1.RegistryConfig{}.OpenAPIModelName():           schema_pkg_apis_vm_v1alpha1_RegistryConfig(ref),
 		v1alpha1.S3Config{}.OpenAPIModelName():                 schema_pkg_apis_vm_v1alpha1_S3Config(ref),
@@ -430,11 +431,17 @@ func schema_pkg_apis_vm_v1alpha1_DiskStatus(ref common.ReferenceCallback) common
 							Ref:         ref(v1alpha1.ExportStatus{}.OpenAPIModelName()),
 						},
 					},
+					"pushStatus": {
+						SchemaProps: spec.SchemaProps{
+							Description: "PushStatus of the disk's last push to its exportTarget.",
+							Ref:         ref(v1alpha1.PushStatus{}.OpenAPIModelName()),
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.ExportStatus{}.OpenAPIModelName(), v1alpha1.ImportStatus{}.OpenAPIModelName()},
+			v1alpha1.ExportStatus{}.OpenAPIModelName(), v1alpha1.ImportStatus{}.OpenAPIModelName(), v1alpha1.PushStatus{}.OpenAPIModelName()},
 	}
 }
 
@@ -879,6 +886,65 @@ func schema_pkg_apis_vm_v1alpha1_PVCConfig(ref common.ReferenceCallback) common.
 	}
 }
 
+func schema_pkg_apis_vm_v1alpha1_PushStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "PushStatus is the state of a disk's push to its exportTarget. The server pushes a disk once its import has succeeded, and again whenever the exportTarget changes. exportStatus shows the push's progress, as it does for downloads through disks/export.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"target": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Target is where the push goes: the target's type, format and URL (for s3, the endpoint, bucket and key). It never holds credentials.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"phase": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Phase: Pending, Exporting, Succeeded or Failed.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"message": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Message says what happened, or why not.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"transfer": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Transfer names the WukongFileTransfer that records the push.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"digest": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Digest identifies what the target holds after a successful push. For a registry, it is the image's manifest digest. Otherwise it is sha256:<hex> of the disk's bytes.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"completedAt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "CompletedAt is when the push ended.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"target", "phase"},
+			},
+		},
+		Dependencies: []string{
+			v1.Time{}.OpenAPIModelName()},
+	}
+}
+
 func schema_pkg_apis_vm_v1alpha1_RangeDigest(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -1116,12 +1182,18 @@ func schema_pkg_apis_vm_v1alpha1_VolumeStatus(ref common.ReferenceCallback) comm
 							Ref:         ref(v1alpha1.ExportStatus{}.OpenAPIModelName()),
 						},
 					},
+					"pushStatus": {
+						SchemaProps: spec.SchemaProps{
+							Description: "PushStatus of the disk's last push to its exportTarget.",
+							Ref:         ref(v1alpha1.PushStatus{}.OpenAPIModelName()),
+						},
+					},
 				},
 				Required: []string{"name"},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.ExportStatus{}.OpenAPIModelName(), v1alpha1.ImportStatus{}.OpenAPIModelName()},
+			v1alpha1.ExportStatus{}.OpenAPIModelName(), v1alpha1.ImportStatus{}.OpenAPIModelName(), v1alpha1.PushStatus{}.OpenAPIModelName()},
 	}
 }
 
@@ -1454,7 +1526,7 @@ func schema_pkg_apis_vm_v1alpha1_WukongFileTransferSpec(ref common.ReferenceCall
 					},
 					"operation": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Operation: upload (into the VM) or download (out of it).",
+							Description: "Operation: upload (into the VM), download (out of it) or push (a disk to its exportTarget).",
 							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
@@ -1483,7 +1555,14 @@ func schema_pkg_apis_vm_v1alpha1_WukongFileTransferSpec(ref common.ReferenceCall
 					},
 					"disk": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Disk names the Wukong disk for a disk export (download) or upload.",
+							Description: "Disk names the Wukong disk for a disk export (download), upload or push.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"target": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Target is where a push sends the disk (see PushStatus.target).",
 							Type:        []string{"string"},
 							Format:      "",
 						},

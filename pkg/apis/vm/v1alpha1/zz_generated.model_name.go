@@ -107,6 +107,11 @@ func (in PVCConfig) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in PushStatus) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.PushStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in RangeDigest) OpenAPIModelName() string {
 	return "dev.novasphere.vm.v1alpha1.RangeDigest"
 }

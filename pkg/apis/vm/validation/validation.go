@@ -24,7 +24,7 @@ var (
 	exportTypes   = sets.New(vm.ExportTargetRegistry, vm.ExportTargetS3, vm.ExportTargetHTTP)
 	exportFormats = sets.New(vm.ExportFormatRaw, vm.ExportFormatQCOW2, vm.ExportFormatOCI)
 	methods       = sets.New(vm.FileTransferMethodSSH, vm.FileTransferMethodHTTP, vm.FileTransferMethodPVC)
-	operations    = sets.New(vm.OperationUpload, vm.OperationDownload)
+	operations    = sets.New(vm.OperationUpload, vm.OperationDownload, vm.OperationPush)
 	serviceTypes  = sets.New("ClusterIP", "NodePort", "LoadBalancer")
 	// <algorithm>:<hex>, the form CDI's http source takes.
 	checksumRE = regexp.MustCompile(`^(md5|sha1|sha256|sha512):[0-9a-fA-F]+$`)
@@ -348,6 +348,12 @@ func validateFileTransferSpec(s *vm.WukongFileTransferSpec, p *field.Path) field
 		allErrs = append(allErrs, field.Required(p.Child("remotePath"), "the absolute path inside the VM (or disk, for a disk transfer)"))
 	default:
 		allErrs = append(allErrs, ValidateRemotePath(s.RemotePath, p.Child("remotePath"))...)
+	}
+	switch {
+	case s.Operation == vm.OperationPush && (s.Disk == "" || s.Target == ""):
+		allErrs = append(allErrs, field.Required(p.Child("target"), "a push names its disk and its target"))
+	case s.Operation != vm.OperationPush && s.Target != "":
+		allErrs = append(allErrs, field.Forbidden(p.Child("target"), "only a push has a target"))
 	}
 	if s.ExpectedSize != nil && *s.ExpectedSize < 0 {
 		allErrs = append(allErrs, field.Invalid(p.Child("expectedSize"), *s.ExpectedSize, "must not be negative"))

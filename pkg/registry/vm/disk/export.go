@@ -33,7 +33,7 @@ type ExportREST struct {
 	wukongs  rest.Getter
 	exporter *export.Exporter
 	recorder *record.Recorder
-	status   exportStatus
+	status   record.Volumes
 }
 
 var _ rest.Connecter = &ExportREST{}
@@ -41,7 +41,7 @@ var _ rest.Connecter = &ExportREST{}
 // NewExportREST returns the export subresource; wukongStatus (wukongs/status)
 // receives each disk's export progress.
 func NewExportREST(disks *REST, wukongs rest.Getter, wukongStatus rest.Updater, exporter *export.Exporter, recorder *record.Recorder) *ExportREST {
-	return &ExportREST{disks: disks, wukongs: wukongs, exporter: exporter, recorder: recorder, status: exportStatus{status: wukongStatus}}
+	return &ExportREST{disks: disks, wukongs: wukongs, exporter: exporter, recorder: recorder, status: record.Volumes{Status: wukongStatus}}
 }
 
 // AbandonedExport marks a disk's export Failed when the record of a chunked
@@ -54,7 +54,7 @@ func (r *ExportREST) AbandonedExport(ctx context.Context, rec *vm.WukongFileTran
 	if err != nil {
 		return // the Wukong is gone, and its status with it
 	}
-	r.status.set(ctx, obj.(*vm.Wukong), rec.Spec.Disk, vm.TransferPhaseFailed, rec.Status.BytesTransferred, rec.Status.TotalBytes,
+	r.status.SetExport(ctx, obj.(*vm.Wukong), rec.Spec.Disk, vm.TransferPhaseFailed, rec.Status.BytesTransferred, rec.Status.TotalBytes,
 		fmt.Sprintf("transfer %s stopped: its client sent no request for it for too long", rec.Name))
 }
 
@@ -152,7 +152,7 @@ func (r *ExportREST) commit(ctx context.Context, w *vm.Wukong, d *vm.Disk, rec *
 	if err != nil {
 		return err
 	}
-	r.status.set(ctx, w, d.Spec.DiskName, vm.TransferPhaseSucceeded, out.Status.BytesTransferred, out.Status.TotalBytes, "")
+	r.status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseSucceeded, out.Status.BytesTransferred, out.Status.TotalBytes, "")
 	responder.Object(http.StatusOK, out)
 	return nil
 }
@@ -248,7 +248,7 @@ func (r *ExportREST) stream(ctx context.Context, w *vm.Wukong, d *vm.Disk, forma
 	// A whole volume is the disk's export; a range is only a read of it.
 	whole := resp.StatusCode == http.StatusOK
 	if whole {
-		r.status.set(ctx, w, d.Spec.DiskName, vm.ExportPhaseExporting, 0, resp.ContentLength, "")
+		r.status.SetExport(ctx, w, d.Spec.DiskName, vm.ExportPhaseExporting, 0, resp.ContentLength, "")
 	}
 	rw.Header().Set(v1alpha1.TransferHeader, t.Name())
 	rw.WriteHeader(resp.StatusCode)
@@ -257,14 +257,14 @@ func (r *ExportREST) stream(ctx context.Context, w *vm.Wukong, d *vm.Disk, forma
 		msg := fmt.Sprintf("the export of disk %s broke after %d bytes: %v", d.Spec.DiskName, n, err)
 		t.Fail(msg)
 		if whole {
-			r.status.set(ctx, w, d.Spec.DiskName, vm.TransferPhaseFailed, n, resp.ContentLength, msg)
+			r.status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseFailed, n, resp.ContentLength, msg)
 		}
 		// Cut the stream: the client must not take it for complete.
 		panic(http.ErrAbortHandler)
 	}
 	t.Succeed(fmt.Sprintf("exported %d bytes of disk %s (%s)", n, d.Spec.DiskName, format))
 	if whole {
-		r.status.set(ctx, w, d.Spec.DiskName, vm.TransferPhaseSucceeded, n, n, "")
+		r.status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseSucceeded, n, n, "")
 	}
 	return nil
 }
@@ -283,7 +283,7 @@ func (r *ExportREST) streamChunk(ctx context.Context, w *vm.Wukong, d *vm.Disk, 
 	if err != nil {
 		// The client fetches this range again; the record stays as it was.
 		klog.V(2).InfoS("A range of a chunked export broke", "record", klog.KRef(w.Namespace, rec.Name), "bytes", n, "err", err)
-		r.status.set(ctx, w, d.Spec.DiskName, vm.TransferPhaseFailed, rec.Status.BytesTransferred, total,
+		r.status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseFailed, rec.Status.BytesTransferred, total,
 			fmt.Sprintf("a range of transfer %s broke: %v; the client may fetch it again", rec.Name, err))
 		panic(http.ErrAbortHandler)
 	}
@@ -296,7 +296,7 @@ func (r *ExportREST) streamChunk(ctx context.Context, w *vm.Wukong, d *vm.Disk, 
 	if out.Status.Phase == vm.FileTransferPhaseSucceeded {
 		phase = vm.TransferPhaseSucceeded
 	}
-	r.status.set(ctx, w, d.Spec.DiskName, phase, out.Status.BytesTransferred, total, "")
+	r.status.SetExport(ctx, w, d.Spec.DiskName, phase, out.Status.BytesTransferred, total, "")
 	return nil
 }
 
@@ -341,7 +341,7 @@ func (r *ExportREST) serveWebSocket(ctx context.Context, w *vm.Wukong, d *vm.Dis
 	var result any
 	t, err := r.recorder.Start(ctx, w, spec, resp.ContentLength)
 	if err == nil {
-		r.status.set(ctx, w, d.Spec.DiskName, vm.ExportPhaseExporting, 0, resp.ContentLength, "")
+		r.status.SetExport(ctx, w, d.Spec.DiskName, vm.ExportPhaseExporting, 0, resp.ContentLength, "")
 		out := wsstream.NewWriter(conn)
 		var n int64
 		n, err = copyAll(io.MultiWriter(out, t), resp)
@@ -351,11 +351,11 @@ func (r *ExportREST) serveWebSocket(ctx context.Context, w *vm.Wukong, d *vm.Dis
 		if err != nil {
 			msg := fmt.Sprintf("the export of disk %s broke after %d bytes: %v", d.Spec.DiskName, n, err)
 			t.Fail(msg)
-			r.status.set(ctx, w, d.Spec.DiskName, vm.TransferPhaseFailed, n, resp.ContentLength, msg)
+			r.status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseFailed, n, resp.ContentLength, msg)
 			err = errstatus.BadGateway(msg)
 		} else {
 			result = wsstream.Record(t.Succeed(fmt.Sprintf("exported %d bytes of disk %s (%s) over a WebSocket", n, d.Spec.DiskName, format)))
-			r.status.set(ctx, w, d.Spec.DiskName, vm.TransferPhaseSucceeded, n, n, "")
+			r.status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseSucceeded, n, n, "")
 		}
 	}
 	wsstream.Finish(conn, result, err, func(err error) metav1.Status { return statusOf(err) })

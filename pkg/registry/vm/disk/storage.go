@@ -248,7 +248,7 @@ func disksOf(w *vm.Wukong) []*vm.Disk {
 		}
 		for _, v := range w.Status.Volumes {
 			if v.Name == d.Name {
-				disk.Status.ImportStatus, disk.Status.ExportStatus = v.ImportStatus, v.ExportStatus
+				disk.Status.ImportStatus, disk.Status.ExportStatus, disk.Status.PushStatus = v.ImportStatus, v.ExportStatus, v.PushStatus
 				if v.ClaimName != "" {
 					disk.Status.ClaimName = v.ClaimName
 				}

@@ -46,6 +46,19 @@ func (r *References) check(ctx context.Context, w *vm.Wukong) error {
 	var errs field.ErrorList
 	for i, d := range w.Spec.Disks {
 		p := field.NewPath("spec", "disks").Index(i)
+		if t := d.ExportTarget; t != nil {
+			tp := p.Child("exportTarget")
+			if t.Credentials != nil {
+				// accessKeyId and secretKey, or a token: the push checks which.
+				errs = append(errs, r.secret(ctx, w.Namespace, t.Credentials.SecretName, tp.Child("credentials", "secretName"))...)
+			}
+			if c := t.S3Config; c != nil && c.Credentials != nil {
+				errs = append(errs, r.secret(ctx, w.Namespace, c.Credentials.SecretName, tp.Child("s3Config", "credentials", "secretName"), "accessKeyId", "secretKey")...)
+			}
+			if c := t.RegistryConfig; c != nil && c.SecretName != "" {
+				errs = append(errs, r.secret(ctx, w.Namespace, c.SecretName, tp.Child("registryConfig", "secretName"))...)
+			}
+		}
 		s := d.ImportSource
 		if s == nil {
 			continue

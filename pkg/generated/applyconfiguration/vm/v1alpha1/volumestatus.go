@@ -31,6 +31,8 @@ type VolumeStatusApplyConfiguration struct {
 	ImportStatus *ImportStatusApplyConfiguration `json:"importStatus,omitempty"`
 	// ExportStatus of the disk's last export.
 	ExportStatus *ExportStatusApplyConfiguration `json:"exportStatus,omitempty"`
+	// PushStatus of the disk's last push to its exportTarget.
+	PushStatus *PushStatusApplyConfiguration `json:"pushStatus,omitempty"`
 }
 
 // VolumeStatusApplyConfiguration constructs a declarative configuration of the VolumeStatus type for use with
@@ -68,5 +70,13 @@ func (b *VolumeStatusApplyConfiguration) WithImportStatus(value *ImportStatusApp
 // If called multiple times, the ExportStatus field is set to the value of the last call.
 func (b *VolumeStatusApplyConfiguration) WithExportStatus(value *ExportStatusApplyConfiguration) *VolumeStatusApplyConfiguration {
 	b.ExportStatus = value
+	return b
+}
+
+// WithPushStatus sets the PushStatus field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the PushStatus field is set to the value of the last call.
+func (b *VolumeStatusApplyConfiguration) WithPushStatus(value *PushStatusApplyConfiguration) *VolumeStatusApplyConfiguration {
+	b.PushStatus = value
 	return b
 }

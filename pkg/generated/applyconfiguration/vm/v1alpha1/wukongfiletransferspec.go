@@ -25,7 +25,8 @@ package v1alpha1
 type WukongFileTransferSpecApplyConfiguration struct {
 	// WukongName is the Wukong the transfer goes to or comes from.
 	WukongName *string `json:"wukongName,omitempty"`
-	// Operation: upload (into the VM) or download (out of it).
+	// Operation: upload (into the VM), download (out of it) or push (a disk
+	// to its exportTarget).
 	Operation *string `json:"operation,omitempty"`
 	// LocalPath is the client-side path, for the record.
 	LocalPath *string `json:"localPath,omitempty"`
@@ -33,8 +34,10 @@ type WukongFileTransferSpecApplyConfiguration struct {
 	RemotePath *string `json:"remotePath,omitempty"`
 	// Method is how the bytes travel: ssh, http or pvc. Defaults to the Wukong's method.
 	Method *string `json:"method,omitempty"`
-	// Disk names the Wukong disk for a disk export (download) or upload.
+	// Disk names the Wukong disk for a disk export (download), upload or push.
 	Disk *string `json:"disk,omitempty"`
+	// Target is where a push sends the disk (see PushStatus.target).
+	Target *string `json:"target,omitempty"`
 	// ExpectedSize in bytes, when known before the transfer.
 	ExpectedSize *int64 `json:"expectedSize,omitempty"`
 	// ExpectedSHA256 is the hex sha256 the bytes must have; a mismatch fails the transfer.
@@ -92,6 +95,14 @@ func (b *WukongFileTransferSpecApplyConfiguration) WithMethod(value string) *Wuk
 // If called multiple times, the Disk field is set to the value of the last call.
 func (b *WukongFileTransferSpecApplyConfiguration) WithDisk(value string) *WukongFileTransferSpecApplyConfiguration {
 	b.Disk = &value
+	return b
+}
+
+// WithTarget sets the Target field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Target field is set to the value of the last call.
+func (b *WukongFileTransferSpecApplyConfiguration) WithTarget(value string) *WukongFileTransferSpecApplyConfiguration {
+	b.Target = &value
 	return b
 }
 

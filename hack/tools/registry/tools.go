@@ -1,0 +1,5 @@
+//go:build tools
+
+package registry
+
+import _ "github.com/distribution/distribution/v3/cmd/registry"

@@ -1,0 +1,224 @@
+// Package push is the controller that sends disks to their exportTarget:
+// once a disk's import has succeeded, and again whenever its exportTarget
+// changes, it reads the disk through a KubeVirt VirtualMachineExport and
+// pushes it (pkg/transfer/push) to an OCI registry, S3 or an HTTP endpoint.
+// Each push is a WukongFileTransfer record, and the disk's status shows it
+// (pushStatus, exportStatus).
+package push
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+
+	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
+	wukonginformers "github.com/novasphere/wukong/pkg/generated/informers/externalversions"
+	listers "github.com/novasphere/wukong/pkg/generated/listers/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/transfer/export"
+	"github.com/novasphere/wukong/pkg/transfer/record"
+)
+
+// Deps are what pushes need from the server.
+type Deps struct {
+	Exporter *export.Exporter
+	Recorder *record.Recorder
+	Volumes  record.Volumes
+	Core     corev1client.CoreV1Interface // Secrets and ConfigMaps the targets name
+}
+
+// Controller pushes disks to their exportTarget.
+type Controller struct {
+	Deps
+	wukongs listers.WukongLister
+	synced  cache.InformerSynced
+	start   func(stop <-chan struct{})
+	queue   workqueue.TypedRateLimitingInterface[string]
+	backoff workqueue.TypedRateLimiter[string]
+
+	// last is the outcome of the last push of each disk in this process.
+	// It is the truth for its target: the informer's copy of the status may
+	// not show that push's end yet.
+	mu   sync.Mutex
+	last map[string]attempt
+}
+
+// New builds the controller; wukongConfig reaches this server (the loopback
+// config).
+func New(wukongConfig *rest.Config, deps Deps) (*Controller, error) {
+	wc, err := versioned.NewForConfig(wukongConfig)
+	if err != nil {
+		return nil, err
+	}
+	c := &Controller{
+		Deps: deps,
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "wukong-pushes"}),
+		// Per-disk backoff from 5 s to 10 min between failed pushes: a
+		// target that is down is not hammered, and one that comes back is
+		// reached within minutes.
+		backoff: workqueue.NewTypedItemExponentialFailureRateLimiter[string](5*time.Second, 10*time.Minute),
+		last:    map[string]attempt{},
+	}
+	factory := wukonginformers.NewSharedInformerFactory(wc, 10*time.Minute)
+	wi := factory.Vm().V1alpha1().Wukongs()
+	c.wukongs = wi.Lister()
+	handle := func(obj any) {
+		if w, ok := obj.(*v1alpha1.Wukong); ok {
+			for _, d := range w.Spec.Disks {
+				if d.ExportTarget != nil {
+					c.queue.Add(w.Namespace + "/" + w.Name + "/" + d.Name)
+				}
+			}
+		}
+	}
+	if _, err := wi.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: handle, UpdateFunc: func(_, n any) { handle(n) },
+		DeleteFunc: func(obj any) { // so that sync forgets the disks
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			handle(obj)
+		},
+	}); err != nil {
+		return nil, err
+	}
+	c.synced = wi.Informer().HasSynced
+	c.start = factory.Start
+	return c, nil
+}
+
+// Run pushes with workers until ctx ends. A push holds its worker for as
+// long as it takes.
+func (c *Controller) Run(ctx context.Context, workers int) {
+	defer utilruntime.HandleCrash()
+	defer c.queue.ShutDown()
+	c.start(ctx.Done())
+	if !cache.WaitForNamedCacheSync("wukong-push", ctx.Done(), c.synced) {
+		return
+	}
+	klog.InfoS("Pushing disks to their exportTarget", "workers", workers)
+	for range workers {
+		go wait.UntilWithContext(ctx, c.worker, time.Second)
+	}
+	<-ctx.Done()
+}
+
+func (c *Controller) worker(ctx context.Context) {
+	for {
+		key, quit := c.queue.Get()
+		if quit {
+			return
+		}
+		c.sync(ctx, key)
+		c.queue.Done(key)
+	}
+}
+
+// sync pushes the disk key (namespace/wukong/disk) if a push is due.
+func (c *Controller) sync(ctx context.Context, key string) {
+	parts := strings.SplitN(key, "/", 3)
+	if len(parts) != 3 {
+		return
+	}
+	w, err := c.wukongs.Wukongs(parts[0]).Get(parts[1])
+	if apierrors.IsNotFound(err) {
+		c.mu.Lock()
+		delete(c.last, key)
+		c.mu.Unlock()
+		c.backoff.Forget(key)
+	}
+	if err != nil || w.DeletionTimestamp != nil {
+		return
+	}
+	var disk *v1alpha1.DiskConfig
+	for i := range w.Spec.Disks {
+		if w.Spec.Disks[i].Name == parts[2] {
+			disk = &w.Spec.Disks[i]
+		}
+	}
+	if disk == nil || disk.ExportTarget == nil || !c.due(key, w, disk) {
+		return
+	}
+	err = c.push(ctx, w, disk)
+	var notReady *export.NotReadyError
+	if errors.As(err, &notReady) {
+		c.queue.AddAfter(key, 2*time.Second)
+		return
+	}
+	a := attempt{target: describe(disk.ExportTarget)}
+	if err != nil && retryable(err) {
+		delay := c.backoff.When(key)
+		a.retry, a.notBefore = true, time.Now().Add(delay)
+		c.queue.AddAfter(key, delay)
+	} else {
+		c.backoff.Forget(key)
+	}
+	c.mu.Lock()
+	c.last[key] = a
+	c.mu.Unlock()
+}
+
+// attempt is how a push ended: to which target, and whether to try again.
+type attempt struct {
+	target    string
+	retry     bool
+	notBefore time.Time // the backoff's end; status updates come sooner
+}
+
+// due says whether disk needs a push: its import has succeeded and the
+// last push went elsewhere, or to the same target but did not end (this
+// replica restarted, or took over from one that was pushing), or failed in
+// a way that may pass.
+func (c *Controller) due(key string, w *v1alpha1.Wukong, disk *v1alpha1.DiskConfig) bool {
+	var vs *v1alpha1.VolumeStatus
+	for i := range w.Status.Volumes {
+		if w.Status.Volumes[i].Name == disk.Name {
+			vs = &w.Status.Volumes[i]
+		}
+	}
+	if vs == nil || vs.ImportStatus == nil || vs.ImportStatus.Phase != v1alpha1.TransferPhaseSucceeded {
+		return false
+	}
+	want := describe(disk.ExportTarget)
+	c.mu.Lock()
+	last, ok := c.last[key]
+	c.mu.Unlock()
+	if ok && last.target == want {
+		if wait := time.Until(last.notBefore); last.retry && wait > 0 {
+			// The queue keeps only the earliest of several AddAfter of
+			// one key; an earlier one may have come instead of the
+			// backoff's.
+			c.queue.AddAfter(key, wait)
+			return false
+		}
+		return last.retry
+	}
+	ps := vs.PushStatus
+	if ps == nil || ps.Target != want {
+		return true
+	}
+	// Pushed to this target by another replica, or before a restart.
+	return ps.Phase != v1alpha1.TransferPhaseSucceeded && ps.Phase != v1alpha1.TransferPhaseFailed
+}
+
+// errMessage is err as the status and the record show it.
+func errMessage(target string, err error) string {
+	msg := fmt.Sprintf("pushing to %s: %v", target, err)
+	if retryable(err) {
+		msg += " (will try again)"
+	}
+	return msg
+}

@@ -1,0 +1,99 @@
+package push
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	k8schain "github.com/google/go-containerregistry/pkg/authn/kubernetes"
+
+	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/transfer/push"
+)
+
+// Keys of a credentials Secret, as CDI names them for imports.
+const (
+	keyAccessKeyID = "accessKeyId"
+	keySecretKey   = "secretKey"
+	keyToken       = "token"
+)
+
+// credentials reads what target needs from the Secrets and ConfigMap it
+// names in namespace. A missing Secret or key is a failure a retry will not
+// cure until someone creates it; the informer does not watch Secrets.
+func (c *Controller) credentials(ctx context.Context, namespace string, t *v1alpha1.ExportTargetSpec) (push.Credentials, error) {
+	var creds push.Credentials
+	secretName := ""
+	switch t.Type {
+	case v1alpha1.ExportTargetHTTP:
+		if t.Credentials != nil {
+			secretName = t.Credentials.SecretName
+		}
+	case v1alpha1.ExportTargetS3:
+		if t.S3Config != nil && t.S3Config.Credentials != nil {
+			secretName = t.S3Config.Credentials.SecretName
+		}
+	case v1alpha1.ExportTargetRegistry:
+		if rc := t.RegistryConfig; rc != nil {
+			secretName = rc.SecretName
+			if rc.CertConfigMap != "" {
+				ca, err := c.caBundle(ctx, namespace, rc.CertConfigMap)
+				if err != nil {
+					return creds, err
+				}
+				creds.CA = ca
+			}
+		}
+	}
+	if secretName == "" {
+		return creds, nil
+	}
+	s, err := c.Core.Secrets(namespace).Get(ctx, secretName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return creds, push.Permanent(fmt.Errorf("the credentials Secret %s/%s does not exist", namespace, secretName))
+	}
+	if err != nil {
+		return creds, fmt.Errorf("reading the credentials Secret %s/%s: %w", namespace, secretName, err)
+	}
+	if s.Type == corev1.SecretTypeDockerConfigJson || s.Type == corev1.SecretTypeDockercfg {
+		kc, err := k8schain.NewFromPullSecrets(ctx, []corev1.Secret{*s})
+		if err != nil {
+			return creds, push.Permanent(fmt.Errorf("the registry Secret %s/%s: %w", namespace, secretName, err))
+		}
+		creds.Keychain = kc
+		return creds, nil
+	}
+	creds.Username, creds.Password, creds.Token = string(s.Data[keyAccessKeyID]), string(s.Data[keySecretKey]), string(s.Data[keyToken])
+	if creds.Token == "" && (creds.Username == "" || creds.Password == "") {
+		return creds, push.Permanent(fmt.Errorf("the credentials Secret %s/%s needs %s and %s (or %s for an http target)",
+			namespace, secretName, keyAccessKeyID, keySecretKey, keyToken))
+	}
+	return creds, nil
+}
+
+// caBundle is every value of the ConfigMap name, the way CDI reads its
+// certConfigMap: each key a PEM file.
+func (c *Controller) caBundle(ctx context.Context, namespace, name string) ([]byte, error) {
+	cm, err := c.Core.ConfigMaps(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, push.Permanent(fmt.Errorf("the certConfigMap %s/%s does not exist", namespace, name))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the certConfigMap %s/%s: %w", namespace, name, err)
+	}
+	keys := make([]string, 0, len(cm.Data))
+	for k := range cm.Data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var out []byte
+	for _, k := range keys {
+		out = append(out, cm.Data[k]...)
+		out = append(out, '\n')
+	}
+	return out, nil
+}

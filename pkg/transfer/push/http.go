@@ -1,0 +1,44 @@
+package push
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+)
+
+// put sends body to rawURL in one PUT with its Content-Length, so that the
+// server can tell a whole body from a cut one.
+func put(ctx context.Context, client *http.Client, rawURL string, creds Credentials, body Body) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, rawURL, io.NopCloser(body))
+	if err != nil {
+		return Permanent(err)
+	}
+	req.ContentLength = body.Size
+	req.Header.Set("Content-Type", "application/octet-stream")
+	switch {
+	case creds.Token != "":
+		req.Header.Set("Authorization", "Bearer "+creds.Token)
+	case creds.Username != "" || creds.Password != "":
+		req.SetBasicAuth(creds.Username, creds.Password)
+	}
+	// The URL may carry a pre-signed query or a login: errors name only
+	// its scheme, host and path.
+	u := *req.URL
+	u.User, u.RawQuery = nil, ""
+	resp, err := client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = u.String()
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 != 2 {
+		return &StatusError{Code: resp.StatusCode, Status: resp.Status, URL: u.String()}
+	}
+	return nil
+}

@@ -1,0 +1,170 @@
+// Package push sends a disk's bytes to a disk's exportTarget: an OCI registry
+// (as a KubeVirt containerDisk image), S3-compatible storage (a multipart
+// upload), or an HTTP endpoint (one PUT). It streams the body it is given in
+// bounded memory and writes nothing to disk. Reaching the disk is the
+// caller's, and so is recording the progress.
+package push
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/minio/minio-go/v7"
+
+	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+)
+
+// Credentials are what a target takes, read from the Secrets the target
+// names. They are used only for the request and never logged or recorded.
+type Credentials struct {
+	// Username and Password: HTTP basic auth, a registry login, or an S3
+	// access key ID and secret key.
+	Username, Password string
+	// Token is a bearer token for an http target.
+	Token string
+	// Keychain resolves registry logins from a dockerconfigjson Secret.
+	Keychain authn.Keychain
+	// CA is a PEM bundle to trust besides the system's roots.
+	CA []byte
+}
+
+// Result says what the target holds after a push.
+type Result struct {
+	// Digest: an image's manifest digest for a registry, otherwise empty
+	// (the caller knows the sha256 of the bytes it sent).
+	Digest string
+}
+
+// Body is a disk's bytes, with their size, which every target needs up front:
+// a tar header, an S3 part plan, a Content-Length.
+type Body struct {
+	io.Reader
+	Size int64
+}
+
+// Push sends body to target.
+func Push(ctx context.Context, target *v1alpha1.ExportTargetSpec, creds Credentials, body Body) (Result, error) {
+	client, err := httpClient(creds.CA)
+	if err != nil {
+		return Result{}, err
+	}
+	switch target.Type {
+	case v1alpha1.ExportTargetRegistry:
+		return pushImage(ctx, target.URL, client.Transport, creds, body)
+	case v1alpha1.ExportTargetS3:
+		if Format(target) != v1alpha1.ExportFormatRaw {
+			return Result{}, Permanent(fmt.Errorf("an s3 target takes format raw"))
+		}
+		return Result{}, putObject(ctx, target.S3Config, client.Transport, creds, body)
+	case v1alpha1.ExportTargetHTTP:
+		if Format(target) != v1alpha1.ExportFormatRaw {
+			return Result{}, Permanent(fmt.Errorf("an http target takes format raw"))
+		}
+		return Result{}, put(ctx, client, target.URL, creds, body)
+	}
+	return Result{}, Permanent(fmt.Errorf("unknown export target type %q", target.Type))
+}
+
+// Format is the target's format with its default: oci for a registry, raw
+// otherwise.
+func Format(t *v1alpha1.ExportTargetSpec) string {
+	switch {
+	case t.Format != "":
+		return t.Format
+	case t.Type == v1alpha1.ExportTargetRegistry:
+		return v1alpha1.ExportFormatOCI
+	}
+	return v1alpha1.ExportFormatRaw
+}
+
+// Describe names where target sends a disk, without credentials, user
+// information or query: "registry oci registry.example.com/vms/ubuntu:tag",
+// "s3 raw https://s3.example.com/bucket/key", "http raw https://host/path".
+// A change of it is a new push.
+func Describe(t *v1alpha1.ExportTargetSpec) string {
+	where := t.URL
+	switch t.Type {
+	case v1alpha1.ExportTargetS3:
+		if t.S3Config != nil {
+			where = t.S3Config.Endpoint + "/" + t.S3Config.Bucket + "/" + t.S3Config.Key
+		}
+	case v1alpha1.ExportTargetHTTP:
+		if u, err := url.Parse(t.URL); err == nil {
+			u.User, u.RawQuery, u.Fragment = nil, "", ""
+			where = u.String()
+		}
+	}
+	return t.Type + " " + Format(t) + " " + where
+}
+
+// PermanentError is a failure that trying again will not cure: a refused
+// login, a missing bucket, a malformed target. Others (a cut connection, a
+// 5xx) may pass.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent marks err as one a retry will not cure.
+func Permanent(err error) error { return &PermanentError{Err: err} }
+
+// IsPermanent says whether err is a failure a retry will not cure: marked
+// so, or a 4xx answer from the target other than 408 and 429.
+func IsPermanent(err error) bool {
+	var p *PermanentError
+	if errors.As(err, &p) {
+		return true
+	}
+	code := 0
+	var te *transport.Error
+	var me minio.ErrorResponse
+	var he *StatusError
+	switch {
+	case errors.As(err, &te):
+		code = te.StatusCode
+	case errors.As(err, &me):
+		code = me.StatusCode
+	case errors.As(err, &he):
+		code = he.Code
+	}
+	return code >= 400 && code < 500 && code != http.StatusRequestTimeout && code != http.StatusTooManyRequests
+}
+
+// StatusError is an http target's answer other than success.
+type StatusError struct {
+	Code   int
+	Status string
+	URL    string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("PUT %s answered %s", e.URL, e.Status)
+}
+
+// httpClient trusts the system's roots and, if given, the PEM bundle ca.
+func httpClient(ca []byte) (*http.Client, error) {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.ResponseHeaderTimeout = 5 * time.Minute // a target may verify a large body before it answers
+	t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	if len(ca) > 0 {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(ca) {
+			return nil, Permanent(fmt.Errorf("the target's CA bundle holds no PEM certificate"))
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Transport: t}, nil
+}
