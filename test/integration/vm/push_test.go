@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -181,6 +182,8 @@ func TestExportTargets(t *testing.T) {
 		disk, err := c.wukong.VmV1alpha1().Disks(ns).Get(ctx, "vm1-system", metav1.GetOptions{})
 		require.NoError(t, err)
 		require.NotNil(t, disk.Status.PushStatus, "the Disk shows the push")
+		wide := framework.RunKubectl(t, cp, cp.Admin, "get", "disks", "-n", ns, "-o", "wide")
+		assert.Regexp(t, `(?m)^vm1-system\s.*Succeeded 100%\s+Succeeded registry oci `+regexp.QuoteMeta(image)+`\s`, wide)
 		recs, err := c.wukong.VmV1alpha1().WukongFileTransfers(ns).List(ctx, metav1.ListOptions{})
 		require.NoError(t, err)
 		log, err := os.ReadFile(cp.LogPath("wukong-apiserver"))

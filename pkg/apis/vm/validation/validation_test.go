@@ -132,6 +132,7 @@ func TestValidateFileTransfer(t *testing.T) {
 		"spec.remotePath":     func(t *vm.WukongFileTransfer) { t.Spec.RemotePath = "relative/path" },
 		"spec.expectedSize":   func(t *vm.WukongFileTransfer) { t.Spec.ExpectedSize = ptr.To[int64](-1) },
 		"spec.expectedSHA256": func(t *vm.WukongFileTransfer) { t.Spec.ExpectedSHA256 = "abc" },
+		"spec.target":         func(t *vm.WukongFileTransfer) { t.Spec.Target = "s3 raw https://s3/b/k" },
 	}
 	for field, mutate := range tests {
 		rec := valid()

@@ -291,7 +291,8 @@ var tableConvertor = table.Convertor[*vm.Disk]{
 		{Name: "Source", Type: "string", Description: "Where the content comes from."},
 		{Name: "Import", Type: "string", Description: "Import phase."},
 		{Name: "Progress", Type: "string", Description: "Import progress."},
-		{Name: "Export", Type: "string", Description: "The last export through disks/<name>/export: phase and progress."},
+		{Name: "Export", Type: "string", Description: "The last export (a download through disks/<name>/export, or a push): phase and progress."},
+		{Name: "Pushed", Type: "string", Description: "The last push to the disk's exportTarget: phase and target.", Priority: 1},
 	},
 	Cells: func(d *vm.Disk) []any {
 		size, phase, progress := "<none>", "<none>", "<none>"
@@ -305,6 +306,10 @@ var tableConvertor = table.Convertor[*vm.Disk]{
 		if es := d.Status.ExportStatus; es != nil {
 			export = strings.TrimSpace(es.Phase + " " + es.Progress)
 		}
-		return []any{d.Spec.WukongName, d.Spec.DiskName, size, d.Spec.Source, phase, progress, export}
+		pushed := "<none>"
+		if ps := d.Status.PushStatus; ps != nil {
+			pushed = ps.Phase + " " + ps.Target
+		}
+		return []any{d.Spec.WukongName, d.Spec.DiskName, size, d.Spec.Source, phase, progress, export, pushed}
 	},
 }
