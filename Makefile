@@ -15,7 +15,7 @@ build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/wukong-apiserver ./cmd/wukong-apiserver
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/kubectl-wukong ./cmd/kubectl-wukong
 
-## tools: etcd, kube-apiserver and kubectl for the tests and the local stack (cached)
+## tools: etcd, kube-apiserver, kubectl, versitygw (S3) and registry (OCI) for the tests and the local stack (cached)
 tools:
 	hack/tools/build.sh
 

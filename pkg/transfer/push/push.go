@@ -22,6 +22,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/transfer/qcow2"
 )
 
 // Credentials are what a target takes, read from the Secrets the target
@@ -61,14 +62,16 @@ func Push(ctx context.Context, target *v1alpha1.ExportTargetSpec, creds Credenti
 	switch target.Type {
 	case v1alpha1.ExportTargetRegistry:
 		return pushImage(ctx, target.URL, client.Transport, creds, body)
-	case v1alpha1.ExportTargetS3:
-		if Format(target) != v1alpha1.ExportFormatRaw {
-			return Result{}, Permanent(fmt.Errorf("an s3 target takes format raw"))
+	case v1alpha1.ExportTargetS3, v1alpha1.ExportTargetHTTP:
+		switch f := Format(target); f {
+		case v1alpha1.ExportFormatQCOW2:
+			body = Body{Reader: qcow2.NewReader(body, body.Size), Size: qcow2.Size(body.Size)}
+		case v1alpha1.ExportFormatRaw:
+		default:
+			return Result{}, Permanent(fmt.Errorf("%s targets take format raw or qcow2, not %s", target.Type, f))
 		}
-		return Result{}, putObject(ctx, target.S3Config, client.Transport, creds, body)
-	case v1alpha1.ExportTargetHTTP:
-		if Format(target) != v1alpha1.ExportFormatRaw {
-			return Result{}, Permanent(fmt.Errorf("an http target takes format raw"))
+		if target.Type == v1alpha1.ExportTargetS3 {
+			return Result{}, putObject(ctx, target.S3Config, client.Transport, creds, body)
 		}
 		return Result{}, put(ctx, client, target.URL, creds, body)
 	}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -92,6 +93,10 @@ func TestExportTargets(t *testing.T) {
 		{Name: "logs", Image: "docker://quay.io/containerdisks/fedora:40", ExportTarget: &v1alpha1.ExportTargetSpec{
 			Type: "http", URL: target.srv.URL + "/uploads/vm1-logs.img", Credentials: &v1alpha1.SecretReference{SecretName: "http-credentials"},
 		}},
+		{Name: "backup", Image: "docker://quay.io/containerdisks/fedora:40", ExportTarget: &v1alpha1.ExportTargetSpec{
+			Type: "s3", Format: "qcow2", S3Config: &v1alpha1.S3Config{Endpoint: s3.Endpoint, Bucket: "backups", Key: "vm1/backup.qcow2",
+				Credentials: &v1alpha1.SecretReference{SecretName: "s3-credentials"}},
+		}},
 	}
 	for _, d := range disks {
 		exports.SetVolume(ns, "vm1-"+d.Name, vol)
@@ -101,7 +106,12 @@ func TestExportTargets(t *testing.T) {
 	w := &v1alpha1.Wukong{ObjectMeta: metav1.ObjectMeta{Name: "vm1"}, Spec: v1alpha1.WukongSpec{CPU: 1, Disks: disks}}
 	apply(t, ns, w)
 	pushed := waitPushes(t, ns, "vm1", "every disk pushed", func(ps map[string]*v1alpha1.PushStatus) bool {
-		return ps["system"].Phase == "Succeeded" && ps["data"].Phase == "Succeeded" && ps["logs"].Phase == "Succeeded"
+		for _, p := range ps {
+			if p.Phase != "Succeeded" {
+				return false
+			}
+		}
+		return true
 	})
 
 	t.Run("registry: a containerDisk image with the disk's bytes", func(t *testing.T) {
@@ -154,6 +164,28 @@ func TestExportTargets(t *testing.T) {
 		assert.Equal(t, "sha256:"+sum, pushed["data"].Digest)
 	})
 
+	t.Run("s3 qcow2: qemu-img checks the image and converts it back to the disk's bytes", func(t *testing.T) {
+		dir := t.TempDir()
+		img, raw := filepath.Join(dir, "backup.qcow2"), filepath.Join(dir, "backup.raw")
+		require.NoError(t, s3.Client.FGetObject(ctx, "backups", "vm1/backup.qcow2", img, minio.GetObjectOptions{}))
+		out, err := exec.Command("qemu-img", "check", "-f", "qcow2", img).CombinedOutput()
+		require.NoError(t, err, string(out))
+		assert.Contains(t, string(out), "No errors were found")
+		out, err = exec.Command("qemu-img", "info", "--output=json", img).CombinedOutput()
+		require.NoError(t, err, string(out))
+		var info struct {
+			Format      string `json:"format"`
+			VirtualSize int64  `json:"virtual-size"`
+		}
+		require.NoError(t, json.Unmarshal(out, &info))
+		assert.Equal(t, "qcow2", info.Format)
+		assert.EqualValues(t, size, info.VirtualSize)
+		out, err = exec.Command("qemu-img", "convert", "-f", "qcow2", "-O", "raw", img, raw).CombinedOutput()
+		require.NoError(t, err, string(out))
+		assert.Equal(t, sum, framework.FileSHA256(t, raw))
+		assert.Equal(t, "s3 qcow2 "+s3.Endpoint+"/backups/vm1/backup.qcow2", pushed["backup"].Target)
+	})
+
 	t.Run("http: one PUT with the token, after a 503 was tried again", func(t *testing.T) {
 		assert.Equal(t, sum, framework.FileSHA256(t, filepath.Join(target.dir, "vm1-logs.img")))
 		assert.EqualValues(t, 2, target.puts.Load(), "the 503, then the PUT that landed")
@@ -161,7 +193,7 @@ func TestExportTargets(t *testing.T) {
 	})
 
 	t.Run("records, and no credential anywhere the user reads or in the log", func(t *testing.T) {
-		for _, disk := range []string{"system", "data", "logs"} {
+		for _, disk := range []string{"system", "data", "logs", "backup"} {
 			rec := newestRecord(t, ns, disk, "push")
 			assert.Equal(t, "Succeeded", rec.Status.Phase, rec.Status.Message)
 			assert.Equal(t, sum, rec.Status.SHA256)

@@ -1,0 +1,98 @@
+package qcow2
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// read follows an image's header, L1 and L2 tables back to the disk's bytes,
+// and checks that every cluster the file holds has refcount 1.
+func read(t *testing.T, img []byte) []byte {
+	t.Helper()
+	be := binary.BigEndian
+	require.Equal(t, "QFI\xfb", string(img[:4]))
+	require.EqualValues(t, 2, be.Uint32(img[4:]))
+	require.EqualValues(t, clusterBits, be.Uint32(img[20:]))
+	size := int64(be.Uint64(img[24:]))
+	l1Size, l1Off := int64(be.Uint32(img[36:])), int64(be.Uint64(img[40:]))
+	refOff, refClusters := int64(be.Uint64(img[48:])), int64(be.Uint32(img[56:]))
+	require.Zero(t, len(img)%clusterSize, "whole clusters")
+
+	refcount := func(cluster int64) uint16 {
+		block := int64(be.Uint64(img[refOff+cluster/refcountEntries*8:]))
+		if block == 0 {
+			return 0
+		}
+		return be.Uint16(img[block+cluster%refcountEntries*2:])
+	}
+	for c := int64(0); c < int64(len(img))/clusterSize; c++ {
+		require.EqualValues(t, 1, refcount(c), "refcount of cluster %d", c)
+	}
+	require.LessOrEqual(t, ceil(int64(len(img))/clusterSize, refcountEntries)*8, refClusters*clusterSize, "the refcount table covers the file")
+
+	out := make([]byte, 0, size)
+	for c := int64(0); int64(len(out)) < size; c++ {
+		l1 := be.Uint64(img[l1Off+c/l2Entries*8:])
+		require.Less(t, c/l2Entries, l1Size)
+		require.NotZero(t, l1&oflagCopied)
+		l2 := int64(l1 &^ oflagCopied)
+		e := be.Uint64(img[l2+c%l2Entries*8:])
+		require.NotZero(t, e&oflagCopied)
+		off := int64(e &^ oflagCopied)
+		n := min(clusterSize, size-int64(len(out)))
+		out = append(out, img[off:off+n]...)
+	}
+	return out
+}
+
+func TestImageHoldsTheDisk(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, size := range []int64{0, 1, clusterSize - 1, clusterSize, 3*clusterSize + 17, 5<<20 + 3} {
+		disk := make([]byte, size)
+		for i := range disk {
+			disk[i] = byte(r.Uint32())
+		}
+		img, err := io.ReadAll(NewReader(bytes.NewReader(disk), size))
+		require.NoError(t, err)
+		assert.EqualValues(t, Size(size), len(img), "Size says how large the image is (disk of %d)", size)
+		assert.Equal(t, disk, read(t, img), "disk of %d bytes", size)
+	}
+}
+
+func TestSecondL2Table(t *testing.T) {
+	// A disk of more than one L2 table's reach (512 MiB), built without
+	// reading it: its second L2 table goes on where the first stopped.
+	l := newLayout(l2Entries*clusterSize + 5)
+	require.EqualValues(t, 2, l.l2Tables)
+	m := &metadata{l: l}
+	be := binary.BigEndian
+	l1 := m.cluster(1)
+	assert.EqualValues(t, uint64((l.l2Start()+1)*clusterSize)|oflagCopied, be.Uint64(l1[8:]))
+	second := m.cluster(l.l2Start() + 1)
+	assert.EqualValues(t, uint64((l.dataStart()+l2Entries)*clusterSize)|oflagCopied, be.Uint64(second))
+	assert.Zero(t, be.Uint64(second[8:]), "one cluster in the second table")
+}
+
+func TestLayoutGrowsItsRefcounts(t *testing.T) {
+	// 3 TiB: more than one refcount block and more than one L1 cluster.
+	l := newLayout(3 << 40)
+	assert.Greater(t, l.refBlocks, int64(1))
+	assert.Greater(t, l.l1Clusters, int64(0))
+	assert.GreaterOrEqual(t, l.refBlocks*refcountEntries, l.total, "the refcounts cover every cluster")
+	assert.GreaterOrEqual(t, l.refTableClusters*l2Entries, l.refBlocks)
+	assert.Less(t, float64(Size(3<<40)-3<<40)/float64(3<<40), 0.001, "tables are a small part of the image")
+}
+
+func TestWrongLengthFails(t *testing.T) {
+	_, err := io.ReadAll(NewReader(strings.NewReader("short"), 10))
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	_, err = io.ReadAll(NewReader(strings.NewReader("longer than said"), 4))
+	assert.ErrorContains(t, err, "more than its declared size")
+}
