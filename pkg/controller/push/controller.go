@@ -15,15 +15,13 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/apimachinery/pkg/util/wait"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
-	"k8s.io/klog/v2"
 
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/controller"
 	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
 	wukonginformers "github.com/novasphere/wukong/pkg/generated/informers/externalversions"
 	listers "github.com/novasphere/wukong/pkg/generated/listers/vm/v1alpha1"
@@ -103,28 +101,8 @@ func New(wukongConfig *rest.Config, deps Deps) (*Controller, error) {
 // Run pushes with workers until ctx ends. A push holds its worker for as
 // long as it takes.
 func (c *Controller) Run(ctx context.Context, workers int) {
-	defer utilruntime.HandleCrash()
-	defer c.queue.ShutDown()
 	c.start(ctx.Done())
-	if !cache.WaitForNamedCacheSync("wukong-push", ctx.Done(), c.synced) {
-		return
-	}
-	klog.InfoS("Pushing disks to their exportTarget", "workers", workers)
-	for range workers {
-		go wait.UntilWithContext(ctx, c.worker, time.Second)
-	}
-	<-ctx.Done()
-}
-
-func (c *Controller) worker(ctx context.Context) {
-	for {
-		key, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		c.sync(ctx, key)
-		c.queue.Done(key)
-	}
+	controller.RunWorkers(ctx, "wukong-push", c.queue, []cache.InformerSynced{c.synced}, workers, c.sync)
 }
 
 // sync pushes the disk key (namespace/wukong/disk) if a push is due.

@@ -16,8 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/apimachinery/pkg/util/wait"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -30,6 +28,7 @@ import (
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/controller"
 	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
 	wukonginformers "github.com/novasphere/wukong/pkg/generated/informers/externalversions"
 	listers "github.com/novasphere/wukong/pkg/generated/listers/vm/v1alpha1"
@@ -134,36 +133,21 @@ func (c *Controller) enqueue(obj any) {
 
 // Run reconciles with workers until ctx ends.
 func (c *Controller) Run(ctx context.Context, workers int) {
-	defer utilruntime.HandleCrash()
-	defer c.queue.ShutDown()
 	c.run(ctx.Done())
-	if !cache.WaitForNamedCacheSync("wukong-vm", ctx.Done(), c.synced...) {
-		return
-	}
-	klog.InfoS("Reconciling Wukongs into VirtualMachines", "workers", workers)
-	for range workers {
-		go wait.UntilWithContext(ctx, c.worker, time.Second)
-	}
-	<-ctx.Done()
+	controller.RunWorkers(ctx, "wukong-vm", c.queue, c.synced, workers, c.process)
 }
 
-func (c *Controller) worker(ctx context.Context) {
-	for {
-		key, quit := c.queue.Get()
-		if quit {
-			return
-		}
-		err := c.sync(ctx, key)
-		switch {
-		case err == nil:
-			c.queue.Forget(key)
-		case errors.Is(err, errRetryLater):
-			c.queue.AddAfter(key, time.Second)
-		default:
-			klog.ErrorS(err, "Reconciling a Wukong", "wukong", key)
-			c.queue.AddRateLimited(key)
-		}
-		c.queue.Done(key)
+// process reconciles one Wukong and tells the queue when to come back.
+func (c *Controller) process(ctx context.Context, key string) {
+	err := c.sync(ctx, key)
+	switch {
+	case err == nil:
+		c.queue.Forget(key)
+	case errors.Is(err, errRetryLater):
+		c.queue.AddAfter(key, time.Second)
+	default:
+		klog.ErrorS(err, "Reconciling a Wukong", "wukong", key)
+		c.queue.AddRateLimited(key)
 	}
 }
 

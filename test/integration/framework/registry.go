@@ -36,17 +36,7 @@ type Registry struct {
 // StartRegistry starts the registry for the test and stops it at the end.
 func StartRegistry(t testing.TB) *Registry {
 	t.Helper()
-	bin := os.Getenv(EnvRegistryBin)
-	if bin == "" {
-		root, err := RepoRoot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		bin = filepath.Join(root, "_output", "bin", "registry")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("registry: %v (make tools builds it)", err)
-	}
+	bin := toolBinary(t, EnvRegistryBin, "registry")
 	port, err := freePort()
 	if err != nil {
 		t.Fatal(err)

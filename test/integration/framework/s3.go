@@ -29,17 +29,7 @@ type S3 struct {
 // StartS3 starts versitygw for the test and stops it at the end.
 func StartS3(t testing.TB) *S3 {
 	t.Helper()
-	bin := os.Getenv(EnvVersityGWBin)
-	if bin == "" {
-		root, err := RepoRoot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		bin = filepath.Join(root, "_output", "bin", "versitygw")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("versitygw: %v (make tools builds it)", err)
-	}
+	bin := toolBinary(t, EnvVersityGWBin, "versitygw")
 	port, err := freePort()
 	if err != nil {
 		t.Fatal(err)
@@ -73,4 +63,22 @@ func StartS3(t testing.TB) *S3 {
 		t.Fatalf("versitygw: %v", err)
 	}
 	return s
+}
+
+// toolBinary is $env, or name in _output/bin, where hack/tools/build.sh
+// (make tools) puts it.
+func toolBinary(t testing.TB, env, name string) string {
+	t.Helper()
+	bin := os.Getenv(env)
+	if bin == "" {
+		root, err := RepoRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		bin = filepath.Join(root, "_output", "bin", name)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("%s: %v (make tools builds it)", name, err)
+	}
+	return bin
 }

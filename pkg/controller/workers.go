@@ -1,0 +1,38 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+)
+
+// RunWorkers waits for the informers' caches, then runs workers goroutines
+// that take keys from queue and hand each to process, until ctx ends. Then
+// it shuts the queue down. process decides what the queue does with a key
+// (Forget, AddRateLimited, AddAfter); RunWorkers marks it Done.
+func RunWorkers(ctx context.Context, name string, queue workqueue.TypedRateLimitingInterface[string], synced []cache.InformerSynced, workers int, process func(context.Context, string)) {
+	defer utilruntime.HandleCrash()
+	defer queue.ShutDown()
+	if !cache.WaitForNamedCacheSync(name, ctx.Done(), synced...) {
+		return
+	}
+	klog.InfoS("Starting workers", "controller", name, "workers", workers)
+	for range workers {
+		go wait.UntilWithContext(ctx, func(ctx context.Context) {
+			for {
+				key, quit := queue.Get()
+				if quit {
+					return
+				}
+				process(ctx, key)
+				queue.Done(key)
+			}
+		}, time.Second)
+	}
+	<-ctx.Done()
+}
