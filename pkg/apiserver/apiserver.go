@@ -143,7 +143,7 @@ func (c completedConfig) New() (*WukongServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	wukongs, wukongStatus, err := wukong.NewREST(Scheme, c.GenericConfig.RESTOptionsGetter, &wukong.References{Core: kube.CoreV1()})
+	wukongs, wukongStatus, err := wukong.NewREST(Scheme, c.GenericConfig.RESTOptionsGetter, &wukong.References{Core: kube.CoreV1(), Authorizer: c.GenericConfig.Authorization.Authorizer})
 	if err != nil {
 		return nil, err
 	}

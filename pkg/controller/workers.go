@@ -11,17 +11,18 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// RunWorkers waits for the informers' caches, then runs workers goroutines
-// that take keys from queue and hand each to process, until ctx ends. Then
-// it shuts the queue down. process decides what the queue does with a key
-// (Forget, AddRateLimited, AddAfter); RunWorkers marks it Done.
-func RunWorkers(ctx context.Context, name string, queue workqueue.TypedRateLimitingInterface[string], synced []cache.InformerSynced, workers int, process func(context.Context, string)) {
+// RunWorkers waits for the informers' caches, says what it starts doing
+// (doing, in the log), then runs workers goroutines that take keys from
+// queue and hand each to process, until ctx ends. Then it shuts the queue
+// down. process decides what the queue does with a key (Forget,
+// AddRateLimited, AddAfter); RunWorkers marks it Done.
+func RunWorkers(ctx context.Context, name, doing string, queue workqueue.TypedRateLimitingInterface[string], synced []cache.InformerSynced, workers int, process func(context.Context, string)) {
 	defer utilruntime.HandleCrash()
 	defer queue.ShutDown()
 	if !cache.WaitForNamedCacheSync(name, ctx.Done(), synced...) {
 		return
 	}
-	klog.InfoS("Starting workers", "controller", name, "workers", workers)
+	klog.InfoS(doing, "controller", name, "workers", workers)
 	for range workers {
 		go wait.UntilWithContext(ctx, func(ctx context.Context) {
 			for {

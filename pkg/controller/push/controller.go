@@ -102,7 +102,7 @@ func New(wukongConfig *rest.Config, deps Deps) (*Controller, error) {
 // long as it takes.
 func (c *Controller) Run(ctx context.Context, workers int) {
 	c.start(ctx.Done())
-	controller.RunWorkers(ctx, "wukong-push", c.queue, []cache.InformerSynced{c.synced}, workers, c.sync)
+	controller.RunWorkers(ctx, "wukong-push", "Pushing disks to their exportTarget", c.queue, []cache.InformerSynced{c.synced}, workers, c.sync)
 }
 
 // sync pushes the disk key (namespace/wukong/disk) if a push is due.

@@ -134,7 +134,7 @@ func (c *Controller) enqueue(obj any) {
 // Run reconciles with workers until ctx ends.
 func (c *Controller) Run(ctx context.Context, workers int) {
 	c.run(ctx.Done())
-	controller.RunWorkers(ctx, "wukong-vm", c.queue, c.synced, workers, c.process)
+	controller.RunWorkers(ctx, "wukong-vm", "Reconciling Wukongs into VirtualMachines", c.queue, c.synced, workers, c.process)
 }
 
 // process reconciles one Wukong and tells the queue when to come back.

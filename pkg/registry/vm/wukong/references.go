@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
@@ -23,6 +25,12 @@ import (
 // source larger than the disk) is refused now, with the field to fix.
 type References struct {
 	Core corev1client.CoreV1Interface
+	// Authorizer, when set, requires the user to be allowed to get every
+	// Secret a Wukong names. CDI and the push controller read those Secrets
+	// with their own identity and send what they hold to the URLs the
+	// Wukong gives. So naming a Secret must take the right to read it, or a
+	// user could send someone else's credentials to a host of their own.
+	Authorizer authorizer.Authorizer
 }
 
 // beginCreate and beginUpdate are the store's hooks.
@@ -86,6 +94,16 @@ func (r *References) check(ctx context.Context, w *vm.Wukong) error {
 }
 
 func (r *References) secret(ctx context.Context, ns, name string, p *field.Path, keys ...string) field.ErrorList {
+	if r.Authorizer != nil {
+		// Before reading it: whether it exists is not for everyone to know.
+		u, _ := genericapirequest.UserFrom(ctx)
+		decision, _, err := r.Authorizer.Authorize(ctx, authorizer.AttributesRecord{
+			User: u, Verb: "get", Namespace: ns, APIVersion: "v1", Resource: "secrets", Name: name, ResourceRequest: true,
+		})
+		if u == nil || err != nil || decision != authorizer.DecisionAllow {
+			return field.ErrorList{field.Forbidden(p, fmt.Sprintf("you may not get the Secret %s/%s; a Wukong can name only Secrets its author may read", ns, name))}
+		}
+	}
 	s, err := r.Core.Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):

@@ -16,6 +16,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,6 +30,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -292,6 +294,45 @@ func TestExportTargets(t *testing.T) {
 		_, err = io.Copy(hash, obj)
 		require.NoError(t, err)
 		assert.Equal(t, sum, hex.EncodeToString(hash.Sum(nil)))
+	})
+
+	t.Run("a Wukong names only Secrets its author may read", func(t *testing.T) {
+		author := framework.CreateTestUser(t, cp, "push-author")
+		rbac := c.kube.RbacV1()
+		_, err := rbac.Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "wukong-author"}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"vm.novasphere.dev"}, Resources: []string{"wukongs"}, Verbs: []string{"get", "list", "create", "update", "patch"}},
+		}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		_, err = rbac.RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "wukong-author"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "wukong-author"},
+			Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: author.Name}}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		w := &v1alpha1.Wukong{ObjectMeta: metav1.ObjectMeta{Name: "vm4"}, Spec: v1alpha1.WukongSpec{CPU: 1, Disks: []v1alpha1.DiskConfig{{
+			Name: "system", Image: "docker://quay.io/containerdisks/fedora:40", ExportTarget: &v1alpha1.ExportTargetSpec{
+				Type: "http", URL: "https://somewhere.example/upload", Credentials: &v1alpha1.SecretReference{SecretName: "http-credentials"},
+			},
+		}}}}
+		w.APIVersion, w.Kind = "vm.novasphere.dev/v1alpha1", "Wukong"
+		doc, err := json.Marshal(w)
+		require.NoError(t, err)
+		_, stderr, err := cp.KubectlWithStdin(author, strings.NewReader(string(doc)), "create", "-n", ns, "-f", "-")
+		require.Error(t, err, "the author may not read http-credentials")
+		assert.Contains(t, stderr, "spec.disks[0].exportTarget.credentials.secretName: Forbidden: you may not get the Secret "+ns+"/http-credentials")
+
+		_, err = rbac.Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "read-http-credentials"}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}, ResourceNames: []string{"http-credentials"}},
+		}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		_, err = rbac.RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "read-http-credentials"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "read-http-credentials"},
+			Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: author.Name}}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		require.NoError(t, wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+			// The server's authorizer caches decisions for a few seconds.
+			_, _, err := cp.KubectlWithStdin(author, strings.NewReader(string(doc)), "create", "-n", ns, "-f", "-")
+			return err == nil, nil
+		}), "once the author may read the Secret, the Wukong is taken")
+		framework.RunKubectl(t, cp, cp.Admin, "delete", "wukong", "vm4", "-n", ns, "--wait=false")
 	})
 
 	t.Run("a refused login fails for good, with a message, and is not retried", func(t *testing.T) {
