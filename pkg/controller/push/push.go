@@ -41,11 +41,35 @@ func (c *Controller) push(ctx context.Context, w *v1alpha1.Wukong, disk *v1alpha
 			klog.ErrorS(err, "Recording a disk's push status", "wukong", klog.KObj(w), "disk", disk.Name)
 		}
 	}
+	var (
+		rec    *record.Transfer      // once the push is recorded
+		length int64            = -1 // once the export server said
+	)
 	fail := func(err error) error {
 		now := metav1.Now()
+		done, total := int64(0), length
+		if rec != nil {
+			done = rec.Bytes()
+		}
+		if ctx.Err() != nil {
+			// This replica stopped (it lost the Lease or shuts down): the
+			// push is not over, and Pending tells the next leader so.
+			msg := "interrupted: this replica stopped pushing; the controller's leader pushes again"
+			if rec != nil {
+				rec.Fail(msg)
+			}
+			setPush(vm.PushStatus{Phase: vm.TransferPhasePending, Message: msg})
+			c.Volumes.SetExport(ctx, owner, disk.Name, vm.TransferPhasePending, done, total, msg)
+			return err
+		}
 		msg := errMessage(where, err)
-		setPush(vm.PushStatus{Phase: vm.TransferPhaseFailed, Message: msg, CompletedAt: &now})
-		c.Volumes.SetExport(ctx, owner, disk.Name, vm.TransferPhaseFailed, 0, -1, msg)
+		ps := vm.PushStatus{Phase: vm.TransferPhaseFailed, Message: msg, CompletedAt: &now}
+		if rec != nil {
+			rec.Fail(msg)
+			ps.Transfer = rec.Name()
+		}
+		setPush(ps)
+		c.Volumes.SetExport(ctx, owner, disk.Name, vm.TransferPhaseFailed, done, total, msg)
 		return err
 	}
 
@@ -62,43 +86,40 @@ func (c *Controller) push(ctx context.Context, w *v1alpha1.Wukong, disk *v1alpha
 	if err != nil {
 		return fail(err)
 	}
-	body, size, err := open(ctx, src)
+	body, length, err := open(ctx, src)
 	if err != nil {
 		return fail(err)
 	}
 	defer body.Close()
 
 	rctx := genericapirequest.WithUser(ctx, &user.DefaultInfo{Name: Pusher})
-	rec, err := c.Recorder.Start(rctx, owner, vm.WukongFileTransferSpec{
+	started, err := c.Recorder.Start(rctx, owner, vm.WukongFileTransferSpec{
 		WukongName: w.Name, Operation: vm.OperationPush, Disk: disk.Name, Target: where,
-	}, size)
+	}, length)
 	if err != nil {
 		return fail(err)
 	}
+	rec = started
 	setPush(vm.PushStatus{Phase: vm.ExportPhaseExporting, Transfer: rec.Name(), Message: "pushing"})
-	stop := c.showProgress(ctx, owner, disk.Name, rec, size)
-	res, err := push.Push(ctx, target, creds, push.Body{Reader: io.TeeReader(body, rec), Size: size})
+	stop := c.showProgress(ctx, owner, disk.Name, rec, length)
+	res, err := push.Push(ctx, target, creds, push.Body{Reader: io.TeeReader(body, rec), Size: length})
 	stop()
-	if err == nil && rec.Bytes() != size {
-		err = fmt.Errorf("the export server sent %d of %d bytes", rec.Bytes(), size)
+	if err == nil && rec.Bytes() != length {
+		err = fmt.Errorf("the export server sent %d of %d bytes", rec.Bytes(), length)
+	}
+	if err != nil {
+		return fail(err)
 	}
 	now := metav1.Now()
-	if err != nil {
-		msg := errMessage(where, err)
-		rec.Fail(msg)
-		setPush(vm.PushStatus{Phase: vm.TransferPhaseFailed, Transfer: rec.Name(), Message: msg, CompletedAt: &now})
-		c.Volumes.SetExport(ctx, owner, disk.Name, vm.TransferPhaseFailed, rec.Bytes(), size, msg)
-		return err
-	}
 	digest := res.Digest
 	if digest == "" {
 		digest = "sha256:" + rec.SHA256()
 	}
-	msg := fmt.Sprintf("pushed %d bytes to %s (%s)", size, where, digest)
+	msg := fmt.Sprintf("pushed %d bytes to %s (%s)", length, where, digest)
 	rec.Succeed(msg)
 	setPush(vm.PushStatus{Phase: vm.TransferPhaseSucceeded, Transfer: rec.Name(), Digest: digest, Message: msg, CompletedAt: &now})
-	c.Volumes.SetExport(ctx, owner, disk.Name, vm.TransferPhaseSucceeded, size, size, "")
-	klog.InfoS("Pushed a disk", "wukong", klog.KObj(w), "disk", disk.Name, "target", where, "bytes", size, "digest", digest)
+	c.Volumes.SetExport(ctx, owner, disk.Name, vm.TransferPhaseSucceeded, length, length, "")
+	klog.InfoS("Pushed a disk", "wukong", klog.KObj(w), "disk", disk.Name, "target", where, "bytes", length, "digest", digest)
 	return nil
 }
 
