@@ -25,12 +25,12 @@ const (
 	// default (NOTES.md, "SFTP speed").
 	DefaultMaxPacket = 261120
 	// DefaultConcurrentRequests is the number of SFTP requests in flight per
-	// open file: pkg/sftp's own default. BenchmarkSFTP (128 MiB, loopback)
-	// had it ahead of 16 for downloads and level for uploads. Its cost is
-	// memory: up to 64 x MaxPacket = 16 MiB of buffers per file being
-	// transferred; lower PoolOptions.ConcurrentRequests when many transfers
-	// run at once.
-	DefaultConcurrentRequests = 64
+	// open file. With 255 KiB packets, BenchmarkSFTP (128 MiB, loopback,
+	// 2026-12-02) had 16 at least level with 32 and 64: get 301-344 MB/s at
+	// 16, 299-326 at 32 and 260-283 at 64. Fewer requests also hold fewer
+	// buffers: 16 x MaxPacket = 4 MiB per file being transferred. At 64,
+	// a whole-file download grew wukong-apiserver's RSS by up to 66 MiB.
+	DefaultConcurrentRequests = 16
 )
 
 // PoolOptions tunes a Pool. Zero values mean the defaults above.

@@ -568,7 +568,7 @@ func BenchmarkSFTP(b *testing.B) {
 	require.NoError(b, err)
 	require.NoError(b, f.Close())
 
-	for _, n := range []int{16, 64} {
+	for _, n := range []int{16, 32, 64} {
 		p := NewPool(PoolOptions{ConcurrentRequests: n})
 		c, err := p.Get(context.Background(), g.target())
 		require.NoError(b, err)
