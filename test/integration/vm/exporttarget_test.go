@@ -299,14 +299,15 @@ func TestExportTargets(t *testing.T) {
 	t.Run("a Wukong names only Secrets its author may read", func(t *testing.T) {
 		author := framework.CreateTestUser(t, cp, "push-author")
 		rbac := c.kube.RbacV1()
-		_, err := rbac.Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "wukong-author"}, Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{"vm.novasphere.dev"}, Resources: []string{"wukongs"}, Verbs: []string{"get", "list", "create", "update", "patch"}},
-		}}, metav1.CreateOptions{})
-		require.NoError(t, err)
-		_, err = rbac.RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "wukong-author"},
-			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "wukong-author"},
-			Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: author.Name}}}, metav1.CreateOptions{})
-		require.NoError(t, err)
+		grant := func(name string, rule rbacv1.PolicyRule) {
+			_, err := rbac.Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: []rbacv1.PolicyRule{rule}}, metav1.CreateOptions{})
+			require.NoError(t, err)
+			_, err = rbac.RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+				RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
+				Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: author.Name}}}, metav1.CreateOptions{})
+			require.NoError(t, err)
+		}
+		grant("wukong-author", rbacv1.PolicyRule{APIGroups: []string{"vm.novasphere.dev"}, Resources: []string{"wukongs"}, Verbs: []string{"get", "list", "create", "update", "patch"}})
 		w := &v1alpha1.Wukong{ObjectMeta: metav1.ObjectMeta{Name: "vm4"}, Spec: v1alpha1.WukongSpec{CPU: 1, Disks: []v1alpha1.DiskConfig{{
 			Name: "system", Image: "docker://quay.io/containerdisks/fedora:40", ExportTarget: &v1alpha1.ExportTargetSpec{
 				Type: "http", URL: "https://somewhere.example/upload", Credentials: &v1alpha1.SecretReference{SecretName: "http-credentials"},
@@ -319,14 +320,7 @@ func TestExportTargets(t *testing.T) {
 		require.Error(t, err, "the author may not read http-credentials")
 		assert.Contains(t, stderr, "spec.disks[0].exportTarget.credentials.secretName: Forbidden: you may not get the Secret "+ns+"/http-credentials")
 
-		_, err = rbac.Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "read-http-credentials"}, Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}, ResourceNames: []string{"http-credentials"}},
-		}}, metav1.CreateOptions{})
-		require.NoError(t, err)
-		_, err = rbac.RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "read-http-credentials"},
-			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "read-http-credentials"},
-			Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: author.Name}}}, metav1.CreateOptions{})
-		require.NoError(t, err)
+		grant("read-http-credentials", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}, ResourceNames: []string{"http-credentials"}})
 		require.NoError(t, wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 			// The server's authorizer caches decisions for a few seconds.
 			_, _, err := cp.KubectlWithStdin(author, strings.NewReader(string(doc)), "create", "-n", ns, "-f", "-")
