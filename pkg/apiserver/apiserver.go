@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -183,6 +184,20 @@ func (c completedConfig) New() (*WukongServer, error) {
 		// After the server is ready: the controller reads Wukongs through
 		// this server's own API (the loopback client).
 		clusterConfig, lock := c.ClientConfig, c.ExtraConfig.ControllerLock
+		// On shutdown, pushes in flight are cut first and record how they
+		// ended (Pending, for the next leader) while the server still runs.
+		drain, drained := context.WithCancel(context.Background())
+		var pushing sync.WaitGroup
+		s.GenericAPIServer.AddPreShutdownHookOrDie("wukong-push-drain", func() error {
+			drained()
+			done := make(chan struct{})
+			go func() { pushing.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+			}
+			return nil
+		})
 		s.GenericAPIServer.AddPostStartHookOrDie("wukong-vm-controller", func(hook genericapiserver.PostStartHookContext) error {
 			loopback := hook.LoopbackClientConfig
 			go controller.RunWhileLeading(hook, kube, lock, func(ctx context.Context) {
@@ -198,7 +213,10 @@ func (c completedConfig) New() (*WukongServer, error) {
 					klog.ErrorS(err, "Starting the push controller")
 					return
 				}
-				go pushes.Run(ctx, 2)
+				pushCtx, stop := context.WithCancel(ctx)
+				defer stop()
+				context.AfterFunc(drain, stop)
+				pushing.Go(func() { pushes.Run(pushCtx, 2) })
 				ctrl.Run(ctx, 2)
 			})
 			return nil

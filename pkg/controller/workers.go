@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -14,8 +15,9 @@ import (
 // RunWorkers waits for the informers' caches, says what it starts doing
 // (doing, in the log), then runs workers goroutines that take keys from
 // queue and hand each to process, until ctx ends. Then it shuts the queue
-// down. process decides what the queue does with a key (Forget,
-// AddRateLimited, AddAfter); RunWorkers marks it Done.
+// down and returns once every worker has finished its key, so that work cut
+// by ctx has recorded how it ended. process decides what the queue does
+// with a key (Forget, AddRateLimited, AddAfter); RunWorkers marks it Done.
 func RunWorkers(ctx context.Context, name, doing string, queue workqueue.TypedRateLimitingInterface[string], synced []cache.InformerSynced, workers int, process func(context.Context, string)) {
 	defer utilruntime.HandleCrash()
 	defer queue.ShutDown()
@@ -23,17 +25,22 @@ func RunWorkers(ctx context.Context, name, doing string, queue workqueue.TypedRa
 		return
 	}
 	klog.InfoS(doing, "controller", name, "workers", workers)
+	var wg sync.WaitGroup
 	for range workers {
-		go wait.UntilWithContext(ctx, func(ctx context.Context) {
-			for {
-				key, quit := queue.Get()
-				if quit {
-					return
+		wg.Go(func() {
+			wait.UntilWithContext(ctx, func(ctx context.Context) {
+				for {
+					key, quit := queue.Get()
+					if quit {
+						return
+					}
+					process(ctx, key)
+					queue.Done(key)
 				}
-				process(ctx, key)
-				queue.Done(key)
-			}
-		}, time.Second)
+			}, time.Second)
+		})
 	}
 	<-ctx.Done()
+	queue.ShutDown()
+	wg.Wait()
 }

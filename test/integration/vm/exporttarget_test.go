@@ -358,6 +358,44 @@ func TestExportTargets(t *testing.T) {
 		}
 		assert.Equal(t, []string{"Failed"}, phases, "one push, one record, Failed")
 	})
+
+	t.Run("wukong-apiserver restarted mid-push: the next leader pushes again", func(t *testing.T) {
+		exports.Pace.Store(int64(50 * time.Millisecond)) // 64 MiB in about 3 s
+		defer exports.Pace.Store(0)
+		exports.SetVolume(ns, "vm5-data", vol)
+		apply(t, ns, &v1alpha1.Wukong{ObjectMeta: metav1.ObjectMeta{Name: "vm5"}, Spec: v1alpha1.WukongSpec{CPU: 1, Disks: []v1alpha1.DiskConfig{{
+			Name: "data", Image: "docker://quay.io/containerdisks/fedora:40", ExportTarget: &v1alpha1.ExportTargetSpec{
+				Type: "s3", S3Config: &v1alpha1.S3Config{Endpoint: s3.Endpoint, Bucket: "backups", Key: "vm5/data.img",
+					Credentials: &v1alpha1.SecretReference{SecretName: "s3-credentials"}},
+			},
+		}}}})
+		var first string
+		require.NoError(t, wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			first = waitPushes(t, ns, "vm5", "a push", func(map[string]*v1alpha1.PushStatus) bool { return true })["data"].Transfer
+			if first == "" {
+				return false, nil
+			}
+			rec, err := c.wukong.VmV1alpha1().WukongFileTransfers(ns).Get(ctx, first, metav1.GetOptions{})
+			return err == nil && rec.Status.BytesTransferred > 8<<20, nil
+		}), "the push is under way")
+		require.NoError(t, cp.RestartWukongAPIServer(ctx))
+		exports.Pace.Store(0)
+		done := waitPushes(t, ns, "vm5", "the push done by the new leader", func(ps map[string]*v1alpha1.PushStatus) bool {
+			return ps["data"].Phase == "Succeeded"
+		})
+		assert.NotEqual(t, first, done["data"].Transfer, "a new record for the new attempt")
+		rec, err := c.wukong.VmV1alpha1().WukongFileTransfers(ns).Get(ctx, first, metav1.GetOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, "Failed", rec.Status.Phase, "the server ended the cut push's record as it shut down")
+		assert.Contains(t, rec.Status.Message, "interrupted")
+		obj, err := s3.Client.GetObject(ctx, "backups", "vm5/data.img", minio.GetObjectOptions{})
+		require.NoError(t, err)
+		defer obj.Close()
+		hash := sha256.New()
+		_, err = io.Copy(hash, obj)
+		require.NoError(t, err)
+		assert.Equal(t, sum, hex.EncodeToString(hash.Sum(nil)))
+	})
 }
 
 // waitPushes waits until ok holds for the pushStatus of the Wukong's disks
