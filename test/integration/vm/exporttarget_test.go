@@ -216,6 +216,8 @@ func TestExportTargets(t *testing.T) {
 		disk, err := c.wukong.VmV1alpha1().Disks(ns).Get(ctx, "vm1-system", metav1.GetOptions{})
 		require.NoError(t, err)
 		require.NotNil(t, disk.Status.PushStatus, "the Disk shows the push")
+		records := framework.RunKubectl(t, cp, cp.Admin, "get", "wft", "-n", ns, "-o", "wide")
+		assert.Regexp(t, `(?m)^vm1-data-push-\S+\s+vm1\s+push\s+disk:data\s+Succeeded\s+100%.*`+regexp.QuoteMeta(pushed["data"].Target)+`\s`, records)
 		wide := framework.RunKubectl(t, cp, cp.Admin, "get", "disks", "-n", ns, "-o", "wide")
 		assert.Regexp(t, `(?m)^vm1-system\s.*Succeeded 100%\s+Succeeded registry oci `+regexp.QuoteMeta(image)+`\s`, wide)
 		recs, err := c.wukong.VmV1alpha1().WukongFileTransfers(ns).List(ctx, metav1.ListOptions{})

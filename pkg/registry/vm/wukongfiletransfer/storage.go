@@ -48,13 +48,14 @@ func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*RES
 var tableConvertor = table.Convertor[*vm.WukongFileTransfer]{
 	Columns: []metav1.TableColumnDefinition{
 		{Name: "Wukong", Type: "string", Description: "The Wukong the transfer goes to or comes from."},
-		{Name: "Operation", Type: "string", Description: "upload or download."},
+		{Name: "Operation", Type: "string", Description: "upload, download, or push (a disk to its exportTarget)."},
 		{Name: "Path", Type: "string", Description: "The path inside the VM, or disk:<name> for a disk transfer."},
 		{Name: "Phase", Type: "string", Description: "Pending, Transferring, Succeeded or Failed."},
 		{Name: "Progress", Type: "string", Description: "Percentage done, when the size is known."},
 		{Name: "Bytes", Type: "string", Priority: 1, Description: "Bytes transferred."},
 		{Name: "Rate", Type: "string", Priority: 1, Description: "Recent rate."},
 		{Name: "Requested-By", Type: "string", Priority: 1, Description: "The user who asked for the transfer."},
+		{Name: "Target", Type: "string", Priority: 1, Description: "Where a push sends the disk."},
 	},
 	Cells: func(t *vm.WukongFileTransfer) []any {
 		path := t.Spec.RemotePath
@@ -65,7 +66,7 @@ var tableConvertor = table.Convertor[*vm.WukongFileTransfer]{
 			t.Spec.WukongName, t.Spec.Operation, path,
 			table.OrNone(t.Status.Phase), table.OrNone(t.Status.Progress),
 			table.Bytes(t.Status.BytesTransferred), table.Bytes(t.Status.BytesPerSecond) + "/s",
-			table.OrNone(t.Status.RequestedBy),
+			table.OrNone(t.Status.RequestedBy), table.OrNone(t.Spec.Target),
 		}
 	},
 }
