@@ -215,7 +215,7 @@ func (c completedConfig) New() (*WukongServer, error) {
 				}
 				pushCtx, stop := context.WithCancel(ctx)
 				defer stop()
-				context.AfterFunc(drain, stop)
+				defer context.AfterFunc(drain, stop)()
 				pushing.Go(func() { pushes.Run(pushCtx, 2) })
 				ctrl.Run(ctx, 2)
 			})

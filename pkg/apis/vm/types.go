@@ -166,6 +166,14 @@ type ExportTargetSpec struct {
 	RegistryConfig *RegistryConfig `json:"registryConfig,omitempty"`
 }
 
+// Keys of a credentials Secret, as CDI names them for imports; pushes take
+// the same, or a token for an http target.
+const (
+	SecretKeyAccessKeyID = "accessKeyId"
+	SecretKeySecretKey   = "secretKey"
+	SecretKeyToken       = "token"
+)
+
 // SecretReference names a Secret in the Wukong's namespace.
 type SecretReference struct {
 	// SecretName is the name of the Secret.

@@ -26,6 +26,7 @@ import (
 	wukonginformers "github.com/novasphere/wukong/pkg/generated/informers/externalversions"
 	listers "github.com/novasphere/wukong/pkg/generated/listers/vm/v1alpha1"
 	"github.com/novasphere/wukong/pkg/transfer/export"
+	"github.com/novasphere/wukong/pkg/transfer/push"
 	"github.com/novasphere/wukong/pkg/transfer/record"
 )
 
@@ -136,7 +137,7 @@ func (c *Controller) sync(ctx context.Context, key string) {
 		c.queue.AddAfter(key, 2*time.Second)
 		return
 	}
-	a := attempt{target: describe(disk.ExportTarget)}
+	a := attempt{target: push.Describe(disk.ExportTarget)}
 	if err != nil && retryable(err) {
 		delay := c.backoff.When(key)
 		a.retry, a.notBefore = true, time.Now().Add(delay)
@@ -170,7 +171,7 @@ func (c *Controller) due(key string, w *v1alpha1.Wukong, disk *v1alpha1.DiskConf
 	if vs == nil || vs.ImportStatus == nil || vs.ImportStatus.Phase != v1alpha1.TransferPhaseSucceeded {
 		return false
 	}
-	want := describe(disk.ExportTarget)
+	want := push.Describe(disk.ExportTarget)
 	c.mu.Lock()
 	last, ok := c.last[key]
 	c.mu.Unlock()

@@ -11,15 +11,9 @@ import (
 
 	k8schain "github.com/google/go-containerregistry/pkg/authn/kubernetes"
 
+	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/pkg/transfer/push"
-)
-
-// Keys of a credentials Secret, as CDI names them for imports.
-const (
-	keyAccessKeyID = "accessKeyId"
-	keySecretKey   = "secretKey"
-	keyToken       = "token"
 )
 
 // credentials reads what target needs from the Secrets and ConfigMap it
@@ -67,10 +61,10 @@ func (c *Controller) credentials(ctx context.Context, namespace string, t *v1alp
 		creds.Keychain = kc
 		return creds, nil
 	}
-	creds.Username, creds.Password, creds.Token = string(s.Data[keyAccessKeyID]), string(s.Data[keySecretKey]), string(s.Data[keyToken])
+	creds.Username, creds.Password, creds.Token = string(s.Data[vm.SecretKeyAccessKeyID]), string(s.Data[vm.SecretKeySecretKey]), string(s.Data[vm.SecretKeyToken])
 	if creds.Token == "" && (creds.Username == "" || creds.Password == "") {
 		return creds, push.Permanent(fmt.Errorf("the credentials Secret %s/%s needs %s and %s (or %s for an http target)",
-			namespace, secretName, keyAccessKeyID, keySecretKey, keyToken))
+			namespace, secretName, vm.SecretKeyAccessKeyID, vm.SecretKeySecretKey, vm.SecretKeyToken))
 	}
 	return creds, nil
 }

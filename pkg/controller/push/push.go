@@ -25,14 +25,12 @@ import (
 // acting on a disk's exportTarget.
 const Pusher = "system:vm.novasphere.dev:export-target"
 
-var describe = push.Describe
-
 // push reads disk through its VirtualMachineExport and sends it to the
 // disk's exportTarget, recording it. A *export.NotReadyError means the
 // export server is not up yet.
 func (c *Controller) push(ctx context.Context, w *v1alpha1.Wukong, disk *v1alpha1.DiskConfig) error {
 	target := disk.ExportTarget
-	where := describe(target)
+	where := push.Describe(target)
 	owner := &vm.Wukong{ObjectMeta: *w.ObjectMeta.DeepCopy()}
 	claim := w.Name + "-" + disk.Name
 	setPush := func(ps vm.PushStatus) {
@@ -123,15 +121,9 @@ func (c *Controller) push(ctx context.Context, w *v1alpha1.Wukong, disk *v1alpha
 	return nil
 }
 
-// open starts reading the raw volume from the export server, with its token
-// in a header (never in a URL, a record or a log).
+// open starts reading the raw volume from the export server.
 func open(ctx context.Context, src *export.Source) (io.ReadCloser, int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL, nil)
-	if err != nil {
-		return nil, 0, err
-	}
-	req.Header.Set(export.TokenHeader, src.Token)
-	resp, err := src.Client.Do(req)
+	resp, err := src.Do(ctx, http.MethodGet, "")
 	if err != nil {
 		return nil, 0, fmt.Errorf("reading the disk from the export server: %w", err)
 	}

@@ -59,6 +59,7 @@ func Push(ctx context.Context, target *v1alpha1.ExportTargetSpec, creds Credenti
 	if err != nil {
 		return Result{}, err
 	}
+	defer client.CloseIdleConnections() // a client per push; nothing reuses them
 	switch target.Type {
 	case v1alpha1.ExportTargetRegistry:
 		return pushImage(ctx, target.URL, client.Transport, creds, body)

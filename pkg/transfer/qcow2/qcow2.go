@@ -83,9 +83,10 @@ func NewReader(raw io.Reader, size int64) io.Reader {
 
 // metadata generates the clusters before the data, one at a time.
 type metadata struct {
-	l    layout
-	next int64 // the cluster to generate next
-	buf  bytes.Reader
+	l       layout
+	next    int64  // the cluster to generate next
+	cluster []byte // the last one generated, one buffer for all
+	buf     bytes.Reader
 }
 
 func (m *metadata) Read(p []byte) (int, error) {
@@ -93,16 +94,21 @@ func (m *metadata) Read(p []byte) (int, error) {
 		if m.next == m.l.metaClusters() {
 			return 0, io.EOF
 		}
-		m.buf.Reset(m.cluster(m.next))
+		if m.cluster == nil {
+			m.cluster = make([]byte, clusterSize)
+		}
+		m.fill(m.cluster, m.next)
+		m.buf.Reset(m.cluster)
 		m.next++
 	}
 	return m.buf.Read(p)
 }
 
-// cluster returns the contents of metadata cluster c.
-func (m *metadata) cluster(c int64) []byte {
+// fill writes the contents of metadata cluster c into out (clusterSize
+// bytes).
+func (m *metadata) fill(out []byte, c int64) {
 	l := m.l
-	out := make([]byte, clusterSize)
+	clear(out)
 	be := binary.BigEndian
 	switch {
 	case c == 0:
@@ -135,7 +141,6 @@ func (m *metadata) cluster(c int64) []byte {
 			be.PutUint64(out[i*8:], uint64((l.dataStart()+first+i)*clusterSize)|oflagCopied)
 		}
 	}
-	return out
 }
 
 // exactReader reads exactly left bytes of r and fails otherwise: an image

@@ -73,9 +73,14 @@ func TestSecondL2Table(t *testing.T) {
 	require.EqualValues(t, 2, l.l2Tables)
 	m := &metadata{l: l}
 	be := binary.BigEndian
-	l1 := m.cluster(1)
+	cluster := func(c int64) []byte {
+		out := make([]byte, clusterSize)
+		m.fill(out, c)
+		return out
+	}
+	l1 := cluster(1)
 	assert.EqualValues(t, uint64((l.l2Start()+1)*clusterSize)|oflagCopied, be.Uint64(l1[8:]))
-	second := m.cluster(l.l2Start() + 1)
+	second := cluster(l.l2Start() + 1)
 	assert.EqualValues(t, uint64((l.dataStart()+l2Entries)*clusterSize)|oflagCopied, be.Uint64(second))
 	assert.Zero(t, be.Uint64(second[8:]), "one cluster in the second table")
 }

@@ -34,10 +34,9 @@ func BenchmarkFiles1GiB(b *testing.B) {
 	g := newGuest(b, ns, "bench")
 	work := b.TempDir()
 	src := filepath.Join(work, "src.bin")
-	framework.WriteRandomFile(b, src, size, 1)
+	sum := framework.WriteRandomFile(b, src, size, 1)
 	require.NoError(b, os.MkdirAll(g.host("/data"), 0o755))
 	require.NoError(b, copyFile(src, g.host("/data/src.bin")))
-	sum := fileSHA256(b, src)
 	keyFile := filepath.Join(work, "id")
 	require.NoError(b, os.WriteFile(keyFile, g.key, 0o600))
 

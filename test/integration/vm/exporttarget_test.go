@@ -116,6 +116,40 @@ func TestExportTargets(t *testing.T) {
 		return true
 	})
 
+	// objectSHA256 is the hex sha256 and size of the S3 object key.
+	objectSHA256 := func(t *testing.T, key string) (string, int64) {
+		obj, err := s3.Client.GetObject(ctx, "backups", key, minio.GetObjectOptions{})
+		require.NoError(t, err)
+		defer obj.Close()
+		hash := sha256.New()
+		n, err := io.Copy(hash, obj)
+		require.NoError(t, err)
+		return hex.EncodeToString(hash.Sum(nil)), n
+	}
+	// slowPush declares a Wukong whose disk "data" goes to the S3 object
+	// key, served slowly (64 MiB in about 3 s), and returns the record of
+	// its push once more than 8 MiB went through.
+	slowPush := func(t *testing.T, wukong, key string) string {
+		exports.Pace.Store(int64(50 * time.Millisecond))
+		exports.SetVolume(ns, wukong+"-data", vol)
+		apply(t, ns, &v1alpha1.Wukong{ObjectMeta: metav1.ObjectMeta{Name: wukong}, Spec: v1alpha1.WukongSpec{CPU: 1, Disks: []v1alpha1.DiskConfig{{
+			Name: "data", Image: "docker://quay.io/containerdisks/fedora:40", ExportTarget: &v1alpha1.ExportTargetSpec{
+				Type: "s3", S3Config: &v1alpha1.S3Config{Endpoint: s3.Endpoint, Bucket: "backups", Key: key,
+					Credentials: &v1alpha1.SecretReference{SecretName: "s3-credentials"}},
+			},
+		}}}})
+		var rec string
+		require.NoError(t, wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			rec = waitPushes(t, ns, wukong, "a push", func(map[string]*v1alpha1.PushStatus) bool { return true })["data"].Transfer
+			if rec == "" {
+				return false, nil
+			}
+			r, err := c.wukong.VmV1alpha1().WukongFileTransfers(ns).Get(ctx, rec, metav1.GetOptions{})
+			return err == nil && r.Status.BytesTransferred > 8<<20, nil
+		}), "the push is under way")
+		return rec
+	}
+
 	t.Run("registry: a containerDisk image with the disk's bytes", func(t *testing.T) {
 		ref, err := name.ParseReference(image)
 		require.NoError(t, err)
@@ -155,14 +189,9 @@ func TestExportTargets(t *testing.T) {
 	})
 
 	t.Run("s3: the object holds the disk", func(t *testing.T) {
-		obj, err := s3.Client.GetObject(ctx, "backups", "vm1/data.img", minio.GetObjectOptions{})
-		require.NoError(t, err)
-		defer obj.Close()
-		hash := sha256.New()
-		n, err := io.Copy(hash, obj)
-		require.NoError(t, err)
+		got, n := objectSHA256(t, "vm1/data.img")
 		assert.EqualValues(t, size, n)
-		assert.Equal(t, sum, hex.EncodeToString(hash.Sum(nil)))
+		assert.Equal(t, sum, got)
 		assert.Equal(t, "sha256:"+sum, pushed["data"].Digest)
 	})
 
@@ -256,25 +285,8 @@ func TestExportTargets(t *testing.T) {
 	})
 
 	t.Run("the export server gone mid-push: Failed, no object, pushed again when it is back", func(t *testing.T) {
-		exports.Pace.Store(int64(50 * time.Millisecond)) // 64 MiB in about 3 s
 		defer exports.Pace.Store(0)
-		exports.SetVolume(ns, "vm3-data", vol)
-		apply(t, ns, &v1alpha1.Wukong{ObjectMeta: metav1.ObjectMeta{Name: "vm3"}, Spec: v1alpha1.WukongSpec{CPU: 1, Disks: []v1alpha1.DiskConfig{{
-			Name: "data", Image: "docker://quay.io/containerdisks/fedora:40", ExportTarget: &v1alpha1.ExportTargetSpec{
-				Type: "s3", S3Config: &v1alpha1.S3Config{Endpoint: s3.Endpoint, Bucket: "backups", Key: "vm3/data.img",
-					Credentials: &v1alpha1.SecretReference{SecretName: "s3-credentials"}},
-			},
-		}}}})
-		var first string
-		require.NoError(t, wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-			ps := waitPushes(t, ns, "vm3", "a push", func(map[string]*v1alpha1.PushStatus) bool { return true })["data"]
-			if ps.Transfer == "" {
-				return false, nil
-			}
-			first = ps.Transfer
-			rec, err := c.wukong.VmV1alpha1().WukongFileTransfers(ns).Get(ctx, first, metav1.GetOptions{})
-			return err == nil && rec.Status.BytesTransferred > 8<<20, nil
-		}), "the push is under way")
+		first := slowPush(t, "vm3", "vm3/data.img")
 		exports.Stop()
 		failed := waitPushes(t, ns, "vm3", "a failed push", func(ps map[string]*v1alpha1.PushStatus) bool { return ps["data"].Phase == "Failed" })
 		assert.Contains(t, failed["data"].Message, "will try again")
@@ -289,13 +301,8 @@ func TestExportTargets(t *testing.T) {
 		require.NoError(t, exports.Restart())
 		done := waitPushes(t, ns, "vm3", "the push again", func(ps map[string]*v1alpha1.PushStatus) bool { return ps["data"].Phase == "Succeeded" })
 		assert.NotEqual(t, first, done["data"].Transfer, "a new record for the new attempt")
-		obj, err := s3.Client.GetObject(ctx, "backups", "vm3/data.img", minio.GetObjectOptions{})
-		require.NoError(t, err)
-		defer obj.Close()
-		hash := sha256.New()
-		_, err = io.Copy(hash, obj)
-		require.NoError(t, err)
-		assert.Equal(t, sum, hex.EncodeToString(hash.Sum(nil)))
+		got, _ := objectSHA256(t, "vm3/data.img")
+		assert.Equal(t, sum, got)
 	})
 
 	t.Run("a Wukong names only Secrets its author may read", func(t *testing.T) {
@@ -362,24 +369,8 @@ func TestExportTargets(t *testing.T) {
 	})
 
 	t.Run("wukong-apiserver restarted mid-push: the next leader pushes again", func(t *testing.T) {
-		exports.Pace.Store(int64(50 * time.Millisecond)) // 64 MiB in about 3 s
 		defer exports.Pace.Store(0)
-		exports.SetVolume(ns, "vm5-data", vol)
-		apply(t, ns, &v1alpha1.Wukong{ObjectMeta: metav1.ObjectMeta{Name: "vm5"}, Spec: v1alpha1.WukongSpec{CPU: 1, Disks: []v1alpha1.DiskConfig{{
-			Name: "data", Image: "docker://quay.io/containerdisks/fedora:40", ExportTarget: &v1alpha1.ExportTargetSpec{
-				Type: "s3", S3Config: &v1alpha1.S3Config{Endpoint: s3.Endpoint, Bucket: "backups", Key: "vm5/data.img",
-					Credentials: &v1alpha1.SecretReference{SecretName: "s3-credentials"}},
-			},
-		}}}})
-		var first string
-		require.NoError(t, wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-			first = waitPushes(t, ns, "vm5", "a push", func(map[string]*v1alpha1.PushStatus) bool { return true })["data"].Transfer
-			if first == "" {
-				return false, nil
-			}
-			rec, err := c.wukong.VmV1alpha1().WukongFileTransfers(ns).Get(ctx, first, metav1.GetOptions{})
-			return err == nil && rec.Status.BytesTransferred > 8<<20, nil
-		}), "the push is under way")
+		first := slowPush(t, "vm5", "vm5/data.img")
 		require.NoError(t, cp.RestartWukongAPIServer(ctx))
 		exports.Pace.Store(0)
 		done := waitPushes(t, ns, "vm5", "the push done by the new leader", func(ps map[string]*v1alpha1.PushStatus) bool {
@@ -390,13 +381,8 @@ func TestExportTargets(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, "Failed", rec.Status.Phase, "the server ended the cut push's record as it shut down")
 		assert.Contains(t, rec.Status.Message, "interrupted")
-		obj, err := s3.Client.GetObject(ctx, "backups", "vm5/data.img", minio.GetObjectOptions{})
-		require.NoError(t, err)
-		defer obj.Close()
-		hash := sha256.New()
-		_, err = io.Copy(hash, obj)
-		require.NoError(t, err)
-		assert.Equal(t, sum, hex.EncodeToString(hash.Sum(nil)))
+		got, _ := objectSHA256(t, "vm5/data.img")
+		assert.Equal(t, sum, got)
 	})
 }
 

@@ -167,17 +167,8 @@ func (r *ExportREST) open(ctx context.Context, w *vm.Wukong, d *vm.Disk, method 
 	if err != nil {
 		return nil, errstatus.BadGateway(err.Error())
 	}
-	up, err := http.NewRequestWithContext(ctx, method, src.URL, nil)
+	resp, err := src.Do(ctx, method, rng)
 	if err != nil {
-		return nil, err
-	}
-	up.Header.Set(export.TokenHeader, src.Token)
-	if rng != "" {
-		up.Header.Set("Range", rng)
-	}
-	resp, err := src.Client.Do(up)
-	if err != nil {
-		// The URL holds no secret, the token travels in a header.
 		return nil, errstatus.BadGateway(fmt.Sprintf("reaching the export server of %s: %v", src.Export, err))
 	}
 	switch resp.StatusCode {

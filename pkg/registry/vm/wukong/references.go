@@ -61,7 +61,7 @@ func (r *References) check(ctx context.Context, w *vm.Wukong) error {
 				errs = append(errs, r.secret(ctx, w.Namespace, t.Credentials.SecretName, tp.Child("credentials", "secretName"))...)
 			}
 			if c := t.S3Config; c != nil && c.Credentials != nil {
-				errs = append(errs, r.secret(ctx, w.Namespace, c.Credentials.SecretName, tp.Child("s3Config", "credentials", "secretName"), "accessKeyId", "secretKey")...)
+				errs = append(errs, r.secret(ctx, w.Namespace, c.Credentials.SecretName, tp.Child("s3Config", "credentials", "secretName"), vm.SecretKeyAccessKeyID, vm.SecretKeySecretKey)...)
 			}
 			if c := t.RegistryConfig; c != nil && c.SecretName != "" {
 				errs = append(errs, r.secret(ctx, w.Namespace, c.SecretName, tp.Child("registryConfig", "secretName"))...)
@@ -73,10 +73,10 @@ func (r *References) check(ctx context.Context, w *vm.Wukong) error {
 		}
 		sp := p.Child("importSource")
 		if s.Credentials != nil {
-			errs = append(errs, r.secret(ctx, w.Namespace, s.Credentials.SecretName, sp.Child("credentials", "secretName"), "accessKeyId", "secretKey")...)
+			errs = append(errs, r.secret(ctx, w.Namespace, s.Credentials.SecretName, sp.Child("credentials", "secretName"), vm.SecretKeyAccessKeyID, vm.SecretKeySecretKey)...)
 		}
 		if c := s.S3Config; c != nil && c.Credentials != nil {
-			errs = append(errs, r.secret(ctx, w.Namespace, c.Credentials.SecretName, sp.Child("s3Config", "credentials", "secretName"), "accessKeyId", "secretKey")...)
+			errs = append(errs, r.secret(ctx, w.Namespace, c.Credentials.SecretName, sp.Child("s3Config", "credentials", "secretName"), vm.SecretKeyAccessKeyID, vm.SecretKeySecretKey)...)
 		}
 		if c := s.RegistryConfig; c != nil && c.SecretName != "" {
 			errs = append(errs, r.secret(ctx, w.Namespace, c.SecretName, sp.Child("registryConfig", "secretName"))...)
