@@ -62,7 +62,7 @@ func BenchmarkFiles1GiB(b *testing.B) {
 		out, stderr, err := cp.Plugin(cp.Admin, nil, append([]string{"-n", ns}, args...)...)
 		require.NoError(b, err, out+stderr)
 	}
-	var best struct{ scpGet, scpPut, wkGet, wkPut, wsGet, wsPut, plGet, plPut time.Duration }
+	var best struct{ scpGet, scpPut, wkGet, wkPut, h1Get, h1Put, wsGet, wsPut, plGet, plPut time.Duration }
 	var rssGrowth int64
 	// What each transfer took and cost, printed at the end (the testing
 	// package truncates a benchmark's log after a few lines).
@@ -118,6 +118,19 @@ func BenchmarkFiles1GiB(b *testing.B) {
 			framework.RunKubectl(b, cp, cp.Admin, "replace", "--raw", g.filesPath(url.Values{"path": {"/data/wk-put.bin"}}), "-f", src)
 		}))
 		done(g.host("/data/wk-put.bin"))
+		// The same kubectl over HTTP/1.1 (client-go's DISABLE_HTTP2), which
+		// kube-apiserver relays with less CPU than HTTP/2's 16 KiB frames.
+		keepBest(&best.h1Get, wukongAs("kubectl-h1-get", func() {
+			f, err := os.Create(out("h1-get.bin"))
+			require.NoError(b, err)
+			defer f.Close()
+			kubectlHTTP1(b, f, "get", "--raw", g.filesPath(url.Values{"path": {"/data/src.bin"}}))
+		}))
+		done(out("h1-get.bin"))
+		keepBest(&best.h1Put, wukongAs("kubectl-h1-put", func() {
+			kubectlHTTP1(b, io.Discard, "replace", "--raw", g.filesPath(url.Values{"path": {"/data/h1-put.bin"}}), "-f", src)
+		}))
+		done(g.host("/data/h1-put.bin"))
 		// The WebSocket transport, the path for streams longer than the request timeout.
 		keepBest(&best.wsGet, wukongAs("ws-get", func() {
 			wsDownloadTo(b, g.filesPath(url.Values{"path": {"/data/src.bin"}}), out("ws-get.bin"))
@@ -141,6 +154,8 @@ func BenchmarkFiles1GiB(b *testing.B) {
 	b.ReportMetric(mbps(best.scpPut), "scp-put-MB/s")
 	b.ReportMetric(mbps(best.wkPut), "wukong-put-MB/s")
 	b.ReportMetric(best.scpPut.Seconds()/best.wkPut.Seconds(), "put-x-scp")
+	b.ReportMetric(best.scpGet.Seconds()/best.h1Get.Seconds(), "h1-get-x-scp")
+	b.ReportMetric(best.scpPut.Seconds()/best.h1Put.Seconds(), "h1-put-x-scp")
 	b.ReportMetric(mbps(best.wsGet), "ws-get-MB/s")
 	b.ReportMetric(best.scpGet.Seconds()/best.wsGet.Seconds(), "ws-get-x-scp")
 	b.ReportMetric(mbps(best.wsPut), "ws-put-MB/s")
@@ -161,7 +176,8 @@ func BenchmarkFiles1GiB(b *testing.B) {
 	for _, p := range []struct {
 		name string
 		scp  time.Duration
-	}{{"kubectl-get", best.scpGet}, {"kubectl-put", best.scpPut}, {"plugin-get", best.scpGet}, {"plugin-put", best.scpPut}} {
+	}{{"kubectl-get", best.scpGet}, {"kubectl-put", best.scpPut},
+		{"kubectl-h1-get", best.scpGet}, {"kubectl-h1-put", best.scpPut}, {"plugin-get", best.scpGet}, {"plugin-put", best.scpPut}} {
 		by := cpuBy[p.name]
 		fixed := by.Total("sshd", "kube-apiserver", client)
 		fmt.Fprintf(&report, "%s CPU-s: wukong-apiserver %.1f, kube-apiserver %.1f, sshd %.1f, client %.1f, all %.1f\n",
@@ -169,6 +185,16 @@ func BenchmarkFiles1GiB(b *testing.B) {
 		b.ReportMetric(p.scp.Seconds()/(fixed/float64(runtime.NumCPU())), p.name+"-ceiling-x-scp")
 	}
 	fmt.Print(report.String())
+}
+
+// kubectlHTTP1 runs kubectl as the admin with client-go's DISABLE_HTTP2 set,
+// so that it speaks HTTP/1.1 to kube-apiserver.
+func kubectlHTTP1(b *testing.B, stdout io.Writer, args ...string) {
+	cmd := cp.KubectlCommand(context.Background(), cp.Admin, args...)
+	cmd.Env = append(cmd.Env, "DISABLE_HTTP2=1")
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = stdout, &stderr
+	require.NoError(b, cmd.Run(), stderr.String())
 }
 
 // machineBusySeconds is the CPU time all processes have used since boot,
