@@ -29,11 +29,15 @@ func (r *Recorder) Get(ctx context.Context, namespace, name string) (*vm.WukongF
 
 // AddChunk records that rng of a chunked transfer is done, of total bytes,
 // with the sha256 of its bytes when digest is set (downloads). A download
-// whose ranges cover the whole file ends Succeeded.
+// whose ranges cover the whole file ends Succeeded. The part of rng that
+// was already done counts as resent.
 func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.ByteRange, total int64, digest string) (*vm.WukongFileTransfer, error) {
-	return r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
+	var operation string
+	var again int64 // of the last try: the store may run the mutation more than once
+	out, err := r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
 		now := metav1.Now()
 		st := &o.Status
+		operation, again = o.Spec.Operation, rng.Length
 		if st.Phase == vm.FileTransferPhaseSucceeded && TakesChunks(o) {
 			// A range fetched again after every range was sent once: its
 			// digest is what the client checks; bytes and phase stay.
@@ -47,7 +51,9 @@ func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.
 		if st.Phase == vm.FileTransferPhasePending || st.Phase == "" {
 			st.Phase, st.StartedAt = vm.FileTransferPhaseTransferring, &now
 		}
+		before := Sum(st.CompletedRanges)
 		st.CompletedRanges = MergeRange(st.CompletedRanges, rng)
+		again = rng.Length - (Sum(st.CompletedRanges) - before)
 		if digest != "" {
 			st.RangeDigests = AddDigest(st.RangeDigests, vm.RangeDigest{Offset: rng.Offset, Length: rng.Length, SHA256: digest})
 		}
@@ -62,6 +68,10 @@ func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.
 		}
 		return nil
 	})
+	if err == nil {
+		resent(operation, again)
+	}
+	return out, err
 }
 
 // TakesChunks says whether a chunked transfer's record still takes

@@ -15,7 +15,26 @@ var bytesTotal = metrics.NewCounterVec(&metrics.CounterOpts{
 	StabilityLevel: metrics.ALPHA,
 }, []string{"operation"})
 
-func init() { legacyregistry.MustRegister(bytesTotal) }
+// resentBytesTotal counts the bytes of chunked transfers that moved but
+// added nothing: a chunk cut on the way (kube-apiserver's request timeout, a
+// dropped client) or refused (a sha256 mismatch), and a range that was
+// already done (a chunk sent again because its answer was lost). A steady
+// rise says chunks are too large for the link; it also lets a resumed
+// transfer be shown to send only what was missing, retries aside.
+var resentBytesTotal = metrics.NewCounterVec(&metrics.CounterOpts{
+	Namespace:      "wukong",
+	Name:           "file_transfer_resent_bytes_total",
+	Help:           "Bytes of chunked transfers that moved but added nothing (cut or refused chunks, ranges already done), by operation.",
+	StabilityLevel: metrics.ALPHA,
+}, []string{"operation"})
+
+func init() { legacyregistry.MustRegister(bytesTotal, resentBytesTotal) }
+
+func resent(operation string, n int64) {
+	if n > 0 {
+		resentBytesTotal.WithLabelValues(operation).Add(float64(n))
+	}
+}
 
 // Counter is an io.Writer that counts the bytes of one operation into
 // wukong_file_transfer_bytes_total; it never fails.
@@ -30,3 +49,25 @@ func (c Counter) Write(p []byte) (int, error) {
 	c.c.Add(float64(len(p)))
 	return len(p), nil
 }
+
+// ChunkCounter is the Counter of one chunk of a chunked transfer: it also
+// keeps the chunk's count, for Lost.
+type ChunkCounter struct {
+	Counter
+	operation string
+	n         int64
+}
+
+// NewChunkCounter returns the ChunkCounter of a chunk of operation.
+func NewChunkCounter(operation string) *ChunkCounter {
+	return &ChunkCounter{Counter: CounterFor(operation), operation: operation}
+}
+
+func (c *ChunkCounter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return c.Counter.Write(p)
+}
+
+// Lost counts the chunk's bytes so far as resent: the chunk failed and added
+// nothing. (A chunk that is kept is counted by Recorder.AddChunk.)
+func (c *ChunkCounter) Lost() { resent(c.operation, c.n) }

@@ -85,15 +85,18 @@ func (h *filesHandler) getChunk(ctx context.Context, c *sftp.Client, rw http.Res
 	defer f.Close()
 	writeFileHeader(rw, fi, start, length, partial, h.rec.Name)
 	sum := sha256.New()
-	n, err := files.Download(ctx, f, start, length, size, io.MultiWriter(rw, sum, record.CounterFor(vm.OperationDownload)))
+	counter := record.NewChunkCounter(vm.OperationDownload)
+	n, err := files.Download(ctx, f, start, length, size, io.MultiWriter(rw, sum, counter))
 	if err != nil {
 		// The client fetches this range again; the record stays as it was.
+		counter.Lost()
 		return fmt.Errorf("%w: %v", errStreamBroken, err)
 	}
 	// The range's sha256 goes into the record for the client to compare
 	// with what it received.
 	digest := sum.Sum(nil)
 	if _, err := h.r.recorder.AddChunk(ctx, h.w.Namespace, h.rec.Name, vm.ByteRange{Offset: start, Length: n}, size, hex.EncodeToString(digest)); err != nil {
+		counter.Lost()
 		klog.ErrorS(err, "Recording a downloaded chunk", "record", klog.KRef(h.w.Namespace, h.rec.Name))
 	}
 	return nil
@@ -121,7 +124,14 @@ func (h *filesHandler) putChunk(ctx context.Context, c *sftp.Client, req *http.R
 	// With sha256, the chunk counts as done only when the bytes written match
 	// it; a mismatched chunk is answered 422 and must be sent again.
 	sum := sha256.New()
-	n, err := files.WriteAt(ctx, c, tmp, offset, total-offset, req.Body, io.MultiWriter(sum, record.CounterFor(vm.OperationUpload)))
+	counter := record.NewChunkCounter(vm.OperationUpload)
+	kept := false
+	defer func() {
+		if !kept {
+			counter.Lost()
+		}
+	}()
+	n, err := files.WriteAt(ctx, c, tmp, offset, total-offset, req.Body, io.MultiWriter(sum, counter))
 	if err == nil && h.opts.SHA256 != "" {
 		if got := hex.EncodeToString(sum.Sum(nil)); got != h.opts.SHA256 {
 			err = fmt.Errorf("%w: the chunk at offset %d has sha256 %s, expected %s", files.ErrChecksumMismatch, offset, got, h.opts.SHA256)
@@ -140,6 +150,7 @@ func (h *filesHandler) putChunk(ctx context.Context, c *sftp.Client, req *http.R
 	if err != nil {
 		return err
 	}
+	kept = true
 	h.responder.Object(http.StatusOK, rec)
 	return nil
 }
