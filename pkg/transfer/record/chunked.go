@@ -29,15 +29,14 @@ func (r *Recorder) Get(ctx context.Context, namespace, name string) (*vm.WukongF
 
 // AddChunk records that rng of a chunked transfer is done, of total bytes,
 // with the sha256 of its bytes when digest is set (downloads). A download
-// whose ranges cover the whole file ends Succeeded. The part of rng that
-// was already done counts as resent.
-func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.ByteRange, total int64, digest string) (*vm.WukongFileTransfer, error) {
-	var operation string
+// whose ranges cover the whole file ends Succeeded. The chunk's counter
+// learns how much of rng was already done.
+func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.ByteRange, total int64, digest string, counter *ChunkCounter) (*vm.WukongFileTransfer, error) {
 	var again int64 // of the last try: the store may run the mutation more than once
 	out, err := r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
 		now := metav1.Now()
 		st := &o.Status
-		operation, again = o.Spec.Operation, rng.Length
+		again = rng.Length
 		if st.Phase == vm.FileTransferPhaseSucceeded && TakesChunks(o) {
 			// A range fetched again after every range was sent once: its
 			// digest is what the client checks; bytes and phase stay.
@@ -69,7 +68,7 @@ func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.
 		return nil
 	})
 	if err == nil {
-		resent(operation, again)
+		counter.again = again
 	}
 	return out, err
 }

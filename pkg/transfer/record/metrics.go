@@ -30,12 +30,6 @@ var resentBytesTotal = metrics.NewCounterVec(&metrics.CounterOpts{
 
 func init() { legacyregistry.MustRegister(bytesTotal, resentBytesTotal) }
 
-func resent(operation string, n int64) {
-	if n > 0 {
-		resentBytesTotal.WithLabelValues(operation).Add(float64(n))
-	}
-}
-
 // Counter is an io.Writer that counts the bytes of one operation into
 // wukong_file_transfer_bytes_total; it never fails.
 type Counter struct{ c metrics.CounterMetric }
@@ -50,17 +44,20 @@ func (c Counter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// ChunkCounter is the Counter of one chunk of a chunked transfer: it also
-// keeps the chunk's count, for Lost.
+// ChunkCounter is the Counter of one chunk of a chunked transfer. It also
+// keeps the chunk's count: Recorder.AddChunk says how much of it the
+// record had already, and Done counts that, or all of a chunk that never
+// reached the record (cut, refused), as resent.
 type ChunkCounter struct {
 	Counter
 	operation string
 	n         int64
+	again     int64 // what AddChunk found already done; -1 until it kept the chunk
 }
 
 // NewChunkCounter returns the ChunkCounter of a chunk of operation.
 func NewChunkCounter(operation string) *ChunkCounter {
-	return &ChunkCounter{Counter: CounterFor(operation), operation: operation}
+	return &ChunkCounter{Counter: CounterFor(operation), operation: operation, again: -1}
 }
 
 func (c *ChunkCounter) Write(p []byte) (int, error) {
@@ -68,6 +65,13 @@ func (c *ChunkCounter) Write(p []byte) (int, error) {
 	return c.Counter.Write(p)
 }
 
-// Lost counts the chunk's bytes so far as resent: the chunk failed and added
-// nothing. (A chunk that is kept is counted by Recorder.AddChunk.)
-func (c *ChunkCounter) Lost() { resent(c.operation, c.n) }
+// Done counts what of the chunk added nothing as resent; handlers defer it.
+func (c *ChunkCounter) Done() {
+	again := c.again
+	if again < 0 {
+		again = c.n
+	}
+	if again > 0 {
+		resentBytesTotal.WithLabelValues(c.operation).Add(float64(again))
+	}
+}

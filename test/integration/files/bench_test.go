@@ -120,15 +120,13 @@ func BenchmarkFiles1GiB(b *testing.B) {
 		done(g.host("/data/wk-put.bin"))
 		// The same kubectl over HTTP/1.1 (client-go's DISABLE_HTTP2), which
 		// kube-apiserver relays with less CPU than HTTP/2's 16 KiB frames.
+		http1 := []string{"DISABLE_HTTP2=1"}
 		keepBest(&best.h1Get, wukongAs("kubectl-h1-get", func() {
-			f, err := os.Create(out("h1-get.bin"))
-			require.NoError(b, err)
-			defer f.Close()
-			kubectlHTTP1(b, f, "get", "--raw", g.filesPath(url.Values{"path": {"/data/src.bin"}}))
+			require.NoError(b, kubectlDownload(b, cp.Admin, g.filesPath(url.Values{"path": {"/data/src.bin"}}), out("h1-get.bin"), http1...))
 		}))
 		done(out("h1-get.bin"))
 		keepBest(&best.h1Put, wukongAs("kubectl-h1-put", func() {
-			kubectlHTTP1(b, io.Discard, "replace", "--raw", g.filesPath(url.Values{"path": {"/data/h1-put.bin"}}), "-f", src)
+			require.NoError(b, kubectlTo(cp.Admin, io.Discard, http1, "replace", "--raw", g.filesPath(url.Values{"path": {"/data/h1-put.bin"}}), "-f", src))
 		}))
 		done(g.host("/data/h1-put.bin"))
 		// The WebSocket transport, the path for streams longer than the request timeout.
@@ -185,16 +183,6 @@ func BenchmarkFiles1GiB(b *testing.B) {
 		b.ReportMetric(p.scp.Seconds()/(fixed/float64(runtime.NumCPU())), p.name+"-ceiling-x-scp")
 	}
 	fmt.Print(report.String())
-}
-
-// kubectlHTTP1 runs kubectl as the admin with client-go's DISABLE_HTTP2 set,
-// so that it speaks HTTP/1.1 to kube-apiserver.
-func kubectlHTTP1(b *testing.B, stdout io.Writer, args ...string) {
-	cmd := cp.KubectlCommand(context.Background(), cp.Admin, args...)
-	cmd.Env = append(cmd.Env, "DISABLE_HTTP2=1")
-	var stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = stdout, &stderr
-	require.NoError(b, cmd.Run(), stderr.String())
 }
 
 // machineBusySeconds is the CPU time all processes have used since boot,

@@ -414,16 +414,12 @@ func (b transferBytes) kept() int64 { return b.moved - b.resent }
 
 func transferMetrics(t testing.TB, operation string) transferBytes {
 	t.Helper()
-	var b transferBytes
-	for _, m := range []struct {
-		name string
-		v    *int64
-	}{{"wukong_file_transfer_bytes_total", &b.moved}, {"wukong_file_transfer_resent_bytes_total", &b.resent}} {
-		v, err := cp.WukongMetric(context.Background(), fmt.Sprintf(`%s{operation="%s"}`, m.name, operation))
+	read := func(metric string) int64 {
+		v, err := cp.WukongMetric(context.Background(), fmt.Sprintf(`%s{operation="%s"}`, metric, operation))
 		require.NoError(t, err)
-		*m.v = int64(v)
+		return int64(v)
 	}
-	return b
+	return transferBytes{moved: read("wukong_file_transfer_bytes_total"), resent: read("wukong_file_transfer_resent_bytes_total")}
 }
 
 // settledMetrics waits until the counters stop moving (requests cut by a
@@ -439,7 +435,7 @@ func settledMetrics(t testing.TB, operation string) transferBytes {
 		}
 		last = now
 	}
-	t.Fatalf("wukong_file_transfer_bytes_total{operation=%q} kept moving", operation)
+	t.Fatalf("wukong_file_transfer_*bytes_total{operation=%q} kept moving", operation)
 	return transferBytes{}
 }
 

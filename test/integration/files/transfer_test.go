@@ -30,15 +30,23 @@ func record(t testing.TB, ns, name string) *v1alpha1.WukongFileTransfer {
 	return r
 }
 
-// kubectlDownload streams `kubectl get --raw` into a local file.
-func kubectlDownload(t testing.TB, u *framework.User, apiPath, dest string) error {
+// kubectlDownload streams `kubectl get --raw` into a local file; env adds
+// to kubectl's environment.
+func kubectlDownload(t testing.TB, u *framework.User, apiPath, dest string, env ...string) error {
 	t.Helper()
 	out, err := os.Create(dest)
 	require.NoError(t, err)
 	defer out.Close()
-	cmd := cp.KubectlCommand(context.Background(), u, "get", "--raw", apiPath)
+	return kubectlTo(u, out, env, "get", "--raw", apiPath)
+}
+
+// kubectlTo runs kubectl as u, with env added to its environment, writing
+// its output to stdout; a failure quotes its stderr.
+func kubectlTo(u *framework.User, stdout io.Writer, env []string, args ...string) error {
+	cmd := cp.KubectlCommand(context.Background(), u, args...)
+	cmd.Env = append(cmd.Env, env...)
 	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = out, &stderr
+	cmd.Stdout, cmd.Stderr = stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("%v: %s", err, stderr.String())
 	}

@@ -271,18 +271,17 @@ func (r *ExportREST) streamChunk(ctx context.Context, w *vm.Wukong, d *vm.Disk, 
 	rw.WriteHeader(resp.StatusCode)
 	sum := sha256.New()
 	counter := record.NewChunkCounter(vm.OperationDownload)
+	defer counter.Done()
 	n, err := copyAll(io.MultiWriter(rw, sum, counter), resp)
 	if err != nil {
 		// The client fetches this range again; the record stays as it was.
-		counter.Lost()
 		klog.V(2).InfoS("A range of a chunked export broke", "record", klog.KRef(w.Namespace, rec.Name), "bytes", n, "err", err)
 		r.status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseFailed, rec.Status.BytesTransferred, total,
 			fmt.Sprintf("a range of transfer %s broke: %v; the client may fetch it again", rec.Name, err))
 		panic(http.ErrAbortHandler)
 	}
-	out, err := r.recorder.AddChunk(ctx, w.Namespace, rec.Name, vm.ByteRange{Offset: start, Length: n}, total, hex.EncodeToString(sum.Sum(nil)))
+	out, err := r.recorder.AddChunk(ctx, w.Namespace, rec.Name, vm.ByteRange{Offset: start, Length: n}, total, hex.EncodeToString(sum.Sum(nil)), counter)
 	if err != nil {
-		counter.Lost()
 		klog.ErrorS(err, "Recording an exported range", "record", klog.KRef(w.Namespace, rec.Name))
 		return nil
 	}

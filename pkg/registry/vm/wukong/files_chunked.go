@@ -86,17 +86,16 @@ func (h *filesHandler) getChunk(ctx context.Context, c *sftp.Client, rw http.Res
 	writeFileHeader(rw, fi, start, length, partial, h.rec.Name)
 	sum := sha256.New()
 	counter := record.NewChunkCounter(vm.OperationDownload)
+	defer counter.Done()
 	n, err := files.Download(ctx, f, start, length, size, io.MultiWriter(rw, sum, counter))
 	if err != nil {
 		// The client fetches this range again; the record stays as it was.
-		counter.Lost()
 		return fmt.Errorf("%w: %v", errStreamBroken, err)
 	}
 	// The range's sha256 goes into the record for the client to compare
 	// with what it received.
 	digest := sum.Sum(nil)
-	if _, err := h.r.recorder.AddChunk(ctx, h.w.Namespace, h.rec.Name, vm.ByteRange{Offset: start, Length: n}, size, hex.EncodeToString(digest)); err != nil {
-		counter.Lost()
+	if _, err := h.r.recorder.AddChunk(ctx, h.w.Namespace, h.rec.Name, vm.ByteRange{Offset: start, Length: n}, size, hex.EncodeToString(digest), counter); err != nil {
 		klog.ErrorS(err, "Recording a downloaded chunk", "record", klog.KRef(h.w.Namespace, h.rec.Name))
 	}
 	return nil
@@ -125,12 +124,7 @@ func (h *filesHandler) putChunk(ctx context.Context, c *sftp.Client, req *http.R
 	// it; a mismatched chunk is answered 422 and must be sent again.
 	sum := sha256.New()
 	counter := record.NewChunkCounter(vm.OperationUpload)
-	kept := false
-	defer func() {
-		if !kept {
-			counter.Lost()
-		}
-	}()
+	defer counter.Done()
 	n, err := files.WriteAt(ctx, c, tmp, offset, total-offset, req.Body, io.MultiWriter(sum, counter))
 	if err == nil && h.opts.SHA256 != "" {
 		if got := hex.EncodeToString(sum.Sum(nil)); got != h.opts.SHA256 {
@@ -146,11 +140,10 @@ func (h *filesHandler) putChunk(ctx context.Context, c *sftp.Client, req *http.R
 	if req.ContentLength >= 0 && n != req.ContentLength {
 		return fmt.Errorf("%w: %d of %d bytes of the chunk", files.ErrShortBody, n, req.ContentLength)
 	}
-	rec, err := h.r.recorder.AddChunk(ctx, h.w.Namespace, h.rec.Name, vm.ByteRange{Offset: offset, Length: n}, total, "")
+	rec, err := h.r.recorder.AddChunk(ctx, h.w.Namespace, h.rec.Name, vm.ByteRange{Offset: offset, Length: n}, total, "", counter)
 	if err != nil {
 		return err
 	}
-	kept = true
 	h.responder.Object(http.StatusOK, rec)
 	return nil
 }
