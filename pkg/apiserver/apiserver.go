@@ -26,15 +26,14 @@ import (
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/install"
 	"github.com/novasphere/wukong/pkg/controller"
-	pushcontroller "github.com/novasphere/wukong/pkg/controller/push"
-	vmcontroller "github.com/novasphere/wukong/pkg/controller/vm"
+	"github.com/novasphere/wukong/pkg/controller/exporttarget"
+	"github.com/novasphere/wukong/pkg/controller/virtualmachine"
 	"github.com/novasphere/wukong/pkg/registry/vm/disk"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukong"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	cdiupload "github.com/novasphere/wukong/pkg/transfer/cdi"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 	"github.com/novasphere/wukong/pkg/transfer/guest"
-	"github.com/novasphere/wukong/pkg/transfer/record"
 	"github.com/novasphere/wukong/pkg/transfer/ssh"
 )
 
@@ -158,7 +157,7 @@ func (c completedConfig) New() (*WukongServer, error) {
 	}
 	pool := ssh.NewPool(ssh.PoolOptions{DialTimeout: c.ExtraConfig.SSHDialTimeout})
 	s.GenericAPIServer.AddPreShutdownHookOrDie("close-ssh-pool", func() error { return pool.Close() })
-	recorder := record.New(transfers, transferStatus)
+	recorder := wukongfiletransfer.New(transfers, transferStatus)
 	recorder.Heartbeat = c.ExtraConfig.TransferStaleAfter / 4
 	files := wukong.NewFilesREST(wukongs, wukongStatus, wukong.FilesDeps{
 		Locator:     &guest.Locator{VMIs: kubevirt.KubevirtV1(), Secrets: kube.CoreV1()},
@@ -170,7 +169,7 @@ func (c completedConfig) New() (*WukongServer, error) {
 	disks := disk.NewREST(wukongs)
 	exporter := &export.Exporter{Exports: kubevirt.ExportV1beta1(), Secrets: kube.CoreV1(), TTL: time.Hour}
 	diskExport := disk.NewExportREST(disks, wukongs, wukongStatus, exporter, recorder)
-	collector := record.NewCollector(transfers, transferStatus, c.ExtraConfig.TransferRecordRetention, c.ExtraConfig.TransferStaleAfter)
+	collector := wukongfiletransfer.NewCollector(transfers, transferStatus, c.ExtraConfig.TransferRecordRetention, c.ExtraConfig.TransferStaleAfter)
 	collector.Abandoned = func(ctx context.Context, rec *vm.WukongFileTransfer) {
 		files.RemoveAbandonedChunks(ctx, rec)
 		diskExport.AbandonedExport(ctx, rec)
@@ -201,13 +200,13 @@ func (c completedConfig) New() (*WukongServer, error) {
 		s.GenericAPIServer.AddPostStartHookOrDie("wukong-vm-controller", func(hook genericapiserver.PostStartHookContext) error {
 			loopback := hook.LoopbackClientConfig
 			go controller.RunWhileLeading(hook, kube, lock, func(ctx context.Context) {
-				ctrl, err := vmcontroller.New(loopback, clusterConfig, kube.CoreV1())
+				ctrl, err := virtualmachine.New(loopback, clusterConfig, kube.CoreV1())
 				if err != nil {
 					klog.ErrorS(err, "Starting the VM controller")
 					return
 				}
-				pushes, err := pushcontroller.New(loopback, pushcontroller.Deps{
-					Exporter: exporter, Recorder: recorder, Volumes: record.Volumes{Status: wukongStatus}, Core: kube.CoreV1(),
+				pushes, err := exporttarget.New(loopback, exporttarget.Deps{
+					Exporter: exporter, Recorder: recorder, Volumes: wukong.Volumes{Status: wukongStatus}, Core: kube.CoreV1(),
 				})
 				if err != nil {
 					klog.ErrorS(err, "Starting the push controller")

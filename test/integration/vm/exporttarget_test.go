@@ -35,7 +35,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
-	pushcontroller "github.com/novasphere/wukong/pkg/controller/push"
+	"github.com/novasphere/wukong/pkg/controller/exporttarget"
 	"github.com/novasphere/wukong/test/integration/framework"
 	"github.com/novasphere/wukong/test/integration/standin"
 )
@@ -231,7 +231,7 @@ func TestExportTargets(t *testing.T) {
 			assert.EqualValues(t, size, rec.Status.BytesTransferred)
 			assert.Equal(t, pushed[disk].Target, rec.Spec.Target)
 			assert.Equal(t, rec.Name, pushed[disk].Transfer)
-			assert.Equal(t, pushcontroller.Pusher, rec.Status.RequestedBy)
+			assert.Equal(t, exporttarget.Pusher, rec.Status.RequestedBy)
 		}
 		assert.Equal(t, "registry oci "+image, pushed["system"].Target)
 		assert.Equal(t, "s3 raw "+s3.Endpoint+"/backups/vm1/data.img", pushed["data"].Target)

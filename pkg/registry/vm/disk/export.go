@@ -20,9 +20,10 @@ import (
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/pkg/registry/errstatus"
+	"github.com/novasphere/wukong/pkg/registry/vm/wukong"
+	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	"github.com/novasphere/wukong/pkg/registry/wsstream"
 	"github.com/novasphere/wukong/pkg/transfer/export"
-	"github.com/novasphere/wukong/pkg/transfer/record"
 )
 
 // ExportREST serves disks/<name>/export: the disk's volume, streamed from
@@ -32,16 +33,16 @@ type ExportREST struct {
 	disks    *REST
 	wukongs  rest.Getter
 	exporter *export.Exporter
-	recorder *record.Recorder
-	status   record.Volumes
+	recorder *wukongfiletransfer.Recorder
+	status   wukong.Volumes
 }
 
 var _ rest.Connecter = &ExportREST{}
 
 // NewExportREST returns the export subresource; wukongStatus (wukongs/status)
 // receives each disk's export progress.
-func NewExportREST(disks *REST, wukongs rest.Getter, wukongStatus rest.Updater, exporter *export.Exporter, recorder *record.Recorder) *ExportREST {
-	return &ExportREST{disks: disks, wukongs: wukongs, exporter: exporter, recorder: recorder, status: record.Volumes{Status: wukongStatus}}
+func NewExportREST(disks *REST, wukongs rest.Getter, wukongStatus rest.Updater, exporter *export.Exporter, recorder *wukongfiletransfer.Recorder) *ExportREST {
+	return &ExportREST{disks: disks, wukongs: wukongs, exporter: exporter, recorder: recorder, status: wukong.Volumes{Status: wukongStatus}}
 }
 
 // AbandonedExport marks a disk's export Failed when the record of a chunked
@@ -135,10 +136,10 @@ func (r *ExportREST) chunkedRecord(ctx context.Context, w *vm.Wukong, d *vm.Disk
 	}
 	switch {
 	case rec.Spec.WukongName != w.Name || rec.Spec.Disk != d.Spec.DiskName:
-		return nil, apierrors.NewBadRequest(fmt.Sprintf("transfer %s is for %s of Wukong %s, not disk %s", rec.Name, record.Subject(&rec.Spec), rec.Spec.WukongName, d.Name))
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("transfer %s is for %s of Wukong %s, not disk %s", rec.Name, wukongfiletransfer.Subject(&rec.Spec), rec.Spec.WukongName, d.Name))
 	case rec.Spec.Operation != vm.OperationDownload:
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("transfer %s is an %s, not a download", rec.Name, rec.Spec.Operation))
-	case !record.TakesChunks(rec):
+	case !wukongfiletransfer.TakesChunks(rec):
 		return nil, apierrors.NewConflict(vm.Resource("wukongfiletransfers"), rec.Name, fmt.Errorf("the transfer already ended %s: %s", rec.Status.Phase, rec.Status.Message))
 	}
 	return rec, nil
@@ -270,7 +271,7 @@ func (r *ExportREST) streamChunk(ctx context.Context, w *vm.Wukong, d *vm.Disk, 
 	rw.Header().Set(v1alpha1.TransferHeader, rec.Name)
 	rw.WriteHeader(resp.StatusCode)
 	sum := sha256.New()
-	counter := record.NewChunkCounter(vm.OperationDownload)
+	counter := wukongfiletransfer.NewChunkCounter(vm.OperationDownload)
 	defer counter.Done()
 	n, err := copyAll(io.MultiWriter(rw, sum, counter), resp)
 	if err != nil {

@@ -231,7 +231,7 @@ func (r *REST) Watch(ctx context.Context, opts *metainternalversion.ListOptions)
 func disksOf(w *vm.Wukong) []*vm.Disk {
 	out := make([]*vm.Disk, 0, len(w.Spec.Disks))
 	for _, d := range w.Spec.Disks {
-		claim := w.Name + "-" + d.Name
+		claim := vm.DiskName(w.Name, d.Name)
 		l := map[string]string{}
 		for k, v := range w.Labels {
 			l[k] = v

@@ -18,9 +18,9 @@ import (
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/validation"
 	"github.com/novasphere/wukong/pkg/registry/errstatus"
+	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	"github.com/novasphere/wukong/pkg/registry/wsstream"
 	"github.com/novasphere/wukong/pkg/transfer/cdi"
-	"github.com/novasphere/wukong/pkg/transfer/record"
 )
 
 // UploadREST serves disks/<name>/upload: a disk image (or a tar, for a disk
@@ -31,14 +31,14 @@ import (
 type UploadREST struct {
 	disks      *REST
 	uploader   *cdi.Uploader
-	recorder   *record.Recorder
+	recorder   *wukongfiletransfer.Recorder
 	authorizer authorizer.Authorizer
 }
 
 var _ rest.Connecter = &UploadREST{}
 
 // NewUploadREST returns the upload subresource.
-func NewUploadREST(disks *REST, uploader *cdi.Uploader, recorder *record.Recorder, authz authorizer.Authorizer) *UploadREST {
+func NewUploadREST(disks *REST, uploader *cdi.Uploader, recorder *wukongfiletransfer.Recorder, authz authorizer.Authorizer) *UploadREST {
 	return &UploadREST{disks: disks, uploader: uploader, recorder: recorder, authorizer: authz}
 }
 

@@ -29,10 +29,10 @@ import (
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/pkg/apis/vm/validation"
 	"github.com/novasphere/wukong/pkg/registry/errstatus"
+	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	"github.com/novasphere/wukong/pkg/transfer/archive"
 	"github.com/novasphere/wukong/pkg/transfer/files"
 	"github.com/novasphere/wukong/pkg/transfer/guest"
-	"github.com/novasphere/wukong/pkg/transfer/record"
 	"github.com/novasphere/wukong/pkg/transfer/ssh"
 )
 
@@ -44,7 +44,7 @@ type FilesREST struct {
 	status   rest.Updater
 	locator  *guest.Locator
 	pool     *ssh.Pool
-	recorder *record.Recorder
+	recorder *wukongfiletransfer.Recorder
 	// authorizer checks the real verb of uploads over a WebSocket GET.
 	authorizer authorizer.Authorizer
 	// maxFileSize is the server-wide cap on one file or archive; 0 means none.
@@ -66,7 +66,7 @@ var (
 type FilesDeps struct {
 	Locator     *guest.Locator
 	Pool        *ssh.Pool
-	Recorder    *record.Recorder
+	Recorder    *wukongfiletransfer.Recorder
 	Authorizer  authorizer.Authorizer
 	MaxFileSize int64
 }
@@ -541,7 +541,7 @@ func (h *filesHandler) put(ctx context.Context, c *sftp.Client, req *http.Reques
 	return nil
 }
 
-func (h *filesHandler) extract(ctx context.Context, c *sftp.Client, body io.Reader, t *record.Transfer) error {
+func (h *filesHandler) extract(ctx context.Context, c *sftp.Client, body io.Reader, t wukongfiletransfer.Transfer) error {
 	if h.opts.CreateParents {
 		if err := c.MkdirAll(h.opts.Path); err != nil {
 			return err

@@ -19,8 +19,8 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	"github.com/novasphere/wukong/pkg/transfer/files"
-	"github.com/novasphere/wukong/pkg/transfer/record"
 )
 
 // Chunked transfers: a client opens a WukongFileTransfer, then moves the file
@@ -55,7 +55,7 @@ func (r *FilesREST) chunkedRecord(ctx context.Context, w *vm.Wukong, opts *vm.Wu
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("transfer %s is for path %s, not %s", rec.Name, rec.Spec.RemotePath, opts.Path))
 	case rec.Spec.Operation != wantOp:
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("transfer %s is an %s; %s does not fit it", rec.Name, rec.Spec.Operation, method))
-	case !record.TakesChunks(rec):
+	case !wukongfiletransfer.TakesChunks(rec):
 		return nil, apierrors.NewConflict(vm.Resource("wukongfiletransfers"), rec.Name, fmt.Errorf("the transfer already ended %s: %s", rec.Status.Phase, rec.Status.Message))
 	case wantOp == vm.OperationUpload && rec.Spec.ExpectedSize == nil:
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("transfer %s has no spec.expectedSize: a chunked upload needs it", rec.Name))
@@ -85,7 +85,7 @@ func (h *filesHandler) getChunk(ctx context.Context, c *sftp.Client, rw http.Res
 	defer f.Close()
 	writeFileHeader(rw, fi, start, length, partial, h.rec.Name)
 	sum := sha256.New()
-	counter := record.NewChunkCounter(vm.OperationDownload)
+	counter := wukongfiletransfer.NewChunkCounter(vm.OperationDownload)
 	defer counter.Done()
 	n, err := files.Download(ctx, f, start, length, size, io.MultiWriter(rw, sum, counter))
 	if err != nil {
@@ -123,7 +123,7 @@ func (h *filesHandler) putChunk(ctx context.Context, c *sftp.Client, req *http.R
 	// With sha256, the chunk counts as done only when the bytes written match
 	// it; a mismatched chunk is answered 422 and must be sent again.
 	sum := sha256.New()
-	counter := record.NewChunkCounter(vm.OperationUpload)
+	counter := wukongfiletransfer.NewChunkCounter(vm.OperationUpload)
 	defer counter.Done()
 	n, err := files.WriteAt(ctx, c, tmp, offset, total-offset, req.Body, io.MultiWriter(sum, counter))
 	if err == nil && h.opts.SHA256 != "" {
@@ -164,7 +164,7 @@ func (h *filesHandler) commit(req *http.Request) error {
 		return nil
 	}
 	total := *h.rec.Spec.ExpectedSize
-	if !record.Covered(h.rec.Status.CompletedRanges, total) {
+	if !wukongfiletransfer.Covered(h.rec.Status.CompletedRanges, total) {
 		return apierrors.NewConflict(vm.Resource("wukongfiletransfers"), h.rec.Name,
 			fmt.Errorf("%d of %d bytes arrived; send the missing ranges (status.completedRanges lists what is done) before committing", h.rec.Status.BytesTransferred, total))
 	}

@@ -1,4 +1,4 @@
-package vm
+package virtualmachine
 
 import (
 	"context"
@@ -27,6 +27,7 @@ import (
 	kubevirtclient "kubevirt.io/client-go/kubevirt"
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 
+	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/pkg/controller"
 	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
@@ -196,7 +197,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	}
 	obs.DataVolumes = map[string]*cdiv1.DataVolume{}
 	for _, d := range w.Spec.Disks {
-		claim := ClaimName(w.Name, d.Name)
+		claim := vm.DiskName(w.Name, d.Name)
 		if o, ok, _ := c.dvs.GetByKey(ns + "/" + claim); ok {
 			obs.DataVolumes[claim] = o.(*cdiv1.DataVolume)
 		}

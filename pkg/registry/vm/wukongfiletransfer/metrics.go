@@ -1,4 +1,4 @@
-package record
+package wukongfiletransfer
 
 import (
 	"k8s.io/component-base/metrics"

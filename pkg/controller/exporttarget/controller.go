@@ -1,10 +1,10 @@
-// Package push is the controller that sends disks to their exportTarget:
+// Package exporttarget is the controller that sends disks to their exportTarget:
 // once a disk's import has succeeded, and again whenever its exportTarget
 // changes, it reads the disk through a KubeVirt VirtualMachineExport and
 // pushes it (pkg/transfer/push) to an OCI registry, S3 or an HTTP endpoint.
 // Each push is a WukongFileTransfer record, and the disk's status shows it
 // (pushStatus, exportStatus).
-package push
+package exporttarget
 
 import (
 	"context"
@@ -25,16 +25,17 @@ import (
 	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
 	wukonginformers "github.com/novasphere/wukong/pkg/generated/informers/externalversions"
 	listers "github.com/novasphere/wukong/pkg/generated/listers/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/registry/vm/wukong"
+	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 	"github.com/novasphere/wukong/pkg/transfer/push"
-	"github.com/novasphere/wukong/pkg/transfer/record"
 )
 
 // Deps are what pushes need from the server.
 type Deps struct {
 	Exporter *export.Exporter
-	Recorder *record.Recorder
-	Volumes  record.Volumes
+	Recorder *wukongfiletransfer.Recorder
+	Volumes  wukong.Volumes
 	Core     corev1client.CoreV1Interface // Secrets and ConfigMaps the targets name
 }
 

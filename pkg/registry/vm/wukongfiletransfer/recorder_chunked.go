@@ -1,4 +1,4 @@
-package record
+package wukongfiletransfer
 
 import (
 	"context"
@@ -57,7 +57,7 @@ func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.
 			st.RangeDigests = AddDigest(st.RangeDigests, vm.RangeDigest{Offset: rng.Offset, Length: rng.Length, SHA256: digest})
 		}
 		st.BytesTransferred, st.TotalBytes, st.UpdatedAt = Sum(st.CompletedRanges), total, &now
-		st.Progress = percent(st.BytesTransferred, total)
+		st.Progress = Percent(st.BytesTransferred, total)
 		if d := now.Sub(st.StartedAt.Time).Seconds(); d > 0 {
 			st.BytesPerSecond = int64(float64(st.BytesTransferred) / d)
 		}
@@ -146,7 +146,9 @@ func done(o *vm.WukongFileTransfer) bool {
 	return o.Status.Phase == vm.FileTransferPhaseSucceeded || o.Status.Phase == vm.FileTransferPhaseFailed
 }
 
-func percent(done, total int64) string {
+// Percent is done of total as the records show it ("42%"); an unknown or empty
+// total is "100%".
+func Percent(done, total int64) string {
 	if total <= 0 {
 		return "100%"
 	}

@@ -1,4 +1,4 @@
-package push
+package exporttarget
 
 import (
 	"context"
@@ -16,9 +16,9 @@ import (
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 	"github.com/novasphere/wukong/pkg/transfer/push"
-	"github.com/novasphere/wukong/pkg/transfer/record"
 )
 
 // Pusher is who the records name as having asked for a push: the server,
@@ -32,7 +32,7 @@ func (c *Controller) push(ctx context.Context, w *v1alpha1.Wukong, disk *v1alpha
 	target := disk.ExportTarget
 	where := push.Describe(target)
 	owner := &vm.Wukong{ObjectMeta: *w.ObjectMeta.DeepCopy()}
-	claim := w.Name + "-" + disk.Name
+	claim := vm.DiskName(w.Name, disk.Name)
 	setPush := func(ps vm.PushStatus) {
 		ps.Target = where
 		if err := c.Volumes.Update(ctx, w.Namespace, w.Name, disk.Name, func(v *vm.VolumeStatus) { v.PushStatus = &ps }); err != nil {
@@ -40,8 +40,8 @@ func (c *Controller) push(ctx context.Context, w *v1alpha1.Wukong, disk *v1alpha
 		}
 	}
 	var (
-		rec    *record.Transfer      // once the push is recorded
-		length int64            = -1 // once the export server said
+		rec    wukongfiletransfer.Transfer      // once the push is recorded
+		length int64                       = -1 // once the export server said
 	)
 	fail := func(err error) error {
 		now := metav1.Now()
@@ -136,7 +136,7 @@ func open(ctx context.Context, src *export.Source) (io.ReadCloser, int64, error)
 
 // showProgress writes the push's progress into the disk's exportStatus every
 // few seconds (the record has it every second), until stop is called.
-func (c *Controller) showProgress(ctx context.Context, owner *vm.Wukong, disk string, rec *record.Transfer, size int64) (stop func()) {
+func (c *Controller) showProgress(ctx context.Context, owner *vm.Wukong, disk string, rec wukongfiletransfer.Transfer, size int64) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {

@@ -1,4 +1,4 @@
-package record
+package wukong
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 )
 
 // Volumes writes the summary of a disk's transfers into its Wukong's
@@ -34,7 +35,7 @@ func (v Volumes) Update(ctx context.Context, namespace, name, disk string, mutat
 				return o, nil
 			}
 		}
-		o.Status.Volumes = append(o.Status.Volumes, vm.VolumeStatus{Name: disk, ClaimName: name + "-" + disk})
+		o.Status.Volumes = append(o.Status.Volumes, vm.VolumeStatus{Name: disk, ClaimName: vm.DiskName(name, disk)})
 		mutate(&o.Status.Volumes[len(o.Status.Volumes)-1])
 		return o, nil
 	})
@@ -56,5 +57,5 @@ func progressOf(phase string, done, total int64) string {
 	if phase != vm.TransferPhaseSucceeded && total <= 0 {
 		return ""
 	}
-	return percent(done, total)
+	return wukongfiletransfer.Percent(done, total)
 }

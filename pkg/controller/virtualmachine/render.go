@@ -1,7 +1,7 @@
-// Package vm realises Wukongs as KubeVirt VirtualMachines with one CDI
+// Package virtualmachine realises Wukongs as KubeVirt VirtualMachines with one CDI
 // DataVolume template per disk, and mirrors the VM's, its instance's and its
 // DataVolumes' state back into the Wukong's status.
-package vm
+package virtualmachine
 
 import (
 	"fmt"
@@ -15,6 +15,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 
+	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 )
 
@@ -28,14 +29,11 @@ const cloudInitVolume = "cloudinitdisk"
 // last written for.
 const AnnotationGeneration = "vm.novasphere.dev/wukong-generation"
 
-// ClaimName is the DataVolume (and PVC) of a Wukong's disk: <wukong>-<disk>.
-func ClaimName(wukong, disk string) string { return wukong + "-" + disk }
-
 // Render returns the VirtualMachine that realises w. sshPublicKey, when set,
 // is authorised for the file-transfer user through cloud-init.
 func Render(w *v1alpha1.Wukong, sshPublicKey string) (*kubevirtv1.VirtualMachine, error) {
 	labels := map[string]string{v1alpha1.LabelWukong: w.Name}
-	vm := &kubevirtv1.VirtualMachine{
+	out := &kubevirtv1.VirtualMachine{
 		ObjectMeta: metav1.ObjectMeta{Name: w.Name, Namespace: w.Namespace, Labels: labels,
 			Annotations: map[string]string{AnnotationGeneration: strconv.FormatInt(w.Generation, 10)}},
 		Spec: kubevirtv1.VirtualMachineSpec{
@@ -45,7 +43,7 @@ func Render(w *v1alpha1.Wukong, sshPublicKey string) (*kubevirtv1.VirtualMachine
 			},
 		},
 	}
-	spec := &vm.Spec.Template.Spec
+	spec := &out.Spec.Template.Spec
 	if w.Spec.CPU > 0 {
 		spec.Domain.CPU = &kubevirtv1.CPU{Cores: uint32(w.Spec.CPU)}
 	}
@@ -63,7 +61,7 @@ func Render(w *v1alpha1.Wukong, sshPublicKey string) (*kubevirtv1.VirtualMachine
 		if d.Size != nil {
 			size = d.Size.DeepCopy()
 		}
-		claim := ClaimName(w.Name, d.Name)
+		claim := vm.DiskName(w.Name, d.Name)
 		dv := cdiv1.DataVolumeSpec{
 			Source: src,
 			Storage: &cdiv1.StorageSpec{Resources: corev1.VolumeResourceRequirements{
@@ -73,7 +71,7 @@ func Render(w *v1alpha1.Wukong, sshPublicKey string) (*kubevirtv1.VirtualMachine
 		if s := d.ImportSource; s != nil && s.ContentType == v1alpha1.ContentTypeArchive {
 			dv.ContentType = cdiv1.DataVolumeArchive
 		}
-		vm.Spec.DataVolumeTemplates = append(vm.Spec.DataVolumeTemplates, kubevirtv1.DataVolumeTemplateSpec{
+		out.Spec.DataVolumeTemplates = append(out.Spec.DataVolumeTemplates, kubevirtv1.DataVolumeTemplateSpec{
 			ObjectMeta: metav1.ObjectMeta{Name: claim, Labels: labels},
 			Spec:       dv,
 		})
@@ -92,7 +90,7 @@ func Render(w *v1alpha1.Wukong, sshPublicKey string) (*kubevirtv1.VirtualMachine
 			Name: cloudInitVolume, VolumeSource: kubevirtv1.VolumeSource{CloudInitNoCloud: &kubevirtv1.CloudInitNoCloudSource{UserData: userData}},
 		})
 	}
-	return vm, nil
+	return out, nil
 }
 
 // dataVolumeSource maps a disk's image or importSource to the CDI source

@@ -1,4 +1,4 @@
-package vm
+package virtualmachine
 
 import (
 	"fmt"
@@ -10,6 +10,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 
+	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 )
 
@@ -52,7 +53,7 @@ func Status(w *v1alpha1.Wukong, o Observed) v1alpha1.WukongStatus {
 	st.Volumes = nil
 	imported, failed, importing := 0, []string{}, 0
 	for _, d := range w.Spec.Disks {
-		claim := ClaimName(w.Name, d.Name)
+		claim := vm.DiskName(w.Name, d.Name)
 		is := importStatus(o.DataVolumes[claim])
 		v := v1alpha1.VolumeStatus{Name: d.Name, ClaimName: claim, ImportStatus: is}
 		if old := volumeStatusOf(w, d.Name); old != nil {

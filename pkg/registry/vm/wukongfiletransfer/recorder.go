@@ -1,8 +1,10 @@
-// Package record keeps the WukongFileTransfer record of each stream: created
-// when the stream starts, progress written at most once per interval, ended
-// Succeeded or Failed with bytes, rate and the sha256 of what passed. It only
-// records; it neither reaches VMs nor copies bytes.
-package record
+package wukongfiletransfer
+
+// The record writer: the WukongFileTransfer record of each stream is created
+// when the stream starts, progress is written at most once per interval, and
+// it ends Succeeded or Failed with bytes, rate and the sha256 of what passed.
+// It writes through this package's storage, so it only records; it neither
+// reaches VMs nor copies bytes.
 
 import (
 	"context"
@@ -10,6 +12,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,9 +53,27 @@ func New(records Records, status rest.Updater) *Recorder {
 	return &Recorder{records: records, getter: records, status: status, Interval: time.Second, Heartbeat: 15 * time.Second}
 }
 
-// Transfer is one stream being recorded. Write it the bytes that pass (it is
-// an io.Writer that counts and hashes); then call Succeed or Fail once.
-type Transfer struct {
+// Transfer is one stream being recorded. Write it the bytes that pass (it
+// counts and hashes them); then call Succeed or Fail once. Handlers and
+// controllers hold it as this interface so that their tests can fake it.
+type Transfer interface {
+	io.Writer
+	// Name is the record's name.
+	Name() string
+	// Bytes is the number of bytes that passed so far.
+	Bytes() int64
+	// SHA256 is the hex sha256 of the bytes that passed so far.
+	SHA256() string
+	// SetTotal sets the size once it is known.
+	SetTotal(n int64)
+	// Succeed ends the record Succeeded and returns it as stored.
+	Succeed(message string) *vm.WukongFileTransfer
+	// Fail ends the record Failed with a message a person can act on.
+	Fail(message string) *vm.WukongFileTransfer
+}
+
+// transfer is the Transfer the Recorder writes.
+type transfer struct {
 	r    *Recorder
 	ctx  context.Context // request values (namespace, user), never cancelled
 	name string
@@ -70,7 +91,7 @@ type Transfer struct {
 
 // Start creates the record for spec, owned by w, and begins writing progress.
 // total is the expected size, or -1 when unknown.
-func (r *Recorder) Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTransferSpec, total int64) (*Transfer, error) {
+func (r *Recorder) Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTransferSpec, total int64) (Transfer, error) {
 	ctx = genericapirequest.WithNamespace(context.WithoutCancel(ctx), w.Namespace)
 	prefix := w.Name
 	if spec.Disk != "" {
@@ -93,7 +114,7 @@ func (r *Recorder) Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTr
 	if err != nil {
 		return nil, fmt.Errorf("creating the transfer record: %w", err)
 	}
-	t := &Transfer{
+	t := &transfer{
 		r: r, ctx: ctx, name: created.(*vm.WukongFileTransfer).Name,
 		hash: sha256.New(), started: time.Now(),
 		stop: make(chan struct{}), stopped: make(chan struct{}),
@@ -112,13 +133,13 @@ func (r *Recorder) Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTr
 }
 
 // Name is the record's name.
-func (t *Transfer) Name() string { return t.name }
+func (t *transfer) Name() string { return t.name }
 
 // SetTotal sets the size once it is known.
-func (t *Transfer) SetTotal(n int64) { t.total.Store(n) }
+func (t *transfer) SetTotal(n int64) { t.total.Store(n) }
 
 // Write counts and hashes bytes that passed. It never fails.
-func (t *Transfer) Write(p []byte) (int, error) {
+func (t *transfer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	t.hash.Write(p)
 	t.mu.Unlock()
@@ -128,26 +149,26 @@ func (t *Transfer) Write(p []byte) (int, error) {
 }
 
 // Bytes is the number of bytes that passed so far.
-func (t *Transfer) Bytes() int64 { return t.done.Load() }
+func (t *transfer) Bytes() int64 { return t.done.Load() }
 
 // SHA256 is the hex sha256 of the bytes that passed so far.
-func (t *Transfer) SHA256() string {
+func (t *transfer) SHA256() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return hex.EncodeToString(t.hash.Sum(nil))
 }
 
 // Succeed ends the record Succeeded.
-func (t *Transfer) Succeed(message string) *vm.WukongFileTransfer {
+func (t *transfer) Succeed(message string) *vm.WukongFileTransfer {
 	return t.finish(vm.FileTransferPhaseSucceeded, message)
 }
 
 // Fail ends the record Failed with a message a person can act on.
-func (t *Transfer) Fail(message string) *vm.WukongFileTransfer {
+func (t *transfer) Fail(message string) *vm.WukongFileTransfer {
 	return t.finish(vm.FileTransferPhaseFailed, message)
 }
 
-func (t *Transfer) finish(phase, message string) *vm.WukongFileTransfer {
+func (t *transfer) finish(phase, message string) *vm.WukongFileTransfer {
 	var out *vm.WukongFileTransfer
 	t.finished.Do(func() {
 		close(t.stop)
@@ -175,7 +196,7 @@ func (t *Transfer) finish(phase, message string) *vm.WukongFileTransfer {
 }
 
 // loop writes progress every interval while bytes move.
-func (t *Transfer) loop() {
+func (t *transfer) loop() {
 	defer close(t.stopped)
 	tick := time.NewTicker(t.r.Interval)
 	defer tick.Stop()
@@ -202,18 +223,18 @@ func (t *Transfer) loop() {
 }
 
 // fill copies the counters into st and stamps the time of the write.
-func (t *Transfer) fill(st *vm.WukongFileTransferStatus) {
+func (t *transfer) fill(st *vm.WukongFileTransferStatus) {
 	st.UpdatedAt = &metav1.Time{Time: time.Now()}
 	done, total := t.done.Load(), t.total.Load()
 	st.BytesTransferred = done
 	if total >= 0 {
 		st.TotalBytes = total
-		st.Progress = percent(done, total)
+		st.Progress = Percent(done, total)
 	}
 }
 
 // update applies mutate to the latest stored status; the store retries on conflicts.
-func (t *Transfer) update(mutate func(*vm.WukongFileTransferStatus), then ...func(*vm.WukongFileTransfer)) error {
+func (t *transfer) update(mutate func(*vm.WukongFileTransferStatus), then ...func(*vm.WukongFileTransfer)) error {
 	ctx, cancel := context.WithTimeout(t.ctx, 10*time.Second)
 	defer cancel()
 	info := rest.DefaultUpdatedObjectInfo(nil, func(_ context.Context, _, old runtime.Object) (runtime.Object, error) {
@@ -231,7 +252,7 @@ func (t *Transfer) update(mutate func(*vm.WukongFileTransferStatus), then ...fun
 	return nil
 }
 
-func (t *Transfer) ctxNamespace() string {
+func (t *transfer) ctxNamespace() string {
 	ns, _ := genericapirequest.NamespaceFrom(t.ctx)
 	return ns
 }
