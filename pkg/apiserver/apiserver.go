@@ -31,6 +31,8 @@ import (
 	"github.com/novasphere/wukong/pkg/registry/vm/disk"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukong"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
+	"github.com/novasphere/wukong/pkg/subresource/disks"
+	"github.com/novasphere/wukong/pkg/subresource/files"
 	cdiupload "github.com/novasphere/wukong/pkg/transfer/cdi"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 	"github.com/novasphere/wukong/pkg/transfer/guest"
@@ -157,21 +159,25 @@ func (c completedConfig) New() (*WukongServer, error) {
 	}
 	pool := ssh.NewPool(ssh.PoolOptions{DialTimeout: c.ExtraConfig.SSHDialTimeout})
 	s.GenericAPIServer.AddPreShutdownHookOrDie("close-ssh-pool", func() error { return pool.Close() })
-	recorder := wukongfiletransfer.New(transfers, transferStatus)
+	recorder := wukongfiletransfer.NewRecorder(transfers, transferStatus)
 	recorder.Heartbeat = c.ExtraConfig.TransferStaleAfter / 4
-	files := wukong.NewFilesREST(wukongs, wukongStatus, wukong.FilesDeps{
-		Locator:     &guest.Locator{VMIs: kubevirt.KubevirtV1(), Secrets: kube.CoreV1()},
-		Pool:        pool,
+	statusWriter := wukong.StatusWriter{Status: wukongStatus}
+	authz := c.GenericConfig.Authorization.Authorizer
+	fileStreams := files.NewREST(files.Deps{
+		Wukongs:     wukongs,
+		Dialer:      files.NewSSHDialer(&guest.Locator{VMIs: kubevirt.KubevirtV1(), Secrets: kube.CoreV1()}, pool, statusWriter),
 		Recorder:    recorder,
-		Authorizer:  c.GenericConfig.Authorization.Authorizer,
+		Authorizer:  authz,
 		MaxFileSize: c.ExtraConfig.MaxFileSize,
 	})
-	disks := disk.NewREST(wukongs)
+	diskStore := disk.NewREST(wukongs)
 	exporter := &export.Exporter{Exports: kubevirt.ExportV1beta1(), Secrets: kube.CoreV1(), TTL: time.Hour}
-	diskExport := disk.NewExportREST(disks, wukongs, wukongStatus, exporter, recorder)
+	diskExport := disks.NewExportREST(disks.ExportDeps{
+		Disks: diskStore, Wukongs: wukongs, Exporter: exporter, Recorder: recorder, Status: statusWriter,
+	})
 	collector := wukongfiletransfer.NewCollector(transfers, transferStatus, c.ExtraConfig.TransferRecordRetention, c.ExtraConfig.TransferStaleAfter)
 	collector.Abandoned = func(ctx context.Context, rec *vm.WukongFileTransfer) {
-		files.RemoveAbandonedChunks(ctx, rec)
+		fileStreams.RemoveAbandonedChunks(ctx, rec)
 		diskExport.AbandonedExport(ctx, rec)
 	}
 	s.GenericAPIServer.AddPostStartHookOrDie("wukong-transfer-record-collector", func(ctx genericapiserver.PostStartHookContext) error {
@@ -206,7 +212,7 @@ func (c completedConfig) New() (*WukongServer, error) {
 					return
 				}
 				pushes, err := exporttarget.New(loopback, exporttarget.Deps{
-					Exporter: exporter, Recorder: recorder, Volumes: wukong.Volumes{Status: wukongStatus}, Core: kube.CoreV1(),
+					Exporter: exporter, Recorder: recorder, Volumes: wukong.StatusWriter{Status: wukongStatus}, Core: kube.CoreV1(),
 				})
 				if err != nil {
 					klog.ErrorS(err, "Starting the push controller")
@@ -234,10 +240,10 @@ func (c completedConfig) New() (*WukongServer, error) {
 	apiGroupInfo.VersionedResourcesStorageMap["v1alpha1"] = map[string]apirest.Storage{
 		"wukongs":                    wukongs,
 		"wukongs/status":             wukongStatus,
-		"wukongs/files":              files,
-		"disks":                      disks,
+		"wukongs/files":              fileStreams,
+		"disks":                      diskStore,
 		"disks/export":               diskExport,
-		"disks/upload":               disk.NewUploadREST(disks, uploader, recorder, c.GenericConfig.Authorization.Authorizer),
+		"disks/upload":               disks.NewUploadREST(disks.UploadDeps{Disks: diskStore, Uploader: uploader, Recorder: recorder, Authorizer: authz}),
 		"wukongfiletransfers":        transfers,
 		"wukongfiletransfers/status": transferStatus,
 	}

@@ -35,7 +35,7 @@ import (
 type Deps struct {
 	Exporter *export.Exporter
 	Recorder *wukongfiletransfer.Recorder
-	Volumes  wukong.Volumes
+	Volumes  wukong.StatusWriter
 	Core     corev1client.CoreV1Interface // Secrets and ConfigMaps the targets name
 }
 

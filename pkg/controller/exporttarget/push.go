@@ -35,7 +35,7 @@ func (c *Controller) push(ctx context.Context, w *v1alpha1.Wukong, disk *v1alpha
 	claim := vm.DiskName(w.Name, disk.Name)
 	setPush := func(ps vm.PushStatus) {
 		ps.Target = where
-		if err := c.Volumes.Update(ctx, w.Namespace, w.Name, disk.Name, func(v *vm.VolumeStatus) { v.PushStatus = &ps }); err != nil {
+		if err := c.Volumes.UpdateVolume(ctx, w.Namespace, w.Name, disk.Name, func(v *vm.VolumeStatus) { v.PushStatus = &ps }); err != nil {
 			klog.ErrorS(err, "Recording a disk's push status", "wukong", klog.KObj(w), "disk", disk.Name)
 		}
 	}

@@ -4,9 +4,12 @@ package validation
 
 import (
 	"fmt"
+	"math"
 	"net/url"
+	"os"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -432,4 +435,79 @@ func validateProgress(progress string, p *field.Path) field.ErrorList {
 		return field.ErrorList{field.Invalid(p, progress, "must be a percentage from 0% to 100%")}
 	}
 	return nil
+}
+
+// ValidateWukongFileOptions checks the query options of wukongs/files.
+func ValidateWukongFileOptions(o *vm.WukongFileOptions) field.ErrorList {
+	errs := ValidateRemotePath(o.Path, field.NewPath("path"))
+	errs = append(errs, validateByteRange(o.Offset, o.Length)...)
+	if o.Archive != "" && o.Archive != "tar" {
+		errs = append(errs, field.NotSupported(field.NewPath("archive"), o.Archive, []string{"tar"}))
+	}
+	if o.Mode != "" {
+		if _, err := ParseFileMode(o.Mode); err != nil {
+			errs = append(errs, field.Invalid(field.NewPath("mode"), o.Mode, "must be octal permission bits such as 0644"))
+		}
+	}
+	if o.Upload != "" && o.Upload != "create" && o.Upload != "replace" {
+		errs = append(errs, field.NotSupported(field.NewPath("upload"), o.Upload, []string{"create", "replace"}))
+	}
+	if o.Transfer != "" {
+		errs = append(errs, validateDNSSubdomain(o.Transfer, field.NewPath("transfer"))...)
+	}
+	return append(errs, ValidateSHA256(o.SHA256, field.NewPath("sha256"))...)
+}
+
+// ValidateDiskExportOptions checks the query options of disks/export.
+func ValidateDiskExportOptions(o *vm.DiskExportOptions) field.ErrorList {
+	errs := validateByteRange(o.Offset, o.Length)
+	switch o.Format {
+	case "", "raw":
+	case "gzip":
+		if o.Offset != nil || o.Length != nil || o.Transfer != "" {
+			errs = append(errs, field.Forbidden(field.NewPath("format"), "offset, length and transfer apply to format=raw: a gzip stream has no byte ranges"))
+		}
+	default:
+		errs = append(errs, field.NotSupported(field.NewPath("format"), o.Format, []string{"raw", "gzip"}))
+	}
+	if o.Length != nil && *o.Length == 0 {
+		errs = append(errs, field.Invalid(field.NewPath("length"), 0, "asks for no bytes"))
+	}
+	if o.Transfer != "" {
+		errs = append(errs, validateDNSSubdomain(o.Transfer, field.NewPath("transfer"))...)
+	}
+	if o.Commit && o.Transfer == "" {
+		errs = append(errs, field.Required(field.NewPath("transfer"), "commit ends a chunked export: give it with transfer=<download record>"))
+	}
+	return errs
+}
+
+// ValidateDiskUploadOptions checks the query options of disks/upload.
+func ValidateDiskUploadOptions(o *vm.DiskUploadOptions) field.ErrorList {
+	return ValidateSHA256(o.SHA256, field.NewPath("sha256"))
+}
+
+// validateByteRange refuses negative offsets and lengths, and a range whose
+// end does not fit in an int64 (it would wrap into a bogus Range).
+func validateByteRange(offset, length *int64) field.ErrorList {
+	var errs field.ErrorList
+	if offset != nil && *offset < 0 {
+		errs = append(errs, field.Invalid(field.NewPath("offset"), *offset, "must not be negative"))
+	}
+	if length != nil && *length < 0 {
+		errs = append(errs, field.Invalid(field.NewPath("length"), *length, "must not be negative"))
+	}
+	if len(errs) == 0 && offset != nil && length != nil && *offset > math.MaxInt64-*length {
+		errs = append(errs, field.Invalid(field.NewPath("length"), *length, "offset+length overflows"))
+	}
+	return errs
+}
+
+// ParseFileMode parses octal permission bits such as 0644.
+func ParseFileMode(s string) (os.FileMode, error) {
+	v, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || v > 0o7777 {
+		return 0, fmt.Errorf("bad mode %q", s)
+	}
+	return os.FileMode(v).Perm(), nil
 }

@@ -58,17 +58,17 @@ func (*REST) ConvertToTable(ctx context.Context, obj, opts runtime.Object) (*met
 
 // Get finds the disk a name <wukong>-<disk> stands for.
 func (r *REST) Get(ctx context.Context, name string, _ *metav1.GetOptions) (runtime.Object, error) {
-	d, _, err := r.find(ctx, name)
+	d, _, err := r.Find(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	return d, nil
 }
 
-// find returns the disk a name <wukong>-<disk> stands for and the Wukong it
+// Find returns the disk a name <wukong>-<disk> stands for and the Wukong it
 // was derived from (which the streaming subresources need too). Both parts
 // may hold dashes, so every split is tried.
-func (r *REST) find(ctx context.Context, name string) (*vm.Disk, *vm.Wukong, error) {
+func (r *REST) Find(ctx context.Context, name string) (*vm.Disk, *vm.Wukong, error) {
 	for i := strings.IndexByte(name, '-'); i > 0; i = next(name, i) {
 		obj, err := r.wukongs.Get(ctx, name[:i], &metav1.GetOptions{})
 		if err != nil {

@@ -47,9 +47,9 @@ type Records interface {
 	rest.Getter
 }
 
-// New returns a Recorder writing through records (wukongfiletransfers) and
+// NewRecorder returns a Recorder writing through records (wukongfiletransfers) and
 // status (wukongfiletransfers/status).
-func New(records Records, status rest.Updater) *Recorder {
+func NewRecorder(records Records, status rest.Updater) *Recorder {
 	return &Recorder{records: records, getter: records, status: status, Interval: time.Second, Heartbeat: 15 * time.Second}
 }
 

@@ -1,4 +1,4 @@
-package disk
+package disks
 
 import (
 	"context"
@@ -19,10 +19,9 @@ import (
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
-	"github.com/novasphere/wukong/pkg/registry/errstatus"
-	"github.com/novasphere/wukong/pkg/registry/vm/wukong"
+	"github.com/novasphere/wukong/pkg/apis/vm/validation"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
-	"github.com/novasphere/wukong/pkg/registry/wsstream"
+	"github.com/novasphere/wukong/pkg/subresource/stream"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 )
 
@@ -30,20 +29,24 @@ import (
 // KubeVirt's export server through this server, so that RBAC on
 // disks/export decides and the export token stays here.
 type ExportREST struct {
-	disks    *REST
-	wukongs  rest.Getter
-	exporter *export.Exporter
-	recorder *wukongfiletransfer.Recorder
-	status   wukong.Volumes
+	ExportDeps
+}
+
+// ExportDeps are what disks/export needs.
+type ExportDeps struct {
+	Disks Finder
+	// Wukongs is the wukongs storage.
+	Wukongs  rest.Getter
+	Exporter Exporter
+	Recorder Recorder
+	// Status receives each disk's export progress.
+	Status ExportStatus
 }
 
 var _ rest.Connecter = &ExportREST{}
 
-// NewExportREST returns the export subresource; wukongStatus (wukongs/status)
-// receives each disk's export progress.
-func NewExportREST(disks *REST, wukongs rest.Getter, wukongStatus rest.Updater, exporter *export.Exporter, recorder *wukongfiletransfer.Recorder) *ExportREST {
-	return &ExportREST{disks: disks, wukongs: wukongs, exporter: exporter, recorder: recorder, status: wukong.Volumes{Status: wukongStatus}}
-}
+// NewExportREST returns the export subresource.
+func NewExportREST(deps ExportDeps) *ExportREST { return &ExportREST{ExportDeps: deps} }
 
 // AbandonedExport marks a disk's export Failed when the record of a chunked
 // export was ended by the collector: its client stopped sending for it.
@@ -51,11 +54,15 @@ func (r *ExportREST) AbandonedExport(ctx context.Context, rec *vm.WukongFileTran
 	if rec.Spec.Disk == "" || rec.Spec.Operation != vm.OperationDownload {
 		return
 	}
-	obj, err := r.wukongs.Get(genericapirequest.WithNamespace(ctx, rec.Namespace), rec.Spec.WukongName, &metav1.GetOptions{})
+	obj, err := r.Wukongs.Get(genericapirequest.WithNamespace(ctx, rec.Namespace), rec.Spec.WukongName, &metav1.GetOptions{})
 	if err != nil {
 		return // the Wukong is gone, and its status with it
 	}
-	r.status.SetExport(ctx, obj.(*vm.Wukong), rec.Spec.Disk, vm.TransferPhaseFailed, rec.Status.BytesTransferred, rec.Status.TotalBytes,
+	w, ok := obj.(*vm.Wukong)
+	if !ok {
+		return
+	}
+	r.Status.SetExport(ctx, w, rec.Spec.Disk, vm.TransferPhaseFailed, rec.Status.BytesTransferred, rec.Status.TotalBytes,
 		fmt.Sprintf("transfer %s stopped: its client sent no request for it for too long", rec.Name))
 }
 
@@ -68,40 +75,20 @@ func (r *ExportREST) NewConnectOptions() (runtime.Object, bool, string) {
 	return &vm.DiskExportOptions{}, false, ""
 }
 
-// retryAfter is how long a client waits before asking again for an export
-// or upload that is not ready.
-const retryAfter = 2
-
-// notReady is the 503 of a disk whose export or upload server KubeVirt or
-// CDI is still preparing; its retryAfterSeconds becomes a Retry-After header.
-func notReady(d *vm.Disk, err error) *apierrors.StatusError {
-	return &apierrors.StatusError{ErrStatus: metav1.Status{
-		Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable, Reason: metav1.StatusReasonServiceUnavailable,
-		Message: err.Error() + "; retry shortly", Details: &metav1.StatusDetails{Name: d.Name, Kind: "disks", RetryAfterSeconds: retryAfter},
-	}}
-}
-
 // Connect checks the options and the disk, then streams.
 func (r *ExportREST) Connect(ctx context.Context, name string, options runtime.Object, responder rest.Responder) (http.Handler, error) {
-	o := options.(*vm.DiskExportOptions)
+	o, ok := options.(*vm.DiskExportOptions)
+	if !ok {
+		return nil, apierrors.NewInternalError(fmt.Errorf("invalid options object: %T", options))
+	}
+	if errs := validation.ValidateDiskExportOptions(o); len(errs) > 0 {
+		return nil, apierrors.NewBadRequest(errs.ToAggregate().Error())
+	}
 	format := exportv1beta1.KubeVirtRaw
-	switch o.Format {
-	case "", "raw":
-	case "gzip":
+	if o.Format == "gzip" {
 		format = exportv1beta1.KubeVirtGz
-		if o.Offset != nil || o.Length != nil || o.Transfer != "" {
-			return nil, apierrors.NewBadRequest("offset, length and transfer apply to format=raw: a gzip stream has no byte ranges")
-		}
-	default:
-		return nil, apierrors.NewBadRequest(fmt.Sprintf("format %q: use raw or gzip", o.Format))
 	}
-	if (o.Offset != nil && *o.Offset < 0) || (o.Length != nil && *o.Length < 0) {
-		return nil, apierrors.NewBadRequest("offset and length must not be negative")
-	}
-	if o.Commit && o.Transfer == "" {
-		return nil, apierrors.NewBadRequest("commit ends a chunked export: give it with transfer=<download record>")
-	}
-	d, w, err := r.disks.find(ctx, name)
+	d, w, err := r.Disks.Find(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +103,7 @@ func (r *ExportREST) Connect(ctx context.Context, name string, options runtime.O
 		switch {
 		case o.Commit:
 			err = r.commit(req.Context(), w, d, rec, responder)
-		case wsstream.IsUpgrade(req):
+		case stream.IsUpgrade(req):
 			err = r.serveWebSocket(req.Context(), w, d, format, rw, req)
 		default:
 			err = r.stream(req.Context(), w, d, format, o, rec, rw, req)
@@ -130,17 +117,12 @@ func (r *ExportREST) Connect(ctx context.Context, name string, options runtime.O
 
 // chunkedRecord loads and checks the record a chunk of a chunked export belongs to.
 func (r *ExportREST) chunkedRecord(ctx context.Context, w *vm.Wukong, d *vm.Disk, name string) (*vm.WukongFileTransfer, error) {
-	rec, err := r.recorder.Get(ctx, w.Namespace, name)
+	rec, err := r.Recorder.Get(ctx, w.Namespace, name)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case rec.Spec.WukongName != w.Name || rec.Spec.Disk != d.Spec.DiskName:
-		return nil, apierrors.NewBadRequest(fmt.Sprintf("transfer %s is for %s of Wukong %s, not disk %s", rec.Name, wukongfiletransfer.Subject(&rec.Spec), rec.Spec.WukongName, d.Name))
-	case rec.Spec.Operation != vm.OperationDownload:
-		return nil, apierrors.NewBadRequest(fmt.Sprintf("transfer %s is an %s, not a download", rec.Name, rec.Spec.Operation))
-	case !wukongfiletransfer.TakesChunks(rec):
-		return nil, apierrors.NewConflict(vm.Resource("wukongfiletransfers"), rec.Name, fmt.Errorf("the transfer already ended %s: %s", rec.Status.Phase, rec.Status.Message))
+	if err := stream.CheckChunkRecord(rec, w.Name, vm.WukongFileTransferSpec{Disk: d.Spec.DiskName}, vm.OperationDownload); err != nil {
+		return nil, err
 	}
 	return rec, nil
 }
@@ -148,39 +130,39 @@ func (r *ExportREST) chunkedRecord(ctx context.Context, w *vm.Wukong, d *vm.Disk
 // commit ends a chunked export: the client has every range, and verifies
 // them against status.rangeDigests.
 func (r *ExportREST) commit(ctx context.Context, w *vm.Wukong, d *vm.Disk, rec *vm.WukongFileTransfer, responder rest.Responder) error {
-	out, err := r.recorder.End(ctx, w.Namespace, rec.Name, vm.FileTransferPhaseSucceeded,
+	out, err := r.Recorder.End(ctx, w.Namespace, rec.Name, vm.FileTransferPhaseSucceeded,
 		fmt.Sprintf("the client ended the export of disk %s after %d bytes under this record; it verifies them against status.rangeDigests", d.Spec.DiskName, rec.Status.BytesTransferred), "")
 	if err != nil {
 		return err
 	}
-	r.status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseSucceeded, out.Status.BytesTransferred, out.Status.TotalBytes, "")
+	r.Status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseSucceeded, out.Status.BytesTransferred, out.Status.TotalBytes, "")
 	responder.Object(http.StatusOK, out)
 	return nil
 }
 
 // open asks the export server for the volume (the byte range rng, if set).
 func (r *ExportREST) open(ctx context.Context, w *vm.Wukong, d *vm.Disk, method string, format exportv1beta1.ExportVolumeFormat, rng string) (*http.Response, error) {
-	src, err := r.exporter.Source(ctx, w.Namespace, d.Status.ClaimName, format)
+	src, err := r.Exporter.Source(ctx, w.Namespace, d.Status.ClaimName, format)
 	var nr *export.NotReadyError
 	if errors.As(err, &nr) {
-		return nil, notReady(d, nr)
+		return nil, stream.NotReady("disks", d.Name, nr)
 	}
 	if err != nil {
-		return nil, errstatus.BadGateway(err.Error())
+		return nil, stream.BadGateway(err.Error())
 	}
 	resp, err := src.Do(ctx, method, rng)
 	if err != nil {
-		return nil, errstatus.BadGateway(fmt.Sprintf("reaching the export server of %s: %v", src.Export, err))
+		return nil, stream.BadGateway(fmt.Sprintf("reaching the export server of %s: %v", src.Export, err))
 	}
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusPartialContent:
 		return resp, nil
 	case http.StatusRequestedRangeNotSatisfiable:
 		resp.Body.Close()
-		return nil, errstatus.New(http.StatusRequestedRangeNotSatisfiable, "", "the range lies outside the disk: "+resp.Header.Get("Content-Range"))
+		return nil, stream.New(http.StatusRequestedRangeNotSatisfiable, "", "the range lies outside the disk: "+resp.Header.Get("Content-Range"))
 	}
 	resp.Body.Close()
-	return nil, errstatus.BadGateway(fmt.Sprintf("the export server of %s answered %s", src.Export, resp.Status))
+	return nil, stream.BadGateway(fmt.Sprintf("the export server of %s answered %s", src.Export, resp.Status))
 }
 
 // rangeOf is the Range to ask the export server for.
@@ -193,9 +175,6 @@ func rangeOf(o *vm.DiskExportOptions, req *http.Request, format exportv1beta1.Ex
 		}
 		if o.Length == nil {
 			return fmt.Sprintf("bytes=%d-", start), nil
-		}
-		if *o.Length == 0 {
-			return "", apierrors.NewBadRequest("length=0 asks for no bytes")
 		}
 		return fmt.Sprintf("bytes=%d-%d", start, start+*o.Length-1), nil
 	case req.Header.Get("Range") != "" && format == exportv1beta1.KubeVirtRaw:
@@ -233,14 +212,14 @@ func (r *ExportREST) stream(ctx context.Context, w *vm.Wukong, d *vm.Disk, forma
 		return r.streamChunk(ctx, w, d, rec, resp, rw)
 	}
 	spec := vm.WukongFileTransferSpec{WukongName: w.Name, Operation: vm.OperationDownload, Disk: d.Spec.DiskName}
-	t, err := r.recorder.Start(ctx, w, spec, resp.ContentLength)
+	t, err := r.Recorder.Start(ctx, w, spec, resp.ContentLength)
 	if err != nil {
 		return err
 	}
 	// A whole volume is the disk's export; a range is only a read of it.
 	whole := resp.StatusCode == http.StatusOK
 	if whole {
-		r.status.SetExport(ctx, w, d.Spec.DiskName, vm.ExportPhaseExporting, 0, resp.ContentLength, "")
+		r.Status.SetExport(ctx, w, d.Spec.DiskName, vm.ExportPhaseExporting, 0, resp.ContentLength, "")
 	}
 	rw.Header().Set(v1alpha1.TransferHeader, t.Name())
 	rw.WriteHeader(resp.StatusCode)
@@ -249,14 +228,14 @@ func (r *ExportREST) stream(ctx context.Context, w *vm.Wukong, d *vm.Disk, forma
 		msg := fmt.Sprintf("the export of disk %s broke after %d bytes: %v", d.Spec.DiskName, n, err)
 		t.Fail(msg)
 		if whole {
-			r.status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseFailed, n, resp.ContentLength, msg)
+			r.Status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseFailed, n, resp.ContentLength, msg)
 		}
 		// Cut the stream: the client must not take it for complete.
 		panic(http.ErrAbortHandler)
 	}
 	t.Succeed(fmt.Sprintf("exported %d bytes of disk %s (%s)", n, d.Spec.DiskName, format))
 	if whole {
-		r.status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseSucceeded, n, n, "")
+		r.Status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseSucceeded, n, n, "")
 	}
 	return nil
 }
@@ -266,7 +245,7 @@ func (r *ExportREST) stream(ctx context.Context, w *vm.Wukong, d *vm.Disk, forma
 func (r *ExportREST) streamChunk(ctx context.Context, w *vm.Wukong, d *vm.Disk, rec *vm.WukongFileTransfer, resp *http.Response, rw http.ResponseWriter) error {
 	start, total, ok := contentRange(resp)
 	if !ok {
-		return errstatus.BadGateway(fmt.Sprintf("the export server sent %s without a usable Content-Range for a range of disk %s", resp.Status, d.Spec.DiskName))
+		return stream.BadGateway(fmt.Sprintf("the export server sent %s without a usable Content-Range for a range of disk %s", resp.Status, d.Spec.DiskName))
 	}
 	rw.Header().Set(v1alpha1.TransferHeader, rec.Name)
 	rw.WriteHeader(resp.StatusCode)
@@ -277,11 +256,11 @@ func (r *ExportREST) streamChunk(ctx context.Context, w *vm.Wukong, d *vm.Disk, 
 	if err != nil {
 		// The client fetches this range again; the record stays as it was.
 		klog.V(2).InfoS("A range of a chunked export broke", "record", klog.KRef(w.Namespace, rec.Name), "bytes", n, "err", err)
-		r.status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseFailed, rec.Status.BytesTransferred, total,
+		r.Status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseFailed, rec.Status.BytesTransferred, total,
 			fmt.Sprintf("a range of transfer %s broke: %v; the client may fetch it again", rec.Name, err))
 		panic(http.ErrAbortHandler)
 	}
-	out, err := r.recorder.AddChunk(ctx, w.Namespace, rec.Name, vm.ByteRange{Offset: start, Length: n}, total, hex.EncodeToString(sum.Sum(nil)), counter)
+	out, err := r.Recorder.AddChunk(ctx, w.Namespace, rec.Name, vm.ByteRange{Offset: start, Length: n}, total, hex.EncodeToString(sum.Sum(nil)), counter)
 	if err != nil {
 		klog.ErrorS(err, "Recording an exported range", "record", klog.KRef(w.Namespace, rec.Name))
 		return nil
@@ -290,7 +269,7 @@ func (r *ExportREST) streamChunk(ctx context.Context, w *vm.Wukong, d *vm.Disk, 
 	if out.Status.Phase == vm.FileTransferPhaseSucceeded {
 		phase = vm.TransferPhaseSucceeded
 	}
-	r.status.SetExport(ctx, w, d.Spec.DiskName, phase, out.Status.BytesTransferred, total, "")
+	r.Status.SetExport(ctx, w, d.Spec.DiskName, phase, out.Status.BytesTransferred, total, "")
 	return nil
 }
 
@@ -325,7 +304,7 @@ func (r *ExportREST) serveWebSocket(ctx context.Context, w *vm.Wukong, d *vm.Dis
 		return err
 	}
 	defer resp.Body.Close()
-	conn, err := wsstream.Upgrader.Upgrade(rw, req, nil)
+	conn, err := stream.Upgrader.Upgrade(rw, req, nil)
 	if err != nil {
 		return nil // the upgrader answered the client already
 	}
@@ -333,10 +312,10 @@ func (r *ExportREST) serveWebSocket(ctx context.Context, w *vm.Wukong, d *vm.Dis
 	ctx = context.WithoutCancel(ctx)
 	spec := vm.WukongFileTransferSpec{WukongName: w.Name, Operation: vm.OperationDownload, Disk: d.Spec.DiskName}
 	var result any
-	t, err := r.recorder.Start(ctx, w, spec, resp.ContentLength)
+	t, err := r.Recorder.Start(ctx, w, spec, resp.ContentLength)
 	if err == nil {
-		r.status.SetExport(ctx, w, d.Spec.DiskName, vm.ExportPhaseExporting, 0, resp.ContentLength, "")
-		out := wsstream.NewWriter(conn)
+		r.Status.SetExport(ctx, w, d.Spec.DiskName, vm.ExportPhaseExporting, 0, resp.ContentLength, "")
+		out := stream.NewWriter(conn)
 		var n int64
 		n, err = copyAll(io.MultiWriter(out, t), resp)
 		if err == nil {
@@ -345,13 +324,13 @@ func (r *ExportREST) serveWebSocket(ctx context.Context, w *vm.Wukong, d *vm.Dis
 		if err != nil {
 			msg := fmt.Sprintf("the export of disk %s broke after %d bytes: %v", d.Spec.DiskName, n, err)
 			t.Fail(msg)
-			r.status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseFailed, n, resp.ContentLength, msg)
-			err = errstatus.BadGateway(msg)
+			r.Status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseFailed, n, resp.ContentLength, msg)
+			err = stream.BadGateway(msg)
 		} else {
-			result = wsstream.Record(t.Succeed(fmt.Sprintf("exported %d bytes of disk %s (%s) over a WebSocket", n, d.Spec.DiskName, format)))
-			r.status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseSucceeded, n, n, "")
+			result = stream.Record(t.Succeed(fmt.Sprintf("exported %d bytes of disk %s (%s) over a WebSocket", n, d.Spec.DiskName, format)))
+			r.Status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseSucceeded, n, n, "")
 		}
 	}
-	wsstream.Finish(conn, result, err, func(err error) metav1.Status { return statusOf(err) })
+	stream.Finish(conn, result, err, statusOf)
 	return nil
 }

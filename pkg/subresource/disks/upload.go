@@ -1,4 +1,4 @@
-package disk
+package disks
 
 import (
 	"context"
@@ -11,15 +11,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/registry/rest"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/validation"
-	"github.com/novasphere/wukong/pkg/registry/errstatus"
-	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
-	"github.com/novasphere/wukong/pkg/registry/wsstream"
+	"github.com/novasphere/wukong/pkg/subresource/stream"
 	"github.com/novasphere/wukong/pkg/transfer/cdi"
 )
 
@@ -29,18 +26,22 @@ import (
 // POST and PUT carry the body; a GET upgraded to a WebSocket carries it past
 // kube-apiserver's request timeout.
 type UploadREST struct {
-	disks      *REST
-	uploader   *cdi.Uploader
-	recorder   *wukongfiletransfer.Recorder
-	authorizer authorizer.Authorizer
+	UploadDeps
+}
+
+// UploadDeps are what disks/upload needs.
+type UploadDeps struct {
+	Disks    Finder
+	Uploader Uploader
+	Recorder Recorder
+	// Authorizer checks the real verb of uploads over a WebSocket GET.
+	Authorizer authorizer.Authorizer
 }
 
 var _ rest.Connecter = &UploadREST{}
 
 // NewUploadREST returns the upload subresource.
-func NewUploadREST(disks *REST, uploader *cdi.Uploader, recorder *wukongfiletransfer.Recorder, authz authorizer.Authorizer) *UploadREST {
-	return &UploadREST{disks: disks, uploader: uploader, recorder: recorder, authorizer: authz}
-}
+func NewUploadREST(deps UploadDeps) *UploadREST { return &UploadREST{UploadDeps: deps} }
 
 func (r *UploadREST) New() runtime.Object { return &vm.DiskUploadOptions{} }
 func (r *UploadREST) Destroy()            {}
@@ -54,11 +55,14 @@ func (r *UploadREST) NewConnectOptions() (runtime.Object, bool, string) {
 // Connect checks the options and the disk; the handler finds CDI's upload
 // server and streams.
 func (r *UploadREST) Connect(ctx context.Context, name string, options runtime.Object, responder rest.Responder) (http.Handler, error) {
-	o := options.(*vm.DiskUploadOptions)
-	if errs := validation.ValidateSHA256(o.SHA256, field.NewPath("sha256")); len(errs) > 0 {
+	o, ok := options.(*vm.DiskUploadOptions)
+	if !ok {
+		return nil, apierrors.NewInternalError(fmt.Errorf("invalid options object: %T", options))
+	}
+	if errs := validation.ValidateDiskUploadOptions(o); len(errs) > 0 {
 		return nil, apierrors.NewBadRequest(errs.ToAggregate().Error())
 	}
-	d, w, err := r.disks.find(ctx, name)
+	d, w, err := r.Disks.Find(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -70,12 +74,12 @@ func (r *UploadREST) Connect(ctx context.Context, name string, options runtime.O
 }
 
 func (r *UploadREST) serve(ctx context.Context, w *vm.Wukong, d *vm.Disk, o *vm.DiskUploadOptions, rw http.ResponseWriter, req *http.Request) error {
-	ws := wsstream.IsUpgrade(req)
+	ws := stream.IsUpgrade(req)
 	switch {
 	case req.Method == http.MethodGet && !ws:
 		return apierrors.NewMethodNotSupported(vm.Resource("disks/upload"), "GET without a WebSocket upgrade: an upload is a POST or PUT, or a WebSocket")
 	case ws:
-		if err := wsstream.Authorize(ctx, r.authorizer, "create", "disks", "upload", w.Namespace, d.Name); err != nil {
+		if err := stream.Authorize(ctx, r.Authorizer, "create", "disks", "upload", w.Namespace, d.Name); err != nil {
 			return err
 		}
 	}
@@ -92,31 +96,31 @@ func (r *UploadREST) serve(ctx context.Context, w *vm.Wukong, d *vm.Disk, o *vm.
 		}
 		rw.Header().Set("Content-Type", "application/json")
 		rw.WriteHeader(http.StatusCreated)
-		return json.NewEncoder(rw).Encode(wsstream.Record(rec))
+		return json.NewEncoder(rw).Encode(stream.Record(rec))
 	}
-	conn, err := wsstream.Upgrader.Upgrade(rw, req, nil)
+	conn, err := stream.Upgrader.Upgrade(rw, req, nil)
 	if err != nil {
 		return nil // the upgrader answered the client already
 	}
 	defer conn.Close()
 	// The request context ends with the upgrade; the connection carries on.
-	rec, err := r.send(context.WithoutCancel(ctx), w, d, target, wsstream.NewReader(conn), -1, o.SHA256)
-	wsstream.Finish(conn, wsstream.Record(rec), err, func(err error) metav1.Status { return statusOf(err) })
+	rec, err := r.send(context.WithoutCancel(ctx), w, d, target, stream.NewReader(conn), -1, o.SHA256)
+	stream.Finish(conn, stream.Record(rec), err, statusOf)
 	return nil
 }
 
 // target asks CDI where the disk's upload goes, as a Status when it cannot.
 func (r *UploadREST) target(ctx context.Context, w *vm.Wukong, d *vm.Disk) (*cdi.Target, error) {
-	t, err := r.uploader.Target(ctx, w.Namespace, d.Status.ClaimName)
+	t, err := r.Uploader.Target(ctx, w.Namespace, d.Status.ClaimName)
 	var nr *cdi.NotReadyError
 	var notUploadable *cdi.NotUploadableError
 	switch {
 	case errors.As(err, &nr):
-		return nil, notReady(d, nr)
+		return nil, stream.NotReady("disks", d.Name, nr)
 	case errors.As(err, &notUploadable):
 		return nil, apierrors.NewConflict(vm.Resource("disks"), d.Name, err)
 	case err != nil:
-		return nil, errstatus.BadGateway(err.Error())
+		return nil, stream.BadGateway(err.Error())
 	}
 	return t, nil
 }
@@ -124,7 +128,7 @@ func (r *UploadREST) target(ctx context.Context, w *vm.Wukong, d *vm.Disk) (*cdi
 // send streams body to CDI and records the transfer.
 func (r *UploadREST) send(ctx context.Context, w *vm.Wukong, d *vm.Disk, target *cdi.Target, body io.Reader, size int64, sha string) (*vm.WukongFileTransfer, error) {
 	spec := vm.WukongFileTransferSpec{WukongName: w.Name, Operation: vm.OperationUpload, Disk: d.Spec.DiskName, ExpectedSHA256: sha}
-	t, err := r.recorder.Start(ctx, w, spec, size)
+	t, err := r.Recorder.Start(ctx, w, spec, size)
 	if err != nil {
 		return nil, err
 	}
@@ -150,11 +154,11 @@ func statusOf(err error) metav1.Status {
 	case errors.As(err, &st):
 		return st.Status()
 	case errors.Is(err, cdi.ErrChecksumMismatch):
-		return errstatus.New(http.StatusUnprocessableEntity, metav1.StatusReasonInvalid, err.Error()).ErrStatus
+		return stream.New(http.StatusUnprocessableEntity, metav1.StatusReasonInvalid, err.Error()).ErrStatus
 	case errors.As(err, &pe) && pe.Code == http.StatusServiceUnavailable:
 		return apierrors.NewServiceUnavailable(pe.Error()).ErrStatus
 	case errors.As(err, &be):
 		return apierrors.NewBadRequest(be.Error()).ErrStatus
 	}
-	return errstatus.BadGateway(err.Error()).ErrStatus
+	return stream.BadGateway(err.Error()).ErrStatus
 }

@@ -1,4 +1,4 @@
-package wukong
+package files
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
-	"github.com/novasphere/wukong/pkg/registry/errstatus"
+	"github.com/novasphere/wukong/pkg/subresource/stream"
 	"github.com/novasphere/wukong/pkg/transfer/archive"
 	"github.com/novasphere/wukong/pkg/transfer/files"
 	"github.com/novasphere/wukong/pkg/transfer/guest"
@@ -20,8 +20,8 @@ import (
 )
 
 // statusFor turns what went wrong into the Status a user sees: the code
-// DESIGN.md lists and a message that says what to do.
-func (h *filesHandler) statusFor(err error) *apierrors.StatusError {
+// docs/api.md lists ("Errors") and a message that says what to do.
+func (h *handler) statusFor(err error) *apierrors.StatusError {
 	var (
 		st       apierrors.APIStatus
 		mismatch *ssh.HostKeyMismatchError
@@ -40,18 +40,18 @@ func (h *filesHandler) statusFor(err error) *apierrors.StatusError {
 	case errors.Is(err, guest.ErrMisconfigured), errors.Is(err, ssh.ErrInvalidTarget):
 		return apierrors.NewConflict(vm.Resource("wukongs"), name, err)
 	case errors.As(err, &mismatch):
-		return errstatus.BadGateway(mismatch.Error())
+		return stream.BadGateway(mismatch.Error())
 	case errors.As(err, &auth):
-		return errstatus.BadGateway(auth.Error())
+		return stream.BadGateway(auth.Error())
 	case errors.As(err, &unreach):
 		if unreach.Timeout {
-			return errstatus.New(http.StatusGatewayTimeout, metav1.StatusReasonTimeout, unreach.Error())
+			return stream.New(http.StatusGatewayTimeout, metav1.StatusReasonTimeout, unreach.Error())
 		}
-		return errstatus.BadGateway(unreach.Error())
+		return stream.BadGateway(unreach.Error())
 	case errors.Is(err, files.ErrExists):
 		return apierrors.NewAlreadyExists(vm.Resource("wukongs/files"), p)
 	case errors.Is(err, files.ErrChecksumMismatch):
-		return errstatus.New(http.StatusUnprocessableEntity, metav1.StatusReasonInvalid, fmt.Sprintf("%v; nothing was written to %s", err, p))
+		return stream.New(http.StatusUnprocessableEntity, metav1.StatusReasonInvalid, fmt.Sprintf("%v; nothing was written to %s", err, p))
 	case errors.Is(err, files.ErrTooLarge), errors.Is(err, archive.ErrTooLarge):
 		return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("%v; nothing was written to %s", err, p))
 	case errors.Is(err, files.ErrShortBody):
@@ -63,43 +63,24 @@ func (h *filesHandler) statusFor(err error) *apierrors.StatusError {
 	case archive.IsRefused(err):
 		return apierrors.NewBadRequest(fmt.Sprintf("the tar was refused and nothing was extracted under %s: %v", p, err))
 	case errors.Is(err, files.ErrDiskFull):
-		return errstatus.New(http.StatusInsufficientStorage, errstatus.ReasonInsufficientStorage, fmt.Sprintf("%v; nothing was written to %s", err, p))
+		return stream.New(http.StatusInsufficientStorage, stream.ReasonInsufficientStorage, fmt.Sprintf("%v; nothing was written to %s", err, p))
 	case errors.Is(err, os.ErrNotExist):
 		return apierrors.NewNotFound(vm.Resource("wukongs/files"), p)
 	case errors.Is(err, os.ErrPermission):
 		return apierrors.NewForbidden(vm.Resource("wukongs/files"), p, fmt.Errorf("the guest user %s may not do that in %s", h.sshUser(), name))
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return errstatus.New(http.StatusGatewayTimeout, metav1.StatusReasonTimeout, fmt.Sprintf("the request ended before the transfer of %s did: %v", p, err))
+		return stream.New(http.StatusGatewayTimeout, metav1.StatusReasonTimeout, fmt.Sprintf("the request ended before the transfer of %s did: %v", p, err))
 	}
 	var se *sftp.StatusError
 	if errors.As(err, &se) {
-		return errstatus.BadGateway(fmt.Sprintf("the SFTP server in %s refused the operation on %s: %v", name, p, err))
+		return stream.BadGateway(fmt.Sprintf("the SFTP server in %s refused the operation on %s: %v", name, p, err))
 	}
-	return errstatus.BadGateway(fmt.Sprintf("lost the SFTP session to %s while working on %s: %v", name, p, err))
+	return stream.BadGateway(fmt.Sprintf("lost the SFTP session to %s while working on %s: %v", name, p, err))
 }
 
-func (h *filesHandler) sshUser() string {
+func (h *handler) sshUser() string {
 	if ft := h.w.Spec.FileTransfer; ft != nil && ft.SSHConfig != nil {
 		return ft.SSHConfig.User
 	}
 	return "(unknown)"
-}
-
-// brokenSession reports whether err may have left the SSH or SFTP session
-// unusable, so that it must not go back to the pool.
-func brokenSession(err error) bool {
-	var (
-		st apierrors.APIStatus
-		se *sftp.StatusError
-	)
-	switch {
-	case errors.As(err, &se), errors.As(err, &st),
-		errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrPermission),
-		errors.Is(err, files.ErrExists), errors.Is(err, files.ErrChecksumMismatch),
-		errors.Is(err, files.ErrTooLarge), errors.Is(err, files.ErrNoParent),
-		errors.Is(err, files.ErrIsDirectory), errors.Is(err, files.ErrNotDirectory),
-		archive.IsRefused(err):
-		return false
-	}
-	return true
 }

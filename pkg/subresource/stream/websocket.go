@@ -1,15 +1,17 @@
-// Package wsstream is the WebSocket transport of the streaming subresources
-// (wukongs/files, disks/export, disks/upload). kube-apiserver cuts plain
-// requests at its --request-timeout but not upgraded connections, so a
-// stream that cannot be split travels as WebSocket messages: binary messages
-// carry the bytes (1 MiB each from the server); an uploading client ends its
-// bytes with one text message; the server's last message is a text message
-// holding the transfer record as JSON (or a Status when it failed), then it
-// closes.
-package wsstream
+package stream
+
+// The WebSocket transport. kube-apiserver cuts plain requests at its
+// --request-timeout but not upgraded connections, so a stream that cannot be
+// split travels as WebSocket messages: binary messages carry the bytes
+// (1 MiB each from the server); an uploading client ends its bytes with one
+// text message; the server's last message is a text message holding the
+// transfer record as JSON (or a Status when it failed), then it closes.
+//
+// apimachinery's wsstream channel protocol does not fit: it multiplexes
+// numbered channels for exec-like sessions, has no message that ends an
+// upload or carries a result, and base64-encodes on some protocols.
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,10 +19,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apiserver/pkg/authorization/authorizer"
-	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/klog/v2"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
@@ -43,31 +42,6 @@ var Upgrader = websocket.Upgrader{
 
 // IsUpgrade says whether req asks for a WebSocket.
 func IsUpgrade(req *http.Request) bool { return websocket.IsWebSocketUpgrade(req) }
-
-// Authorize checks the verb an upload over a WebSocket really is.
-// kube-apiserver authorised the upgrade as get, as every GET; writing needs
-// verb (create, update) on the subresource too.
-func Authorize(ctx context.Context, authz authorizer.Authorizer, verb string, gr, subresource, namespace, name string) error {
-	u, ok := genericapirequest.UserFrom(ctx)
-	if !ok {
-		return apierrors.NewUnauthorized("no user in the request")
-	}
-	decision, reason, err := authz.Authorize(ctx, authorizer.AttributesRecord{
-		User: u, Verb: verb, Namespace: namespace, APIGroup: vm.GroupName, APIVersion: "v1alpha1",
-		Resource: gr, Subresource: subresource, Name: name, ResourceRequest: true,
-	})
-	if err != nil && decision != authorizer.DecisionAllow {
-		return apierrors.NewInternalError(fmt.Errorf("authorizing the upload: %w", err))
-	}
-	if decision != authorizer.DecisionAllow {
-		msg := fmt.Sprintf("an upload over a WebSocket needs %s on %s/%s, not only get", verb, gr, subresource)
-		if reason != "" {
-			msg += ": " + reason
-		}
-		return apierrors.NewForbidden(vm.Resource(gr+"/"+subresource), name, fmt.Errorf("%s", msg))
-	}
-	return nil
-}
 
 // Finish sends the last message, result (a record) or, when err is set, the
 // Status status makes of it, and closes the stream.

@@ -1,0 +1,45 @@
+package disks
+
+import (
+	"context"
+
+	exportv1beta1 "kubevirt.io/api/export/v1beta1"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
+	"github.com/novasphere/wukong/pkg/transfer/cdi"
+	"github.com/novasphere/wukong/pkg/transfer/export"
+)
+
+// What the disks subresources need, declared here so that their handlers
+// can be tested with fakes; the server wires the real ones.
+
+// Finder finds the disk a name <wukong>-<disk> stands for and its Wukong
+// (the disks storage).
+type Finder interface {
+	Find(ctx context.Context, name string) (*vm.Disk, *vm.Wukong, error)
+}
+
+// Exporter finds or makes the export of a PVC (pkg/transfer/export).
+type Exporter interface {
+	Source(ctx context.Context, namespace, claim string, format exportv1beta1.ExportVolumeFormat) (*export.Source, error)
+}
+
+// Uploader finds where a DataVolume takes an upload (pkg/transfer/cdi).
+type Uploader interface {
+	Target(ctx context.Context, namespace, claim string) (*cdi.Target, error)
+}
+
+// Recorder keeps the transfer records.
+type Recorder interface {
+	Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTransferSpec, total int64) (wukongfiletransfer.Transfer, error)
+	Get(ctx context.Context, namespace, name string) (*vm.WukongFileTransfer, error)
+	AddChunk(ctx context.Context, namespace, name string, rng vm.ByteRange, total int64, digest string, counter *wukongfiletransfer.ChunkCounter) (*vm.WukongFileTransfer, error)
+	End(ctx context.Context, namespace, name, phase, message, sha256 string) (*vm.WukongFileTransfer, error)
+}
+
+// ExportStatus writes a disk's export phase and progress into its Wukong's
+// status (done of total bytes; total < 0 when unknown).
+type ExportStatus interface {
+	SetExport(ctx context.Context, w *vm.Wukong, disk, phase string, done, total int64, message string)
+}

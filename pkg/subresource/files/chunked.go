@@ -1,0 +1,222 @@
+package files
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/klog/v2"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/apis/vm/validation"
+	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
+	"github.com/novasphere/wukong/pkg/subresource/stream"
+	"github.com/novasphere/wukong/pkg/transfer/files"
+)
+
+// Chunked transfers: a client opens a WukongFileTransfer, then moves the file
+// as many requests (files?...&transfer=<record>), each well inside
+// kube-apiserver's request timeout, in parallel and in any order. The record
+// accumulates the ranges done; uploads collect in a temporary file named
+// after the record and are committed (checked and renamed) at the end.
+
+// commitTimeout bounds checking and renaming a committed upload, which runs
+// after the commit request has been answered.
+const commitTimeout = time.Hour
+
+// chunkedRecord loads and checks the record a chunk belongs to.
+func (h *handler) chunkedRecord(ctx context.Context, method string) (*vm.WukongFileTransfer, error) {
+	switch {
+	case method == http.MethodDelete:
+		return nil, apierrors.NewBadRequest("transfer applies to GET, POST and PUT, not DELETE")
+	case h.opts.Archive != "":
+		return nil, apierrors.NewBadRequest("archive=tar cannot be sent in chunks: send it as one request, or chunk the tar file itself")
+	}
+	rec, err := h.r.Recorder.Get(ctx, h.w.Namespace, h.opts.Transfer)
+	if err != nil {
+		return nil, err
+	}
+	op := vm.OperationUpload
+	if method == http.MethodGet {
+		op = vm.OperationDownload
+	}
+	if err := stream.CheckChunkRecord(rec, h.w.Name, vm.WukongFileTransferSpec{RemotePath: h.opts.Path}, op); err != nil {
+		return nil, err
+	}
+	if op == vm.OperationUpload && rec.Spec.ExpectedSize == nil {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("transfer %s has no spec.expectedSize: a chunked upload needs it", rec.Name))
+	}
+	return rec, nil
+}
+
+// getChunk serves one range of a chunked download and adds it to the record.
+func (h *handler) getChunk(ctx context.Context, s GuestFS, rw http.ResponseWriter, req *http.Request) error {
+	fi, err := s.Stat(h.opts.Path)
+	if err != nil {
+		return err
+	}
+	// A chunked download moves the whole file, so the whole file counts.
+	size := fi.Size()
+	if err := h.checkRead(fi, size); err != nil {
+		return err
+	}
+	start, length, partial, err := stream.Range(h.opts.Offset, h.opts.Length, req.Header.Get("Range"), size, h.opts.Path)
+	if err != nil {
+		return err
+	}
+	writeFileHeader(rw, fi, start, length, partial, h.rec.Name)
+	sum := sha256.New()
+	counter := wukongfiletransfer.NewChunkCounter(vm.OperationDownload)
+	defer counter.Done()
+	n, err := s.Read(ctx, h.opts.Path, start, length, size, io.MultiWriter(rw, sum, counter))
+	if err != nil {
+		// The client fetches this range again; the record stays as it was.
+		return fmt.Errorf("%w: %v", errStreamBroken, err)
+	}
+	// The range's sha256 goes into the record for the client to compare
+	// with what it received.
+	if _, err := h.r.Recorder.AddChunk(ctx, h.w.Namespace, h.rec.Name, vm.ByteRange{Offset: start, Length: n}, size, hex.EncodeToString(sum.Sum(nil)), counter); err != nil {
+		klog.ErrorS(err, "Recording a downloaded chunk", "record", klog.KRef(h.w.Namespace, h.rec.Name))
+	}
+	return nil
+}
+
+// putChunk writes one chunk of a chunked upload at its offset.
+func (h *handler) putChunk(ctx context.Context, s GuestFS, req *http.Request) error {
+	total := *h.rec.Spec.ExpectedSize
+	if h.maxBytes > 0 && total > h.maxBytes {
+		return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("transfer %s expects %d bytes, the limit for this Wukong is %d", h.rec.Name, total, h.maxBytes))
+	}
+	var offset int64
+	if h.opts.Offset != nil {
+		offset = *h.opts.Offset
+	}
+	if offset > total || (req.ContentLength > 0 && offset+req.ContentLength > total) {
+		return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("the chunk at offset %d runs past the transfer's expected size of %d bytes", offset, total))
+	}
+	// With sha256, the chunk counts as done only when the bytes written match
+	// it; a mismatched chunk is answered 422 and must be sent again.
+	sum := sha256.New()
+	counter := wukongfiletransfer.NewChunkCounter(vm.OperationUpload)
+	defer counter.Done()
+	n, err := s.WriteChunk(ctx, h.opts.Path, string(h.rec.UID), offset, total-offset, h.opts.CreateParents, req.Body, io.MultiWriter(sum, counter))
+	if err != nil {
+		return err
+	}
+	if h.opts.SHA256 != "" {
+		if got := hex.EncodeToString(sum.Sum(nil)); got != h.opts.SHA256 {
+			return fmt.Errorf("%w: the chunk at offset %d has sha256 %s, expected %s", files.ErrChecksumMismatch, offset, got, h.opts.SHA256)
+		}
+	}
+	if req.ContentLength >= 0 && n != req.ContentLength {
+		return fmt.Errorf("%w: %d of %d bytes of the chunk", files.ErrShortBody, n, req.ContentLength)
+	}
+	rec, err := h.r.Recorder.AddChunk(ctx, h.w.Namespace, h.rec.Name, vm.ByteRange{Offset: offset, Length: n}, total, "", counter)
+	if err != nil {
+		return err
+	}
+	h.responder.Object(http.StatusOK, rec)
+	return nil
+}
+
+// commit checks that every byte arrived and answers 202; the sha256 check and
+// the rename run after the answer, because reading back a large file can take
+// longer than kube-apiserver lets a request live. The record says how it ended.
+func (h *handler) commit(req *http.Request) error {
+	// A client ends a chunked download with a GET (a download resumed under
+	// a new record never covers the file by itself).
+	if h.rec.Spec.Operation == vm.OperationDownload {
+		rec, err := h.r.Recorder.End(req.Context(), h.w.Namespace, h.rec.Name, vm.FileTransferPhaseSucceeded,
+			fmt.Sprintf("the client ended the download of %s after %d bytes under this record; it verifies them against status.rangeDigests", h.opts.Path, h.rec.Status.BytesTransferred), "")
+		if err != nil {
+			return err
+		}
+		h.responder.Object(http.StatusOK, rec)
+		return nil
+	}
+	total := *h.rec.Spec.ExpectedSize
+	if !wukongfiletransfer.Covered(h.rec.Status.CompletedRanges, total) {
+		return apierrors.NewConflict(vm.Resource("wukongfiletransfers"), h.rec.Name,
+			fmt.Errorf("%d of %d bytes arrived; send the missing ranges (status.completedRanges lists what is done) before committing", h.rec.Status.BytesTransferred, total))
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), commitTimeout)
+	if err := h.r.Recorder.Note(ctx, h.w.Namespace, h.rec.Name, "all bytes arrived; checking and committing"); err != nil {
+		cancel()
+		return err
+	}
+	rec, err := h.r.Recorder.Get(ctx, h.w.Namespace, h.rec.Name)
+	if err != nil {
+		cancel()
+		return err
+	}
+	go func() {
+		defer cancel()
+		h.finishUpload(ctx, req.Method == http.MethodPost)
+	}()
+	h.responder.Object(http.StatusAccepted, rec)
+	return nil
+}
+
+// finishUpload verifies the collected chunks, renames them over the target
+// and ends the record.
+func (h *handler) finishUpload(ctx context.Context, noClobber bool) {
+	ns, name := h.w.Namespace, h.rec.Name
+	opts := files.CommitOptions{Size: *h.rec.Spec.ExpectedSize, SHA256: h.rec.Spec.ExpectedSHA256, NoClobber: noClobber}
+	if h.opts.Mode != "" {
+		m, _ := validation.ParseFileMode(h.opts.Mode) // validated in Connect
+		opts.Mode = &m
+	}
+	phase, msg, sum := vm.FileTransferPhaseSucceeded, "", ""
+	s, err := h.r.Dialer.Dial(ctx, h.w)
+	if err == nil {
+		sum, err = s.CommitChunks(ctx, h.opts.Path, string(h.rec.UID), opts)
+		s.Close(err)
+	}
+	switch {
+	case err != nil:
+		phase, msg = vm.FileTransferPhaseFailed, h.statusFor(err).ErrStatus.Message
+	case sum == "":
+		msg = fmt.Sprintf("uploaded %d bytes to %s in chunks; no expectedSHA256, so only the chunks that carried a sha256 were checked", opts.Size, h.opts.Path)
+	default:
+		msg = fmt.Sprintf("uploaded %d bytes to %s in chunks; sha256 checked by reading the file back", opts.Size, h.opts.Path)
+	}
+	if _, err := h.r.Recorder.End(ctx, ns, name, phase, msg, sum); err != nil {
+		klog.ErrorS(err, "Ending a chunked upload", "record", klog.KRef(ns, name))
+	}
+}
+
+// RemoveAbandonedChunks deletes the temporary file of a chunked upload whose
+// client went away (the record collector ended it as stale). When the guest
+// cannot be reached now, the file goes on the next connection to it.
+func (r *REST) RemoveAbandonedChunks(ctx context.Context, rec *vm.WukongFileTransfer) {
+	if rec.Spec.Operation != vm.OperationUpload || rec.Spec.RemotePath == "" || rec.Spec.Disk != "" {
+		return
+	}
+	obj, err := r.Wukongs.Get(genericapirequest.WithNamespace(ctx, rec.Namespace), rec.Spec.WukongName, &metav1.GetOptions{})
+	if err != nil {
+		return // the Wukong is gone, and with it the VM
+	}
+	w, ok := obj.(*vm.Wukong)
+	if !ok {
+		return
+	}
+	tmp := files.ChunkTempName(rec.Spec.RemotePath, string(rec.UID))
+	s, err := r.Dialer.Dial(ctx, w)
+	if err != nil {
+		r.Dialer.Leftover(w, tmp)
+		return
+	}
+	err = s.Remove(tmp)
+	if err != nil {
+		err = &files.LeftoverError{Path: tmp, Err: err}
+	}
+	s.Close(err)
+}

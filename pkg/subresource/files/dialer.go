@@ -1,0 +1,127 @@
+package files
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+
+	"github.com/pkg/sftp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/klog/v2"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/transfer/archive"
+	"github.com/novasphere/wukong/pkg/transfer/files"
+	"github.com/novasphere/wukong/pkg/transfer/guest"
+	"github.com/novasphere/wukong/pkg/transfer/ssh"
+)
+
+// SSHDialer reaches guests for method ssh: pkg/transfer/guest finds the
+// address and credentials, pkg/transfer/ssh's pool connects, and a host key
+// seen for the first time is pinned before the session is used. It only
+// reaches guests; the handlers move the bytes.
+type SSHDialer struct {
+	locator *guest.Locator
+	pool    *ssh.Pool
+	pinner  HostKeyPinner
+
+	// leftovers are temporary upload files that could not be removed when
+	// their upload failed (the connection broke), by Wukong; they are
+	// removed on the next connection to the same VM.
+	mu        sync.Mutex
+	leftovers map[string][]string
+}
+
+var _ Dialer = &SSHDialer{}
+
+// NewSSHDialer returns a dialer that locates guests with locator and
+// connects through pool.
+func NewSSHDialer(locator *guest.Locator, pool *ssh.Pool, pinner HostKeyPinner) *SSHDialer {
+	return &SSHDialer{locator: locator, pool: pool, pinner: pinner, leftovers: map[string][]string{}}
+}
+
+// Dial resolves the guest, takes a pooled SFTP session, pins a host key seen
+// for the first time and removes leftovers of earlier broken uploads.
+func (d *SSHDialer) Dial(ctx context.Context, w *vm.Wukong) (Session, error) {
+	target, err := d.locator.SSHTarget(ctx, w)
+	if err != nil {
+		return nil, err
+	}
+	client, err := d.pool.Get(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	if key := client.LearnedHostKey(); key != nil {
+		if err := d.pinner.PinHostKey(ctx, w, key); err != nil {
+			client.Discard()
+			return nil, err
+		}
+	}
+	s := &sshSession{FS: files.New(client.SFTP()), d: d, w: w, client: client}
+	d.removeLeftovers(w, s)
+	return s, nil
+}
+
+// Leftover remembers a temporary file to remove on the next connection.
+func (d *SSHDialer) Leftover(w *vm.Wukong, p string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k := w.Namespace + "/" + w.Name
+	d.leftovers[k] = append(d.leftovers[k], p)
+}
+
+func (d *SSHDialer) removeLeftovers(w *vm.Wukong, fs *sshSession) {
+	k := w.Namespace + "/" + w.Name
+	d.mu.Lock()
+	paths := d.leftovers[k]
+	delete(d.leftovers, k)
+	d.mu.Unlock()
+	for _, p := range paths {
+		if err := fs.Remove(p); err != nil {
+			klog.ErrorS(err, "Removing the temporary file of a broken upload", "wukong", klog.KObj(w), "path", p)
+			d.Leftover(w, p)
+		}
+	}
+}
+
+// sshSession is a pooled SFTP session.
+type sshSession struct {
+	*files.FS
+	d      *SSHDialer
+	w      *vm.Wukong
+	client *ssh.Client
+}
+
+func (s *sshSession) Close(err error) {
+	var left *files.LeftoverError
+	if errors.As(err, &left) {
+		s.d.Leftover(s.w, left.Path)
+	}
+	if err != nil && brokenSession(err) {
+		s.client.Discard()
+		return
+	}
+	// A healthy session goes back to the pool.
+	s.client.Release()
+}
+
+// brokenSession reports whether err may have left the SSH or SFTP session
+// unusable, so that it must not go back to the pool: only the answers of a
+// working SFTP server and refusals made before any I/O keep it.
+func brokenSession(err error) bool {
+	var (
+		st apierrors.APIStatus
+		se *sftp.StatusError
+	)
+	switch {
+	case errors.As(err, &se), errors.As(err, &st),
+		errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrPermission),
+		errors.Is(err, files.ErrExists), errors.Is(err, files.ErrChecksumMismatch),
+		errors.Is(err, files.ErrTooLarge), errors.Is(err, files.ErrNoParent),
+		errors.Is(err, files.ErrIsDirectory), errors.Is(err, files.ErrNotDirectory),
+		archive.IsRefused(err):
+		return false
+	}
+	return true
+}

@@ -1,0 +1,396 @@
+// Package files serves wukongs/<name>/files: files and directories inside a
+// Wukong's guest, streamed. GET reads, POST creates, PUT creates or
+// replaces, DELETE removes; the HTTP method is the RBAC verb. It only
+// handles HTTP: a Dialer reaches the guest (dialer.go), pkg/transfer moves
+// the bytes, and a Recorder keeps the WukongFileTransfer records.
+package files
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	"k8s.io/apiserver/pkg/registry/rest"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/apis/vm/validation"
+	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
+	"github.com/novasphere/wukong/pkg/subresource/stream"
+	"github.com/novasphere/wukong/pkg/transfer/archive"
+	"github.com/novasphere/wukong/pkg/transfer/files"
+)
+
+// REST is the files subresource of wukongs.
+type REST struct {
+	Deps
+}
+
+// Deps are what the files subresource needs to find Wukongs, reach their
+// guests and record transfers.
+type Deps struct {
+	// Wukongs is the wukongs storage.
+	Wukongs  rest.Getter
+	Dialer   Dialer
+	Recorder Recorder
+	// Authorizer checks the real verb of uploads over a WebSocket GET.
+	Authorizer authorizer.Authorizer
+	// MaxFileSize is the server-wide cap on one file or archive; 0 means none.
+	MaxFileSize int64
+}
+
+var (
+	_ rest.Connecter = &REST{}
+	_ rest.Storage   = &REST{}
+)
+
+// NewREST returns the files subresource.
+func NewREST(deps Deps) *REST { return &REST{Deps: deps} }
+
+// New returns the options kind, as pods/log does.
+func (r *REST) New() runtime.Object { return &vm.WukongFileOptions{} }
+
+// Destroy does nothing: the server closes the SSH pool.
+func (r *REST) Destroy() {}
+
+// ConnectMethods are the HTTP methods the subresource answers.
+func (r *REST) ConnectMethods() []string {
+	return []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete}
+}
+
+// NewConnectOptions returns the kind the query parameters decode into.
+func (r *REST) NewConnectOptions() (runtime.Object, bool, string) {
+	return &vm.WukongFileOptions{}, false, ""
+}
+
+// Connect checks the request against the Wukong's policy and returns the
+// handler that streams. Errors found here become ordinary Status responses.
+func (r *REST) Connect(ctx context.Context, name string, options runtime.Object, responder rest.Responder) (http.Handler, error) {
+	opts, ok := options.(*vm.WukongFileOptions)
+	if !ok {
+		return nil, apierrors.NewInternalError(fmt.Errorf("invalid options object: %T", options))
+	}
+	if errs := validation.ValidateWukongFileOptions(opts); len(errs) > 0 {
+		return nil, apierrors.NewBadRequest(errs.ToAggregate().Error())
+	}
+	obj, err := r.Wukongs.Get(ctx, name, &metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	w, ok := obj.(*vm.Wukong)
+	if !ok {
+		return nil, apierrors.NewInternalError(fmt.Errorf("wukongs storage returned %T", obj))
+	}
+	ft := w.Spec.FileTransfer
+	if ft == nil || !ft.Enabled {
+		return nil, apierrors.NewForbidden(vm.Resource("wukongs/files"), name,
+			errors.New("file transfer is disabled for this Wukong: set spec.fileTransfer.enabled to true"))
+	}
+	if ft.Method != vm.FileTransferMethodSSH {
+		return nil, stream.New(http.StatusNotImplemented, metav1.StatusReasonMethodNotAllowed,
+			fmt.Sprintf("spec.fileTransfer.method %q is not served by the files subresource yet; use ssh", ft.Method))
+	}
+	return &handler{r: r, w: w, opts: opts, responder: responder, maxBytes: r.limitFor(w)}, nil
+}
+
+// limitFor is the lower of the server's and the Wukong's maximum file size.
+func (r *REST) limitFor(w *vm.Wukong) int64 {
+	limit := r.MaxFileSize
+	if q := w.Spec.FileTransfer.MaxFileSize; q != nil {
+		if v := q.Value(); limit == 0 || v < limit {
+			limit = v
+		}
+	}
+	return limit
+}
+
+// handler serves one request.
+type handler struct {
+	r         *REST
+	w         *vm.Wukong
+	opts      *vm.WukongFileOptions
+	responder rest.Responder
+	maxBytes  int64
+	// rec is the chunked transfer this request belongs to, if any.
+	rec *vm.WukongFileTransfer
+}
+
+func (h *handler) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	if err := h.serve(rw, req); err != nil {
+		if errors.Is(err, errStreamBroken) {
+			// Headers and part of the body are out: all that is left is to
+			// cut the stream so the client cannot take it for complete.
+			panic(http.ErrAbortHandler)
+		}
+		h.responder.Error(h.statusFor(err))
+	}
+}
+
+// serve checks what the request asks for, then dials the guest and
+// dispatches on the method.
+func (h *handler) serve(rw http.ResponseWriter, req *http.Request) error {
+	ctx := req.Context()
+	ws := stream.IsUpgrade(req)
+	if h.opts.Upload != "" && !ws {
+		return apierrors.NewBadRequest("upload=create|replace is for a WebSocket upgrade; a plain upload is a POST or PUT")
+	}
+	if ws && h.opts.Upload != "" {
+		verb := "create"
+		if h.opts.Upload == "replace" {
+			verb = "update"
+		}
+		if err := stream.Authorize(ctx, h.r.Authorizer, verb, "wukongs", "files", h.w.Namespace, h.w.Name); err != nil {
+			return err
+		}
+	}
+	if h.opts.Transfer != "" {
+		rec, err := h.chunkedRecord(ctx, req.Method)
+		if err != nil {
+			return err
+		}
+		h.rec = rec
+	}
+	if h.opts.Commit {
+		if h.rec == nil || (req.Method == http.MethodGet) != (h.rec.Spec.Operation == vm.OperationDownload) {
+			return apierrors.NewBadRequest("commit ends a chunked transfer: POST or PUT it with transfer=<upload record>, or GET it with transfer=<download record>")
+		}
+		// Answered at once; the check and rename dial on their own.
+		return h.commit(req)
+	}
+	s, err := h.r.Dialer.Dial(ctx, h.w)
+	if err != nil {
+		return err
+	}
+	err = h.dispatch(ctx, s, rw, req, ws)
+	s.Close(err)
+	return err
+}
+
+func (h *handler) dispatch(ctx context.Context, s GuestFS, rw http.ResponseWriter, req *http.Request, ws bool) error {
+	switch {
+	case ws && h.rec == nil && req.Method == http.MethodGet:
+		return h.serveWebSocket(ctx, s, rw, req)
+	case h.rec != nil && req.Method == http.MethodGet:
+		return h.getChunk(ctx, s, rw, req)
+	case h.rec != nil:
+		return h.putChunk(ctx, s, req)
+	case req.Method == http.MethodGet:
+		return h.get(ctx, s, rw, req)
+	case req.Method == http.MethodPost || req.Method == http.MethodPut:
+		return h.put(ctx, s, req)
+	case req.Method == http.MethodDelete:
+		if err := s.Delete(h.opts.Path, h.opts.Recursive); err != nil {
+			return err
+		}
+		h.responder.Object(http.StatusOK, &metav1.Status{Status: metav1.StatusSuccess, Code: http.StatusOK,
+			Message: fmt.Sprintf("removed %s from %s", h.opts.Path, h.w.Name)})
+		return nil
+	}
+	return apierrors.NewMethodNotSupported(vm.Resource("wukongs/files"), req.Method)
+}
+
+// errStreamBroken marks a failure after the response started.
+var errStreamBroken = errors.New("stream broken after the response started")
+
+func (h *handler) get(ctx context.Context, s GuestFS, rw http.ResponseWriter, req *http.Request) error {
+	fi, err := s.Stat(h.opts.Path)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		if h.opts.Archive == "tar" {
+			return h.getTar(ctx, s, rw)
+		}
+		return h.list(s)
+	}
+	if h.opts.Archive != "" {
+		return apierrors.NewBadRequest(fmt.Sprintf("archive=tar reads a directory; %s is a file", h.opts.Path))
+	}
+	start, length, partial, err := stream.Range(h.opts.Offset, h.opts.Length, req.Header.Get("Range"), fi.Size(), h.opts.Path)
+	if err != nil {
+		return err
+	}
+	if err := h.checkRead(fi, length); err != nil {
+		return err
+	}
+	t, err := h.r.Recorder.Start(ctx, h.w, h.recordSpec(vm.OperationDownload), length)
+	if err != nil {
+		return err
+	}
+	writeFileHeader(rw, fi, start, length, partial, t.Name())
+	n, err := s.Read(ctx, h.opts.Path, start, length, fi.Size(), io.MultiWriter(rw, t))
+	if err != nil {
+		t.Fail(fmt.Sprintf("download failed after %d bytes: %v", n, err))
+		return fmt.Errorf("%w: %v", errStreamBroken, err)
+	}
+	t.Succeed(fmt.Sprintf("downloaded %d bytes of %s", n, h.opts.Path))
+	return nil
+}
+
+// checkRead refuses to read n bytes of what is not a regular file, or more
+// than this Wukong's limit.
+func (h *handler) checkRead(fi os.FileInfo, n int64) error {
+	if !fi.Mode().IsRegular() {
+		return apierrors.NewBadRequest(fmt.Sprintf("%s is not a regular file", h.opts.Path))
+	}
+	if h.maxBytes > 0 && n > h.maxBytes {
+		return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("%s: %d bytes to read, the limit for this Wukong is %d", h.opts.Path, n, h.maxBytes))
+	}
+	return nil
+}
+
+// writeFileHeader answers 200 or 206 with the headers of a file download.
+func writeFileHeader(rw http.ResponseWriter, fi os.FileInfo, start, length int64, partial bool, record string) {
+	hd := rw.Header()
+	hd.Set("Content-Type", "application/octet-stream")
+	hd.Set("Content-Length", strconv.FormatInt(length, 10))
+	hd.Set("Accept-Ranges", "bytes")
+	hd.Set("Last-Modified", fi.ModTime().UTC().Format(http.TimeFormat))
+	hd.Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.Size(), fi.ModTime().UnixNano()))
+	hd.Set(v1alpha1.TransferHeader, record)
+	code := http.StatusOK
+	if partial {
+		code = http.StatusPartialContent
+		hd.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, fi.Size()))
+	}
+	rw.WriteHeader(code)
+}
+
+func (h *handler) list(s GuestFS) error {
+	entries, err := s.List(h.opts.Path)
+	if err != nil {
+		return err
+	}
+	out := &vm.WukongFileList{Path: h.opts.Path, Items: make([]vm.FileInfo, 0, len(entries))}
+	for _, e := range entries {
+		out.Items = append(out.Items, vm.FileInfo{
+			Name: e.Name, Type: fileType(e.Info.Mode()), Size: e.Info.Size(),
+			Mode: e.Info.Mode().String(), ModTime: metav1.NewTime(e.Info.ModTime()), LinkTarget: e.LinkTarget,
+		})
+	}
+	h.responder.Object(http.StatusOK, out)
+	return nil
+}
+
+func fileType(m os.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return vm.FileTypeFile
+	case m.IsDir():
+		return vm.FileTypeDirectory
+	case m&os.ModeSymlink != 0:
+		return vm.FileTypeSymlink
+	}
+	return vm.FileTypeOther
+}
+
+func (h *handler) getTar(ctx context.Context, s GuestFS, rw http.ResponseWriter) error {
+	t, err := h.r.Recorder.Start(ctx, h.w, h.recordSpec(vm.OperationDownload), -1)
+	if err != nil {
+		return err
+	}
+	ct := "application/x-tar"
+	if h.opts.Gzip {
+		ct = "application/gzip"
+	}
+	rw.Header().Set("Content-Type", ct)
+	rw.Header().Set(v1alpha1.TransferHeader, t.Name())
+	rw.WriteHeader(http.StatusOK)
+	out := &limitWriter{w: io.MultiWriter(rw, t), limit: h.maxBytes}
+	if _, err := s.WriteTar(ctx, h.opts.Path, out, archive.WriteOptions{Gzip: h.opts.Gzip}); err != nil {
+		t.Fail(fmt.Sprintf("tar of %s failed after %d bytes: %v", h.opts.Path, t.Bytes(), err))
+		return fmt.Errorf("%w: %v", errStreamBroken, err)
+	}
+	t.Succeed(fmt.Sprintf("sent %s as a tar of %d bytes", h.opts.Path, t.Bytes()))
+	return nil
+}
+
+// limitWriter stops a stream whose size is not known in advance at the limit.
+type limitWriter struct {
+	w     io.Writer
+	n     int64
+	limit int64
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if l.limit > 0 && l.n+int64(len(p)) > l.limit {
+		return 0, fmt.Errorf("%w: the limit for this Wukong is %d bytes", files.ErrTooLarge, l.limit)
+	}
+	n, err := l.w.Write(p)
+	l.n += int64(n)
+	return n, err
+}
+
+func (h *handler) put(ctx context.Context, s GuestFS, req *http.Request) error {
+	create := req.Method == http.MethodPost
+	size := req.ContentLength // -1 when unknown
+	if h.maxBytes > 0 && size > h.maxBytes {
+		return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("the body is %d bytes, the limit for this Wukong is %d", size, h.maxBytes))
+	}
+	total := size
+	if h.opts.Archive == "tar" {
+		total = -1 // the archive's size is not the files' size
+	}
+	t, err := h.r.Recorder.Start(ctx, h.w, h.recordSpec(vm.OperationUpload), total)
+	if err != nil {
+		return err
+	}
+	var created bool
+	if h.opts.Archive == "tar" {
+		err = h.extract(ctx, s, req.Body, t)
+		created = create
+	} else {
+		var res files.UploadResult
+		res, err = s.Upload(ctx, h.opts.Path, req.Body, h.uploadOptions(create, size, t))
+		created = res.Created
+	}
+	if err != nil {
+		t.Fail(fmt.Sprintf("upload failed after %d bytes, nothing was written to %s: %v", t.Bytes(), h.opts.Path, h.statusFor(err).ErrStatus.Message))
+		return err
+	}
+	rec := t.Succeed(fmt.Sprintf("uploaded %d bytes to %s", t.Bytes(), h.opts.Path))
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+	}
+	if rec == nil {
+		h.responder.Object(code, &metav1.Status{Status: metav1.StatusSuccess, Code: int32(code), Message: "uploaded " + h.opts.Path})
+		return nil
+	}
+	h.responder.Object(code, rec)
+	return nil
+}
+
+// uploadOptions are the options of one atomic upload of size bytes (-1:
+// unknown), observed by t.
+func (h *handler) uploadOptions(noClobber bool, size int64, t io.Writer) files.UploadOptions {
+	uo := files.UploadOptions{
+		CreateParents: h.opts.CreateParents, NoClobber: noClobber, SHA256: h.opts.SHA256,
+		Size: size, MaxBytes: h.maxBytes, Observer: t,
+	}
+	if h.opts.Mode != "" {
+		m, _ := validation.ParseFileMode(h.opts.Mode) // validated in Connect
+		uo.Mode = &m
+	}
+	return uo
+}
+
+func (h *handler) extract(ctx context.Context, s GuestFS, body io.Reader, t wukongfiletransfer.Transfer) error {
+	_, err := s.ExtractTar(ctx, h.opts.Path, io.TeeReader(body, t), h.opts.CreateParents, archive.ExtractOptions{Gzip: h.opts.Gzip, MaxBytes: h.maxBytes})
+	return err
+}
+
+func (h *handler) recordSpec(op string) vm.WukongFileTransferSpec {
+	return vm.WukongFileTransferSpec{
+		WukongName: h.w.Name, Operation: op, RemotePath: h.opts.Path,
+		Method: vm.FileTransferMethodSSH, ExpectedSHA256: h.opts.SHA256,
+	}
+}

@@ -1,0 +1,165 @@
+package files
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+
+	"github.com/pkg/sftp"
+
+	"github.com/novasphere/wukong/pkg/transfer/archive"
+)
+
+// FS is a guest's filesystem over one SFTP session: every SFTP call the
+// files subresource needs goes through it, so that handlers deal in paths,
+// readers and writers, and another way to reach a guest can stand in for it.
+type FS struct {
+	c *sftp.Client
+}
+
+// New returns the filesystem c reaches.
+func New(c *sftp.Client) *FS { return &FS{c: c} }
+
+// Stat follows symlinks, as a download does.
+func (fs *FS) Stat(p string) (os.FileInfo, error) { return fs.c.Stat(p) }
+
+// Read writes length bytes of the file at p from offset to w; size is the
+// file's size as Stat saw it, so that a file that shrank meanwhile fails.
+func (fs *FS) Read(ctx context.Context, p string, offset, length, size int64, w io.Writer) (int64, error) {
+	f, err := fs.c.Open(p)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return Download(ctx, f, offset, length, size, w)
+}
+
+// List returns the entries of the directory p.
+func (fs *FS) List(p string) ([]Entry, error) { return List(fs.c, p) }
+
+// WriteTar writes the directory root to w as a tar stream (gzipped when
+// asked).
+func (fs *FS) WriteTar(ctx context.Context, root string, w io.Writer, opts archive.WriteOptions) (archive.Stats, error) {
+	return archive.Write(ctx, fs.c, root, w, opts)
+}
+
+// ExtractTar extracts the tar stream r under the directory dest, creating
+// dest first when createParents is set.
+func (fs *FS) ExtractTar(ctx context.Context, dest string, r io.Reader, createParents bool, opts archive.ExtractOptions) (archive.Stats, error) {
+	if createParents {
+		if err := fs.c.MkdirAll(dest); err != nil {
+			return archive.Stats{}, err
+		}
+	}
+	fi, err := fs.c.Stat(dest)
+	if err != nil {
+		return archive.Stats{}, err
+	}
+	if !fi.IsDir() {
+		return archive.Stats{}, fmt.Errorf("%s: %w: a tar is extracted under a directory", dest, ErrNotDirectory)
+	}
+	return archive.Extract(ctx, fs.c, dest, r, opts)
+}
+
+// Upload writes body to target atomically (see the package function).
+func (fs *FS) Upload(ctx context.Context, target string, body io.Reader, opts UploadOptions) (UploadResult, error) {
+	return Upload(ctx, fs.c, target, body, opts)
+}
+
+// Delete removes p (recursively when asked).
+func (fs *FS) Delete(p string, recursive bool) error { return Delete(fs.c, p, recursive) }
+
+// Remove removes one file; a file already gone is no error.
+func (fs *FS) Remove(p string) error {
+	if err := fs.c.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// WriteChunk writes one chunk of the chunked upload id (the record's UID)
+// of target at offset: at most max bytes of body, each also written to
+// observer. The chunks collect in ChunkTempName(target, id).
+func (fs *FS) WriteChunk(ctx context.Context, target, id string, offset, max int64, createParents bool, body io.Reader, observer io.Writer) (int64, error) {
+	dir := path.Dir(target)
+	if createParents {
+		if err := fs.c.MkdirAll(dir); err != nil {
+			return 0, err
+		}
+	}
+	n, err := WriteAt(ctx, fs.c, ChunkTempName(target, id), offset, max, body, observer)
+	if err != nil && IsFailure(err) && DiskFull(fs.c, dir) {
+		err = fmt.Errorf("%w: %v", ErrDiskFull, err)
+	}
+	return n, err
+}
+
+// CommitOptions say how the chunks of an upload become the target.
+type CommitOptions struct {
+	// Size is how many bytes the collected file must hold.
+	Size int64
+	// SHA256, when set, is checked by reading the collected file back.
+	SHA256 string
+	// Mode of the file; nil keeps the replaced file's mode, or 0644.
+	Mode *os.FileMode
+	// NoClobber refuses to replace an existing target (ErrExists).
+	NoClobber bool
+}
+
+// CommitChunks checks the collected chunks of upload id against opts and
+// renames them over target; it returns the sha256 it read back (empty
+// when none was asked for). On failure the temporary file is removed, or,
+// when it cannot be, named in a *LeftoverError.
+func (fs *FS) CommitChunks(ctx context.Context, target, id string, opts CommitOptions) (string, error) {
+	tmp := ChunkTempName(target, id)
+	sum, err := fs.checkChunks(ctx, tmp, opts)
+	if err == nil {
+		mode := os.FileMode(0o644)
+		if opts.Mode != nil {
+			mode = *opts.Mode
+		} else if fi, serr := fs.c.Stat(target); serr == nil && fi.Mode().IsRegular() {
+			mode = fi.Mode().Perm()
+		}
+		if err = fs.c.Chmod(tmp, mode); err == nil {
+			err = Commit(fs.c, tmp, target, opts.NoClobber)
+		}
+	}
+	if err != nil {
+		if rerr := fs.Remove(tmp); rerr != nil {
+			return "", &LeftoverError{Path: tmp, Err: err}
+		}
+		return "", err
+	}
+	return sum, nil
+}
+
+// checkChunks reads the collected file back only to check an expected
+// sha256: a client that verified each chunk (sha256 on every PUT) need not
+// pay for it.
+func (fs *FS) checkChunks(ctx context.Context, tmp string, opts CommitOptions) (string, error) {
+	var (
+		size int64
+		sum  string
+		err  error
+	)
+	if opts.SHA256 != "" {
+		size, sum, err = HashFile(ctx, fs.c, tmp)
+	} else {
+		var fi os.FileInfo
+		if fi, err = fs.c.Stat(tmp); err == nil {
+			size = fi.Size()
+		}
+	}
+	switch {
+	case err != nil:
+		return "", err
+	case size != opts.Size:
+		return "", fmt.Errorf("%w: the collected file has %d bytes, expected %d", ErrShortBody, size, opts.Size)
+	case opts.SHA256 != "" && sum != opts.SHA256:
+		return "", fmt.Errorf("%w: the uploaded bytes' sha256 is %s, expected %s", ErrChecksumMismatch, sum, opts.SHA256)
+	}
+	return sum, nil
+}
