@@ -63,7 +63,7 @@ type fakeAPI struct {
 	seq     int
 	log     []call
 	// fail, when set, may answer a request with a Status instead.
-	fail func(r *http.Request) *apierrors.StatusError
+	fail func(c call) *apierrors.StatusError
 	// events are sent, in order, to a watch of wukongfiletransfers.
 	events []fakeEvent
 }
@@ -185,6 +185,20 @@ func (f *fakeAPI) calls(prefixes ...string) []string {
 	return out
 }
 
+// failing answers the next times requests whose String contains substr
+// with st (every one when times is negative).
+func (f *fakeAPI) failing(substr string, times int, st *apierrors.StatusError) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail = func(c call) *apierrors.StatusError {
+		if !strings.Contains(c.String(), substr) || times == 0 {
+			return nil
+		}
+		times-- // serve calls fail under f.mu
+		return st
+	}
+}
+
 func (f *fakeAPI) record(ns, name string) *v1alpha1.WukongFileTransfer {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -204,16 +218,17 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, apierrors.NewNotFound(v1alpha1.Resource("paths"), r.URL.Path))
 		return
 	}
-	ws := gwebsocket.IsWebSocketUpgrade(r)
+	c := call{Method: r.Method, Path: rest, Query: r.URL.Query(), WS: gwebsocket.IsWebSocketUpgrade(r)}
 	f.mu.Lock()
-	f.log = append(f.log, call{Method: r.Method, Path: rest, Query: r.URL.Query(), WS: ws})
-	fail := f.fail
+	f.log = append(f.log, c)
+	var st *apierrors.StatusError
+	if f.fail != nil {
+		st = f.fail(c)
+	}
 	f.mu.Unlock()
-	if fail != nil {
-		if st := fail(r); st != nil {
-			writeStatus(w, st)
-			return
-		}
+	if st != nil {
+		writeStatus(w, st)
+		return
 	}
 	parts := strings.Split(rest, "/")
 	if len(parts) == 1 && parts[0] == "wukongfiletransfers" {
