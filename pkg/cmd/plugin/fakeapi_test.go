@@ -584,12 +584,12 @@ func (f *fakeAPI) list(w http.ResponseWriter, p, local string) {
 		if err != nil {
 			continue
 		}
-		typ, target := "other", ""
+		typ, target, size := "other", "", fi.Size()
 		switch {
 		case fi.Mode().IsRegular():
 			typ = "file"
 		case fi.IsDir():
-			typ = "directory"
+			typ, size = "directory", 4096 // as ext4 says, whatever the test's file system
 		case fi.Mode()&os.ModeSymlink != 0:
 			typ = "symlink"
 			target, _ = os.Readlink(filepath.Join(local, e.Name()))
@@ -597,7 +597,7 @@ func (f *fakeAPI) list(w http.ResponseWriter, p, local string) {
 		if strings.Contains(e.Name(), ".wukong-") {
 			continue // a chunked upload's temporary file
 		}
-		out.Items = append(out.Items, v1alpha1.FileInfo{Name: e.Name(), Type: typ, Size: fi.Size(),
+		out.Items = append(out.Items, v1alpha1.FileInfo{Name: e.Name(), Type: typ, Size: size,
 			Mode: fi.Mode().String(), ModTime: metav1.NewTime(mt), LinkTarget: target})
 	}
 	writeJSON(w, http.StatusOK, &out)
