@@ -267,6 +267,13 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// invalid is the 422 Status the server answers bytes that do not match
+// their sha256 with.
+func invalid(msg string) *apierrors.StatusError {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusUnprocessableEntity,
+		Reason: metav1.StatusReasonInvalid, Message: msg}}
+}
+
 func writeStatus(w http.ResponseWriter, err *apierrors.StatusError) {
 	st := err.ErrStatus
 	st.APIVersion, st.Kind = "v1", "Status"
@@ -449,7 +456,7 @@ func (f *fakeAPI) files(w http.ResponseWriter, r *http.Request, ns, name string)
 		off, _ := strconv.ParseInt(q.Get("offset"), 10, 64)
 		b, _ := io.ReadAll(r.Body)
 		if s := q.Get("sha256"); s != sum(b) {
-			writeStatus(w, apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, r.Method, gr, p, "sha256 mismatch: the chunk at "+q.Get("offset")+" arrived damaged", 0, false))
+			writeStatus(w, invalid("sha256 mismatch: the chunk at "+q.Get("offset")+" arrived damaged"))
 			return
 		}
 		if q.Get("createParents") == "true" {
@@ -490,7 +497,7 @@ func (f *fakeAPI) files(w http.ResponseWriter, r *http.Request, ns, name string)
 	case r.Method == http.MethodPut || r.Method == http.MethodPost:
 		b, _ := io.ReadAll(r.Body)
 		if s := q.Get("sha256"); s != "" && s != sum(b) {
-			writeStatus(w, apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, r.Method, gr, p, "sha256 mismatch", 0, false))
+			writeStatus(w, invalid("sha256 mismatch"))
 			return
 		}
 		_, statErr := os.Stat(local)
@@ -731,8 +738,7 @@ func (f *fakeAPI) disk(w http.ResponseWriter, r *http.Request, ns, name, sub str
 			return
 		}
 		if s := q.Get("sha256"); s != "" && s != sum(b) {
-			endStream(conn, nil, apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, "GET", v1alpha1.Resource("disks/upload"), name,
-				"the image arrived with sha256 "+sum(b)+", not "+s, 0, false))
+			endStream(conn, nil, invalid("the image arrived with sha256 "+sum(b)+", not "+s))
 			return
 		}
 		f.mu.Lock()
@@ -766,6 +772,11 @@ func (f *fakeAPI) disk(w http.ResponseWriter, r *http.Request, ns, name, sub str
 		writeJSON(w, http.StatusOK, &metav1.Status{Status: metav1.StatusSuccess})
 	case r.Method == http.MethodGet && q.Get("transfer") != "":
 		f.serveRange(w, q, ns, q.Get("transfer"), d.data)
+	case r.Method == http.MethodGet:
+		rec := f.newRecord(ns, spec, d.data, v1alpha1.FileTransferPhaseSucceeded)
+		w.Header().Set(v1alpha1.TransferHeader, rec.Name)
+		w.Header().Set("Content-Length", strconv.Itoa(len(d.data)))
+		_, _ = w.Write(d.data)
 	default:
 		writeStatus(w, apierrors.NewBadRequest("unexpected request"))
 	}
