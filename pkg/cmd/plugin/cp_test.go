@@ -337,3 +337,46 @@ func TestCpErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestCpDownloadDamagedRange: a range whose bytes differ from the sha256
+// the server recorded fails the copy and is not counted done, so
+// --resume fetches that range, and only it, again.
+func TestCpDownloadDamagedRange(t *testing.T) {
+	want := payload(5000)
+	f, _ := vmWith(t, map[string][]byte{"/data/big.bin": want})
+	dst := filepath.Join(t.TempDir(), "big.bin")
+	f.damage = func(off int64) bool { return off == 2048 }
+	_, _, err := f.run(nil, "--chunk-size", "1Ki", "cp", "vm1:/data/big.bin", dst)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "bytes 2048-3071 arrived with sha256 ")
+	assert.Contains(t, err.Error(), "3976 of 5000 bytes are in "+dst+".wukong-part; run again with --resume")
+	assert.NoFileExists(t, dst)
+
+	f.mu.Lock()
+	f.damage = nil
+	f.mu.Unlock()
+	before := len(f.calls())
+	_, _, err = f.run(nil, "--chunk-size", "1Ki", "cp", "--resume", "vm1:/data/big.bin", dst)
+	require.NoError(t, err)
+	assert.Equal(t, want, readFile(t, dst))
+	var ranges []string
+	for _, c := range f.calls()[before:] {
+		if strings.Contains(c, "offset=") {
+			ranges = append(ranges, c[strings.Index(c, "length="):strings.Index(c, "&path")])
+		}
+	}
+	assert.Equal(t, []string{"length=1024&offset=2048"}, ranges)
+}
+
+// TestCpDownloadWithoutRecordRights: a reader who may not create records
+// gets a large file over one WebSocket instead of chunks.
+func TestCpDownloadWithoutRecordRights(t *testing.T) {
+	want := payload(5000)
+	f, _ := vmWith(t, map[string][]byte{"/data/big.bin": want})
+	f.failing("POST "+records, -1, apierrors.NewForbidden(v1alpha1.Resource("wukongfiletransfers"), "", fmt.Errorf("no create")))
+	dst := filepath.Join(t.TempDir(), "big.bin")
+	_, _, err := f.run(nil, "--chunk-size", "1Ki", "cp", "vm1:/data/big.bin", dst)
+	require.NoError(t, err)
+	assert.Equal(t, want, readFile(t, dst))
+	assert.Equal(t, []string{"GET " + files + "?path=/data", "POST " + records, "WS " + files + "?path=/data/big.bin"}, f.calls())
+}

@@ -66,6 +66,9 @@ type fakeAPI struct {
 	fail func(c call) *apierrors.StatusError
 	// events are sent, in order, to a watch of wukongfiletransfers.
 	events []fakeEvent
+	// damage, when set, says which ranged GETs (by offset) arrive with a
+	// byte changed on the way: the record keeps the sha256 of what was read.
+	damage func(offset int64) bool
 }
 
 type fakeDisk struct {
@@ -572,6 +575,13 @@ func (f *fakeAPI) serveRange(w http.ResponseWriter, q url.Values, ns, recName st
 	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.WriteHeader(http.StatusPartialContent)
+	f.mu.Lock()
+	damaged := f.damage != nil && f.damage(off)
+	f.mu.Unlock()
+	if damaged {
+		part = slices.Clone(part)
+		part[0]++
+	}
 	_, _ = w.Write(part)
 }
 
