@@ -380,3 +380,22 @@ func TestCpDownloadWithoutRecordRights(t *testing.T) {
 	assert.Equal(t, want, readFile(t, dst))
 	assert.Equal(t, []string{"GET " + files + "?path=/data", "POST " + records, "WS " + files + "?path=/data/big.bin"}, f.calls())
 }
+
+// TestCpDownloadResumeChangedFile: a resume whose partial file came from
+// another version of the file (its ETag) stops rather than mix the two.
+func TestCpDownloadResumeChangedFile(t *testing.T) {
+	want := payload(5000)
+	f, _ := vmWith(t, map[string][]byte{"/data/big.bin": want})
+	dst := filepath.Join(t.TempDir(), "big.bin")
+	require.NoError(t, os.WriteFile(dst+".wukong-part", make([]byte, len(want)), 0o644))
+	state, _ := json.Marshal(map[string]any{
+		"namespace": fakeNS, "wukong": "vm1", "path": "/data/big.bin", "size": len(want), "etag": `"older"`,
+		"done": []v1alpha1.ByteRange{{Offset: 0, Length: 1024}},
+	})
+	require.NoError(t, os.WriteFile(dst+".wukong-part.json", state, 0o644))
+	_, _, err := f.run(nil, "--chunk-size", "1Ki", "cp", "--resume", "vm1:/data/big.bin", dst)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `/data/big.bin changed in the VM while it was copied (ETag "older", then "5000-`)
+	assert.Contains(t, err.Error(), "copy it again without --resume")
+	assert.NoFileExists(t, dst)
+}
