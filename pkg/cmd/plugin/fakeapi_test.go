@@ -235,7 +235,7 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	parts := strings.Split(rest, "/")
 	if len(parts) == 1 && parts[0] == "wukongfiletransfers" {
-		f.records_(w, r, "", "")
+		f.serveRecords(w, r, "", "")
 		return
 	}
 	if len(parts) < 3 || parts[0] != "namespaces" {
@@ -251,7 +251,7 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case resource == "wukongfiletransfers" && sub == "":
-		f.records_(w, r, ns, name)
+		f.serveRecords(w, r, ns, name)
 	case resource == "wukongs" && sub == "files":
 		f.files(w, r, ns, name)
 	case resource == "disks" && sub == "":
@@ -332,7 +332,7 @@ func (f *fakeAPI) update(ns, name string, change func(*v1alpha1.WukongFileTransf
 	}
 }
 
-func (f *fakeAPI) records_(w http.ResponseWriter, r *http.Request, ns, name string) {
+func (f *fakeAPI) serveRecords(w http.ResponseWriter, r *http.Request, ns, name string) {
 	gr := v1alpha1.Resource("wukongfiletransfers")
 	switch {
 	case r.Method == http.MethodPost && name == "":
