@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 BIN   := _output/bin
 GO    ?= go
-# Same flags locally and in CI, so the build cache is shared (see NOTES: -trimpath changes every key).
+# Same flags locally and in CI, so the build cache is shared (docs/testing.md, "Build facts": -trimpath changes every key).
 GOFLAGS_BUILD ?=
 INTEGRATION_TIMEOUT ?= 60m
 
