@@ -22,7 +22,7 @@ const (
 	// DefaultMaxPacket is the SFTP payload per request: 255 KiB, the largest
 	// OpenSSH's sftp-server accepts (its limit is 256 KiB per message,
 	// headers included). It roughly doubled throughput over pkg/sftp's 32 KiB
-	// default (NOTES.md, "SFTP speed").
+	// default (docs/speed.md, "SFTP speed").
 	DefaultMaxPacket = 261120
 	// DefaultConcurrentRequests is the number of SFTP requests in flight per
 	// open file. With 255 KiB packets, BenchmarkSFTP (128 MiB, loopback,
@@ -51,7 +51,7 @@ type PoolOptions struct {
 }
 
 // preferredCiphers puts AES-GCM first: with AES-NI it is 1.3-1.6x faster
-// than chacha20-poly1305, which OpenSSH would otherwise pick (NOTES.md).
+// than chacha20-poly1305, which OpenSSH would otherwise pick (docs/speed.md, "SFTP speed").
 // The rest follow in x/crypto's order, so a guest without AES-GCM still
 // connects.
 func preferredCiphers() []string {
