@@ -7,6 +7,7 @@ package disk
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -74,7 +75,10 @@ func (r *REST) Find(ctx context.Context, name string) (*vm.Disk, *vm.Wukong, err
 		if err != nil {
 			continue
 		}
-		w := obj.(*vm.Wukong)
+		w, ok := obj.(*vm.Wukong)
+		if !ok {
+			return nil, nil, apierrors.NewInternalError(fmt.Errorf("wukongs storage returned %T", obj))
+		}
 		for _, d := range disksOf(w) {
 			if d.Name == name {
 				return d, w, nil
@@ -107,7 +111,10 @@ func (r *REST) List(ctx context.Context, opts *metainternalversion.ListOptions) 
 	if err != nil {
 		return nil, err
 	}
-	wl := obj.(*vm.WukongList)
+	wl, ok := obj.(*vm.WukongList)
+	if !ok {
+		return nil, apierrors.NewInternalError(fmt.Errorf("wukongs storage listed %T", obj))
+	}
 	out := &vm.DiskList{ListMeta: metav1.ListMeta{ResourceVersion: wl.ResourceVersion}}
 	for i := range wl.Items {
 		for _, d := range disksOf(&wl.Items[i]) {
@@ -151,80 +158,89 @@ func (r *REST) Watch(ctx context.Context, opts *metainternalversion.ListOptions)
 	}
 	out := make(chan watch.Event)
 	pw := watch.NewProxyWatcher(out)
-	go func() {
-		defer close(out)
-		defer in.Stop()
-		seen := map[string]map[string]bool{} // Wukong → the disks sent so far
-		send := func(ev watch.Event) bool {
-			select {
-			case out <- ev:
-				return true
-			case <-pw.StopChan():
-				return false
-			}
-		}
-		for {
-			var ev watch.Event
-			var ok bool
-			select {
-			case ev, ok = <-in.ResultChan():
-			case <-pw.StopChan():
-				return
-			}
-			if !ok {
-				return
-			}
-			obj := ev.Object
-			// The watch cache wraps what it sends, for serialising once.
-			if co, ok := obj.(runtime.CacheableObject); ok {
-				obj = co.GetObject()
-			}
-			w, isWukong := obj.(*vm.Wukong)
-			switch {
-			case ev.Type == watch.Bookmark && isWukong:
-				if !send(watch.Event{Type: watch.Bookmark, Object: &vm.Disk{ObjectMeta: metav1.ObjectMeta{ResourceVersion: w.ResourceVersion, Annotations: w.Annotations}}}) {
-					return
-				}
-				continue
-			case !isWukong:
-				if !send(ev) { // an error Status
-					return
-				}
-				continue
-			}
-			key := w.Namespace + "/" + w.Name
-			now := map[string]bool{}
-			if ev.Type != watch.Deleted {
-				for _, d := range disksOf(w) {
-					if !sel.Matches(labels.Set(d.Labels)) {
-						continue
-					}
-					now[d.Name] = true
-					typ := watch.Modified
-					if !seen[key][d.Name] {
-						typ = watch.Added
-					}
-					if !send(watch.Event{Type: typ, Object: d}) {
-						return
-					}
-				}
-			}
-			for name := range seen[key] {
-				if !now[name] {
-					gone := &vm.Disk{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: w.Namespace, ResourceVersion: w.ResourceVersion}}
-					if !send(watch.Event{Type: watch.Deleted, Object: gone}) {
-						return
-					}
-				}
-			}
-			if len(now) == 0 {
-				delete(seen, key)
-			} else {
-				seen[key] = now
-			}
-		}
-	}()
+	go relay(in, pw, out, &diskEvents{sel: sel, seen: map[string]map[string]bool{}})
 	return pw, nil
+}
+
+// relay sends out what t makes of each event of in until either side stops.
+func relay(in watch.Interface, pw *watch.ProxyWatcher, out chan<- watch.Event, t *diskEvents) {
+	defer close(out)
+	defer in.Stop()
+	for {
+		var ev watch.Event
+		var ok bool
+		select {
+		case ev, ok = <-in.ResultChan():
+		case <-pw.StopChan():
+			return
+		}
+		if !ok {
+			return
+		}
+		for _, de := range t.translate(ev) {
+			select {
+			case out <- de:
+			case <-pw.StopChan():
+				return
+			}
+		}
+	}
+}
+
+// diskEvents turns the events of a watch of Wukongs into events of their
+// disks: Added the first time a disk is seen, Modified after, Deleted when
+// its Wukong goes or no longer has it (or it stops matching sel).
+type diskEvents struct {
+	sel labels.Selector
+	// seen is, by Wukong (namespace/name), the disks sent so far.
+	seen map[string]map[string]bool
+}
+
+func (t *diskEvents) translate(ev watch.Event) []watch.Event {
+	obj := ev.Object
+	// The watch cache wraps what it sends, for serialising once.
+	if co, ok := obj.(runtime.CacheableObject); ok {
+		obj = co.GetObject()
+	}
+	w, isWukong := obj.(*vm.Wukong)
+	switch {
+	case ev.Type == watch.Bookmark && isWukong:
+		return []watch.Event{{Type: watch.Bookmark, Object: &vm.Disk{ObjectMeta: metav1.ObjectMeta{ResourceVersion: w.ResourceVersion, Annotations: w.Annotations}}}}
+	case !isWukong:
+		return []watch.Event{ev} // an error Status
+	}
+	var events []watch.Event
+	key := w.Namespace + "/" + w.Name
+	now := map[string]bool{}
+	if ev.Type != watch.Deleted {
+		for _, d := range disksOf(w) {
+			if !t.sel.Matches(labels.Set(d.Labels)) {
+				continue
+			}
+			now[d.Name] = true
+			typ := watch.Modified
+			if !t.seen[key][d.Name] {
+				typ = watch.Added
+			}
+			events = append(events, watch.Event{Type: typ, Object: d})
+		}
+	}
+	gone := make([]string, 0, len(t.seen[key]))
+	for name := range t.seen[key] {
+		if !now[name] {
+			gone = append(gone, name)
+		}
+	}
+	sort.Strings(gone)
+	for _, name := range gone {
+		events = append(events, watch.Event{Type: watch.Deleted, Object: &vm.Disk{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: w.Namespace, ResourceVersion: w.ResourceVersion}}})
+	}
+	if len(now) == 0 {
+		delete(t.seen, key)
+	} else {
+		t.seen[key] = now
+	}
+	return events
 }
 
 // disksOf derives the Disks of a Wukong.

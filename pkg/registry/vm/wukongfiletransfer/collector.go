@@ -68,8 +68,12 @@ func (c *Collector) Collect(ctx context.Context, now time.Time) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	list, ok := obj.(*vm.WukongFileTransferList)
+	if !ok {
+		return 0, fmt.Errorf("wukongfiletransfers storage listed %T", obj)
+	}
 	deleted := 0
-	for _, t := range obj.(*vm.WukongFileTransferList).Items {
+	for _, t := range list.Items {
 		if c.stale(&t, now) {
 			if c.fail(ctx, &t) && c.Abandoned != nil {
 				c.Abandoned(ctx, &t)

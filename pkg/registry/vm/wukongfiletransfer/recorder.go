@@ -110,12 +110,16 @@ func (r *Recorder) Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTr
 	if total >= 0 {
 		obj.Spec.ExpectedSize = &total
 	}
-	created, err := r.records.Create(ctx, obj, rest.ValidateAllObjectFunc, &metav1.CreateOptions{})
+	stored, err := r.records.Create(ctx, obj, rest.ValidateAllObjectFunc, &metav1.CreateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("creating the transfer record: %w", err)
 	}
+	created, err := asRecord(stored)
+	if err != nil {
+		return nil, err
+	}
 	t := &transfer{
-		r: r, ctx: ctx, name: created.(*vm.WukongFileTransfer).Name,
+		r: r, ctx: ctx, name: created.Name,
 		hash: sha256.New(), started: time.Now(),
 		stop: make(chan struct{}), stopped: make(chan struct{}),
 		counter: CounterFor(spec.Operation),

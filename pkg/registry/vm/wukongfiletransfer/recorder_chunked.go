@@ -24,7 +24,7 @@ func (r *Recorder) Get(ctx context.Context, namespace, name string) (*vm.WukongF
 	if err != nil {
 		return nil, err
 	}
-	return obj.(*vm.WukongFileTransfer), nil
+	return asRecord(obj)
 }
 
 // AddChunk records that rng of a chunked transfer is done, of total bytes,
@@ -129,7 +129,11 @@ func (r *Recorder) mutate(ctx context.Context, namespace, name string, f func(*v
 	ctx, cancel := context.WithTimeout(genericapirequest.WithNamespace(context.WithoutCancel(ctx), namespace), 10*time.Second)
 	defer cancel()
 	info := rest.DefaultUpdatedObjectInfo(nil, func(_ context.Context, _, old runtime.Object) (runtime.Object, error) {
-		o := old.(*vm.WukongFileTransfer).DeepCopy()
+		o, err := asRecord(old)
+		if err != nil {
+			return nil, err
+		}
+		o = o.DeepCopy()
 		if err := f(o); err != nil {
 			return nil, err
 		}
@@ -139,7 +143,7 @@ func (r *Recorder) mutate(ctx context.Context, namespace, name string, f func(*v
 	if err != nil {
 		return nil, err
 	}
-	return obj.(*vm.WukongFileTransfer), nil
+	return asRecord(obj)
 }
 
 func done(o *vm.WukongFileTransfer) bool {
