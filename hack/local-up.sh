@@ -20,7 +20,7 @@ start() {
   # The demo VM is an OpenSSH sshd.
   hack/ensure-test-deps.sh
   mkdir -p "$out"
-  go build -o _output/bin/local-up ./hack/local-up
+  go build -o _output/bin/local-up ./test/cmd/local-up
   : >"$out/local-up.log"
   WUKONG_APISERVER_BIN=$root/_output/bin/wukong-apiserver \
     setsid nohup _output/bin/local-up >"$out/local-up.log" 2>&1 </dev/null &
