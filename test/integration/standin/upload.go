@@ -46,6 +46,7 @@ import (
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 
 	"github.com/novasphere/wukong/test/integration/framework"
+	"github.com/novasphere/wukong/test/integration/testutil"
 )
 
 const (
@@ -120,11 +121,11 @@ func StartUploads(ctx context.Context, cp *framework.ControlPlane) (*Uploads, er
 	// cdi-apiserver, reached through the aggregator only, and
 	// cdi-uploadproxy, reached directly by clients; each with its own CA.
 	svcName := cdiAPIService + "." + cdiNamespace + ".svc"
-	apiCA, apiCert, err := newServingCert("cdi-apiserver-signer", []string{svcName, svcName + ".cluster.local"}, nil)
+	apiCA, apiCert, err := testutil.NewServingCert("cdi-apiserver-signer", []string{svcName, svcName + ".cluster.local"}, nil)
 	if err != nil {
 		return nil, err
 	}
-	proxyCA, proxyCert, err := newServingCert("cdi-uploadproxy-signer",
+	proxyCA, proxyCert, err := testutil.NewServingCert("cdi-uploadproxy-signer",
 		[]string{"localhost", "cdi-uploadproxy." + cdiNamespace + ".svc"}, []net.IP{net.ParseIP("127.0.0.1")})
 	if err != nil {
 		return nil, err
