@@ -1,4 +1,4 @@
-package vm
+package standin_test
 
 import (
 	"archive/tar"
@@ -29,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	aggregator "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
 	cdiclient "kubevirt.io/client-go/containerizeddataimporter"
@@ -36,12 +37,59 @@ import (
 	uploadv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/upload/v1beta1"
 
 	"github.com/novasphere/wukong/test/integration/framework"
+	"github.com/novasphere/wukong/test/integration/standin"
+	"github.com/novasphere/wukong/test/integration/testutil"
 )
+
+// cp and uploads are TestUploadStandIn's, for its helpers.
+var (
+	cp      *framework.ControlPlane
+	uploads *standin.Uploads
+)
+
+// startUploads starts etcd and kube-apiserver (no wukong-apiserver) with the
+// KubeVirt and CDI CRDs and the upload stand-in, for the test.
+func startUploads(t *testing.T) {
+	cp = framework.StartForTest(t, framework.Options{
+		SkipWukongAPIServer: true,
+		BeforeWukongAPIServer: func(ctx context.Context, c *framework.ControlPlane) (err error) {
+			if err := standin.InstallKubeVirtCRDs(ctx, c); err != nil {
+				return err
+			}
+			uploads, err = standin.StartUploads(t.Context(), c)
+			return err
+		},
+	})
+}
+
+type clients struct {
+	kube kubernetes.Interface
+	cdi  cdiclient.Interface
+}
+
+func newClients(t testing.TB) clients {
+	t.Helper()
+	var c clients
+	var err error
+	c.kube, err = kubernetes.NewForConfig(cp.Admin.Config)
+	require.NoError(t, err)
+	c.cdi, err = cdiclient.NewForConfig(cp.Admin.Config)
+	require.NoError(t, err)
+	return c
+}
+
+func readFile(t testing.TB, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	return string(b)
+}
 
 // TestUploadStandIn checks the CDI upload stand-ins against CDI's own
 // clients and protocol: the typed upload client and kubectl through
 // kube-apiserver's aggregator, then bearer-token uploads to the proxy.
 func TestUploadStandIn(t *testing.T) {
+	startUploads(t)
 	ctx := t.Context()
 	c := newClients(t)
 	// Namespaces are never finalised here (no controller-manager): a fresh name per run.
@@ -266,19 +314,19 @@ spec:
 
 	t.Run("an archive is extracted, and one escaping refused", func(t *testing.T) {
 		treeToken := requestUploadToken(t, cp.Admin.Config, ns, "tree")
-		evil := tarball(t, []tarEntry{{name: "ok.txt", body: "fine"}, {name: "../escape.txt", body: "evil"}})
+		evil := testutil.Tar(t, testutil.TarEntry{Name: "ok.txt", Body: "fine"}, testutil.TarEntry{Name: "../escape.txt", Body: "evil"})
 		code, body := post(t, client, http.MethodPost, "/v1beta1/upload-archive", "Bearer "+treeToken, bytes.NewReader(evil))
 		assert.Equal(t, http.StatusInternalServerError, code)
 		assert.Contains(t, body, "outside the target directory")
 		assert.NoFileExists(t, filepath.Join(filepath.Dir(uploads.Received(ns, "tree")), "escape.txt"))
 		assert.NoDirExists(t, uploads.Received(ns, "tree"))
 
-		good := tarball(t, []tarEntry{
-			{name: "etc/", dir: true},
-			{name: "etc/hostname", body: "vm1\n"},
-			{name: "big.bin", body: string(data[:1<<20])},
-			{name: "link", link: "etc/hostname"},
-		})
+		good := testutil.Tar(t,
+			testutil.TarEntry{Name: "etc/", Type: tar.TypeDir},
+			testutil.TarEntry{Name: "etc/hostname", Body: "vm1\n"},
+			testutil.TarEntry{Name: "big.bin", Body: string(data[:1<<20])},
+			testutil.TarEntry{Name: "link", Link: "etc/hostname", Type: tar.TypeSymlink},
+		)
 		// The DataVolume's contentType sends even the plain path to archive extraction, as CDI's proxy does.
 		code, body = post(t, client, http.MethodPost, "/v1beta1/upload-async", "Bearer "+treeToken, bytes.NewReader(good))
 		require.Equal(t, http.StatusOK, code, body)
@@ -401,31 +449,4 @@ func post(t *testing.T, client *http.Client, method, path, auth string, body io.
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return resp.StatusCode, string(b)
-}
-
-type tarEntry struct {
-	name, body, link string
-	dir              bool
-}
-
-func tarball(t *testing.T, entries []tarEntry) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Mode: 0o644, ModTime: time.Unix(1700000000, 0), Typeflag: tar.TypeReg, Size: int64(len(e.body))}
-		switch {
-		case e.dir:
-			h.Typeflag, h.Mode, h.Size = tar.TypeDir, 0o755, 0
-		case e.link != "":
-			h.Typeflag, h.Linkname, h.Size = tar.TypeSymlink, e.link, 0
-		}
-		require.NoError(t, tw.WriteHeader(h))
-		if h.Size > 0 {
-			_, err := tw.Write([]byte(e.body))
-			require.NoError(t, err)
-		}
-	}
-	require.NoError(t, tw.Close())
-	return buf.Bytes()
 }
