@@ -6,6 +6,7 @@ package standin
 import (
 	"context"
 	"errors"
+	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -95,3 +96,19 @@ func (u *Uploads) setStatus(ctx context.Context, dv *cdiv1.DataVolume, phase cdi
 }
 
 func dvKey(dv *cdiv1.DataVolume) string { return dv.Namespace + "/" + dv.Name + "/" + string(dv.UID) }
+
+// WaitDataVolumePhase waits until the DataVolume namespace/name is in phase
+// and returns it, failing the test after 30 s.
+func (u *Uploads) WaitDataVolumePhase(t testing.TB, namespace, name string, phase cdiv1.DataVolumePhase) *cdiv1.DataVolume {
+	t.Helper()
+	var dv *cdiv1.DataVolume
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		var err error
+		dv, err = u.cdi.CdiV1beta1().DataVolumes(namespace).Get(ctx, name, metav1.GetOptions{})
+		return err == nil && dv.Status.Phase == phase, nil
+	})
+	if err != nil {
+		t.Fatalf("DataVolume %s/%s never reached %s (last: %+v)", namespace, name, phase, dv)
+	}
+	return dv
+}

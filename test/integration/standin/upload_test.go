@@ -28,7 +28,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	aggregator "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
@@ -97,8 +96,8 @@ func TestUploadStandIn(t *testing.T) {
 
 	newUploadDV(t, c, ns, "disk", "")
 	newUploadDV(t, c, ns, "tree", cdiv1.DataVolumeArchive)
-	waitDVPhase(t, c, ns, "disk", cdiv1.UploadReady)
-	dv := waitDVPhase(t, c, ns, "tree", cdiv1.UploadReady)
+	uploads.WaitDataVolumePhase(t, ns, "disk", cdiv1.UploadReady)
+	dv := uploads.WaitDataVolumePhase(t, ns, "tree", cdiv1.UploadReady)
 	assert.Equal(t, "tree", dv.Status.ClaimName)
 
 	t.Run("CDIConfig names the proxy", func(t *testing.T) {
@@ -241,7 +240,7 @@ spec:
 
 	t.Run("a DataVolume not ready yet", func(t *testing.T) {
 		newUploadDV(t, c, ns, "later", "")
-		waitDVPhase(t, c, ns, "later", cdiv1.UploadScheduled)
+		uploads.WaitDataVolumePhase(t, ns, "later", cdiv1.UploadScheduled)
 		code, body := post(t, client, http.MethodPost, "/v1beta1/upload", "Bearer "+requestUploadToken(t, cp.Admin.Config, ns, "later"), strings.NewReader("x"))
 		assert.Equal(t, http.StatusServiceUnavailable, code)
 		assert.Contains(t, body, "not ready")
@@ -279,7 +278,7 @@ spec:
 			entries, _ := os.ReadDir(filepath.Dir(received))
 			return len(entries) == 0
 		}, 10*time.Second, 50*time.Millisecond, "no file, partial or not")
-		waitDVPhase(t, c, ns, "disk", cdiv1.UploadReady) // ready for another try
+		uploads.WaitDataVolumePhase(t, ns, "disk", cdiv1.UploadReady) // ready for another try
 	})
 
 	t.Run("an upload arrives whole", func(t *testing.T) {
@@ -305,7 +304,7 @@ spec:
 		gotSum := sha256.Sum256(got)
 		assert.Equal(t, hex.EncodeToString(sum[:]), hex.EncodeToString(gotSum[:]))
 
-		dv := waitDVPhase(t, c, ns, "disk", cdiv1.Succeeded)
+		dv := uploads.WaitDataVolumePhase(t, ns, "disk", cdiv1.Succeeded)
 		assert.Equal(t, cdiv1.DataVolumeProgress("100.0%"), dv.Status.Progress)
 		code, body = post(t, client, http.MethodPost, "/v1beta1/upload-async", "Bearer "+token, strings.NewReader("again"))
 		assert.Equal(t, http.StatusServiceUnavailable, code)
@@ -334,18 +333,18 @@ spec:
 		assert.Equal(t, "vm1\n", readFile(t, filepath.Join(root, "etc/hostname")))
 		assert.Equal(t, "vm1\n", readFile(t, filepath.Join(root, "link")))
 		assert.Equal(t, string(data[:1<<20]), readFile(t, filepath.Join(root, "big.bin")))
-		waitDVPhase(t, c, ns, "tree", cdiv1.Succeeded)
+		uploads.WaitDataVolumePhase(t, ns, "tree", cdiv1.Succeeded)
 	})
 
 	t.Run("the proxy goes down mid-upload and comes back", func(t *testing.T) {
-		proxyDownMidUpload(t, c, client, ns, "later")
+		proxyDownMidUpload(t, client, ns, "later")
 	})
 }
 
 // proxyDownMidUpload stops the proxy under an upload in flight, which
 // fails without leaving a file, and starts it again on the same URL.
-func proxyDownMidUpload(t *testing.T, c clients, client *http.Client, ns, pvc string) {
-	waitDVPhase(t, c, ns, pvc, cdiv1.UploadReady)
+func proxyDownMidUpload(t *testing.T, client *http.Client, ns, pvc string) {
+	uploads.WaitDataVolumePhase(t, ns, pvc, cdiv1.UploadReady)
 	token := requestUploadToken(t, cp.Admin.Config, ns, pvc)
 	data := bytes.Repeat([]byte("wukong"), 1<<20)
 	pr, pw := io.Pipe()
@@ -398,20 +397,6 @@ func newUploadDV(t *testing.T, c clients, ns, name string, contentType cdiv1.Dat
 	}
 	_, err := c.cdi.CdiV1beta1().DataVolumes(ns).Create(t.Context(), dv, metav1.CreateOptions{})
 	require.NoError(t, err)
-}
-
-func waitDVPhase(t testing.TB, c clients, ns, name string, phase cdiv1.DataVolumePhase) *cdiv1.DataVolume {
-	t.Helper()
-	var dv *cdiv1.DataVolume
-	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		var err error
-		dv, err = c.cdi.CdiV1beta1().DataVolumes(ns).Get(ctx, name, metav1.GetOptions{})
-		return err == nil && dv.Status.Phase == phase, nil
-	})
-	if err != nil {
-		t.Fatalf("DataVolume %s/%s never reached %s (last: %+v)", ns, name, phase, dv)
-	}
-	return dv
 }
 
 // requestUploadToken asks for a token through kube-apiserver with CDI's typed client.

@@ -16,7 +16,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	exportv1beta1 "kubevirt.io/api/export/v1beta1"
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 	uploadv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/upload/v1beta1"
@@ -91,7 +90,7 @@ func BenchmarkDisks1GiB(b *testing.B) {
 	}
 	proxyClient := tlsClient(b, uploads.ProxyCA())
 	directUpload := func(pvc string) {
-		waitDVPhase(b, c, ns, pvc, cdiv1.UploadReady)
+		uploads.WaitDataVolumePhase(b, ns, pvc, cdiv1.UploadReady)
 		tr, err := c.cdi.UploadV1beta1().UploadTokenRequests(ns).Create(ctx, &uploadv1beta1.UploadTokenRequest{
 			ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: uploadv1beta1.UploadTokenRequestSpec{PvcName: pvc},
 		}, metav1.CreateOptions{})
@@ -148,7 +147,7 @@ func BenchmarkDisks1GiB(b *testing.B) {
 		keep("direct-upload", &best.directUp, func() { directUpload(directPVC) })
 		done(uploads.Received(ns, directPVC))
 		keep("upload", &best.upload, func() {
-			waitDVPhase(b, c, ns, pluginPVC, cdiv1.UploadReady)
+			uploads.WaitDataVolumePhase(b, ns, pluginPVC, cdiv1.UploadReady)
 			_, _, err := cp.Plugin(cp.Admin, nil, "-n", ns, "upload", pluginPVC, src)
 			require.NoError(b, err)
 		})
@@ -190,18 +189,4 @@ func tlsClient(t testing.TB, caPEM []byte) *http.Client {
 	pool := x509.NewCertPool()
 	require.True(t, pool.AppendCertsFromPEM(caPEM))
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableCompression: true}}
-}
-
-func waitDVPhase(t testing.TB, c clients, ns, name string, phase cdiv1.DataVolumePhase) *cdiv1.DataVolume {
-	t.Helper()
-	var dv *cdiv1.DataVolume
-	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		var err error
-		dv, err = c.cdi.CdiV1beta1().DataVolumes(ns).Get(ctx, name, metav1.GetOptions{})
-		return err == nil && dv.Status.Phase == phase, nil
-	})
-	if err != nil {
-		t.Fatalf("DataVolume %s/%s never reached %s (last: %+v)", ns, name, phase, dv)
-	}
-	return dv
 }
