@@ -6,7 +6,7 @@ GO    ?= go
 GOFLAGS_BUILD ?=
 INTEGRATION_TIMEOUT ?= 60m
 
-.PHONY: all build tools test test-unit test-fuzz test-integration verify generate bench up down clean
+.PHONY: all build tools test-deps test test-unit test-fuzz test-integration verify generate bench up down clean
 
 all: build
 
@@ -19,8 +19,13 @@ build:
 tools:
 	hack/tools/build.sh
 
-## test: everything CI runs: static checks, generated-code check, unit, fuzz and integration tests
-test: verify test-unit test-fuzz test-integration
+## test-deps: sshd, scp and qemu-img from apt when missing (hack/ensure-test-deps.sh)
+test-deps:
+	hack/ensure-test-deps.sh
+
+## test: everything CI runs: static checks, generated-code check, unit, fuzz and integration tests.
+## Needs root (guests on 127.0.0.N, tmpfs); installs the test-deps packages if missing.
+test: test-deps verify test-unit test-fuzz test-integration
 
 ## test-fuzz: the path and tar checks under Go's fuzzer for a few seconds each.
 ## Budgets are execution counts, not durations: a duration races the fuzz
@@ -38,7 +43,7 @@ test-fuzz:
 test-unit:
 	$(GO) test ./pkg/... ./cmd/...
 
-test-integration: build tools
+test-integration: test-deps build tools
 	WUKONG_APISERVER_BIN=$(CURDIR)/$(BIN)/wukong-apiserver KUBECTL_WUKONG_BIN=$(CURDIR)/$(BIN)/kubectl-wukong \
 	  $(GO) test -count=1 -timeout $(INTEGRATION_TIMEOUT) ./test/...
 
@@ -54,12 +59,12 @@ generate:
 	hack/update-codegen.sh
 
 ## bench: throughput and memory benchmarks, reported as ratios to a baseline measured in the same run
-bench: build tools
+bench: test-deps build tools
 	WUKONG_APISERVER_BIN=$(CURDIR)/$(BIN)/wukong-apiserver KUBECTL_WUKONG_BIN=$(CURDIR)/$(BIN)/kubectl-wukong \
 	  $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/...
 
 ## up: a local control plane (etcd, kube-apiserver, wukong-apiserver behind an APIService) in the background
-up: build tools
+up: test-deps build tools
 	hack/local-up.sh start
 
 ## down: stop what `make up` started

@@ -17,14 +17,10 @@ start() {
     echo "already running (pid $(cat "$pidfile")); 'make down' stops it"
     exit 0
   fi
-  if [ ! -x /usr/sbin/sshd ]; then
-    # The demo VM is an OpenSSH sshd.
-    sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
-    echo ">> installing openssh-server for the demo VM"
-    $sudo apt-get install -y -qq openssh-server >/dev/null || { $sudo apt-get update -qq && $sudo apt-get install -y -qq openssh-server >/dev/null; }
-  fi
+  # The demo VM is an OpenSSH sshd.
+  hack/ensure-test-deps.sh
   mkdir -p "$out"
-  go build -o _output/bin/local-up ./hack/local-up
+  go build -o _output/bin/local-up ./test/cmd/local-up
   : >"$out/local-up.log"
   WUKONG_APISERVER_BIN=$root/_output/bin/wukong-apiserver \
     setsid nohup _output/bin/local-up >"$out/local-up.log" 2>&1 </dev/null &

@@ -20,6 +20,7 @@ import (
 
 	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/test/integration/framework"
+	"github.com/novasphere/wukong/test/integration/testutil"
 )
 
 // record returns the transfer record a response names.
@@ -221,15 +222,9 @@ func TestDirectoryTarRoundTrip(t *testing.T) {
 		})
 	}
 	t.Run("hostile tar is refused and leaves nothing", func(t *testing.T) {
-		var buf bytes.Buffer
-		tw := tar.NewWriter(&buf)
-		require.NoError(t, tw.WriteHeader(&tar.Header{Name: "ok.txt", Mode: 0o644, Size: 2}))
-		_, _ = tw.Write([]byte("ok"))
-		require.NoError(t, tw.WriteHeader(&tar.Header{Name: "../../escape.txt", Mode: 0o644, Size: 2}))
-		_, _ = tw.Write([]byte("no"))
-		require.NoError(t, tw.Close())
+		hostile := testutil.Tar(t, testutil.TarEntry{Name: "ok.txt", Body: "ok"}, testutil.TarEntry{Name: "../../escape.txt", Body: "no"})
 		require.NoError(t, os.MkdirAll(g.host("/target"), 0o755))
-		code, _, body := raw(t, cp.Admin, http.MethodPut, g.filesPath(url.Values{"path": {"/target"}, "archive": {"tar"}}), &buf, nil)
+		code, _, body := raw(t, cp.Admin, http.MethodPut, g.filesPath(url.Values{"path": {"/target"}, "archive": {"tar"}}), bytes.NewReader(hostile), nil)
 		assert.Equal(t, http.StatusBadRequest, code, string(body))
 		assert.Contains(t, string(body), "../../escape.txt")
 		entries, err := os.ReadDir(g.host("/target"))

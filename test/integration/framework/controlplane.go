@@ -165,8 +165,8 @@ func (cp *ControlPlane) start(ctx context.Context) error {
 	if cp.pki, err = newPKI(filepath.Join(cp.WorkDir, "pki")); err != nil {
 		return fmt.Errorf("generating certificates: %w", err)
 	}
-	cp.ClusterCAPEM = cp.pki.clusterCA.certPEM
-	cp.WukongCAPEM = cp.pki.wukongCA.certPEM
+	cp.ClusterCAPEM = cp.pki.clusterCA.CertPEM
+	cp.WukongCAPEM = cp.pki.wukongCA.CertPEM
 
 	if err := cp.startEtcd(ctx); err != nil {
 		return err

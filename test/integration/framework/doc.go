@@ -22,9 +22,9 @@ limitations under the License.
 // nothing reconciles, no pod runs.
 //
 // The core (Start, ControlPlane, CreateUser, Kubectl) knows nothing about the
-// testing package, so hack/local-up runs the same stack; RunTestMain,
-// StartForTest, CreateTestUser and RunKubectl are thin helpers for tests on
-// top of it.
+// testing package, so test/cmd/local-up (`make up`) runs the same stack;
+// RunTestMain, StartForTest, CreateTestUser and RunKubectl are thin helpers
+// for tests on top of it.
 //
 // Startup costs seconds, so a test package normally starts one control plane
 // in TestMain and shares it, each test isolating itself by namespace and user:

@@ -70,7 +70,7 @@ func TestPKI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cert := parseCert(t, pair.certPEM)
+		cert := parseCert(t, pair.CertPEM)
 		if got := cert.Subject.CommonName; got != "alice" {
 			t.Errorf("CN %q, want alice", got)
 		}
@@ -78,11 +78,11 @@ func TestPKI(t *testing.T) {
 			t.Errorf("O %q, want [team-a developers]", got)
 		}
 		clientAuth := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-		if _, err := cert.Verify(x509.VerifyOptions{Roots: poolOf(p.clusterCA.cert), KeyUsages: clientAuth}); err != nil {
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: poolOf(p.clusterCA.Cert), KeyUsages: clientAuth}); err != nil {
 			t.Error(err)
 		}
 		// Not trusted by the front-proxy CA: a user cannot pose as the aggregator.
-		if _, err := cert.Verify(x509.VerifyOptions{Roots: poolOf(p.frontCA.cert), KeyUsages: clientAuth}); err == nil {
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: poolOf(p.frontCA.Cert), KeyUsages: clientAuth}); err == nil {
 			t.Error("a user certificate verifies against the front-proxy CA")
 		}
 	})

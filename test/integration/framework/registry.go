@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/novasphere/wukong/test/integration/testutil"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -43,11 +44,11 @@ func StartRegistry(t testing.TB) *Registry {
 	}
 	dir := t.TempDir()
 	r := &Registry{Host: fmt.Sprintf("127.0.0.1:%d", port), Username: "pusher", Password: "registry-test-password"}
-	ca, err := newCertAuthority("wukong-test-registry-ca")
+	ca, err := testutil.NewCA("wukong-test-registry-ca")
 	if err != nil {
 		t.Fatal(err)
 	}
-	serving, err := ca.issue(certSpec{commonName: "registry", ips: []net.IP{net.IPv4(127, 0, 0, 1)}, usage: x509.ExtKeyUsageServerAuth})
+	serving, err := ca.Issue(testutil.CertSpec{CommonName: "registry", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Usage: x509.ExtKeyUsageServerAuth})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,8 +57,8 @@ func StartRegistry(t testing.TB) *Registry {
 		t.Fatal(err)
 	}
 	files := map[string][]byte{
-		"tls.crt":  serving.certPEM,
-		"tls.key":  serving.keyPEM,
+		"tls.crt":  serving.CertPEM,
+		"tls.key":  serving.KeyPEM,
 		"htpasswd": []byte(r.Username + ":" + string(hash) + "\n"),
 		"config.yml": fmt.Appendf(nil, `version: 0.1
 log:
@@ -88,7 +89,7 @@ auth:
 		t.Fatal(err)
 	}
 	t.Cleanup(p.stop)
-	r.CAPEM = ca.certPEM
+	r.CAPEM = ca.CertPEM
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(r.CAPEM)
 	r.Client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}

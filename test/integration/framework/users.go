@@ -77,10 +77,10 @@ func (cp *ControlPlane) newUser(server, name string, groups []string, kubeconfig
 	const contextName = "wukong"
 	kubeconfig := clientcmdapi.Config{
 		Clusters: map[string]*clientcmdapi.Cluster{
-			contextName: {Server: server, CertificateAuthorityData: cp.pki.clusterCA.certPEM},
+			contextName: {Server: server, CertificateAuthorityData: cp.pki.clusterCA.CertPEM},
 		},
 		AuthInfos: map[string]*clientcmdapi.AuthInfo{
-			name: {ClientCertificateData: pair.certPEM, ClientKeyData: pair.keyPEM},
+			name: {ClientCertificateData: pair.CertPEM, ClientKeyData: pair.KeyPEM},
 		},
 		Contexts: map[string]*clientcmdapi.Context{
 			contextName: {Cluster: contextName, AuthInfo: name, Namespace: "default"},
@@ -96,9 +96,9 @@ func (cp *ControlPlane) newUser(server, name string, groups []string, kubeconfig
 		Config: &rest.Config{
 			Host: server,
 			TLSClientConfig: rest.TLSClientConfig{
-				CAData:   cp.pki.clusterCA.certPEM,
-				CertData: pair.certPEM,
-				KeyData:  pair.keyPEM,
+				CAData:   cp.pki.clusterCA.CertPEM,
+				CertData: pair.CertPEM,
+				KeyData:  pair.KeyPEM,
 			},
 			// Tests fire requests in bursts; client-side throttling would only
 			// make them slower and flakier. Negative disables the limiter.

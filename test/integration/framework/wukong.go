@@ -243,7 +243,7 @@ func (cp *ControlPlane) registerWukong(ctx context.Context) error {
 	cp.mu.Lock()
 	port := int32(cp.wukongPort)
 	cp.mu.Unlock()
-	return cp.registerAPIService(ctx, wukongGroup, wukongVersion, wukongNamespace, wukongServiceName, port, cp.pki.wukongCA.certPEM)
+	return cp.registerAPIService(ctx, wukongGroup, wukongVersion, wukongNamespace, wukongServiceName, port, cp.pki.wukongCA.CertPEM)
 }
 
 // checkWukongAvailable wants the APIService Available and the group in
@@ -300,7 +300,7 @@ func (cp *ControlPlane) WukongMetric(ctx context.Context, prefix string) (float6
 // kube-apiserver) as the admin, trusting its serving CA.
 func (cp *ControlPlane) wukongAdminClient() (*http.Client, error) {
 	return rest.HTTPClientFor(&rest.Config{TLSClientConfig: rest.TLSClientConfig{
-		CAData: cp.pki.wukongCA.certPEM, CertData: cp.Admin.Config.CertData, KeyData: cp.Admin.Config.KeyData,
+		CAData: cp.pki.wukongCA.CertPEM, CertData: cp.Admin.Config.CertData, KeyData: cp.Admin.Config.KeyData,
 	}})
 }
 

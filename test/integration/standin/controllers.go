@@ -145,7 +145,7 @@ func (c *Controllers) syncDataVolumes(ctx context.Context) {
 	for i := range dvs.Items {
 		dv := dvs.Items[i].DeepCopy()
 		if dv.Spec.Source != nil && dv.Spec.Source.Upload != nil {
-			continue // the upload stand-in's (upload.go)
+			continue // the upload stand-in's (upload_datavolumes.go)
 		}
 		key := dv.Namespace + "/" + dv.Name + "/" + string(dv.UID)
 		c.mu.Lock()

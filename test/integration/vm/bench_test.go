@@ -90,7 +90,7 @@ func BenchmarkDisks1GiB(b *testing.B) {
 	}
 	proxyClient := tlsClient(b, uploads.ProxyCA())
 	directUpload := func(pvc string) {
-		waitDVPhase(b, c, ns, pvc, cdiv1.UploadReady)
+		uploads.WaitDataVolumePhase(b, ns, pvc, cdiv1.UploadReady)
 		tr, err := c.cdi.UploadV1beta1().UploadTokenRequests(ns).Create(ctx, &uploadv1beta1.UploadTokenRequest{
 			ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: uploadv1beta1.UploadTokenRequestSpec{PvcName: pvc},
 		}, metav1.CreateOptions{})
@@ -147,7 +147,7 @@ func BenchmarkDisks1GiB(b *testing.B) {
 		keep("direct-upload", &best.directUp, func() { directUpload(directPVC) })
 		done(uploads.Received(ns, directPVC))
 		keep("upload", &best.upload, func() {
-			waitDVPhase(b, c, ns, pluginPVC, cdiv1.UploadReady)
+			uploads.WaitDataVolumePhase(b, ns, pluginPVC, cdiv1.UploadReady)
 			_, _, err := cp.Plugin(cp.Admin, nil, "-n", ns, "upload", pluginPVC, src)
 			require.NoError(b, err)
 		})

@@ -1,7 +1,6 @@
 package vm
 
 import (
-	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -26,6 +25,7 @@ import (
 	"github.com/novasphere/wukong/pkg/client/transfers"
 	"github.com/novasphere/wukong/test/integration/framework"
 	"github.com/novasphere/wukong/test/integration/standin"
+	"github.com/novasphere/wukong/test/integration/testutil"
 )
 
 // TestDisksOutliveTheRequestTimeout moves 1 GiB disks through kube-apiserver
@@ -200,15 +200,8 @@ func TestDisksOutliveTheRequestTimeout(t *testing.T) {
 		dv, err := newClients(t).cdi.CdiV1beta1().DataVolumes(ns).Get(ctx, "vm1-files", metav1.GetOptions{})
 		require.NoError(t, err)
 		assert.Equal(t, cdiv1.DataVolumeArchive, dv.Spec.ContentType)
-		var buf bytes.Buffer
-		tw := tar.NewWriter(&buf)
-		for name, body := range map[string]string{"etc/app.conf": "port=8080\n", "README": "hello from a tar\n"} {
-			require.NoError(t, tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body))}))
-			_, err := tw.Write([]byte(body))
-			require.NoError(t, err)
-		}
-		require.NoError(t, tw.Close())
-		_, stderr, err := cp.Plugin(cp.Admin, &buf, "-n", ns, "upload", "vm1-files", "-")
+		tarball := testutil.Tar(t, testutil.TarEntry{Name: "etc/app.conf", Body: "port=8080\n"}, testutil.TarEntry{Name: "README", Body: "hello from a tar\n"})
+		_, stderr, err := cp.Plugin(cp.Admin, bytes.NewReader(tarball), "-n", ns, "upload", "vm1-files", "-")
 		require.NoError(t, err, stderr)
 		got, err := os.ReadFile(filepath.Join(up.Received(ns, "vm1-files"), "etc/app.conf"))
 		require.NoError(t, err)

@@ -1,4 +1,4 @@
-package vm
+package standin_test
 
 import (
 	"archive/tar"
@@ -28,7 +28,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	aggregator "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
 	cdiclient "kubevirt.io/client-go/containerizeddataimporter"
@@ -36,12 +36,59 @@ import (
 	uploadv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/upload/v1beta1"
 
 	"github.com/novasphere/wukong/test/integration/framework"
+	"github.com/novasphere/wukong/test/integration/standin"
+	"github.com/novasphere/wukong/test/integration/testutil"
 )
+
+// cp and uploads are TestUploadStandIn's, for its helpers.
+var (
+	cp      *framework.ControlPlane
+	uploads *standin.Uploads
+)
+
+// startUploads starts etcd and kube-apiserver (no wukong-apiserver) with the
+// KubeVirt and CDI CRDs and the upload stand-in, for the test.
+func startUploads(t *testing.T) {
+	cp = framework.StartForTest(t, framework.Options{
+		SkipWukongAPIServer: true,
+		BeforeWukongAPIServer: func(ctx context.Context, c *framework.ControlPlane) (err error) {
+			if err := standin.InstallKubeVirtCRDs(ctx, c); err != nil {
+				return err
+			}
+			uploads, err = standin.StartUploads(t.Context(), c)
+			return err
+		},
+	})
+}
+
+type clients struct {
+	kube kubernetes.Interface
+	cdi  cdiclient.Interface
+}
+
+func newClients(t testing.TB) clients {
+	t.Helper()
+	var c clients
+	var err error
+	c.kube, err = kubernetes.NewForConfig(cp.Admin.Config)
+	require.NoError(t, err)
+	c.cdi, err = cdiclient.NewForConfig(cp.Admin.Config)
+	require.NoError(t, err)
+	return c
+}
+
+func readFile(t testing.TB, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	return string(b)
+}
 
 // TestUploadStandIn checks the CDI upload stand-ins against CDI's own
 // clients and protocol: the typed upload client and kubectl through
 // kube-apiserver's aggregator, then bearer-token uploads to the proxy.
 func TestUploadStandIn(t *testing.T) {
+	startUploads(t)
 	ctx := t.Context()
 	c := newClients(t)
 	// Namespaces are never finalised here (no controller-manager): a fresh name per run.
@@ -49,8 +96,8 @@ func TestUploadStandIn(t *testing.T) {
 
 	newUploadDV(t, c, ns, "disk", "")
 	newUploadDV(t, c, ns, "tree", cdiv1.DataVolumeArchive)
-	waitDVPhase(t, c, ns, "disk", cdiv1.UploadReady)
-	dv := waitDVPhase(t, c, ns, "tree", cdiv1.UploadReady)
+	uploads.WaitDataVolumePhase(t, ns, "disk", cdiv1.UploadReady)
+	dv := uploads.WaitDataVolumePhase(t, ns, "tree", cdiv1.UploadReady)
 	assert.Equal(t, "tree", dv.Status.ClaimName)
 
 	t.Run("CDIConfig names the proxy", func(t *testing.T) {
@@ -193,7 +240,7 @@ spec:
 
 	t.Run("a DataVolume not ready yet", func(t *testing.T) {
 		newUploadDV(t, c, ns, "later", "")
-		waitDVPhase(t, c, ns, "later", cdiv1.UploadScheduled)
+		uploads.WaitDataVolumePhase(t, ns, "later", cdiv1.UploadScheduled)
 		code, body := post(t, client, http.MethodPost, "/v1beta1/upload", "Bearer "+requestUploadToken(t, cp.Admin.Config, ns, "later"), strings.NewReader("x"))
 		assert.Equal(t, http.StatusServiceUnavailable, code)
 		assert.Contains(t, body, "not ready")
@@ -231,7 +278,7 @@ spec:
 			entries, _ := os.ReadDir(filepath.Dir(received))
 			return len(entries) == 0
 		}, 10*time.Second, 50*time.Millisecond, "no file, partial or not")
-		waitDVPhase(t, c, ns, "disk", cdiv1.UploadReady) // ready for another try
+		uploads.WaitDataVolumePhase(t, ns, "disk", cdiv1.UploadReady) // ready for another try
 	})
 
 	t.Run("an upload arrives whole", func(t *testing.T) {
@@ -257,7 +304,7 @@ spec:
 		gotSum := sha256.Sum256(got)
 		assert.Equal(t, hex.EncodeToString(sum[:]), hex.EncodeToString(gotSum[:]))
 
-		dv := waitDVPhase(t, c, ns, "disk", cdiv1.Succeeded)
+		dv := uploads.WaitDataVolumePhase(t, ns, "disk", cdiv1.Succeeded)
 		assert.Equal(t, cdiv1.DataVolumeProgress("100.0%"), dv.Status.Progress)
 		code, body = post(t, client, http.MethodPost, "/v1beta1/upload-async", "Bearer "+token, strings.NewReader("again"))
 		assert.Equal(t, http.StatusServiceUnavailable, code)
@@ -266,19 +313,19 @@ spec:
 
 	t.Run("an archive is extracted, and one escaping refused", func(t *testing.T) {
 		treeToken := requestUploadToken(t, cp.Admin.Config, ns, "tree")
-		evil := tarball(t, []tarEntry{{name: "ok.txt", body: "fine"}, {name: "../escape.txt", body: "evil"}})
+		evil := testutil.Tar(t, testutil.TarEntry{Name: "ok.txt", Body: "fine"}, testutil.TarEntry{Name: "../escape.txt", Body: "evil"})
 		code, body := post(t, client, http.MethodPost, "/v1beta1/upload-archive", "Bearer "+treeToken, bytes.NewReader(evil))
 		assert.Equal(t, http.StatusInternalServerError, code)
 		assert.Contains(t, body, "outside the target directory")
 		assert.NoFileExists(t, filepath.Join(filepath.Dir(uploads.Received(ns, "tree")), "escape.txt"))
 		assert.NoDirExists(t, uploads.Received(ns, "tree"))
 
-		good := tarball(t, []tarEntry{
-			{name: "etc/", dir: true},
-			{name: "etc/hostname", body: "vm1\n"},
-			{name: "big.bin", body: string(data[:1<<20])},
-			{name: "link", link: "etc/hostname"},
-		})
+		good := testutil.Tar(t,
+			testutil.TarEntry{Name: "etc/", Type: tar.TypeDir},
+			testutil.TarEntry{Name: "etc/hostname", Body: "vm1\n"},
+			testutil.TarEntry{Name: "big.bin", Body: string(data[:1<<20])},
+			testutil.TarEntry{Name: "link", Link: "etc/hostname", Type: tar.TypeSymlink},
+		)
 		// The DataVolume's contentType sends even the plain path to archive extraction, as CDI's proxy does.
 		code, body = post(t, client, http.MethodPost, "/v1beta1/upload-async", "Bearer "+treeToken, bytes.NewReader(good))
 		require.Equal(t, http.StatusOK, code, body)
@@ -286,18 +333,18 @@ spec:
 		assert.Equal(t, "vm1\n", readFile(t, filepath.Join(root, "etc/hostname")))
 		assert.Equal(t, "vm1\n", readFile(t, filepath.Join(root, "link")))
 		assert.Equal(t, string(data[:1<<20]), readFile(t, filepath.Join(root, "big.bin")))
-		waitDVPhase(t, c, ns, "tree", cdiv1.Succeeded)
+		uploads.WaitDataVolumePhase(t, ns, "tree", cdiv1.Succeeded)
 	})
 
 	t.Run("the proxy goes down mid-upload and comes back", func(t *testing.T) {
-		proxyDownMidUpload(t, c, client, ns, "later")
+		proxyDownMidUpload(t, client, ns, "later")
 	})
 }
 
 // proxyDownMidUpload stops the proxy under an upload in flight, which
 // fails without leaving a file, and starts it again on the same URL.
-func proxyDownMidUpload(t *testing.T, c clients, client *http.Client, ns, pvc string) {
-	waitDVPhase(t, c, ns, pvc, cdiv1.UploadReady)
+func proxyDownMidUpload(t *testing.T, client *http.Client, ns, pvc string) {
+	uploads.WaitDataVolumePhase(t, ns, pvc, cdiv1.UploadReady)
 	token := requestUploadToken(t, cp.Admin.Config, ns, pvc)
 	data := bytes.Repeat([]byte("wukong"), 1<<20)
 	pr, pw := io.Pipe()
@@ -352,20 +399,6 @@ func newUploadDV(t *testing.T, c clients, ns, name string, contentType cdiv1.Dat
 	require.NoError(t, err)
 }
 
-func waitDVPhase(t testing.TB, c clients, ns, name string, phase cdiv1.DataVolumePhase) *cdiv1.DataVolume {
-	t.Helper()
-	var dv *cdiv1.DataVolume
-	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		var err error
-		dv, err = c.cdi.CdiV1beta1().DataVolumes(ns).Get(ctx, name, metav1.GetOptions{})
-		return err == nil && dv.Status.Phase == phase, nil
-	})
-	if err != nil {
-		t.Fatalf("DataVolume %s/%s never reached %s (last: %+v)", ns, name, phase, dv)
-	}
-	return dv
-}
-
 // requestUploadToken asks for a token through kube-apiserver with CDI's typed client.
 func requestUploadToken(t *testing.T, cfg *rest.Config, ns, pvc string) string {
 	t.Helper()
@@ -401,31 +434,4 @@ func post(t *testing.T, client *http.Client, method, path, auth string, body io.
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return resp.StatusCode, string(b)
-}
-
-type tarEntry struct {
-	name, body, link string
-	dir              bool
-}
-
-func tarball(t *testing.T, entries []tarEntry) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Mode: 0o644, ModTime: time.Unix(1700000000, 0), Typeflag: tar.TypeReg, Size: int64(len(e.body))}
-		switch {
-		case e.dir:
-			h.Typeflag, h.Mode, h.Size = tar.TypeDir, 0o755, 0
-		case e.link != "":
-			h.Typeflag, h.Linkname, h.Size = tar.TypeSymlink, e.link, 0
-		}
-		require.NoError(t, tw.WriteHeader(h))
-		if h.Size > 0 {
-			_, err := tw.Write([]byte(e.body))
-			require.NoError(t, err)
-		}
-	}
-	require.NoError(t, tw.Close())
-	return buf.Bytes()
 }

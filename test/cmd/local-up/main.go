@@ -18,6 +18,8 @@ limitations under the License.
 // APIService on this machine, the same stack the integration tests use, for
 // trying Wukong by hand (`make up`). It writes an admin kubeconfig and a pid
 // file and runs until SIGINT or SIGTERM, then stops everything it started.
+// It lives under test/ because it is test harness: it runs the integration
+// framework and the KubeVirt stand-ins, which production code never imports.
 package main
 
 import (
