@@ -79,7 +79,6 @@ type Pool struct {
 	conns   map[string]*conn
 	dialing map[string]*dialCall
 
-	dials atomic.Int64 // successful dials, for tests
 }
 
 // dialCall lets concurrent Gets for the same identity share one dial.
@@ -188,7 +187,6 @@ func (p *Pool) Get(ctx context.Context, t Target) (*Client, error) {
 		if err == nil {
 			c.id, c.refs = id, 1
 			p.conns[id] = c
-			p.dials.Add(1)
 		}
 		call.err = err
 		close(call.done)
