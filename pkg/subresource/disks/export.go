@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
@@ -77,12 +76,9 @@ func (r *ExportREST) NewConnectOptions() (runtime.Object, bool, string) {
 
 // Connect checks the options and the disk, then streams.
 func (r *ExportREST) Connect(ctx context.Context, name string, options runtime.Object, responder rest.Responder) (http.Handler, error) {
-	o, ok := options.(*vm.DiskExportOptions)
-	if !ok {
-		return nil, apierrors.NewInternalError(fmt.Errorf("invalid options object: %T", options))
-	}
-	if errs := validation.ValidateDiskExportOptions(o); len(errs) > 0 {
-		return nil, apierrors.NewBadRequest(errs.ToAggregate().Error())
+	o, err := stream.Options(options, validation.ValidateDiskExportOptions)
+	if err != nil {
+		return nil, err
 	}
 	format := exportv1beta1.KubeVirtRaw
 	if o.Format == "gzip" {

@@ -55,12 +55,9 @@ func (r *UploadREST) NewConnectOptions() (runtime.Object, bool, string) {
 // Connect checks the options and the disk; the handler finds CDI's upload
 // server and streams.
 func (r *UploadREST) Connect(ctx context.Context, name string, options runtime.Object, responder rest.Responder) (http.Handler, error) {
-	o, ok := options.(*vm.DiskUploadOptions)
-	if !ok {
-		return nil, apierrors.NewInternalError(fmt.Errorf("invalid options object: %T", options))
-	}
-	if errs := validation.ValidateDiskUploadOptions(o); len(errs) > 0 {
-		return nil, apierrors.NewBadRequest(errs.ToAggregate().Error())
+	o, err := stream.Options(options, validation.ValidateDiskUploadOptions)
+	if err != nil {
+		return nil, err
 	}
 	d, w, err := r.Disks.Find(ctx, name)
 	if err != nil {

@@ -74,12 +74,9 @@ func (r *REST) NewConnectOptions() (runtime.Object, bool, string) {
 // Connect checks the request against the Wukong's policy and returns the
 // handler that streams. Errors found here become ordinary Status responses.
 func (r *REST) Connect(ctx context.Context, name string, options runtime.Object, responder rest.Responder) (http.Handler, error) {
-	opts, ok := options.(*vm.WukongFileOptions)
-	if !ok {
-		return nil, apierrors.NewInternalError(fmt.Errorf("invalid options object: %T", options))
-	}
-	if errs := validation.ValidateWukongFileOptions(opts); len(errs) > 0 {
-		return nil, apierrors.NewBadRequest(errs.ToAggregate().Error())
+	opts, err := stream.Options(options, validation.ValidateWukongFileOptions)
+	if err != nil {
+		return nil, err
 	}
 	obj, err := r.Wukongs.Get(ctx, name, &metav1.GetOptions{})
 	if err != nil {
