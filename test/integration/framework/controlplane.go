@@ -18,6 +18,8 @@ package framework
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -84,8 +86,11 @@ type ControlPlane struct {
 	WorkDir string
 	// Binaries are the executables in use.
 	Binaries Binaries
-	// EtcdURL is etcd's client URL (plain HTTP on loopback).
+	// EtcdURL is etcd's client URL: https on loopback, and etcd wants a
+	// client certificate signed by EtcdCAPEM (see EtcdTLSConfig).
 	EtcdURL string
+	// EtcdCAPEM signs etcd's serving certificate and its clients'.
+	EtcdCAPEM []byte
 	// KubeAPIServerURL is kube-apiserver's https URL.
 	KubeAPIServerURL string
 	// ClusterCAPEM signs kube-apiserver's serving certificate and every
@@ -167,6 +172,7 @@ func (cp *ControlPlane) start(ctx context.Context) error {
 	}
 	cp.ClusterCAPEM = cp.pki.clusterCA.CertPEM
 	cp.WukongCAPEM = cp.pki.wukongCA.CertPEM
+	cp.EtcdCAPEM = cp.pki.etcdCA.CertPEM
 
 	if err := cp.startEtcd(ctx); err != nil {
 		return err
@@ -288,7 +294,13 @@ func (cp *ControlPlane) startEtcd(ctx context.Context) error {
 	ctx, cancel := cp.withStartTimeout(ctx)
 	defer cancel()
 	began := time.Now()
-	err := startWithRetry(func() error {
+	tlsConfig, err := cp.EtcdTLSConfig()
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig}}
+	defer client.CloseIdleConnections()
+	err = startWithRetry(func() error {
 		clientPort, err := freePort()
 		if err != nil {
 			return err
@@ -302,7 +314,8 @@ func (cp *ControlPlane) startEtcd(ctx context.Context) error {
 		if err := os.RemoveAll(dataDir); err != nil {
 			return err
 		}
-		clientURL := fmt.Sprintf("http://127.0.0.1:%d", clientPort)
+		clientURL := fmt.Sprintf("https://127.0.0.1:%d", clientPort)
+		// The one member never dials a peer; its peer URL is plain on loopback.
 		peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
 		p, err := startProcess("etcd", cp.LogPath("etcd"), cp.Binaries.Etcd,
 			"--name=wukong",
@@ -312,6 +325,13 @@ func (cp *ControlPlane) startEtcd(ctx context.Context) error {
 			"--listen-peer-urls="+peerURL,
 			"--initial-advertise-peer-urls="+peerURL,
 			"--initial-cluster=wukong="+peerURL,
+			// TLS and client certificates, as the shipped StatefulSet: only
+			// kube-apiserver and wukong-apiserver, whose certificates the
+			// etcd CA signed, may read or write.
+			"--cert-file="+cp.pki.etcdCertFile,
+			"--key-file="+cp.pki.etcdKeyFile,
+			"--trusted-ca-file="+cp.pki.etcdCAFile,
+			"--client-cert-auth=true",
 			// Durability is worthless for a throwaway cluster; fsync is most of
 			// etcd's latency on a small VM.
 			"--unsafe-no-fsync=true",
@@ -320,7 +340,7 @@ func (cp *ControlPlane) startEtcd(ctx context.Context) error {
 			return err
 		}
 		err = p.waitReady(ctx, "health", func(ctx context.Context) error {
-			return getOK(ctx, http.DefaultClient, clientURL+"/health")
+			return getOK(ctx, client, clientURL+"/health")
 		})
 		if err != nil {
 			p.stop()
@@ -353,7 +373,12 @@ func (cp *ControlPlane) startKubeAPIServer(ctx context.Context) error {
 			return err
 		}
 		args := []string{
+			// The same etcd as wukong-apiserver, under kube-apiserver's
+			// default prefix /registry; its own client certificate.
 			"--etcd-servers=" + cp.EtcdURL,
+			"--etcd-cafile=" + p.etcdCAFile,
+			"--etcd-certfile=" + p.kubeEtcdClientCertFile,
+			"--etcd-keyfile=" + p.kubeEtcdClientKeyFile,
 			"--bind-address=127.0.0.1",
 			"--advertise-address=127.0.0.1",
 			fmt.Sprintf("--secure-port=%d", port),
@@ -409,6 +434,18 @@ func (cp *ControlPlane) startKubeAPIServer(ctx context.Context) error {
 	}
 	cp.logf("kube-apiserver ready at %s (%s)", cp.KubeAPIServerURL, time.Since(began).Round(time.Millisecond))
 	return nil
+}
+
+// EtcdTLSConfig trusts etcd's CA and presents a client certificate etcd
+// accepts (wukong-apiserver's), for tests that read etcd directly.
+func (cp *ControlPlane) EtcdTLSConfig() (*tls.Config, error) {
+	cert, err := cp.pki.wukongEtcdClient.TLSCertificate()
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(cp.pki.etcdCA.CertPEM)
+	return &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // getOK GETs url and wants a 200.

@@ -18,8 +18,10 @@ limitations under the License.
 // integration tests and for `make up`: etcd, kube-apiserver and
 // wukong-apiserver as subprocesses, wukong-apiserver registered behind a real
 // APIService, users authenticated by client certificates and authorised by
-// RBAC, and the real kubectl. There is no controller-manager and no kubelet:
-// nothing reconciles, no pod runs.
+// RBAC, and the real kubectl. etcd runs as the shipped StatefulSet does: TLS
+// and client certificates only, kube-apiserver and wukong-apiserver each with
+// its own. There is no controller-manager and no kubelet: nothing reconciles,
+// no pod runs.
 //
 // The core (Start, ControlPlane, CreateUser, Kubectl) knows nothing about the
 // testing package, so test/cmd/local-up (`make up`) runs the same stack;

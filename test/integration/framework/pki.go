@@ -17,10 +17,15 @@ limitations under the License.
 package framework
 
 import (
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/novasphere/wukong/test/integration/testutil"
 )
@@ -32,12 +37,22 @@ type pki struct {
 	clusterCA *testutil.CA // client certificates and kube-apiserver serving
 	frontCA   *testutil.CA // the aggregator's identity towards wukong-apiserver
 	wukongCA  *testutil.CA // wukong-apiserver serving; the APIService caBundle
+	// etcdCA signs etcd's serving certificate and its clients'. etcd lets in
+	// any client certificate its CA signed, so this CA signs nothing else.
+	etcdCA *testutil.CA
 
 	// File paths handed to the processes.
 	clusterCAFile, kubeAPIServerCertFile, kubeAPIServerKeyFile          string
 	frontProxyCAFile, frontProxyClientCertFile, frontProxyClientKeyFile string
 	serviceAccountPublicKeyFile, serviceAccountSigningKeyFile           string
 	wukongCAFile, wukongCertFile, wukongKeyFile                         string
+	etcdCAFile, etcdCertFile, etcdKeyFile                               string
+	kubeEtcdClientCertFile, kubeEtcdClientKeyFile                       string
+	wukongEtcdClientCertFile, wukongEtcdClientKeyFile                   string
+
+	// wukongEtcdClient is wukong-apiserver's etcd client certificate, also
+	// lent to tests that read etcd directly.
+	wukongEtcdClient testutil.KeyPair
 }
 
 // frontProxyClientName is the CN of the aggregator's client certificate and
@@ -62,6 +77,9 @@ func newPKI(dir string) (*pki, error) {
 		return nil, err
 	}
 	if p.wukongCA, err = testutil.NewCA("wukong-apiserver-ca"); err != nil {
+		return nil, err
+	}
+	if p.etcdCA, err = testutil.NewCA("wukong-test-etcd-ca"); err != nil {
 		return nil, err
 	}
 
@@ -90,6 +108,22 @@ func newPKI(dir string) (*pki, error) {
 	if err != nil {
 		return nil, err
 	}
+	// etcd serves TLS and wants a client certificate, as the shipped
+	// StatefulSet does (artifacts/deploy/10-etcd.yaml). Its one member never
+	// dials a peer, so the peer URL stays plain on loopback.
+	// etcd admits any client certificate its CA signed: this CA signs etcd's
+	// and its two clients' certificates only.
+	etcdServing, err := issueServerAndClient(p.etcdCA, "wukong-etcd", []string{"localhost"}, loopback)
+	if err != nil {
+		return nil, err
+	}
+	kubeEtcdClient, err := p.etcdCA.Issue(testutil.CertSpec{CommonName: "kube-apiserver-etcd-client", Usage: x509.ExtKeyUsageClientAuth})
+	if err != nil {
+		return nil, err
+	}
+	if p.wukongEtcdClient, err = p.etcdCA.Issue(testutil.CertSpec{CommonName: "wukong-apiserver-etcd-client", Usage: x509.ExtKeyUsageClientAuth}); err != nil {
+		return nil, err
+	}
 	saPublic, saPrivate, err := newServiceAccountKey()
 	if err != nil {
 		return nil, err
@@ -111,6 +145,13 @@ func newPKI(dir string) (*pki, error) {
 		{&p.wukongCAFile, "wukong-apiserver-ca.crt", p.wukongCA.CertPEM},
 		{&p.wukongCertFile, "wukong-apiserver.crt", wukongServing.CertPEM},
 		{&p.wukongKeyFile, "wukong-apiserver.key", wukongServing.KeyPEM},
+		{&p.etcdCAFile, "etcd-ca.crt", p.etcdCA.CertPEM},
+		{&p.etcdCertFile, "etcd-server.crt", etcdServing.CertPEM},
+		{&p.etcdKeyFile, "etcd-server.key", etcdServing.KeyPEM},
+		{&p.kubeEtcdClientCertFile, "kube-apiserver-etcd-client.crt", kubeEtcdClient.CertPEM},
+		{&p.kubeEtcdClientKeyFile, "kube-apiserver-etcd-client.key", kubeEtcdClient.KeyPEM},
+		{&p.wukongEtcdClientCertFile, "wukong-apiserver-etcd-client.crt", p.wukongEtcdClient.CertPEM},
+		{&p.wukongEtcdClientKeyFile, "wukong-apiserver-etcd-client.key", p.wukongEtcdClient.KeyPEM},
 	}
 	for _, f := range files {
 		*f.path = filepath.Join(dir, f.name)
@@ -119,6 +160,41 @@ func newPKI(dir string) (*pki, error) {
 		}
 	}
 	return p, nil
+}
+
+// issueServerAndClient issues a certificate for both TLS roles, as etcd's
+// serving certificate must be: etcd's HTTP gateway (/v3/kv/... in JSON) dials
+// etcd's own gRPC port presenting it, and a peer presents it too. testutil's
+// CertSpec has one usage per certificate.
+func issueServerAndClient(ca *testutil.CA, commonName string, dnsNames []string, ips []net.IP) (testutil.KeyPair, error) {
+	key, err := testutil.NewKey()
+	if err != nil {
+		return testutil.KeyPair{}, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return testutil.KeyPair{}, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: commonName},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(testutil.CertValidity),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:     dnsNames,
+		IPAddresses:  ips,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	if err != nil {
+		return testutil.KeyPair{}, fmt.Errorf("issuing certificate for %q: %w", commonName, err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return testutil.KeyPair{}, err
+	}
+	return testutil.KeyPair{CertPEM: testutil.EncodePEM("CERTIFICATE", der), KeyPEM: testutil.EncodePEM("EC PRIVATE KEY", keyDER)}, nil
 }
 
 // newServiceAccountKey returns the PEM public and private halves of the key

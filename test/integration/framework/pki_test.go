@@ -47,6 +47,10 @@ func TestPKI(t *testing.T) {
 		{"kube-apiserver by IP", p.clusterCAFile, p.kubeAPIServerCertFile, p.kubeAPIServerKeyFile, "127.0.0.1", x509.ExtKeyUsageServerAuth},
 		{"kube-apiserver as localhost", p.clusterCAFile, p.kubeAPIServerCertFile, p.kubeAPIServerKeyFile, "localhost", x509.ExtKeyUsageServerAuth},
 		{"front proxy client", p.frontProxyCAFile, p.frontProxyClientCertFile, p.frontProxyClientKeyFile, "", x509.ExtKeyUsageClientAuth},
+		{"etcd by IP", p.etcdCAFile, p.etcdCertFile, p.etcdKeyFile, "127.0.0.1", x509.ExtKeyUsageServerAuth},
+		{"etcd's gateway to itself", p.etcdCAFile, p.etcdCertFile, p.etcdKeyFile, "", x509.ExtKeyUsageClientAuth},
+		{"kube-apiserver to etcd", p.etcdCAFile, p.kubeEtcdClientCertFile, p.kubeEtcdClientKeyFile, "", x509.ExtKeyUsageClientAuth},
+		{"wukong-apiserver to etcd", p.etcdCAFile, p.wukongEtcdClientCertFile, p.wukongEtcdClientKeyFile, "", x509.ExtKeyUsageClientAuth},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -160,6 +160,9 @@ func (cp *ControlPlane) wukongAPIServerArgs(port int) []string {
 	args := []string{
 		"--etcd-servers=" + cp.EtcdURL,
 		"--etcd-prefix=" + wukongEtcdPrefix,
+		"--etcd-cafile=" + cp.pki.etcdCAFile,
+		"--etcd-certfile=" + cp.pki.wukongEtcdClientCertFile,
+		"--etcd-keyfile=" + cp.pki.wukongEtcdClientKeyFile,
 		fmt.Sprintf("--secure-port=%d", port),
 		"--bind-address=127.0.0.1",
 		"--tls-cert-file=" + cp.pki.wukongCertFile,
