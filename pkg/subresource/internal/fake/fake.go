@@ -350,7 +350,9 @@ func (z *Authorizer) Authorize(_ context.Context, a authorizer.Attributes) (auth
 }
 
 // Authorizer is z as an authorizer.Authorizer.
-func (z *Authorizer) Authorizer() authorizer.Authorizer { return authorizer.AuthorizerFunc(z.Authorize) }
+func (z *Authorizer) Authorizer() authorizer.Authorizer {
+	return authorizer.AuthorizerFunc(z.Authorize)
+}
 
 // Asked returns the attributes asked so far.
 func (z *Authorizer) Asked() []authorizer.Attributes {
