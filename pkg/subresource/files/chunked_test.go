@@ -112,6 +112,15 @@ func TestChunkedUpload(t *testing.T) {
 				t.Fatalf("after a mismatched chunk the record holds %v", got)
 			}
 
+			// A body that ends before its Content-Length is not recorded.
+			short := e.doLength(t, method, vm.WukongFileOptions{Path: "/dir/f", Transfer: "up", Offset: ptr.To[int64](4)}, content[4:6], 6, nil)
+			if short.code() != http.StatusBadRequest {
+				t.Fatalf("short chunk: %d", short.code())
+			}
+			if got := ranges(); len(got) != 1 || got[0] != (vm.ByteRange{Offset: 0, Length: 4}) {
+				t.Fatalf("after a short chunk the record holds %v", got)
+			}
+
 			// A commit before every byte arrived is refused.
 			if r = e.do(t, method, vm.WukongFileOptions{Path: "/dir/f", Transfer: "up", Commit: true}, nil, nil); r.code() != http.StatusConflict {
 				t.Fatalf("early commit: %d", r.code())

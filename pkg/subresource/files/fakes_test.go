@@ -464,6 +464,9 @@ func (r result) object() runtime.Object {
 }
 
 func statusOf(err error) metav1.Status {
+	if err == nil {
+		return metav1.Status{Status: metav1.StatusSuccess}
+	}
 	var st apierrors.APIStatus
 	if errors.As(err, &st) {
 		return st.Status()
@@ -474,6 +477,13 @@ func statusOf(err error) metav1.Status {
 // do sends one request as the apiserver would: Connect with the options,
 // then the handler with a request carrying the user and namespace.
 func (e *env) do(t *testing.T, method string, opts vm.WukongFileOptions, body []byte, header http.Header) result {
+	t.Helper()
+	return e.doLength(t, method, opts, body, int64(len(body)), header)
+}
+
+// doLength is do with a Content-Length that may differ from the body's (a
+// client that went away), or -1 (chunked).
+func (e *env) doLength(t *testing.T, method string, opts vm.WukongFileOptions, body []byte, length int64, header http.Header) result {
 	t.Helper()
 	ctx := fake.Context("alice")
 	r := result{resp: &fake.Responder{}, rw: httptest.NewRecorder()}
@@ -487,6 +497,7 @@ func (e *env) do(t *testing.T, method string, opts vm.WukongFileOptions, body []
 		rd = bytes.NewReader(body)
 	}
 	req := httptest.NewRequest(method, "/apis/vm.novasphere.dev/v1alpha1/namespaces/ns/wukongs/vm/files", rd).WithContext(ctx)
+	req.ContentLength = length
 	for k, v := range header {
 		req.Header[k] = v
 	}

@@ -139,6 +139,11 @@ func TestGetDirectory(t *testing.T) {
 		}
 	}
 
+	// Only regular files are read.
+	if r = e.do(t, http.MethodGet, vm.WukongFileOptions{Path: "/d/link"}, nil, nil); r.code() != http.StatusBadRequest {
+		t.Fatalf("read of a symlink: %d", r.code())
+	}
+
 	// archive=tar reads directories only.
 	if r = e.do(t, http.MethodGet, vm.WukongFileOptions{Path: "/d/a.txt", Archive: "tar"}, nil, nil); r.code() != http.StatusBadRequest {
 		t.Fatalf("tar of a file: %d", r.code())

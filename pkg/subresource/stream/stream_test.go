@@ -221,6 +221,7 @@ func wsPair(t *testing.T, serve func(conn *websocket.Conn)) *websocket.Conn {
 		t.Fatalf("dial: %v", err)
 	}
 	resp.Body.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	t.Cleanup(func() {
 		conn.Close()
 		select {
