@@ -2,6 +2,12 @@ package vm
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -9,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
@@ -43,4 +50,52 @@ func TestHostileSSHUserRefused(t *testing.T) {
 			assert.True(t, apierrors.IsNotFound(err), "nothing stored: %v", err)
 		})
 	}
+}
+
+// TestDiskExportRangeOverflow: an offset and length whose end does not fit
+// an int64 would wrap into a bogus Range to the export server; the options
+// are refused first (400, naming the field), before any export is made.
+func TestDiskExportRangeOverflow(t *testing.T) {
+	ns := framework.CreateTestNamespace(t, cp, "export-overflow")
+	apply(t, ns, &v1alpha1.Wukong{ObjectMeta: metav1.ObjectMeta{Name: "vm1"},
+		Spec: v1alpha1.WukongSpec{CPU: 1, Disks: []v1alpha1.DiskConfig{{Name: "system", Image: "docker://quay.io/containerdisks/fedora:40"}}}})
+	api := fmt.Sprintf("/apis/vm.novasphere.dev/v1alpha1/namespaces/%s/disks/vm1-system/export", ns)
+	for _, tc := range []struct {
+		name, offset, length, field string
+	}{
+		{"end past MaxInt64", "1", fmt.Sprint(int64(math.MaxInt64)), "length"},
+		{"offset at MaxInt64", fmt.Sprint(int64(math.MaxInt64)), "1", "length"},
+		{"both huge", fmt.Sprint(int64(math.MaxInt64 / 2)), fmt.Sprint(int64(math.MaxInt64/2 + 2)), "length"},
+		{"negative offset", "-1", "10", "offset"},
+		{"negative length", "0", "-5", "length"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, st := getStatus(t, cp.Admin, api+"?"+url.Values{"offset": {tc.offset}, "length": {tc.length}}.Encode())
+			assert.Equal(t, http.StatusBadRequest, code, st.Message)
+			assert.Contains(t, st.Message, tc.field+": Invalid value")
+		})
+	}
+	// Nothing was asked of KubeVirt.
+	c := newClients(t)
+	_, err := c.kubevirt.ExportV1beta1().VirtualMachineExports(ns).Get(context.Background(), "wukong-vm1-system", metav1.GetOptions{})
+	assert.True(t, apierrors.IsNotFound(err), "no VirtualMachineExport: %v", err)
+}
+
+// getStatus sends one GET as u, without client-go's retries, and decodes
+// the Status it answers.
+func getStatus(t testing.TB, u *framework.User, path string) (int, metav1.Status) {
+	t.Helper()
+	hc, err := rest.HTTPClientFor(u.Config)
+	require.NoError(t, err)
+	resp, err := hc.Get(u.Config.Host + path)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	require.NoError(t, err)
+	var st metav1.Status
+	_ = json.Unmarshal(b, &st)
+	if st.Message == "" {
+		st.Message = string(b)
+	}
+	return resp.StatusCode, st
 }
