@@ -130,6 +130,9 @@ func (r *ExportREST) chunkedRecord(ctx context.Context, w *vm.Wukong, d *vm.Disk
 // commit ends a chunked export: the client has every range, and verifies
 // them against status.rangeDigests.
 func (r *ExportREST) commit(ctx context.Context, w *vm.Wukong, d *vm.Disk, rec *vm.WukongFileTransfer, responder rest.Responder) error {
+	if err := stream.CheckCommitter(ctx, rec); err != nil {
+		return err
+	}
 	out, err := r.Recorder.End(ctx, w.Namespace, rec.Name, vm.FileTransferPhaseSucceeded,
 		fmt.Sprintf("the client ended the export of disk %s after %d bytes under this record; it verifies them against status.rangeDigests", d.Spec.DiskName, rec.Status.BytesTransferred), "")
 	if err != nil {

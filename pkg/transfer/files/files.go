@@ -36,6 +36,8 @@ var (
 	ErrShortBody = errors.New("upload body ended early")
 	// ErrDiskFull: the guest's filesystem ran out of space.
 	ErrDiskFull = errors.New("the guest's disk is full")
+	// ErrRemoveRoot: a recursive delete of the guest's root directory.
+	ErrRemoveRoot = errors.New("a recursive delete of / is refused")
 )
 
 // Entry describes one file in a listing.
@@ -252,6 +254,10 @@ func ensureDir(c *sftp.Client, dir string, create bool) error {
 // Delete removes a file, a symlink or an empty directory; recursive removes
 // a directory and everything under it.
 func Delete(c *sftp.Client, p string, recursive bool) error {
+	if recursive && path.Clean("/"+p) == "/" {
+		// The API refuses it already; this layer does not rely on that.
+		return ErrRemoveRoot
+	}
 	fi, err := c.Lstat(p)
 	if err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
 	"github.com/novasphere/wukong/test/integration/framework"
 )
 
@@ -98,4 +99,39 @@ func getStatus(t testing.TB, u *framework.User, path string) (int, metav1.Status
 		st.Message = string(b)
 	}
 	return resp.StatusCode, st
+}
+
+// TestOnlyTheRequesterCommitsAnExport: a chunked export is ended only by the
+// user who opened its record; another user with the same role gets 403.
+func TestOnlyTheRequesterCommitsAnExport(t *testing.T) {
+	root, err := framework.RepoRoot()
+	require.NoError(t, err)
+	framework.RunKubectl(t, cp, cp.Admin, "apply", "-f", root+"/artifacts/deploy/30-rbac-roles.yaml")
+	ns := framework.CreateTestNamespace(t, cp, "export-committer")
+	apply(t, ns, &v1alpha1.Wukong{ObjectMeta: metav1.ObjectMeta{Name: "vm1"},
+		Spec: v1alpha1.WukongSpec{CPU: 1, Disks: []v1alpha1.DiskConfig{{Name: "system", Image: "docker://quay.io/containerdisks/fedora:40"}}}})
+	owner := framework.CreateTestUser(t, cp, "export-owner")
+	other := framework.CreateTestUser(t, cp, "export-other")
+	for _, u := range []string{owner.Name, other.Name} {
+		framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", u, "-n", ns, "--clusterrole=vm.novasphere.dev:edit", "--user="+u)
+	}
+	wc, err := versioned.NewForConfig(owner.Config)
+	require.NoError(t, err)
+	ctx := context.Background()
+	rec, err := wc.VmV1alpha1().WukongFileTransfers(ns).Create(ctx, &v1alpha1.WukongFileTransfer{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "export-"},
+		Spec:       v1alpha1.WukongFileTransferSpec{WukongName: "vm1", Operation: "download", Disk: "system"},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	commit := fmt.Sprintf("/apis/vm.novasphere.dev/v1alpha1/namespaces/%s/disks/vm1-system/export?transfer=%s&commit=true", ns, rec.Name)
+
+	code, st := getStatus(t, other, commit)
+	assert.Equal(t, http.StatusForbidden, code, st.Message)
+	assert.Contains(t, st.Message, owner.Name)
+	got, err := wc.VmV1alpha1().WukongFileTransfers(ns).Get(ctx, rec.Name, metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.NotEqual(t, "Succeeded", got.Status.Phase, "the other user did not end it")
+
+	code, st = getStatus(t, owner, commit)
+	assert.Equal(t, http.StatusOK, code, st.Message)
 }

@@ -3,6 +3,8 @@ package validation
 import (
 	"strings"
 	"testing"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
 )
 
 // TestValidateSSHUser: sshConfig.user goes into cloud-init YAML and an SSH
@@ -42,6 +44,25 @@ func TestValidateSSHUser(t *testing.T) {
 		errs := ValidateWukong(w)
 		if len(errs) != 1 || errs[0].Field != "spec.fileTransfer.sshConfig.user" {
 			t.Errorf("%s (%q): want one error on spec.fileTransfer.sshConfig.user, got %v", name, user, errs)
+		}
+	}
+}
+
+// TestRecursiveDeleteOfRoot: one request may not wipe a VM.
+func TestRecursiveDeleteOfRoot(t *testing.T) {
+	for _, p := range []string{"/", "//", "/.", "/a/..", "/../.."} {
+		errs := ValidateWukongFileOptions(&vm.WukongFileOptions{Path: p, Recursive: true})
+		found := false
+		for _, e := range errs {
+			found = found || e.Field == "recursive"
+		}
+		if !found {
+			t.Errorf("recursive delete of %q: want an error on recursive, got %v", p, errs)
+		}
+	}
+	for _, o := range []vm.WukongFileOptions{{Path: "/", Recursive: false}, {Path: "/tmp", Recursive: true}} {
+		if errs := ValidateWukongFileOptions(&o); len(errs) != 0 {
+			t.Errorf("%+v refused: %v", o, errs)
 		}
 	}
 }

@@ -448,6 +448,10 @@ func validateProgress(progress string, p *field.Path) field.ErrorList {
 // ValidateWukongFileOptions checks the query options of wukongs/files.
 func ValidateWukongFileOptions(o *vm.WukongFileOptions) field.ErrorList {
 	errs := ValidateRemotePath(o.Path, field.NewPath("path"))
+	if o.Recursive && path.Clean("/"+o.Path) == "/" {
+		// One request must not be able to wipe a VM.
+		errs = append(errs, field.Forbidden(field.NewPath("recursive"), "a recursive delete of / is refused: remove the directories under it one by one"))
+	}
 	errs = append(errs, validateByteRange(o.Offset, o.Length)...)
 	if o.Archive != "" && o.Archive != "tar" {
 		errs = append(errs, field.NotSupported(field.NewPath("archive"), o.Archive, []string{"tar"}))
