@@ -302,6 +302,9 @@ func copyAll(w io.Writer, resp *http.Response) (int64, error) {
 // kube-apiserver's request timeout: how a gzip export, which cannot be
 // split into ranges, travels when it is large.
 func (r *ExportREST) serveWebSocket(ctx context.Context, w *vm.Wukong, d *vm.Disk, format exportv1beta1.ExportVolumeFormat, rw http.ResponseWriter, req *http.Request) error {
+	if err := stream.RefuseBrowser(req); err != nil {
+		return err
+	}
 	resp, err := r.open(ctx, w, d, http.MethodGet, format, "")
 	if err != nil {
 		return err

@@ -139,6 +139,11 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 func (h *handler) serve(rw http.ResponseWriter, req *http.Request) error {
 	ctx := req.Context()
 	ws := stream.IsUpgrade(req)
+	if ws {
+		if err := stream.RefuseBrowser(req); err != nil {
+			return err
+		}
+	}
 	if h.opts.Upload != "" && !ws {
 		return apierrors.NewBadRequest("upload=create|replace is for a WebSocket upgrade; a plain upload is a POST or PUT")
 	}

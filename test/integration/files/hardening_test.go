@@ -4,15 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
@@ -187,4 +190,51 @@ func TestRecursiveDeleteOfRootRefused(t *testing.T) {
 	code, _, body := raw(t, cp.Admin, http.MethodDelete, g.filesPath(url.Values{"path": {"/"}, "recursive": {"true"}}), nil, nil)
 	require.Equal(t, http.StatusBadRequest, code)
 	assert.Contains(t, status(t, body).Message, "recursive delete of / is refused")
+}
+
+// TestBrowserOriginRefused: a WebSocket upgrade that carries a browser's
+// Origin is refused with a Status (403) before the guest is reached, so a
+// web page cannot drive kubectl proxy into the VMs. kubectl, client-go and
+// the plugin send no Origin (every other WebSocket test here shows it).
+func TestBrowserOriginRefused(t *testing.T) {
+	ns := namespace(t, "files-origin")
+	g := newGuest(t, ns, "vm1")
+	require.NoError(t, os.WriteFile(g.host("/secret.txt"), []byte("secret"), 0o644))
+	tlsConfig, err := rest.TLSConfigFor(cp.Admin.Config)
+	require.NoError(t, err)
+	d := websocket.Dialer{TLSClientConfig: tlsConfig}
+	for _, tc := range []struct {
+		name   string
+		q      url.Values
+		origin string
+	}{
+		{"download", url.Values{"path": {"/secret.txt"}}, "https://evil.example"},
+		{"upload", url.Values{"path": {"/secret.txt"}, "upload": {"replace"}}, "http://localhost:8001"},
+		{"tar download", url.Values{"path": {"/"}, "archive": {"tar"}}, "null"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wsURL := "wss" + strings.TrimPrefix(cp.Admin.Config.Host, "https") + g.filesPath(tc.q)
+			conn, resp, err := d.Dial(wsURL, http.Header{"Origin": {tc.origin}})
+			if conn != nil {
+				conn.Close()
+			}
+			require.Error(t, err)
+			require.NotNil(t, resp)
+			defer resp.Body.Close()
+			assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+			body, _ := io.ReadAll(resp.Body)
+			st := status(t, body)
+			assert.Equal(t, metav1.StatusReasonForbidden, st.Reason)
+			assert.Contains(t, st.Message, "WebSocket upgrades from a browser are refused")
+			assert.Contains(t, st.Message, tc.origin)
+		})
+	}
+	got, err := os.ReadFile(g.host("/secret.txt"))
+	require.NoError(t, err)
+	assert.Equal(t, "secret", string(got))
+	assert.Empty(t, recordsFor(t, ns, "/secret.txt"), "nothing moved")
+	// The same request without an Origin, as kubectl sends it, is served.
+	conn, _, err := wsDial(t, cp.Admin, g.filesPath(url.Values{"path": {"/secret.txt"}}))
+	require.NoError(t, err)
+	conn.Close()
 }

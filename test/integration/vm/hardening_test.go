@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -134,4 +135,38 @@ func TestOnlyTheRequesterCommitsAnExport(t *testing.T) {
 
 	code, st = getStatus(t, owner, commit)
 	assert.Equal(t, http.StatusOK, code, st.Message)
+}
+
+// TestBrowserOriginRefusedForDisks: disks/export and disks/upload refuse a
+// WebSocket upgrade with a browser's Origin (403, a Status) before they ask
+// KubeVirt or CDI for anything.
+func TestBrowserOriginRefusedForDisks(t *testing.T) {
+	ns := framework.CreateTestNamespace(t, cp, "disks-origin")
+	apply(t, ns, &v1alpha1.Wukong{ObjectMeta: metav1.ObjectMeta{Name: "vm1"},
+		Spec: v1alpha1.WukongSpec{CPU: 1, Disks: []v1alpha1.DiskConfig{
+			{Name: "system", Image: "docker://quay.io/containerdisks/fedora:40"},
+			{Name: "data", ImportSource: &v1alpha1.ImportSourceSpec{Type: "upload"}},
+		}}})
+	tlsConfig, err := rest.TLSConfigFor(cp.Admin.Config)
+	require.NoError(t, err)
+	d := websocket.Dialer{TLSClientConfig: tlsConfig}
+	base := "wss" + strings.TrimPrefix(cp.Admin.Config.Host, "https") + "/apis/vm.novasphere.dev/v1alpha1/namespaces/" + ns
+	for name, path := range map[string]string{"export": "/disks/vm1-system/export", "upload": "/disks/vm1-data/upload"} {
+		t.Run(name, func(t *testing.T) {
+			conn, resp, err := d.Dial(base+path, http.Header{"Origin": {"https://evil.example"}})
+			if conn != nil {
+				conn.Close()
+			}
+			require.Error(t, err)
+			require.NotNil(t, resp)
+			defer resp.Body.Close()
+			assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+			var st metav1.Status
+			require.NoError(t, json.NewDecoder(resp.Body).Decode(&st))
+			assert.Contains(t, st.Message, "WebSocket upgrades from a browser are refused")
+		})
+	}
+	c := newClients(t)
+	_, err = c.kubevirt.ExportV1beta1().VirtualMachineExports(ns).Get(context.Background(), "wukong-vm1-system", metav1.GetOptions{})
+	assert.True(t, apierrors.IsNotFound(err), "no VirtualMachineExport: %v", err)
 }
