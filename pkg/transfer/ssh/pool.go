@@ -78,7 +78,6 @@ type Pool struct {
 	closed  bool
 	conns   map[string]*conn
 	dialing map[string]*dialCall
-
 }
 
 // dialCall lets concurrent Gets for the same identity share one dial.
