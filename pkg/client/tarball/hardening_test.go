@@ -126,3 +126,30 @@ func TestExtractRefusesPathsThroughLinks(t *testing.T) {
 		assert.Empty(t, linksEscaping(t, dst))
 	})
 }
+
+// TestExtractLongNames: a file whose name is up to NAME_MAX long extracts
+// (its temporary name is shortened to fit).
+func TestExtractLongNames(t *testing.T) {
+	for name, base := range map[string]string{
+		"250 bytes": strings.Repeat("b", 250),
+		"255 bytes": strings.Repeat("c", 255),
+		"multibyte": strings.Repeat("é", 127),
+	} {
+		t.Run(name, func(t *testing.T) {
+			dst := filepath.Join(t.TempDir(), "dst")
+			var buf bytes.Buffer
+			tw := tar.NewWriter(&buf)
+			require.NoError(t, tw.WriteHeader(&tar.Header{Name: "d/" + base, Typeflag: tar.TypeReg, Mode: 0o644, Size: 4}))
+			_, err := tw.Write([]byte("long"))
+			require.NoError(t, err)
+			require.NoError(t, tw.Close())
+			require.NoError(t, Extract(&buf, dst, false, 0))
+			got, err := os.ReadFile(filepath.Join(dst, "d", base))
+			require.NoError(t, err)
+			assert.Equal(t, "long", string(got))
+			entries, err := os.ReadDir(filepath.Join(dst, "d"))
+			require.NoError(t, err)
+			assert.Len(t, entries, 1, "no temporary file left")
+		})
+	}
+}

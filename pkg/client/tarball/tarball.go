@@ -11,6 +11,8 @@ package tarball
 import (
 	"archive/tar"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +21,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/novasphere/wukong/pkg/transfer/remotepath"
 )
@@ -193,13 +196,30 @@ func linkAbove(root *os.Root, name string) (string, error) {
 	return "", nil
 }
 
+// partName is the temporary name of a file being extracted: ".wukong-part-"
+// and its name, or, when that would not fit in 255 bytes (NAME_MAX), its
+// first 64 bytes and a hash of the whole, so that a file whose own name fits
+// can always be extracted.
+func partName(base string) string {
+	const prefix, nameMax, keep = ".wukong-part-", 255, 64
+	if len(prefix)+len(base) <= nameMax {
+		return prefix + base
+	}
+	sum := sha256.Sum256([]byte(base))
+	k := min(keep, len(base))
+	for k > 0 && k < len(base) && !utf8.RuneStart(base[k]) {
+		k-- // do not cut a character in two
+	}
+	return prefix + base[:k] + "-" + hex.EncodeToString(sum[:8])
+}
+
 // extractFile writes one file under a temporary name and renames it, so an
 // interrupted copy leaves no half file under the entry's name.
 func extractFile(root *os.Root, name string, mode fs.FileMode, r io.Reader) error {
 	if err := root.MkdirAll(path.Dir(name), 0o755); err != nil {
 		return err
 	}
-	tmp := path.Join(path.Dir(name), ".wukong-part-"+path.Base(name))
+	tmp := path.Join(path.Dir(name), partName(path.Base(name)))
 	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
 	if err != nil {
 		return err

@@ -238,3 +238,50 @@ func TestBrowserOriginRefused(t *testing.T) {
 	require.NoError(t, err)
 	conn.Close()
 }
+
+// TestLongFileNames: a file whose name is 250 bytes (temporary names add a
+// prefix to it) uploads plainly, in chunks and in a tar, and downloads.
+func TestLongFileNames(t *testing.T) {
+	ns := namespace(t, "files-longname")
+	g := newGuest(t, ns, "vm1")
+	require.NoError(t, os.MkdirAll(g.host("/long"), 0o755))
+	name := func(c string) string { return strings.Repeat(c, 250) }
+	read := func(t *testing.T, p string) string {
+		t.Helper()
+		b, err := os.ReadFile(g.host(p))
+		require.NoError(t, err)
+		return string(b)
+	}
+
+	t.Run("plain upload and download", func(t *testing.T) {
+		p := "/long/" + name("p")
+		code, _, body := raw(t, cp.Admin, http.MethodPut, g.filesPath(url.Values{"path": {p}}), strings.NewReader("plain"), nil)
+		require.Equal(t, http.StatusCreated, code, string(body))
+		assert.Equal(t, "plain", read(t, p))
+		code, _, body = raw(t, cp.Admin, http.MethodGet, g.filesPath(url.Values{"path": {p}}), nil, nil)
+		require.Equal(t, http.StatusOK, code, string(body))
+		assert.Equal(t, "plain", string(body))
+	})
+	t.Run("chunked upload", func(t *testing.T) {
+		p := "/long/" + name("c")
+		rec, err := wukongClient(t, cp.Admin).VmV1alpha1().WukongFileTransfers(ns).Create(context.Background(), &v1alpha1.WukongFileTransfer{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "long-"},
+			Spec:       v1alpha1.WukongFileTransferSpec{WukongName: "vm1", Operation: "upload", RemotePath: p, ExpectedSize: ptr.To[int64](7)},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		code, _, body := raw(t, cp.Admin, http.MethodPut, g.filesPath(url.Values{"path": {p}, "transfer": {rec.Name}, "offset": {"0"}}), strings.NewReader("chunked"), nil)
+		require.Equal(t, http.StatusOK, code, string(body))
+		code, _, body = raw(t, cp.Admin, http.MethodPost, g.filesPath(url.Values{"path": {p}, "transfer": {rec.Name}, "commit": {"true"}}), nil, nil)
+		require.Equal(t, http.StatusAccepted, code, string(body))
+		done := waitRecord(t, ns, rec.Name)
+		require.Equal(t, "Succeeded", done.Status.Phase, done.Status.Message)
+		assert.Equal(t, "chunked", read(t, p))
+	})
+	t.Run("tar upload", func(t *testing.T) {
+		tarball := testutil.Tar(t, testutil.TarEntry{Name: "t/" + name("t"), Body: "in a tar"})
+		code, _, body := raw(t, cp.Admin, http.MethodPost, g.filesPath(url.Values{"path": {"/long"}, "archive": {"tar"}}), bytes.NewReader(tarball), nil)
+		require.Equal(t, http.StatusCreated, code, string(body))
+		assert.Equal(t, "in a tar", read(t, "/long/t/"+name("t")))
+	})
+	noTempFilesEventually(t, g.host("/long"))
+}
