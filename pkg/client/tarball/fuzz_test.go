@@ -8,13 +8,16 @@ import (
 	"testing"
 )
 
-// FuzzExtract: whatever the archive, nothing appears outside the destination.
+// FuzzExtract: whatever the archive, nothing appears outside the
+// destination, and no link in it leads out.
 func FuzzExtract(f *testing.F) {
 	for _, entries := range [][]tar.Header{
 		{{Name: "a/b.txt", Typeflag: tar.TypeReg}},
 		{{Name: "../x", Typeflag: tar.TypeReg}},
 		{{Name: "l", Linkname: "..", Typeflag: tar.TypeSymlink}, {Name: "l/x", Typeflag: tar.TypeReg}},
 		{{Name: "d/", Typeflag: tar.TypeDir}, {Name: "d/l", Linkname: "../../x", Typeflag: tar.TypeSymlink}},
+		{{Name: "a", Linkname: ".", Typeflag: tar.TypeSymlink}, {Name: "a/a/b", Linkname: "../../x", Typeflag: tar.TypeSymlink}},
+		{{Name: "s/", Typeflag: tar.TypeDir}, {Name: "s/a", Linkname: "..", Typeflag: tar.TypeSymlink}, {Name: "s/a/s/a/b", Linkname: "../../../x", Typeflag: tar.TypeSymlink}},
 	} {
 		var buf bytes.Buffer
 		tw := tar.NewWriter(&buf)
@@ -37,6 +40,9 @@ func FuzzExtract(f *testing.F) {
 			if e.Name() != "dst" {
 				t.Fatalf("extraction wrote %s outside the destination", e.Name())
 			}
+		}
+		if bad := linksEscaping(t, dst); len(bad) > 0 {
+			t.Fatalf("extraction left links that lead out: %v", bad)
 		}
 	})
 }

@@ -1,7 +1,9 @@
 // Package tarball turns a local directory into a tar stream and back, for
 // copying directories in and out of VMs. Extraction stays inside its target:
 // names that climb out, absolute names and links that point out are refused
-// by the same rules the server applies in the guest (remotepath), and every
+// by the same rules the server applies in the guest (remotepath), an entry
+// whose path goes through a symbolic link (one the archive made, or one
+// already there) is refused as the server's extractor refuses it, and every
 // file is opened through an os.Root, so an existing symlink cannot lead a
 // write elsewhere either.
 package tarball
@@ -9,6 +11,8 @@ package tarball
 import (
 	"archive/tar"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +21,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/novasphere/wukong/pkg/transfer/remotepath"
 )
@@ -135,6 +140,15 @@ func Extract(r io.Reader, dir string, gz bool, strip int) error {
 		}
 		name := path.Join(parts[strip:]...)
 		full = "/" + name
+		// A link's target is judged by its text from where its name says it
+		// is; beneath another link it is somewhere else ("a -> ." then
+		// "a/a/b -> ../../x" plants b -> ../../x in dir itself). So, as
+		// on the server, nothing is extracted through a link.
+		if link, err := linkAbove(root, name); err != nil {
+			return err
+		} else if link != "" {
+			return fmt.Errorf("tar entry %q: %s is a symbolic link; nothing is extracted through a link", hdr.Name, filepath.Join(dir, filepath.FromSlash(link)))
+		}
 		mode := fs.FileMode(hdr.Mode).Perm()
 		switch hdr.Typeflag {
 		case tar.TypeDir:
@@ -163,13 +177,49 @@ func Extract(r io.Reader, dir string, gz bool, strip int) error {
 	}
 }
 
+// linkAbove returns the first directory above name (relative to root) that
+// is a symbolic link, or "" when there is none.
+func linkAbove(root *os.Root, name string) (string, error) {
+	parts := strings.Split(name, "/")
+	for i := 1; i < len(parts); i++ {
+		p := path.Join(parts[:i]...)
+		fi, err := root.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return "", nil // nothing below a missing directory exists yet
+		case err != nil:
+			return "", err
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return p, nil
+		}
+	}
+	return "", nil
+}
+
+// partName is the temporary name of a file being extracted: ".wukong-part-"
+// and its name, or, when that would not fit in 255 bytes (NAME_MAX), its
+// first 64 bytes and a hash of the whole, so that a file whose own name fits
+// can always be extracted.
+func partName(base string) string {
+	const prefix, nameMax, keep = ".wukong-part-", 255, 64
+	if len(prefix)+len(base) <= nameMax {
+		return prefix + base
+	}
+	sum := sha256.Sum256([]byte(base))
+	k := min(keep, len(base))
+	for k > 0 && k < len(base) && !utf8.RuneStart(base[k]) {
+		k-- // do not cut a character in two
+	}
+	return prefix + base[:k] + "-" + hex.EncodeToString(sum[:8])
+}
+
 // extractFile writes one file under a temporary name and renames it, so an
 // interrupted copy leaves no half file under the entry's name.
 func extractFile(root *os.Root, name string, mode fs.FileMode, r io.Reader) error {
 	if err := root.MkdirAll(path.Dir(name), 0o755); err != nil {
 		return err
 	}
-	tmp := path.Join(path.Dir(name), ".wukong-part-"+path.Base(name))
+	tmp := path.Join(path.Dir(name), partName(path.Base(name)))
 	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
 	if err != nil {
 		return err

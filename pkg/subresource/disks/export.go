@@ -126,6 +126,9 @@ func (r *ExportREST) chunkedRecord(ctx context.Context, w *vm.Wukong, d *vm.Disk
 // commit ends a chunked export: the client has every range, and verifies
 // them against status.rangeDigests.
 func (r *ExportREST) commit(ctx context.Context, w *vm.Wukong, d *vm.Disk, rec *vm.WukongFileTransfer, responder rest.Responder) error {
+	if err := stream.CheckCommitter(ctx, rec); err != nil {
+		return err
+	}
 	out, err := r.Recorder.End(ctx, w.Namespace, rec.Name, vm.FileTransferPhaseSucceeded,
 		fmt.Sprintf("the client ended the export of disk %s after %d bytes under this record; it verifies them against status.rangeDigests", d.Spec.DiskName, rec.Status.BytesTransferred), "")
 	if err != nil {
@@ -295,6 +298,9 @@ func copyAll(w io.Writer, resp *http.Response) (int64, error) {
 // kube-apiserver's request timeout: how a gzip export, which cannot be
 // split into ranges, travels when it is large.
 func (r *ExportREST) serveWebSocket(ctx context.Context, w *vm.Wukong, d *vm.Disk, format exportv1beta1.ExportVolumeFormat, rw http.ResponseWriter, req *http.Request) error {
+	if err := stream.RefuseBrowser(req); err != nil {
+		return err
+	}
 	resp, err := r.open(ctx, w, d, http.MethodGet, format, "")
 	if err != nil {
 		return err

@@ -76,6 +76,9 @@ func (r *UploadREST) serve(ctx context.Context, w *vm.Wukong, d *vm.Disk, o *vm.
 	case req.Method == http.MethodGet && !ws:
 		return apierrors.NewMethodNotSupported(vm.Resource("disks/upload"), "GET without a WebSocket upgrade: an upload is a POST or PUT, or a WebSocket")
 	case ws:
+		if err := stream.RefuseBrowser(req); err != nil {
+			return err
+		}
 		if err := stream.Authorize(ctx, r.Authorizer, "create", "disks", "upload", w.Namespace, d.Name); err != nil {
 			return err
 		}

@@ -117,8 +117,8 @@ func brokenSession(err error) bool {
 	switch {
 	case errors.As(err, &se), errors.As(err, &st),
 		errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrPermission),
-		errors.Is(err, files.ErrExists), errors.Is(err, files.ErrChecksumMismatch),
-		errors.Is(err, files.ErrTooLarge), errors.Is(err, files.ErrNoParent),
+		errors.Is(err, files.ErrExists), errors.Is(err, archive.ErrExists), errors.Is(err, files.ErrChecksumMismatch),
+		errors.Is(err, files.ErrTooLarge), errors.Is(err, files.ErrNoParent), errors.Is(err, files.ErrRemoveRoot),
 		errors.Is(err, files.ErrIsDirectory), errors.Is(err, files.ErrNotDirectory),
 		archive.IsRefused(err):
 		return false

@@ -136,6 +136,11 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 func (h *handler) serve(rw http.ResponseWriter, req *http.Request) error {
 	ctx := req.Context()
 	ws := stream.IsUpgrade(req)
+	if ws {
+		if err := stream.RefuseBrowser(req); err != nil {
+			return err
+		}
+	}
 	if h.opts.Upload != "" && !ws {
 		return apierrors.NewBadRequest("upload=create|replace is for a WebSocket upgrade; a plain upload is a POST or PUT")
 	}
@@ -158,6 +163,9 @@ func (h *handler) serve(rw http.ResponseWriter, req *http.Request) error {
 	if h.opts.Commit {
 		if h.rec == nil || (req.Method == http.MethodGet) != (h.rec.Spec.Operation == vm.OperationDownload) {
 			return apierrors.NewBadRequest("commit ends a chunked transfer: POST or PUT it with transfer=<upload record>, or GET it with transfer=<download record>")
+		}
+		if err := stream.CheckCommitter(ctx, h.rec); err != nil {
+			return err
 		}
 		// Answered at once; the check and rename dial on their own.
 		return h.commit(req)
@@ -342,7 +350,7 @@ func (h *handler) put(ctx context.Context, s GuestFS, req *http.Request) error {
 	}
 	var created bool
 	if h.opts.Archive == "tar" {
-		err = h.extract(ctx, s, req.Body, t)
+		err = h.extract(ctx, s, req.Body, t, create)
 		created = create
 	} else {
 		var res files.UploadResult
@@ -380,8 +388,12 @@ func (h *handler) uploadOptions(noClobber bool, size int64, t io.Writer) files.U
 	return uo
 }
 
-func (h *handler) extract(ctx context.Context, s GuestFS, body io.Reader, t wukongfiletransfer.Transfer) error {
-	_, err := s.ExtractTar(ctx, h.opts.Path, io.TeeReader(body, t), h.opts.CreateParents, archive.ExtractOptions{Gzip: h.opts.Gzip, MaxBytes: h.maxBytes})
+// extract extracts a tar body under the directory at path; noClobber (a
+// POST, or upload=create, authorised only as create) refuses an archive that
+// names an existing file rather than replace it.
+func (h *handler) extract(ctx context.Context, s GuestFS, body io.Reader, t wukongfiletransfer.Transfer, noClobber bool) error {
+	_, err := s.ExtractTar(ctx, h.opts.Path, io.TeeReader(body, t), h.opts.CreateParents,
+		archive.ExtractOptions{Gzip: h.opts.Gzip, MaxBytes: h.maxBytes, NoClobber: noClobber})
 	return err
 }
 

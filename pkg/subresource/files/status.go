@@ -50,10 +50,14 @@ func (h *handler) statusFor(err error) *apierrors.StatusError {
 		return stream.BadGateway(unreach.Error())
 	case errors.Is(err, files.ErrExists):
 		return apierrors.NewAlreadyExists(vm.Resource("wukongs/files"), p)
+	case errors.Is(err, archive.ErrExists):
+		return apierrors.NewConflict(vm.Resource("wukongs/files"), p, fmt.Errorf("%v; nothing was extracted (a tar sent as create may not replace files: send it with PUT, or upload=replace)", err))
 	case errors.Is(err, files.ErrChecksumMismatch):
 		return stream.New(http.StatusUnprocessableEntity, metav1.StatusReasonInvalid, fmt.Sprintf("%v; nothing was written to %s", err, p))
 	case errors.Is(err, files.ErrTooLarge), errors.Is(err, archive.ErrTooLarge):
 		return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("%v; nothing was written to %s", err, p))
+	case errors.Is(err, files.ErrRemoveRoot):
+		return apierrors.NewBadRequest(fmt.Sprintf("%v: remove the directories under it one by one", err))
 	case errors.Is(err, files.ErrShortBody):
 		return apierrors.NewBadRequest(fmt.Sprintf("%v; nothing was written to %s", err, p))
 	case errors.Is(err, files.ErrNoParent):

@@ -111,7 +111,7 @@ func (h *handler) wsExtract(ctx context.Context, s GuestFS, conn *websocket.Conn
 	if err != nil {
 		return nil, err
 	}
-	if err := h.extract(ctx, s, stream.NewReader(conn), t); err != nil {
+	if err := h.extract(ctx, s, stream.NewReader(conn), t, h.opts.Upload == "create"); err != nil {
 		t.Fail(fmt.Sprintf("extracting a tar under %s failed after %d bytes; nothing was left half-written: %v", h.opts.Path, t.Bytes(), h.statusFor(err).ErrStatus.Message))
 		return nil, err
 	}

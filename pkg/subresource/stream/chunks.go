@@ -1,9 +1,11 @@
 package stream
 
 import (
+	"context"
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
@@ -25,6 +27,23 @@ func CheckChunkRecord(rec *vm.WukongFileTransfer, wukong string, subject vm.Wuko
 		return apierrors.NewBadRequest(fmt.Sprintf("transfer %s is an %s, not an %s", rec.Name, rec.Spec.Operation, operation))
 	case !wukongfiletransfer.TakesChunks(rec):
 		return apierrors.NewConflict(vm.Resource("wukongfiletransfers"), rec.Name, fmt.Errorf("the transfer already ended %s: %s", rec.Status.Phase, rec.Status.Message))
+	}
+	return nil
+}
+
+// CheckCommitter checks that the user of ctx may end the chunked transfer
+// rec: only the user who opened it (status.requestedBy). RBAC lets anyone
+// with get on the subresource send a download's chunks, but ending a
+// transfer as Succeeded, or renaming an upload into place, speaks for the
+// client that moved the bytes.
+func CheckCommitter(ctx context.Context, rec *vm.WukongFileTransfer) error {
+	u, ok := genericapirequest.UserFrom(ctx)
+	if !ok {
+		return apierrors.NewUnauthorized("no user in the request")
+	}
+	if u.GetName() != rec.Status.RequestedBy {
+		return apierrors.NewForbidden(vm.Resource("wukongfiletransfers"), rec.Name,
+			fmt.Errorf("only %q, who started this transfer, may commit it; %q may not", rec.Status.RequestedBy, u.GetName()))
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 
@@ -36,12 +37,43 @@ var Upgrader = websocket.Upgrader{
 	Subprotocols:    []string{v1alpha1.FilesWebSocketProtocol},
 	ReadBufferSize:  64 << 10,
 	WriteBufferSize: 64 << 10,
-	// kube-apiserver proxies the upgrade; the browser origin check does not apply.
-	CheckOrigin: func(*http.Request) bool { return true },
+	// The handlers refuse a browser's upgrade first (RefuseBrowser), with a
+	// Status; this is the backstop.
+	CheckOrigin: func(req *http.Request) bool { return RefuseBrowser(req) == nil },
+	// Clients read a Status, not gorilla's text/plain answer.
+	Error: func(rw http.ResponseWriter, _ *http.Request, code int, reason error) {
+		st := New(code, metav1.StatusReasonBadRequest, "the WebSocket upgrade failed: "+reason.Error()).ErrStatus
+		if code == http.StatusForbidden {
+			st.Reason = metav1.StatusReasonForbidden
+		}
+		st.APIVersion, st.Kind = "v1", "Status"
+		rw.Header().Set("Content-Type", "application/json")
+		rw.WriteHeader(code)
+		_ = json.NewEncoder(rw).Encode(st)
+	},
 }
 
 // IsUpgrade says whether req asks for a WebSocket.
 func IsUpgrade(req *http.Request) bool { return websocket.IsWebSocketUpgrade(req) }
+
+// RefuseBrowser refuses (403) a WebSocket upgrade that carries an Origin
+// header. Browsers send one with every WebSocket, and nothing else that
+// talks to this API does (kubectl, client-go and kubectl wukong do not):
+// with one, a web page could drive a local `kubectl proxy`, which adds the
+// user's credentials, into the user's VMs. A browser cannot leave Origin
+// out, and the same-origin rules keep a page from reading plain responses,
+// so only the upgrade needs the check.
+func RefuseBrowser(req *http.Request) error {
+	origin := req.Header.Get("Origin")
+	if origin == "" {
+		return nil
+	}
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden,
+		Message: fmt.Sprintf("WebSocket upgrades from a browser are refused (the request carries Origin %q): "+
+			"a web page must not reach into VMs through kubectl proxy; use kubectl or kubectl wukong", origin),
+	}}
+}
 
 // Finish sends the last message, result (a record) or, when err is set, the
 // Status status makes of it, and closes the stream.

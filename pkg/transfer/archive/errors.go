@@ -34,6 +34,11 @@ var (
 	ErrMalformed = errors.New("malformed archive")
 )
 
+// ErrExists: with ExtractOptions.NoClobber, an entry's target already
+// exists in the guest. It is not a refusal of the archive itself (the same
+// archive extracts elsewhere): HTTP 409.
+var ErrExists = errors.New("file already exists")
+
 var refusals = []error{ErrUnsafePath, ErrUnsafeLink, ErrThroughSymlink, ErrUnsupportedType, ErrConflict, ErrTooLarge, ErrMalformed}
 
 // IsRefused reports whether err means Extract refused the archive itself

@@ -33,6 +33,12 @@ type ExtractOptions struct {
 	// no limit. It counts file contents as written to the guest (after
 	// decompression), so a small gzip body cannot fill the guest's disk.
 	MaxBytes int64
+	// NoClobber refuses (ErrExists) an entry whose target already exists in
+	// the guest as a file or link: the archive may only create. The check is
+	// made while reading, so such an archive changes nothing; at the commit
+	// each entry is linked into place, which refuses a target that appeared
+	// meanwhile instead of replacing it.
+	NoClobber bool
 }
 
 // Extract reads a tar stream from r and recreates its entries under the
@@ -54,8 +60,8 @@ type ExtractOptions struct {
 // renamed stay.
 //
 // Existing files and symbolic links at an entry's path are replaced (a link
-// is replaced, not followed); existing directories are kept as they are,
-// including their modes. Permission bits are applied to what Extract creates,
+// is replaced, not followed), unless ExtractOptions.NoClobber refuses them;
+// existing directories are kept as they are, including their modes. Permission bits are applied to what Extract creates,
 // but not setuid, setgid or sticky bits, and owners are not changed: the
 // files belong to the SFTP user, like any other upload.
 //
@@ -317,6 +323,8 @@ func (x *extractor) prepare(target, name string) error {
 	switch {
 	case err == nil && fi.IsDir():
 		return refuse(name, ErrConflict, "%s already exists in the VM as a directory; it cannot be replaced by a file or link", target)
+	case err == nil && x.opts.NoClobber:
+		return &EntryError{Name: name, Err: fmt.Errorf("%w: %s is already in the VM and this extraction may only create (replace it with PUT or upload=replace)", ErrExists, target)}
 	case err == nil, errors.Is(err, fs.ErrNotExist):
 		return nil
 	default:
@@ -503,8 +511,7 @@ func (x *extractor) commit() error {
 		if s.temp == "" {
 			continue
 		}
-		if err := x.fs.PosixRename(s.temp, s.target); err != nil {
-			err = &EntryError{Name: s.name, Err: fmt.Errorf("renaming the completed entry into place: %w", err)}
+		if err := x.place(s); err != nil {
 			return x.removeTemps(err)
 		}
 		s.temp = ""
@@ -523,6 +530,28 @@ func (x *extractor) commit() error {
 		if err := x.fs.Chtimes(p, st.atime, st.mtime); err != nil {
 			return fmt.Errorf("setting the times of %s: %w", p, err)
 		}
+	}
+	return nil
+}
+
+// place moves a staged entry to its target: a rename replaces atomically;
+// with NoClobber a hard link (which link(2) makes of a symbolic link itself,
+// not of what it points to) refuses a target that exists.
+func (x *extractor) place(s *staged) error {
+	if !x.opts.NoClobber {
+		if err := x.fs.PosixRename(s.temp, s.target); err != nil {
+			return &EntryError{Name: s.name, Err: fmt.Errorf("renaming the completed entry into place: %w", err)}
+		}
+		return nil
+	}
+	if err := x.fs.Link(s.temp, s.target); err != nil {
+		if _, serr := x.fs.Lstat(s.target); serr == nil {
+			return &EntryError{Name: s.name, Err: fmt.Errorf("%w: %s appeared in the VM during the extraction", ErrExists, s.target)}
+		}
+		return &EntryError{Name: s.name, Err: fmt.Errorf("linking the completed entry into place: %w", err)}
+	}
+	if err := x.fs.Remove(s.temp); err != nil {
+		return &EntryError{Name: s.name, Err: fmt.Errorf("removing the temporary name of the placed entry: %w", err)}
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ import (
 // collect before the commit: beside the target, so the rename is atomic, and
 // named after the transfer, so any request or replica finds it again.
 func ChunkTempName(target, id string) string {
-	return path.Join(path.Dir(target), TempPrefix+id+"-"+path.Base(target))
+	return path.Join(path.Dir(target), TempName(TempPrefix+id+"-", path.Base(target)))
 }
 
 // WriteAt writes body at offset into the file tmp (created when missing),

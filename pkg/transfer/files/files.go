@@ -15,6 +15,7 @@ import (
 	"os"
 	"path"
 	"sort"
+	"unicode/utf8"
 
 	"github.com/pkg/sftp"
 )
@@ -36,6 +37,8 @@ var (
 	ErrShortBody = errors.New("upload body ended early")
 	// ErrDiskFull: the guest's filesystem ran out of space.
 	ErrDiskFull = errors.New("the guest's disk is full")
+	// ErrRemoveRoot: a recursive delete of the guest's root directory.
+	ErrRemoveRoot = errors.New("a recursive delete of / is refused")
 )
 
 // Entry describes one file in a listing.
@@ -115,6 +118,31 @@ type UploadResult struct {
 // janitor can recognise leftovers of interrupted uploads.
 const TempPrefix = ".wukong-upload-"
 
+// NameMax is the longest file name (one path element) the guest's
+// filesystems take: NAME_MAX, 255 bytes, on Linux.
+const NameMax = 255
+
+// tempBaseKeep is how much of a long base name a temporary name keeps, so
+// that a person who finds one can tell what it was for.
+const tempBaseKeep = 64
+
+// TempName is prefix+base, the name of a temporary file for base; when that
+// would be longer than NameMax, base is shortened to its first bytes and a
+// hash of the whole, so a target whose own name fits always has a temporary
+// name that fits (ENAMETOOLONG otherwise), and the same target and prefix
+// always give the same name.
+func TempName(prefix, base string) string {
+	if len(prefix)+len(base) <= NameMax {
+		return prefix + base
+	}
+	sum := sha256.Sum256([]byte(base))
+	keep := min(tempBaseKeep, len(base))
+	for keep > 0 && keep < len(base) && !utf8.RuneStart(base[keep]) {
+		keep-- // do not cut a character in two
+	}
+	return prefix + base[:keep] + "-" + hex.EncodeToString(sum[:8])
+}
+
 // Upload writes body to target atomically: into a temporary file beside the
 // target, renamed over it only when the whole body arrived and, if given, its
 // sha256 matched. On any failure the temporary file is removed if the
@@ -144,7 +172,7 @@ func Upload(ctx context.Context, c *sftp.Client, target string, body io.Reader, 
 		mode = existing.Mode().Perm()
 	}
 
-	tmp := path.Join(dir, TempPrefix+randomSuffix()+"-"+path.Base(target))
+	tmp := path.Join(dir, TempName(TempPrefix+randomSuffix()+"-", path.Base(target)))
 	f, err := c.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
 		return UploadResult{}, err
@@ -252,6 +280,10 @@ func ensureDir(c *sftp.Client, dir string, create bool) error {
 // Delete removes a file, a symlink or an empty directory; recursive removes
 // a directory and everything under it.
 func Delete(c *sftp.Client, p string, recursive bool) error {
+	if recursive && path.Clean("/"+p) == "/" {
+		// The API refuses it already; this layer does not rely on that.
+		return ErrRemoveRoot
+	}
 	fi, err := c.Lstat(p)
 	if err != nil {
 		return err

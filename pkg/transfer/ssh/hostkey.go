@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -149,20 +148,15 @@ var probeKey = func() gossh.PublicKey {
 	return k
 }()
 
-// knownHostsCallback builds a knownhosts callback from content (knownhosts
-// only reads files, so it goes through a temporary one).
+// knownHostsCallback builds the known_hosts callback of content, in memory
+// (see knownHostsDB): nothing is written to disk, so the server runs with a
+// read-only root filesystem.
 func knownHostsCallback(content []byte, port int) (gossh.HostKeyCallback, error) {
-	f, err := os.CreateTemp("", "wukong-known-hosts-")
+	db, err := parseKnownHosts(rewriteKnownHosts(content, port))
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(f.Name())
-	_, werr := f.Write(rewriteKnownHosts(content, port))
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		return nil, err
-	}
-	return knownhosts.New(f.Name())
+	return db.callback(), nil
 }
 
 // rewriteKnownHosts adapts known_hosts content to x/crypto's matcher, which

@@ -32,6 +32,11 @@ var (
 	// <algorithm>:<hex>, the form CDI's http source takes.
 	checksumRE = regexp.MustCompile(`^(md5|sha1|sha256|sha512):[0-9a-fA-F]+$`)
 	sha256RE   = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	// A POSIX user name as useradd takes it by default: lower case, digits,
+	// "_" and "-", not starting with a digit or "-", at most 32 characters,
+	// optionally ending in "$" (Samba machine accounts). The name goes into
+	// cloud-init YAML and an SSH login, so nothing else may pass.
+	posixUserRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}\$?$`)
 )
 
 // ValidateWukong validates a Wukong on create.
@@ -272,6 +277,9 @@ func validateFileTransfer(f *vm.FileTransferSpec, p *field.Path) field.ErrorList
 		sp := p.Child("sshConfig")
 		if f.SSHConfig.User == "" {
 			allErrs = append(allErrs, field.Required(sp.Child("user"), "the guest user to log in as"))
+		} else if !posixUserRE.MatchString(f.SSHConfig.User) {
+			allErrs = append(allErrs, field.Invalid(sp.Child("user"), f.SSHConfig.User,
+				"must be a POSIX user name: a lower-case letter or \"_\", then up to 31 lower-case letters, digits, \"_\" or \"-\", optionally ending in \"$\" (such as fedora or cloud-user)"))
 		}
 		if f.SSHConfig.KeySecret == "" {
 			allErrs = append(allErrs, field.Required(sp.Child("keySecret"), "a kubernetes.io/ssh-auth Secret with the private key"))
@@ -440,6 +448,10 @@ func validateProgress(progress string, p *field.Path) field.ErrorList {
 // ValidateWukongFileOptions checks the query options of wukongs/files.
 func ValidateWukongFileOptions(o *vm.WukongFileOptions) field.ErrorList {
 	errs := ValidateRemotePath(o.Path, field.NewPath("path"))
+	if o.Recursive && path.Clean("/"+o.Path) == "/" {
+		// One request must not be able to wipe a VM.
+		errs = append(errs, field.Forbidden(field.NewPath("recursive"), "a recursive delete of / is refused: remove the directories under it one by one"))
+	}
 	errs = append(errs, validateByteRange(o.Offset, o.Length)...)
 	if o.Archive != "" && o.Archive != "tar" {
 		errs = append(errs, field.NotSupported(field.NewPath("archive"), o.Archive, []string{"tar"}))
