@@ -9,6 +9,7 @@ package wukongstatus
 import (
 	"context"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 
@@ -49,12 +50,15 @@ func Update(ctx context.Context, client versioned.Interface, namespace, name str
 	return out, err
 }
 
-// UpdateVolume applies mutate to the status of the Wukong's disk, adding
-// the disk's entry to status.volumes when there is none, and writes it.
+// UpdateVolume applies mutate to the latest status of the Wukong's disk,
+// adding the disk's entry to status.volumes when there is none, and writes
+// it if that changed it.
 func UpdateVolume(ctx context.Context, client versioned.Interface, namespace, name, disk string, mutate func(*v1alpha1.VolumeStatus)) error {
 	_, err := Update(ctx, client, namespace, name, nil, func(w *v1alpha1.Wukong) (bool, error) {
-		mutate(volume(w, disk))
-		return true, nil
+		v := volume(w, disk)
+		old := v.DeepCopy()
+		mutate(v)
+		return !equality.Semantic.DeepEqual(old, v), nil
 	})
 	return err
 }
