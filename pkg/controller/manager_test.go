@@ -65,7 +65,7 @@ func (c *controllers) pushes(ctx context.Context, _ int) {
 
 func validOptions() ManagerOptions {
 	return ManagerOptions{
-		Cluster: &rest.Config{}, Kube: fake.NewClientset(),
+		Cluster: &rest.Config{}, Kube: &fake.Clientset{}, // only held
 		Leader:   LeaderOptions{Namespace: "wukong-system", Name: "wukong-controller"},
 		Exporter: fakeExporter{}, Recorder: fakeRecorder{},
 	}
