@@ -1,5 +1,7 @@
-// Package controller runs wukong-apiserver's controllers in the one replica
-// that holds a coordination Lease, so that several replicas are safe.
+// Package controller runs wukong-apiserver's controllers (virtualmachine and
+// exporttarget) in the one replica that holds a coordination Lease, so that
+// several replicas are safe: a Manager campaigns for the Lease, runs them
+// while leading, and drains the pushes on shutdown.
 package controller
 
 import (

@@ -15,34 +15,24 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
-	"github.com/novasphere/wukong/pkg/controller"
+	"github.com/novasphere/wukong/pkg/controller/internal/workers"
 	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
 	wukonginformers "github.com/novasphere/wukong/pkg/generated/informers/externalversions"
 	listers "github.com/novasphere/wukong/pkg/generated/listers/vm/v1alpha1"
-	"github.com/novasphere/wukong/pkg/registry/vm/wukong"
-	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 	"github.com/novasphere/wukong/pkg/transfer/push"
 )
 
-// Deps are what pushes need from the server.
-type Deps struct {
-	Exporter *export.Exporter
-	Recorder *wukongfiletransfer.Recorder
-	Volumes  wukong.StatusWriter
-	Core     corev1client.CoreV1Interface // Secrets and ConfigMaps the targets name
-}
-
 // Controller pushes disks to their exportTarget.
 type Controller struct {
 	Deps
-	wukongs listers.WukongLister
+	wukongs versioned.Interface // the Wukongs' status is written here
+	lister  listers.WukongLister
 	synced  cache.InformerSynced
 	start   func(stop <-chan struct{})
 	queue   workqueue.TypedRateLimitingInterface[string]
@@ -62,8 +52,15 @@ func New(wukongConfig *rest.Config, deps Deps) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newController(wc, deps)
+}
+
+// newController builds the controller on the clientset wukongs, which it
+// watches and writes the Wukongs' status through.
+func newController(wukongs versioned.Interface, deps Deps) (*Controller, error) {
 	c := &Controller{
-		Deps: deps,
+		Deps:    deps,
+		wukongs: wukongs,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "wukong-pushes"}),
 		// Per-disk backoff from 5 s to 10 min between failed pushes: a
@@ -72,26 +69,13 @@ func New(wukongConfig *rest.Config, deps Deps) (*Controller, error) {
 		backoff: workqueue.NewTypedItemExponentialFailureRateLimiter[string](5*time.Second, 10*time.Minute),
 		last:    map[string]attempt{},
 	}
-	factory := wukonginformers.NewSharedInformerFactory(wc, 10*time.Minute)
+	factory := wukonginformers.NewSharedInformerFactory(wukongs, 10*time.Minute)
 	wi := factory.Vm().V1alpha1().Wukongs()
-	c.wukongs = wi.Lister()
-	handle := func(obj any) {
-		if w, ok := obj.(*v1alpha1.Wukong); ok {
-			for _, d := range w.Spec.Disks {
-				if d.ExportTarget != nil {
-					c.queue.Add(w.Namespace + "/" + w.Name + "/" + d.Name)
-				}
-			}
-		}
-	}
+	c.lister = wi.Lister()
 	if _, err := wi.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: handle, UpdateFunc: func(_, n any) { handle(n) },
-		DeleteFunc: func(obj any) { // so that sync forgets the disks
-			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = d.Obj
-			}
-			handle(obj)
-		},
+		AddFunc:    c.enqueue,
+		UpdateFunc: func(_, n any) { c.enqueue(n) },
+		DeleteFunc: c.enqueue, // so that sync forgets the disks
 	}); err != nil {
 		return nil, err
 	}
@@ -100,11 +84,27 @@ func New(wukongConfig *rest.Config, deps Deps) (*Controller, error) {
 	return c, nil
 }
 
-// Run pushes with workers until ctx ends. A push holds its worker for as
-// long as it takes.
-func (c *Controller) Run(ctx context.Context, workers int) {
+// enqueue queues each disk of the Wukong obj that has an exportTarget, as
+// namespace/wukong/disk.
+func (c *Controller) enqueue(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	if w, ok := obj.(*v1alpha1.Wukong); ok {
+		for _, d := range w.Spec.Disks {
+			if d.ExportTarget != nil {
+				c.queue.Add(w.Namespace + "/" + w.Name + "/" + d.Name)
+			}
+		}
+	}
+}
+
+// Run pushes with n workers until ctx ends. A push holds its worker for as
+// long as it takes; one that ctx cuts records how it ended (Pending, for the
+// next leader) before Run returns.
+func (c *Controller) Run(ctx context.Context, n int) {
 	c.start(ctx.Done())
-	controller.RunWorkers(ctx, "wukong-push", "Pushing disks to their exportTarget", c.queue, []cache.InformerSynced{c.synced}, workers, c.sync)
+	workers.Run(ctx, "wukong-push", "Pushing disks to their exportTarget", c.queue, []cache.InformerSynced{c.synced}, n, c.sync)
 }
 
 // sync pushes the disk key (namespace/wukong/disk) if a push is due.
@@ -113,7 +113,7 @@ func (c *Controller) sync(ctx context.Context, key string) {
 	if len(parts) != 3 {
 		return
 	}
-	w, err := c.wukongs.Wukongs(parts[0]).Get(parts[1])
+	w, err := c.lister.Wukongs(parts[0]).Get(parts[1])
 	if apierrors.IsNotFound(err) {
 		c.mu.Lock()
 		delete(c.last, key)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/controller/internal/wukongstatus"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 	"github.com/novasphere/wukong/pkg/transfer/push"
@@ -25,100 +26,174 @@ import (
 // acting on a disk's exportTarget.
 const Pusher = "system:vm.novasphere.dev:export-target"
 
+// Interrupted is the message of a push this replica stopped: it lost the
+// Lease or shuts down. The push is not over; the next leader pushes again.
+const Interrupted = "interrupted: this replica stopped pushing; the controller's leader pushes again"
+
+// statusTimeout bounds each status write, which goes on after the push's
+// context ends so that a cut push records how it ended.
+const statusTimeout = 10 * time.Second
+
+// pushing is one push of a disk, as its status and record show it.
+type pushing struct {
+	c     *Controller
+	w     *v1alpha1.Wukong
+	disk  string
+	where string // push.Describe of the target
+
+	rec    wukongfiletransfer.Transfer // once the push is recorded
+	length int64                       // once the export server said; -1 before
+}
+
 // push reads disk through its VirtualMachineExport and sends it to the
 // disk's exportTarget, recording it. A *export.NotReadyError means the
 // export server is not up yet.
 func (c *Controller) push(ctx context.Context, w *v1alpha1.Wukong, disk *v1alpha1.DiskConfig) error {
 	target := disk.ExportTarget
-	where := push.Describe(target)
-	owner := &vm.Wukong{ObjectMeta: *w.ObjectMeta.DeepCopy()}
-	claim := vm.DiskName(w.Name, disk.Name)
-	setPush := func(ps vm.PushStatus) {
-		ps.Target = where
-		if err := c.Volumes.UpdateVolume(ctx, w.Namespace, w.Name, disk.Name, func(v *vm.VolumeStatus) { v.PushStatus = &ps }); err != nil {
-			klog.ErrorS(err, "Recording a disk's push status", "wukong", klog.KObj(w), "disk", disk.Name)
-		}
-	}
-	var (
-		rec    wukongfiletransfer.Transfer      // once the push is recorded
-		length int64                       = -1 // once the export server said
-	)
-	fail := func(err error) error {
-		now := metav1.Now()
-		done, total := int64(0), length
-		if rec != nil {
-			done = rec.Bytes()
-		}
-		if ctx.Err() != nil {
-			// This replica stopped (it lost the Lease or shuts down): the
-			// push is not over, and Pending tells the next leader so.
-			msg := "interrupted: this replica stopped pushing; the controller's leader pushes again"
-			if rec != nil {
-				rec.Fail(msg)
-			}
-			setPush(vm.PushStatus{Phase: vm.TransferPhasePending, Message: msg})
-			c.Volumes.SetExport(ctx, owner, disk.Name, vm.TransferPhasePending, done, total, msg)
-			return err
-		}
-		msg := errMessage(where, err)
-		ps := vm.PushStatus{Phase: vm.TransferPhaseFailed, Message: msg, CompletedAt: &now}
-		if rec != nil {
-			rec.Fail(msg)
-			ps.Transfer = rec.Name()
-		}
-		setPush(ps)
-		c.Volumes.SetExport(ctx, owner, disk.Name, vm.TransferPhaseFailed, done, total, msg)
-		return err
-	}
+	p := &pushing{c: c, w: w, disk: disk.Name, where: push.Describe(target), length: -1}
 
 	creds, err := c.credentials(ctx, w.Namespace, target)
 	if err != nil {
-		return fail(err)
+		return p.fail(ctx, err)
 	}
-	src, err := c.Exporter.Source(ctx, w.Namespace, claim, exportv1beta1.KubeVirtRaw)
+	src, err := c.Exporter.Source(ctx, w.Namespace, vm.DiskName(w.Name, disk.Name), exportv1beta1.KubeVirtRaw)
 	var notReady *export.NotReadyError
 	if errors.As(err, &notReady) {
-		setPush(vm.PushStatus{Phase: vm.TransferPhasePending, Message: fmt.Sprintf("waiting for %s", notReady.Error())})
+		p.setStatus(ctx, &v1alpha1.PushStatus{Phase: v1alpha1.TransferPhasePending, Message: fmt.Sprintf("waiting for %s", notReady.Error())}, nil)
 		return err
 	}
 	if err != nil {
-		return fail(err)
+		return p.fail(ctx, err)
 	}
 	body, length, err := open(ctx, src)
 	if err != nil {
-		return fail(err)
+		return p.fail(ctx, err)
 	}
 	defer body.Close()
+	p.length = length
 
 	rctx := genericapirequest.WithUser(ctx, &user.DefaultInfo{Name: Pusher})
-	started, err := c.Recorder.Start(rctx, owner, vm.WukongFileTransferSpec{
-		WukongName: w.Name, Operation: vm.OperationPush, Disk: disk.Name, Target: where,
+	rec, err := c.Recorder.Start(rctx, &vm.Wukong{ObjectMeta: *w.ObjectMeta.DeepCopy()}, vm.WukongFileTransferSpec{
+		WukongName: w.Name, Operation: vm.OperationPush, Disk: disk.Name, Target: p.where,
 	}, length)
 	if err != nil {
-		return fail(err)
+		return p.fail(ctx, err)
 	}
-	rec = started
-	setPush(vm.PushStatus{Phase: vm.ExportPhaseExporting, Transfer: rec.Name(), Message: "pushing"})
-	stop := c.showProgress(ctx, owner, disk.Name, rec, length)
+	p.rec = rec
+	p.setStatus(ctx, &v1alpha1.PushStatus{Phase: v1alpha1.ExportPhaseExporting, Transfer: rec.Name(), Message: "pushing"}, nil)
+	stop := p.showProgress(ctx)
 	res, err := push.Push(ctx, target, creds, push.Body{Reader: io.TeeReader(body, rec), Size: length})
 	stop()
 	if err == nil && rec.Bytes() != length {
 		err = fmt.Errorf("the export server sent %d of %d bytes", rec.Bytes(), length)
 	}
 	if err != nil {
-		return fail(err)
+		return p.fail(ctx, err)
 	}
+	p.succeed(ctx, res)
+	return nil
+}
+
+// succeed records a push that landed, with what the target holds.
+func (p *pushing) succeed(ctx context.Context, res push.Result) {
 	now := metav1.Now()
 	digest := res.Digest
 	if digest == "" {
-		digest = "sha256:" + rec.SHA256()
+		digest = "sha256:" + p.rec.SHA256()
 	}
-	msg := fmt.Sprintf("pushed %d bytes to %s (%s)", length, where, digest)
-	rec.Succeed(msg)
-	setPush(vm.PushStatus{Phase: vm.TransferPhaseSucceeded, Transfer: rec.Name(), Digest: digest, Message: msg, CompletedAt: &now})
-	c.Volumes.SetExport(ctx, owner, disk.Name, vm.TransferPhaseSucceeded, length, length, "")
-	klog.InfoS("Pushed a disk", "wukong", klog.KObj(w), "disk", disk.Name, "target", where, "bytes", length, "digest", digest)
-	return nil
+	msg := fmt.Sprintf("pushed %d bytes to %s (%s)", p.length, p.where, digest)
+	p.rec.Succeed(msg)
+	p.setStatus(ctx,
+		&v1alpha1.PushStatus{Phase: v1alpha1.TransferPhaseSucceeded, Transfer: p.rec.Name(), Digest: digest, Message: msg, CompletedAt: &now},
+		exportStatus(v1alpha1.TransferPhaseSucceeded, p.length, p.length, ""))
+	klog.InfoS("Pushed a disk", "wukong", klog.KObj(p.w), "disk", p.disk, "target", p.where, "bytes", p.length, "digest", digest)
+}
+
+// fail records how the push ended and returns err. A push cut by ctx (this
+// replica stopped) is not over: Pending tells the next leader so.
+func (p *pushing) fail(ctx context.Context, err error) error {
+	done := int64(0)
+	if p.rec != nil {
+		done = p.rec.Bytes()
+	}
+	if ctx.Err() != nil {
+		if p.rec != nil {
+			p.rec.Fail(Interrupted)
+		}
+		p.setStatus(ctx, &v1alpha1.PushStatus{Phase: v1alpha1.TransferPhasePending, Message: Interrupted},
+			exportStatus(v1alpha1.TransferPhasePending, done, p.length, Interrupted))
+		return err
+	}
+	now := metav1.Now()
+	msg := errMessage(p.where, err)
+	ps := &v1alpha1.PushStatus{Phase: v1alpha1.TransferPhaseFailed, Message: msg, CompletedAt: &now}
+	if p.rec != nil {
+		p.rec.Fail(msg)
+		ps.Transfer = p.rec.Name()
+	}
+	p.setStatus(ctx, ps, exportStatus(v1alpha1.TransferPhaseFailed, done, p.length, msg))
+	return err
+}
+
+// setStatus writes the disk's pushStatus (its target filled in) and
+// exportStatus, each when given, in one write. It goes on after ctx ends,
+// for a while, so that a cut push says so; a failure to write is logged:
+// the push itself goes on.
+func (p *pushing) setStatus(ctx context.Context, ps *v1alpha1.PushStatus, es *v1alpha1.ExportStatus) {
+	if ps != nil {
+		ps.Target = p.where
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusTimeout)
+	defer cancel()
+	err := wukongstatus.UpdateVolume(ctx, p.c.wukongs, p.w.Namespace, p.w.Name, p.disk, func(v *v1alpha1.VolumeStatus) {
+		if ps != nil {
+			v.PushStatus = ps
+		}
+		if es != nil {
+			v.ExportStatus = es
+		}
+	})
+	if err != nil {
+		klog.ErrorS(err, "Recording a disk's push status", "wukong", klog.KObj(p.w), "disk", p.disk)
+	}
+}
+
+// showProgress writes the push's progress into the disk's exportStatus every
+// few seconds (the record has it every second), until stop is called.
+func (p *pushing) showProgress(ctx context.Context) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go p.progressLoop(ctx, done, finished)
+	return func() { close(done); <-finished }
+}
+
+// progressLoop is showProgress's writer: it writes now and every 2 s until
+// done closes, then closes finished.
+func (p *pushing) progressLoop(ctx context.Context, done <-chan struct{}, finished chan<- struct{}) {
+	defer close(finished)
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		p.setStatus(ctx, nil, exportStatus(v1alpha1.ExportPhaseExporting, p.rec.Bytes(), p.length, ""))
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// exportStatus is a push's phase and progress (done of total bytes; total
+// < 0 when unknown) as the disk's exportStatus shows it.
+func exportStatus(phase string, done, total int64, message string) *v1alpha1.ExportStatus {
+	es := &v1alpha1.ExportStatus{Phase: phase, Message: message}
+	switch {
+	case total > 0:
+		es.Progress = fmt.Sprintf("%d%%", min(done*100/total, 100))
+	case phase == v1alpha1.TransferPhaseSucceeded:
+		es.Progress = "100%"
+	}
+	return es
 }
 
 // open starts reading the raw volume from the export server.
@@ -132,27 +207,6 @@ func open(ctx context.Context, src *export.Source) (io.ReadCloser, int64, error)
 		return nil, 0, fmt.Errorf("the export server answered %s with length %d; a push needs the disk's size", resp.Status, resp.ContentLength)
 	}
 	return resp.Body, resp.ContentLength, nil
-}
-
-// showProgress writes the push's progress into the disk's exportStatus every
-// few seconds (the record has it every second), until stop is called.
-func (c *Controller) showProgress(ctx context.Context, owner *vm.Wukong, disk string, rec wukongfiletransfer.Transfer, size int64) (stop func()) {
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		tick := time.NewTicker(2 * time.Second)
-		defer tick.Stop()
-		for {
-			c.Volumes.SetExport(ctx, owner, disk, vm.ExportPhaseExporting, rec.Bytes(), size, "")
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return func() { close(done); <-finished }
 }
 
 // retryable says whether a failed push may succeed if tried again.

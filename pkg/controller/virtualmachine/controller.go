@@ -29,7 +29,8 @@ import (
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
-	"github.com/novasphere/wukong/pkg/controller"
+	"github.com/novasphere/wukong/pkg/controller/internal/workers"
+	"github.com/novasphere/wukong/pkg/controller/internal/wukongstatus"
 	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
 	wukonginformers "github.com/novasphere/wukong/pkg/generated/informers/externalversions"
 	listers "github.com/novasphere/wukong/pkg/generated/listers/vm/v1alpha1"
@@ -132,10 +133,10 @@ func (c *Controller) enqueue(obj any) {
 	}
 }
 
-// Run reconciles with workers until ctx ends.
-func (c *Controller) Run(ctx context.Context, workers int) {
+// Run reconciles with n workers until ctx ends.
+func (c *Controller) Run(ctx context.Context, n int) {
 	c.run(ctx.Done())
-	controller.RunWorkers(ctx, "wukong-vm", "Reconciling Wukongs into VirtualMachines", c.queue, c.synced, workers, c.process)
+	workers.Run(ctx, "wukong-vm", "Reconciling Wukongs into VirtualMachines", c.queue, c.synced, n, c.process)
 }
 
 // process reconciles one Wukong and tells the queue when to come back.
@@ -202,14 +203,27 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 			obs.DataVolumes[claim] = o.(*cdiv1.DataVolume)
 		}
 	}
-	st := Status(w, obs)
-	if equality.Semantic.DeepEqual(st, w.Status) {
-		return nil
-	}
-	// Only through /status, and only when something changed.
-	w = w.DeepCopy()
-	w.Status = st
-	_, err = c.wukongs.VmV1alpha1().Wukongs(ns).UpdateStatus(ctx, w, metav1.UpdateOptions{})
+	return c.writeStatus(ctx, w, obs)
+}
+
+// writeStatus writes w's status from what was observed: only through
+// /status, and only when something changed. On a conflict the latest Wukong
+// is read and its status computed again, keeping what the export-target
+// controller and the disk export wrote there meanwhile (volumes[].pushStatus
+// and exportStatus, which Status keeps).
+func (c *Controller) writeStatus(ctx context.Context, w *v1alpha1.Wukong, obs Observed) error {
+	_, err := wukongstatus.Update(ctx, c.wukongs, w.Namespace, w.Name, w, func(latest *v1alpha1.Wukong) (bool, error) {
+		if latest.UID != w.UID || latest.Generation != w.Generation {
+			// obs is of another spec; the change's event brings it back.
+			return false, errRetryLater
+		}
+		st := Status(latest, obs)
+		if equality.Semantic.DeepEqual(st, latest.Status) {
+			return false, nil
+		}
+		latest.Status = st
+		return true, nil
+	})
 	if apierrors.IsConflict(err) {
 		return errRetryLater
 	}

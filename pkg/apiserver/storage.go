@@ -1,0 +1,123 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	apirest "k8s.io/apiserver/pkg/registry/rest"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/client-go/kubernetes"
+	cdiclient "kubevirt.io/client-go/containerizeddataimporter"
+	kubevirtclient "kubevirt.io/client-go/kubevirt"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/registry/vm/disk"
+	"github.com/novasphere/wukong/pkg/registry/vm/wukong"
+	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
+	"github.com/novasphere/wukong/pkg/subresource/disks"
+	"github.com/novasphere/wukong/pkg/subresource/files"
+	"github.com/novasphere/wukong/pkg/transfer/cdi"
+	"github.com/novasphere/wukong/pkg/transfer/export"
+	"github.com/novasphere/wukong/pkg/transfer/guest"
+	"github.com/novasphere/wukong/pkg/transfer/ssh"
+)
+
+// clients reach kube-apiserver as the server itself: the core API
+// (Secrets, the Lease), KubeVirt and CDI.
+type clients struct {
+	kube     kubernetes.Interface
+	kubevirt kubevirtclient.Interface
+	cdi      cdiclient.Interface
+}
+
+func (c completedConfig) newClients() (*clients, error) {
+	if c.ClientConfig == nil {
+		return nil, fmt.Errorf("wukong-apiserver needs a kubeconfig for the core API (--kubeconfig, or run in a cluster)")
+	}
+	kube, err := kubernetes.NewForConfig(c.ClientConfig)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := kubevirtclient.NewForConfig(c.ClientConfig)
+	if err != nil {
+		return nil, err
+	}
+	cd, err := cdiclient.NewForConfig(c.ClientConfig)
+	if err != nil {
+		return nil, err
+	}
+	return &clients{kube: kube, kubevirt: kv, cdi: cd}, nil
+}
+
+// storage is the group's storage and the pieces the controllers share.
+type storage struct {
+	v1alpha1 map[string]apirest.Storage
+	recorder *wukongfiletransfer.Recorder
+	exporter *export.Exporter
+}
+
+// newStorage builds the storage of every resource and subresource: the
+// registry's stores, the record writer beside them, and the streaming
+// subresources with what reaches guests, KubeVirt and CDI. It adds the SSH
+// pool's shutdown and the record collector to s.
+func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *clients) (*storage, error) {
+	authz := c.GenericConfig.Authorization.Authorizer
+	wukongs, wukongStatus, err := wukong.NewREST(Scheme, c.GenericConfig.RESTOptionsGetter, &wukong.References{Core: cl.kube.CoreV1(), Authorizer: authz})
+	if err != nil {
+		return nil, err
+	}
+	transfers, transferStatus, err := wukongfiletransfer.NewREST(Scheme, c.GenericConfig.RESTOptionsGetter)
+	if err != nil {
+		return nil, err
+	}
+	recorder := wukongfiletransfer.NewRecorder(transfers, transferStatus)
+	recorder.Heartbeat = c.ExtraConfig.TransferStaleAfter / 4
+	statusWriter := wukong.StatusWriter{Status: wukongStatus}
+
+	pool := ssh.NewPool(ssh.PoolOptions{DialTimeout: c.ExtraConfig.SSHDialTimeout})
+	s.AddPreShutdownHookOrDie("close-ssh-pool", func() error { return pool.Close() })
+	fileStreams := files.NewREST(files.Deps{
+		Wukongs:     wukongs,
+		Dialer:      files.NewSSHDialer(&guest.Locator{VMIs: cl.kubevirt.KubevirtV1(), Secrets: cl.kube.CoreV1()}, pool, statusWriter),
+		Recorder:    recorder,
+		Authorizer:  authz,
+		MaxFileSize: c.ExtraConfig.MaxFileSize,
+	})
+
+	diskStore := disk.NewREST(wukongs)
+	exporter := &export.Exporter{Exports: cl.kubevirt.ExportV1beta1(), Secrets: cl.kube.CoreV1(), TTL: time.Hour}
+	diskExport := disks.NewExportREST(disks.ExportDeps{
+		Disks: diskStore, Wukongs: wukongs, Exporter: exporter, Recorder: recorder, Status: statusWriter,
+	})
+	uploader := &cdi.Uploader{
+		DataVolumes: cl.cdi.CdiV1beta1(), Configs: cl.cdi.CdiV1beta1(), Tokens: cl.cdi.UploadV1beta1(),
+		ProxyURL: c.ExtraConfig.CDIUploadProxyURL, ProxyCA: c.ExtraConfig.CDIUploadProxyCA,
+	}
+	diskUpload := disks.NewUploadREST(disks.UploadDeps{Disks: diskStore, Uploader: uploader, Recorder: recorder, Authorizer: authz})
+
+	collector := wukongfiletransfer.NewCollector(transfers, transferStatus, c.ExtraConfig.TransferRecordRetention, c.ExtraConfig.TransferStaleAfter)
+	collector.Abandoned = func(ctx context.Context, rec *vm.WukongFileTransfer) {
+		fileStreams.RemoveAbandonedChunks(ctx, rec)
+		diskExport.AbandonedExport(ctx, rec)
+	}
+	s.AddPostStartHookOrDie("wukong-transfer-record-collector", func(ctx genericapiserver.PostStartHookContext) error {
+		go collector.Run(ctx)
+		return nil
+	})
+
+	return &storage{
+		v1alpha1: map[string]apirest.Storage{
+			"wukongs":                    wukongs,
+			"wukongs/status":             wukongStatus,
+			"wukongs/files":              fileStreams,
+			"disks":                      diskStore,
+			"disks/export":               diskExport,
+			"disks/upload":               diskUpload,
+			"wukongfiletransfers":        transfers,
+			"wukongfiletransfers/status": transferStatus,
+		},
+		recorder: recorder,
+		exporter: exporter,
+	}, nil
+}

@@ -1,0 +1,42 @@
+package exporttarget
+
+import (
+	"context"
+
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	exportv1beta1 "kubevirt.io/api/export/v1beta1"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
+	"github.com/novasphere/wukong/pkg/transfer/export"
+)
+
+// What the controller uses of the server, declared here so that its tests
+// can fake each part.
+
+// Recorder records each push as a WukongFileTransfer
+// (*wukongfiletransfer.Recorder). The record names the user in ctx as the
+// one who asked for the transfer.
+type Recorder interface {
+	Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTransferSpec, total int64) (wukongfiletransfer.Transfer, error)
+}
+
+// Exporter says where a disk's volume is served (*export.Exporter). A
+// *export.NotReadyError means the export server is not up yet.
+type Exporter interface {
+	Source(ctx context.Context, namespace, claim string, format exportv1beta1.ExportVolumeFormat) (*export.Source, error)
+}
+
+// Core reads the Secrets and ConfigMaps that targets name
+// (kubernetes.Interface's CoreV1()).
+type Core interface {
+	corev1client.SecretsGetter
+	corev1client.ConfigMapsGetter
+}
+
+// Deps are what pushes need from the server.
+type Deps struct {
+	Exporter Exporter
+	Recorder Recorder
+	Core     Core
+}

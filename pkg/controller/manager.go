@@ -1,0 +1,132 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+
+	"github.com/novasphere/wukong/pkg/controller/exporttarget"
+	"github.com/novasphere/wukong/pkg/controller/virtualmachine"
+)
+
+// DrainTimeout is how long Drain waits for cut pushes to record their end.
+const DrainTimeout = 10 * time.Second
+
+// workers is how many keys each controller works on at once.
+const workers = 2
+
+// ManagerOptions are what the controllers need from the server.
+type ManagerOptions struct {
+	// Cluster reaches kube-apiserver as the server itself: KubeVirt, CDI.
+	Cluster *rest.Config
+	// Kube is a clientset of Cluster: the Lease, and the Secrets and
+	// ConfigMaps that Wukongs name.
+	Kube kubernetes.Interface
+	// Leader names the Lease that one replica holds to run the controllers.
+	Leader LeaderOptions
+	// Exporter and Recorder are the export-target controller's: they find
+	// a disk's export and record each push.
+	Exporter exporttarget.Exporter
+	Recorder exporttarget.Recorder
+}
+
+// Manager runs wukong-apiserver's controllers (the VM controller and the
+// export-target controller) in the replica that holds the Lease.
+type Manager struct {
+	o ManagerOptions
+
+	// drain is cancelled by Drain; it cuts the pushes.
+	drain   context.Context
+	drained context.CancelFunc
+
+	mu       sync.Mutex
+	draining bool           // set by Drain: no push starts after it
+	pushing  sync.WaitGroup // the export-target controller's Run
+	// timeout is DrainTimeout; tests shorten it.
+	timeout time.Duration
+}
+
+// NewManager checks o and returns a Manager; Run starts it.
+func NewManager(o ManagerOptions) (*Manager, error) {
+	switch {
+	case o.Cluster == nil || o.Kube == nil:
+		return nil, errors.New("the controllers need a client of kube-apiserver")
+	case o.Exporter == nil || o.Recorder == nil:
+		return nil, errors.New("the export-target controller needs an Exporter and a Recorder")
+	case o.Leader.Name == "" || o.Leader.Namespace == "":
+		return nil, errors.New("the controllers need a Lease's namespace and name")
+	}
+	m := &Manager{o: o, timeout: DrainTimeout}
+	m.drain, m.drained = context.WithCancel(context.Background())
+	return m, nil
+}
+
+// Run campaigns for the Lease until ctx ends and runs the controllers while
+// this replica holds it; they read and write Wukongs through loopback, a
+// config of this server's own API (known once it serves: a post-start
+// hook's LoopbackClientConfig).
+func (m *Manager) Run(ctx context.Context, loopback *rest.Config) {
+	RunWhileLeading(ctx, m.o.Kube, m.o.Leader, func(ctx context.Context) { m.lead(ctx, loopback) })
+}
+
+// Drain cuts the pushes in flight, before the server stops serving, and
+// waits up to DrainTimeout for them to record how they ended (Pending, for
+// the next leader). Pushes do not start again after it. It is the server's
+// "wukong-push-drain" pre-shutdown hook, hence its type; it returns nil.
+func (m *Manager) Drain() error {
+	m.mu.Lock()
+	m.draining = true
+	m.mu.Unlock()
+	m.drained()
+	done := make(chan struct{})
+	go m.waitPushes(done)
+	select {
+	case <-done:
+	case <-time.After(m.timeout):
+		klog.InfoS("Pushes still recording their end; shutting down anyway", "waited", m.timeout)
+	}
+	return nil
+}
+
+// waitPushes closes done once no push runs.
+func (m *Manager) waitPushes(done chan<- struct{}) {
+	m.pushing.Wait()
+	close(done)
+}
+
+// lead builds and runs the controllers until ctx ends: this replica lost
+// the Lease or stops.
+func (m *Manager) lead(ctx context.Context, loopback *rest.Config) {
+	vms, err := virtualmachine.New(loopback, m.o.Cluster, m.o.Kube.CoreV1())
+	if err != nil {
+		klog.ErrorS(err, "Starting the VM controller")
+		return
+	}
+	pushes, err := exporttarget.New(loopback, exporttarget.Deps{
+		Exporter: m.o.Exporter, Recorder: m.o.Recorder, Core: m.o.Kube.CoreV1(),
+	})
+	if err != nil {
+		klog.ErrorS(err, "Starting the push controller")
+		return
+	}
+	m.run(ctx, vms.Run, pushes.Run)
+}
+
+// run runs vms and, unless the Manager drains, pushes, each with its
+// workers, until ctx ends. Drain cuts pushes alone, and waits for it.
+func (m *Manager) run(ctx context.Context, vms, pushes func(context.Context, int)) {
+	pushCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer context.AfterFunc(m.drain, stop)()
+	m.mu.Lock()
+	if !m.draining {
+		m.pushing.Go(func() { pushes(pushCtx, workers) })
+	}
+	m.mu.Unlock()
+	vms(ctx, workers)
+}
