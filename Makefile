@@ -47,9 +47,10 @@ test-integration: test-deps build tools
 	WUKONG_APISERVER_BIN=$(CURDIR)/$(BIN)/wukong-apiserver KUBECTL_WUKONG_BIN=$(CURDIR)/$(BIN)/kubectl-wukong \
 	  $(GO) test -count=1 -timeout $(INTEGRATION_TIMEOUT) ./test/...
 
-## verify: import rules (docs/architecture.md), gofmt, go vet and generated code up to date
+## verify: import rules (docs/architecture.md), licence headers, gofmt, go vet and generated code up to date
 verify:
 	hack/verify-imports.sh
+	hack/verify-boilerplate.sh
 	@out=$$(gofmt -l cmd pkg hack test); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	hack/verify-codegen.sh
