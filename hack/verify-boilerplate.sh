@@ -10,7 +10,10 @@ fix=${1:-}
 missing=()
 while IFS= read -r f; do
   case "$f" in */zz_generated.*|pkg/generated/*) continue ;; esac
-  if ! head -n "$n" "$f" | cmp -s - "$header"; then
+  # gofmt keeps a //go:build line and its blank line above everything.
+  skip=0
+  [[ $(sed -n 1p "$f") == //go:build* ]] && skip=2
+  if ! sed -n "$((skip + 1)),$((skip + n))p" "$f" | cmp -s - "$header"; then
     if [ "$fix" = --fix ]; then
       { cat "$header"; cat "$f"; } >"$f.tmp" && mv "$f.tmp" "$f"
     else
