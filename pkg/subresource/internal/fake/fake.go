@@ -46,6 +46,11 @@ import (
 // Namespace is the namespace the fakes' objects live in.
 const Namespace = "ns"
 
+// User is who the tests' requests come from, and who opened the records
+// Put stores unless they say otherwise (the real storage takes it from the
+// creating request).
+const User = "alice"
+
 // Context is a request context as the apiserver makes it: namespace and user.
 func Context(userName string) context.Context {
 	ctx := genericapirequest.WithNamespace(context.Background(), Namespace)
@@ -85,6 +90,9 @@ func (r *Recorder) Put(rec *vm.WukongFileTransfer) *vm.WukongFileTransfer {
 	}
 	if rec.UID == "" {
 		rec.UID = types.UID("uid-" + rec.Name)
+	}
+	if rec.Status.RequestedBy == "" {
+		rec.Status.RequestedBy = User
 	}
 	r.records[rec.Name] = rec
 	return rec.DeepCopy()
