@@ -266,30 +266,8 @@ func statusOfErr(err error) metav1.Status {
 // do sends one request through c's Connect and handler as the apiserver would.
 func do(t *testing.T, c rest.Connecter, method string, opts runtime.Object, body io.Reader, length int64, header http.Header) result {
 	t.Helper()
-	ctx := fake.Context("alice")
-	r := result{resp: &fake.Responder{}, rw: httptest.NewRecorder()}
-	h, err := c.Connect(ctx, "vm-root", opts, r.resp)
-	if err != nil {
-		r.connectErr = err
-		return r
-	}
-	req := httptest.NewRequest(method, "/apis/vm.novasphere.dev/v1alpha1/namespaces/ns/disks/vm-root/x", body).WithContext(ctx)
-	req.ContentLength = length
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	func() {
-		defer func() {
-			if p := recover(); p != nil {
-				if p != http.ErrAbortHandler {
-					panic(p)
-				}
-				r.aborted = true
-			}
-		}()
-		h.ServeHTTP(r.rw, req)
-	}()
-	return r
+	x := fake.Do(c, "vm-root", "/apis/vm.novasphere.dev/v1alpha1/namespaces/ns/disks/vm-root/x", method, opts, body, length, header)
+	return result{connectErr: x.ConnectErr, rw: x.RW, resp: x.Resp, aborted: x.Aborted}
 }
 
 // serve serves c with opts on a real server (for WebSocket upgrades), as user.

@@ -501,34 +501,12 @@ func (e *env) do(t *testing.T, method string, opts vm.WukongFileOptions, body []
 // client that went away), or -1 (chunked).
 func (e *env) doLength(t *testing.T, method string, opts vm.WukongFileOptions, body []byte, length int64, header http.Header) result {
 	t.Helper()
-	ctx := fake.Context("alice")
-	r := result{resp: &fake.Responder{}, rw: httptest.NewRecorder()}
-	h, err := e.rest.Connect(ctx, "vm", &opts, r.resp)
-	if err != nil {
-		r.connectErr = err
-		return r
-	}
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req := httptest.NewRequest(method, "/apis/vm.novasphere.dev/v1alpha1/namespaces/ns/wukongs/vm/files", rd).WithContext(ctx)
-	req.ContentLength = length
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	func() {
-		defer func() {
-			if p := recover(); p != nil {
-				if p != http.ErrAbortHandler {
-					panic(p)
-				}
-				r.aborted = true
-			}
-		}()
-		h.ServeHTTP(r.rw, req)
-	}()
-	return r
+	x := fake.Do(e.rest, "vm", "/apis/vm.novasphere.dev/v1alpha1/namespaces/ns/wukongs/vm/files", method, &opts, rd, length, header)
+	return result{connectErr: x.ConnectErr, rw: x.RW, resp: x.Resp, aborted: x.Aborted}
 }
 
 // server serves the files subresource with opts on a real HTTP server (for

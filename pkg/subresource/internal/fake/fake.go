@@ -27,7 +27,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"time"
 
@@ -38,6 +40,7 @@ import (
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/apiserver/pkg/registry/rest"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
@@ -403,4 +406,42 @@ func (g Wukongs) Get(ctx context.Context, name string, _ *metav1.GetOptions) (ru
 		return nil, apierrors.NewNotFound(vm.Resource("wukongs"), name)
 	}
 	return w.DeepCopy(), nil
+}
+
+// Exchange is one request through a Connecter, as a test sees it.
+type Exchange struct {
+	// ConnectErr is what Connect refused the request with, if it did.
+	ConnectErr error
+	RW         *httptest.ResponseRecorder
+	Resp       *Responder
+	// Aborted says the handler cut the stream (http.ErrAbortHandler).
+	Aborted bool
+}
+
+// Do sends one request to target through c's Connect (for the object name)
+// and its handler, as the apiserver would, as User; length is the
+// Content-Length (-1: chunked).
+func Do(c rest.Connecter, name, target, method string, opts runtime.Object, body io.Reader, length int64, header http.Header) (x Exchange) {
+	ctx := Context(User)
+	x = Exchange{Resp: &Responder{}, RW: httptest.NewRecorder()}
+	h, err := c.Connect(ctx, name, opts, x.Resp)
+	if err != nil {
+		x.ConnectErr = err
+		return x
+	}
+	req := httptest.NewRequest(method, target, body).WithContext(ctx)
+	req.ContentLength = length
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				panic(p)
+			}
+			x.Aborted = true
+		}
+	}()
+	h.ServeHTTP(x.RW, req)
+	return x
 }
