@@ -19,7 +19,6 @@ package files
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -31,7 +30,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
@@ -42,15 +40,7 @@ import (
 // wsStatus reads the server's final text message as a Status.
 func wsStatus(t testing.TB, conn *websocket.Conn) metav1.Status {
 	t.Helper()
-	for {
-		typ, msg, err := conn.ReadMessage()
-		require.NoError(t, err)
-		if typ == websocket.TextMessage {
-			var st metav1.Status
-			require.NoError(t, json.Unmarshal(msg, &st), string(msg))
-			return st
-		}
-	}
+	return wsFinal[metav1.Status](t, conn)
 }
 
 // wsSend sends body as one binary message and the text message that ends
@@ -216,9 +206,6 @@ func TestBrowserOriginRefused(t *testing.T) {
 	ns := namespace(t, "files-origin")
 	g := newGuest(t, ns, "vm1")
 	require.NoError(t, os.WriteFile(g.host("/secret.txt"), []byte("secret"), 0o644))
-	tlsConfig, err := rest.TLSConfigFor(cp.Admin.Config)
-	require.NoError(t, err)
-	d := websocket.Dialer{TLSClientConfig: tlsConfig}
 	for _, tc := range []struct {
 		name   string
 		q      url.Values
@@ -229,8 +216,7 @@ func TestBrowserOriginRefused(t *testing.T) {
 		{"tar download", url.Values{"path": {"/"}, "archive": {"tar"}}, "null"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			wsURL := "wss" + strings.TrimPrefix(cp.Admin.Config.Host, "https") + g.filesPath(tc.q)
-			conn, resp, err := d.Dial(wsURL, http.Header{"Origin": {tc.origin}})
+			conn, resp, err := wsDialWith(t, cp.Admin, g.filesPath(tc.q), http.Header{"Origin": {tc.origin}})
 			if conn != nil {
 				conn.Close()
 			}

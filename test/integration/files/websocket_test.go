@@ -40,26 +40,39 @@ import (
 
 // wsDial opens the files subresource as a WebSocket through kube-apiserver.
 func wsDial(t testing.TB, u *framework.User, apiPath string) (*websocket.Conn, *http.Response, error) {
+	return wsDialWith(t, u, apiPath, nil)
+}
+
+// wsDialWith is wsDial with request headers of the caller's (a browser's
+// Origin).
+func wsDialWith(t testing.TB, u *framework.User, apiPath string, header http.Header) (*websocket.Conn, *http.Response, error) {
 	t.Helper()
 	tlsConfig, err := rest.TLSConfigFor(u.Config)
 	require.NoError(t, err)
 	d := websocket.Dialer{TLSClientConfig: tlsConfig, ReadBufferSize: 1 << 20, WriteBufferSize: 1 << 20}
 	wsURL := "wss" + strings.TrimPrefix(u.Config.Host, "https") + apiPath
-	return d.Dial(wsURL, nil)
+	return d.Dial(wsURL, header)
 }
 
-// wsResult reads the server's final text message as a record.
-func wsResult(t testing.TB, conn *websocket.Conn) v1alpha1.WukongFileTransfer {
+// wsFinal reads the server's final text message as a T: the record, or
+// the Status of a failure.
+func wsFinal[T any](t testing.TB, conn *websocket.Conn) T {
 	t.Helper()
 	for {
 		typ, msg, err := conn.ReadMessage()
 		require.NoError(t, err)
 		if typ == websocket.TextMessage {
-			var rec v1alpha1.WukongFileTransfer
-			require.NoError(t, json.Unmarshal(msg, &rec), string(msg))
-			return rec
+			var out T
+			require.NoError(t, json.Unmarshal(msg, &out), string(msg))
+			return out
 		}
 	}
+}
+
+// wsResult reads the server's final text message as a record.
+func wsResult(t testing.TB, conn *websocket.Conn) v1alpha1.WukongFileTransfer {
+	t.Helper()
+	return wsFinal[v1alpha1.WukongFileTransfer](t, conn)
 }
 
 // wsTransfers: runs inside TestChunkedTransfersOutliveTheRequestTimeout's
