@@ -95,7 +95,7 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 	s.AddPreShutdownHookOrDie("close-ssh-pool", func() error { return pool.Close() })
 	fileStreams := files.NewREST(files.Deps{
 		Wukongs:     wukongs,
-		Dialer:      files.NewSSHDialer(&guest.Locator{VMIs: cl.kubevirt.KubevirtV1(), Secrets: cl.kube.CoreV1()}, pool, statusWriter),
+		Dialer:      files.NewSSHDialer(&guest.Locator{VMIs: cl.kubevirt.KubevirtV1(), VMs: cl.kubevirt.KubevirtV1(), Secrets: cl.kube.CoreV1()}, pool, statusWriter),
 		Recorder:    recorder,
 		Authorizer:  authz,
 		MaxFileSize: c.ExtraConfig.MaxFileSize,

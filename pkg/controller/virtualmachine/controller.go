@@ -264,12 +264,22 @@ func (c *Controller) applyVM(ctx context.Context, desired *kubevirtv1.VirtualMac
 		return nil, nil, fmt.Errorf("a VirtualMachine %s/%s exists that this Wukong did not create (no %s label); rename one of them",
 			existing.Namespace, existing.Name, v1alpha1.LabelWukong)
 	}
+	want := desired.OwnerReferences[0]
+	ref := metav1.GetControllerOfNoCopy(existing)
+	if ref != nil && (ref.Kind != want.Kind || ref.UID != want.UID) {
+		return nil, nil, fmt.Errorf("a VirtualMachine %s/%s exists that another object controls (%s %s, uid %s); rename one of them",
+			existing.Namespace, existing.Name, ref.Kind, ref.Name, ref.UID)
+	}
 	notApplied := templateChanges(desired.Name, existing.Spec.DataVolumeTemplates, desired.Spec.DataVolumeTemplates)
 	gen := desired.Annotations[AnnotationGeneration]
-	if equality.Semantic.DeepEqual(existing.Spec.Template, desired.Spec.Template) && existing.Annotations[AnnotationGeneration] == gen {
+	if equality.Semantic.DeepEqual(existing.Spec.Template, desired.Spec.Template) && existing.Annotations[AnnotationGeneration] == gen && ref != nil {
 		return existing, notApplied, nil
 	}
 	vm := existing.DeepCopy()
+	if ref == nil {
+		// Made before VMs had their Wukong as controller: adopt it.
+		vm.OwnerReferences = append(vm.OwnerReferences, want)
+	}
 	vm.Spec.Template = desired.Spec.Template
 	if vm.Annotations == nil {
 		vm.Annotations = map[string]string{}
