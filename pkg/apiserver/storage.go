@@ -36,6 +36,7 @@ import (
 	"github.com/novasphere/wukong/pkg/transfer/cdi"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 	"github.com/novasphere/wukong/pkg/transfer/guest"
+	"github.com/novasphere/wukong/pkg/transfer/owner"
 	"github.com/novasphere/wukong/pkg/transfer/ssh"
 )
 
@@ -71,6 +72,7 @@ type storage struct {
 	v1alpha1 map[string]apirest.Storage
 	recorder *wukongfiletransfer.Recorder
 	exporter *export.Exporter
+	owners   *owner.Checker
 }
 
 // newStorage builds the storage of every resource and subresource: the
@@ -102,15 +104,17 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 	})
 
 	diskStore := disk.NewREST(wukongs)
+	// Disks act only on the DataVolumes and PVCs their Wukong owns.
+	owners := &owner.Checker{VMs: cl.kubevirt.KubevirtV1(), DataVolumes: cl.cdi.CdiV1beta1(), Claims: cl.kube.CoreV1()}
 	exporter := &export.Exporter{Exports: cl.kubevirt.ExportV1beta1(), Secrets: cl.kube.CoreV1(), TTL: time.Hour}
 	diskExport := disks.NewExportREST(disks.ExportDeps{
-		Disks: diskStore, Wukongs: wukongs, Exporter: exporter, Recorder: recorder, Status: statusWriter,
+		Disks: diskStore, Wukongs: wukongs, Exporter: exporter, Owners: owners, Recorder: recorder, Status: statusWriter,
 	})
 	uploader := &cdi.Uploader{
 		DataVolumes: cl.cdi.CdiV1beta1(), Configs: cl.cdi.CdiV1beta1(), Tokens: cl.cdi.UploadV1beta1(),
 		ProxyURL: c.ExtraConfig.CDIUploadProxyURL, ProxyCA: c.ExtraConfig.CDIUploadProxyCA,
 	}
-	diskUpload := disks.NewUploadREST(disks.UploadDeps{Disks: diskStore, Uploader: uploader, Recorder: recorder, Authorizer: authz})
+	diskUpload := disks.NewUploadREST(disks.UploadDeps{Disks: diskStore, Uploader: uploader, Owners: owners, Recorder: recorder, Authorizer: authz})
 
 	collector := wukongfiletransfer.NewCollector(transfers, transferStatus, c.ExtraConfig.TransferRecordRetention, c.ExtraConfig.TransferStaleAfter)
 	collector.Abandoned = func(ctx context.Context, rec *vm.WukongFileTransfer) {
@@ -135,5 +139,6 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 		},
 		recorder: recorder,
 		exporter: exporter,
+		owners:   owners,
 	}, nil
 }

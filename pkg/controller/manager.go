@@ -49,6 +49,9 @@ type ManagerOptions struct {
 	// a disk's export and record each push.
 	Exporter exporttarget.Exporter
 	Recorder exporttarget.Recorder
+	// Owners tells the export-target controller whether a disk's claim is
+	// its Wukong's own.
+	Owners exporttarget.Owners
 }
 
 // Manager runs wukong-apiserver's controllers (the VM controller and the
@@ -124,7 +127,7 @@ func (m *Manager) lead(ctx context.Context, loopback *rest.Config) {
 		return
 	}
 	pushes, err := exporttarget.New(loopback, exporttarget.Deps{
-		Exporter: m.o.Exporter, Recorder: m.o.Recorder, Core: m.o.Kube.CoreV1(),
+		Exporter: m.o.Exporter, Recorder: m.o.Recorder, Core: m.o.Kube.CoreV1(), Owners: m.o.Owners,
 	})
 	if err != nil {
 		klog.ErrorS(err, "Starting the push controller")

@@ -64,6 +64,9 @@ type Controller struct {
 // New builds the controller; wukongConfig reaches this server (the loopback
 // config).
 func New(wukongConfig *rest.Config, deps Deps) (*Controller, error) {
+	if deps.Owners == nil {
+		return nil, errors.New("the push controller needs Owners: it pushes only the Wukongs' own disks")
+	}
 	wc, err := versioned.NewForConfig(wukongConfig)
 	if err != nil {
 		return nil, err

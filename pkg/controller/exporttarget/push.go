@@ -35,6 +35,7 @@ import (
 	"github.com/novasphere/wukong/pkg/controller/internal/wukongstatus"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	"github.com/novasphere/wukong/pkg/transfer/export"
+	"github.com/novasphere/wukong/pkg/transfer/owner"
 	"github.com/novasphere/wukong/pkg/transfer/push"
 )
 
@@ -72,7 +73,17 @@ func (c *Controller) push(ctx context.Context, w *v1alpha1.Wukong, disk *v1alpha
 	if err != nil {
 		return p.fail(ctx, err)
 	}
-	src, err := c.Exporter.Source(ctx, w.Namespace, vm.DiskName(w.Name, disk.Name), exportv1beta1.KubeVirtRaw)
+	claim := vm.DiskName(w.Name, disk.Name)
+	if c.Owners != nil {
+		// The export reads whatever PVC has the name: it must be the
+		// Wukong's, or someone else's disk goes to this target.
+		if err := c.Owners.Claim(ctx, w, claim); errors.Is(err, owner.ErrNotOwned) {
+			return p.fail(ctx, push.Permanent(err))
+		} else if err != nil {
+			return p.fail(ctx, err)
+		}
+	}
+	src, err := c.Exporter.Source(ctx, w.Namespace, claim, exportv1beta1.KubeVirtRaw)
 	var notReady *export.NotReadyError
 	if errors.As(err, &notReady) {
 		p.setStatus(ctx, &v1alpha1.PushStatus{Phase: v1alpha1.TransferPhasePending, Message: fmt.Sprintf("waiting for %s", notReady.Error())}, nil)
