@@ -38,6 +38,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
+	kubevirtv1 "kubevirt.io/api/core/v1"
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 
 	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
@@ -403,5 +404,69 @@ func TestDisksActOnlyOnTheWukongsClaims(t *testing.T) {
 			assert.False(t, r.Spec.WukongName == "push1" && r.Status.Phase == v1alpha1.FileTransferPhaseSucceeded, "no push succeeded: %s", r.Name)
 		}
 		assert.False(t, strings.Contains(ps.Message, "pushed"), ps.Message)
+	})
+}
+
+// TestVMNamesItsWukongAsController: the VM controller writes the Wukong,
+// by uid, as the VirtualMachine's controller, which the files and disks
+// subresources follow; a labelled VM written before that (by an earlier
+// version, for the Wukong's current generation) is adopted, and a VM
+// something else controls is left alone, the Wukong saying why.
+func TestVMNamesItsWukongAsController(t *testing.T) {
+	ctx := context.Background()
+	ns := framework.CreateTestNamespace(t, cp, "trust-vm")
+	c := newClients(t)
+	vms := c.kubevirt.KubevirtV1().VirtualMachines(ns)
+	controller := func(name string) func(context.Context) (bool, error) {
+		return func(ctx context.Context) (bool, error) {
+			w, err := c.wukong.VmV1alpha1().Wukongs(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			m, err := vms.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			ref := metav1.GetControllerOf(m)
+			return ref != nil && ref.Kind == "Wukong" && ref.APIVersion == "vm.novasphere.dev/v1alpha1" && ref.Name == name && ref.UID == w.UID, nil
+		}
+	}
+	earlier := func(name string, refs []metav1.OwnerReference) {
+		_, err := vms.Create(ctx, &kubevirtv1.VirtualMachine{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{v1alpha1.LabelWukong: name},
+				Annotations: map[string]string{"vm.novasphere.dev/wukong-generation": "1"}, OwnerReferences: refs},
+			Spec: kubevirtv1.VirtualMachineSpec{RunStrategy: ptr.To(kubevirtv1.RunStrategyHalted),
+				Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{v1alpha1.LabelWukong: name}}}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	plain := func(name string) *v1alpha1.Wukong {
+		return &v1alpha1.Wukong{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.WukongSpec{CPU: 1}}
+	}
+
+	t.Run("a new Wukong's VM", func(t *testing.T) {
+		apply(t, ns, plain("fresh"))
+		require.NoError(t, wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, controller("fresh")))
+	})
+	t.Run("a VM written before, for this generation, is adopted", func(t *testing.T) {
+		earlier("legacy", nil)
+		apply(t, ns, plain("legacy"))
+		require.NoError(t, wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, controller("legacy")))
+	})
+	t.Run("a VM something else controls is not taken", func(t *testing.T) {
+		earlier("taken", []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "someone", UID: "00000000-0000-0000-0000-000000000009", Controller: ptr.To(true)}})
+		apply(t, ns, plain("taken"))
+		w := waitWukong(t, ns, "taken", "the VM refused", func(w *v1alpha1.Wukong) bool {
+			for _, cond := range w.Status.Conditions {
+				if cond.Reason == "VirtualMachineNotWritten" && strings.Contains(cond.Message, "another object controls (ReplicaSet someone") {
+					return true
+				}
+			}
+			return false
+		})
+		require.NotNil(t, w)
+		m, err := vms.Get(ctx, "taken", metav1.GetOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, "ReplicaSet", metav1.GetControllerOf(m).Kind, "left as it was")
 	})
 }
