@@ -30,13 +30,13 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/minio/minio-go/v7"
 
+	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/pkg/transfer/qcow2"
 )
@@ -107,8 +107,8 @@ func Format(t *v1alpha1.ExportTargetSpec) string {
 	return v1alpha1.ExportFormatRaw
 }
 
-// Describe names where target sends a disk, without credentials, user
-// information or query: "registry oci registry.example.com/vms/ubuntu:tag",
+// Describe names where target sends a disk, its URL redacted (vm.RedactURL):
+// "registry oci registry.example.com/vms/ubuntu:tag",
 // "s3 raw https://s3.example.com/bucket/key", "http raw https://host/path".
 // A change of it is a new push.
 func Describe(t *v1alpha1.ExportTargetSpec) string {
@@ -116,13 +116,10 @@ func Describe(t *v1alpha1.ExportTargetSpec) string {
 	switch t.Type {
 	case v1alpha1.ExportTargetS3:
 		if t.S3Config != nil {
-			where = t.S3Config.Endpoint + "/" + t.S3Config.Bucket + "/" + t.S3Config.Key
+			where = vm.RedactURL(t.S3Config.Endpoint) + "/" + t.S3Config.Bucket + "/" + t.S3Config.Key
 		}
 	case v1alpha1.ExportTargetHTTP:
-		if u, err := url.Parse(t.URL); err == nil {
-			u.User, u.RawQuery, u.Fragment = nil, "", ""
-			where = u.String()
-		}
+		where = vm.RedactURL(t.URL)
 	}
 	return t.Type + " " + Format(t) + " " + where
 }
