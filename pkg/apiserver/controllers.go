@@ -28,7 +28,7 @@ import (
 func (c completedConfig) addControllers(s *genericapiserver.GenericAPIServer, cl *clients, st *storage) error {
 	controllers, err := controller.NewManager(controller.ManagerOptions{
 		Cluster: c.ClientConfig, Kube: cl.kube, Leader: c.ExtraConfig.ControllerLock,
-		Exporter: st.exporter, Recorder: st.recorder,
+		Exporter: st.exporter, Recorder: st.recorder, PushEgress: c.ExtraConfig.PushEgress,
 	})
 	if err != nil {
 		return err

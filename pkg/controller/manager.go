@@ -28,6 +28,7 @@ import (
 
 	"github.com/novasphere/wukong/pkg/controller/exporttarget"
 	"github.com/novasphere/wukong/pkg/controller/virtualmachine"
+	"github.com/novasphere/wukong/pkg/egress"
 )
 
 // DrainTimeout is how long Drain waits for cut pushes to record their end.
@@ -49,6 +50,9 @@ type ManagerOptions struct {
 	// a disk's export and record each push.
 	Exporter exporttarget.Exporter
 	Recorder exporttarget.Recorder
+	// PushEgress says where pushes may connect (--push-allowed-cidrs,
+	// --push-denied-cidrs).
+	PushEgress *egress.Policy
 }
 
 // Manager runs wukong-apiserver's controllers (the VM controller and the
@@ -124,7 +128,7 @@ func (m *Manager) lead(ctx context.Context, loopback *rest.Config) {
 		return
 	}
 	pushes, err := exporttarget.New(loopback, exporttarget.Deps{
-		Exporter: m.o.Exporter, Recorder: m.o.Recorder, Core: m.o.Kube.CoreV1(),
+		Exporter: m.o.Exporter, Recorder: m.o.Recorder, Core: m.o.Kube.CoreV1(), Egress: m.o.PushEgress,
 	})
 	if err != nil {
 		klog.ErrorS(err, "Starting the push controller")

@@ -23,6 +23,7 @@ import (
 	exportv1beta1 "kubevirt.io/api/export/v1beta1"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/egress"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 )
@@ -55,4 +56,7 @@ type Deps struct {
 	Exporter Exporter
 	Recorder Recorder
 	Core     Core
+	// Egress says which addresses pushes may connect to; nil denies the
+	// built-in ranges (egress.BuiltinDenied).
+	Egress *egress.Policy
 }

@@ -54,6 +54,11 @@ func put(ctx context.Context, client *http.Client, rawURL string, creds Credenti
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 == 3 {
+		// Not followed (a 307 or 308 of a body that cannot be sent again)
+		// and not a success either.
+		return Permanent(&RedirectError{Code: resp.StatusCode, Location: vm.RedactURL(resp.Header.Get("Location"))})
+	}
 	if resp.StatusCode/100 != 2 {
 		return &StatusError{Code: resp.StatusCode, Status: resp.Status, URL: shown}
 	}
