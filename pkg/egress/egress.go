@@ -194,10 +194,11 @@ func (p *Policy) Check(ip netip.Addr) error {
 }
 
 // Literal is the address host stands for without asking DNS: an IP
-// address (IPv6 with or without brackets and zone), the legacy IPv4 forms
-// that inet_aton and so some resolvers accept (2852039166, 0251.0376.0251.0376,
-// 0xa9.0xfe.0xa9.0xfe, 169.254.43518), or 127.0.0.1 for localhost and
-// *.localhost (RFC 6761). ok is false for any other name.
+// address (IPv6 with or without brackets and zone), or one of the legacy
+// IPv4 forms that inet_aton and so some resolvers accept (2852039166,
+// 0251.0376.0251.0376, 0xa9.0xfe.0xa9.0xfe, 169.254.43518). ok is false
+// for a name, localhost included: names are resolved, and their
+// addresses checked, when the push dials.
 func Literal(host string) (netip.Addr, bool) {
 	h := strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 	if a, err := netip.ParseAddr(h); err == nil {
@@ -205,10 +206,6 @@ func Literal(host string) (netip.Addr, bool) {
 	}
 	if a, ok := legacyIPv4(h); ok {
 		return a, true
-	}
-	l := strings.ToLower(strings.TrimSuffix(h, "."))
-	if l == "localhost" || strings.HasSuffix(l, ".localhost") {
-		return netip.AddrFrom4([4]byte{127, 0, 0, 1}), true
 	}
 	return netip.Addr{}, false
 }

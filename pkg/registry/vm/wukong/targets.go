@@ -35,7 +35,7 @@ import (
 
 // RefuseDeniedTargets makes store refuse (422) a Wukong whose exportTarget
 // names a literal address that policy denies (169.254.169.254, [::1],
-// 2852039166, localhost), on create and when a disk's exportTarget
+// 2852039166), on create and when a disk's exportTarget
 // changes. Names are not resolved here: where they lead is decided when
 // the push dials, which checks every address (pkg/egress). This only says
 // early what would fail later. It runs before the store's other hooks.

@@ -50,10 +50,11 @@ func TestRefuseDeniedTargets(t *testing.T) {
 		{&vm.ExportTargetSpec{Type: "http", URL: "http://198.51.100.9/"}, "spec.disks[0].exportTarget.url"}, // --push-denied-cidrs
 		{&vm.ExportTargetSpec{Type: "registry", URL: "169.254.169.254/vms/vm1:tag"}, "spec.disks[0].exportTarget.url"},
 		{&vm.ExportTargetSpec{Type: "registry", URL: "[::1]:5000/vms/vm1:tag"}, "spec.disks[0].exportTarget.url"},
-		{&vm.ExportTargetSpec{Type: "registry", URL: "localhost:5000/vms/vm1:tag"}, "spec.disks[0].exportTarget.url"},
+		{&vm.ExportTargetSpec{Type: "registry", URL: "127.1:5000/vms/vm1:tag"}, "spec.disks[0].exportTarget.url"},
 		{&vm.ExportTargetSpec{Type: "s3", S3Config: &vm.S3Config{Endpoint: "http://10.96.0.10:9000", Bucket: "b", Key: "k"}}, "spec.disks[0].exportTarget.s3Config.endpoint"},
 		// Names and allowed addresses pass; the push's dialer decides names.
 		{&vm.ExportTargetSpec{Type: "http", URL: "http://metadata.google.internal/"}, ""},
+		{&vm.ExportTargetSpec{Type: "http", URL: "http://localhost:8080/"}, ""},
 		{&vm.ExportTargetSpec{Type: "http", URL: "https://203.0.113.5/x"}, ""},
 		{&vm.ExportTargetSpec{Type: "registry", URL: "registry.example.com/vms/vm1:tag"}, ""},
 		{&vm.ExportTargetSpec{Type: "registry", URL: "ubuntu:tag"}, ""},
