@@ -85,6 +85,7 @@ func TestHTTPRedirectsRefused(t *testing.T) {
 	for _, code := range []int{301, 302, 303, 307, 308} {
 		for _, allowed := range []string{"127.0.0.1/32", "127.0.0.0/8"} {
 			t.Run(fmt.Sprintf("%d %s", code, allowed), func(t *testing.T) {
+				before := reached.n.Load()
 				a := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					http.Redirect(w, r, b.URL+"/disk.img?X-Amz-Signature=secretsig", code)
 				}))
@@ -96,7 +97,7 @@ func TestHTTPRedirectsRefused(t *testing.T) {
 				assert.True(t, IsPermanent(err))
 				assert.Contains(t, err.Error(), "pushes do not follow")
 				assert.NotContains(t, err.Error(), "secretsig")
-				assert.Zero(t, reached.n.Load(), "the redirect's target was reached")
+				assert.Equal(t, before, reached.n.Load(), "the redirect's target was reached")
 			})
 		}
 	}
