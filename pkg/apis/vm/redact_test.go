@@ -42,6 +42,9 @@ func TestRedactURL(t *testing.T) {
 		{"https://user:p/ss@host.example/x?sig=sigvalue", "https://host.example/x"},
 		{"https://u:s3cr3t@host.example:port/x", "https://host.example:port/x"},
 		{"AKIAEXAMPLE:s3cr3t@host.example/x", "host.example/x"},
+		// Image references, as validation echoes them, stay as they are.
+		{"quay.io/containerdisks/ubuntu:22.04", "quay.io/containerdisks/ubuntu:22.04"},
+		{"registry.example.com:5000/vms/vm1:tag", "registry.example.com:5000/vms/vm1:tag"},
 		{"", ""},
 	} {
 		got := RedactURL(tc.in)
