@@ -34,6 +34,7 @@ import (
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/install"
 	"github.com/novasphere/wukong/pkg/controller"
+	"github.com/novasphere/wukong/pkg/egress"
 )
 
 var (
@@ -86,6 +87,9 @@ type ExtraConfig struct {
 	// Controller runs the VM controller in the replica holding ControllerLock.
 	Controller     bool
 	ControllerLock controller.LeaderOptions
+	// PushEgress says which addresses pushes may connect to, and which
+	// literal addresses a Wukong's exportTarget may not name.
+	PushEgress *egress.Policy
 }
 
 // Config is the configuration of wukong-apiserver.

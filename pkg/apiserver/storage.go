@@ -85,6 +85,7 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 	if err != nil {
 		return nil, err
 	}
+	wukong.RefuseDeniedTargets(wukongs, c.ExtraConfig.PushEgress)
 	transfers, transferStatus, err := wukongfiletransfer.NewREST(Scheme, c.GenericConfig.RESTOptionsGetter)
 	if err != nil {
 		return nil, err

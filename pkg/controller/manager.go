@@ -28,6 +28,7 @@ import (
 
 	"github.com/novasphere/wukong/pkg/controller/exporttarget"
 	"github.com/novasphere/wukong/pkg/controller/virtualmachine"
+	"github.com/novasphere/wukong/pkg/egress"
 )
 
 // DrainTimeout is how long Drain waits for cut pushes to record their end.
@@ -52,6 +53,9 @@ type ManagerOptions struct {
 	// Owners tells the export-target controller whether a disk's claim is
 	// its Wukong's own.
 	Owners exporttarget.Owners
+	// PushEgress says where pushes may connect (--push-allowed-cidrs,
+	// --push-denied-cidrs).
+	PushEgress *egress.Policy
 }
 
 // Manager runs wukong-apiserver's controllers (the VM controller and the
@@ -128,6 +132,7 @@ func (m *Manager) lead(ctx context.Context, loopback *rest.Config) {
 	}
 	pushes, err := exporttarget.New(loopback, exporttarget.Deps{
 		Exporter: m.o.Exporter, Recorder: m.o.Recorder, Core: m.o.Kube.CoreV1(), Owners: m.o.Owners,
+		Egress: m.o.PushEgress,
 	})
 	if err != nil {
 		klog.ErrorS(err, "Starting the push controller")

@@ -26,6 +26,7 @@ import (
 
 	"github.com/novasphere/wukong/pkg/apiserver"
 	"github.com/novasphere/wukong/pkg/controller"
+	"github.com/novasphere/wukong/pkg/egress"
 )
 
 // WukongOptions are wukong-apiserver's own flags.
@@ -38,6 +39,11 @@ type WukongOptions struct {
 	// address for clients outside the cluster).
 	CDIUploadProxyURL    string
 	CDIUploadProxyCAFile string
+
+	// Where pushes may connect: CIDRs allowed even if denied, and CIDRs
+	// denied besides egress.BuiltinDenied.
+	PushAllowedCIDRs []string
+	PushDeniedCIDRs  []string
 
 	// The controller that realises Wukongs as VirtualMachines.
 	Controller     bool
@@ -82,6 +88,10 @@ func (o *WukongOptions) AddFlags(fs *pflag.FlagSet) {
 		"CDI's upload proxy as this server reaches it (e.g. https://cdi-uploadproxy.cdi.svc). Empty: status.uploadProxyURL of the CDIConfig config, as virtctl finds it.")
 	fs.StringVar(&o.CDIUploadProxyCAFile, "cdi-upload-proxy-ca-file", o.CDIUploadProxyCAFile,
 		"PEM CA bundle that signs the upload proxy's certificate. Empty: status.uploadProxyCA of the CDIConfig, else the system roots.")
+	fs.StringSliceVar(&o.PushAllowedCIDRs, "push-allowed-cidrs", o.PushAllowedCIDRs,
+		"CIDRs (or addresses) that pushes to an exportTarget may connect to even if denied, e.g. an in-cluster registry's Service IP. Allowed wins over denied.")
+	fs.StringSliceVar(&o.PushDeniedCIDRs, "push-denied-cidrs", o.PushDeniedCIDRs,
+		"CIDRs that pushes to an exportTarget may not connect to, besides the built-in ones (loopback, link-local, private, CGNAT, unique-local, multicast, reserved); list the cluster's pod and Service CIDRs here if they are not private addresses.")
 	fs.BoolVar(&o.Controller, "controller", o.Controller,
 		"Run the controller that realises Wukongs as KubeVirt VirtualMachines with CDI DataVolumes, in the replica that holds the leader Lease.")
 	fs.StringVar(&o.ControllerLock.Namespace, "leader-elect-resource-namespace", o.ControllerLock.Namespace, "Namespace of the controller's leader Lease.")
@@ -106,6 +116,9 @@ func (o *WukongOptions) Validate() []error {
 	if o.SSHDialTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--ssh-dial-timeout must be positive"))
 	}
+	if _, err := egress.New(o.PushAllowedCIDRs, o.PushDeniedCIDRs); err != nil {
+		errs = append(errs, err)
+	}
 	if l := o.ControllerLock; o.Controller && !(l.LeaseDuration > l.RenewDeadline && l.RenewDeadline > l.RetryPeriod && l.RetryPeriod > 0) {
 		errs = append(errs, fmt.Errorf("--leader-elect-lease-duration > --leader-elect-renew-deadline > --leader-elect-retry-period > 0 must hold"))
 	}
@@ -129,5 +142,8 @@ func (o *WukongOptions) ApplyTo(c *apiserver.ExtraConfig) error {
 		}
 	}
 	c.Controller, c.ControllerLock = o.Controller, o.ControllerLock
+	if c.PushEgress, err = egress.New(o.PushAllowedCIDRs, o.PushDeniedCIDRs); err != nil {
+		return err
+	}
 	return nil
 }

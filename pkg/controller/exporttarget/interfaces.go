@@ -24,6 +24,7 @@ import (
 	exportv1beta1 "kubevirt.io/api/export/v1beta1"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/egress"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 )
@@ -65,4 +66,7 @@ type Deps struct {
 	// Owners, which New requires, checks that the disk pushed is the
 	// Wukong's own.
 	Owners Owners
+	// Egress says which addresses pushes may connect to; nil denies the
+	// built-in ranges (egress.BuiltinDenied).
+	Egress *egress.Policy
 }

@@ -69,6 +69,11 @@ func (c *Controller) push(ctx context.Context, w *v1alpha1.Wukong, disk *v1alpha
 	target := disk.ExportTarget
 	p := &pushing{c: c, w: w, disk: disk.Name, where: push.Describe(target), length: -1}
 
+	// A refused target is refused before its disk is exported or its
+	// credentials read; the push's dialer checks again.
+	if err := push.CheckHost(ctx, target, c.Egress); err != nil {
+		return p.fail(ctx, err)
+	}
 	creds, err := c.credentials(ctx, w.Namespace, target)
 	if err != nil {
 		return p.fail(ctx, err)
@@ -109,7 +114,7 @@ func (c *Controller) push(ctx context.Context, w *v1alpha1.Wukong, disk *v1alpha
 	p.rec = rec
 	p.setStatus(ctx, &v1alpha1.PushStatus{Phase: v1alpha1.ExportPhaseExporting, Transfer: rec.Name(), Message: "pushing"}, nil)
 	stop := p.showProgress(ctx)
-	res, err := push.Push(ctx, target, creds, push.Body{Reader: io.TeeReader(body, rec), Size: length})
+	res, err := push.Push(ctx, target, creds, push.Body{Reader: io.TeeReader(body, rec), Size: length}, c.Egress)
 	stop()
 	if err == nil && rec.Bytes() != length {
 		err = fmt.Errorf("the export server sent %d of %d bytes", rec.Bytes(), length)

@@ -164,7 +164,8 @@ func (c *Controller) process(ctx context.Context, key string) {
 	case errors.Is(err, errRetryLater):
 		c.queue.AddAfter(key, time.Second)
 	default:
-		klog.ErrorS(err, "Reconciling a Wukong", "wukong", key)
+		// A refused DataVolume's error may quote its import URL.
+		klog.ErrorS(errors.New(vm.RedactURLs(err.Error())), "Reconciling a Wukong", "wukong", key)
 		c.queue.AddRateLimited(key)
 	}
 }

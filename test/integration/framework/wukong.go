@@ -174,6 +174,9 @@ func (cp *ControlPlane) wukongAPIServerArgs(port int) []string {
 		"--authentication-kubeconfig=" + admin,
 		"--authorization-kubeconfig=" + admin,
 	}
+	if !cp.opts.PushLoopbackDenied {
+		args = append(args, "--push-allowed-cidrs=127.0.0.0/8,::1/128")
+	}
 	if cp.opts.Controller {
 		args = append(args, "--controller=true", "--leader-elect-resource-namespace=default",
 			"--leader-elect-lease-duration=4s", "--leader-elect-renew-deadline=3s", "--leader-elect-retry-period=500ms")
