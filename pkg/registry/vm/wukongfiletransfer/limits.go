@@ -148,3 +148,10 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 	}
 	return r.Store.Create(ctx, obj, createValidation, options)
 }
+
+// Buckets is how many buckets the Limiter holds (tests).
+func (l *Limiter) Buckets() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.users) + len(l.namespaces)
+}
