@@ -66,7 +66,7 @@ func NewLimiter(perUser, perNamespace int) *Limiter {
 
 // Admit takes one record of user's and namespace's budgets, or returns a
 // TooManyRequests error that says which is spent and when to retry. A
-// request with no user (the server's own work: pushes) is not limited.
+// request with no user is not limited (it is the server's own).
 func (l *Limiter) Admit(user, namespace string) error {
 	if l == nil || user == "" {
 		return nil
@@ -133,20 +133,37 @@ func tooMany(what string, b *bucket, rate float64) error {
 	return apierrors.NewTooManyRequests(fmt.Sprintf("%s; wait %ds before starting another (every transfer is recorded in etcd, so their rate is limited)", what, wait), max(1, wait))
 }
 
+// unlimitedKey marks a context of the server's own work.
+type unlimitedKey struct{}
+
+// Unlimited marks ctx as the server's own work (a push the export-target
+// controller starts), whose records the Limiter does not count: a Wukong's
+// author starts a push only by changing the Wukong, which is bounded where
+// Wukongs are.
+func Unlimited(ctx context.Context) context.Context {
+	return context.WithValue(ctx, unlimitedKey{}, true)
+}
+
 // Create admits the record against the Limiter, then stores it. A dry run
 // stores nothing and is not counted.
 func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation rest.ValidateObjectFunc, options *metav1.CreateOptions) (runtime.Object, error) {
-	if options == nil || len(options.DryRun) == 0 {
-		user := ""
-		if u, ok := genericapirequest.UserFrom(ctx); ok {
-			user = u.GetName()
-		}
-		ns, _ := genericapirequest.NamespaceFrom(ctx)
-		if err := r.Limits.Admit(user, ns); err != nil {
-			return nil, err
-		}
+	if err := r.admit(ctx, options); err != nil {
+		return nil, err
 	}
 	return r.Store.Create(ctx, obj, createValidation, options)
+}
+
+// admit counts a create of ctx's user in ctx's namespace.
+func (r *REST) admit(ctx context.Context, options *metav1.CreateOptions) error {
+	if unlimited, _ := ctx.Value(unlimitedKey{}).(bool); unlimited || (options != nil && len(options.DryRun) > 0) {
+		return nil
+	}
+	user := ""
+	if u, ok := genericapirequest.UserFrom(ctx); ok {
+		user = u.GetName()
+	}
+	ns, _ := genericapirequest.NamespaceFrom(ctx)
+	return r.Limits.Admit(user, ns)
 }
 
 // Buckets is how many buckets the Limiter holds (tests).
