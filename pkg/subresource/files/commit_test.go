@@ -139,6 +139,9 @@ func TestSecondCommitStartsNothing(t *testing.T) {
 	if r := e.do(t, http.MethodPut, vm.WukongFileOptions{Path: "/f", Transfer: "up", Offset: ptr.To[int64](0)}, content, nil); r.code() != http.StatusConflict {
 		t.Fatalf("a chunk during the commit: %d", r.code())
 	}
+	if r := e.do(t, http.MethodPut, vm.WukongFileOptions{Path: "/other", Transfer: "up", Commit: true}, nil, nil); r.code() != http.StatusBadRequest {
+		t.Fatalf("a commit of the running transfer for another path: %d", r.code())
+	}
 	close(held.release)
 	if _, err := e.rec.WaitPhase("up", vm.FileTransferPhaseSucceeded); err != nil {
 		t.Fatal(err)
