@@ -25,6 +25,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -69,28 +70,53 @@ func TestRecordFloodGets429(t *testing.T) {
 
 	// Records straight through the API, as a script would: plain
 	// requests, since client-go would wait out the 429s itself.
-	create := func(i int) (int, http.Header, []byte) {
+	create := func(i int) (int, http.Header, []byte, error) {
 		b, err := json.Marshal(&v1alpha1.WukongFileTransfer{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "vm.novasphere.dev/v1alpha1", Kind: "WukongFileTransfer"},
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("flood-%d", i)},
 			Spec:       v1alpha1.WukongFileTransferSpec{WukongName: "vm1", Operation: "download", RemotePath: "/hello.txt"},
 		})
-		require.NoError(t, err)
-		return raw(t, flooder, http.MethodPost, "/apis/vm.novasphere.dev/v1alpha1/namespaces/"+ns+"/wukongfiletransfers",
+		if err != nil {
+			return 0, nil, nil, err
+		}
+		return send(flooder, http.MethodPost, "/apis/vm.novasphere.dev/v1alpha1/namespaces/"+ns+"/wukongfiletransfers",
 			strings.NewReader(string(b)), http.Header{"Content-Type": {"application/json"}})
 	}
-	refused := -1
-	for i := range 2 * perUser {
-		code, hdr, body := create(i)
-		if code == http.StatusTooManyRequests {
-			refused = i
-			assert.NotEmpty(t, hdr.Get("Retry-After"), "a 429 says when to retry")
-			assert.Contains(t, status(t, body).Message, `user "records-flooder" started more than`)
-			break
+	// Eight at a time, so that the budget's refill (two a second) cannot
+	// keep up even on a slow machine.
+	created, refused := 0, false
+	for batch := 0; !refused && batch < 4*perUser/8; batch++ {
+		type answer struct {
+			code int
+			hdr  http.Header
+			body []byte
+			err  error
 		}
-		require.Equal(t, http.StatusCreated, code, string(body))
+		answers := make([]answer, 8)
+		var wg sync.WaitGroup
+		for i := range answers {
+			wg.Go(func() {
+				a := &answers[i]
+				a.code, a.hdr, a.body, a.err = create(batch*8 + i)
+			})
+		}
+		wg.Wait()
+		for _, a := range answers {
+			require.NoError(t, a.err)
+			switch a.code {
+			case http.StatusCreated:
+				created++
+			case http.StatusTooManyRequests:
+				refused = true
+				assert.NotEmpty(t, a.hdr.Get("Retry-After"), "a 429 says when to retry")
+				assert.Contains(t, status(t, a.body).Message, `user "records-flooder" started more than`)
+			default:
+				t.Fatalf("create: %d %s", a.code, a.body)
+			}
+		}
 	}
-	require.GreaterOrEqual(t, refused, perUser, "the first %d records of a minute pass", perUser)
+	require.True(t, refused, "a flood of records is refused")
+	require.GreaterOrEqual(t, created, perUser, "the first %d records of a minute pass", perUser)
 	before := count()
 
 	// A stream of the same user is refused before it moves a byte.
