@@ -70,10 +70,13 @@ func (h *handler) chunkedRecord(ctx context.Context, method string) (*vm.WukongF
 	if err := stream.CheckSender(ctx, rec); err != nil {
 		return nil, err
 	}
-	if h.opts.Commit && rec.Status.Phase == vm.FileTransferPhaseCommitting && rec.Spec.Operation == op {
-		return rec, nil // a commit sent again: commit answers it
+	check := rec
+	if h.opts.Commit && rec.Status.Phase == vm.FileTransferPhaseCommitting {
+		// A commit sent again takes no chunk: commit answers it.
+		check = rec.DeepCopy()
+		check.Status.Phase = vm.FileTransferPhaseTransferring
 	}
-	if err := stream.CheckChunkRecord(rec, h.w.Name, vm.WukongFileTransferSpec{RemotePath: h.opts.Path}, op); err != nil {
+	if err := stream.CheckChunkRecord(check, h.w.Name, vm.WukongFileTransferSpec{RemotePath: h.opts.Path}, op); err != nil {
 		return nil, err
 	}
 	if op == vm.OperationUpload && rec.Spec.ExpectedSize == nil {
