@@ -69,16 +69,17 @@ func (c completedConfig) newClients() (*clients, error) {
 
 // storage is the group's storage and the pieces the controllers share.
 type storage struct {
-	v1alpha1 map[string]apirest.Storage
-	recorder *wukongfiletransfer.Recorder
-	exporter *export.Exporter
-	owners   *owner.Checker
+	v1alpha1  map[string]apirest.Storage
+	recorder  *wukongfiletransfer.Recorder
+	exporter  *export.Exporter
+	collector *wukongfiletransfer.Collector
+	owners    *owner.Checker
 }
 
 // newStorage builds the storage of every resource and subresource: the
 // registry's stores, the record writer beside them, and the streaming
 // subresources with what reaches guests, KubeVirt and CDI. It adds the SSH
-// pool's shutdown and the record collector to s.
+// pool's shutdown to s; the record collector runs in the Lease holder.
 func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *clients) (*storage, error) {
 	authz := c.GenericConfig.Authorization.Authorizer
 	wukongs, wukongStatus, err := wukong.NewREST(Scheme, c.GenericConfig.RESTOptionsGetter, &wukong.References{Core: cl.kube.CoreV1(), Authorizer: authz})
@@ -90,6 +91,7 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 	if err != nil {
 		return nil, err
 	}
+	transfers.Limits = wukongfiletransfer.NewLimiter(c.ExtraConfig.TransferRecordsPerUser, c.ExtraConfig.TransferRecordsPerNamespace)
 	recorder := wukongfiletransfer.NewRecorder(transfers, transferStatus)
 	recorder.Heartbeat = c.ExtraConfig.TransferStaleAfter / 4
 	statusWriter := wukong.StatusWriter{Status: wukongStatus}
@@ -117,15 +119,13 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 	}
 	diskUpload := disks.NewUploadREST(disks.UploadDeps{Disks: diskStore, Uploader: uploader, Owners: owners, Recorder: recorder, Authorizer: authz})
 
+	// The collector runs in the Lease holder (addControllers).
 	collector := wukongfiletransfer.NewCollector(transfers, transferStatus, c.ExtraConfig.TransferRecordRetention, c.ExtraConfig.TransferStaleAfter)
+	collector.KeepPerNamespace = c.ExtraConfig.TransferRecordsKept
 	collector.Abandoned = func(ctx context.Context, rec *vm.WukongFileTransfer) {
 		fileStreams.RemoveAbandonedChunks(ctx, rec)
 		diskExport.AbandonedExport(ctx, rec)
 	}
-	s.AddPostStartHookOrDie("wukong-transfer-record-collector", func(ctx genericapiserver.PostStartHookContext) error {
-		go collector.Run(ctx)
-		return nil
-	})
 
 	return &storage{
 		v1alpha1: map[string]apirest.Storage{
@@ -138,8 +138,9 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 			"wukongfiletransfers":        transfers,
 			"wukongfiletransfers/status": transferStatus,
 		},
-		recorder: recorder,
-		exporter: exporter,
-		owners:   owners,
+		recorder:  recorder,
+		exporter:  exporter,
+		collector: collector,
+		owners:    owners,
 	}, nil
 }

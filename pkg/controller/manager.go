@@ -56,6 +56,14 @@ type ManagerOptions struct {
 	// PushEgress says where pushes may connect (--push-allowed-cidrs,
 	// --push-denied-cidrs).
 	PushEgress *egress.Policy
+	// NoControllers leaves the VM and push controllers out (--controller
+	// false): the replica holding the Lease runs Collect alone.
+	NoControllers bool
+	// Collect, when set, runs while this replica leads, beside the
+	// controllers: the transfer record collector, which must run in one
+	// replica only (every replica listing every record would double the
+	// load on etcd, and two collectors race to end the same records).
+	Collect func(context.Context)
 }
 
 // Manager runs wukong-apiserver's controllers (the VM controller and the
@@ -125,6 +133,15 @@ func (m *Manager) waitPushes(done chan<- struct{}) {
 // lead builds and runs the controllers until ctx ends: this replica lost
 // the Lease or stops.
 func (m *Manager) lead(ctx context.Context, loopback *rest.Config) {
+	if m.o.Collect != nil {
+		var collecting sync.WaitGroup
+		collecting.Go(func() { m.o.Collect(ctx) })
+		defer collecting.Wait()
+	}
+	if m.o.NoControllers {
+		<-ctx.Done()
+		return
+	}
 	vms, err := virtualmachine.New(loopback, m.o.Cluster, m.o.Kube.CoreV1())
 	if err != nil {
 		klog.ErrorS(err, "Starting the VM controller")

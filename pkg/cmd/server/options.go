@@ -35,6 +35,10 @@ type WukongOptions struct {
 	TransferRecordRetention time.Duration
 	TransferStaleAfter      time.Duration
 	SSHDialTimeout          time.Duration
+	// Bounds on the records every transfer writes to etcd.
+	TransferRecordsPerUser      int
+	TransferRecordsPerNamespace int
+	TransferRecordsKept         int
 	// CDI's upload proxy, when its CDIConfig does not say (or says an
 	// address for clients outside the cluster).
 	CDIUploadProxyURL    string
@@ -57,7 +61,12 @@ func NewWukongOptions() *WukongOptions {
 		TransferRecordRetention: 24 * time.Hour,
 		TransferStaleAfter:      time.Minute,
 		SSHDialTimeout:          15 * time.Second,
-		Controller:              true,
+		// A person or a script copying file by file stays well below
+		// these; a loop that floods etcd does not.
+		TransferRecordsPerUser:      120,
+		TransferRecordsPerNamespace: 300,
+		TransferRecordsKept:         1000,
+		Controller:                  true,
 		ControllerLock: controller.LeaderOptions{
 			Namespace: namespaceOfPod(), Name: "wukong-controller",
 			LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
@@ -82,6 +91,12 @@ func (o *WukongOptions) AddFlags(fs *pflag.FlagSet) {
 		"How long finished WukongFileTransfer records are kept; 0 keeps them forever.")
 	fs.DurationVar(&o.TransferStaleAfter, "transfer-stale-after", o.TransferStaleAfter,
 		"A Transferring record whose progress nobody wrote for this long (its server stopped) is ended Failed. Running transfers write at least every quarter of it.")
+	fs.IntVar(&o.TransferRecordsPerUser, "transfer-records-per-user", o.TransferRecordsPerUser,
+		"Transfers (and WukongFileTransfer records) one user may start a minute, with a minute's worth at once; past it a stream is refused 429 with Retry-After. Counted per replica; 0: no limit.")
+	fs.IntVar(&o.TransferRecordsPerNamespace, "transfer-records-per-namespace", o.TransferRecordsPerNamespace,
+		"Transfers (and WukongFileTransfer records) all users together may start a minute in one namespace, as --transfer-records-per-user; 0: no limit.")
+	fs.IntVar(&o.TransferRecordsKept, "transfer-records-kept", o.TransferRecordsKept,
+		"Most finished WukongFileTransfer records one namespace keeps; the collector deletes the oldest beyond it before --transfer-record-retention. 0: no limit.")
 	fs.DurationVar(&o.SSHDialTimeout, "ssh-dial-timeout", o.SSHDialTimeout,
 		"Time allowed to reach a guest's SSH server and complete the handshake.")
 	fs.StringVar(&o.CDIUploadProxyURL, "cdi-upload-proxy-url", o.CDIUploadProxyURL,
@@ -93,7 +108,7 @@ func (o *WukongOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.PushDeniedCIDRs, "push-denied-cidrs", o.PushDeniedCIDRs,
 		"CIDRs that pushes to an exportTarget may not connect to, besides the built-in ones (loopback, link-local, private, CGNAT, unique-local, multicast, reserved); list the cluster's pod and Service CIDRs here if they are not private addresses.")
 	fs.BoolVar(&o.Controller, "controller", o.Controller,
-		"Run the controller that realises Wukongs as KubeVirt VirtualMachines with CDI DataVolumes, in the replica that holds the leader Lease.")
+		"Run the controller that realises Wukongs as KubeVirt VirtualMachines with CDI DataVolumes, in the replica that holds the leader Lease. The Lease is held either way: the transfer record collector runs in its holder.")
 	fs.StringVar(&o.ControllerLock.Namespace, "leader-elect-resource-namespace", o.ControllerLock.Namespace, "Namespace of the controller's leader Lease.")
 	fs.StringVar(&o.ControllerLock.Name, "leader-elect-resource-name", o.ControllerLock.Name, "Name of the controller's leader Lease.")
 	fs.DurationVar(&o.ControllerLock.LeaseDuration, "leader-elect-lease-duration", o.ControllerLock.LeaseDuration, "How long followers wait before taking over a Lease the leader stopped renewing.")
@@ -119,7 +134,12 @@ func (o *WukongOptions) Validate() []error {
 	if _, err := egress.New(o.PushAllowedCIDRs, o.PushDeniedCIDRs); err != nil {
 		errs = append(errs, err)
 	}
-	if l := o.ControllerLock; o.Controller && !(l.LeaseDuration > l.RenewDeadline && l.RenewDeadline > l.RetryPeriod && l.RetryPeriod > 0) {
+	if o.TransferRecordsPerUser < 0 || o.TransferRecordsPerNamespace < 0 || o.TransferRecordsKept < 0 {
+		errs = append(errs, fmt.Errorf("--transfer-records-per-user, --transfer-records-per-namespace and --transfer-records-kept must not be negative"))
+	}
+	// The Lease is held with or without --controller: the record collector
+	// runs in its holder.
+	if l := o.ControllerLock; !(l.LeaseDuration > l.RenewDeadline && l.RenewDeadline > l.RetryPeriod && l.RetryPeriod > 0) {
 		errs = append(errs, fmt.Errorf("--leader-elect-lease-duration > --leader-elect-renew-deadline > --leader-elect-retry-period > 0 must hold"))
 	}
 	return errs
@@ -135,6 +155,7 @@ func (o *WukongOptions) ApplyTo(c *apiserver.ExtraConfig) error {
 	c.TransferRecordRetention = o.TransferRecordRetention
 	c.TransferStaleAfter = o.TransferStaleAfter
 	c.SSHDialTimeout = o.SSHDialTimeout
+	c.TransferRecordsPerUser, c.TransferRecordsPerNamespace, c.TransferRecordsKept = o.TransferRecordsPerUser, o.TransferRecordsPerNamespace, o.TransferRecordsKept
 	c.CDIUploadProxyURL = o.CDIUploadProxyURL
 	if o.CDIUploadProxyCAFile != "" {
 		if c.CDIUploadProxyCA, err = os.ReadFile(o.CDIUploadProxyCAFile); err != nil {

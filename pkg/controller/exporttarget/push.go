@@ -104,7 +104,7 @@ func (c *Controller) push(ctx context.Context, w *v1alpha1.Wukong, disk *v1alpha
 	defer body.Close()
 	p.length = length
 
-	rctx := genericapirequest.WithUser(ctx, &user.DefaultInfo{Name: Pusher})
+	rctx := wukongfiletransfer.Unlimited(genericapirequest.WithUser(ctx, &user.DefaultInfo{Name: Pusher}))
 	rec, err := c.Recorder.Start(rctx, &vm.Wukong{ObjectMeta: *w.ObjectMeta.DeepCopy()}, vm.WukongFileTransferSpec{
 		WukongName: w.Name, Operation: vm.OperationPush, Disk: disk.Name, Target: p.where,
 	}, length)

@@ -137,6 +137,9 @@ func (r *ExportREST) chunkedRecord(ctx context.Context, w *vm.Wukong, d *vm.Disk
 	if err != nil {
 		return nil, err
 	}
+	if err := stream.CheckSender(ctx, rec); err != nil {
+		return nil, err
+	}
 	if err := stream.CheckChunkRecord(rec, w.Name, vm.WukongFileTransferSpec{Disk: d.Spec.DiskName}, vm.OperationDownload); err != nil {
 		return nil, err
 	}

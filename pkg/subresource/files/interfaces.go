@@ -73,6 +73,8 @@ type Recorder interface {
 	AddChunk(ctx context.Context, namespace, name string, rng vm.ByteRange, total int64, digest string, counter *wukongfiletransfer.ChunkCounter) (*vm.WukongFileTransfer, error)
 	Note(ctx context.Context, namespace, name, message string) error
 	End(ctx context.Context, namespace, name, phase, message, sha256 string) (*vm.WukongFileTransfer, error)
+	BeginCommit(ctx context.Context, namespace, name, message string) (*vm.WukongFileTransfer, bool, error)
+	KeepCommitting(ctx context.Context, namespace, name string, lost func(error))
 }
 
 // HostKeyPinner keeps a guest host key trusted on first use in the Wukong's

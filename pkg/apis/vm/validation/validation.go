@@ -339,9 +339,9 @@ func ValidateWukongFileTransferStatusUpdate(t, old *vm.WukongFileTransfer) field
 	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&t.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))
 	st, p := &t.Status, field.NewPath("status")
 	switch st.Phase {
-	case "", vm.FileTransferPhasePending, vm.FileTransferPhaseTransferring, vm.FileTransferPhaseSucceeded, vm.FileTransferPhaseFailed:
+	case "", vm.FileTransferPhasePending, vm.FileTransferPhaseTransferring, vm.FileTransferPhaseCommitting, vm.FileTransferPhaseSucceeded, vm.FileTransferPhaseFailed:
 	default:
-		allErrs = append(allErrs, field.NotSupported(p.Child("phase"), st.Phase, []string{vm.FileTransferPhasePending, vm.FileTransferPhaseTransferring, vm.FileTransferPhaseSucceeded, vm.FileTransferPhaseFailed}))
+		allErrs = append(allErrs, field.NotSupported(p.Child("phase"), st.Phase, []string{vm.FileTransferPhasePending, vm.FileTransferPhaseTransferring, vm.FileTransferPhaseCommitting, vm.FileTransferPhaseSucceeded, vm.FileTransferPhaseFailed}))
 	}
 	allErrs = append(allErrs, validateProgress(st.Progress, p.Child("progress"))...)
 	for name, v := range map[string]int64{"bytesTransferred": st.BytesTransferred, "totalBytes": st.TotalBytes, "bytesPerSecond": st.BytesPerSecond} {
