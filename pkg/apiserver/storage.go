@@ -99,6 +99,10 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 		Recorder:    recorder,
 		Authorizer:  authz,
 		MaxFileSize: c.ExtraConfig.MaxFileSize,
+
+		MaxListEntries:        c.ExtraConfig.MaxListEntries,
+		MaxArchiveEntries:     c.ExtraConfig.MaxArchiveEntries,
+		MaxArchiveHeaderBytes: c.ExtraConfig.MaxArchiveHeaderBytes,
 	})
 
 	diskStore := disk.NewREST(wukongs)

@@ -34,6 +34,12 @@ type WukongOptions struct {
 	TransferRecordRetention time.Duration
 	TransferStaleAfter      time.Duration
 	SSHDialTimeout          time.Duration
+	// Caps that keep one request's memory bounded (see docs/deploying.md).
+	MaxListEntries        int
+	MaxArchiveEntries     int64
+	MaxArchiveHeaderBytes string
+	// Sweep of temporary upload files left in guests by crashed servers.
+	UploadTempMaxAge time.Duration
 	// CDI's upload proxy, when its CDIConfig does not say (or says an
 	// address for clients outside the cluster).
 	CDIUploadProxyURL    string
@@ -51,6 +57,10 @@ func NewWukongOptions() *WukongOptions {
 		TransferRecordRetention: 24 * time.Hour,
 		TransferStaleAfter:      time.Minute,
 		SSHDialTimeout:          15 * time.Second,
+		MaxListEntries:          10000,
+		MaxArchiveEntries:       100000,
+		MaxArchiveHeaderBytes:   "32Mi",
+		UploadTempMaxAge:        time.Hour,
 		Controller:              true,
 		ControllerLock: controller.LeaderOptions{
 			Namespace: namespaceOfPod(), Name: "wukong-controller",
@@ -78,6 +88,14 @@ func (o *WukongOptions) AddFlags(fs *pflag.FlagSet) {
 		"A Transferring record whose progress nobody wrote for this long (its server stopped) is ended Failed. Running transfers write at least every quarter of it.")
 	fs.DurationVar(&o.SSHDialTimeout, "ssh-dial-timeout", o.SSHDialTimeout,
 		"Time allowed to reach a guest's SSH server and complete the handshake.")
+	fs.IntVar(&o.MaxListEntries, "max-list-entries", o.MaxListEntries,
+		"Most entries a directory listing of wukongs/files returns; a larger directory is refused with 413. 0 means no limit.")
+	fs.Int64Var(&o.MaxArchiveEntries, "max-archive-entries", o.MaxArchiveEntries,
+		"Most entries of a tar that wukongs/files extracts (upload) or writes (download); more is refused with 413. 0 means no limit.")
+	fs.StringVar(&o.MaxArchiveHeaderBytes, "max-archive-header-bytes", o.MaxArchiveHeaderBytes,
+		"Most bytes of entry names, link targets and PAX records in one extracted tar, as a quantity; more is refused with 413. 0 means no limit.")
+	fs.DurationVar(&o.UploadTempMaxAge, "upload-temp-max-age", o.UploadTempMaxAge,
+		"Age (by modification time) after which a temporary file of a plain or tar upload, left in a guest by a server that crashed, is removed on the next connection to that guest.")
 	fs.StringVar(&o.CDIUploadProxyURL, "cdi-upload-proxy-url", o.CDIUploadProxyURL,
 		"CDI's upload proxy as this server reaches it (e.g. https://cdi-uploadproxy.cdi.svc). Empty: status.uploadProxyURL of the CDIConfig config, as virtctl finds it.")
 	fs.StringVar(&o.CDIUploadProxyCAFile, "cdi-upload-proxy-ca-file", o.CDIUploadProxyCAFile,
@@ -103,6 +121,16 @@ func (o *WukongOptions) Validate() []error {
 	if o.TransferStaleAfter < 4*time.Second {
 		errs = append(errs, fmt.Errorf("--transfer-stale-after must be at least 4s"))
 	}
+	if o.MaxListEntries < 0 || o.MaxArchiveEntries < 0 {
+		errs = append(errs, fmt.Errorf("--max-list-entries and --max-archive-entries must not be negative"))
+	}
+	if q, err := resource.ParseQuantity(o.MaxArchiveHeaderBytes); err != nil || q.Sign() < 0 {
+		errs = append(errs, fmt.Errorf("--max-archive-header-bytes %q must be a non-negative quantity such as 32Mi", o.MaxArchiveHeaderBytes))
+	}
+	if o.UploadTempMaxAge < 10*time.Minute {
+		// Younger temporary files may belong to uploads still running.
+		errs = append(errs, fmt.Errorf("--upload-temp-max-age must be at least 10m"))
+	}
 	if o.SSHDialTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--ssh-dial-timeout must be positive"))
 	}
@@ -122,6 +150,13 @@ func (o *WukongOptions) ApplyTo(c *apiserver.ExtraConfig) error {
 	c.TransferRecordRetention = o.TransferRecordRetention
 	c.TransferStaleAfter = o.TransferStaleAfter
 	c.SSHDialTimeout = o.SSHDialTimeout
+	c.MaxListEntries, c.MaxArchiveEntries = o.MaxListEntries, o.MaxArchiveEntries
+	hq, err := resource.ParseQuantity(o.MaxArchiveHeaderBytes)
+	if err != nil {
+		return err
+	}
+	c.MaxArchiveHeaderBytes = hq.Value()
+	c.UploadTempMaxAge = o.UploadTempMaxAge
 	c.CDIUploadProxyURL = o.CDIUploadProxyURL
 	if o.CDIUploadProxyCAFile != "" {
 		if c.CDIUploadProxyCA, err = os.ReadFile(o.CDIUploadProxyCAFile); err != nil {

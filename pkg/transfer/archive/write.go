@@ -37,6 +37,10 @@ import (
 type WriteOptions struct {
 	// Gzip compresses the tar stream.
 	Gzip bool
+	// MaxEntries caps the entries Write lists in the tree (ErrTooMany);
+	// 0 means no limit. SFTP lists a directory whole, and Write sorts it,
+	// so this bounds what a walk holds at once as well as its length.
+	MaxEntries int64
 }
 
 // Write archives the guest path root, a directory or a single file, as a tar
@@ -78,7 +82,7 @@ func Write(ctx context.Context, fsys FS, root string, w io.Writer, opts WriteOpt
 		zw = pgzip.NewWriter(w)
 		out = zw
 	}
-	aw := &archiveWriter{ctx: ctx, fs: fsys, tw: tar.NewWriter(out), stats: &stats}
+	aw := &archiveWriter{ctx: ctx, fs: fsys, tw: tar.NewWriter(out), stats: &stats, max: opts.MaxEntries}
 	if croot == "/" {
 		// "/" has no base name to put in front; entries are named from
 		// the top ("etc/", "etc/hosts", ...), and there is no entry for "/"
@@ -106,6 +110,8 @@ type archiveWriter struct {
 	fs    FS
 	tw    *tar.Writer
 	stats *Stats
+	max   int64 // MaxEntries
+	seen  int64 // entries listed so far
 }
 
 // entry archives the guest path p under the archive name name.
@@ -158,6 +164,9 @@ func (aw *archiveWriter) children(p, name string) error {
 			return ctxErr
 		}
 		return fmt.Errorf("archive %s: %w", p, err)
+	}
+	if aw.seen += int64(len(list)); aw.max > 0 && aw.seen > aw.max {
+		return fmt.Errorf("archive %s: %w: the tree has more than %d entries, the limit of this server; archive its subdirectories separately", p, ErrTooMany, aw.max)
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Name() < list[j].Name() })
 	for _, fi := range list {

@@ -53,8 +53,10 @@ func (fs *FS) Read(ctx context.Context, p string, offset, length, size int64, w 
 	return Download(ctx, f, offset, length, size, w)
 }
 
-// List returns the entries of the directory p.
-func (fs *FS) List(p string) ([]Entry, error) { return List(fs.c, p) }
+// List returns the entries of the directory p, at most max (0: no limit).
+func (fs *FS) List(ctx context.Context, p string, max int) ([]Entry, error) {
+	return List(ctx, fs.c, p, max)
+}
 
 // WriteTar writes the directory root to w as a tar stream (gzipped when
 // asked).
