@@ -34,8 +34,8 @@ import (
 //
 //   - Upload: TempPrefix + 12 lower-case hex digits (randomSuffix) + "-" +
 //     the target's name (or its first bytes and a hash, see TempName).
-//   - Extract: "." + up to 64 bytes of the target's name + archive.TempMarker
-//     + 16 lower-case hex digits.
+//   - Extract: "." + up to 64 bytes of the target's name, archive.TempMarker
+//     and 16 lower-case hex digits.
 //
 // The temporary file of a chunked upload (TempPrefix + the record's UID, a
 // UUID, + "-" + name) is not matched: its record says when it is abandoned
