@@ -47,6 +47,10 @@ type SSHDialer struct {
 	// removed on the next connection to the same VM.
 	mu        sync.Mutex
 	leftovers map[string][]string
+
+	// Sweeper, when set, removes what uploads of servers that died left
+	// in a guest (sweep.go).
+	Sweeper *Sweeper
 }
 
 var _ Dialer = &SSHDialer{}
@@ -76,6 +80,9 @@ func (d *SSHDialer) Dial(ctx context.Context, w *vm.Wukong) (Session, error) {
 	}
 	s := &sshSession{FS: files.New(client.SFTP()), d: d, w: w, client: client}
 	d.removeLeftovers(w, s)
+	if d.Sweeper != nil {
+		d.Sweeper.Run(ctx, w, s.FS)
+	}
 	return s, nil
 }
 

@@ -181,3 +181,9 @@ func (fs *FS) checkChunks(ctx context.Context, tmp string, opts CommitOptions) (
 	}
 	return sum, nil
 }
+
+// Sweep removes old temporary upload files from roots (see the package
+// function).
+func (fs *FS) Sweep(ctx context.Context, roots []SweepRoot, opts SweepOptions) ([]string, error) {
+	return Sweep(ctx, fs.c, roots, opts)
+}
