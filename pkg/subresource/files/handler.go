@@ -331,14 +331,39 @@ func (h *handler) getTar(ctx context.Context, s GuestFS, rw http.ResponseWriter)
 	}
 	rw.Header().Set("Content-Type", ct)
 	rw.Header().Set(v1alpha1.TransferHeader, t.Name())
-	rw.WriteHeader(http.StatusOK)
-	out := &limitWriter{w: io.MultiWriter(rw, t), limit: h.maxBytes}
+	// The answer starts with the first byte of the archive: a tree refused
+	// before it (too many entries at its top) still gets a Status.
+	started := &startWriter{rw: rw}
+	out := &limitWriter{w: io.MultiWriter(started, t), limit: h.maxBytes}
 	if _, err := s.WriteTar(ctx, h.opts.Path, out, archive.WriteOptions{Gzip: h.opts.Gzip, MaxEntries: h.r.MaxArchiveEntries}); err != nil {
 		t.Fail(fmt.Sprintf("tar of %s failed after %d bytes: %v", h.opts.Path, t.Bytes(), err))
+		if !started.started {
+			rw.Header().Del("Content-Type")
+			return err
+		}
 		return fmt.Errorf("%w: %v", errStreamBroken, err)
 	}
+	started.start()
 	t.Succeed(fmt.Sprintf("sent %s as a tar of %d bytes", h.opts.Path, t.Bytes()))
 	return nil
+}
+
+// startWriter answers 200 on the first write (or start).
+type startWriter struct {
+	rw      http.ResponseWriter
+	started bool
+}
+
+func (s *startWriter) start() {
+	if !s.started {
+		s.started = true
+		s.rw.WriteHeader(http.StatusOK)
+	}
+}
+
+func (s *startWriter) Write(p []byte) (int, error) {
+	s.start()
+	return s.rw.Write(p)
 }
 
 // limitWriter stops a stream whose size is not known in advance at the limit.

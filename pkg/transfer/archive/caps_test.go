@@ -117,6 +117,11 @@ func TestWriteCaps(t *testing.T) {
 	assert.False(t, bytes.HasSuffix(buf.Bytes(), make([]byte, 1024)), "no end-of-archive marker after a refusal")
 
 	buf.Reset()
+	_, err = Write(context.Background(), client, filepath.Join(root, "sub"), &buf, WriteOptions{MaxEntries: 5})
+	require.ErrorIs(t, err, ErrTooMany)
+	assert.Zero(t, buf.Len(), "a tree refused at its top is refused before the first byte")
+
+	buf.Reset()
 	_, err = Write(context.Background(), client, root, &buf, WriteOptions{MaxEntries: 7})
 	require.NoError(t, err)
 
