@@ -78,7 +78,9 @@ func (d *SSHDialer) Dial(ctx context.Context, w *vm.Wukong) (Session, error) {
 			return nil, err
 		}
 	}
-	s := &sshSession{FS: files.New(client.SFTP()), d: d, w: w, client: client}
+	ssh := client.SSH()
+	fs := files.New(client.SFTP()).WithDirSessions(func() (*files.DirSession, error) { return files.OpenDirSession(ssh) })
+	s := &sshSession{FS: fs, d: d, w: w, client: client}
 	d.removeLeftovers(w, s)
 	if d.Sweeper != nil {
 		d.Sweeper.Run(ctx, w, s.FS)

@@ -34,10 +34,34 @@ import (
 // readers and writers, and another way to reach a guest can stand in for it.
 type FS struct {
 	c *sftp.Client
+	// dirs, when set, opens a DirSession for reads of directories that
+	// must stay bounded (listings, tar walks, sweeps).
+	dirs func() (*DirSession, error)
 }
 
 // New returns the filesystem c reaches.
 func New(c *sftp.Client) *FS { return &FS{c: c} }
+
+// WithDirSessions makes fs read directories through sessions open returns,
+// so that a huge directory costs no more than the caps allow (see
+// DirSession); without it they are read over c, whole.
+func (fs *FS) WithDirSessions(open func() (*DirSession, error)) *FS {
+	fs.dirs = open
+	return fs
+}
+
+// dirReader returns how to read directories for one call, and what to do
+// when it is over.
+func (fs *FS) dirReader(max int64) (readDirFunc, func(), error) {
+	if fs.dirs == nil || max <= 0 {
+		return clientReadDir(fs.c), func() {}, nil
+	}
+	d, err := fs.dirs()
+	if err != nil {
+		return nil, nil, err
+	}
+	return d.ReadDir, func() { d.Close() }, nil
+}
 
 // Stat follows symlinks, as a download does.
 func (fs *FS) Stat(p string) (os.FileInfo, error) { return fs.c.Stat(p) }
@@ -55,13 +79,38 @@ func (fs *FS) Read(ctx context.Context, p string, offset, length, size int64, w 
 
 // List returns the entries of the directory p, at most max (0: no limit).
 func (fs *FS) List(ctx context.Context, p string, max int) ([]Entry, error) {
-	return List(ctx, fs.c, p, max)
+	read, done, err := fs.dirReader(int64(max))
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return list(ctx, fs.c, p, max, read)
 }
 
 // WriteTar writes the directory root to w as a tar stream (gzipped when
 // asked).
 func (fs *FS) WriteTar(ctx context.Context, root string, w io.Writer, opts archive.WriteOptions) (archive.Stats, error) {
-	return archive.Write(ctx, fs.c, root, w, opts)
+	read, done, err := fs.dirReader(opts.MaxEntries)
+	if err != nil {
+		return archive.Stats{}, err
+	}
+	defer done()
+	return archive.Write(ctx, walkFS{Client: fs.c, read: read, max: int(opts.MaxEntries)}, root, w, opts)
+}
+
+// walkFS is the guest for a tar walk, reading directories with read.
+type walkFS struct {
+	*sftp.Client
+	read readDirFunc
+	max  int
+}
+
+func (w walkFS) ReadDirContext(ctx context.Context, p string) ([]os.FileInfo, error) {
+	infos, err := w.read(ctx, p, w.max)
+	if errors.Is(err, ErrTooManyEntries) {
+		return nil, fmt.Errorf("%w: the directory alone has more than %d entries, the limit of this server; archive its subdirectories separately", archive.ErrTooMany, w.max)
+	}
+	return infos, err
 }
 
 // ExtractTar extracts the tar stream r under the directory dest, creating
@@ -185,5 +234,10 @@ func (fs *FS) checkChunks(ctx context.Context, tmp string, opts CommitOptions) (
 // Sweep removes old temporary upload files from roots (see the package
 // function).
 func (fs *FS) Sweep(ctx context.Context, roots []SweepRoot, opts SweepOptions) ([]string, error) {
-	return Sweep(ctx, fs.c, roots, opts)
+	read, done, err := fs.dirReader(int64(opts.MaxEntries))
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return sweep(ctx, fs.c, read, roots, opts)
 }

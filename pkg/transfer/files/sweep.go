@@ -79,6 +79,10 @@ type SweepRoot struct {
 // is missing or unreadable is skipped: a sweep is best effort and must not
 // fail the request that triggered it.
 func Sweep(ctx context.Context, c *sftp.Client, roots []SweepRoot, opts SweepOptions) ([]string, error) {
+	return sweep(ctx, c, clientReadDir(c), roots, opts)
+}
+
+func sweep(ctx context.Context, c *sftp.Client, read readDirFunc, roots []SweepRoot, opts SweepOptions) ([]string, error) {
 	var removed []string
 	budget := opts.MaxEntries
 	type item struct {
@@ -100,8 +104,11 @@ func Sweep(ctx context.Context, c *sftp.Client, roots []SweepRoot, opts SweepOpt
 			continue
 		}
 		seen[it.dir] = true
-		infos, err := c.ReadDirContext(ctx, it.dir)
+		infos, err := read(ctx, it.dir, max(budget, 0))
 		if err != nil {
+			if errors.Is(err, ErrTooManyEntries) {
+				return removed, nil // the budget is spent
+			}
 			continue
 		}
 		if opts.MaxEntries > 0 {

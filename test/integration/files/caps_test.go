@@ -59,7 +59,7 @@ func TestListingOverTheCap(t *testing.T) {
 	code, _, body := raw(t, cp.Admin, http.MethodGet, g.filesPath(url.Values{"path": {"/big"}}), nil, nil)
 	require.Equal(t, http.StatusRequestEntityTooLarge, code, string(body))
 	st := status(t, body)
-	assert.Contains(t, st.Message, "it has 10001, one listing returns at most 10000")
+	assert.Contains(t, st.Message, "it has 10001; one listing returns at most 10000")
 	assert.Contains(t, st.Message, "archive=tar")
 
 	manyFiles(t, g, "/fits", 100)
