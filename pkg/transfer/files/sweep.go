@@ -42,8 +42,9 @@ import (
 // (see the collector), and it may rightly sit untouched for hours between
 // two chunks.
 var (
-	uploadTempRE  = regexp.MustCompile(`^` + regexp.QuoteMeta(TempPrefix) + `[0-9a-f]{12}-.`)
-	extractTempRE = regexp.MustCompile(`^\..+` + regexp.QuoteMeta(archive.TempMarker) + `[0-9a-f]{16}$`)
+	// (?s): a name may hold any byte but / and NUL, newlines included.
+	uploadTempRE  = regexp.MustCompile(`(?s)^` + regexp.QuoteMeta(TempPrefix) + `[0-9a-f]{12}-.`)
+	extractTempRE = regexp.MustCompile(`(?s)^\..+` + regexp.QuoteMeta(archive.TempMarker) + `[0-9a-f]{16}$`)
 )
 
 // IsUploadTemp reports whether name is the exact form of a temporary file

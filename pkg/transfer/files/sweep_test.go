@@ -43,6 +43,9 @@ func TestIsUploadTemp(t *testing.T) {
 		// What Extract makes.
 		".hosts" + archive.TempMarker + "0123456789abcdef":                      true,
 		"." + strings.Repeat("x", 64) + archive.TempMarker + "fedcba9876543210": true,
+		// Names with a newline or bytes that are not UTF-8.
+		TempName(TempPrefix+"0123456789ab-", "\nodd"):         true,
+		".a\nb\xff" + archive.TempMarker + "0123456789abcdef": true,
 		// A chunked upload's file: its record decides.
 		filepath.Base(ChunkTempName("/srv/big.iso", "3f2b8c1e-5d4a-4e6f-9a7b-1c2d3e4f5a6b")): false,
 		// Lookalikes.
