@@ -24,6 +24,7 @@ import (
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/transfer/archive"
+	"github.com/novasphere/wukong/pkg/transfer/files"
 )
 
 // TestListingCap: a directory with more entries than the server lists is
@@ -61,5 +62,20 @@ func TestTarRefusedBeforeTheFirstByte(t *testing.T) {
 	recs := e.rec.Records()
 	if len(recs) != 1 || recs[0].Status.Phase != vm.FileTransferPhaseFailed {
 		t.Fatalf("records %+v", recs)
+	}
+}
+
+// TestCapsKeepTheConnection: a directory refused over its cap, or a guest
+// that would not open the extra session directories are read over, leaves
+// the pooled connection in the pool: neither broke it.
+func TestCapsKeepTheConnection(t *testing.T) {
+	for _, err := range []error{
+		fmt.Errorf("/big: %w: more than 10", files.ErrTooManyEntries),
+		fmt.Errorf("%w: administratively prohibited", files.ErrDirSession),
+		fmt.Errorf("archive /big: %w", archive.ErrTooMany),
+	} {
+		if brokenSession(err) {
+			t.Errorf("brokenSession(%v) = true", err)
+		}
 	}
 }

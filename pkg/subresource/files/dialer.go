@@ -145,6 +145,8 @@ func brokenSession(err error) bool {
 		errors.Is(err, files.ErrExists), errors.Is(err, archive.ErrExists), errors.Is(err, files.ErrChecksumMismatch),
 		errors.Is(err, files.ErrTooLarge), errors.Is(err, files.ErrNoParent), errors.Is(err, files.ErrRemoveRoot),
 		errors.Is(err, files.ErrIsDirectory), errors.Is(err, files.ErrNotDirectory),
+		// A directory over its cap only cut its own SFTP session.
+		errors.Is(err, files.ErrTooManyEntries), errors.Is(err, files.ErrDirSession),
 		archive.IsRefused(err):
 		return false
 	}

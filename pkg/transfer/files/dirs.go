@@ -46,6 +46,11 @@ const dirEntryBytes = 1024
 // dirReplySlack covers a reply's framing and the session's own start.
 const dirReplySlack = 64 << 10
 
+// ErrDirSession: the guest would not open the SFTP session that reads
+// directories (sshd's MaxSessions, or the subsystem refused); the
+// connection itself is fine.
+var ErrDirSession = errors.New("the guest refused an SFTP session to read a directory")
+
 // DirSession reads directories with a byte budget. It serves one request at
 // a time; Close it when done.
 type DirSession struct {
@@ -58,7 +63,7 @@ type DirSession struct {
 func OpenDirSession(conn *gossh.Client) (*DirSession, error) {
 	s, err := conn.NewSession()
 	if err != nil {
-		return nil, fmt.Errorf("opening an SFTP session to read directories: %w", err)
+		return nil, fmt.Errorf("%w (is sshd's MaxSessions at least 2?): %w", ErrDirSession, err)
 	}
 	w, err := s.StdinPipe()
 	if err != nil {
@@ -72,12 +77,12 @@ func OpenDirSession(conn *gossh.Client) (*DirSession, error) {
 	}
 	if err := s.RequestSubsystem("sftp"); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("starting SFTP to read directories: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrDirSession, err)
 	}
 	d, err := newDirSession(r, w)
 	if err != nil {
 		s.Close()
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrDirSession, err)
 	}
 	inner := d.close
 	d.close = func() error { return errors.Join(inner(), s.Close()) }
