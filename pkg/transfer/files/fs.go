@@ -51,16 +51,28 @@ func (fs *FS) WithDirSessions(open func() (*DirSession, error)) *FS {
 }
 
 // dirReader returns how to read directories for one call, and what to do
-// when it is over.
+// when it is over. The session opens with the first directory read (a tar
+// of one file reads none).
 func (fs *FS) dirReader(max int64) (readDirFunc, func(), error) {
 	if fs.dirs == nil || max <= 0 {
 		return clientReadDir(fs.c), func() {}, nil
 	}
-	d, err := fs.dirs()
-	if err != nil {
-		return nil, nil, err
+	var d *DirSession
+	read := func(ctx context.Context, p string, max int) ([]os.FileInfo, error) {
+		if d == nil {
+			var err error
+			if d, err = fs.dirs(); err != nil {
+				return nil, err
+			}
+		}
+		return d.ReadDir(ctx, p, max)
 	}
-	return d.ReadDir, func() { d.Close() }, nil
+	done := func() {
+		if d != nil {
+			d.Close()
+		}
+	}
+	return read, done, nil
 }
 
 // Stat follows symlinks, as a download does.
