@@ -80,6 +80,13 @@ type ExtraConfig struct {
 	TransferStaleAfter time.Duration
 	// SSHDialTimeout bounds reaching a guest's SSH server.
 	SSHDialTimeout time.Duration
+	// MaxListEntries, MaxArchiveEntries and MaxArchiveHeaderBytes bound
+	// what one listing or tar holds in memory; 0: no limit.
+	MaxListEntries        int
+	MaxArchiveEntries     int64
+	MaxArchiveHeaderBytes int64
+	// UploadTempMaxAge: older temporary upload files in guests are swept.
+	UploadTempMaxAge time.Duration
 	// CDIUploadProxyURL and CDIUploadProxyCA override where the CDIConfig
 	// says CDI's upload proxy is.
 	CDIUploadProxyURL string

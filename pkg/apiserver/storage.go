@@ -98,12 +98,20 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 
 	pool := ssh.NewPool(ssh.PoolOptions{DialTimeout: c.ExtraConfig.SSHDialTimeout})
 	s.AddPreShutdownHookOrDie("close-ssh-pool", func() error { return pool.Close() })
+	dialer := files.NewSSHDialer(&guest.Locator{VMIs: cl.kubevirt.KubevirtV1(), VMs: cl.kubevirt.KubevirtV1(), Secrets: cl.kube.CoreV1()}, pool, statusWriter)
+	if age := c.ExtraConfig.UploadTempMaxAge; age > 0 {
+		dialer.Sweeper = &files.Sweeper{Records: transfers, MaxAge: age, Every: age / 4, MaxEntries: 10000}
+	}
 	fileStreams := files.NewREST(files.Deps{
 		Wukongs:     wukongs,
-		Dialer:      files.NewSSHDialer(&guest.Locator{VMIs: cl.kubevirt.KubevirtV1(), VMs: cl.kubevirt.KubevirtV1(), Secrets: cl.kube.CoreV1()}, pool, statusWriter),
+		Dialer:      dialer,
 		Recorder:    recorder,
 		Authorizer:  authz,
 		MaxFileSize: c.ExtraConfig.MaxFileSize,
+
+		MaxListEntries:        c.ExtraConfig.MaxListEntries,
+		MaxArchiveEntries:     c.ExtraConfig.MaxArchiveEntries,
+		MaxArchiveHeaderBytes: c.ExtraConfig.MaxArchiveHeaderBytes,
 	})
 
 	diskStore := disk.NewREST(wukongs)

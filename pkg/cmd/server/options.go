@@ -39,6 +39,12 @@ type WukongOptions struct {
 	TransferRecordsPerUser      int
 	TransferRecordsPerNamespace int
 	TransferRecordsKept         int
+	// Caps that keep one request's memory bounded (see docs/deploying.md).
+	MaxListEntries        int
+	MaxArchiveEntries     int64
+	MaxArchiveHeaderBytes string
+	// Sweep of temporary upload files left in guests by crashed servers.
+	UploadTempMaxAge time.Duration
 	// CDI's upload proxy, when its CDIConfig does not say (or says an
 	// address for clients outside the cluster).
 	CDIUploadProxyURL    string
@@ -66,6 +72,10 @@ func NewWukongOptions() *WukongOptions {
 		TransferRecordsPerUser:      120,
 		TransferRecordsPerNamespace: 300,
 		TransferRecordsKept:         1000,
+		MaxListEntries:              10000,
+		MaxArchiveEntries:           100000,
+		MaxArchiveHeaderBytes:       "32Mi",
+		UploadTempMaxAge:            time.Hour,
 		Controller:                  true,
 		ControllerLock: controller.LeaderOptions{
 			Namespace: namespaceOfPod(), Name: "wukong-controller",
@@ -99,6 +109,14 @@ func (o *WukongOptions) AddFlags(fs *pflag.FlagSet) {
 		"Most finished WukongFileTransfer records one namespace keeps; the collector deletes the oldest beyond it before --transfer-record-retention. 0: no limit.")
 	fs.DurationVar(&o.SSHDialTimeout, "ssh-dial-timeout", o.SSHDialTimeout,
 		"Time allowed to reach a guest's SSH server and complete the handshake.")
+	fs.IntVar(&o.MaxListEntries, "max-list-entries", o.MaxListEntries,
+		"Most entries a directory listing of wukongs/files returns; a larger directory is refused with 413. 0 means no limit.")
+	fs.Int64Var(&o.MaxArchiveEntries, "max-archive-entries", o.MaxArchiveEntries,
+		"Most entries of a tar that wukongs/files extracts (upload) or writes (download); more is refused with 413. 0 means no limit.")
+	fs.StringVar(&o.MaxArchiveHeaderBytes, "max-archive-header-bytes", o.MaxArchiveHeaderBytes,
+		"Most bytes of entry names, link targets and PAX records in one extracted tar, as a quantity; more is refused with 413. 0 means no limit.")
+	fs.DurationVar(&o.UploadTempMaxAge, "upload-temp-max-age", o.UploadTempMaxAge,
+		"Age (by modification time) after which a temporary file of a plain or tar upload, left in a guest by a server that crashed, is removed on the next connection to that guest.")
 	fs.StringVar(&o.CDIUploadProxyURL, "cdi-upload-proxy-url", o.CDIUploadProxyURL,
 		"CDI's upload proxy as this server reaches it (e.g. https://cdi-uploadproxy.cdi.svc). Empty: status.uploadProxyURL of the CDIConfig config, as virtctl finds it.")
 	fs.StringVar(&o.CDIUploadProxyCAFile, "cdi-upload-proxy-ca-file", o.CDIUploadProxyCAFile,
@@ -128,6 +146,16 @@ func (o *WukongOptions) Validate() []error {
 	if o.TransferStaleAfter < 4*time.Second {
 		errs = append(errs, fmt.Errorf("--transfer-stale-after must be at least 4s"))
 	}
+	if o.MaxListEntries < 0 || o.MaxArchiveEntries < 0 {
+		errs = append(errs, fmt.Errorf("--max-list-entries and --max-archive-entries must not be negative"))
+	}
+	if q, err := resource.ParseQuantity(o.MaxArchiveHeaderBytes); err != nil || q.Sign() < 0 {
+		errs = append(errs, fmt.Errorf("--max-archive-header-bytes %q must be a non-negative quantity such as 32Mi", o.MaxArchiveHeaderBytes))
+	}
+	if o.UploadTempMaxAge < 10*time.Minute {
+		// Younger temporary files may belong to uploads still running.
+		errs = append(errs, fmt.Errorf("--upload-temp-max-age must be at least 10m"))
+	}
 	if o.SSHDialTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--ssh-dial-timeout must be positive"))
 	}
@@ -156,6 +184,13 @@ func (o *WukongOptions) ApplyTo(c *apiserver.ExtraConfig) error {
 	c.TransferStaleAfter = o.TransferStaleAfter
 	c.SSHDialTimeout = o.SSHDialTimeout
 	c.TransferRecordsPerUser, c.TransferRecordsPerNamespace, c.TransferRecordsKept = o.TransferRecordsPerUser, o.TransferRecordsPerNamespace, o.TransferRecordsKept
+	c.MaxListEntries, c.MaxArchiveEntries = o.MaxListEntries, o.MaxArchiveEntries
+	hq, err := resource.ParseQuantity(o.MaxArchiveHeaderBytes)
+	if err != nil {
+		return err
+	}
+	c.MaxArchiveHeaderBytes = hq.Value()
+	c.UploadTempMaxAge = o.UploadTempMaxAge
 	c.CDIUploadProxyURL = o.CDIUploadProxyURL
 	if o.CDIUploadProxyCAFile != "" {
 		if c.CDIUploadProxyCA, err = os.ReadFile(o.CDIUploadProxyCAFile); err != nil {

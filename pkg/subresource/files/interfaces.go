@@ -56,7 +56,7 @@ type Session interface {
 type GuestFS interface {
 	Stat(p string) (os.FileInfo, error)
 	Read(ctx context.Context, p string, offset, length, size int64, w io.Writer) (int64, error)
-	List(p string) ([]files.Entry, error)
+	List(ctx context.Context, p string, max int) ([]files.Entry, error)
 	WriteTar(ctx context.Context, root string, w io.Writer, opts archive.WriteOptions) (archive.Stats, error)
 	ExtractTar(ctx context.Context, dest string, r io.Reader, createParents bool, opts archive.ExtractOptions) (archive.Stats, error)
 	Upload(ctx context.Context, target string, body io.Reader, opts files.UploadOptions) (files.UploadResult, error)

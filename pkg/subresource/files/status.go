@@ -75,6 +75,12 @@ func (h *handler) statusFor(err error) *apierrors.StatusError {
 		return stream.New(http.StatusUnprocessableEntity, metav1.StatusReasonInvalid, fmt.Sprintf("%v; nothing was written to %s", err, p))
 	case errors.Is(err, files.ErrTooLarge), errors.Is(err, archive.ErrTooLarge):
 		return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("%v; nothing was written to %s", err, p))
+	case errors.Is(err, files.ErrDirSession):
+		return stream.BadGateway(fmt.Sprintf("%s: %v", name, err))
+	case errors.Is(err, files.ErrTooManyEntries):
+		return apierrors.NewRequestEntityTooLargeError(err.Error())
+	case errors.Is(err, archive.ErrTooMany):
+		return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("%v; nothing was written to %s", err, p))
 	case errors.Is(err, files.ErrRemoveRoot):
 		return apierrors.NewBadRequest(fmt.Sprintf("%v: remove the directories under it one by one", err))
 	case errors.Is(err, files.ErrShortBody):
