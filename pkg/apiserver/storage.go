@@ -33,6 +33,7 @@ import (
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	"github.com/novasphere/wukong/pkg/subresource/disks"
 	"github.com/novasphere/wukong/pkg/subresource/files"
+	"github.com/novasphere/wukong/pkg/subresource/stream"
 	"github.com/novasphere/wukong/pkg/transfer/cdi"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 	"github.com/novasphere/wukong/pkg/transfer/guest"
@@ -91,6 +92,10 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 	recorder.Heartbeat = c.ExtraConfig.TransferStaleAfter / 4
 	statusWriter := wukong.StatusWriter{Status: wukongStatus}
 
+	// One limiter for every streaming subresource: a user's file copies and
+	// disk exports count against the same bounds.
+	limiter := stream.NewLimiter(c.ExtraConfig.StreamLimits)
+	idle := c.ExtraConfig.StreamIdleTimeout
 	pool := ssh.NewPool(ssh.PoolOptions{DialTimeout: c.ExtraConfig.SSHDialTimeout})
 	s.AddPreShutdownHookOrDie("close-ssh-pool", func() error { return pool.Close() })
 	fileStreams := files.NewREST(files.Deps{
@@ -99,18 +104,22 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 		Recorder:    recorder,
 		Authorizer:  authz,
 		MaxFileSize: c.ExtraConfig.MaxFileSize,
+		Limiter:     limiter,
+		IdleTimeout: idle,
 	})
 
 	diskStore := disk.NewREST(wukongs)
 	exporter := &export.Exporter{Exports: cl.kubevirt.ExportV1beta1(), Secrets: cl.kube.CoreV1(), TTL: time.Hour}
 	diskExport := disks.NewExportREST(disks.ExportDeps{
 		Disks: diskStore, Wukongs: wukongs, Exporter: exporter, Recorder: recorder, Status: statusWriter,
+		Limiter: limiter, IdleTimeout: idle,
 	})
 	uploader := &cdi.Uploader{
 		DataVolumes: cl.cdi.CdiV1beta1(), Configs: cl.cdi.CdiV1beta1(), Tokens: cl.cdi.UploadV1beta1(),
 		ProxyURL: c.ExtraConfig.CDIUploadProxyURL, ProxyCA: c.ExtraConfig.CDIUploadProxyCA,
 	}
-	diskUpload := disks.NewUploadREST(disks.UploadDeps{Disks: diskStore, Uploader: uploader, Recorder: recorder, Authorizer: authz})
+	diskUpload := disks.NewUploadREST(disks.UploadDeps{Disks: diskStore, Uploader: uploader, Recorder: recorder, Authorizer: authz,
+		Limiter: limiter, IdleTimeout: idle})
 
 	collector := wukongfiletransfer.NewCollector(transfers, transferStatus, c.ExtraConfig.TransferRecordRetention, c.ExtraConfig.TransferStaleAfter)
 	collector.Abandoned = func(ctx context.Context, rec *vm.WukongFileTransfer) {

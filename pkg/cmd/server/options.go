@@ -26,6 +26,7 @@ import (
 
 	"github.com/novasphere/wukong/pkg/apiserver"
 	"github.com/novasphere/wukong/pkg/controller"
+	"github.com/novasphere/wukong/pkg/subresource/stream"
 )
 
 // WukongOptions are wukong-apiserver's own flags.
@@ -39,6 +40,12 @@ type WukongOptions struct {
 	CDIUploadProxyURL    string
 	CDIUploadProxyCAFile string
 
+	// Bounds on concurrent streams, and the idle cut-off of each.
+	MaxStreams          int
+	MaxStreamsPerUser   int
+	MaxStreamsPerWukong int
+	StreamIdleTimeout   time.Duration
+
 	// The controller that realises Wukongs as VirtualMachines.
 	Controller     bool
 	ControllerLock controller.LeaderOptions
@@ -51,6 +58,10 @@ func NewWukongOptions() *WukongOptions {
 		TransferRecordRetention: 24 * time.Hour,
 		TransferStaleAfter:      time.Minute,
 		SSHDialTimeout:          15 * time.Second,
+		MaxStreams:              stream.DefaultMaxStreams,
+		MaxStreamsPerUser:       stream.DefaultMaxStreamsPerUser,
+		MaxStreamsPerWukong:     stream.DefaultMaxStreamsPerWukong,
+		StreamIdleTimeout:       stream.DefaultIdleTimeout,
 		Controller:              true,
 		ControllerLock: controller.LeaderOptions{
 			Namespace: namespaceOfPod(), Name: "wukong-controller",
@@ -82,6 +93,14 @@ func (o *WukongOptions) AddFlags(fs *pflag.FlagSet) {
 		"CDI's upload proxy as this server reaches it (e.g. https://cdi-uploadproxy.cdi.svc). Empty: status.uploadProxyURL of the CDIConfig config, as virtctl finds it.")
 	fs.StringVar(&o.CDIUploadProxyCAFile, "cdi-upload-proxy-ca-file", o.CDIUploadProxyCAFile,
 		"PEM CA bundle that signs the upload proxy's certificate. Empty: status.uploadProxyCA of the CDIConfig, else the system roots.")
+	fs.IntVar(&o.MaxStreams, "max-streams", o.MaxStreams,
+		"Most streams (requests of wukongs/files, disks/export, disks/upload; a WebSocket while it is open) this server runs at once; more get 429 with Retry-After. 0 means no bound.")
+	fs.IntVar(&o.MaxStreamsPerUser, "max-streams-per-user", o.MaxStreamsPerUser,
+		"Most streams one user runs at once on this server; 0 means no bound.")
+	fs.IntVar(&o.MaxStreamsPerWukong, "max-streams-per-wukong", o.MaxStreamsPerWukong,
+		"Most streams to one Wukong (its files and disks) at once on this server; 0 means no bound.")
+	fs.DurationVar(&o.StreamIdleTimeout, "stream-idle-timeout", o.StreamIdleTimeout,
+		"A stream in which no byte moved for this long (a client that stopped reading or sending, a guest or export server that stopped answering) is cut and its record ends Failed. 0 disables it.")
 	fs.BoolVar(&o.Controller, "controller", o.Controller,
 		"Run the controller that realises Wukongs as KubeVirt VirtualMachines with CDI DataVolumes, in the replica that holds the leader Lease.")
 	fs.StringVar(&o.ControllerLock.Namespace, "leader-elect-resource-namespace", o.ControllerLock.Namespace, "Namespace of the controller's leader Lease.")
@@ -106,6 +125,12 @@ func (o *WukongOptions) Validate() []error {
 	if o.SSHDialTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--ssh-dial-timeout must be positive"))
 	}
+	if o.MaxStreams < 0 || o.MaxStreamsPerUser < 0 || o.MaxStreamsPerWukong < 0 {
+		errs = append(errs, fmt.Errorf("--max-streams, --max-streams-per-user and --max-streams-per-wukong must not be negative"))
+	}
+	if o.StreamIdleTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--stream-idle-timeout must not be negative"))
+	}
 	if l := o.ControllerLock; o.Controller && !(l.LeaseDuration > l.RenewDeadline && l.RenewDeadline > l.RetryPeriod && l.RetryPeriod > 0) {
 		errs = append(errs, fmt.Errorf("--leader-elect-lease-duration > --leader-elect-renew-deadline > --leader-elect-retry-period > 0 must hold"))
 	}
@@ -128,6 +153,8 @@ func (o *WukongOptions) ApplyTo(c *apiserver.ExtraConfig) error {
 			return fmt.Errorf("--cdi-upload-proxy-ca-file: %w", err)
 		}
 	}
+	c.StreamLimits = stream.Limits{Global: o.MaxStreams, PerUser: o.MaxStreamsPerUser, PerWukong: o.MaxStreamsPerWukong}
+	c.StreamIdleTimeout = o.StreamIdleTimeout
 	c.Controller, c.ControllerLock = o.Controller, o.ControllerLock
 	return nil
 }
