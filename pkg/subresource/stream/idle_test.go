@@ -229,7 +229,7 @@ func TestWatchdogHTTPClientStopsReading(t *testing.T) {
 		wd.Stop()
 		errc <- err
 	}))
-	defer srv.Close()
+	t.Cleanup(srv.Close) // after the client is closed: a stalled handler must not block it
 	rawClient(t, srv, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	wantIdle(t, waitErr(t, errc), true)
 }
@@ -247,7 +247,7 @@ func TestWatchdogHTTPClientStopsSending(t *testing.T) {
 		}
 		errc <- err
 	}))
-	defer srv.Close()
+	t.Cleanup(srv.Close) // after the client is closed: a stalled handler must not block it
 	rawClient(t, srv, "PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nhello")
 	wantIdle(t, waitErr(t, errc), true)
 }
@@ -282,7 +282,7 @@ func TestWebSocketClientStopsReading(t *testing.T) {
 		}
 		errc <- err
 	}))
-	defer srv.Close()
+	t.Cleanup(srv.Close) // after the client is closed: a stalled handler must not block it
 	c := rawClient(t, srv, "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
 		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
 	// Read the 101 only; then stop reading.
