@@ -342,3 +342,29 @@ func idleStatus(err error) metav1.Status {
 	}
 	return apierrors.NewInternalError(err).ErrStatus
 }
+
+// Bytes from the peer that fill a WebSocket message slowly are progress:
+// the stream is not cut before its first message is sent.
+func TestWebSocketSlowPeerIsNotCut(t *testing.T) {
+	const idle = time.Second
+	errc := make(chan error, 2)
+	conn := wsPair(t, func(conn *websocket.Conn) {
+		wd, stop := WatchConn(conn, idle, "the guest", func() { errc <- errors.New("the peer was cut") })
+		out := NewWriter(conn).Watch(wd)
+		_, err := io.Copy(out, &slowPeer{interval: 20 * time.Millisecond, count: int(2 * idle / (20 * time.Millisecond))})
+		if err == nil {
+			err = out.Flush()
+		}
+		if ierr := stop(); ierr != nil {
+			err = ierr
+		}
+		errc <- err
+	})
+	_, msg, err := conn.ReadMessage()
+	if err != nil || len(msg) != int(2*idle/(20*time.Millisecond)) {
+		t.Fatalf("read %d bytes: %v", len(msg), err)
+	}
+	if err := waitErr(t, errc); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -190,6 +190,10 @@ func (w *Writer) Write(p []byte) (int, error) {
 		k := min(len(p), MessageSize-len(w.buf))
 		w.buf = append(w.buf, p[:k]...)
 		p = p[k:]
+		// Bytes from the peer are progress even before a message is full
+		// (a gzipped tar of many small files fills one slowly); a client
+		// that stops reading still blocks Flush, which is watched.
+		w.wd.Touch()
 		if len(w.buf) == MessageSize {
 			if err := w.Flush(); err != nil {
 				return 0, err
