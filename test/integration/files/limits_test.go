@@ -50,8 +50,9 @@ const (
 	limitPerUser = 4
 	stalled      = 32 // WebSocket downloads that stop reading
 	// rssBound is what wukong-apiserver's resident memory must stay under
-	// with all of them open (measured: see docs/testing.md).
-	rssBound = 400 << 20
+	// with all of them open: half the Deployment's memory limit (measured:
+	// see docs/testing.md).
+	rssBound = 512 << 20
 )
 
 // TestStreamLimitsAndIdleTimeouts is the load test of the stream limits and
@@ -164,11 +165,26 @@ func TestStreamLimitsAndIdleTimeouts(t *testing.T) {
 		// Measured, not asserted: kube-apiserver's WebSocket proxy keeps its
 		// seats until the clients close (docs/deploying.md).
 		t.Logf("kube-apiserver executing seats after the cut: %s", seats(t))
+		// Each is cut by its own watchdog; on a loaded machine a stream can
+		// also wait 3 s for the guest's one SFTP server, which 32 streams
+		// share, and is then cut as a guest that stopped answering, which
+		// closes the shared connection under the others too.
+		sides := map[string]int{}
 		for _, r := range recs {
 			assert.Positive(t, r.Status.BytesTransferred, r.Name)
 			assert.Less(t, r.Status.BytesTransferred, int64(64<<20), r.Name)
-			assert.Contains(t, r.Status.Message, "the client stopped reading or sending", r.Name)
+			switch m := r.Status.Message; {
+			case strings.Contains(m, "the client stopped reading or sending"):
+				sides["client stalled"]++
+			case strings.Contains(m, "--stream-idle-timeout"):
+				sides["guest stalled"]++
+			default:
+				assert.Contains(t, m, "SFTP", r.Name)
+				sides["shared SFTP connection closed"]++
+			}
 		}
+		t.Logf("how the %d were cut: %v", stalled, sides)
+		assert.Positive(t, sides["client stalled"])
 		t.Logf("wukong-apiserver VmRSS peaked at %d MiB with %d stalled WebSocket downloads", peakRSS>>20, stalled)
 		assert.Less(t, peakRSS, int64(rssBound), "wukong-apiserver's RSS")
 	})
@@ -184,6 +200,8 @@ func TestStreamLimitsAndIdleTimeouts(t *testing.T) {
 			assert.Positive(t, r.Status.BytesTransferred, p)
 			assert.Contains(t, r.Status.Message, "the client stopped reading or sending", p)
 		}
+		// Measured, not asserted: kube-apiserver's proxy stays blocked writing
+		// to the client, holding its seat, until the client closes.
 		t.Logf("kube-apiserver executing seats after the plain cuts: %s", seats(t))
 		resp.Body.Close()
 		resp2.Body.Close()
