@@ -210,7 +210,9 @@ func (h *handler) serve(rw http.ResponseWriter, req *http.Request) error {
 		rw, req.Body = h.wd.ResponseWriter(rw), h.wd.Body(req.Body)
 		err = h.dispatch(ctx, s, rw, req, ws)
 		if ierr := h.wd.Stop(); ierr != nil && err != nil && !errors.Is(err, errStreamBroken) {
-			err = ierr
+			// The stall is what the client is told; what it left (a
+			// *files.LeftoverError) still goes to Close.
+			err = fmt.Errorf("%w: %w", ierr, err)
 		}
 	} else {
 		err = h.dispatch(ctx, s, rw, req, ws)
@@ -411,8 +413,7 @@ func (h *handler) put(ctx context.Context, s GuestFS, req *http.Request) error {
 		created = res.Created
 	}
 	if err != nil {
-		err = h.cause(err)
-		t.Fail(fmt.Sprintf("upload failed after %d bytes, nothing was written to %s: %v", t.Bytes(), h.opts.Path, h.statusFor(err).ErrStatus.Message))
+		t.Fail(fmt.Sprintf("upload failed after %d bytes, nothing was written to %s: %v", t.Bytes(), h.opts.Path, h.statusFor(h.cause(err)).ErrStatus.Message))
 		return err
 	}
 	rec := t.Succeed(fmt.Sprintf("uploaded %d bytes to %s", t.Bytes(), h.opts.Path))

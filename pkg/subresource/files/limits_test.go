@@ -35,6 +35,7 @@ import (
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/subresource/internal/fake"
 	"github.com/novasphere/wukong/pkg/subresource/stream"
+	"github.com/novasphere/wukong/pkg/transfer/files"
 )
 
 // A request past a bound is answered 429 with retryAfterSeconds before
@@ -169,5 +170,39 @@ func TestIdleGuestIsCut(t *testing.T) {
 				t.Fatalf("the session was closed with %v, want it dropped as stalled", closes)
 			}
 		})
+	}
+}
+
+func (s *stallSession) Upload(_ context.Context, target string, body io.Reader, opts files.UploadOptions) (files.UploadResult, error) {
+	_, _ = io.CopyN(opts.Observer, body, 10)
+	<-s.dropped
+	return files.UploadResult{}, &files.LeftoverError{Path: target + ".tmp", Err: errors.New("connection lost")}
+}
+
+// A guest that stops answering mid-upload: the client gets 504 naming the
+// stall, the record ends Failed, and the temporary file the broken session
+// left is still handed to Close for removal on the next connection.
+func TestIdleGuestUpload(t *testing.T) {
+	e := newEnv(t)
+	e.rest.Dialer = stallDialer{e.dialer}
+	e.rest.IdleTimeout = 200 * time.Millisecond
+	done := make(chan result, 1)
+	go func() { done <- e.do(t, http.MethodPut, vm.WukongFileOptions{Path: "/data/up"}, data(100), nil) }()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the stalled upload was not cut")
+	}
+	if st := r.status(); st.Code != http.StatusGatewayTimeout || !strings.Contains(st.Message, "stopped answering") {
+		t.Fatalf("answer %d %q", st.Code, st.Message)
+	}
+	if rec := e.rec.Records()[0]; rec.Status.Phase != vm.FileTransferPhaseFailed || !strings.Contains(rec.Status.Message, "stopped answering") {
+		t.Fatalf("record %s %q", rec.Status.Phase, rec.Status.Message)
+	}
+	_, closes, _ := e.dialer.sessions()
+	var left *files.LeftoverError
+	if len(closes) != 2 || !errors.Is(closes[0], errGuestStalled) || !errors.As(closes[1], &left) || left.Path != "/data/up.tmp" {
+		t.Fatalf("closes %v: want the stall, then the leftover", closes)
 	}
 }

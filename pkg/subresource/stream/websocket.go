@@ -241,9 +241,6 @@ func (r *Reader) Read(p []byte) (int, error) {
 		}
 		return r.read(p)
 	})
-	if err == io.EOF {
-		return n, io.EOF // not a stall
-	}
 	return n, err
 }
 
