@@ -35,6 +35,7 @@ import (
 	"github.com/novasphere/wukong/pkg/apis/vm/install"
 	"github.com/novasphere/wukong/pkg/controller"
 	"github.com/novasphere/wukong/pkg/egress"
+	"github.com/novasphere/wukong/pkg/subresource/stream"
 )
 
 var (
@@ -91,6 +92,10 @@ type ExtraConfig struct {
 	// says CDI's upload proxy is.
 	CDIUploadProxyURL string
 	CDIUploadProxyCA  []byte
+	// StreamLimits bound the concurrent streams of this server;
+	// StreamIdleTimeout cuts a stream in which no byte moved for so long.
+	StreamLimits      stream.Limits
+	StreamIdleTimeout time.Duration
 	// Controller runs the VM controller in the replica holding
 	// ControllerLock (the record collector runs there either way).
 	Controller bool

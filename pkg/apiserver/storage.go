@@ -33,6 +33,7 @@ import (
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	"github.com/novasphere/wukong/pkg/subresource/disks"
 	"github.com/novasphere/wukong/pkg/subresource/files"
+	"github.com/novasphere/wukong/pkg/subresource/stream"
 	"github.com/novasphere/wukong/pkg/transfer/cdi"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 	"github.com/novasphere/wukong/pkg/transfer/guest"
@@ -96,6 +97,10 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 	recorder.Heartbeat = c.ExtraConfig.TransferStaleAfter / 4
 	statusWriter := wukong.StatusWriter{Status: wukongStatus}
 
+	// One limiter for every streaming subresource: a user's file copies and
+	// disk exports count against the same bounds.
+	limiter := stream.NewLimiter(c.ExtraConfig.StreamLimits)
+	idle := c.ExtraConfig.StreamIdleTimeout
 	pool := ssh.NewPool(ssh.PoolOptions{DialTimeout: c.ExtraConfig.SSHDialTimeout})
 	s.AddPreShutdownHookOrDie("close-ssh-pool", func() error { return pool.Close() })
 	dialer := files.NewSSHDialer(&guest.Locator{VMIs: cl.kubevirt.KubevirtV1(), VMs: cl.kubevirt.KubevirtV1(), Secrets: cl.kube.CoreV1()}, pool, statusWriter)
@@ -112,6 +117,8 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 		MaxListEntries:        c.ExtraConfig.MaxListEntries,
 		MaxArchiveEntries:     c.ExtraConfig.MaxArchiveEntries,
 		MaxArchiveHeaderBytes: c.ExtraConfig.MaxArchiveHeaderBytes,
+		Limiter:               limiter,
+		IdleTimeout:           idle,
 	})
 
 	diskStore := disk.NewREST(wukongs)
@@ -120,12 +127,14 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 	exporter := &export.Exporter{Exports: cl.kubevirt.ExportV1beta1(), Secrets: cl.kube.CoreV1(), TTL: time.Hour}
 	diskExport := disks.NewExportREST(disks.ExportDeps{
 		Disks: diskStore, Wukongs: wukongs, Exporter: exporter, Owners: owners, Recorder: recorder, Status: statusWriter,
+		Limiter: limiter, IdleTimeout: idle,
 	})
 	uploader := &cdi.Uploader{
 		DataVolumes: cl.cdi.CdiV1beta1(), Configs: cl.cdi.CdiV1beta1(), Tokens: cl.cdi.UploadV1beta1(),
 		ProxyURL: c.ExtraConfig.CDIUploadProxyURL, ProxyCA: c.ExtraConfig.CDIUploadProxyCA,
 	}
-	diskUpload := disks.NewUploadREST(disks.UploadDeps{Disks: diskStore, Uploader: uploader, Owners: owners, Recorder: recorder, Authorizer: authz})
+	diskUpload := disks.NewUploadREST(disks.UploadDeps{Disks: diskStore, Uploader: uploader, Owners: owners, Recorder: recorder, Authorizer: authz,
+		Limiter: limiter, IdleTimeout: idle})
 
 	// The collector runs in the Lease holder (addControllers).
 	collector := wukongfiletransfer.NewCollector(transfers, transferStatus, c.ExtraConfig.TransferRecordRetention, c.ExtraConfig.TransferStaleAfter)

@@ -147,9 +147,7 @@ func (c *Client) moveChunk(ctx context.Context, ch Chunk, limit *atomic.Int64, m
 			for cur := limit.Load(); half < cur && !limit.CompareAndSwap(cur, half); cur = limit.Load() {
 			}
 		}
-		select {
-		case <-time.After(backoff.Step()):
-		case <-ctx.Done():
+		if !c.pause(ctx, err, backoff.Step(), failures) {
 			return err
 		}
 	}
@@ -169,23 +167,19 @@ func (c *Client) backoff() wait.Backoff {
 	return wait.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: max(1, c.Retries+1), Cap: 8 * time.Second}
 }
 
-// retry runs f until it succeeds, fails for good, or c.Retries tries passed.
+// retry runs f until it succeeds, fails for good, or c.Retries tries passed,
+// waiting with backoff, or as long as a busy server asks (Retry-After).
 func (c *Client) retry(ctx context.Context, f func() error) error {
-	var last error
-	err := wait.ExponentialBackoffWithContext(ctx, c.backoff(), func(context.Context) (bool, error) {
-		last = f()
-		switch {
-		case last == nil:
-			return true, nil
-		case !Transient(last):
-			return false, last
+	backoff := c.backoff()
+	for attempt := 1; ; attempt++ {
+		err := f()
+		if err == nil || !Transient(err) || attempt > c.Retries {
+			return err
 		}
-		return false, nil
-	})
-	if wait.Interrupted(err) && last != nil {
-		return last
+		if !c.pause(ctx, err, backoff.Step(), attempt) {
+			return err
+		}
 	}
-	return err
 }
 
 // Transient says whether err may pass when the request is sent again: a cut

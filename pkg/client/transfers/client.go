@@ -67,6 +67,9 @@ type Client struct {
 	// ReadyTimeout bounds the wait for a disk's export or upload server
 	// (DefaultReadyTimeout when 0).
 	ReadyTimeout time.Duration
+	// Notify, if set, tells the user what the client does on its own, such
+	// as waiting for a busy server (the plugin prints it on stderr).
+	Notify func(message string)
 }
 
 // Limiter paces bytes; *rate.Limiter from golang.org/x/time/rate is one.
@@ -205,18 +208,30 @@ func statusError(resp *http.Response) error {
 		if st.Code == 0 {
 			st.Code = int32(resp.StatusCode)
 		}
+		// The header counts when the body does not say (a proxy's answer).
+		if secs := headerRetryAfter(resp); secs > 0 && (st.Details == nil || st.Details.RetryAfterSeconds == 0) {
+			if st.Details == nil {
+				st.Details = &metav1.StatusDetails{}
+			}
+			st.Details.RetryAfterSeconds = int32(secs)
+		}
 		return &apierrors.StatusError{ErrStatus: st}
 	}
 	msg := strings.TrimSpace(string(b))
 	if msg == "" {
 		msg = http.StatusText(resp.StatusCode)
 	}
-	return apierrors.NewGenericServerResponse(resp.StatusCode, resp.Request.Method, v1alpha1.Resource("wukongs/files"), "", msg, 0, false)
+	// kube-apiserver's priority and fairness answers 429 in text, with Retry-After.
+	return apierrors.NewGenericServerResponse(resp.StatusCode, resp.Request.Method, v1alpha1.Resource("wukongs/files"), "", msg, headerRetryAfter(resp), false)
 }
 
 // List returns the entries of the directory at p.
 func (c *Client) List(ctx context.Context, p string) (*v1alpha1.WukongFileList, error) {
-	resp, err := c.do(ctx, http.MethodGet, url.Values{"path": {p}}, nil, 0)
+	var resp *http.Response
+	err := c.whileBusy(ctx, func() (err error) {
+		resp, err = c.do(ctx, http.MethodGet, url.Values{"path": {p}}, nil, 0)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +271,11 @@ func (c *Client) Delete(ctx context.Context, p string, recursive bool) error {
 	if recursive {
 		q.Set("recursive", "true")
 	}
-	resp, err := c.do(ctx, http.MethodDelete, q, nil, 0)
+	var resp *http.Response
+	err := c.whileBusy(ctx, func() (err error) {
+		resp, err = c.do(ctx, http.MethodDelete, q, nil, 0)
+		return err
+	})
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/transport/websocket"
+	"k8s.io/streaming/pkg/httpstream"
 
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 )
@@ -106,6 +107,12 @@ func (c *Client) dialStream(ctx context.Context, q url.Values) (*gwebsocket.Conn
 	}
 	conn, err := websocket.Negotiate(rt, holder, req, v1alpha1.FilesWebSocketProtocol)
 	if err != nil {
+		// client-go keeps a refusal's Status in an UpgradeFailureError,
+		// which does not unwrap.
+		var uf *httpstream.UpgradeFailureError
+		if errors.As(err, &uf) {
+			err = uf.Cause
+		}
 		var st apierrors.APIStatus
 		if errors.As(err, &st) {
 			return nil, &apierrors.StatusError{ErrStatus: st.Status()}
@@ -121,7 +128,12 @@ func (c *Client) openStream(ctx context.Context, remote string, opts *StreamOpti
 	if opts.Progress == nil {
 		opts.Progress = noProgress{}
 	}
-	conn, err = c.dialStream(ctx, c.streamQuery(remote, *opts))
+	// Nothing was sent before the upgrade, so a busy server's 429 is
+	// retried as a plain request would be.
+	err = c.whileBusy(ctx, func() (err error) {
+		conn, err = c.dialStream(ctx, c.streamQuery(remote, *opts))
+		return err
+	})
 	if err != nil {
 		return nil, nil, err
 	}

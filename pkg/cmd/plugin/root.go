@@ -138,6 +138,8 @@ func (o *Options) tune(c *transfers.Client) error {
 	}
 	c.Parallel = max(1, o.parallel)
 	c.Retries = max(0, o.retries)
+	// Waits for a busy server are said on stderr, as kubectl's warnings are.
+	c.Notify = func(msg string) { fmt.Fprintf(o.ErrOut, "kubectl wukong: %s\n", msg) }
 	if o.limitRate != "" {
 		bps, err := quantity("--limit-rate", o.limitRate)
 		if err != nil {

@@ -27,6 +27,7 @@ import (
 	"github.com/novasphere/wukong/pkg/apiserver"
 	"github.com/novasphere/wukong/pkg/controller"
 	"github.com/novasphere/wukong/pkg/egress"
+	"github.com/novasphere/wukong/pkg/subresource/stream"
 )
 
 // WukongOptions are wukong-apiserver's own flags.
@@ -54,6 +55,11 @@ type WukongOptions struct {
 	// denied besides egress.BuiltinDenied.
 	PushAllowedCIDRs []string
 	PushDeniedCIDRs  []string
+	// Bounds on concurrent streams, and the idle cut-off of each.
+	MaxStreams          int
+	MaxStreamsPerUser   int
+	MaxStreamsPerWukong int
+	StreamIdleTimeout   time.Duration
 
 	// The controller that realises Wukongs as VirtualMachines.
 	Controller     bool
@@ -76,6 +82,10 @@ func NewWukongOptions() *WukongOptions {
 		MaxArchiveEntries:           100000,
 		MaxArchiveHeaderBytes:       "32Mi",
 		UploadTempMaxAge:            time.Hour,
+		MaxStreams:                  stream.DefaultMaxStreams,
+		MaxStreamsPerUser:           stream.DefaultMaxStreamsPerUser,
+		MaxStreamsPerWukong:         stream.DefaultMaxStreamsPerWukong,
+		StreamIdleTimeout:           stream.DefaultIdleTimeout,
 		Controller:                  true,
 		ControllerLock: controller.LeaderOptions{
 			Namespace: namespaceOfPod(), Name: "wukong-controller",
@@ -125,6 +135,14 @@ func (o *WukongOptions) AddFlags(fs *pflag.FlagSet) {
 		"CIDRs (or addresses) that pushes to an exportTarget may connect to even if denied, e.g. an in-cluster registry's Service IP. Allowed wins over denied.")
 	fs.StringSliceVar(&o.PushDeniedCIDRs, "push-denied-cidrs", o.PushDeniedCIDRs,
 		"CIDRs that pushes to an exportTarget may not connect to, besides the built-in ones (loopback, link-local, private, CGNAT, unique-local, multicast, reserved); list the cluster's pod and Service CIDRs here if they are not private addresses.")
+	fs.IntVar(&o.MaxStreams, "max-streams", o.MaxStreams,
+		"Most streams (requests of wukongs/files, disks/export, disks/upload; a WebSocket while it is open) this server runs at once; more get 429 with Retry-After. 0 means no bound.")
+	fs.IntVar(&o.MaxStreamsPerUser, "max-streams-per-user", o.MaxStreamsPerUser,
+		"Most streams one user runs at once on this server; 0 means no bound.")
+	fs.IntVar(&o.MaxStreamsPerWukong, "max-streams-per-wukong", o.MaxStreamsPerWukong,
+		"Most streams to one Wukong (its files and disks) at once on this server; 0 means no bound.")
+	fs.DurationVar(&o.StreamIdleTimeout, "stream-idle-timeout", o.StreamIdleTimeout,
+		"A stream in which no byte moved for this long (a client that stopped reading or sending, a guest or export server that stopped answering) is cut and its record ends Failed. 0 disables it.")
 	fs.BoolVar(&o.Controller, "controller", o.Controller,
 		"Run the controller that realises Wukongs as KubeVirt VirtualMachines with CDI DataVolumes, in the replica that holds the leader Lease. The Lease is held either way: the transfer record collector runs in its holder.")
 	fs.StringVar(&o.ControllerLock.Namespace, "leader-elect-resource-namespace", o.ControllerLock.Namespace, "Namespace of the controller's leader Lease.")
@@ -158,6 +176,12 @@ func (o *WukongOptions) Validate() []error {
 	}
 	if o.SSHDialTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--ssh-dial-timeout must be positive"))
+	}
+	if o.MaxStreams < 0 || o.MaxStreamsPerUser < 0 || o.MaxStreamsPerWukong < 0 {
+		errs = append(errs, fmt.Errorf("--max-streams, --max-streams-per-user and --max-streams-per-wukong must not be negative"))
+	}
+	if o.StreamIdleTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--stream-idle-timeout must not be negative"))
 	}
 	if _, err := egress.New(o.PushAllowedCIDRs, o.PushDeniedCIDRs); err != nil {
 		errs = append(errs, err)
@@ -197,6 +221,8 @@ func (o *WukongOptions) ApplyTo(c *apiserver.ExtraConfig) error {
 			return fmt.Errorf("--cdi-upload-proxy-ca-file: %w", err)
 		}
 	}
+	c.StreamLimits = stream.Limits{Global: o.MaxStreams, PerUser: o.MaxStreamsPerUser, PerWukong: o.MaxStreamsPerWukong}
+	c.StreamIdleTimeout = o.StreamIdleTimeout
 	c.Controller, c.ControllerLock = o.Controller, o.ControllerLock
 	if c.PushEgress, err = egress.New(o.PushAllowedCIDRs, o.PushDeniedCIDRs); err != nil {
 		return err

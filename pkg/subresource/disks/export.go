@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -60,7 +61,14 @@ type ExportDeps struct {
 	Recorder Recorder
 	// Status receives each disk's export progress.
 	Status ExportStatus
+	// Limiter bounds concurrent streams (nil: no bound).
+	Limiter *stream.Limiter
+	// IdleTimeout cuts a stream in which no byte moved for so long (0: never).
+	IdleTimeout time.Duration
 }
+
+// exportPeer names the export server in idle timeout messages.
+const exportPeer = "KubeVirt's export server"
 
 var _ rest.Connecter = &ExportREST{}
 
@@ -114,7 +122,7 @@ func (r *ExportREST) Connect(ctx context.Context, name string, options runtime.O
 			return nil, err
 		}
 	}
-	return http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+	return r.Limiter.Handler(w.Namespace, w.Name, responder, http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
 		var err error
 		switch {
 		case o.Commit:
@@ -128,7 +136,7 @@ func (r *ExportREST) Connect(ctx context.Context, name string, options runtime.O
 			// The Status's retryAfterSeconds becomes a Retry-After header.
 			responder.Error(err)
 		}
-	}), nil
+	})), nil
 }
 
 // chunkedRecord loads and checks the record a chunk of a chunked export belongs to.
@@ -241,6 +249,10 @@ func (r *ExportREST) stream(ctx context.Context, w *vm.Wukong, d *vm.Disk, forma
 		return err
 	}
 	defer resp.Body.Close()
+	// The export server's body is what a stalled export server blocks.
+	wd := stream.NewWatchdog(r.IdleTimeout, exportPeer, stream.ClientCutter(rw), func() { resp.Body.Close() })
+	defer wd.Stop()
+	rw = wd.ResponseWriter(rw)
 	for _, h := range passedHeaders {
 		if v := resp.Header.Get(h); v != "" {
 			rw.Header().Set(h, v)
@@ -268,7 +280,7 @@ func (r *ExportREST) stream(ctx context.Context, w *vm.Wukong, d *vm.Disk, forma
 	rw.WriteHeader(resp.StatusCode)
 	n, err := copyAll(io.MultiWriter(rw, t), resp)
 	if err != nil {
-		msg := fmt.Sprintf("the export of disk %s broke after %d bytes: %v", d.Spec.DiskName, n, err)
+		msg := fmt.Sprintf("the export of disk %s broke after %d bytes: %v", d.Spec.DiskName, n, wd.Cause(err))
 		t.Fail(msg)
 		if whole {
 			r.Status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseFailed, n, resp.ContentLength, msg)
@@ -356,22 +368,31 @@ func (r *ExportREST) serveWebSocket(ctx context.Context, w *vm.Wukong, d *vm.Dis
 	}
 	defer conn.Close()
 	ctx = context.WithoutCancel(ctx)
+	wd, stop := stream.WatchConn(conn, r.IdleTimeout, exportPeer, func() { resp.Body.Close() })
+	defer stop()
 	spec := vm.WukongFileTransferSpec{WukongName: w.Name, Operation: vm.OperationDownload, Disk: d.Spec.DiskName}
 	var result any
 	t, err := r.Recorder.Start(ctx, w, spec, resp.ContentLength)
 	if err == nil {
 		r.Status.SetExport(ctx, w, d.Spec.DiskName, vm.ExportPhaseExporting, 0, resp.ContentLength, "")
-		out := stream.NewWriter(conn)
+		out := stream.NewWriter(conn).Watch(wd)
 		var n int64
 		n, err = copyAll(io.MultiWriter(out, t), resp)
 		if err == nil {
 			err = out.Flush()
 		}
 		if err != nil {
-			msg := fmt.Sprintf("the export of disk %s broke after %d bytes: %v", d.Spec.DiskName, n, err)
+			msg := fmt.Sprintf("the export of disk %s broke after %d bytes: %v", d.Spec.DiskName, n, wd.Cause(err))
 			t.Fail(msg)
 			r.Status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseFailed, n, resp.ContentLength, msg)
-			err = stream.BadGateway(msg)
+			var idle *stream.IdleError
+			if errors.As(wd.Cause(err), &idle) {
+				st := idle.Status()
+				st.Message = msg
+				err = &apierrors.StatusError{ErrStatus: st}
+			} else {
+				err = stream.BadGateway(msg)
+			}
 		} else {
 			result = stream.Record(t.Succeed(fmt.Sprintf("exported %d bytes of disk %s (%s) over a WebSocket", n, d.Spec.DiskName, format)))
 			r.Status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseSucceeded, n, n, "")

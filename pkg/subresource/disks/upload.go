@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,7 +55,14 @@ type UploadDeps struct {
 	Recorder Recorder
 	// Authorizer checks the real verb of uploads over a WebSocket GET.
 	Authorizer authorizer.Authorizer
+	// Limiter bounds concurrent streams (nil: no bound).
+	Limiter *stream.Limiter
+	// IdleTimeout cuts a stream in which no byte moved for so long (0: never).
+	IdleTimeout time.Duration
 }
+
+// uploadPeer names CDI's side in idle timeout messages.
+const uploadPeer = "CDI's upload proxy"
 
 var _ rest.Connecter = &UploadREST{}
 
@@ -81,11 +89,11 @@ func (r *UploadREST) Connect(ctx context.Context, name string, options runtime.O
 	if err != nil {
 		return nil, err
 	}
-	return http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+	return r.Limiter.Handler(w.Namespace, w.Name, responder, http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
 		if err := r.serve(req.Context(), w, d, o, rw, req); err != nil {
 			responder.Error(err)
 		}
-	}), nil
+	})), nil
 }
 
 func (r *UploadREST) serve(ctx context.Context, w *vm.Wukong, d *vm.Disk, o *vm.DiskUploadOptions, rw http.ResponseWriter, req *http.Request) error {
@@ -108,7 +116,14 @@ func (r *UploadREST) serve(ctx context.Context, w *vm.Wukong, d *vm.Disk, o *vm.
 		return err
 	}
 	if !ws {
-		rec, err := r.send(ctx, w, d, target, req.Body, req.ContentLength, o.SHA256)
+		// Cancelling the context stops a send CDI stopped answering.
+		sendCtx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		wd := stream.NewWatchdog(r.IdleTimeout, uploadPeer, stream.ClientCutter(rw), cancel)
+		rec, err := r.send(sendCtx, w, d, target, wd.Body(req.Body), req.ContentLength, o.SHA256)
+		if ierr := wd.Stop(); ierr != nil && err != nil {
+			return ierr
+		}
 		if err != nil {
 			return err
 		}
@@ -122,7 +137,13 @@ func (r *UploadREST) serve(ctx context.Context, w *vm.Wukong, d *vm.Disk, o *vm.
 	}
 	defer conn.Close()
 	// The request context ends with the upgrade; the connection carries on.
-	rec, err := r.send(context.WithoutCancel(ctx), w, d, target, stream.NewReader(conn), -1, o.SHA256)
+	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	wd, stop := stream.WatchConn(conn, r.IdleTimeout, uploadPeer, cancel)
+	rec, err := r.send(sendCtx, w, d, target, stream.NewReader(conn).Watch(wd), -1, o.SHA256)
+	if ierr := stop(); ierr != nil && err != nil {
+		err = ierr
+	}
 	stream.Finish(conn, stream.Record(rec), err, statusOf)
 	return nil
 }

@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -68,6 +69,10 @@ type Deps struct {
 	// 0: none.
 	MaxArchiveEntries     int64
 	MaxArchiveHeaderBytes int64
+	// Limiter bounds concurrent streams (nil: no bound).
+	Limiter *stream.Limiter
+	// IdleTimeout cuts a stream in which no byte moved for so long (0: never).
+	IdleTimeout time.Duration
 }
 
 var (
@@ -118,7 +123,8 @@ func (r *REST) Connect(ctx context.Context, name string, options runtime.Object,
 		return nil, stream.New(http.StatusNotImplemented, metav1.StatusReasonMethodNotAllowed,
 			fmt.Sprintf("spec.fileTransfer.method %q is not served by the files subresource yet; use ssh", ft.Method))
 	}
-	return &handler{r: r, w: w, opts: opts, responder: responder, maxBytes: r.limitFor(w)}, nil
+	h := &handler{r: r, w: w, opts: opts, responder: responder, maxBytes: r.limitFor(w)}
+	return r.Limiter.Handler(w.Namespace, w.Name, responder, h), nil
 }
 
 // limitFor is the lower of the server's and the Wukong's maximum file size.
@@ -141,7 +147,13 @@ type handler struct {
 	maxBytes  int64
 	// rec is the chunked transfer this request belongs to, if any.
 	rec *vm.WukongFileTransfer
+	// wd cuts the stream when no byte moves; cutGuest is how it cuts the guest.
+	wd       *stream.Watchdog
+	cutGuest func()
 }
+
+// cause is err, or the stall that caused it.
+func (h *handler) cause(err error) error { return h.wd.Cause(err) }
 
 func (h *handler) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	if err := h.serve(rw, req); err != nil {
@@ -197,10 +209,35 @@ func (h *handler) serve(rw http.ResponseWriter, req *http.Request) error {
 	if err != nil {
 		return err
 	}
-	err = h.dispatch(ctx, s, rw, req, ws)
+	h.cutGuest = cutGuest(s)
+	if !ws && req.Method != http.MethodDelete {
+		// A WebSocket is watched once upgraded (serveWebSocket); a
+		// recursive delete moves no bytes and may rightly take long.
+		h.wd = stream.NewWatchdog(h.r.IdleTimeout, guestPeer, stream.ClientCutter(rw), h.cutGuest)
+		rw, req.Body = h.wd.ResponseWriter(rw), h.wd.Body(req.Body)
+		err = h.dispatch(ctx, s, rw, req, ws)
+		if ierr := h.wd.Stop(); ierr != nil && err != nil && !errors.Is(err, errStreamBroken) {
+			// The stall is what the client is told; what it left (a
+			// *files.LeftoverError) still goes to Close.
+			err = fmt.Errorf("%w: %w", ierr, err)
+		}
+	} else {
+		err = h.dispatch(ctx, s, rw, req, ws)
+	}
 	s.Close(err)
 	return err
 }
+
+// guestPeer names the guest side in idle timeout messages.
+const guestPeer = "the guest's SFTP server"
+
+// errGuestStalled drops a session whose guest stopped answering: blocked
+// SFTP calls fail once its connection is closed.
+var errGuestStalled = errors.New("the guest's SFTP server stopped answering")
+
+// cutGuest is what a Watchdog does when the guest stalls: close the pooled
+// connection (it is of no use to anyone while its SFTP server hangs).
+func cutGuest(s Session) func() { return func() { s.Close(errGuestStalled) } }
 
 func (h *handler) dispatch(ctx context.Context, s GuestFS, rw http.ResponseWriter, req *http.Request, ws bool) error {
 	switch {
@@ -262,6 +299,7 @@ func (h *handler) get(ctx context.Context, s GuestFS, rw http.ResponseWriter, re
 	writeFileHeader(rw, fi, start, length, partial, t.Name())
 	n, err := s.Read(ctx, h.opts.Path, start, length, fi.Size(), io.MultiWriter(rw, t))
 	if err != nil {
+		err = h.cause(err)
 		t.Fail(fmt.Sprintf("download failed after %d bytes: %v", n, err))
 		return fmt.Errorf("%w: %v", errStreamBroken, err)
 	}
@@ -344,6 +382,7 @@ func (h *handler) getTar(ctx context.Context, s GuestFS, rw http.ResponseWriter)
 	started := &startWriter{rw: rw}
 	out := &limitWriter{w: io.MultiWriter(started, t), limit: h.maxBytes}
 	if _, err := s.WriteTar(ctx, h.opts.Path, out, archive.WriteOptions{Gzip: h.opts.Gzip, MaxEntries: h.r.MaxArchiveEntries}); err != nil {
+		err = h.cause(err)
 		t.Fail(fmt.Sprintf("tar of %s failed after %d bytes: %v", h.opts.Path, t.Bytes(), err))
 		if !started.started {
 			rw.Header().Del("Content-Type")
@@ -414,7 +453,7 @@ func (h *handler) put(ctx context.Context, s GuestFS, req *http.Request) error {
 		created = res.Created
 	}
 	if err != nil {
-		t.Fail(fmt.Sprintf("upload failed after %d bytes, nothing was written to %s: %v", t.Bytes(), h.opts.Path, h.statusFor(err).ErrStatus.Message))
+		t.Fail(fmt.Sprintf("upload failed after %d bytes, nothing was written to %s: %v", t.Bytes(), h.opts.Path, h.statusFor(h.cause(err)).ErrStatus.Message))
 		return err
 	}
 	rec := t.Succeed(fmt.Sprintf("uploaded %d bytes to %s", t.Bytes(), h.opts.Path))

@@ -58,6 +58,8 @@ func (h *handler) serveWebSocket(ctx context.Context, s GuestFS, rw http.Respons
 	defer conn.Close()
 	// The request context ends with the upgrade; the connection carries on.
 	ctx = context.WithoutCancel(ctx)
+	wd, stop := stream.WatchConn(conn, h.r.IdleTimeout, guestPeer, h.cutGuest)
+	h.wd = wd
 	var result any
 	switch {
 	case h.opts.Upload == "" && h.opts.Archive == "tar":
@@ -69,6 +71,9 @@ func (h *handler) serveWebSocket(ctx context.Context, s GuestFS, rw http.Respons
 	default:
 		result, err = h.wsUpload(ctx, s, conn)
 	}
+	if ierr := stop(); ierr != nil && err != nil {
+		err = ierr
+	}
 	stream.Finish(conn, result, err, func(err error) metav1.Status { return h.statusFor(err).ErrStatus })
 	return nil
 }
@@ -78,12 +83,13 @@ func (h *handler) wsDownload(ctx context.Context, s GuestFS, conn *websocket.Con
 	if err != nil {
 		return nil, err
 	}
-	out := stream.NewWriter(conn)
+	out := stream.NewWriter(conn).Watch(h.wd)
 	n, err := s.Read(ctx, h.opts.Path, 0, size, size, io.MultiWriter(out, t))
 	if err == nil {
 		err = out.Flush()
 	}
 	if err != nil {
+		err = h.cause(err)
 		t.Fail(fmt.Sprintf("download failed after %d bytes: %v", n, err))
 		return nil, err
 	}
@@ -95,8 +101,9 @@ func (h *handler) wsUpload(ctx context.Context, s GuestFS, conn *websocket.Conn)
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.Upload(ctx, h.opts.Path, stream.NewReader(conn), h.uploadOptions(h.opts.Upload == "create", -1, t))
+	_, err = s.Upload(ctx, h.opts.Path, stream.NewReader(conn).Watch(h.wd), h.uploadOptions(h.opts.Upload == "create", -1, t))
 	if err != nil {
+		err = h.cause(err)
 		t.Fail(fmt.Sprintf("upload failed after %d bytes, nothing was written to %s: %v", t.Bytes(), h.opts.Path, h.statusFor(err).ErrStatus.Message))
 		return nil, err
 	}
@@ -109,12 +116,13 @@ func (h *handler) wsDownloadTar(ctx context.Context, s GuestFS, conn *websocket.
 	if err != nil {
 		return nil, err
 	}
-	out := stream.NewWriter(conn)
+	out := stream.NewWriter(conn).Watch(h.wd)
 	_, err = s.WriteTar(ctx, h.opts.Path, &limitWriter{w: io.MultiWriter(out, t), limit: h.maxBytes}, archive.WriteOptions{Gzip: h.opts.Gzip})
 	if err == nil {
 		err = out.Flush()
 	}
 	if err != nil {
+		err = h.cause(err)
 		t.Fail(fmt.Sprintf("tar of %s failed after %d bytes: %v", h.opts.Path, t.Bytes(), h.statusFor(err).ErrStatus.Message))
 		return nil, err
 	}
@@ -127,7 +135,8 @@ func (h *handler) wsExtract(ctx context.Context, s GuestFS, conn *websocket.Conn
 	if err != nil {
 		return nil, err
 	}
-	if err := h.extract(ctx, s, stream.NewReader(conn), t, h.opts.Upload == "create"); err != nil {
+	if err := h.extract(ctx, s, stream.NewReader(conn).Watch(h.wd), t, h.opts.Upload == "create"); err != nil {
+		err = h.cause(err)
 		t.Fail(fmt.Sprintf("extracting a tar under %s failed after %d bytes; nothing was left half-written: %v", h.opts.Path, t.Bytes(), h.statusFor(err).ErrStatus.Message))
 		return nil, err
 	}

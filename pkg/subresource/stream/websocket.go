@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -100,6 +101,8 @@ func Finish(conn *websocket.Conn, result any, err error, status func(error) meta
 		result = st
 	}
 	msg, _ := json.Marshal(result)
+	// A client that stopped reading must not hold the stream at its end.
+	_ = conn.SetWriteDeadline(time.Now().Add(finishTimeout))
 	_ = conn.WriteMessage(websocket.TextMessage, msg)
 	code, text := websocket.CloseNormalClosure, ""
 	if err != nil {
@@ -121,15 +124,62 @@ func Record(rec *vm.WukongFileTransfer) any {
 	return out
 }
 
+// finishTimeout bounds sending the last message and the close.
+const finishTimeout = 10 * time.Second
+
+// KeepAlive pings the client every interval until stop is called, so that
+// proxies and load balancers between do not drop a stream that is quiet
+// for a while (a guest slow to answer); a ping that cannot be written
+// within timeout ends the pings, and the stream's Watchdog cuts it.
+// Pongs need no handler: they prove the client alive, not the stream
+// moving, which is what the idle timeout measures.
+func KeepAlive(conn *websocket.Conn, interval, timeout time.Duration) (stop func()) {
+	if interval <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				// WriteControl may run beside the data writes.
+				if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(timeout)); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done) }) }
+}
+
+// WatchConn starts a Watchdog (idle.go) over a WebSocket and its keepalive
+// pings: cutting the client sets the connection's deadlines in the past,
+// which fails its blocked reads and writes at once. stop ends both.
+func WatchConn(conn *websocket.Conn, timeout time.Duration, peer string, cutPeer func()) (wd *Watchdog, stop func() error) {
+	wd = NewWatchdog(timeout, peer, func() { _ = conn.UnderlyingConn().SetDeadline(time.Now()) }, cutPeer)
+	stopPings := KeepAlive(conn, timeout/2, timeout)
+	return wd, func() error { stopPings(); return wd.Stop() }
+}
+
 // Writer sends what is written as binary messages of MessageSize; Flush
 // sends the rest.
 type Writer struct {
 	conn *websocket.Conn
 	buf  []byte
+	wd   *Watchdog
 }
 
 // NewWriter writes to conn.
 func NewWriter(conn *websocket.Conn) *Writer { return &Writer{conn: conn} }
+
+// Watch counts the messages sent as progress of wd, and gives each its
+// timeout as a write deadline.
+func (w *Writer) Watch(wd *Watchdog) *Writer { w.wd = wd; return w }
 
 func (w *Writer) Write(p []byte) (int, error) {
 	n := len(p)
@@ -140,6 +190,10 @@ func (w *Writer) Write(p []byte) (int, error) {
 		k := min(len(p), MessageSize-len(w.buf))
 		w.buf = append(w.buf, p[:k]...)
 		p = p[k:]
+		// Bytes from the peer are progress even before a message is full
+		// (a gzipped tar of many small files fills one slowly); a client
+		// that stops reading still blocks Flush, which is watched.
+		w.wd.Touch()
 		if len(w.buf) == MessageSize {
 			if err := w.Flush(); err != nil {
 				return 0, err
@@ -154,7 +208,12 @@ func (w *Writer) Flush() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
-	err := w.conn.WriteMessage(websocket.BinaryMessage, w.buf)
+	_, err := w.wd.clientOp(func() (int, error) {
+		if w.wd != nil && w.wd.timeout > 0 {
+			_ = w.conn.SetWriteDeadline(time.Now().Add(w.wd.timeout))
+		}
+		return len(w.buf), w.conn.WriteMessage(websocket.BinaryMessage, w.buf)
+	})
 	w.buf = w.buf[:0]
 	return err
 }
@@ -165,12 +224,27 @@ func (w *Writer) Flush() error {
 type Reader struct {
 	conn *websocket.Conn
 	cur  io.Reader
+	wd   *Watchdog
 }
 
 // NewReader reads from conn.
 func NewReader(conn *websocket.Conn) *Reader { return &Reader{conn: conn} }
 
+// Watch counts the bytes read as progress of wd, and gives each read its
+// timeout as a read deadline.
+func (r *Reader) Watch(wd *Watchdog) *Reader { r.wd = wd; return r }
+
 func (r *Reader) Read(p []byte) (int, error) {
+	n, err := r.wd.clientOp(func() (int, error) {
+		if r.wd != nil && r.wd.timeout > 0 {
+			_ = r.conn.SetReadDeadline(time.Now().Add(r.wd.timeout))
+		}
+		return r.read(p)
+	})
+	return n, err
+}
+
+func (r *Reader) read(p []byte) (int, error) {
 	for {
 		if r.cur != nil {
 			n, err := r.cur.Read(p)
