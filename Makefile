@@ -1,4 +1,4 @@
-# Wukong: make build | test | bench | up | down | generate | verify
+# Wukong: make build | test | bench | up | down | image | release | generate | verify
 SHELL := /usr/bin/env bash
 BIN   := _output/bin
 GO    ?= go
@@ -6,7 +6,7 @@ GO    ?= go
 GOFLAGS_BUILD ?=
 INTEGRATION_TIMEOUT ?= 60m
 
-.PHONY: all build tools test-deps test test-unit test-fuzz test-integration verify generate bench up down clean
+.PHONY: all build image tools test-deps test test-unit test-fuzz test-integration verify generate bench up down clean
 
 all: build
 
@@ -14,6 +14,12 @@ all: build
 build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/wukong-apiserver ./cmd/wukong-apiserver
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/kubectl-wukong ./cmd/kubectl-wukong
+
+## image: wukong-apiserver's multi-arch (linux/amd64, linux/arm64) OCI image, reproducible, with no
+## container daemon (hack/build-release.sh, hack/image). Written as an OCI layout to _output/image;
+## IMAGE=registry/wukong-apiserver:tag pushes it too (IMAGE_INSECURE=1 for a plain-HTTP registry).
+image:
+	hack/build-release.sh image
 
 ## tools: etcd, kube-apiserver, kubectl, versitygw (S3) and registry (OCI) for the tests and the local stack (cached)
 tools:
