@@ -6,7 +6,7 @@ GO    ?= go
 GOFLAGS_BUILD ?=
 INTEGRATION_TIMEOUT ?= 60m
 
-.PHONY: all build image tools test-deps test test-unit test-fuzz test-integration verify generate bench up down clean
+.PHONY: all build image release tools test-deps test test-unit test-fuzz test-integration verify generate bench up down clean
 
 all: build
 
@@ -21,9 +21,15 @@ build:
 image:
 	hack/build-release.sh image
 
+## release: the image, and kubectl-wukong for linux, darwin and windows on amd64 and arm64 as archives
+## with SHA256SUMS and a krew manifest, in _output/release/plugin (RELEASE_URL= where they will be served)
+release: image
+	hack/build-release.sh plugin
+
 ## tools: etcd, kube-apiserver, kubectl, versitygw (S3) and registry (OCI) for the tests and the local stack (cached)
 tools:
 	hack/tools/build.sh
+	hack/tools/krew/build.sh
 
 ## test-deps: sshd, scp and qemu-img from apt when missing (hack/ensure-test-deps.sh)
 test-deps:
