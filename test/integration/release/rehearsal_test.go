@@ -217,6 +217,11 @@ func TestDeploymentRehearsal(t *testing.T) {
 	}()
 
 	waitFor(t, "the replica ready and the APIService Available", 90*time.Second, exited, func() error {
+		// A permission the shipped RBAC lacks keeps an informer from
+		// syncing, and the replica from getting ready: say which at once.
+		if line := firstLine(readLog(t, logPath), "is forbidden"); line != "" {
+			t.Fatalf("the shipped RBAC denies the server: %s", line)
+		}
 		return available(ctx, cp, podIP, containerPort(container, "https"))
 	})
 
@@ -670,6 +675,16 @@ func kubectlApply(t *testing.T, cp *framework.ControlPlane, u *framework.User, m
 	t.Helper()
 	_, stderr, err := cp.KubectlWithStdin(u, bytes.NewReader(manifests), append([]string{"apply", "-f", "-"}, args...)...)
 	require.NoError(t, err, stderr)
+}
+
+// firstLine is the first line of log holding s, or "".
+func firstLine(log, s string) string {
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
 }
 
 func readLog(t *testing.T, p string) string {
