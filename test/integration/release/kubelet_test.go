@@ -113,6 +113,8 @@ type pod struct {
 	// hosts maps names to addresses in the /etc/hosts the pod gets: the
 	// cluster DNS's answers for the Services it dials.
 	hosts map[string]string
+	// ip is the pod's address (this host's).
+	ip string
 	// apiServer is host:port of kube-apiserver, as KUBERNETES_SERVICE_*.
 	apiServer string
 }
@@ -295,7 +297,8 @@ func (p *pod) volumes(t *testing.T, ctx context.Context, kube kubernetes.Interfa
 	return mounts
 }
 
-// run starts the container and returns it; its output goes to logPath.
+// run starts the container; its output goes to logPath. The channel closes
+// when the process has exited.
 //
 // How the root is remapped: the image's filesystem, extracted under p.root,
 // becomes the process's root with chroot(2), inside a mount namespace of its
@@ -310,7 +313,7 @@ func (p *pod) volumes(t *testing.T, ctx context.Context, kube kubernetes.Interfa
 // points are created in the extracted copy first, as a runtime creates them.
 // The network is the host's: the server listens where the Deployment says
 // (0.0.0.0:8443), and the aggregator reaches it at this host's address.
-func (p *pod) run(t *testing.T, env map[string]string, mounts []mount, logPath string) *exec.Cmd {
+func (p *pod) run(t *testing.T, env map[string]string, mounts []mount, logPath string) (*exec.Cmd, <-chan struct{}) {
 	t.Helper()
 	sc := p.spec.SecurityContext
 	if sc == nil || sc.RunAsUser == nil {
@@ -324,7 +327,9 @@ func (p *pod) run(t *testing.T, env map[string]string, mounts []mount, logPath s
 		t.Fatal("the container's root filesystem is not read-only")
 	}
 
-	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	// As the kubelet writes it (localhost, the pod's own name), plus the
+	// Service names the cluster DNS would answer.
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" + p.ip + "\t" + p.name + "\n"
 	for name, addr := range p.hosts {
 		hosts += addr + "\t" + name + "\n"
 	}
@@ -394,19 +399,19 @@ func (p *pod) run(t *testing.T, env map[string]string, mounts []mount, logPath s
 		t.Fatal(err)
 	}
 	t.Logf("started %q as %d:%d in %s (log %s)", argv, uid, gid, p.root, logPath)
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-exited:
 		case <-time.After(20 * time.Second):
 			_ = cmd.Process.Kill()
-			<-done
+			<-exited
 		}
 		log.Close()
 	})
-	return cmd
+	return cmd, exited
 }
 
 // hostAddress is this machine's first IPv4 address outside loopback: what a

@@ -200,16 +200,14 @@ func TestDeploymentRehearsal(t *testing.T) {
 	p := &pod{
 		namespace: ns, name: deploy.Name + "-rehearsal",
 		spec: &deploy.Spec.Template.Spec, container: container, image: cfg,
-		root: imageRoot, dir: t.TempDir(),
+		root: imageRoot, dir: t.TempDir(), ip: podIP,
 		hosts:     map[string]string{etcdHost: etcdAddress},
 		apiServer: strings.TrimPrefix(cp.KubeAPIServerURL, "https://"),
 	}
 	env := p.env(t)
 	mounts := p.volumes(t, ctx, kube, cp.ClusterCAPEM)
 	logPath := filepath.Join(t.TempDir(), "wukong-apiserver.log")
-	server := p.run(t, env, mounts, logPath)
-	exited := make(chan struct{})
-	go func() { _, _ = server.Process.Wait(); close(exited) }()
+	_, exited := p.run(t, env, mounts, logPath)
 	defer func() {
 		if t.Failed() {
 			t.Logf("wukong-apiserver's log (audit events left out):\n%s", tail(logPath, 40))
