@@ -397,6 +397,16 @@ func pushLayout(t *testing.T, reg *framework.Registry, dir, digest, ref string) 
 	require.NoError(t, err)
 	idx, err := top.ImageIndex(h)
 	require.NoError(t, err)
+	im, err := idx.IndexManifest()
+	require.NoError(t, err)
+	var platforms []string
+	for _, m := range im.Manifests {
+		if m.Platform != nil {
+			platforms = append(platforms, m.Platform.OS+"/"+m.Platform.Architecture)
+		}
+	}
+	require.Contains(t, platforms, "linux/"+runtime.GOARCH, "the image has no build for this host")
+	t.Logf("pushing %s (%s) to %s", digest, strings.Join(platforms, ", "), ref)
 	r, err := name.ParseReference(ref)
 	require.NoError(t, err)
 	require.NoError(t, remote.WriteIndex(r, idx, registryOptions(reg)...))
