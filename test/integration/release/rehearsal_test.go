@@ -295,6 +295,10 @@ spec:
 		// 409 until the VM runs (its disk imports, then the VMI starts).
 		waitFor(t, "a file copied into the guest", 90*time.Second, exited, func() error {
 			code, body, err := send(user, http.MethodPut, filesPath(url.Values{"path": {"/tmp/hello.txt"}}), content)
+			if code == http.StatusForbidden {
+				// The user may; so the server was denied something.
+				t.Fatalf("PUT: %s", body)
+			}
 			if err == nil && code/100 != 2 {
 				err = fmt.Errorf("PUT: %d: %s", code, body)
 			}
