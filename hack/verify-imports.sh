@@ -42,6 +42,9 @@ for l in controller apiserver cmd; do
   rule pkg/subresource/ "$mod/pkg/$l" "handlers are wired by pkg/apiserver"
 done
 rule pkg/controller/ "$mod/pkg/subresource" "controllers do not serve requests"
+# pkg/egress is a leaf every layer may use: the standard library only.
+rule pkg/egress "$mod/" "pkg/egress is a leaf"
+rule pkg/egress "k8s.io/" "pkg/egress is a leaf"
 
 # Not even through a dependency: the data plane must build without the
 # API server library.

@@ -34,6 +34,7 @@ import (
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/install"
 	"github.com/novasphere/wukong/pkg/controller"
+	"github.com/novasphere/wukong/pkg/egress"
 )
 
 var (
@@ -79,13 +80,30 @@ type ExtraConfig struct {
 	TransferStaleAfter time.Duration
 	// SSHDialTimeout bounds reaching a guest's SSH server.
 	SSHDialTimeout time.Duration
+	// MaxListEntries, MaxArchiveEntries and MaxArchiveHeaderBytes bound
+	// what one listing or tar holds in memory; 0: no limit.
+	MaxListEntries        int
+	MaxArchiveEntries     int64
+	MaxArchiveHeaderBytes int64
+	// UploadTempMaxAge: older temporary upload files in guests are swept.
+	UploadTempMaxAge time.Duration
 	// CDIUploadProxyURL and CDIUploadProxyCA override where the CDIConfig
 	// says CDI's upload proxy is.
 	CDIUploadProxyURL string
 	CDIUploadProxyCA  []byte
-	// Controller runs the VM controller in the replica holding ControllerLock.
-	Controller     bool
-	ControllerLock controller.LeaderOptions
+	// Controller runs the VM controller in the replica holding
+	// ControllerLock (the record collector runs there either way).
+	Controller bool
+	// TransferRecordsPerUser and TransferRecordsPerNamespace are how many
+	// transfers a user and a namespace may start a minute (0: no limit);
+	// TransferRecordsKept is the most finished records a namespace keeps.
+	TransferRecordsPerUser      int
+	TransferRecordsPerNamespace int
+	TransferRecordsKept         int
+	ControllerLock              controller.LeaderOptions
+	// PushEgress says which addresses pushes may connect to, and which
+	// literal addresses a Wukong's exportTarget may not name.
+	PushEgress *egress.Policy
 }
 
 // Config is the configuration of wukong-apiserver.
@@ -148,10 +166,10 @@ func (c completedConfig) New() (*WukongServer, error) {
 	if err := genericServer.InstallAPIGroup(&apiGroupInfo); err != nil {
 		return nil, err
 	}
-	if c.ExtraConfig.Controller {
-		if err := c.addControllers(genericServer, cl, storage); err != nil {
-			return nil, err
-		}
+	// The Lease is held with or without the controllers: the record
+	// collector runs in its holder.
+	if err := c.addControllers(genericServer, cl, storage); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

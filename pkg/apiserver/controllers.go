@@ -22,13 +22,16 @@ import (
 	"github.com/novasphere/wukong/pkg/controller"
 )
 
-// addControllers runs the controllers in the replica that holds the Lease,
-// once the server serves: they read and write Wukongs through its own API
-// (the loopback client).
+// addControllers runs, in the replica that holds the Lease, the transfer
+// record collector and (with --controller) the controllers, once the server
+// serves: they read and write Wukongs through its own API (the loopback
+// client).
 func (c completedConfig) addControllers(s *genericapiserver.GenericAPIServer, cl *clients, st *storage) error {
 	controllers, err := controller.NewManager(controller.ManagerOptions{
 		Cluster: c.ClientConfig, Kube: cl.kube, Leader: c.ExtraConfig.ControllerLock,
-		Exporter: st.exporter, Recorder: st.recorder,
+		Exporter: st.exporter, Recorder: st.recorder, Owners: st.owners,
+		PushEgress:    c.ExtraConfig.PushEgress,
+		NoControllers: !c.ExtraConfig.Controller, Collect: st.collector.Run,
 	})
 	if err != nil {
 		return err

@@ -36,6 +36,7 @@ import (
 	"github.com/novasphere/wukong/pkg/transfer/cdi"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 	"github.com/novasphere/wukong/pkg/transfer/guest"
+	"github.com/novasphere/wukong/pkg/transfer/owner"
 	"github.com/novasphere/wukong/pkg/transfer/ssh"
 )
 
@@ -68,59 +69,71 @@ func (c completedConfig) newClients() (*clients, error) {
 
 // storage is the group's storage and the pieces the controllers share.
 type storage struct {
-	v1alpha1 map[string]apirest.Storage
-	recorder *wukongfiletransfer.Recorder
-	exporter *export.Exporter
+	v1alpha1  map[string]apirest.Storage
+	recorder  *wukongfiletransfer.Recorder
+	exporter  *export.Exporter
+	collector *wukongfiletransfer.Collector
+	owners    *owner.Checker
 }
 
 // newStorage builds the storage of every resource and subresource: the
 // registry's stores, the record writer beside them, and the streaming
 // subresources with what reaches guests, KubeVirt and CDI. It adds the SSH
-// pool's shutdown and the record collector to s.
+// pool's shutdown to s; the record collector runs in the Lease holder.
 func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *clients) (*storage, error) {
 	authz := c.GenericConfig.Authorization.Authorizer
 	wukongs, wukongStatus, err := wukong.NewREST(Scheme, c.GenericConfig.RESTOptionsGetter, &wukong.References{Core: cl.kube.CoreV1(), Authorizer: authz})
 	if err != nil {
 		return nil, err
 	}
+	wukong.RefuseDeniedTargets(wukongs, c.ExtraConfig.PushEgress)
 	transfers, transferStatus, err := wukongfiletransfer.NewREST(Scheme, c.GenericConfig.RESTOptionsGetter)
 	if err != nil {
 		return nil, err
 	}
+	transfers.Limits = wukongfiletransfer.NewLimiter(c.ExtraConfig.TransferRecordsPerUser, c.ExtraConfig.TransferRecordsPerNamespace)
 	recorder := wukongfiletransfer.NewRecorder(transfers, transferStatus)
 	recorder.Heartbeat = c.ExtraConfig.TransferStaleAfter / 4
 	statusWriter := wukong.StatusWriter{Status: wukongStatus}
 
 	pool := ssh.NewPool(ssh.PoolOptions{DialTimeout: c.ExtraConfig.SSHDialTimeout})
 	s.AddPreShutdownHookOrDie("close-ssh-pool", func() error { return pool.Close() })
+	dialer := files.NewSSHDialer(&guest.Locator{VMIs: cl.kubevirt.KubevirtV1(), VMs: cl.kubevirt.KubevirtV1(), Secrets: cl.kube.CoreV1()}, pool, statusWriter)
+	if age := c.ExtraConfig.UploadTempMaxAge; age > 0 {
+		dialer.Sweeper = &files.Sweeper{Records: transfers, MaxAge: age, Every: age / 4, MaxEntries: 10000}
+	}
 	fileStreams := files.NewREST(files.Deps{
 		Wukongs:     wukongs,
-		Dialer:      files.NewSSHDialer(&guest.Locator{VMIs: cl.kubevirt.KubevirtV1(), Secrets: cl.kube.CoreV1()}, pool, statusWriter),
+		Dialer:      dialer,
 		Recorder:    recorder,
 		Authorizer:  authz,
 		MaxFileSize: c.ExtraConfig.MaxFileSize,
+
+		MaxListEntries:        c.ExtraConfig.MaxListEntries,
+		MaxArchiveEntries:     c.ExtraConfig.MaxArchiveEntries,
+		MaxArchiveHeaderBytes: c.ExtraConfig.MaxArchiveHeaderBytes,
 	})
 
 	diskStore := disk.NewREST(wukongs)
+	// Disks act only on the DataVolumes and PVCs their Wukong owns.
+	owners := &owner.Checker{VMs: cl.kubevirt.KubevirtV1(), DataVolumes: cl.cdi.CdiV1beta1(), Claims: cl.kube.CoreV1()}
 	exporter := &export.Exporter{Exports: cl.kubevirt.ExportV1beta1(), Secrets: cl.kube.CoreV1(), TTL: time.Hour}
 	diskExport := disks.NewExportREST(disks.ExportDeps{
-		Disks: diskStore, Wukongs: wukongs, Exporter: exporter, Recorder: recorder, Status: statusWriter,
+		Disks: diskStore, Wukongs: wukongs, Exporter: exporter, Owners: owners, Recorder: recorder, Status: statusWriter,
 	})
 	uploader := &cdi.Uploader{
 		DataVolumes: cl.cdi.CdiV1beta1(), Configs: cl.cdi.CdiV1beta1(), Tokens: cl.cdi.UploadV1beta1(),
 		ProxyURL: c.ExtraConfig.CDIUploadProxyURL, ProxyCA: c.ExtraConfig.CDIUploadProxyCA,
 	}
-	diskUpload := disks.NewUploadREST(disks.UploadDeps{Disks: diskStore, Uploader: uploader, Recorder: recorder, Authorizer: authz})
+	diskUpload := disks.NewUploadREST(disks.UploadDeps{Disks: diskStore, Uploader: uploader, Owners: owners, Recorder: recorder, Authorizer: authz})
 
+	// The collector runs in the Lease holder (addControllers).
 	collector := wukongfiletransfer.NewCollector(transfers, transferStatus, c.ExtraConfig.TransferRecordRetention, c.ExtraConfig.TransferStaleAfter)
+	collector.KeepPerNamespace = c.ExtraConfig.TransferRecordsKept
 	collector.Abandoned = func(ctx context.Context, rec *vm.WukongFileTransfer) {
 		fileStreams.RemoveAbandonedChunks(ctx, rec)
 		diskExport.AbandonedExport(ctx, rec)
 	}
-	s.AddPostStartHookOrDie("wukong-transfer-record-collector", func(ctx genericapiserver.PostStartHookContext) error {
-		go collector.Run(ctx)
-		return nil
-	})
 
 	return &storage{
 		v1alpha1: map[string]apirest.Storage{
@@ -133,7 +146,9 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 			"wukongfiletransfers":        transfers,
 			"wukongfiletransfers/status": transferStatus,
 		},
-		recorder: recorder,
-		exporter: exporter,
+		recorder:  recorder,
+		exporter:  exporter,
+		collector: collector,
+		owners:    owners,
 	}, nil
 }

@@ -28,6 +28,7 @@ import (
 
 	"github.com/novasphere/wukong/pkg/controller/exporttarget"
 	"github.com/novasphere/wukong/pkg/controller/virtualmachine"
+	"github.com/novasphere/wukong/pkg/egress"
 )
 
 // DrainTimeout is how long Drain waits for cut pushes to record their end.
@@ -49,6 +50,20 @@ type ManagerOptions struct {
 	// a disk's export and record each push.
 	Exporter exporttarget.Exporter
 	Recorder exporttarget.Recorder
+	// Owners tells the export-target controller whether a disk's claim is
+	// its Wukong's own.
+	Owners exporttarget.Owners
+	// PushEgress says where pushes may connect (--push-allowed-cidrs,
+	// --push-denied-cidrs).
+	PushEgress *egress.Policy
+	// NoControllers leaves the VM and push controllers out (--controller
+	// false): the replica holding the Lease runs Collect alone.
+	NoControllers bool
+	// Collect, when set, runs while this replica leads, beside the
+	// controllers: the transfer record collector, which must run in one
+	// replica only (every replica listing every record would double the
+	// load on etcd, and two collectors race to end the same records).
+	Collect func(context.Context)
 }
 
 // Manager runs wukong-apiserver's controllers (the VM controller and the
@@ -118,13 +133,23 @@ func (m *Manager) waitPushes(done chan<- struct{}) {
 // lead builds and runs the controllers until ctx ends: this replica lost
 // the Lease or stops.
 func (m *Manager) lead(ctx context.Context, loopback *rest.Config) {
+	if m.o.Collect != nil {
+		var collecting sync.WaitGroup
+		collecting.Go(func() { m.o.Collect(ctx) })
+		defer collecting.Wait()
+	}
+	if m.o.NoControllers {
+		<-ctx.Done()
+		return
+	}
 	vms, err := virtualmachine.New(loopback, m.o.Cluster, m.o.Kube.CoreV1())
 	if err != nil {
 		klog.ErrorS(err, "Starting the VM controller")
 		return
 	}
 	pushes, err := exporttarget.New(loopback, exporttarget.Deps{
-		Exporter: m.o.Exporter, Recorder: m.o.Recorder, Core: m.o.Kube.CoreV1(),
+		Exporter: m.o.Exporter, Recorder: m.o.Recorder, Core: m.o.Kube.CoreV1(), Owners: m.o.Owners,
+		Egress: m.o.PushEgress,
 	})
 	if err != nil {
 		klog.ErrorS(err, "Starting the push controller")

@@ -513,13 +513,18 @@ type WukongFileTransferSpec struct {
 const (
 	FileTransferPhasePending      = "Pending"
 	FileTransferPhaseTransferring = "Transferring"
-	FileTransferPhaseSucceeded    = "Succeeded"
-	FileTransferPhaseFailed       = "Failed"
+	// FileTransferPhaseCommitting: every byte of a chunked upload arrived
+	// and the server is checking and renaming it into place; it takes no
+	// more chunks, and the server writes updatedAt while it works.
+	FileTransferPhaseCommitting = "Committing"
+	FileTransferPhaseSucceeded  = "Succeeded"
+	FileTransferPhaseFailed     = "Failed"
 )
 
 // WukongFileTransferStatus is the progress of a transfer, written by the server.
 type WukongFileTransferStatus struct {
-	// Phase: Pending, Transferring, Succeeded or Failed.
+	// Phase: Pending, Transferring, Committing (a chunked upload being
+	// checked and renamed into place), Succeeded or Failed.
 	// +optional
 	Phase string `json:"phase,omitempty"`
 

@@ -76,10 +76,19 @@ func (c *Client) UploadFile(ctx context.Context, src, remote string, opts Upload
 	if size <= c.ChunkSize { // one request; nothing worth resuming
 		return c.uploadWhole(ctx, f, size, remote, opts)
 	}
-	id := sourceID(src, fi, c.Namespace, c.Wukong, remote)
+	// The whole file's sha256, read before any chunk goes: the record
+	// carries it (spec.expectedSHA256) and the commit sends it, so that the
+	// server commits nothing but these bytes, and a resume continues only
+	// an upload of this very content. A file edited meanwhile fails the
+	// commit instead of landing as a mix of two versions.
+	sum, err := sectionSHA256(f, 0, size)
+	if err != nil {
+		return nil, err
+	}
+	id := sourceID(src, fi, c.Namespace, c.Wukong, remote, sum)
 	var rec *v1alpha1.WukongFileTransfer
 	if opts.Resume {
-		if rec, err = c.findUpload(ctx, id, remote, size); err != nil {
+		if rec, err = c.findUpload(ctx, id, remote, size, sum); err != nil {
 			return nil, err
 		}
 	}
@@ -87,7 +96,7 @@ func (c *Client) UploadFile(ctx context.Context, src, remote string, opts Upload
 		rec, err = c.records.Create(ctx, &v1alpha1.WukongFileTransfer{
 			ObjectMeta: metav1.ObjectMeta{GenerateName: c.recordPrefix(v1alpha1.OperationUpload), Annotations: map[string]string{v1alpha1.AnnotationSourceID: id}},
 			Spec: v1alpha1.WukongFileTransferSpec{WukongName: c.Wukong, Operation: v1alpha1.OperationUpload,
-				RemotePath: remote, ExpectedSize: ptr.To(size)},
+				RemotePath: remote, ExpectedSize: ptr.To(size), ExpectedSHA256: sum},
 		}, metav1.CreateOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("opening the transfer: %w", err)
@@ -105,7 +114,7 @@ func (c *Client) UploadFile(ctx context.Context, src, remote string, opts Upload
 	if err != nil {
 		return nil, fmt.Errorf("%w (transfer %s keeps what arrived; run again with --resume to send only the rest)", err, rec.Name)
 	}
-	q := c.query(remote, "transfer", rec.Name, "commit", "true")
+	q := c.query(remote, "transfer", rec.Name, "commit", "true", "sha256", sum)
 	if opts.Mode != "" {
 		q.Set("mode", opts.Mode)
 	}
@@ -129,7 +138,10 @@ func (c *Client) UploadFile(ctx context.Context, src, remote string, opts Upload
 	if end.Status.Phase != v1alpha1.FileTransferPhaseSucceeded {
 		return nil, fmt.Errorf("transfer %s failed: %s", rec.Name, end.Status.Message)
 	}
-	return &Result{Record: rec.Name, Size: size, Moved: moved.Load(), SHA256: end.Status.SHA256}, nil
+	if end.Status.SHA256 != sum {
+		return nil, fmt.Errorf("transfer %s committed bytes with sha256 %q, but %s has %s", rec.Name, end.Status.SHA256, src, sum)
+	}
+	return &Result{Record: rec.Name, Size: size, Moved: moved.Load(), SHA256: sum}, nil
 }
 
 // putChunk sends one chunk with its sha256; the server writes it at its
@@ -196,9 +208,9 @@ func sectionSHA256(f *os.File, off, n int64) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// findUpload returns the newest open upload record of the same source to the
-// same path, or nil.
-func (c *Client) findUpload(ctx context.Context, id, remote string, size int64) (*v1alpha1.WukongFileTransfer, error) {
+// findUpload returns the newest open upload record of the same source (of
+// the same content: sum) to the same path, or nil.
+func (c *Client) findUpload(ctx context.Context, id, remote string, size int64, sum string) (*v1alpha1.WukongFileTransfer, error) {
 	l, err := c.records.List(ctx, metav1.ListOptions{FieldSelector: fields.AndSelectors(
 		fields.OneTermEqualSelector("spec.wukongName", c.Wukong),
 		fields.OneTermEqualSelector("spec.operation", v1alpha1.OperationUpload),
@@ -210,7 +222,7 @@ func (c *Client) findUpload(ctx context.Context, id, remote string, size int64) 
 	for i := range l.Items {
 		r := &l.Items[i]
 		if r.Annotations[v1alpha1.AnnotationSourceID] != id || r.Spec.RemotePath != remote || ended(r) ||
-			r.Spec.ExpectedSize == nil || *r.Spec.ExpectedSize != size {
+			r.Spec.ExpectedSize == nil || *r.Spec.ExpectedSize != size || r.Spec.ExpectedSHA256 != sum {
 			continue
 		}
 		if found == nil || r.CreationTimestamp.After(found.CreationTimestamp.Time) {
@@ -221,12 +233,13 @@ func (c *Client) findUpload(ctx context.Context, id, remote string, size int64) 
 }
 
 // sourceID names one version of a local file sent to one target: the same
-// file, unchanged, to the same place resumes; anything else starts afresh.
-func sourceID(src string, fi os.FileInfo, namespace, wukong, remote string) string {
+// file, unchanged (its content's sha256 too: an edit may keep size and
+// mtime), to the same place resumes; anything else starts afresh.
+func sourceID(src string, fi os.FileInfo, namespace, wukong, remote, sum string) string {
 	abs, err := filepath.Abs(src)
 	if err != nil {
 		abs = src
 	}
-	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d\x00%s/%s:%s", abs, fi.Size(), fi.ModTime().UnixNano(), namespace, wukong, remote))
+	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d\x00%s/%s:%s\x00%s", abs, fi.Size(), fi.ModTime().UnixNano(), namespace, wukong, remote, sum))
 	return hex.EncodeToString(h[:16])
 }

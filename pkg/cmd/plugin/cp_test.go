@@ -175,8 +175,8 @@ func TestCpUploadChunked(t *testing.T) {
 		args   []string
 		commit string
 	}{
-		{"replace", nil, "PUT " + files + "?commit=true&path=/data/big.bin&transfer="},
-		{"no-clobber with mode", []string{"--no-clobber", "--mode", "0600"}, "POST " + files + "?commit=true&mode=0600&path=/data/big.bin&transfer="},
+		{"replace", nil, "PUT " + files + "?commit=true&path=/data/big.bin&sha256=" + sum(payload(5000)) + "&transfer="},
+		{"no-clobber with mode", []string{"--no-clobber", "--mode", "0600"}, "POST " + files + "?commit=true&mode=0600&path=/data/big.bin&sha256=" + sum(payload(5000)) + "&transfer="},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			want := payload(5000)
@@ -201,6 +201,7 @@ func TestCpUploadChunked(t *testing.T) {
 			assert.Equal(t, []string{tc.commit + rec}, f.calls(files+"?commit", "PUT "+files+"?commit", "POST "+files+"?commit"))
 			r := f.record(fakeNS, rec)
 			assert.Equal(t, int64(len(want)), *r.Spec.ExpectedSize)
+			assert.Equal(t, sum(want), r.Spec.ExpectedSHA256, "the record carries the whole file's sha256")
 			assert.NotEmpty(t, r.Annotations[v1alpha1.AnnotationSourceID], "the record names its source, for --resume")
 		})
 	}

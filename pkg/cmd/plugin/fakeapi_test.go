@@ -480,6 +480,20 @@ func (f *fakeAPI) files(w http.ResponseWriter, r *http.Request, ns, name string)
 			writeStatus(w, apierrors.NewConflict(gr, p, fmt.Errorf("%d of %d bytes arrived", got, size)))
 			return
 		}
+		// As the server: the whole file's sha256 (the commit's, or the
+		// record's) must match, or nothing is committed.
+		want := rec.Spec.ExpectedSHA256
+		if s := q.Get("sha256"); s != "" {
+			want = s
+		}
+		if b, _ := os.ReadFile(tmp); want != "" && sum(b) != want {
+			_ = os.Remove(tmp)
+			f.update(ns, recName, func(rec *v1alpha1.WukongFileTransfer) {
+				rec.Status.Phase, rec.Status.Message = v1alpha1.FileTransferPhaseFailed, "sha256 mismatch: the uploaded bytes' sha256 is "+sum(b)+", expected "+want
+			})
+			writeJSON(w, http.StatusAccepted, &metav1.Status{Status: metav1.StatusSuccess})
+			return
+		}
 		if err := os.Rename(tmp, local); err != nil {
 			writeStatus(w, apierrors.NewInternalError(err))
 			return

@@ -26,6 +26,7 @@ import (
 
 	"github.com/novasphere/wukong/pkg/apiserver"
 	"github.com/novasphere/wukong/pkg/controller"
+	"github.com/novasphere/wukong/pkg/egress"
 )
 
 // WukongOptions are wukong-apiserver's own flags.
@@ -34,10 +35,25 @@ type WukongOptions struct {
 	TransferRecordRetention time.Duration
 	TransferStaleAfter      time.Duration
 	SSHDialTimeout          time.Duration
+	// Bounds on the records every transfer writes to etcd.
+	TransferRecordsPerUser      int
+	TransferRecordsPerNamespace int
+	TransferRecordsKept         int
+	// Caps that keep one request's memory bounded (see docs/deploying.md).
+	MaxListEntries        int
+	MaxArchiveEntries     int64
+	MaxArchiveHeaderBytes string
+	// Sweep of temporary upload files left in guests by crashed servers.
+	UploadTempMaxAge time.Duration
 	// CDI's upload proxy, when its CDIConfig does not say (or says an
 	// address for clients outside the cluster).
 	CDIUploadProxyURL    string
 	CDIUploadProxyCAFile string
+
+	// Where pushes may connect: CIDRs allowed even if denied, and CIDRs
+	// denied besides egress.BuiltinDenied.
+	PushAllowedCIDRs []string
+	PushDeniedCIDRs  []string
 
 	// The controller that realises Wukongs as VirtualMachines.
 	Controller     bool
@@ -51,7 +67,16 @@ func NewWukongOptions() *WukongOptions {
 		TransferRecordRetention: 24 * time.Hour,
 		TransferStaleAfter:      time.Minute,
 		SSHDialTimeout:          15 * time.Second,
-		Controller:              true,
+		// A person or a script copying file by file stays well below
+		// these; a loop that floods etcd does not.
+		TransferRecordsPerUser:      120,
+		TransferRecordsPerNamespace: 300,
+		TransferRecordsKept:         1000,
+		MaxListEntries:              10000,
+		MaxArchiveEntries:           100000,
+		MaxArchiveHeaderBytes:       "32Mi",
+		UploadTempMaxAge:            time.Hour,
+		Controller:                  true,
 		ControllerLock: controller.LeaderOptions{
 			Namespace: namespaceOfPod(), Name: "wukong-controller",
 			LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
@@ -76,14 +101,32 @@ func (o *WukongOptions) AddFlags(fs *pflag.FlagSet) {
 		"How long finished WukongFileTransfer records are kept; 0 keeps them forever.")
 	fs.DurationVar(&o.TransferStaleAfter, "transfer-stale-after", o.TransferStaleAfter,
 		"A Transferring record whose progress nobody wrote for this long (its server stopped) is ended Failed. Running transfers write at least every quarter of it.")
+	fs.IntVar(&o.TransferRecordsPerUser, "transfer-records-per-user", o.TransferRecordsPerUser,
+		"Transfers (and WukongFileTransfer records) one user may start a minute, with a minute's worth at once; past it a stream is refused 429 with Retry-After. Counted per replica; 0: no limit.")
+	fs.IntVar(&o.TransferRecordsPerNamespace, "transfer-records-per-namespace", o.TransferRecordsPerNamespace,
+		"Transfers (and WukongFileTransfer records) all users together may start a minute in one namespace, as --transfer-records-per-user; 0: no limit.")
+	fs.IntVar(&o.TransferRecordsKept, "transfer-records-kept", o.TransferRecordsKept,
+		"Most finished WukongFileTransfer records one namespace keeps; the collector deletes the oldest beyond it before --transfer-record-retention. 0: no limit.")
 	fs.DurationVar(&o.SSHDialTimeout, "ssh-dial-timeout", o.SSHDialTimeout,
 		"Time allowed to reach a guest's SSH server and complete the handshake.")
+	fs.IntVar(&o.MaxListEntries, "max-list-entries", o.MaxListEntries,
+		"Most entries a directory listing of wukongs/files returns; a larger directory is refused with 413. 0 means no limit.")
+	fs.Int64Var(&o.MaxArchiveEntries, "max-archive-entries", o.MaxArchiveEntries,
+		"Most entries of a tar that wukongs/files extracts (upload) or writes (download); more is refused with 413. 0 means no limit.")
+	fs.StringVar(&o.MaxArchiveHeaderBytes, "max-archive-header-bytes", o.MaxArchiveHeaderBytes,
+		"Most bytes of entry names, link targets and PAX records in one extracted tar, as a quantity; more is refused with 413. 0 means no limit.")
+	fs.DurationVar(&o.UploadTempMaxAge, "upload-temp-max-age", o.UploadTempMaxAge,
+		"Age (by modification time) after which a temporary file of a plain or tar upload, left in a guest by a server that crashed, is removed on the next connection to that guest.")
 	fs.StringVar(&o.CDIUploadProxyURL, "cdi-upload-proxy-url", o.CDIUploadProxyURL,
 		"CDI's upload proxy as this server reaches it (e.g. https://cdi-uploadproxy.cdi.svc). Empty: status.uploadProxyURL of the CDIConfig config, as virtctl finds it.")
 	fs.StringVar(&o.CDIUploadProxyCAFile, "cdi-upload-proxy-ca-file", o.CDIUploadProxyCAFile,
 		"PEM CA bundle that signs the upload proxy's certificate. Empty: status.uploadProxyCA of the CDIConfig, else the system roots.")
+	fs.StringSliceVar(&o.PushAllowedCIDRs, "push-allowed-cidrs", o.PushAllowedCIDRs,
+		"CIDRs (or addresses) that pushes to an exportTarget may connect to even if denied, e.g. an in-cluster registry's Service IP. Allowed wins over denied.")
+	fs.StringSliceVar(&o.PushDeniedCIDRs, "push-denied-cidrs", o.PushDeniedCIDRs,
+		"CIDRs that pushes to an exportTarget may not connect to, besides the built-in ones (loopback, link-local, private, CGNAT, unique-local, multicast, reserved); list the cluster's pod and Service CIDRs here if they are not private addresses.")
 	fs.BoolVar(&o.Controller, "controller", o.Controller,
-		"Run the controller that realises Wukongs as KubeVirt VirtualMachines with CDI DataVolumes, in the replica that holds the leader Lease.")
+		"Run the controller that realises Wukongs as KubeVirt VirtualMachines with CDI DataVolumes, in the replica that holds the leader Lease. The Lease is held either way: the transfer record collector runs in its holder.")
 	fs.StringVar(&o.ControllerLock.Namespace, "leader-elect-resource-namespace", o.ControllerLock.Namespace, "Namespace of the controller's leader Lease.")
 	fs.StringVar(&o.ControllerLock.Name, "leader-elect-resource-name", o.ControllerLock.Name, "Name of the controller's leader Lease.")
 	fs.DurationVar(&o.ControllerLock.LeaseDuration, "leader-elect-lease-duration", o.ControllerLock.LeaseDuration, "How long followers wait before taking over a Lease the leader stopped renewing.")
@@ -103,10 +146,28 @@ func (o *WukongOptions) Validate() []error {
 	if o.TransferStaleAfter < 4*time.Second {
 		errs = append(errs, fmt.Errorf("--transfer-stale-after must be at least 4s"))
 	}
+	if o.MaxListEntries < 0 || o.MaxArchiveEntries < 0 {
+		errs = append(errs, fmt.Errorf("--max-list-entries and --max-archive-entries must not be negative"))
+	}
+	if q, err := resource.ParseQuantity(o.MaxArchiveHeaderBytes); err != nil || q.Sign() < 0 {
+		errs = append(errs, fmt.Errorf("--max-archive-header-bytes %q must be a non-negative quantity such as 32Mi", o.MaxArchiveHeaderBytes))
+	}
+	if o.UploadTempMaxAge < 10*time.Minute {
+		// Younger temporary files may belong to uploads still running.
+		errs = append(errs, fmt.Errorf("--upload-temp-max-age must be at least 10m"))
+	}
 	if o.SSHDialTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--ssh-dial-timeout must be positive"))
 	}
-	if l := o.ControllerLock; o.Controller && !(l.LeaseDuration > l.RenewDeadline && l.RenewDeadline > l.RetryPeriod && l.RetryPeriod > 0) {
+	if _, err := egress.New(o.PushAllowedCIDRs, o.PushDeniedCIDRs); err != nil {
+		errs = append(errs, err)
+	}
+	if o.TransferRecordsPerUser < 0 || o.TransferRecordsPerNamespace < 0 || o.TransferRecordsKept < 0 {
+		errs = append(errs, fmt.Errorf("--transfer-records-per-user, --transfer-records-per-namespace and --transfer-records-kept must not be negative"))
+	}
+	// The Lease is held with or without --controller: the record collector
+	// runs in its holder.
+	if l := o.ControllerLock; !(l.LeaseDuration > l.RenewDeadline && l.RenewDeadline > l.RetryPeriod && l.RetryPeriod > 0) {
 		errs = append(errs, fmt.Errorf("--leader-elect-lease-duration > --leader-elect-renew-deadline > --leader-elect-retry-period > 0 must hold"))
 	}
 	return errs
@@ -122,6 +183,14 @@ func (o *WukongOptions) ApplyTo(c *apiserver.ExtraConfig) error {
 	c.TransferRecordRetention = o.TransferRecordRetention
 	c.TransferStaleAfter = o.TransferStaleAfter
 	c.SSHDialTimeout = o.SSHDialTimeout
+	c.TransferRecordsPerUser, c.TransferRecordsPerNamespace, c.TransferRecordsKept = o.TransferRecordsPerUser, o.TransferRecordsPerNamespace, o.TransferRecordsKept
+	c.MaxListEntries, c.MaxArchiveEntries = o.MaxListEntries, o.MaxArchiveEntries
+	hq, err := resource.ParseQuantity(o.MaxArchiveHeaderBytes)
+	if err != nil {
+		return err
+	}
+	c.MaxArchiveHeaderBytes = hq.Value()
+	c.UploadTempMaxAge = o.UploadTempMaxAge
 	c.CDIUploadProxyURL = o.CDIUploadProxyURL
 	if o.CDIUploadProxyCAFile != "" {
 		if c.CDIUploadProxyCA, err = os.ReadFile(o.CDIUploadProxyCAFile); err != nil {
@@ -129,5 +198,8 @@ func (o *WukongOptions) ApplyTo(c *apiserver.ExtraConfig) error {
 		}
 	}
 	c.Controller, c.ControllerLock = o.Controller, o.ControllerLock
+	if c.PushEgress, err = egress.New(o.PushAllowedCIDRs, o.PushDeniedCIDRs); err != nil {
+		return err
+	}
 	return nil
 }

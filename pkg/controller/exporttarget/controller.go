@@ -35,6 +35,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/pkg/controller/internal/workers"
 	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
@@ -64,6 +65,9 @@ type Controller struct {
 // New builds the controller; wukongConfig reaches this server (the loopback
 // config).
 func New(wukongConfig *rest.Config, deps Deps) (*Controller, error) {
+	if deps.Owners == nil {
+		return nil, errors.New("the push controller needs Owners: it pushes only the Wukongs' own disks")
+	}
 	wc, err := versioned.NewForConfig(wukongConfig)
 	if err != nil {
 		return nil, err
@@ -212,7 +216,8 @@ func (c *Controller) due(key string, w *v1alpha1.Wukong, disk *v1alpha1.DiskConf
 
 // errMessage is err as the status and the record show it.
 func errMessage(target string, err error) string {
-	msg := fmt.Sprintf("pushing to %s: %v", target, err)
+	// The target's client libraries may quote a URL with a signed query.
+	msg := vm.RedactURLs(fmt.Sprintf("pushing to %s: %v", target, err))
 	if retryable(err) {
 		msg += " (will try again)"
 	}

@@ -202,6 +202,12 @@ func TestInterruptedPushIsPendingForTheNextLeader(t *testing.T) {
 		t.Fatal("the push never started")
 	}
 	e.waitPush("pushing", phase(v1alpha1.ExportPhaseExporting))
+	// The status says Exporting before the push reads its first byte (it
+	// checks the target and dials first): wait for bytes on their way.
+	require.Eventually(t, func() bool {
+		recs := e.recorder.all()
+		return len(recs) == 1 && recs[0].Bytes() > 0
+	}, 10*time.Second, 10*time.Millisecond, "the push never read the disk")
 
 	// What Manager.Drain does: cut the push's context. Run returns once
 	// the push recorded how it ended.

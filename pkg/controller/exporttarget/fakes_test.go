@@ -43,6 +43,7 @@ import (
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/egress"
 	"github.com/novasphere/wukong/pkg/generated/clientset/versioned/fake"
 	vmv1alpha1 "github.com/novasphere/wukong/pkg/generated/clientset/versioned/typed/vm/v1alpha1"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
@@ -290,6 +291,7 @@ type env struct {
 	exporter *fakeExporter
 	exports  *exportServer
 	target   *httpTarget
+	egress   *egress.Policy // loopback allowed unless a setup changes it
 	c        *Controller
 }
 
@@ -297,7 +299,7 @@ type env struct {
 // succeeded and whose exportTarget is the http target's path with the
 // Secret http-credentials, as each of setup changes it.
 func newEnv(t *testing.T, setup ...func(*env, *v1alpha1.Wukong)) *env {
-	e := &env{t: t, recorder: &fakeRecorder{}, exports: newExportServer(t, 1<<20), target: newHTTPTarget(t)}
+	e := &env{t: t, recorder: &fakeRecorder{}, exports: newExportServer(t, 1<<20), target: newHTTPTarget(t), egress: allowLoopback(t)}
 	e.exporter = &fakeExporter{e: e.exports}
 	w := &v1alpha1.Wukong{
 		ObjectMeta: metav1.ObjectMeta{Name: "vm1", Namespace: ns, UID: "vm1-uid", Generation: 1},
@@ -324,7 +326,7 @@ func newEnv(t *testing.T, setup ...func(*env, *v1alpha1.Wukong)) *env {
 // newController is a controller on the env's objects; it fails writes
 // whose context ended, as a real clientset does.
 func (e *env) newController() *Controller {
-	c, err := newController(ctxClient{e.wukongs}, Deps{Exporter: e.exporter, Recorder: e.recorder, Core: e.kube.CoreV1()})
+	c, err := newController(ctxClient{e.wukongs}, Deps{Exporter: e.exporter, Recorder: e.recorder, Core: e.kube.CoreV1(), Egress: e.egress})
 	require.NoError(e.t, err)
 	c.backoff = workqueue.NewTypedItemExponentialFailureRateLimiter[string](backoff, 10*backoff)
 	return c

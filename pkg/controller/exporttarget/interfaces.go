@@ -19,10 +19,12 @@ package exporttarget
 import (
 	"context"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	exportv1beta1 "kubevirt.io/api/export/v1beta1"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/egress"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 )
@@ -43,6 +45,12 @@ type Exporter interface {
 	Source(ctx context.Context, namespace, claim string, format exportv1beta1.ExportVolumeFormat) (*export.Source, error)
 }
 
+// Owners says whether the DataVolume and PVC named claim are w's own
+// (*owner.Checker): an *owner.NotOwnedError when they are not.
+type Owners interface {
+	Claim(ctx context.Context, w metav1.Object, claim string) error
+}
+
 // Core reads the Secrets and ConfigMaps that targets name
 // (kubernetes.Interface's CoreV1()).
 type Core interface {
@@ -55,4 +63,10 @@ type Deps struct {
 	Exporter Exporter
 	Recorder Recorder
 	Core     Core
+	// Owners, which New requires, checks that the disk pushed is the
+	// Wukong's own.
+	Owners Owners
+	// Egress says which addresses pushes may connect to; nil denies the
+	// built-in ranges (egress.BuiltinDenied).
+	Egress *egress.Policy
 }

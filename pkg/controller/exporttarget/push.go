@@ -35,6 +35,7 @@ import (
 	"github.com/novasphere/wukong/pkg/controller/internal/wukongstatus"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	"github.com/novasphere/wukong/pkg/transfer/export"
+	"github.com/novasphere/wukong/pkg/transfer/owner"
 	"github.com/novasphere/wukong/pkg/transfer/push"
 )
 
@@ -68,11 +69,26 @@ func (c *Controller) push(ctx context.Context, w *v1alpha1.Wukong, disk *v1alpha
 	target := disk.ExportTarget
 	p := &pushing{c: c, w: w, disk: disk.Name, where: push.Describe(target), length: -1}
 
+	// A refused target is refused before its disk is exported or its
+	// credentials read; the push's dialer checks again.
+	if err := push.CheckHost(ctx, target, c.Egress); err != nil {
+		return p.fail(ctx, err)
+	}
 	creds, err := c.credentials(ctx, w.Namespace, target)
 	if err != nil {
 		return p.fail(ctx, err)
 	}
-	src, err := c.Exporter.Source(ctx, w.Namespace, vm.DiskName(w.Name, disk.Name), exportv1beta1.KubeVirtRaw)
+	claim := vm.DiskName(w.Name, disk.Name)
+	if c.Owners != nil {
+		// The export reads whatever PVC has the name: it must be the
+		// Wukong's, or someone else's disk goes to this target.
+		if err := c.Owners.Claim(ctx, w, claim); errors.Is(err, owner.ErrNotOwned) {
+			return p.fail(ctx, push.Permanent(err))
+		} else if err != nil {
+			return p.fail(ctx, err)
+		}
+	}
+	src, err := c.Exporter.Source(ctx, w.Namespace, claim, exportv1beta1.KubeVirtRaw)
 	var notReady *export.NotReadyError
 	if errors.As(err, &notReady) {
 		p.setStatus(ctx, &v1alpha1.PushStatus{Phase: v1alpha1.TransferPhasePending, Message: fmt.Sprintf("waiting for %s", notReady.Error())}, nil)
@@ -88,7 +104,7 @@ func (c *Controller) push(ctx context.Context, w *v1alpha1.Wukong, disk *v1alpha
 	defer body.Close()
 	p.length = length
 
-	rctx := genericapirequest.WithUser(ctx, &user.DefaultInfo{Name: Pusher})
+	rctx := wukongfiletransfer.Unlimited(genericapirequest.WithUser(ctx, &user.DefaultInfo{Name: Pusher}))
 	rec, err := c.Recorder.Start(rctx, &vm.Wukong{ObjectMeta: *w.ObjectMeta.DeepCopy()}, vm.WukongFileTransferSpec{
 		WukongName: w.Name, Operation: vm.OperationPush, Disk: disk.Name, Target: p.where,
 	}, length)
@@ -98,7 +114,7 @@ func (c *Controller) push(ctx context.Context, w *v1alpha1.Wukong, disk *v1alpha
 	p.rec = rec
 	p.setStatus(ctx, &v1alpha1.PushStatus{Phase: v1alpha1.ExportPhaseExporting, Transfer: rec.Name(), Message: "pushing"}, nil)
 	stop := p.showProgress(ctx)
-	res, err := push.Push(ctx, target, creds, push.Body{Reader: io.TeeReader(body, rec), Size: length})
+	res, err := push.Push(ctx, target, creds, push.Body{Reader: io.TeeReader(body, rec), Size: length}, c.Egress)
 	stop()
 	if err == nil && rec.Bytes() != length {
 		err = fmt.Errorf("the export server sent %d of %d bytes", rec.Bytes(), length)

@@ -164,7 +164,8 @@ func (c *Controller) process(ctx context.Context, key string) {
 	case errors.Is(err, errRetryLater):
 		c.queue.AddAfter(key, time.Second)
 	default:
-		klog.ErrorS(err, "Reconciling a Wukong", "wukong", key)
+		// A refused DataVolume's error may quote its import URL.
+		klog.ErrorS(errors.New(vm.RedactURLs(err.Error())), "Reconciling a Wukong", "wukong", key)
 		c.queue.AddRateLimited(key)
 	}
 }
@@ -194,9 +195,12 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	}
 
 	var obs Observed
-	if o, ok, _ := c.vms.GetByKey(key); ok && o.(*kubevirtv1.VirtualMachine).Annotations[AnnotationGeneration] == strconv.FormatInt(w.Generation, 10) {
+	if o, ok, _ := c.vms.GetByKey(key); ok && o.(*kubevirtv1.VirtualMachine).Annotations[AnnotationGeneration] == strconv.FormatInt(w.Generation, 10) &&
+		controlledBy(o.(*kubevirtv1.VirtualMachine), w) {
 		// The VM was written for this generation: report on it without
 		// reading the key Secret again (this runs on every import update).
+		// One written before VMs named their Wukong as controller is
+		// written again, to adopt it.
 		obs.VM = o.(*kubevirtv1.VirtualMachine)
 		desired, err := Render(w, "")
 		if err != nil {
@@ -264,12 +268,23 @@ func (c *Controller) applyVM(ctx context.Context, desired *kubevirtv1.VirtualMac
 		return nil, nil, fmt.Errorf("a VirtualMachine %s/%s exists that this Wukong did not create (no %s label); rename one of them",
 			existing.Namespace, existing.Name, v1alpha1.LabelWukong)
 	}
+	want := desired.OwnerReferences[0]
+	ref := metav1.GetControllerOfNoCopy(existing)
+	if ref != nil && (ref.Kind != want.Kind || ref.UID != want.UID) {
+		// Another Wukong's of this name, or anything else's: not ours to take.
+		return nil, nil, fmt.Errorf("a VirtualMachine %s/%s exists that another object controls (%s %s, uid %s); rename one of them",
+			existing.Namespace, existing.Name, ref.Kind, ref.Name, ref.UID)
+	}
 	notApplied := templateChanges(desired.Name, existing.Spec.DataVolumeTemplates, desired.Spec.DataVolumeTemplates)
 	gen := desired.Annotations[AnnotationGeneration]
-	if equality.Semantic.DeepEqual(existing.Spec.Template, desired.Spec.Template) && existing.Annotations[AnnotationGeneration] == gen {
+	if equality.Semantic.DeepEqual(existing.Spec.Template, desired.Spec.Template) && existing.Annotations[AnnotationGeneration] == gen && ref != nil {
 		return existing, notApplied, nil
 	}
 	vm := existing.DeepCopy()
+	if ref == nil {
+		// Made before VMs had their Wukong as controller: adopt it.
+		vm.OwnerReferences = append(vm.OwnerReferences, want)
+	}
 	vm.Spec.Template = desired.Spec.Template
 	if vm.Annotations == nil {
 		vm.Annotations = map[string]string{}
@@ -283,6 +298,12 @@ func (c *Controller) applyVM(ctx context.Context, desired *kubevirtv1.VirtualMac
 	}
 	updated, err := vms.Update(ctx, vm, metav1.UpdateOptions{})
 	return updated, notApplied, err
+}
+
+// controlledBy says whether w is m's controller.
+func controlledBy(m *kubevirtv1.VirtualMachine, w *v1alpha1.Wukong) bool {
+	ref := metav1.GetControllerOfNoCopy(m)
+	return ref != nil && ref.Kind == "Wukong" && ref.UID == w.UID
 }
 
 // templateChanges names the disks whose source or size changed.

@@ -45,13 +45,23 @@ const cloudInitVolume = "cloudinitdisk"
 // last written for.
 const AnnotationGeneration = "vm.novasphere.dev/wukong-generation"
 
+// OwnerReference is the controller reference of w's VirtualMachine, by
+// which the files and disks subresources (pkg/transfer/owner) know it is
+// w's own and not one that only has the name. No blockOwnerDeletion: that
+// would take the right to update wukongs/finalizers, and the finaliser
+// deletes the VirtualMachine anyway.
+func OwnerReference(w *v1alpha1.Wukong) metav1.OwnerReference {
+	return metav1.OwnerReference{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: "Wukong", Name: w.Name, UID: w.UID, Controller: ptr.To(true)}
+}
+
 // Render returns the VirtualMachine that realises w. sshPublicKey, when set,
 // is authorised for the file-transfer user through cloud-init.
 func Render(w *v1alpha1.Wukong, sshPublicKey string) (*kubevirtv1.VirtualMachine, error) {
 	labels := map[string]string{v1alpha1.LabelWukong: w.Name}
 	out := &kubevirtv1.VirtualMachine{
 		ObjectMeta: metav1.ObjectMeta{Name: w.Name, Namespace: w.Namespace, Labels: labels,
-			Annotations: map[string]string{AnnotationGeneration: strconv.FormatInt(w.Generation, 10)}},
+			Annotations:     map[string]string{AnnotationGeneration: strconv.FormatInt(w.Generation, 10)},
+			OwnerReferences: []metav1.OwnerReference{OwnerReference(w)}},
 		Spec: kubevirtv1.VirtualMachineSpec{
 			RunStrategy: ptr.To(kubevirtv1.RunStrategyAlways),
 			Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{

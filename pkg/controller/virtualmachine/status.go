@@ -108,7 +108,7 @@ func Status(w *v1alpha1.Wukong, o Observed) v1alpha1.WukongStatus {
 	}
 	switch {
 	case o.Err != nil:
-		set(ConditionReady, false, "VirtualMachineNotWritten", o.Err.Error())
+		set(ConditionReady, false, "VirtualMachineNotWritten", vm.RedactURLs(o.Err.Error()))
 	case running && st.Address != "":
 		set(ConditionReady, true, "Running", "the VM runs at "+st.Address)
 	case running:
@@ -184,6 +184,8 @@ func importStatus(dv *cdiv1.DataVolume) *v1alpha1.ImportStatus {
 			}
 		}
 	}
+	// CDI's messages may quote the import URL, pre-signed or with a login.
+	is.Message = vm.RedactURLs(is.Message)
 	return is
 }
 

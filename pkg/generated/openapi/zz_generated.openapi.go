@@ -1597,7 +1597,7 @@ func schema_pkg_apis_vm_v1alpha1_WukongFileTransferStatus(ref common.ReferenceCa
 				Properties: map[string]spec.Schema{
 					"phase": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Phase: Pending, Transferring, Succeeded or Failed.",
+							Description: "Phase: Pending, Transferring, Committing (a chunked upload being checked and renamed into place), Succeeded or Failed.",
 							Type:        []string{"string"},
 							Format:      "",
 						},

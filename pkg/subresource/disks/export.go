@@ -25,6 +25,7 @@ import (
 	"io"
 	"net/http"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
@@ -38,6 +39,7 @@ import (
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	"github.com/novasphere/wukong/pkg/subresource/stream"
 	"github.com/novasphere/wukong/pkg/transfer/export"
+	"github.com/novasphere/wukong/pkg/transfer/owner"
 )
 
 // ExportREST serves disks/<name>/export: the disk's volume, streamed from
@@ -53,6 +55,8 @@ type ExportDeps struct {
 	// Wukongs is the wukongs storage.
 	Wukongs  rest.Getter
 	Exporter Exporter
+	// Owners checks that the claim exported is the Wukong's own.
+	Owners   Owners
 	Recorder Recorder
 	// Status receives each disk's export progress.
 	Status ExportStatus
@@ -133,6 +137,9 @@ func (r *ExportREST) chunkedRecord(ctx context.Context, w *vm.Wukong, d *vm.Disk
 	if err != nil {
 		return nil, err
 	}
+	if err := stream.CheckSender(ctx, rec); err != nil {
+		return nil, err
+	}
 	if err := stream.CheckChunkRecord(rec, w.Name, vm.WukongFileTransferSpec{Disk: d.Spec.DiskName}, vm.OperationDownload); err != nil {
 		return nil, err
 	}
@@ -157,6 +164,10 @@ func (r *ExportREST) commit(ctx context.Context, w *vm.Wukong, d *vm.Disk, rec *
 
 // open asks the export server for the volume (the byte range rng, if set).
 func (r *ExportREST) open(ctx context.Context, w *vm.Wukong, d *vm.Disk, method string, format exportv1beta1.ExportVolumeFormat, rng string) (*http.Response, error) {
+	// The export reads whatever PVC has the name: it must be the Wukong's.
+	if err := claimOwned(ctx, r.Owners, w, d); err != nil {
+		return nil, err
+	}
 	src, err := r.Exporter.Source(ctx, w.Namespace, d.Status.ClaimName, format)
 	var nr *export.NotReadyError
 	if errors.As(err, &nr) {
@@ -178,6 +189,23 @@ func (r *ExportREST) open(ctx context.Context, w *vm.Wukong, d *vm.Disk, method 
 	}
 	resp.Body.Close()
 	return nil, stream.BadGateway(fmt.Sprintf("the export server of %s answered %s", src.Export, resp.Status))
+}
+
+// claimOwned checks that d's claim is w's own, as a Status: 409 when it is
+// someone else's. The server always sets owners; handler tests that are
+// about something else leave it out.
+func claimOwned(ctx context.Context, owners Owners, w *vm.Wukong, d *vm.Disk) error {
+	if owners == nil {
+		return nil
+	}
+	err := owners.Claim(ctx, w, d.Status.ClaimName)
+	switch {
+	case errors.Is(err, owner.ErrNotOwned):
+		return apierrors.NewConflict(vm.Resource("disks"), d.Name, err)
+	case err != nil:
+		return stream.BadGateway(err.Error())
+	}
+	return nil
 }
 
 // rangeOf is the Range to ask the export server for.

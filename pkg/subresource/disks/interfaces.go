@@ -19,6 +19,7 @@ package disks
 import (
 	"context"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	exportv1beta1 "kubevirt.io/api/export/v1beta1"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
@@ -44,6 +45,12 @@ type Exporter interface {
 // Uploader finds where a DataVolume takes an upload (pkg/transfer/cdi).
 type Uploader interface {
 	Target(ctx context.Context, namespace, claim string) (*cdi.Target, error)
+}
+
+// Owners says whether the DataVolume and PVC named claim are w's own
+// (*owner.Checker): an *owner.NotOwnedError when they are not.
+type Owners interface {
+	Claim(ctx context.Context, w metav1.Object, claim string) error
 }
 
 // Recorder keeps the transfer records.

@@ -49,6 +49,8 @@ type UploadREST struct {
 type UploadDeps struct {
 	Disks    Finder
 	Uploader Uploader
+	// Owners checks that the claim uploaded to is the Wukong's own.
+	Owners   Owners
 	Recorder Recorder
 	// Authorizer checks the real verb of uploads over a WebSocket GET.
 	Authorizer authorizer.Authorizer
@@ -127,6 +129,10 @@ func (r *UploadREST) serve(ctx context.Context, w *vm.Wukong, d *vm.Disk, o *vm.
 
 // target asks CDI where the disk's upload goes, as a Status when it cannot.
 func (r *UploadREST) target(ctx context.Context, w *vm.Wukong, d *vm.Disk) (*cdi.Target, error) {
+	// CDI's token is for whatever DataVolume has the name: it must be the Wukong's.
+	if err := claimOwned(ctx, r.Owners, w, d); err != nil {
+		return nil, err
+	}
 	t, err := r.Uploader.Target(ctx, w.Namespace, d.Status.ClaimName)
 	var nr *cdi.NotReadyError
 	var notUploadable *cdi.NotUploadableError

@@ -64,7 +64,19 @@ func (h *handler) chunkedRecord(ctx context.Context, method string) (*vm.WukongF
 	if method == http.MethodGet {
 		op = vm.OperationDownload
 	}
-	if err := stream.CheckChunkRecord(rec, h.w.Name, vm.WukongFileTransferSpec{RemotePath: h.opts.Path}, op); err != nil {
+	// Only its author adds to a transfer: RBAC lets anyone who may write
+	// files of this Wukong send chunks, and a stranger's chunk would land
+	// in the author's file under the author's name.
+	if err := stream.CheckSender(ctx, rec); err != nil {
+		return nil, err
+	}
+	check := rec
+	if h.opts.Commit && rec.Status.Phase == vm.FileTransferPhaseCommitting {
+		// A commit sent again takes no chunk: commit answers it.
+		check = rec.DeepCopy()
+		check.Status.Phase = vm.FileTransferPhaseTransferring
+	}
+	if err := stream.CheckChunkRecord(check, h.w.Name, vm.WukongFileTransferSpec{RemotePath: h.opts.Path}, op); err != nil {
 		return nil, err
 	}
 	if op == vm.OperationUpload && rec.Spec.ExpectedSize == nil {
@@ -143,9 +155,12 @@ func (h *handler) putChunk(ctx context.Context, s GuestFS, req *http.Request) er
 	return nil
 }
 
-// commit checks that every byte arrived and answers 202; the sha256 check and
-// the rename run after the answer, because reading back a large file can take
-// longer than kube-apiserver lets a request live. The record says how it ended.
+// commit checks that every byte arrived, moves the record to Committing and
+// answers 202; the sha256 check and the rename run after the answer,
+// because reading back a large file can take longer than kube-apiserver
+// lets a request live. The record says how it ended. A commit sent again
+// while one runs (a client retrying after a lost answer) is answered 202
+// with the record and starts nothing.
 func (h *handler) commit(req *http.Request) error {
 	// A client ends a chunked download with a GET (a download resumed under
 	// a new record never covers the file by itself).
@@ -158,34 +173,53 @@ func (h *handler) commit(req *http.Request) error {
 		h.responder.Object(http.StatusOK, rec)
 		return nil
 	}
+	// The whole file's sha256, from the commit or the record: the
+	// client's word for what the file is, so that chunks of two versions of
+	// it are never committed as one.
+	want := h.rec.Spec.ExpectedSHA256
+	if s := h.opts.SHA256; s != "" {
+		if want != "" && want != s {
+			return apierrors.NewBadRequest(fmt.Sprintf("the commit's sha256 %s differs from spec.expectedSHA256 %s of transfer %s; nothing was committed", s, want, h.rec.Name))
+		}
+		want = s
+	}
 	total := *h.rec.Spec.ExpectedSize
-	if !wukongfiletransfer.Covered(h.rec.Status.CompletedRanges, total) {
+	if h.rec.Status.Phase != vm.FileTransferPhaseCommitting && !wukongfiletransfer.Covered(h.rec.Status.CompletedRanges, total) {
 		return apierrors.NewConflict(vm.Resource("wukongfiletransfers"), h.rec.Name,
 			fmt.Errorf("%d of %d bytes arrived; send the missing ranges (status.completedRanges lists what is done) before committing", h.rec.Status.BytesTransferred, total))
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), commitTimeout)
-	if err := h.r.Recorder.Note(ctx, h.w.Namespace, h.rec.Name, "all bytes arrived; checking and committing"); err != nil {
-		cancel()
-		return err
+	msg := "all bytes arrived; checking and committing"
+	if want != "" {
+		msg = "all bytes arrived; checking the sha256 " + want + " and committing"
 	}
-	rec, err := h.r.Recorder.Get(ctx, h.w.Namespace, h.rec.Name)
+	rec, began, err := h.r.Recorder.BeginCommit(req.Context(), h.w.Namespace, h.rec.Name, msg)
 	if err != nil {
-		cancel()
 		return err
 	}
-	go func() {
-		defer cancel()
-		h.finishUpload(ctx, req.Method == http.MethodPost)
-	}()
+	if began {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), commitTimeout)
+		go func() {
+			defer cancel()
+			h.finishUpload(ctx, cancel, req.Method == http.MethodPost, want)
+		}()
+	}
 	h.responder.Object(http.StatusAccepted, rec)
 	return nil
 }
 
-// finishUpload verifies the collected chunks, renames them over the target
-// and ends the record.
-func (h *handler) finishUpload(ctx context.Context, noClobber bool) {
+// finishUpload verifies the collected chunks against sum (when set),
+// renames them over the target and ends the record. The record's heartbeat
+// runs meanwhile, so that the collector does not take a long commit for a
+// dead one; should the record end all the same, the commit is cut.
+func (h *handler) finishUpload(ctx context.Context, cancel context.CancelFunc, noClobber bool, want string) {
 	ns, name := h.w.Namespace, h.rec.Name
-	opts := files.CommitOptions{Size: *h.rec.Spec.ExpectedSize, SHA256: h.rec.Spec.ExpectedSHA256, NoClobber: noClobber}
+	beat, stop := context.WithCancel(ctx)
+	defer stop()
+	go h.r.Recorder.KeepCommitting(beat, ns, name, func(err error) {
+		klog.InfoS("A commit's record ended elsewhere; stopping the commit", "record", klog.KRef(ns, name), "err", err)
+		cancel()
+	})
+	opts := files.CommitOptions{Size: *h.rec.Spec.ExpectedSize, SHA256: want, NoClobber: noClobber}
 	if h.opts.Mode != "" {
 		m, _ := validation.ParseFileMode(h.opts.Mode) // validated in Connect
 		opts.Mode = &m
@@ -196,15 +230,17 @@ func (h *handler) finishUpload(ctx context.Context, noClobber bool) {
 		sum, err = s.CommitChunks(ctx, h.opts.Path, string(h.rec.UID), opts)
 		s.Close(err)
 	}
+	stop()
 	switch {
 	case err != nil:
 		phase, msg = vm.FileTransferPhaseFailed, h.statusFor(err).ErrStatus.Message
 	case sum == "":
-		msg = fmt.Sprintf("uploaded %d bytes to %s in chunks; no expectedSHA256, so only the chunks that carried a sha256 were checked", opts.Size, h.opts.Path)
+		msg = fmt.Sprintf("uploaded %d bytes to %s in chunks; no sha256 of the whole file, so only the chunks that carried a sha256 were checked", opts.Size, h.opts.Path)
 	default:
 		msg = fmt.Sprintf("uploaded %d bytes to %s in chunks; sha256 checked by reading the file back", opts.Size, h.opts.Path)
 	}
-	if _, err := h.r.Recorder.End(ctx, ns, name, phase, msg, sum); err != nil {
+	// The end is written even when ctx ran out (the commit timed out).
+	if _, err := h.r.Recorder.End(context.WithoutCancel(ctx), ns, name, phase, msg, sum); err != nil {
 		klog.ErrorS(err, "Ending a chunked upload", "record", klog.KRef(ns, name))
 	}
 }

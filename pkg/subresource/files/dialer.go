@@ -47,6 +47,10 @@ type SSHDialer struct {
 	// removed on the next connection to the same VM.
 	mu        sync.Mutex
 	leftovers map[string][]string
+
+	// Sweeper, when set, removes what uploads of servers that died left
+	// in a guest (sweep.go).
+	Sweeper *Sweeper
 }
 
 var _ Dialer = &SSHDialer{}
@@ -74,8 +78,13 @@ func (d *SSHDialer) Dial(ctx context.Context, w *vm.Wukong) (Session, error) {
 			return nil, err
 		}
 	}
-	s := &sshSession{FS: files.New(client.SFTP()), d: d, w: w, client: client}
+	ssh := client.SSH()
+	fs := files.New(client.SFTP()).WithDirSessions(func() (*files.DirSession, error) { return files.OpenDirSession(ssh) })
+	s := &sshSession{FS: fs, d: d, w: w, client: client}
 	d.removeLeftovers(w, s)
+	if d.Sweeper != nil {
+		d.Sweeper.Run(ctx, w, s.FS)
+	}
 	return s, nil
 }
 
@@ -136,6 +145,8 @@ func brokenSession(err error) bool {
 		errors.Is(err, files.ErrExists), errors.Is(err, archive.ErrExists), errors.Is(err, files.ErrChecksumMismatch),
 		errors.Is(err, files.ErrTooLarge), errors.Is(err, files.ErrNoParent), errors.Is(err, files.ErrRemoveRoot),
 		errors.Is(err, files.ErrIsDirectory), errors.Is(err, files.ErrNotDirectory),
+		// A directory over its cap only cut its own SFTP session.
+		errors.Is(err, files.ErrTooManyEntries), errors.Is(err, files.ErrDirSession),
 		archive.IsRefused(err):
 		return false
 	}

@@ -98,10 +98,13 @@ func (g *guestFS) Read(_ context.Context, p string, offset, length, _ int64, w i
 	return io.CopyN(w, f, length)
 }
 
-func (g *guestFS) List(p string) ([]files.Entry, error) {
+func (g *guestFS) List(_ context.Context, p string, max int) ([]files.Entry, error) {
 	des, err := os.ReadDir(g.local(p))
 	if err != nil {
 		return nil, err
+	}
+	if max > 0 && len(des) > max {
+		return nil, fmt.Errorf("%s: %w", p, files.ErrTooManyEntries)
 	}
 	var out []files.Entry
 	for _, de := range des {

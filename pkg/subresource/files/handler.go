@@ -61,6 +61,13 @@ type Deps struct {
 	Authorizer authorizer.Authorizer
 	// MaxFileSize is the server-wide cap on one file or archive; 0 means none.
 	MaxFileSize int64
+	// MaxListEntries caps the entries of one directory listing; 0: none.
+	MaxListEntries int
+	// MaxArchiveEntries caps the entries of a tar, written or extracted,
+	// and MaxArchiveHeaderBytes the names and PAX records of one extracted;
+	// 0: none.
+	MaxArchiveEntries     int64
+	MaxArchiveHeaderBytes int64
 }
 
 var (
@@ -230,7 +237,7 @@ func (h *handler) get(ctx context.Context, s GuestFS, rw http.ResponseWriter, re
 		if h.opts.Archive == "tar" {
 			return h.getTar(ctx, s, rw)
 		}
-		return h.list(s)
+		return h.list(ctx, s)
 	}
 	if h.opts.Archive != "" {
 		return apierrors.NewBadRequest(fmt.Sprintf("archive=tar reads a directory; %s is a file", h.opts.Path))
@@ -241,6 +248,12 @@ func (h *handler) get(ctx context.Context, s GuestFS, rw http.ResponseWriter, re
 	}
 	if err := h.checkRead(fi, length); err != nil {
 		return err
+	}
+	if length == 0 {
+		// Nothing leaves the VM: not worth an etcd write (the audit log
+		// has the request), and the cheapest request to repeat.
+		writeFileHeader(rw, fi, start, 0, partial, "")
+		return nil
 	}
 	t, err := h.r.Recorder.Start(ctx, h.w, h.recordSpec(vm.OperationDownload), length)
 	if err != nil {
@@ -276,7 +289,9 @@ func writeFileHeader(rw http.ResponseWriter, fi os.FileInfo, start, length int64
 	hd.Set("Accept-Ranges", "bytes")
 	hd.Set("Last-Modified", fi.ModTime().UTC().Format(http.TimeFormat))
 	hd.Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.Size(), fi.ModTime().UnixNano()))
-	hd.Set(v1alpha1.TransferHeader, record)
+	if record != "" {
+		hd.Set(v1alpha1.TransferHeader, record)
+	}
 	code := http.StatusOK
 	if partial {
 		code = http.StatusPartialContent
@@ -285,8 +300,8 @@ func writeFileHeader(rw http.ResponseWriter, fi os.FileInfo, start, length int64
 	rw.WriteHeader(code)
 }
 
-func (h *handler) list(s GuestFS) error {
-	entries, err := s.List(h.opts.Path)
+func (h *handler) list(ctx context.Context, s GuestFS) error {
+	entries, err := s.List(ctx, h.opts.Path, h.r.MaxListEntries)
 	if err != nil {
 		return err
 	}
@@ -324,14 +339,39 @@ func (h *handler) getTar(ctx context.Context, s GuestFS, rw http.ResponseWriter)
 	}
 	rw.Header().Set("Content-Type", ct)
 	rw.Header().Set(v1alpha1.TransferHeader, t.Name())
-	rw.WriteHeader(http.StatusOK)
-	out := &limitWriter{w: io.MultiWriter(rw, t), limit: h.maxBytes}
-	if _, err := s.WriteTar(ctx, h.opts.Path, out, archive.WriteOptions{Gzip: h.opts.Gzip}); err != nil {
+	// The answer starts with the first byte of the archive: a tree refused
+	// before it (too many entries at its top) still gets a Status.
+	started := &startWriter{rw: rw}
+	out := &limitWriter{w: io.MultiWriter(started, t), limit: h.maxBytes}
+	if _, err := s.WriteTar(ctx, h.opts.Path, out, archive.WriteOptions{Gzip: h.opts.Gzip, MaxEntries: h.r.MaxArchiveEntries}); err != nil {
 		t.Fail(fmt.Sprintf("tar of %s failed after %d bytes: %v", h.opts.Path, t.Bytes(), err))
+		if !started.started {
+			rw.Header().Del("Content-Type")
+			return err
+		}
 		return fmt.Errorf("%w: %v", errStreamBroken, err)
 	}
+	started.start()
 	t.Succeed(fmt.Sprintf("sent %s as a tar of %d bytes", h.opts.Path, t.Bytes()))
 	return nil
+}
+
+// startWriter answers 200 on the first write (or start).
+type startWriter struct {
+	rw      http.ResponseWriter
+	started bool
+}
+
+func (s *startWriter) start() {
+	if !s.started {
+		s.started = true
+		s.rw.WriteHeader(http.StatusOK)
+	}
+}
+
+func (s *startWriter) Write(p []byte) (int, error) {
+	s.start()
+	return s.rw.Write(p)
 }
 
 // limitWriter stops a stream whose size is not known in advance at the limit.
@@ -409,7 +449,8 @@ func (h *handler) uploadOptions(noClobber bool, size int64, t io.Writer) files.U
 // names an existing file rather than replace it.
 func (h *handler) extract(ctx context.Context, s GuestFS, body io.Reader, t wukongfiletransfer.Transfer, noClobber bool) error {
 	_, err := s.ExtractTar(ctx, h.opts.Path, io.TeeReader(body, t), h.opts.CreateParents,
-		archive.ExtractOptions{Gzip: h.opts.Gzip, MaxBytes: h.maxBytes, NoClobber: noClobber})
+		archive.ExtractOptions{Gzip: h.opts.Gzip, MaxBytes: h.maxBytes, NoClobber: noClobber,
+			MaxEntries: h.r.MaxArchiveEntries, MaxHeaderBytes: h.r.MaxArchiveHeaderBytes})
 	return err
 }
 

@@ -56,7 +56,7 @@ type Session interface {
 type GuestFS interface {
 	Stat(p string) (os.FileInfo, error)
 	Read(ctx context.Context, p string, offset, length, size int64, w io.Writer) (int64, error)
-	List(p string) ([]files.Entry, error)
+	List(ctx context.Context, p string, max int) ([]files.Entry, error)
 	WriteTar(ctx context.Context, root string, w io.Writer, opts archive.WriteOptions) (archive.Stats, error)
 	ExtractTar(ctx context.Context, dest string, r io.Reader, createParents bool, opts archive.ExtractOptions) (archive.Stats, error)
 	Upload(ctx context.Context, target string, body io.Reader, opts files.UploadOptions) (files.UploadResult, error)
@@ -73,6 +73,8 @@ type Recorder interface {
 	AddChunk(ctx context.Context, namespace, name string, rng vm.ByteRange, total int64, digest string, counter *wukongfiletransfer.ChunkCounter) (*vm.WukongFileTransfer, error)
 	Note(ctx context.Context, namespace, name, message string) error
 	End(ctx context.Context, namespace, name, phase, message, sha256 string) (*vm.WukongFileTransfer, error)
+	BeginCommit(ctx context.Context, namespace, name, message string) (*vm.WukongFileTransfer, bool, error)
+	KeepCommitting(ctx context.Context, namespace, name string, lost func(error))
 }
 
 // HostKeyPinner keeps a guest host key trusted on first use in the Wukong's

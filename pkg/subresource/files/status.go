@@ -32,6 +32,7 @@ import (
 	"github.com/novasphere/wukong/pkg/transfer/archive"
 	"github.com/novasphere/wukong/pkg/transfer/files"
 	"github.com/novasphere/wukong/pkg/transfer/guest"
+	"github.com/novasphere/wukong/pkg/transfer/owner"
 	"github.com/novasphere/wukong/pkg/transfer/ssh"
 )
 
@@ -53,6 +54,8 @@ func (h *handler) statusFor(err error) *apierrors.StatusError {
 		return &apierrors.StatusError{ErrStatus: st.Status()}
 	case errors.Is(err, guest.ErrNotRunning):
 		return apierrors.NewConflict(vm.Resource("wukongs"), name, fmt.Errorf("%v; files can be copied only while the VM runs", err))
+	case errors.Is(err, owner.ErrNotOwned):
+		return apierrors.NewConflict(vm.Resource("wukongs"), name, fmt.Errorf("%v; files go only to the instance of the VirtualMachine the Wukong made", err))
 	case errors.Is(err, guest.ErrMisconfigured), errors.Is(err, ssh.ErrInvalidTarget):
 		return apierrors.NewConflict(vm.Resource("wukongs"), name, err)
 	case errors.As(err, &mismatch):
@@ -71,6 +74,12 @@ func (h *handler) statusFor(err error) *apierrors.StatusError {
 	case errors.Is(err, files.ErrChecksumMismatch):
 		return stream.New(http.StatusUnprocessableEntity, metav1.StatusReasonInvalid, fmt.Sprintf("%v; nothing was written to %s", err, p))
 	case errors.Is(err, files.ErrTooLarge), errors.Is(err, archive.ErrTooLarge):
+		return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("%v; nothing was written to %s", err, p))
+	case errors.Is(err, files.ErrDirSession):
+		return stream.BadGateway(fmt.Sprintf("%s: %v", name, err))
+	case errors.Is(err, files.ErrTooManyEntries):
+		return apierrors.NewRequestEntityTooLargeError(err.Error())
+	case errors.Is(err, archive.ErrTooMany):
 		return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("%v; nothing was written to %s", err, p))
 	case errors.Is(err, files.ErrRemoveRoot):
 		return apierrors.NewBadRequest(fmt.Sprintf("%v: remove the directories under it one by one", err))

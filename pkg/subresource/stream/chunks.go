@@ -53,13 +53,25 @@ func CheckChunkRecord(rec *vm.WukongFileTransfer, wukong string, subject vm.Wuko
 // transfer as Succeeded, or renaming an upload into place, speaks for the
 // client that moved the bytes.
 func CheckCommitter(ctx context.Context, rec *vm.WukongFileTransfer) error {
+	return checkAuthor(ctx, rec, "commit it")
+}
+
+// CheckSender checks that the user of ctx may add a chunk to the chunked
+// transfer rec: only the user who opened it. Another user's chunk would be
+// written into the author's temporary file, or counted in the author's
+// record.
+func CheckSender(ctx context.Context, rec *vm.WukongFileTransfer) error {
+	return checkAuthor(ctx, rec, "send its chunks")
+}
+
+func checkAuthor(ctx context.Context, rec *vm.WukongFileTransfer, what string) error {
 	u, ok := genericapirequest.UserFrom(ctx)
 	if !ok {
 		return apierrors.NewUnauthorized("no user in the request")
 	}
 	if u.GetName() != rec.Status.RequestedBy {
 		return apierrors.NewForbidden(vm.Resource("wukongfiletransfers"), rec.Name,
-			fmt.Errorf("only %q, who started this transfer, may commit it; %q may not", rec.Status.RequestedBy, u.GetName()))
+			fmt.Errorf("only %q, who started this transfer, may %s; %q may not", rec.Status.RequestedBy, what, u.GetName()))
 	}
 	return nil
 }

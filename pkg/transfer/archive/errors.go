@@ -45,6 +45,10 @@ var (
 	// ErrTooLarge: the archive's files add up to more than
 	// ExtractOptions.MaxBytes (HTTP 413).
 	ErrTooLarge = errors.New("archive exceeds the size limit")
+	// ErrTooMany: the archive has more entries, or more bytes of names and
+	// PAX records, than ExtractOptions allow; or the tree Write walks has
+	// more entries than WriteOptions.MaxEntries (HTTP 413).
+	ErrTooMany = errors.New("archive exceeds the entry limit")
 	// ErrMalformed: the stream is not a valid (optionally gzip-compressed)
 	// tar archive, or it is truncated.
 	ErrMalformed = errors.New("malformed archive")
@@ -55,7 +59,7 @@ var (
 // archive extracts elsewhere): HTTP 409.
 var ErrExists = errors.New("file already exists")
 
-var refusals = []error{ErrUnsafePath, ErrUnsafeLink, ErrThroughSymlink, ErrUnsupportedType, ErrConflict, ErrTooLarge, ErrMalformed}
+var refusals = []error{ErrUnsafePath, ErrUnsafeLink, ErrThroughSymlink, ErrUnsupportedType, ErrConflict, ErrTooLarge, ErrTooMany, ErrMalformed}
 
 // IsRefused reports whether err means Extract refused the archive itself
 // (a client error), as opposed to failing to talk to or write in the guest.

@@ -49,6 +49,15 @@ type ExtractOptions struct {
 	// no limit. It counts file contents as written to the guest (after
 	// decompression), so a small gzip body cannot fill the guest's disk.
 	MaxBytes int64
+	// MaxEntries caps the number of entries (every header but PAX global
+	// ones); 0 means no limit. What Extract keeps per entry until the commit
+	// (names, temporary names) is what grows with an archive, so this and
+	// MaxHeaderBytes bound its memory.
+	MaxEntries int64
+	// MaxHeaderBytes caps the bytes of entry metadata over the whole
+	// archive: names, link names and PAX records (long names and
+	// attributes); 0 means no limit. Each name is also held to PathMax.
+	MaxHeaderBytes int64
 	// NoClobber refuses (ErrExists) an entry whose target already exists in
 	// the guest as a file or link: the archive may only create. The check is
 	// made while reading, so such an archive changes nothing; at the commit
@@ -145,6 +154,8 @@ type staged struct {
 	target string
 	temp   string // "" once renamed or superseded
 	kind   entryKind
+	// atime and mtime of a file, applied at the commit.
+	atime, mtime time.Time
 }
 
 type extractor struct {
@@ -155,6 +166,9 @@ type extractor struct {
 
 	stats Stats
 	total int64 // bytes counted against MaxBytes
+
+	entries     int64 // entries read, against MaxEntries
+	headerBytes int64 // metadata bytes read, against MaxHeaderBytes
 
 	// dirs holds every directory below dest (and dest) known to be a real
 	// directory: found by Lstat or made by Mkdir. Entries are only ever
@@ -238,6 +252,9 @@ func (x *extractor) streamError(after string, err error, src *recordingReader) e
 // entry stages one archive entry.
 func (x *extractor) entry(hdr *tar.Header, body io.Reader, src *recordingReader) error {
 	name := hdr.Name
+	if err := x.count(hdr); err != nil {
+		return err
+	}
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil // PAX defaults for the entries that follow, not a file
 	}
@@ -323,6 +340,63 @@ func (x *extractor) entry(hdr *tar.Header, body io.Reader, src *recordingReader)
 	}
 }
 
+// PathMax is the longest entry name or link target Extract takes: Linux's
+// PATH_MAX, beyond which no guest could use the name anyway.
+const PathMax = 4096
+
+// EntryOverhead is what every entry counts, at least, towards
+// ExtractOptions.MaxBytes: the size of a tar header. Empty files, links and
+// directories cost the guest inodes and directory blocks though they carry
+// no contents.
+const EntryOverhead = 512
+
+// count holds the archive to MaxEntries and MaxHeaderBytes, and each name to
+// PathMax, before anything of the entry is kept. archive/tar itself reads at
+// most 1 MiB of any one PAX or GNU long-name header.
+func (x *extractor) count(hdr *tar.Header) error {
+	name := hdr.Name
+	x.entries++
+	if x.opts.MaxEntries > 0 && x.entries > x.opts.MaxEntries {
+		return refuse(truncName(name), ErrTooMany, "the archive has more than %d entries, the limit of this server; split it into smaller archives", x.opts.MaxEntries)
+	}
+	if len(name) > PathMax || len(hdr.Linkname) > PathMax {
+		return refuse(truncName(name), ErrUnsafePath, "the entry's name or link target is longer than %d bytes", PathMax)
+	}
+	n := int64(len(name) + len(hdr.Linkname))
+	for k, v := range hdr.PAXRecords {
+		n += int64(len(k) + len(v))
+	}
+	x.headerBytes += n
+	if x.opts.MaxHeaderBytes > 0 && x.headerBytes > x.opts.MaxHeaderBytes {
+		return refuse(truncName(name), ErrTooMany, "the archive's names and PAX records add up to more than %d bytes, the limit of this server; split it into smaller archives", x.opts.MaxHeaderBytes)
+	}
+	// Directories count here; files and links when they are staged.
+	if hdr.Typeflag == tar.TypeDir {
+		return x.charge(name, 0, "this directory")
+	}
+	return nil
+}
+
+// charge counts an entry of size bytes of contents, at least
+// EntryOverhead, towards MaxBytes; what describes the entry in a refusal.
+func (x *extractor) charge(name string, size int64, what string, args ...any) error {
+	cost := max(size, EntryOverhead)
+	if x.opts.MaxBytes > 0 && cost > x.opts.MaxBytes-x.total {
+		return refuse(name, ErrTooLarge, "%s would bring the archive to %d bytes (every entry counts at least %d), over the limit of %d bytes",
+			fmt.Sprintf(what, args...), x.total+cost, EntryOverhead, x.opts.MaxBytes)
+	}
+	x.total += cost
+	return nil
+}
+
+// truncName shortens a hostile name for an error message.
+func truncName(name string) string {
+	if len(name) > 256 {
+		return name[:256] + "..."
+	}
+	return name
+}
+
 // prepare makes sure target's parents are real directories and that target
 // (which is not dest) is free for a non-directory entry.
 func (x *extractor) prepare(target, name string) error {
@@ -401,10 +475,9 @@ func (x *extractor) file(hdr *tar.Header, target string, body io.Reader, src *re
 	if hdr.Size < 0 {
 		return refuse(name, ErrMalformed, "negative size %d", hdr.Size)
 	}
-	if x.opts.MaxBytes > 0 && hdr.Size > x.opts.MaxBytes-x.total {
-		return refuse(name, ErrTooLarge, "this %d-byte file would bring the archive to %d bytes, over the limit of %d bytes", hdr.Size, x.total+hdr.Size, x.opts.MaxBytes)
+	if err := x.charge(name, hdr.Size, "this %d-byte file", hdr.Size); err != nil {
+		return err
 	}
-	x.total += hdr.Size
 
 	temp, f, err := x.createTemp(target)
 	if err != nil {
@@ -445,14 +518,14 @@ func (x *extractor) file(hdr *tar.Header, target string, body io.Reader, src *re
 		x.fs.Remove(temp)
 		return &EntryError{Name: name, Err: err}
 	}
-	atime, mtime := times(hdr)
-	if err := x.fs.Chtimes(temp, atime, mtime); err != nil {
-		x.fs.Remove(temp)
-		return &EntryError{Name: name, Err: err}
-	}
 	if err := x.stage(name, target, temp, kindFile); err != nil {
 		return err
 	}
+	// The times are set at the commit, just before the rename: until then
+	// the temporary file's mtime says when it was written, which is how a
+	// later sweep tells an abandoned one from one still in use.
+	s := x.pending[target]
+	s.atime, s.mtime = times(hdr)
 	x.stats.Files++
 	x.stats.Bytes += hdr.Size
 	return nil
@@ -460,6 +533,11 @@ func (x *extractor) file(hdr *tar.Header, target string, body io.Reader, src *re
 
 // link stages a symbolic or hard link made by mk under a temporary name.
 func (x *extractor) link(name, target string, kind entryKind, mk func(temp string) error) error {
+	// A link has no contents but costs an inode and a directory entry: an
+	// archive of a million links must not pass a size limit as 0 bytes.
+	if err := x.charge(name, 0, "this link"); err != nil {
+		return err
+	}
 	temp := tempName(target)
 	if err := mk(temp); err != nil {
 		return &EntryError{Name: name, Err: err}
@@ -526,6 +604,14 @@ func (x *extractor) commit() error {
 	for _, s := range x.order {
 		if s.temp == "" {
 			continue
+		}
+		if err := x.ctx.Err(); err != nil {
+			return x.removeTemps(err)
+		}
+		if s.kind == kindFile {
+			if err := x.fs.Chtimes(s.temp, s.atime, s.mtime); err != nil {
+				return x.removeTemps(&EntryError{Name: s.name, Err: err})
+			}
 		}
 		if err := x.place(s); err != nil {
 			return x.removeTemps(err)

@@ -323,14 +323,14 @@ func TestExtractErrorMessages(t *testing.T) {
 	client := newSFTP(t)
 	s := newSandbox(t)
 	for stream, want := range map[string]string{
-		string(tarOf(t, file("../x", "x"))):                  `archive entry "../x": unsafe entry name: invalid guest path "../x": the entry name climbs out of the destination`,
-		string(tarOf(t, symlink("l", "/etc"))):               `archive entry "l": unsafe link: symbolic link to "/etc" would point outside ` + s.dest,
-		string(tarOf(t, file("evil/x", "x"))):                `archive entry "evil/x": path goes through a symbolic link: ` + s.dest + `/evil already exists in the VM as a symbolic link`,
-		string(tarOf(t, dev(tar.TypeFifo))):                  `archive entry "dev": unsupported entry type: device and FIFO entries are not extracted`,
-		string(tarOf(t, file("a", "12345"))):                 `archive entry "a": archive exceeds the size limit: this 5-byte file would bring the archive to 5 bytes, over the limit of 4 bytes`,
-		string(tarOf(t, file("f", "x"), hardlink("h", "g"))): `archive entry "h": unsafe link: hard link to "g": hard links may only point to a regular file earlier in the same archive`,
+		string(tarOf(t, file("../x", "x"))):                    `archive entry "../x": unsafe entry name: invalid guest path "../x": the entry name climbs out of the destination`,
+		string(tarOf(t, symlink("l", "/etc"))):                 `archive entry "l": unsafe link: symbolic link to "/etc" would point outside ` + s.dest,
+		string(tarOf(t, file("evil/x", "x"))):                  `archive entry "evil/x": path goes through a symbolic link: ` + s.dest + `/evil already exists in the VM as a symbolic link`,
+		string(tarOf(t, dev(tar.TypeFifo))):                    `archive entry "dev": unsupported entry type: device and FIFO entries are not extracted`,
+		string(tarOf(t, file("a", strings.Repeat("x", 1025)))): `archive entry "a": archive exceeds the size limit: this 1025-byte file would bring the archive to 1025 bytes (every entry counts at least 512), over the limit of 1024 bytes`,
+		string(tarOf(t, file("f", "x"), hardlink("h", "g"))):   `archive entry "h": unsafe link: hard link to "g": hard links may only point to a regular file earlier in the same archive`,
 	} {
-		_, err := Extract(context.Background(), client, s.dest, strings.NewReader(stream), ExtractOptions{MaxBytes: 4})
+		_, err := Extract(context.Background(), client, s.dest, strings.NewReader(stream), ExtractOptions{MaxBytes: 1024})
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), want)
 	}

@@ -37,6 +37,10 @@ import (
 type WriteOptions struct {
 	// Gzip compresses the tar stream.
 	Gzip bool
+	// MaxEntries caps the entries Write lists in the tree (ErrTooMany);
+	// 0 means no limit. SFTP lists a directory whole, and Write sorts it,
+	// so this bounds what a walk holds at once as well as its length.
+	MaxEntries int64
 }
 
 // Write archives the guest path root, a directory or a single file, as a tar
@@ -78,12 +82,15 @@ func Write(ctx context.Context, fsys FS, root string, w io.Writer, opts WriteOpt
 		zw = pgzip.NewWriter(w)
 		out = zw
 	}
-	aw := &archiveWriter{ctx: ctx, fs: fsys, tw: tar.NewWriter(out), stats: &stats}
+	aw := &archiveWriter{ctx: ctx, fs: fsys, tw: tar.NewWriter(out), stats: &stats, max: opts.MaxEntries}
 	if croot == "/" {
 		// "/" has no base name to put in front; entries are named from
 		// the top ("etc/", "etc/hosts", ...), and there is no entry for "/"
 		// itself, which extracting could only refuse.
-		err = aw.children(croot, "")
+		var list []os.FileInfo
+		if list, err = aw.list(croot); err == nil {
+			err = aw.children(croot, "", list)
+		}
 	} else {
 		err = aw.entry(croot, path.Base(croot), fi)
 	}
@@ -106,6 +113,8 @@ type archiveWriter struct {
 	fs    FS
 	tw    *tar.Writer
 	stats *Stats
+	max   int64 // MaxEntries
+	seen  int64 // entries listed so far
 }
 
 // entry archives the guest path p under the archive name name.
@@ -119,11 +128,18 @@ func (aw *archiveWriter) entry(p, name string, fi os.FileInfo) error {
 		if err != nil {
 			return fmt.Errorf("archive %s: %w", p, err)
 		}
+		// Listed before its header goes out, so that a tree refused at its
+		// top (too many entries, unreadable) is refused before the first
+		// byte, while the answer can still be an error.
+		list, err := aw.list(p)
+		if err != nil {
+			return err
+		}
 		if err := aw.tw.WriteHeader(hdr); err != nil {
 			return err
 		}
 		aw.stats.Dirs++
-		return aw.children(p, name)
+		return aw.children(p, name, list)
 
 	case mode&os.ModeSymlink != 0:
 		target, err := aw.fs.ReadLink(p)
@@ -149,17 +165,25 @@ func (aw *archiveWriter) entry(p, name string, fi os.FileInfo) error {
 	}
 }
 
-// children archives the entries of the directory p, sorted by name so that
-// the same tree always gives the same archive.
-func (aw *archiveWriter) children(p, name string) error {
+// list reads the directory p, counting its entries against MaxEntries, and
+// sorts it by name so that the same tree always gives the same archive.
+func (aw *archiveWriter) list(p string) ([]os.FileInfo, error) {
 	list, err := aw.fs.ReadDirContext(aw.ctx, p)
 	if err != nil {
 		if ctxErr := aw.ctx.Err(); ctxErr != nil {
-			return ctxErr
+			return nil, ctxErr
 		}
-		return fmt.Errorf("archive %s: %w", p, err)
+		return nil, fmt.Errorf("archive %s: %w", p, err)
+	}
+	if aw.seen += int64(len(list)); aw.max > 0 && aw.seen > aw.max {
+		return nil, fmt.Errorf("archive %s: %w: the tree has more than %d entries, the limit of this server; archive its subdirectories separately", p, ErrTooMany, aw.max)
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Name() < list[j].Name() })
+	return list, nil
+}
+
+// children archives the entries list of the directory p.
+func (aw *archiveWriter) children(p, name string, list []os.FileInfo) error {
 	for _, fi := range list {
 		base := fi.Name()
 		// The listing comes from the guest, which we do not trust to be

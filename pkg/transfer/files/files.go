@@ -64,15 +64,45 @@ type Entry struct {
 	LinkTarget string
 }
 
-// List returns the entries of dir, sorted by name, with symlink targets.
-func List(c *sftp.Client, dir string) ([]Entry, error) {
-	infos, err := c.ReadDir(dir)
+// ErrTooManyEntries: a directory has more entries than one listing returns.
+var ErrTooManyEntries = errors.New("the directory has too many entries")
+
+// List returns the entries of dir, sorted by name, with symlink targets; a
+// directory of more than max entries (0: no limit) is refused with
+// ErrTooManyEntries, so that an answer, and the symlink lookups behind it,
+// stay bounded.
+func List(ctx context.Context, c *sftp.Client, dir string, max int) ([]Entry, error) {
+	return list(ctx, c, dir, max, clientReadDir(c))
+}
+
+// readDirFunc reads a directory of at most max entries (0: any number).
+type readDirFunc func(ctx context.Context, p string, max int) ([]os.FileInfo, error)
+
+// clientReadDir reads directories over c, whole.
+func clientReadDir(c *sftp.Client) readDirFunc {
+	return func(ctx context.Context, p string, _ int) ([]os.FileInfo, error) { return c.ReadDirContext(ctx, p) }
+}
+
+func list(ctx context.Context, c *sftp.Client, dir string, max int, read readDirFunc) ([]Entry, error) {
+	infos, err := read(ctx, dir, max)
+	if err == nil && max > 0 && len(infos) > max {
+		err = fmt.Errorf("%s: %w: it has %d", dir, ErrTooManyEntries, len(infos))
+	}
+	if errors.Is(err, ErrTooManyEntries) {
+		return nil, fmt.Errorf("%w; one listing returns at most %d: list its subdirectories, or download it as a tar (archive=tar)", err, max)
+	}
 	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, ctxErr
+		}
 		return nil, err
 	}
 	sort.Slice(infos, func(i, j int) bool { return infos[i].Name() < infos[j].Name() })
 	out := make([]Entry, 0, len(infos))
 	for _, fi := range infos {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		e := Entry{Name: fi.Name(), Info: fi}
 		if fi.Mode()&os.ModeSymlink != 0 {
 			// A dangling or unreadable link still lists; its target is best effort.

@@ -34,10 +34,46 @@ import (
 // readers and writers, and another way to reach a guest can stand in for it.
 type FS struct {
 	c *sftp.Client
+	// dirs, when set, opens a DirSession for reads of directories that
+	// must stay bounded (listings, tar walks, sweeps).
+	dirs func() (*DirSession, error)
 }
 
 // New returns the filesystem c reaches.
 func New(c *sftp.Client) *FS { return &FS{c: c} }
+
+// WithDirSessions makes fs read directories through sessions open returns,
+// so that a huge directory costs no more than the caps allow (see
+// DirSession); without it they are read over c, whole.
+func (fs *FS) WithDirSessions(open func() (*DirSession, error)) *FS {
+	fs.dirs = open
+	return fs
+}
+
+// dirReader returns how to read directories for one call, and what to do
+// when it is over. The session opens with the first directory read (a tar
+// of one file reads none).
+func (fs *FS) dirReader(max int64) (readDirFunc, func(), error) {
+	if fs.dirs == nil || max <= 0 {
+		return clientReadDir(fs.c), func() {}, nil
+	}
+	var d *DirSession
+	read := func(ctx context.Context, p string, max int) ([]os.FileInfo, error) {
+		if d == nil {
+			var err error
+			if d, err = fs.dirs(); err != nil {
+				return nil, err
+			}
+		}
+		return d.ReadDir(ctx, p, max)
+	}
+	done := func() {
+		if d != nil {
+			d.Close()
+		}
+	}
+	return read, done, nil
+}
 
 // Stat follows symlinks, as a download does.
 func (fs *FS) Stat(p string) (os.FileInfo, error) { return fs.c.Stat(p) }
@@ -53,13 +89,40 @@ func (fs *FS) Read(ctx context.Context, p string, offset, length, size int64, w 
 	return Download(ctx, f, offset, length, size, w)
 }
 
-// List returns the entries of the directory p.
-func (fs *FS) List(p string) ([]Entry, error) { return List(fs.c, p) }
+// List returns the entries of the directory p, at most max (0: no limit).
+func (fs *FS) List(ctx context.Context, p string, max int) ([]Entry, error) {
+	read, done, err := fs.dirReader(int64(max))
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return list(ctx, fs.c, p, max, read)
+}
 
 // WriteTar writes the directory root to w as a tar stream (gzipped when
 // asked).
 func (fs *FS) WriteTar(ctx context.Context, root string, w io.Writer, opts archive.WriteOptions) (archive.Stats, error) {
-	return archive.Write(ctx, fs.c, root, w, opts)
+	read, done, err := fs.dirReader(opts.MaxEntries)
+	if err != nil {
+		return archive.Stats{}, err
+	}
+	defer done()
+	return archive.Write(ctx, walkFS{Client: fs.c, read: read, max: int(opts.MaxEntries)}, root, w, opts)
+}
+
+// walkFS is the guest for a tar walk, reading directories with read.
+type walkFS struct {
+	*sftp.Client
+	read readDirFunc
+	max  int
+}
+
+func (w walkFS) ReadDirContext(ctx context.Context, p string) ([]os.FileInfo, error) {
+	infos, err := w.read(ctx, p, w.max)
+	if errors.Is(err, ErrTooManyEntries) {
+		return nil, fmt.Errorf("%w: the directory alone has more than %d entries, the limit of this server; archive its subdirectories separately", archive.ErrTooMany, w.max)
+	}
+	return infos, err
 }
 
 // ExtractTar extracts the tar stream r under the directory dest, creating
@@ -178,4 +241,15 @@ func (fs *FS) checkChunks(ctx context.Context, tmp string, opts CommitOptions) (
 		return "", fmt.Errorf("%w: the uploaded bytes' sha256 is %s, expected %s", ErrChecksumMismatch, sum, opts.SHA256)
 	}
 	return sum, nil
+}
+
+// Sweep removes old temporary upload files from roots (see the package
+// function).
+func (fs *FS) Sweep(ctx context.Context, roots []SweepRoot, opts SweepOptions) ([]string, error) {
+	read, done, err := fs.dirReader(int64(opts.MaxEntries))
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return sweep(ctx, fs.c, read, roots, opts)
 }

@@ -15,7 +15,8 @@ limitations under the License.
 */
 
 // Package guest finds how to reach a Wukong's guest: its address from the
-// KubeVirt VirtualMachineInstance of the same name, and its SSH credentials
+// KubeVirt VirtualMachineInstance of the same name, once it is known to be
+// the instance of the Wukong's own VirtualMachine, and its SSH credentials
 // and host keys from the Secret its sshConfig names. It reads the Kubernetes
 // API only; dialing is pkg/transfer/ssh's job.
 package guest
@@ -33,6 +34,7 @@ import (
 	kubevirtclient "kubevirt.io/client-go/kubevirt/typed/core/v1"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/transfer/owner"
 	"github.com/novasphere/wukong/pkg/transfer/ssh"
 )
 
@@ -53,7 +55,9 @@ var (
 
 // Locator resolves Wukongs to SSH targets.
 type Locator struct {
-	VMIs    kubevirtclient.VirtualMachineInstancesGetter
+	VMIs kubevirtclient.VirtualMachineInstancesGetter
+	// VMs are read to check that the VMI is the Wukong's own.
+	VMs     kubevirtclient.VirtualMachinesGetter
 	Secrets corev1client.SecretsGetter
 }
 
@@ -95,7 +99,10 @@ func (l *Locator) SSHTarget(ctx context.Context, w *vm.Wukong) (ssh.Target, erro
 	return t, nil
 }
 
-// address is the first IP of the running VMI of the same name.
+// address is the first IP of the running VMI of the same name, if it is
+// the instance of the Wukong's own VirtualMachine (else an
+// *owner.NotOwnedError): a VMI anyone made under that name must not get
+// the Wukong's key and files.
 func (l *Locator) address(ctx context.Context, w *vm.Wukong) (string, error) {
 	vmi, err := l.VMIs.VirtualMachineInstances(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
@@ -103,6 +110,9 @@ func (l *Locator) address(ctx context.Context, w *vm.Wukong) (string, error) {
 	}
 	if err != nil {
 		return "", fmt.Errorf("reading the VirtualMachineInstance: %w", err)
+	}
+	if err := (&owner.Checker{VMs: l.VMs}).VMI(ctx, w, vmi); err != nil {
+		return "", err
 	}
 	if vmi.Status.Phase != kubevirtv1.Running {
 		return "", fmt.Errorf("%w: its VirtualMachineInstance is %s", ErrNotRunning, phaseOrPending(vmi.Status.Phase))

@@ -22,6 +22,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
 )
 
 // put sends body to rawURL in one PUT with its Content-Length, so that the
@@ -39,22 +41,26 @@ func put(ctx context.Context, client *http.Client, rawURL string, creds Credenti
 	case creds.Username != "" || creds.Password != "":
 		req.SetBasicAuth(creds.Username, creds.Password)
 	}
-	// The URL may carry a pre-signed query or a login: errors name only
-	// its scheme, host and path.
-	u := *req.URL
-	u.User, u.RawQuery = nil, ""
+	// The URL may carry a pre-signed query or a login: errors name it
+	// redacted.
+	shown := vm.RedactURL(rawURL)
 	resp, err := client.Do(req)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
-			ue.URL = u.String()
+			ue.URL = shown
 		}
 		return err
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 == 3 {
+		// Not followed (a 307 or 308 of a body that cannot be sent again)
+		// and not a success either.
+		return Permanent(&RedirectError{Code: resp.StatusCode, Location: vm.RedactURL(resp.Header.Get("Location"))})
+	}
 	if resp.StatusCode/100 != 2 {
-		return &StatusError{Code: resp.StatusCode, Status: resp.Status, URL: u.String()}
+		return &StatusError{Code: resp.StatusCode, Status: resp.Status, URL: shown}
 	}
 	return nil
 }

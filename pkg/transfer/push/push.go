@@ -34,10 +34,13 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/minio/minio-go/v7"
 
+	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/egress"
 	"github.com/novasphere/wukong/pkg/transfer/qcow2"
 )
 
@@ -69,9 +72,16 @@ type Body struct {
 	Size int64
 }
 
-// Push sends body to target.
-func Push(ctx context.Context, target *v1alpha1.ExportTargetSpec, creds Credentials, body Body) (Result, error) {
-	client, err := httpClient(creds.CA)
+// Push sends body to target, connecting only where policy allows (nil: the
+// built-in denied ranges, egress.BuiltinDenied). Every connection, the
+// first and any a registry's redirect or token server asks for, goes
+// through policy's dialer; an http target's redirects are refused.
+func Push(ctx context.Context, target *v1alpha1.ExportTargetSpec, creds Credentials, body Body, policy *egress.Policy) (Result, error) {
+	// Refuse early, before a byte is read, what the dialer would refuse.
+	if err := CheckHost(ctx, target, policy); err != nil {
+		return Result{}, err
+	}
+	client, err := httpClient(creds.CA, policy)
 	if err != nil {
 		return Result{}, err
 	}
@@ -107,8 +117,8 @@ func Format(t *v1alpha1.ExportTargetSpec) string {
 	return v1alpha1.ExportFormatRaw
 }
 
-// Describe names where target sends a disk, without credentials, user
-// information or query: "registry oci registry.example.com/vms/ubuntu:tag",
+// Describe names where target sends a disk, its URL redacted (vm.RedactURL):
+// "registry oci registry.example.com/vms/ubuntu:tag",
 // "s3 raw https://s3.example.com/bucket/key", "http raw https://host/path".
 // A change of it is a new push.
 func Describe(t *v1alpha1.ExportTargetSpec) string {
@@ -116,13 +126,10 @@ func Describe(t *v1alpha1.ExportTargetSpec) string {
 	switch t.Type {
 	case v1alpha1.ExportTargetS3:
 		if t.S3Config != nil {
-			where = t.S3Config.Endpoint + "/" + t.S3Config.Bucket + "/" + t.S3Config.Key
+			where = vm.RedactURL(t.S3Config.Endpoint) + "/" + t.S3Config.Bucket + "/" + t.S3Config.Key
 		}
 	case v1alpha1.ExportTargetHTTP:
-		if u, err := url.Parse(t.URL); err == nil {
-			u.User, u.RawQuery, u.Fragment = nil, "", ""
-			where = u.String()
-		}
+		where = vm.RedactURL(t.URL)
 	}
 	return t.Type + " " + Format(t) + " " + where
 }
@@ -139,10 +146,11 @@ func (e *PermanentError) Unwrap() error { return e.Err }
 func Permanent(err error) error { return &PermanentError{Err: err} }
 
 // IsPermanent says whether err is a failure a retry will not cure: marked
-// so, or a 4xx answer from the target other than 408 and 429.
+// so, an address the egress policy refuses, or a 4xx answer from the target other than 408 and 429.
 func IsPermanent(err error) bool {
 	var p *PermanentError
-	if errors.As(err, &p) {
+	var refused *egress.RefusedError
+	if errors.As(err, &p) || errors.As(err, &refused) {
 		return true
 	}
 	code := 0
@@ -171,11 +179,70 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("PUT %s answered %s", e.URL, e.Status)
 }
 
-// httpClient trusts the system's roots and, if given, the PEM bundle ca.
-func httpClient(ca []byte) (*http.Client, error) {
+// CheckHost resolves the host target names and fails with a permanent
+// *egress.RefusedError if the policy allows none of its addresses. A
+// failure to resolve may pass, and is returned as it is.
+func CheckHost(ctx context.Context, target *v1alpha1.ExportTargetSpec, policy *egress.Policy) error {
+	var host string
+	switch target.Type {
+	case v1alpha1.ExportTargetRegistry:
+		ref, err := name.ParseReference(target.URL)
+		if err != nil {
+			return Permanent(fmt.Errorf("the registry target %q: %w", target.URL, err))
+		}
+		host = ref.Context().RegistryStr()
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+	case v1alpha1.ExportTargetS3:
+		if target.S3Config == nil {
+			return Permanent(fmt.Errorf("an s3 target needs s3Config"))
+		}
+		host = hostOf(target.S3Config.Endpoint)
+	default:
+		host = hostOf(target.URL)
+	}
+	if host == "" {
+		return Permanent(fmt.Errorf("the target %s names no host", Describe(target)))
+	}
+	_, err := policy.Resolve(ctx, host)
+	var refused *egress.RefusedError
+	if errors.As(err, &refused) {
+		return Permanent(err)
+	}
+	return err
+}
+
+// hostOf is rawURL's host, without port or brackets; "" if it has none.
+func hostOf(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
+// RedirectError is an http target's answer that points elsewhere. A push
+// does not follow it: the place it points to was never checked by the
+// Wukong's validation, and a redirect is the usual way to steer a server
+// to an address it would refuse.
+type RedirectError struct {
+	Code     int
+	Location string // redacted
+}
+
+func (e *RedirectError) Error() string {
+	return fmt.Sprintf("the target answered %d with a redirect to %q, which pushes do not follow; name the final URL in the exportTarget", e.Code, e.Location)
+}
+
+// httpClient trusts the system's roots and, if given, the PEM bundle ca,
+// and connects only where policy allows. It ignores HTTP(S)_PROXY: the
+// policy can check only a direct connection's address.
+func httpClient(ca []byte, policy *egress.Policy) (*http.Client, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
 	t.ResponseHeaderTimeout = 5 * time.Minute // a target may verify a large body before it answers
-	t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.DialContext = policy.DialContext(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second})
 	if len(ca) > 0 {
 		pool, err := x509.SystemCertPool()
 		if err != nil {
@@ -186,5 +253,11 @@ func httpClient(ca []byte) (*http.Client, error) {
 		}
 		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return &http.Client{Transport: t}, nil
+	return &http.Client{Transport: t, CheckRedirect: func(req *http.Request, _ []*http.Request) error {
+		code := 0
+		if req.Response != nil {
+			code = req.Response.StatusCode
+		}
+		return Permanent(&RedirectError{Code: code, Location: vm.RedactURL(req.URL.String())})
+	}}, nil
 }

@@ -40,7 +40,8 @@ func TestDescribeHidesCredentials(t *testing.T) {
 	}{
 		{v1alpha1.ExportTargetSpec{Type: "registry", URL: "registry.example.com/vms/ubuntu:custom"}, "registry oci registry.example.com/vms/ubuntu:custom"},
 		{v1alpha1.ExportTargetSpec{Type: "s3", S3Config: &v1alpha1.S3Config{Endpoint: "https://s3.example.com", Bucket: "backups", Key: "vm/disk.img"}}, "s3 raw https://s3.example.com/backups/vm/disk.img"},
-		{v1alpha1.ExportTargetSpec{Type: "http", URL: "https://user:secret@host.example/upload/disk.img?X-Amz-Signature=abc"}, "http raw https://host.example/upload/disk.img"},
+		{v1alpha1.ExportTargetSpec{Type: "http", URL: "https://user:secret@host.example/upload/disk.img?X-Amz-Signature=abc"}, "http raw https://host.example/upload/disk.img?X-Amz-Signature=REDACTED"},
+		{v1alpha1.ExportTargetSpec{Type: "s3", S3Config: &v1alpha1.S3Config{Endpoint: "https://AKIA:secret@s3.example.com", Bucket: "b", Key: "k"}}, "s3 raw https://s3.example.com/b/k"},
 	} {
 		assert.Equal(t, tc.want, Describe(&tc.target))
 	}

@@ -60,6 +60,12 @@ type Options struct {
 	// short lease times). Off by default: other tests own the Wukongs' status.
 	Controller bool
 
+	// PushLoopbackDenied runs wukong-apiserver with its default egress
+	// policy, as deployed, under which pushes to loopback are refused. By
+	// default the tests' push targets, which all listen on loopback, are
+	// allowed: --push-allowed-cidrs=127.0.0.0/8,::1/128.
+	PushLoopbackDenied bool
+
 	// SkipWukongAPIServer starts etcd and kube-apiserver only;
 	// StartWukongAPIServer can start it later.
 	SkipWukongAPIServer bool

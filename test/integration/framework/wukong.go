@@ -174,12 +174,14 @@ func (cp *ControlPlane) wukongAPIServerArgs(port int) []string {
 		"--authentication-kubeconfig=" + admin,
 		"--authorization-kubeconfig=" + admin,
 	}
-	if cp.opts.Controller {
-		args = append(args, "--controller=true", "--leader-elect-resource-namespace=default",
-			"--leader-elect-lease-duration=4s", "--leader-elect-renew-deadline=3s", "--leader-elect-retry-period=500ms")
-	} else {
-		args = append(args, "--controller=false")
+	if !cp.opts.PushLoopbackDenied {
+		args = append(args, "--push-allowed-cidrs=127.0.0.0/8,::1/128")
 	}
+	// The Lease is held with or without the controllers (the record
+	// collector runs in its holder).
+	args = append(args, "--leader-elect-resource-namespace=default",
+		"--leader-elect-lease-duration=4s", "--leader-elect-renew-deadline=3s", "--leader-elect-retry-period=500ms")
+	args = append(args, fmt.Sprintf("--controller=%t", cp.opts.Controller))
 	return append(args, cp.opts.WukongAPIServerArgs...)
 }
 

@@ -38,6 +38,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -65,6 +66,7 @@ type Controllers struct {
 
 	mu      sync.Mutex
 	started map[string]bool // DataVolumes being imported
+	claimed map[string]bool // DataVolumes whose PVC was made
 }
 
 // StartControllers runs the stand-ins until ctx ends.
@@ -81,7 +83,7 @@ func StartControllers(ctx context.Context, cfg *rest.Config) (*Controllers, erro
 	if err != nil {
 		return nil, err
 	}
-	c := &Controllers{kubevirt: kv, cdi: cdi, kube: kube, Step: 100 * time.Millisecond, started: map[string]bool{}}
+	c := &Controllers{kubevirt: kv, cdi: cdi, kube: kube, Step: 100 * time.Millisecond, started: map[string]bool{}, claimed: map[string]bool{}}
 	go wait.UntilWithContext(ctx, c.syncVMs, 200*time.Millisecond)
 	go wait.UntilWithContext(ctx, c.syncDataVolumes, 200*time.Millisecond)
 	return c, nil
@@ -118,7 +120,7 @@ func (c *Controllers) syncVMs(ctx context.Context) {
 			if apierrors.IsNotFound(err) {
 				dv = &cdiv1.DataVolume{
 					ObjectMeta: metav1.ObjectMeta{Name: t.Name, Namespace: vm.Namespace, Labels: t.Labels,
-						OwnerReferences: []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Name: vm.Name, UID: vm.UID}}},
+						OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(vm, kubevirtv1.VirtualMachineGroupVersionKind)}},
 					Spec: t.Spec,
 				}
 				_, _ = c.cdi.CdiV1beta1().DataVolumes(vm.Namespace).Create(ctx, dv, metav1.CreateOptions{})
@@ -141,7 +143,7 @@ func (c *Controllers) syncVMs(ctx context.Context) {
 		}
 		vmi := &kubevirtv1.VirtualMachineInstance{
 			ObjectMeta: metav1.ObjectMeta{Name: vm.Name, Namespace: vm.Namespace, Labels: vm.Spec.Template.ObjectMeta.Labels,
-				OwnerReferences: []metav1.OwnerReference{{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Name: vm.Name, UID: vm.UID}}},
+				OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(vm, kubevirtv1.VirtualMachineGroupVersionKind)}},
 			Spec: vm.Spec.Template.Spec,
 			Status: kubevirtv1.VirtualMachineInstanceStatus{
 				Phase:      kubevirtv1.Running,
@@ -160,6 +162,7 @@ func (c *Controllers) syncDataVolumes(ctx context.Context) {
 	}
 	for i := range dvs.Items {
 		dv := dvs.Items[i].DeepCopy()
+		c.ensureClaim(ctx, dv)
 		if dv.Spec.Source != nil && dv.Spec.Source.Upload != nil {
 			continue // the upload stand-in's (upload_datavolumes.go)
 		}
@@ -171,6 +174,48 @@ func (c *Controllers) syncDataVolumes(ctx context.Context) {
 		if !seen && dv.Status.Phase == "" {
 			go c.importDV(ctx, dv)
 		}
+	}
+}
+
+// ensureClaim does CDI's first step for a DataVolume: its PVC, of the same
+// name, with the DataVolume as controller. A PVC of that name that is there
+// already stays as it is (CDI then reports the DataVolume's claim as not
+// its own).
+func (c *Controllers) ensureClaim(ctx context.Context, dv *cdiv1.DataVolume) {
+	key := dv.Namespace + "/" + dv.Name + "/" + string(dv.UID)
+	c.mu.Lock()
+	done := c.claimed[key]
+	c.mu.Unlock()
+	if done || dv.DeletionTimestamp != nil {
+		return
+	}
+	pvcs := c.kube.CoreV1().PersistentVolumeClaims(dv.Namespace)
+	mark := func() {
+		c.mu.Lock()
+		c.claimed[key] = true
+		c.mu.Unlock()
+	}
+	_, err := pvcs.Get(ctx, dv.Name, metav1.GetOptions{})
+	if err == nil {
+		mark()
+	}
+	if !apierrors.IsNotFound(err) {
+		return
+	}
+	size := resource.MustParse("1Gi")
+	if s := dv.Spec.Storage; s != nil {
+		if q, ok := s.Resources.Requests[corev1.ResourceStorage]; ok {
+			size = q
+		}
+	}
+	_, err = pvcs.Create(ctx, &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: dv.Name, Namespace: dv.Namespace, Labels: map[string]string{"app": "containerized-data-importer"},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(dv, cdiv1.SchemeGroupVersion.WithKind("DataVolume"))}},
+		Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}}},
+	}, metav1.CreateOptions{})
+	if err == nil || apierrors.IsAlreadyExists(err) {
+		mark()
 	}
 }
 

@@ -32,9 +32,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	kubevirtclient "kubevirt.io/client-go/kubevirt"
 
+	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
 	"github.com/novasphere/wukong/test/integration/framework"
 )
 
@@ -75,36 +78,73 @@ func InstallKubeVirtCRDs(ctx context.Context, cp *framework.ControlPlane) error 
 	})
 }
 
-// RunVMI does what virt-controller and virt-handler do when a VM starts: a
-// VirtualMachineInstance named after the VM, Running, with ip on its first
-// interface.
+// RunVMI does what wukong-apiserver's VM controller, virt-controller and
+// virt-handler do when a Wukong's VM starts: the VirtualMachine named after
+// the Wukong (labelled with it, the Wukong its controller), unless there is
+// one, and a VirtualMachineInstance of the same name controlled by it,
+// Running, with ip on its first interface. For suites that run no
+// controller; the Wukong must exist.
 func RunVMI(ctx context.Context, cfg *rest.Config, namespace, name, ip string) error {
 	c, err := kubevirtclient.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
-	vmis := c.KubevirtV1().VirtualMachineInstances(namespace)
+	wc, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	w, err := wc.VmV1alpha1().Wukongs(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("the Wukong of the VMI: %w", err)
+	}
+	vm := &kubevirtv1.VirtualMachine{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: map[string]string{v1alpha1.LabelWukong: name},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: "Wukong", Name: name, UID: w.UID, Controller: ptr.To(true)}}},
+		Spec: kubevirtv1.VirtualMachineSpec{RunStrategy: ptr.To(kubevirtv1.RunStrategyAlways),
+			Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"kubevirt.io/vm": name, v1alpha1.LabelWukong: name}}}},
+	}
+	// The first write of a new CRD's kind can take longer than a short
+	// --request-timeout; retry those.
+	err = retryTimeouts(ctx, func(ctx context.Context) error {
+		got, err := c.KubevirtV1().VirtualMachines(namespace).Create(ctx, vm, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			got, err = c.KubevirtV1().VirtualMachines(namespace).Get(ctx, name, metav1.GetOptions{})
+		}
+		if err == nil {
+			vm = got
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
 	// KubeVirt's VMI has no status subresource: its controllers write
-	// status with the object. The first write of a new CRD's kind can take
-	// longer than a short --request-timeout; retry those.
+	// status with the object.
 	vmi := &kubevirtv1.VirtualMachineInstance{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: map[string]string{"kubevirt.io/vm": name}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: vm.Spec.Template.ObjectMeta.Labels,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(vm, kubevirtv1.VirtualMachineGroupVersionKind)}},
 		Status: kubevirtv1.VirtualMachineInstanceStatus{
 			Phase:      kubevirtv1.Running,
 			Interfaces: []kubevirtv1.VirtualMachineInstanceNetworkInterface{{Name: "default", IP: ip, IPs: []string{ip}}},
 		},
 	}
-	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		_, err := vmis.Create(ctx, vmi, metav1.CreateOptions{})
-		switch {
-		case err == nil:
-			return true, nil
-		case apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err):
-			return false, nil
-		case apierrors.IsAlreadyExists(err):
-			return true, nil // a timed-out create that went through after all
+	return retryTimeouts(ctx, func(ctx context.Context) error {
+		_, err := c.KubevirtV1().VirtualMachineInstances(namespace).Create(ctx, vmi, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			return nil // a timed-out create that went through after all
 		}
-		return false, err
+		return err
+	})
+}
+
+// retryTimeouts calls f until it returns anything but a timeout, for a minute.
+func retryTimeouts(ctx context.Context, f func(context.Context) error) error {
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		err := f(ctx)
+		if apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err) {
+			return false, nil
+		}
+		return err == nil, err
 	})
 }
 

@@ -198,7 +198,7 @@ func validateExportTarget(t *vm.ExportTargetSpec, p *field.Path) field.ErrorList
 		if t.URL == "" {
 			allErrs = append(allErrs, field.Required(p.Child("url"), "a registry export needs an image reference such as registry.example.com/vms/ubuntu:tag"))
 		} else if strings.Contains(t.URL, "://") {
-			allErrs = append(allErrs, field.Invalid(p.Child("url"), t.URL, "must be an image reference without a scheme, such as registry.example.com/vms/ubuntu:tag"))
+			allErrs = append(allErrs, field.Invalid(p.Child("url"), vm.RedactURL(t.URL), "must be an image reference without a scheme, such as registry.example.com/vms/ubuntu:tag"))
 		}
 		if t.Format == vm.ExportFormatRaw || t.Format == vm.ExportFormatQCOW2 {
 			allErrs = append(allErrs, field.Invalid(p.Child("format"), t.Format, "a registry export is an OCI containerDisk image: use format oci"))
@@ -254,15 +254,18 @@ func validateHTTPURL(raw, scheme string, p *field.Path) field.ErrorList {
 	if raw == "" {
 		return field.ErrorList{field.Required(p, "an absolute http:// or https:// URL")}
 	}
+	// The errors echo the URL, redacted: it may be pre-signed or carry a
+	// login, and a refusal's message reaches the audit log.
+	shown := vm.RedactURL(raw)
 	u, err := url.Parse(raw)
 	if err != nil {
-		return field.ErrorList{field.Invalid(p, raw, err.Error())}
+		return field.ErrorList{field.Invalid(p, shown, vm.RedactURLs(err.Error()))}
 	}
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return field.ErrorList{field.Invalid(p, raw, "must be an absolute http:// or https:// URL with a host")}
+		return field.ErrorList{field.Invalid(p, shown, "must be an absolute http:// or https:// URL with a host")}
 	}
 	if scheme != "" && u.Scheme != scheme {
-		return field.ErrorList{field.Invalid(p, raw, fmt.Sprintf("type is %s but the URL scheme is %s", scheme, u.Scheme))}
+		return field.ErrorList{field.Invalid(p, shown, fmt.Sprintf("type is %s but the URL scheme is %s", scheme, u.Scheme))}
 	}
 	return nil
 }
@@ -274,13 +277,13 @@ func validateRegistryURL(raw string, p *field.Path) field.ErrorList {
 	}
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok || rest == "" {
-		return field.ErrorList{field.Invalid(p, raw, "must start with a scheme: docker://, registry:// or oci-archive://")}
+		return field.ErrorList{field.Invalid(p, vm.RedactURL(raw), "must start with a scheme: docker://, registry:// or oci-archive://")}
 	}
 	switch scheme {
 	case "docker", "registry", "oci-archive":
 		return nil
 	}
-	return field.ErrorList{field.Invalid(p, raw, fmt.Sprintf("unsupported scheme %q: use docker://, registry:// or oci-archive://", scheme))}
+	return field.ErrorList{field.Invalid(p, vm.RedactURL(raw), fmt.Sprintf("unsupported scheme %q: use docker://, registry:// or oci-archive://", scheme))}
 }
 
 func validateFileTransfer(f *vm.FileTransferSpec, p *field.Path) field.ErrorList {
@@ -336,9 +339,9 @@ func ValidateWukongFileTransferStatusUpdate(t, old *vm.WukongFileTransfer) field
 	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&t.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))
 	st, p := &t.Status, field.NewPath("status")
 	switch st.Phase {
-	case "", vm.FileTransferPhasePending, vm.FileTransferPhaseTransferring, vm.FileTransferPhaseSucceeded, vm.FileTransferPhaseFailed:
+	case "", vm.FileTransferPhasePending, vm.FileTransferPhaseTransferring, vm.FileTransferPhaseCommitting, vm.FileTransferPhaseSucceeded, vm.FileTransferPhaseFailed:
 	default:
-		allErrs = append(allErrs, field.NotSupported(p.Child("phase"), st.Phase, []string{vm.FileTransferPhasePending, vm.FileTransferPhaseTransferring, vm.FileTransferPhaseSucceeded, vm.FileTransferPhaseFailed}))
+		allErrs = append(allErrs, field.NotSupported(p.Child("phase"), st.Phase, []string{vm.FileTransferPhasePending, vm.FileTransferPhaseTransferring, vm.FileTransferPhaseCommitting, vm.FileTransferPhaseSucceeded, vm.FileTransferPhaseFailed}))
 	}
 	allErrs = append(allErrs, validateProgress(st.Progress, p.Child("progress"))...)
 	for name, v := range map[string]int64{"bytesTransferred": st.BytesTransferred, "totalBytes": st.TotalBytes, "bytesPerSecond": st.BytesPerSecond} {

@@ -275,12 +275,13 @@ func disksOf(w *vm.Wukong) []*vm.Disk {
 				ResourceVersion: w.ResourceVersion, CreationTimestamp: w.CreationTimestamp,
 				OwnerReferences: []metav1.OwnerReference{{APIVersion: "vm.novasphere.dev/v1alpha1", Kind: "Wukong", Name: w.Name, UID: w.UID}},
 			},
-			Spec:   vm.DiskSpec{WukongName: w.Name, DiskName: d.Name, Size: d.Size, Source: source(w, &d)},
+			Spec:   vm.DiskSpec{WukongName: w.Name, DiskName: d.Name, Size: d.Size, Source: vm.RedactURLs(source(w, &d))},
 			Status: vm.DiskStatus{ClaimName: claim},
 		}
 		for _, v := range w.Status.Volumes {
 			if v.Name == d.Name {
 				disk.Status.ImportStatus, disk.Status.ExportStatus, disk.Status.PushStatus = v.ImportStatus, v.ExportStatus, v.PushStatus
+				redactStatus(&disk.Status)
 				if v.ClaimName != "" {
 					disk.Status.ClaimName = v.ClaimName
 				}
@@ -291,7 +292,26 @@ func disksOf(w *vm.Wukong) []*vm.Disk {
 	return out
 }
 
-// source says in one line where a disk's content comes from.
+// redactStatus hides credentials in URLs its messages and push target may
+// quote. The writers redact already; this covers a status written before
+// they did. The statuses are the Wukong's, shared: they are copied first.
+func redactStatus(st *vm.DiskStatus) {
+	if is := st.ImportStatus; is != nil && is.Message != vm.RedactURLs(is.Message) {
+		st.ImportStatus = is.DeepCopy()
+		st.ImportStatus.Message = vm.RedactURLs(is.Message)
+	}
+	if es := st.ExportStatus; es != nil && es.Message != vm.RedactURLs(es.Message) {
+		st.ExportStatus = es.DeepCopy()
+		st.ExportStatus.Message = vm.RedactURLs(es.Message)
+	}
+	if ps := st.PushStatus; ps != nil && (ps.Message != vm.RedactURLs(ps.Message) || ps.Target != vm.RedactURLs(ps.Target)) {
+		st.PushStatus = ps.DeepCopy()
+		st.PushStatus.Message, st.PushStatus.Target = vm.RedactURLs(ps.Message), vm.RedactURLs(ps.Target)
+	}
+}
+
+// source says in one line where a disk's content comes from; disksOf
+// redacts it (an import URL may be pre-signed or carry a login).
 func source(w *vm.Wukong, d *vm.DiskConfig) string {
 	s := d.ImportSource
 	switch {

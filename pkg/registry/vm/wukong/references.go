@@ -31,42 +31,76 @@ import (
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 )
 
-// References checks, when a Wukong's disks are created or changed, what
-// they name in the cluster: an import that would fail minutes later in CDI
-// (a credentials Secret that does not exist or lacks its keys, a clone
-// source larger than the disk) is refused now, with the field to fix.
+// References checks, when a Wukong is created or what it names changes,
+// what it names in the cluster: an import that would fail minutes later in
+// CDI (a credentials Secret that does not exist or lacks its keys, a clone
+// source larger than the disk) is refused now, with the field to fix, and
+// so is a reference its author may not follow.
 type References struct {
 	Core corev1client.CoreV1Interface
 	// Authorizer, when set, requires the user to be allowed to get every
-	// Secret a Wukong names. CDI and the push controller read those Secrets
-	// with their own identity and send what they hold to the URLs the
-	// Wukong gives. So naming a Secret must take the right to read it, or a
-	// user could send someone else's credentials to a host of their own.
+	// Secret a Wukong names (the disks' and the SSH key), and to clone from
+	// a PVC in another namespace. CDI, the push controller and the files
+	// subresource use those with their own identity: CDI and the push
+	// controller send what the Secrets hold to the URLs the Wukong gives,
+	// the files subresource signs with the SSH key, and CDI clones what the
+	// VM's creator (this server) may. So naming one must take the right to
+	// use it, or a user could borrow someone else's.
 	Authorizer authorizer.Authorizer
 }
 
 // beginCreate and beginUpdate are the store's hooks.
 func (r *References) beginCreate(ctx context.Context, obj runtime.Object, _ *metav1.CreateOptions) (genericregistry.FinishFunc, error) {
-	return noop, r.check(ctx, obj.(*vm.Wukong))
+	return noop, r.check(ctx, obj.(*vm.Wukong), nil)
 }
 
 func (r *References) beginUpdate(ctx context.Context, obj, old runtime.Object, _ *metav1.UpdateOptions) (genericregistry.FinishFunc, error) {
 	w := obj.(*vm.Wukong)
-	// Only changed disks: a finaliser must still be removable after the
-	// Secret was deleted.
-	if equality.Semantic.DeepEqual(w.Spec.Disks, old.(*vm.Wukong).Spec.Disks) || w.DeletionTimestamp != nil {
+	// Not while it is deleted: a finaliser must still be removable after
+	// a Secret was deleted.
+	if w.DeletionTimestamp != nil {
 		return noop, nil
 	}
-	return noop, r.check(ctx, w)
+	return noop, r.check(ctx, w, old.(*vm.Wukong))
 }
 
 func noop(context.Context, bool) {}
 
-func (r *References) check(ctx context.Context, w *vm.Wukong) error {
+// check checks what w names; on an update (old set) only what changed, so
+// that an update naming nothing new (a label, the CPU) is not refused for a
+// Secret deleted since. The disks are checked as a whole when any of them
+// changed: a new URL must not take an old Secret along unchecked.
+func (r *References) check(ctx context.Context, w, old *vm.Wukong) error {
+	var errs field.ErrorList
+	if old == nil || !equality.Semantic.DeepEqual(w.Spec.Disks, old.Spec.Disks) {
+		errs = append(errs, r.disks(ctx, w)...)
+	}
+	if key := keySecret(w); key != "" && (old == nil || key != keySecret(old)) {
+		// Only whether the author may read it: the Secret may come after
+		// the Wukong (kubectl apply -f dir/), and a files request says
+		// when it is missing.
+		errs = append(errs, r.authorized(ctx, w.Namespace, key, field.NewPath("spec", "fileTransfer", "sshConfig", "keySecret"))...)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return apierrors.NewInvalid(vm.Kind("Wukong"), w.Name, errs)
+}
+
+// keySecret is the SSH key Secret w names, if any.
+func keySecret(w *vm.Wukong) string {
+	if ft := w.Spec.FileTransfer; ft != nil && ft.SSHConfig != nil {
+		return ft.SSHConfig.KeySecret
+	}
+	return ""
+}
+
+func (r *References) disks(ctx context.Context, w *vm.Wukong) field.ErrorList {
 	var errs field.ErrorList
 	for i, d := range w.Spec.Disks {
 		p := field.NewPath("spec", "disks").Index(i)
@@ -97,28 +131,65 @@ func (r *References) check(ctx context.Context, w *vm.Wukong) error {
 		if c := s.RegistryConfig; c != nil && c.SecretName != "" {
 			errs = append(errs, r.secret(ctx, w.Namespace, c.SecretName, sp.Child("registryConfig", "secretName"))...)
 		}
-		if c := s.PVCConfig; c != nil && (c.Namespace == "" || c.Namespace == w.Namespace) {
-			// Other namespaces are CDI's to authorise; saying whether a PVC
-			// exists there would tell more than the user may know.
-			errs = append(errs, r.pvc(ctx, w.Namespace, c.Name, d.Size, sp.Child("pvcConfig", "name"), p.Child("size"))...)
+		if c := s.PVCConfig; c != nil {
+			if c.Namespace == "" || c.Namespace == w.Namespace {
+				errs = append(errs, r.pvc(ctx, w.Namespace, c.Name, d.Size, sp.Child("pvcConfig", "name"), p.Child("size"))...)
+			} else {
+				// Whether a PVC exists there is not for the author to
+				// learn here; whether they may clone from there is.
+				errs = append(errs, r.clone(ctx, c.Namespace, c.Name, sp.Child("pvcConfig", "namespace"))...)
+			}
 		}
 	}
-	if len(errs) == 0 {
+	return errs
+}
+
+// authorized requires the user to be allowed to get the Secret ns/name.
+func (r *References) authorized(ctx context.Context, ns, name string, p *field.Path) field.ErrorList {
+	if r.Authorizer == nil {
 		return nil
 	}
-	return apierrors.NewInvalid(vm.Kind("Wukong"), w.Name, errs)
+	u, _ := genericapirequest.UserFrom(ctx)
+	if u == nil {
+		return field.ErrorList{field.Forbidden(p, "no user to check the Secret against")}
+	}
+	decision, _, err := r.Authorizer.Authorize(ctx, authorizer.AttributesRecord{
+		User: u, Verb: "get", Namespace: ns, APIVersion: "v1", Resource: "secrets", Name: name, ResourceRequest: true,
+	})
+	if err != nil || decision != authorizer.DecisionAllow {
+		return field.ErrorList{field.Forbidden(p, fmt.Sprintf("you may not get the Secret %s/%s; a Wukong can name only Secrets its author may read", ns, name))}
+	}
+	return nil
+}
+
+// clone requires the user to be allowed to clone the PVC ns/name into
+// another namespace, as CDI decides it (CanUserClonePVC in CDI's API):
+// create on datavolumes/source in the source namespace, or create pods
+// there. CDI asks that of the DataVolume's creator, which is this server,
+// so the author's right is checked here.
+func (r *References) clone(ctx context.Context, ns, name string, p *field.Path) field.ErrorList {
+	if r.Authorizer == nil {
+		return nil
+	}
+	u, _ := genericapirequest.UserFrom(ctx)
+	if u != nil {
+		for _, a := range []authorizer.AttributesRecord{
+			{Verb: "create", APIGroup: cdiv1.SchemeGroupVersion.Group, APIVersion: cdiv1.SchemeGroupVersion.Version, Resource: "datavolumes", Subresource: cdiv1.DataVolumeCloneSourceSubresource},
+			{Verb: "create", APIVersion: "v1", Resource: "pods"},
+		} {
+			a.User, a.Namespace, a.Name, a.ResourceRequest = u, ns, name, true
+			if decision, _, err := r.Authorizer.Authorize(ctx, a); err == nil && decision == authorizer.DecisionAllow {
+				return nil
+			}
+		}
+	}
+	return field.ErrorList{field.Forbidden(p, fmt.Sprintf("you may not clone PersistentVolumeClaims from namespace %s: that takes create on datavolumes/source (cdi.kubevirt.io) there, as CDI checks for a clone", ns))}
 }
 
 func (r *References) secret(ctx context.Context, ns, name string, p *field.Path, keys ...string) field.ErrorList {
-	if r.Authorizer != nil {
-		// Before reading it: whether it exists is not for everyone to know.
-		u, _ := genericapirequest.UserFrom(ctx)
-		decision, _, err := r.Authorizer.Authorize(ctx, authorizer.AttributesRecord{
-			User: u, Verb: "get", Namespace: ns, APIVersion: "v1", Resource: "secrets", Name: name, ResourceRequest: true,
-		})
-		if u == nil || err != nil || decision != authorizer.DecisionAllow {
-			return field.ErrorList{field.Forbidden(p, fmt.Sprintf("you may not get the Secret %s/%s; a Wukong can name only Secrets its author may read", ns, name))}
-		}
+	// Before reading it: whether it exists is not for everyone to know.
+	if errs := r.authorized(ctx, ns, name, p); len(errs) > 0 {
+		return errs
 	}
 	s, err := r.Core.Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 	switch {

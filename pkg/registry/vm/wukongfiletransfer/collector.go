@@ -19,11 +19,13 @@ package wukongfiletransfer
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
@@ -38,16 +40,28 @@ type Store interface {
 	rest.GracefulDeleter
 }
 
+// PageSize is how many records one list of the collector asks for: it
+// pages through etcd rather than holding every record of every namespace
+// at once.
+const PageSize = 500
+
 // Collector deletes finished records older than a retention, so that etcd
-// holds the recent history of transfers rather than all of it, and ends
-// Failed the Transferring records nobody updates any more (their server
-// stopped mid-transfer), so that no record stays Transferring forever.
+// holds the recent history of transfers rather than all of it, keeps at
+// most KeepPerNamespace finished records in a namespace (the newest), and
+// ends Failed the Transferring or Committing records nobody updates any
+// more (their server stopped mid-transfer), so that no record stays open
+// forever. It runs in the replica that holds the controllers' Lease.
 type Collector struct {
 	store     Store
 	status    rest.Updater
 	retention time.Duration
 	// staleAfter without a progress write ends a Transferring record.
 	staleAfter time.Duration
+	// KeepPerNamespace, when above 0, is the most finished records a
+	// namespace keeps; older ones go before their retention ends.
+	KeepPerNamespace int
+	// PageSize overrides PageSize (tests).
+	PageSize int64
 	// Abandoned, when set, is told of every record the collector ended as
 	// stale, to clean up what the transfer left (a chunked upload's
 	// temporary file).
@@ -68,6 +82,7 @@ func (c *Collector) Run(ctx context.Context) {
 		period = min(period, c.retention/10)
 	}
 	period = max(min(period, time.Minute), time.Second)
+	klog.InfoS("Collecting transfer records in this replica", "period", period)
 	wait.UntilWithContext(ctx, func(ctx context.Context) {
 		if n, err := c.Collect(ctx, time.Now()); err != nil {
 			klog.ErrorS(err, "Collecting old transfer records")
@@ -77,43 +92,91 @@ func (c *Collector) Run(ctx context.Context) {
 	}, period)
 }
 
-// Collect deletes the records that finished before now-retention.
+// finished is what the collector keeps of a finished record to apply
+// KeepPerNamespace once every page was read.
+type finished struct {
+	name string
+	uid  types.UID
+	at   time.Time
+}
+
+// Collect deletes the records that finished before now-retention, and the
+// oldest finished records of a namespace beyond KeepPerNamespace, and ends
+// the stale ones. It lists a page at a time.
 func (c *Collector) Collect(ctx context.Context, now time.Time) (int, error) {
 	ctx = genericapirequest.WithNamespace(ctx, metav1.NamespaceAll)
-	obj, err := c.store.List(ctx, &metainternalversion.ListOptions{})
-	if err != nil {
-		return 0, err
-	}
-	list, ok := obj.(*vm.WukongFileTransferList)
-	if !ok {
-		return 0, fmt.Errorf("wukongfiletransfers storage listed %T", obj)
+	limit := c.PageSize
+	if limit <= 0 {
+		limit = PageSize
 	}
 	deleted := 0
-	for _, t := range list.Items {
-		if c.stale(&t, now) {
-			if c.fail(ctx, &t) && c.Abandoned != nil {
-				c.Abandoned(ctx, &t)
+	kept := map[string][]finished{}
+	opts := &metainternalversion.ListOptions{Limit: limit}
+	for {
+		obj, err := c.store.List(ctx, opts)
+		if err != nil {
+			return deleted, err
+		}
+		list, ok := obj.(*vm.WukongFileTransferList)
+		if !ok {
+			return deleted, fmt.Errorf("wukongfiletransfers storage listed %T", obj)
+		}
+		for i := range list.Items {
+			t := &list.Items[i]
+			if c.stale(t, now) {
+				if c.fail(ctx, t) && c.Abandoned != nil {
+					c.Abandoned(ctx, t)
+				}
+				continue
 			}
+			done := t.Status.CompletedAt
+			if done == nil || !(t.Status.Phase == vm.FileTransferPhaseSucceeded || t.Status.Phase == vm.FileTransferPhaseFailed) {
+				continue
+			}
+			if c.retention > 0 && now.Sub(done.Time) >= c.retention {
+				if c.delete(ctx, t.Namespace, t.Name, t.UID) {
+					deleted++
+				}
+				continue
+			}
+			if c.KeepPerNamespace > 0 {
+				kept[t.Namespace] = append(kept[t.Namespace], finished{t.Name, t.UID, done.Time})
+			}
+		}
+		if list.Continue == "" {
+			break
+		}
+		opts = &metainternalversion.ListOptions{Limit: limit, Continue: list.Continue}
+	}
+	for ns, recs := range kept {
+		if len(recs) <= c.KeepPerNamespace {
 			continue
 		}
-		done := t.Status.CompletedAt
-		if c.retention == 0 || done == nil || now.Sub(done.Time) < c.retention {
-			continue
+		sort.Slice(recs, func(i, j int) bool { return recs[i].at.After(recs[j].at) })
+		for _, r := range recs[c.KeepPerNamespace:] {
+			if c.delete(ctx, ns, r.name, r.uid) {
+				deleted++
+			}
 		}
-		dctx := genericapirequest.WithNamespace(ctx, t.Namespace)
-		uid := t.UID
-		if _, _, err := c.store.Delete(dctx, t.Name, rest.ValidateAllObjectFunc, &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}}); err != nil {
-			klog.ErrorS(err, "Deleting an old transfer record", "record", klog.KObj(&t))
-			continue
-		}
-		deleted++
 	}
 	return deleted, nil
 }
 
-// stale is a Transferring record whose server stopped writing progress.
+// delete deletes one record, unless it was replaced meanwhile.
+func (c *Collector) delete(ctx context.Context, namespace, name string, uid types.UID) bool {
+	dctx := genericapirequest.WithNamespace(ctx, namespace)
+	if _, _, err := c.store.Delete(dctx, name, rest.ValidateAllObjectFunc, &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}}); err != nil {
+		klog.ErrorS(err, "Deleting an old transfer record", "record", klog.KRef(namespace, name))
+		return false
+	}
+	return true
+}
+
+// stale is a Transferring record whose server stopped writing progress, or
+// a Committing one whose server stopped writing its heartbeat: a commit
+// that runs, however long, is never stale.
 func (c *Collector) stale(t *vm.WukongFileTransfer, now time.Time) bool {
-	if t.Status.Phase != vm.FileTransferPhaseTransferring {
+	if t.Status.Phase != vm.FileTransferPhaseTransferring && t.Status.Phase != vm.FileTransferPhaseCommitting {
 		return false
 	}
 	last := t.CreationTimestamp.Time
@@ -135,7 +198,11 @@ func (c *Collector) fail(ctx context.Context, t *vm.WukongFileTransfer) bool {
 		now := metav1.Now()
 		o.Status.Phase = vm.FileTransferPhaseFailed
 		o.Status.CompletedAt, o.Status.UpdatedAt = &now, &now
-		o.Status.Message = fmt.Sprintf("the transfer stopped reporting progress after %d bytes (wukong-apiserver restarted or lost it); nothing was committed under the target name", o.Status.BytesTransferred)
+		if o.Status.Phase == vm.FileTransferPhaseCommitting {
+			o.Status.Message = fmt.Sprintf("the commit of %d bytes stopped reporting progress (wukong-apiserver restarted or lost it); whether it reached %s is unknown: check it, or upload again", o.Status.BytesTransferred, Subject(&o.Spec))
+		} else {
+			o.Status.Message = fmt.Sprintf("the transfer stopped reporting progress after %d bytes (wukong-apiserver restarted or lost it); nothing was committed under the target name", o.Status.BytesTransferred)
+		}
 		return o, nil
 	})
 	if _, _, err := c.status.Update(ctx, t.Name, info, rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{}); err != nil {

@@ -123,6 +123,7 @@ func (r *Recorder) Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTr
 		},
 		Spec: spec,
 	}
+	obj.Spec.Target = vm.RedactURLs(spec.Target) // a push's target URL may be pre-signed
 	if total >= 0 {
 		obj.Spec.ExpectedSize = &total
 	}
@@ -197,7 +198,7 @@ func (t *transfer) finish(phase, message string) *vm.WukongFileTransfer {
 		now := metav1.Now()
 		err := t.update(func(st *vm.WukongFileTransferStatus) {
 			t.fill(st)
-			st.Phase, st.Message, st.CompletedAt = phase, message, &now
+			st.Phase, st.Message, st.CompletedAt = phase, vm.RedactURLs(message), &now
 			if phase == vm.FileTransferPhaseSucceeded {
 				st.SHA256 = sum
 				if st.TotalBytes == 0 || st.TotalBytes == st.BytesTransferred {

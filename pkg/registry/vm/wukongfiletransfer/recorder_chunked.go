@@ -18,14 +18,17 @@ package wukongfiletransfer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
+	"k8s.io/klog/v2"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 )
@@ -61,7 +64,12 @@ func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.
 			return nil
 		}
 		if done(o) {
-			return fmt.Errorf("transfer %s already ended %s", o.Name, o.Status.Phase)
+			return apierrors.NewConflict(vm.Resource("wukongfiletransfers"), o.Name, fmt.Errorf("the transfer already ended %s", o.Status.Phase))
+		}
+		if st.Phase == vm.FileTransferPhaseCommitting {
+			// The temporary file is being read back and renamed: a chunk
+			// written now would change what was checked.
+			return apierrors.NewConflict(vm.Resource("wukongfiletransfers"), o.Name, errors.New("the transfer is being committed and takes no more chunks"))
 		}
 		if st.Phase == vm.FileTransferPhasePending || st.Phase == "" {
 			st.Phase, st.StartedAt = vm.FileTransferPhaseTransferring, &now
@@ -96,7 +104,7 @@ func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.
 // maybe in smaller pieces, and needs their digests.
 func TakesChunks(o *vm.WukongFileTransfer) bool {
 	switch o.Status.Phase {
-	case vm.FileTransferPhaseFailed:
+	case vm.FileTransferPhaseFailed, vm.FileTransferPhaseCommitting:
 		return false
 	case vm.FileTransferPhaseSucceeded:
 		return o.Spec.Operation == vm.OperationDownload
@@ -128,11 +136,86 @@ func AddDigest(digests []vm.RangeDigest, d vm.RangeDigest) []vm.RangeDigest {
 	return out
 }
 
-// End ends a chunked transfer Succeeded (with the sha256 of the whole file) or Failed.
+// BeginCommit moves a chunked upload from Transferring to Committing, so
+// that one commit runs at a time and no chunk lands in what it checks. It
+// returns the record and whether this call began the commit: false when a
+// commit is already under way (a client that sent it again, say after a
+// lost answer), which starts nothing. A record that ended is a Conflict.
+func (r *Recorder) BeginCommit(ctx context.Context, namespace, name, message string) (*vm.WukongFileTransfer, bool, error) {
+	var began bool
+	out, err := r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
+		began = false
+		switch st := &o.Status; st.Phase {
+		case vm.FileTransferPhaseCommitting:
+			return errAlreadyCommitting
+		case vm.FileTransferPhaseSucceeded, vm.FileTransferPhaseFailed:
+			return apierrors.NewConflict(vm.Resource("wukongfiletransfers"), o.Name, fmt.Errorf("the transfer already ended %s: %s", st.Phase, st.Message))
+		default:
+			now := metav1.Now()
+			st.Phase, st.Message, st.UpdatedAt = vm.FileTransferPhaseCommitting, message, &now
+			began = true
+		}
+		return nil
+	})
+	if errors.Is(err, errAlreadyCommitting) {
+		rec, gerr := r.Get(ctx, namespace, name)
+		return rec, false, gerr
+	}
+	return out, began, err
+}
+
+// errAlreadyCommitting stops BeginCommit's update of a record another
+// commit began.
+var errAlreadyCommitting = errors.New("already committing")
+
+// KeepCommitting writes updatedAt of a Committing record every r.Heartbeat
+// until ctx ends, so that the collector tells a long commit (reading a large
+// file back for its sha256) from one whose server died. When the record is
+// no longer Committing (the collector ended it after all, or it was
+// deleted), it calls lost and returns: the commit must stop.
+func (r *Recorder) KeepCommitting(ctx context.Context, namespace, name string, lost func(error)) {
+	tick := time.NewTicker(r.Heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		_, err := r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
+			if o.Status.Phase != vm.FileTransferPhaseCommitting {
+				return apierrors.NewConflict(vm.Resource("wukongfiletransfers"), o.Name, fmt.Errorf("the transfer is %s, no longer Committing: %s", o.Status.Phase, o.Status.Message))
+			}
+			now := metav1.Now()
+			o.Status.UpdatedAt = &now
+			return nil
+		})
+		switch {
+		case ctx.Err() != nil:
+			return
+		case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+			lost(err)
+			return
+		case err != nil:
+			// etcd may be back by the next beat, well within the stale time.
+			klog.ErrorS(err, "Writing a commit's heartbeat", "record", klog.KRef(namespace, name))
+		}
+	}
+}
+
+// End ends a chunked transfer Succeeded (with the sha256 of the whole file)
+// or Failed. A record that already ended stays as it is (a Conflict): the
+// collector may have ended it, or another request; the first end holds. A
+// download whose every range was sent is Succeeded already, and its
+// client's commit may end it Succeeded again, with its own message.
 func (r *Recorder) End(ctx context.Context, namespace, name, phase, message, sha256 string) (*vm.WukongFileTransfer, error) {
 	return r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
 		now := metav1.Now()
 		st := &o.Status
+		again := st.Phase == vm.FileTransferPhaseSucceeded && phase == vm.FileTransferPhaseSucceeded && o.Spec.Operation == vm.OperationDownload
+		if done(o) && !again {
+			return apierrors.NewConflict(vm.Resource("wukongfiletransfers"), o.Name, fmt.Errorf("the transfer already ended %s: %s", st.Phase, st.Message))
+		}
 		st.Phase, st.Message, st.CompletedAt, st.UpdatedAt = phase, message, &now, &now
 		if phase == vm.FileTransferPhaseSucceeded {
 			st.SHA256, st.Progress = sha256, "100%"

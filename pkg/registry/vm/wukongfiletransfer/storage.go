@@ -31,6 +31,8 @@ import (
 // REST is the etcd storage of wukongfiletransfers.
 type REST struct {
 	*genericregistry.Store
+	// Limits, when set, rations the creation of records (limits.go).
+	Limits *Limiter
 }
 
 var _ rest.ShortNamesProvider = &REST{}
@@ -58,7 +60,7 @@ func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*RES
 	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: optsGetter, AttrFunc: GetAttrs}); err != nil {
 		return nil, nil, err
 	}
-	return &REST{store}, status.NewREST(store, NewStatusStrategy(scheme)), nil
+	return &REST{Store: store}, status.NewREST(store, NewStatusStrategy(scheme)), nil
 }
 
 var tableConvertor = table.Convertor[*vm.WukongFileTransfer]{
@@ -66,7 +68,7 @@ var tableConvertor = table.Convertor[*vm.WukongFileTransfer]{
 		{Name: "Wukong", Type: "string", Description: "The Wukong the transfer goes to or comes from."},
 		{Name: "Operation", Type: "string", Description: "upload, download, or push (a disk to its exportTarget)."},
 		{Name: "Path", Type: "string", Description: "The path inside the VM, or disk:<name> for a disk transfer."},
-		{Name: "Phase", Type: "string", Description: "Pending, Transferring, Succeeded or Failed."},
+		{Name: "Phase", Type: "string", Description: "Pending, Transferring, Committing, Succeeded or Failed."},
 		{Name: "Progress", Type: "string", Description: "Percentage done, when the size is known."},
 		{Name: "Bytes", Type: "string", Priority: 1, Description: "Bytes transferred."},
 		{Name: "Rate", Type: "string", Priority: 1, Description: "Recent rate."},

@@ -76,8 +76,12 @@ type Recorder struct {
 	n       int
 	chunks  []Chunk
 	notes   []string
+	commits int
+	beating int
 	// StartErr, when set, is what Start returns.
 	StartErr error
+	// LoseCommit makes KeepCommitting report the record ended elsewhere.
+	LoseCommit bool
 }
 
 // NewRecorder returns an empty Recorder.
@@ -194,6 +198,9 @@ func (r *Recorder) AddChunk(_ context.Context, _, name string, rng vm.ByteRange,
 	if rec == nil {
 		return nil, apierrors.NewNotFound(vm.Resource("wukongfiletransfers"), name)
 	}
+	if rec.Status.Phase == vm.FileTransferPhaseCommitting {
+		return nil, apierrors.NewConflict(vm.Resource("wukongfiletransfers"), name, fmt.Errorf("being committed"))
+	}
 	r.chunks = append(r.chunks, Chunk{Name: name, Range: rng, Total: total, Digest: digest})
 	st := &rec.Status
 	st.CompletedRanges = wukongfiletransfer.MergeRange(st.CompletedRanges, rng)
@@ -223,13 +230,61 @@ func (r *Recorder) Note(_ context.Context, _, name, message string) error {
 	return nil
 }
 
-// End ends a record.
+// BeginCommit moves an upload to Committing, as the real Recorder does: a
+// commit under way is returned with false; an ended record is a Conflict.
+// Its message counts as a note.
+func (r *Recorder) BeginCommit(_ context.Context, _, name, message string) (*vm.WukongFileTransfer, bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec := r.records[name]
+	switch {
+	case rec == nil:
+		return nil, false, apierrors.NewNotFound(vm.Resource("wukongfiletransfers"), name)
+	case rec.Status.Phase == vm.FileTransferPhaseCommitting:
+		return rec.DeepCopy(), false, nil
+	case rec.Status.Phase == vm.FileTransferPhaseSucceeded || rec.Status.Phase == vm.FileTransferPhaseFailed:
+		return nil, false, apierrors.NewConflict(vm.Resource("wukongfiletransfers"), name, fmt.Errorf("already ended %s", rec.Status.Phase))
+	}
+	r.notes = append(r.notes, message)
+	rec.Status.Phase, rec.Status.Message = vm.FileTransferPhaseCommitting, message
+	r.commits++
+	return rec.DeepCopy(), true, nil
+}
+
+// Commits is how many commits BeginCommit began.
+func (r *Recorder) Commits() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.commits
+}
+
+// KeepCommitting counts the commit's heartbeat until ctx ends; when
+// LoseCommit is set, it reports the record lost at once instead.
+func (r *Recorder) KeepCommitting(ctx context.Context, _, name string, lost func(error)) {
+	r.mu.Lock()
+	r.beating++
+	lose := r.LoseCommit
+	r.mu.Unlock()
+	if lose {
+		lost(apierrors.NewConflict(vm.Resource("wukongfiletransfers"), name, fmt.Errorf("no longer Committing")))
+		return
+	}
+	<-ctx.Done()
+}
+
+// End ends a record; one that ended already stays as it was (a Conflict),
+// but for a covered download ended Succeeded again.
 func (r *Recorder) End(_ context.Context, _, name, phase, message, sum string) (*vm.WukongFileTransfer, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rec := r.records[name]
 	if rec == nil {
 		return nil, apierrors.NewNotFound(vm.Resource("wukongfiletransfers"), name)
+	}
+	st := rec.Status.Phase
+	again := st == vm.FileTransferPhaseSucceeded && phase == vm.FileTransferPhaseSucceeded && rec.Spec.Operation == vm.OperationDownload
+	if (st == vm.FileTransferPhaseSucceeded || st == vm.FileTransferPhaseFailed) && !again {
+		return nil, apierrors.NewConflict(vm.Resource("wukongfiletransfers"), name, fmt.Errorf("already ended %s", st))
 	}
 	rec.Status.Phase, rec.Status.Message, rec.Status.SHA256 = phase, message, sum
 	return rec.DeepCopy(), nil

@@ -27,7 +27,8 @@ import (
 //
 // WukongFileTransferStatus is the progress of a transfer, written by the server.
 type WukongFileTransferStatusApplyConfiguration struct {
-	// Phase: Pending, Transferring, Succeeded or Failed.
+	// Phase: Pending, Transferring, Committing (a chunked upload being
+	// checked and renamed into place), Succeeded or Failed.
 	Phase *string `json:"phase,omitempty"`
 	// Progress as a percentage, "0%" to "100%", when the total is known.
 	Progress *string `json:"progress,omitempty"`
