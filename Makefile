@@ -1,4 +1,4 @@
-# Wukong: make build | test | bench | up | down | generate | verify
+# Wukong: make build | test | bench | up | down | image | release | generate | verify
 SHELL := /usr/bin/env bash
 BIN   := _output/bin
 GO    ?= go
@@ -6,7 +6,7 @@ GO    ?= go
 GOFLAGS_BUILD ?=
 INTEGRATION_TIMEOUT ?= 60m
 
-.PHONY: all build tools test-deps test test-unit test-fuzz test-integration verify generate bench up down clean
+.PHONY: all build image release tools test-deps test test-unit test-fuzz test-integration verify generate bench up down clean
 
 all: build
 
@@ -15,9 +15,21 @@ build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/wukong-apiserver ./cmd/wukong-apiserver
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/kubectl-wukong ./cmd/kubectl-wukong
 
+## image: wukong-apiserver's multi-arch (linux/amd64, linux/arm64) OCI image, reproducible, with no
+## container daemon (hack/build-release.sh, hack/image). Written as an OCI layout to _output/image;
+## IMAGE=registry/wukong-apiserver:tag pushes it too (IMAGE_INSECURE=1 for a plain-HTTP registry).
+image:
+	hack/build-release.sh image
+
+## release: the image, and kubectl-wukong for linux, darwin and windows on amd64 and arm64 as archives
+## with SHA256SUMS and a krew manifest, in _output/release/plugin (RELEASE_URL= where they will be served)
+release: image
+	hack/build-release.sh plugin
+
 ## tools: etcd, kube-apiserver, kubectl, versitygw (S3) and registry (OCI) for the tests and the local stack (cached)
 tools:
 	hack/tools/build.sh
+	hack/tools/krew/build.sh
 
 ## test-deps: sshd, scp and qemu-img from apt when missing (hack/ensure-test-deps.sh)
 test-deps:

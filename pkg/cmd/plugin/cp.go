@@ -61,8 +61,9 @@ WebSocket, which kube-apiserver does not time out.`,
   kubectl wukong cp vm1:/var/log ./logs
   kubectl wukong cp --resume ./disk.img vm1:/data/disk.img
   tar c . | kubectl wukong cp - vm1:/tmp/src.tar`,
-		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error { return c.run(cmd.Context(), args[0], args[1]) },
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: o.completeRemote(true),
+		RunE:              func(cmd *cobra.Command, args []string) error { return c.run(cmd.Context(), args[0], args[1]) },
 	}
 	f := cmd.Flags()
 	f.BoolVar(&c.resume, "resume", false, "continue an interrupted copy of the same file to the same place, sending only what is missing")

@@ -51,8 +51,9 @@ FILE appears only when complete, and an interrupted export continues with
 		Example: `  kubectl wukong export vm1-system -o disk.img
   kubectl wukong export --resume vm1-system -o disk.img
   kubectl wukong export vm1-system --format gzip -o disk.img.gz`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return e.run(cmd.Context(), args[0]) },
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: o.completeDisks,
+		RunE:              func(cmd *cobra.Command, args []string) error { return e.run(cmd.Context(), args[0]) },
 	}
 	f := cmd.Flags()
 	f.StringVarP(&e.output, "output", "o", "", "local file to write, or - for standard output")
@@ -105,8 +106,9 @@ stream: if the bytes that arrive differ, the upload fails before CDI has all
 of them.`,
 		Example: `  kubectl wukong upload vm1-system ./image.qcow2
   xz -dc image.raw.xz | kubectl wukong upload vm1-system -`,
-		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error { return u.run(cmd.Context(), args[0], args[1]) },
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: o.completeDisks,
+		RunE:              func(cmd *cobra.Command, args []string) error { return u.run(cmd.Context(), args[0], args[1]) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&u.sha256, "sha256", "", "the sha256 the image must have, in hex (default: computed from FILE)")

@@ -266,6 +266,8 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 		sub = parts[4]
 	}
 	switch {
+	case name == "" && (resource == "wukongs" || resource == "disks"):
+		f.serveList(w, ns, resource)
 	case resource == "wukongfiletransfers" && sub == "":
 		f.serveRecords(w, r, ns, name)
 	case resource == "wukongs" && sub == "files":
@@ -284,6 +286,29 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeStatus(w, apierrors.NewNotFound(v1alpha1.Resource(resource), name))
 	}
+}
+
+// serveList lists the namespace's Wukongs or disks, for shell completion.
+func (f *fakeAPI) serveList(w http.ResponseWriter, ns, resource string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if resource == "disks" {
+		list := &v1alpha1.DiskList{TypeMeta: metav1.TypeMeta{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: "DiskList"}}
+		for _, d := range f.disks {
+			if d.disk.Namespace == ns {
+				list.Items = append(list.Items, d.disk)
+			}
+		}
+		writeJSON(w, http.StatusOK, list)
+		return
+	}
+	list := &v1alpha1.WukongList{TypeMeta: metav1.TypeMeta{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: "WukongList"}}
+	for k := range f.vms {
+		if n, name, _ := strings.Cut(k, "/"); n == ns {
+			list.Items = append(list.Items, v1alpha1.Wukong{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})
+		}
+	}
+	writeJSON(w, http.StatusOK, list)
 }
 
 // invalid is the 422 Status the server answers bytes that do not match

@@ -30,10 +30,11 @@ import (
 func newLsCommand(o *Options) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
-		Use:     "ls WUKONG:/path",
-		Short:   "List a directory (or describe a file) inside a VM",
-		Example: "  kubectl wukong ls vm1:/var/log\n  kubectl wukong ls -o json vm1:/etc/hosts",
-		Args:    cobra.ExactArgs(1),
+		Use:               "ls WUKONG:/path",
+		Short:             "List a directory (or describe a file) inside a VM",
+		Example:           "  kubectl wukong ls vm1:/var/log\n  kubectl wukong ls -o json vm1:/etc/hosts",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: o.completeRemote(false),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := mustRemote(args[0])
 			if err != nil {

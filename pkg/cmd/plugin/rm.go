@@ -25,10 +25,11 @@ import (
 func newRmCommand(o *Options) *cobra.Command {
 	var recursive bool
 	cmd := &cobra.Command{
-		Use:     "rm WUKONG:/path...",
-		Short:   "Remove files or directories inside a VM",
-		Example: "  kubectl wukong rm vm1:/tmp/old.log\n  kubectl wukong rm -r vm1:/tmp/build",
-		Args:    cobra.MinimumNArgs(1),
+		Use:               "rm WUKONG:/path...",
+		Short:             "Remove files or directories inside a VM",
+		Example:           "  kubectl wukong rm vm1:/tmp/old.log\n  kubectl wukong rm -r vm1:/tmp/build",
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: o.completeRemote(false),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			for _, a := range args {
 				r, err := mustRemote(a)

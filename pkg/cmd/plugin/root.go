@@ -36,6 +36,7 @@ import (
 
 	"github.com/novasphere/wukong/pkg/client/transfers"
 	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
+	"github.com/novasphere/wukong/pkg/version"
 )
 
 // Options are what every subcommand shares.
@@ -63,7 +64,9 @@ tied to one WukongFileTransfer record; an interrupted copy resumes with --resume
 		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl wukong"},
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.Get().String(),
 	}
+	root.SetVersionTemplate("kubectl-wukong {{.Version}}\n")
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
 	o.config.AddFlags(root.PersistentFlags())

@@ -39,6 +39,7 @@ import (
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/pkg/apiserver"
 	generatedopenapi "github.com/novasphere/wukong/pkg/generated/openapi"
+	"github.com/novasphere/wukong/pkg/version"
 )
 
 // DefaultEtcdPathPrefix keeps Wukong's objects apart from kube-apiserver's
@@ -85,6 +86,8 @@ func NewCommand(ctx context.Context, o *Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "wukong-apiserver",
 		Short: "Serve vm.novasphere.dev: KubeVirt VMs with a data plane in the Kubernetes API",
+		// cobra adds --version; it prints before any flag is validated.
+		Version: version.Get().String(),
 		PersistentPreRunE: func(*cobra.Command, []string) error {
 			return o.ComponentGlobalsRegistry.Set()
 		},
@@ -99,6 +102,7 @@ func NewCommand(ctx context.Context, o *Options) *cobra.Command {
 		},
 	}
 	cmd.SetContext(ctx)
+	cmd.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 
 	flags := cmd.Flags()
 	o.RecommendedOptions.AddFlags(flags)

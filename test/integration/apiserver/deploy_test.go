@@ -29,9 +29,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -52,12 +50,15 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/novasphere/wukong/test/integration/framework"
 )
 
-// This file checks what artifacts/deploy and artifacts/cert-manager ship, and
+// This file checks what artifacts/deploy (as `kubectl kustomize` renders it)
+// and the artifacts/cert-manager Component ship, and
 // that the test control plane's etcd is locked the same way.
 
-// TestDeployManifestsDecode decodes every object in artifacts/deploy with the
+// TestDeployManifestsDecode decodes every object of artifacts/deploy with the
 // typed, strict universal decoder: an unknown kind, a misspelt or misplaced
 // field fails here without a cluster (TestDeployManifests then dry-runs them
 // on the server).
@@ -284,76 +285,55 @@ func deployScheme(t *testing.T) *runtime.Scheme {
 	return s
 }
 
-// deployObjects decodes every object in artifacts/deploy, strictly: unknown
-// and duplicate fields are errors.
+// deployObjects decodes every object `kubectl kustomize artifacts/deploy`
+// renders, strictly: unknown and duplicate fields are errors.
 func deployObjects(t *testing.T) []runtime.Object {
 	t.Helper()
 	decoder := serializer.NewCodecFactory(deployScheme(t), serializer.EnableStrict).UniversalDeserializer()
 	var objs []runtime.Object
-	for _, doc := range yamlDocuments(t, "artifacts/deploy") {
-		obj, _, err := decoder.Decode(doc.data, nil, nil)
-		require.NoError(t, err, "%s, document %d", doc.file, doc.index)
+	for i, doc := range renderedDocuments(t, framework.Overlay{Base: "artifacts/deploy"}) {
+		obj, _, err := decoder.Decode(doc, nil, nil)
+		require.NoError(t, err, "rendered artifacts/deploy, document %d", i)
 		objs = append(objs, obj)
 	}
 	return objs
 }
 
-// certManagerObjects reads artifacts/cert-manager; cert-manager's types are
-// not a dependency, so they stay unstructured.
+// certManagerObjects renders artifacts/deploy with the cert-manager
+// Component and returns cert-manager's objects; its types are not a
+// dependency, so they stay unstructured.
 func certManagerObjects(t *testing.T) []*unstructured.Unstructured {
 	t.Helper()
 	var objs []*unstructured.Unstructured
-	for _, doc := range yamlDocuments(t, "artifacts/cert-manager") {
+	for i, doc := range renderedDocuments(t, framework.Overlay{Base: "artifacts/deploy", Components: []string{"artifacts/cert-manager"}}) {
 		u := &unstructured.Unstructured{}
-		require.NoError(t, yaml.Unmarshal(doc.data, &u.Object), "%s, document %d", doc.file, doc.index)
-		objs = append(objs, u)
+		require.NoError(t, yaml.Unmarshal(doc, &u.Object), "document %d", i)
+		if strings.HasPrefix(u.GetAPIVersion(), "cert-manager.io/") {
+			objs = append(objs, u)
+		}
 	}
+	require.NotEmpty(t, objs, "the cert-manager Component renders no cert-manager object")
 	return objs
 }
 
-type yamlDocument struct {
-	file  string
-	index int
-	data  []byte
-}
-
-// yamlDocuments splits every .yaml file in a repository directory into its
-// non-empty documents.
-func yamlDocuments(t *testing.T, dir string) []yamlDocument {
+// renderedDocuments renders an overlay and splits it into its documents.
+func renderedDocuments(t *testing.T, o framework.Overlay) [][]byte {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(repoPath(t, dir), "*.yaml"))
+	out, err := cp.Kustomize(context.Background(), o)
 	require.NoError(t, err)
-	require.NotEmpty(t, files, "no manifests in %s", dir)
-	var docs []yamlDocument
-	for _, f := range files {
-		b, err := os.ReadFile(f)
+	var docs [][]byte
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(out)))
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
 		require.NoError(t, err)
-		r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(b)))
-		for i := 0; ; i++ {
-			doc, err := r.Read()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			require.NoError(t, err, f)
-			if len(bytes.TrimSpace(stripComments(doc))) == 0 {
-				continue
-			}
-			docs = append(docs, yamlDocument{file: filepath.Join(dir, filepath.Base(f)), index: i, data: doc})
+		if len(bytes.TrimSpace(doc)) > 0 {
+			docs = append(docs, doc)
 		}
 	}
 	return docs
-}
-
-// stripComments drops whole-line comments, so a document of comments only
-// counts as empty.
-func stripComments(doc []byte) []byte {
-	var out []byte
-	for _, line := range bytes.Split(doc, []byte("\n")) {
-		if !bytes.HasPrefix(bytes.TrimSpace(line), []byte("#")) {
-			out = append(append(out, line...), '\n')
-		}
-	}
-	return out
 }
 
 func metaOf(o runtime.Object) (metav1.Object, error) {
@@ -375,7 +355,7 @@ func findObject[T runtime.Object](t *testing.T, objs []runtime.Object, name stri
 		}
 	}
 	var zero T
-	t.Fatalf("no %T %q in artifacts/deploy", zero, name)
+	t.Fatalf("no %T %q in the rendered artifacts/deploy", zero, name)
 	return zero
 }
 
