@@ -200,11 +200,11 @@ func (r *ExportREST) open(ctx context.Context, w *vm.Wukong, d *vm.Disk, method 
 }
 
 // claimOwned checks that d's claim is w's own, as a Status: 409 when it is
-// someone else's. The server always sets owners; handler tests that are
-// about something else leave it out.
+// someone else's. Without a checker nothing is streamed: a wiring mistake
+// must fail closed, not open.
 func claimOwned(ctx context.Context, owners Owners, w *vm.Wukong, d *vm.Disk) error {
 	if owners == nil {
-		return nil
+		return apierrors.NewInternalError(errors.New("no owner check is configured for disks"))
 	}
 	err := owners.Claim(ctx, w, d.Status.ClaimName)
 	switch {

@@ -55,6 +55,7 @@ func newExportEnv(t *testing.T) *exportEnv {
 	e.exporter = &exporter{srv: e.server}
 	e.rest = NewExportREST(ExportDeps{
 		Disks: e.finder, Wukongs: fake.Wukongs{"vm": e.finder.wukong}, Exporter: e.exporter, Recorder: e.rec, Status: e.status,
+		Owners: &owners{},
 	})
 	return e
 }

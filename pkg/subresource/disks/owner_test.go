@@ -79,6 +79,25 @@ func TestExportOnlyTheWukongsClaim(t *testing.T) {
 	}
 }
 
+// TestNoOwnerCheckStreamsNothing: a handler wired without its owner check
+// refuses rather than streaming any claim of the name.
+func TestNoOwnerCheckStreamsNothing(t *testing.T) {
+	e := newExportEnv(t)
+	e.rest.Owners = nil
+	if st := e.get(t, http.MethodGet, vm.DiskExportOptions{}, nil).status(); st.Code != http.StatusInternalServerError {
+		t.Fatalf("export without an owner check: %d (%s), want 500", st.Code, st.Message)
+	}
+	if len(e.exporter.claims) != 0 || len(e.server.seen()) != 0 {
+		t.Fatal("the export went ahead")
+	}
+	u := newUploadEnv(t)
+	u.rest.Owners = nil
+	r := do(t, u.rest, http.MethodPut, &vm.DiskUploadOptions{}, bytes.NewReader(data(10)), 10, nil)
+	if st := r.status(); st.Code != http.StatusInternalServerError {
+		t.Fatalf("upload without an owner check: %d (%s), want 500", st.Code, st.Message)
+	}
+}
+
 // TestUploadOnlyToTheWukongsClaim: an upload to a claim that is not the
 // Wukong's own is a 409, before CDI is asked for a token.
 func TestUploadOnlyToTheWukongsClaim(t *testing.T) {

@@ -46,7 +46,8 @@ type uploadEnv struct {
 func newUploadEnv(t *testing.T) *uploadEnv {
 	e := &uploadEnv{finder: newFinder(), proxy: newProxy(t), rec: fake.NewRecorder(), authz: &fake.Authorizer{}}
 	e.uploader = &uploader{target: &cdi.Target{URL: e.proxy.URL + "/v1beta1/upload", Token: token, Client: e.proxy.Client()}}
-	e.rest = NewUploadREST(UploadDeps{Disks: e.finder, Uploader: e.uploader, Recorder: e.rec, Authorizer: e.authz.Authorizer()})
+	e.rest = NewUploadREST(UploadDeps{Disks: e.finder, Uploader: e.uploader, Recorder: e.rec, Authorizer: e.authz.Authorizer(),
+		Owners: &owners{}})
 	return e
 }
 
