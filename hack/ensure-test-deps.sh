@@ -12,6 +12,10 @@ need=()
 command -v scp >/dev/null 2>&1 || need+=(openssh-client)
 # qemu-img checks the qcow2 images that pushes write.
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
+# unshare and mount (util-linux) and chroot (coreutils) let the deployment
+# rehearsal run the image's binary in its own root, as a kubelet would.
+command -v unshare >/dev/null 2>&1 && command -v mount >/dev/null 2>&1 || need+=(util-linux mount)
+command -v chroot >/dev/null 2>&1 || need+=(coreutils)
 # Callers may name more (.ci/run adds make).
 for p in "$@"; do need+=("$p"); done
 [ ${#need[@]} -gt 0 ] || exit 0
