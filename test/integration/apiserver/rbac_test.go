@@ -48,6 +48,10 @@ func TestRBAC(t *testing.T) {
 	framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "view", "-n", nsA, "--clusterrole=vm.novasphere.dev:view", "--user=rbac-viewer")
 	framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "edit", "-n", nsA, "--clusterrole=vm.novasphere.dev:edit", "--group=rbac-editors")
 	framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "files", "-n", nsA, "--clusterrole=vm.novasphere.dev:files-reader", "--user=rbac-files-reader")
+	// A Wukong names its SSH key Secret, which its author must be allowed to
+	// read: the built-in edit role grants that; here a Role does.
+	framework.RunKubectl(t, cp, cp.Admin, "create", "role", "read-secrets", "-n", nsA, "--verb=get", "--resource=secrets")
+	framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "read-secrets", "-n", nsA, "--role=read-secrets", "--group=rbac-editors")
 
 	t.Run("no binding is forbidden", func(t *testing.T) {
 		c, _ := clients(t, nobody)
