@@ -326,7 +326,7 @@ func newEnv(t *testing.T, setup ...func(*env, *v1alpha1.Wukong)) *env {
 // newController is a controller on the env's objects; it fails writes
 // whose context ended, as a real clientset does.
 func (e *env) newController() *Controller {
-	c, err := newController(ctxClient{e.wukongs}, Deps{Exporter: e.exporter, Recorder: e.recorder, Core: e.kube.CoreV1(), Egress: e.egress})
+	c, err := newController(ctxClient{e.wukongs}, Deps{Exporter: e.exporter, Recorder: e.recorder, Core: e.kube.CoreV1(), Egress: e.egress, Owners: &owners{}})
 	require.NoError(e.t, err)
 	c.backoff = workqueue.NewTypedItemExponentialFailureRateLimiter[string](backoff, 10*backoff)
 	return c

@@ -73,3 +73,16 @@ func TestNewNeedsOwners(t *testing.T) {
 	_, err := New(&rest.Config{Host: "https://127.0.0.1:1"}, Deps{})
 	require.Error(t, err)
 }
+
+// TestOwnershipBeforeTheTarget: someone else's disk is refused as such even
+// when its target would be refused too (or could not be resolved): the
+// ownership check needs no network and its answer is final.
+func TestOwnershipBeforeTheTarget(t *testing.T) {
+	e := newEnv(t)
+	e.c.Owners = &owners{err: &owner.NotOwnedError{Kind: "PersistentVolumeClaim", Namespace: ns, Name: "vm1-data", Wukong: "vm1", Reason: "it has no controller"}}
+	e.c.Egress = nil // the built-in denials: the loopback target is refused
+	e.run()
+	v := e.waitPush("failed", phase(v1alpha1.TransferPhaseFailed))
+	assert.Contains(t, v.PushStatus.Message, "is not the Wukong vm1's own")
+	assert.NotContains(t, v.PushStatus.Message, "push-allowed-cidrs")
+}

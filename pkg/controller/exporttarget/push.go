@@ -69,6 +69,15 @@ func (c *Controller) push(ctx context.Context, w *v1alpha1.Wukong, disk *v1alpha
 	target := disk.ExportTarget
 	p := &pushing{c: c, w: w, disk: disk.Name, where: push.Describe(target), length: -1}
 
+	// The export reads whatever PVC has the name: it must be the Wukong's,
+	// or someone else's disk goes to this target. Checked first: it needs
+	// no network and its refusal is final.
+	claim := vm.DiskName(w.Name, disk.Name)
+	if err := c.Owners.Claim(ctx, w, claim); errors.Is(err, owner.ErrNotOwned) {
+		return p.fail(ctx, push.Permanent(err))
+	} else if err != nil {
+		return p.fail(ctx, err)
+	}
 	// A refused target is refused before its disk is exported or its
 	// credentials read; the push's dialer checks again.
 	if err := push.CheckHost(ctx, target, c.Egress); err != nil {
@@ -77,16 +86,6 @@ func (c *Controller) push(ctx context.Context, w *v1alpha1.Wukong, disk *v1alpha
 	creds, err := c.credentials(ctx, w.Namespace, target)
 	if err != nil {
 		return p.fail(ctx, err)
-	}
-	claim := vm.DiskName(w.Name, disk.Name)
-	if c.Owners != nil {
-		// The export reads whatever PVC has the name: it must be the
-		// Wukong's, or someone else's disk goes to this target.
-		if err := c.Owners.Claim(ctx, w, claim); errors.Is(err, owner.ErrNotOwned) {
-			return p.fail(ctx, push.Permanent(err))
-		} else if err != nil {
-			return p.fail(ctx, err)
-		}
 	}
 	src, err := c.Exporter.Source(ctx, w.Namespace, claim, exportv1beta1.KubeVirtRaw)
 	var notReady *export.NotReadyError
