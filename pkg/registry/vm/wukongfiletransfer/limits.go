@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -38,35 +39,32 @@ import (
 // this replica's memory: with n replicas a user gets up to n times the rate,
 // which still bounds etcd's growth; the collector bounds what stays.
 
-// Limiter rations record creation per user and per namespace.
+// Limiter rations record creation per user and per namespace, with one
+// golang.org/x/time/rate bucket per key.
 type Limiter struct {
-	perUser, perNamespace float64 // per minute; 0: unlimited
+	perUser, perNamespace int // per minute; 0: unlimited
 	// Now is the clock (tests).
 	Now func() time.Time
 
 	mu         sync.Mutex
-	users      map[string]*bucket
-	namespaces map[string]*bucket
+	users      map[string]*rate.Limiter
+	namespaces map[string]*rate.Limiter
 	swept      time.Time
-}
-
-type bucket struct {
-	tokens float64
-	at     time.Time
 }
 
 // NewLimiter returns a Limiter of perUser and perNamespace records a minute,
 // each 0 for no limit.
 func NewLimiter(perUser, perNamespace int) *Limiter {
 	return &Limiter{
-		perUser: float64(perUser), perNamespace: float64(perNamespace), Now: time.Now,
-		users: map[string]*bucket{}, namespaces: map[string]*bucket{},
+		perUser: perUser, perNamespace: perNamespace, Now: time.Now,
+		users: map[string]*rate.Limiter{}, namespaces: map[string]*rate.Limiter{},
 	}
 }
 
 // Admit takes one record of user's and namespace's budgets, or returns a
-// TooManyRequests error that says which is spent and when to retry. A
-// request with no user is not limited (it is the server's own).
+// TooManyRequests error that says which is spent and when to retry; a
+// refused record takes from neither. A request with no user is not limited
+// (it is the server's own).
 func (l *Limiter) Admit(user, namespace string) error {
 	if l == nil || user == "" {
 		return nil
@@ -75,36 +73,45 @@ func (l *Limiter) Admit(user, namespace string) error {
 	defer l.mu.Unlock()
 	now := l.Now()
 	l.sweep(now)
-	u := l.fill(l.users, user, l.perUser, now)
-	n := l.fill(l.namespaces, namespace, l.perNamespace, now)
-	switch {
-	case u != nil && u.tokens < 1:
-		return tooMany(fmt.Sprintf("user %q started more than %d transfers a minute", user, int(l.perUser)), u, l.perUser)
-	case n != nil && n.tokens < 1:
-		return tooMany(fmt.Sprintf("namespace %q started more than %d transfers a minute", namespace, int(l.perNamespace)), n, l.perNamespace)
+	u := reserve(l.users, user, l.perUser, now)
+	if d := delay(u, now); d > 0 {
+		return tooMany(fmt.Sprintf("user %q started more than %d transfers a minute", user, l.perUser), d)
 	}
-	if u != nil {
-		u.tokens--
-	}
-	if n != nil {
-		n.tokens--
+	n := reserve(l.namespaces, namespace, l.perNamespace, now)
+	if d := delay(n, now); d > 0 {
+		if u != nil {
+			u.CancelAt(now)
+		}
+		return tooMany(fmt.Sprintf("namespace %q started more than %d transfers a minute", namespace, l.perNamespace), d)
 	}
 	return nil
 }
 
-// fill returns key's bucket refilled up to now, or nil when rate is 0.
-func (l *Limiter) fill(m map[string]*bucket, key string, rate float64, now time.Time) *bucket {
-	if rate <= 0 {
+// delay is how long r must wait; a reservation that must wait is given
+// back at once (nil: no limit).
+func delay(r *rate.Reservation, now time.Time) time.Duration {
+	if r == nil {
+		return 0
+	}
+	d := r.DelayFrom(now)
+	if d > 0 {
+		r.CancelAt(now)
+	}
+	return d
+}
+
+// reserve takes one token of key's bucket (a minute's worth, refilling
+// evenly), made on first use; nil when perMinute is 0 (no limit).
+func reserve(m map[string]*rate.Limiter, key string, perMinute int, now time.Time) *rate.Reservation {
+	if perMinute <= 0 {
 		return nil
 	}
 	b, ok := m[key]
 	if !ok {
-		b = &bucket{tokens: rate, at: now}
+		b = rate.NewLimiter(rate.Every(time.Minute/time.Duration(perMinute)), perMinute)
 		m[key] = b
 	}
-	b.tokens = min(rate, b.tokens+now.Sub(b.at).Minutes()*rate)
-	b.at = now
-	return b
+	return b.ReserveN(now, 1)
 }
 
 // sweep forgets, once a minute, the buckets that are full again: a new
@@ -114,13 +121,10 @@ func (l *Limiter) sweep(now time.Time) {
 		return
 	}
 	l.swept = now
-	for _, x := range []struct {
-		m    map[string]*bucket
-		rate float64
-	}{{l.users, l.perUser}, {l.namespaces, l.perNamespace}} {
-		for k, b := range x.m {
-			if b.tokens+now.Sub(b.at).Minutes()*x.rate >= x.rate {
-				delete(x.m, k)
+	for _, m := range []map[string]*rate.Limiter{l.users, l.namespaces} {
+		for k, b := range m {
+			if b.TokensAt(now) >= float64(b.Burst()) {
+				delete(m, k)
 			}
 		}
 	}
@@ -128,9 +132,9 @@ func (l *Limiter) sweep(now time.Time) {
 
 // tooMany is the 429 of a spent bucket, with the seconds until it holds one
 // record again.
-func tooMany(what string, b *bucket, rate float64) error {
-	wait := int(math.Ceil((1 - b.tokens) / rate * 60))
-	return apierrors.NewTooManyRequests(fmt.Sprintf("%s; wait %ds before starting another (every transfer is recorded in etcd, so their rate is limited)", what, wait), max(1, wait))
+func tooMany(what string, wait time.Duration) error {
+	secs := max(1, int(math.Ceil(wait.Seconds())))
+	return apierrors.NewTooManyRequests(fmt.Sprintf("%s; wait %ds before starting another (every transfer is recorded in etcd, so their rate is limited)", what, secs), secs)
 }
 
 // unlimitedKey marks a context of the server's own work.
