@@ -135,11 +135,7 @@ func build(bins binaries, created time.Time, labels map[string]string) (v1.Image
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for _, p := range platforms {
 		osName, arch, _ := strings.Cut(p, "/")
-		bin, err := os.ReadFile(bins[p])
-		if err != nil {
-			return nil, err
-		}
-		binLayer, err := layer([]file{{name: strings.TrimPrefix(entrypoint, "/"), mode: 0o755, data: bin}}, created)
+		binLayer, err := layer([]file{{name: strings.TrimPrefix(entrypoint, "/"), mode: 0o755, path: bins[p]}}, created)
 		if err != nil {
 			return nil, err
 		}
@@ -208,33 +204,51 @@ type file struct {
 	mode int64
 	uid  int
 	data []byte
+	path string // read from here instead of data: the binary is streamed
 }
 
-// layer writes files, in order, as one tar with fixed times and owners.
+// layer is files, in order, as one tar with fixed times and owners. The tar
+// is written anew each time go-containerregistry opens the layer (for its
+// digests and again to write it), straight from the files, so a binary of
+// ~90 MB is never held in memory.
 func layer(files []file, created time.Time) (v1.Layer, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(writeTar(pw, files, created)) }()
+		return pr, nil
+	}, tarball.WithMediaType(types.OCILayer))
+}
+
+func writeTar(w io.Writer, files []file, created time.Time) error {
+	tw := tar.NewWriter(w)
 	for _, f := range files {
 		h := &tar.Header{Name: f.name, Mode: f.mode, Uid: f.uid, Gid: f.uid, ModTime: created, Format: tar.FormatPAX}
-		if f.dir {
+		var body io.Reader = bytes.NewReader(f.data)
+		switch {
+		case f.dir:
 			h.Typeflag = tar.TypeDir
-		} else {
+		case f.path != "":
+			in, err := os.Open(f.path)
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			st, err := in.Stat()
+			if err != nil {
+				return err
+			}
+			h.Typeflag, h.Size, body = tar.TypeReg, st.Size(), in
+		default:
 			h.Typeflag, h.Size = tar.TypeReg, int64(len(f.data))
 		}
 		if err := tw.WriteHeader(h); err != nil {
-			return nil, err
+			return err
 		}
-		if _, err := tw.Write(f.data); err != nil {
-			return nil, err
+		if _, err := io.Copy(tw, body); err != nil {
+			return err
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	b := buf.Bytes()
-	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(b)), nil
-	}, tarball.WithMediaType(types.OCILayer))
+	return tw.Close()
 }
 
 func write(idx v1.ImageIndex, dir, ref string, insecure bool) error {
