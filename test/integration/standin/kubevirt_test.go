@@ -17,12 +17,15 @@ limitations under the License.
 package standin_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -36,7 +39,7 @@ import (
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	exportv1beta1 "kubevirt.io/api/export/v1beta1"
-	_ "kubevirt.io/api/snapshot/v1beta1"
+	snapshotv1 "kubevirt.io/api/snapshot/v1beta1"
 	cdiclient "kubevirt.io/client-go/containerizeddataimporter"
 	snapclient "kubevirt.io/client-go/externalsnapshotter"
 	kubevirtclient "kubevirt.io/client-go/kubevirt"
@@ -253,6 +256,18 @@ func rawURL(t *testing.T, vme *exportv1beta1.VirtualMachineExport, volume string
 	return ""
 }
 
+// waitPopulated waits until CDI has populated the DataVolume's PVC.
+func (e *kvEnv) waitPopulated(t *testing.T, ns, name string) {
+	t.Helper()
+	eventually(t, "DataVolume "+name+" Succeeded", func() (bool, string) {
+		dv, err := e.cdi.CdiV1beta1().DataVolumes(ns).Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return dv.Status.Phase == cdiv1.Succeeded, string(dv.Status.Phase)
+	})
+}
+
 func (e *kvEnv) vmi(t *testing.T, ns, name string) *kubevirtv1.VirtualMachineInstance {
 	t.Helper()
 	vmi, err := e.virt.KubevirtV1().VirtualMachineInstances(ns).Get(t.Context(), name, metav1.GetOptions{})
@@ -314,5 +329,323 @@ func TestKubeVirtStandIns(t *testing.T) {
 		vme = e.waitExport(t, ns, "exp", "PodReady", "")
 		assert.Equal(t, exportv1beta1.Ready, vme.Status.Phase)
 		assert.Equal(t, "vm1-system", vme.Status.Links.Internal.Volumes[0].Name)
+	})
+
+	t.Run("an unpopulated PVC gives PVCPending, a missing one PVCNotFound", func(t *testing.T) {
+		ns := e.namespace(t, "kv-pending")
+		// An upload DataVolume waits for its upload (no upload stand-in
+		// runs here): CDI has not populated its PVC.
+		_, err := e.cdi.CdiV1beta1().DataVolumes(ns).Create(t.Context(), &cdiv1.DataVolume{
+			ObjectMeta: metav1.ObjectMeta{Name: "up"},
+			Spec: cdiv1.DataVolumeSpec{Source: &cdiv1.DataVolumeSource{Upload: &cdiv1.DataVolumeSourceUpload{}},
+				Storage: &cdiv1.StorageSpec{Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		eventually(t, "the DataVolume's PVC", func() (bool, string) {
+			pvc, err := e.kube.CoreV1().PersistentVolumeClaims(ns).Get(t.Context(), "up", metav1.GetOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			return ptr.Deref(pvc.Spec.StorageClassName, "") == standin.SnapStorageClass, fmt.Sprint(pvc.Spec.StorageClassName)
+		})
+		e.export(t, ns, "exp", pvcRef("up"), 0)
+		vme := e.waitExport(t, ns, "exp", "PVCPending", fmt.Sprintf("PersistentVolumeClaim %s/up is not populated", ns))
+		assert.Equal(t, exportv1beta1.Pending, vme.Status.Phase)
+
+		e.export(t, ns, "none", pvcRef("nothere"), 0)
+		eventually(t, "PVCNotFound", func() (bool, string) {
+			vme, err := e.virt.ExportV1beta1().VirtualMachineExports(ns).Get(t.Context(), "none", metav1.GetOptions{})
+			if err != nil || vme.Status == nil {
+				return false, fmt.Sprint(err)
+			}
+			c := exportCond(vme, exportv1beta1.ConditionPVC)
+			return c != nil && c.Status == corev1.ConditionFalse && c.Reason == "PVCNotFound" &&
+				c.Message == fmt.Sprintf("PersistentVolumeClaim %s/nothere not found", ns) && vme.Status.Phase == exportv1beta1.Pending, fmt.Sprintf("%+v", vme.Status)
+		})
+	})
+
+	t.Run("a VM source is in use while the VM runs", func(t *testing.T) {
+		ns := e.namespace(t, "kv-vmsource")
+		e.newVM(t, ns, "vm1", kubevirtv1.RunStrategyAlways, disk{name: "system"}, disk{name: "data"})
+		e.waitVM(t, ns, "vm1", kubevirtv1.VirtualMachineStatusRunning)
+		e.export(t, ns, "exp", corev1.TypedLocalObjectReference{APIGroup: ptr.To("kubevirt.io"), Kind: "VirtualMachine", Name: "vm1"}, 0)
+		vme := e.waitExport(t, ns, "exp", "InUse", fmt.Sprintf("Virtual Machine %s/vm1 is running", ns))
+		assert.Equal(t, exportv1beta1.Pending, vme.Status.Phase)
+		assert.Equal(t, "vm1", ptr.Deref(vme.Status.VirtualMachineName, ""))
+
+		e.setRunStrategy(t, ns, "vm1", kubevirtv1.RunStrategyHalted)
+		vme = e.waitExport(t, ns, "exp", "PodReady", "")
+		var names []string
+		for _, v := range vme.Status.Links.Internal.Volumes {
+			names = append(names, v.Name)
+		}
+		assert.ElementsMatch(t, []string{"vm1-system", "vm1-data"}, names)
+	})
+
+	t.Run("run strategies", func(t *testing.T) {
+		ns := e.namespace(t, "kv-runstrategy")
+		// Manual: nothing starts without a start request.
+		e.newVM(t, ns, "manual", kubevirtv1.RunStrategyManual)
+		e.waitVM(t, ns, "manual", kubevirtv1.VirtualMachineStatusStopped)
+		_, err := e.virt.KubevirtV1().VirtualMachineInstances(ns).Get(t.Context(), "manual", metav1.GetOptions{})
+		assert.True(t, apierrors.IsNotFound(err), "Manual starts nothing: %v", err)
+
+		// Once: one VMI, not replaced when it ends.
+		e.newVM(t, ns, "once", kubevirtv1.RunStrategyOnce)
+		e.waitVM(t, ns, "once", kubevirtv1.VirtualMachineStatusRunning)
+		vmi := e.vmi(t, ns, "once")
+		vmi.Status.Phase = kubevirtv1.Succeeded
+		_, err = e.virt.KubevirtV1().VirtualMachineInstances(ns).Update(t.Context(), vmi, metav1.UpdateOptions{})
+		require.NoError(t, err)
+		e.waitVM(t, ns, "once", kubevirtv1.VirtualMachineStatusStopped)
+		assert.Equal(t, vmi.UID, e.vmi(t, ns, "once").UID, "Once keeps the ended VMI")
+		eventually(t, "the ended VMI's launcher pod completes", func() (bool, string) {
+			pods := e.launcherPods(t, ns, vmi)
+			return len(pods) == 1 && pods[0].Status.Phase == corev1.PodSucceeded, fmt.Sprint(len(pods))
+		})
+
+		// RerunOnFailure: a failed VMI is replaced, a succeeded one is not.
+		e.newVM(t, ns, "rerun", kubevirtv1.RunStrategyRerunOnFailure)
+		e.waitVM(t, ns, "rerun", kubevirtv1.VirtualMachineStatusRunning)
+		first := e.vmi(t, ns, "rerun")
+		first.Status.Phase = kubevirtv1.Failed
+		_, err = e.virt.KubevirtV1().VirtualMachineInstances(ns).Update(t.Context(), first, metav1.UpdateOptions{})
+		require.NoError(t, err)
+		eventually(t, "a new VMI after the failure", func() (bool, string) {
+			vmi, err := e.virt.KubevirtV1().VirtualMachineInstances(ns).Get(t.Context(), "rerun", metav1.GetOptions{})
+			return err == nil && vmi.UID != first.UID && vmi.Status.Phase == kubevirtv1.Running, fmt.Sprint(err)
+		})
+		second := e.vmi(t, ns, "rerun")
+		second.Status.Phase = kubevirtv1.Succeeded
+		_, err = e.virt.KubevirtV1().VirtualMachineInstances(ns).Update(t.Context(), second, metav1.UpdateOptions{})
+		require.NoError(t, err)
+		e.waitVM(t, ns, "rerun", kubevirtv1.VirtualMachineStatusStopped)
+		eventually(t, "the succeeded VMI is deleted, not replaced", func() (bool, string) {
+			_, err := e.virt.KubevirtV1().VirtualMachineInstances(ns).Get(t.Context(), "rerun", metav1.GetOptions{})
+			return apierrors.IsNotFound(err), fmt.Sprint(err)
+		})
+		assert.Equal(t, kubevirtv1.VirtualMachineStatusStopped, e.waitVM(t, ns, "rerun", kubevirtv1.VirtualMachineStatusStopped).Status.PrintableStatus)
+
+		// Always: an ended VMI is replaced.
+		e.newVM(t, ns, "always", kubevirtv1.RunStrategyAlways)
+		e.waitVM(t, ns, "always", kubevirtv1.VirtualMachineStatusRunning)
+		old := e.vmi(t, ns, "always")
+		old.Status.Phase = kubevirtv1.Succeeded
+		_, err = e.virt.KubevirtV1().VirtualMachineInstances(ns).Update(t.Context(), old, metav1.UpdateOptions{})
+		require.NoError(t, err)
+		eventually(t, "Always restarts", func() (bool, string) {
+			vmi, err := e.virt.KubevirtV1().VirtualMachineInstances(ns).Get(t.Context(), "always", metav1.GetOptions{})
+			return err == nil && vmi.UID != old.UID && vmi.Status.Phase == kubevirtv1.Running, fmt.Sprint(err)
+		})
+	})
+
+	t.Run("a VM starts Starting while its launcher pod is pending", func(t *testing.T) {
+		ns := e.namespace(t, "kv-starting")
+		e.ctrl.LaunchAfter.Store(int64(time.Hour))
+		defer e.ctrl.LaunchAfter.Store(0)
+		e.newVM(t, ns, "vm1", kubevirtv1.RunStrategyAlways)
+		e.waitVM(t, ns, "vm1", kubevirtv1.VirtualMachineStatusStarting)
+		assert.Equal(t, kubevirtv1.Pending, e.vmi(t, ns, "vm1").Status.Phase)
+		e.ctrl.LaunchAfter.Store(0)
+		e.waitVM(t, ns, "vm1", kubevirtv1.VirtualMachineStatusRunning)
+	})
+
+	t.Run("a snapshot leaves out a volume without VolumeSnapshotClass, and its export serves the bytes at snapshot time", func(t *testing.T) {
+		ns := e.namespace(t, "kv-partial")
+		e.newVM(t, ns, "vm1", kubevirtv1.RunStrategyAlways, disk{name: "system", class: standin.SnapStorageClass}, disk{name: "scratch", class: standin.NoSnapStorageClass})
+		vm := e.waitVM(t, ns, "vm1", kubevirtv1.VirtualMachineStatusRunning)
+		eventually(t, "volumeSnapshotStatuses", func() (bool, string) {
+			vm, _ = e.virt.KubevirtV1().VirtualMachines(ns).Get(t.Context(), "vm1", metav1.GetOptions{})
+			return len(vm.Status.VolumeSnapshotStatuses) == 2, fmt.Sprintf("%+v", vm.Status.VolumeSnapshotStatuses)
+		})
+		assert.ElementsMatch(t, []kubevirtv1.VolumeSnapshotStatus{
+			{Name: "system", Enabled: true},
+			{Name: "scratch", Enabled: false, Reason: "No VolumeSnapshotClass: Volume snapshots are not configured for this StorageClass [standin-nosnap] [scratch]"},
+		}, vm.Status.VolumeSnapshotStatuses)
+
+		dir := t.TempDir()
+		system := filepath.Join(dir, "system.img")
+		scratch := filepath.Join(dir, "scratch.img")
+		before := bytes.Repeat([]byte("before "), 1<<12)
+		require.NoError(t, os.WriteFile(system, before, 0o644))
+		require.NoError(t, os.WriteFile(scratch, []byte("scratch"), 0o644))
+		e.exports.SetVolume(ns, "vm1-system", system)
+		e.exports.SetVolume(ns, "vm1-scratch", scratch)
+
+		_, err := e.virt.SnapshotV1beta1().VirtualMachineSnapshots(ns).Create(t.Context(), &snapshotv1.VirtualMachineSnapshot{
+			ObjectMeta: metav1.ObjectMeta{Name: "snap"},
+			Spec:       snapshotv1.VirtualMachineSnapshotSpec{Source: corev1.TypedLocalObjectReference{APIGroup: ptr.To("kubevirt.io"), Kind: "VirtualMachine", Name: "vm1"}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		var snap *snapshotv1.VirtualMachineSnapshot
+		eventually(t, "the snapshot is ready", func() (bool, string) {
+			snap, err = e.virt.SnapshotV1beta1().VirtualMachineSnapshots(ns).Get(t.Context(), "snap", metav1.GetOptions{})
+			if err != nil || snap.Status == nil {
+				return false, fmt.Sprint(err)
+			}
+			return snap.Status.Phase == snapshotv1.Succeeded && ptr.Deref(snap.Status.ReadyToUse, false), fmt.Sprintf("%+v", snap.Status)
+		})
+		// The disk changes after the snapshot; the snapshot must not.
+		require.NoError(t, os.WriteFile(system, bytes.Repeat([]byte("after! "), 1<<12), 0o644))
+
+		assert.Equal(t, vm.UID, ptr.Deref(snap.Status.SourceUID, ""))
+		assert.NotNil(t, snap.Status.CreationTime)
+		assert.Equal(t, "vmsnapshot-content-"+string(snap.UID), ptr.Deref(snap.Status.VirtualMachineSnapshotContentName, ""))
+		assert.ElementsMatch(t, []snapshotv1.Indication{"Online", "NoGuestAgent", "PartialSnapshot"}, snap.Status.Indications)
+		require.NotNil(t, snap.Status.SnapshotVolumes)
+		assert.Equal(t, []string{"system"}, snap.Status.SnapshotVolumes.IncludedVolumes)
+		assert.Equal(t, []string{"scratch"}, snap.Status.SnapshotVolumes.ExcludedVolumes)
+		conds := map[snapshotv1.ConditionType]string{}
+		for _, c := range snap.Status.Conditions {
+			conds[c.Type] = string(c.Status) + "/" + c.Reason
+		}
+		assert.Equal(t, "True/Ready", conds[snapshotv1.ConditionReady])
+		assert.Equal(t, "False/Operation complete", conds[snapshotv1.ConditionProgressing])
+		vss, err := e.snap.SnapshotV1().VolumeSnapshots(ns).List(t.Context(), metav1.ListOptions{})
+		require.NoError(t, err)
+		require.Len(t, vss.Items, 1, "a VolumeSnapshot for the snapshottable volume only")
+		assert.Equal(t, fmt.Sprintf("vmsnapshot-%s-volume-system", snap.UID), vss.Items[0].Name)
+		eventually(t, "the VM is unlocked", func() (bool, string) {
+			vm, err := e.virt.KubevirtV1().VirtualMachines(ns).Get(t.Context(), "vm1", metav1.GetOptions{})
+			return err == nil && vm.Status.SnapshotInProgress == nil, fmt.Sprint(err)
+		})
+
+		e.export(t, ns, "exp", corev1.TypedLocalObjectReference{APIGroup: ptr.To("snapshot.kubevirt.io"), Kind: "VirtualMachineSnapshot", Name: "snap"}, 0)
+		vme := e.waitExport(t, ns, "exp", "PodReady", "")
+		require.Len(t, vme.Status.Links.Internal.Volumes, 1, "the excluded volume is not exported")
+		assert.Equal(t, "vm1-system", vme.Status.Links.Internal.Volumes[0].Name, "named as the source PVC")
+		assert.Equal(t, "vm1", ptr.Deref(vme.Status.VirtualMachineName, ""))
+		created := exportCond(vme, exportv1beta1.ConditionVolumesCreated)
+		require.NotNil(t, created)
+		assert.Equal(t, "AllPVCsReady", created.Reason)
+		restored, err := e.kube.CoreV1().PersistentVolumeClaims(ns).Get(t.Context(), "exp-vm1-system", metav1.GetOptions{})
+		require.NoError(t, err, "the restored PVC is <export>-<pvc>")
+		assert.Equal(t, vme.UID, metav1.GetControllerOf(restored).UID)
+		assert.Equal(t, "VolumeSnapshot", restored.Spec.DataSource.Kind)
+
+		code, body := fetch(t, vme, rawURL(t, vme, "vm1-system"), "token-of-exp")
+		require.Equal(t, http.StatusOK, code)
+		assert.True(t, bytes.Equal(before, body), "the snapshot export serves the disk as it was at snapshot time")
+
+		t.Run("deleting the snapshot deletes its content and VolumeSnapshots", func(t *testing.T) {
+			require.NoError(t, e.virt.SnapshotV1beta1().VirtualMachineSnapshots(ns).Delete(t.Context(), "snap", metav1.DeleteOptions{}))
+			eventually(t, "content and VolumeSnapshots gone", func() (bool, string) {
+				_, err := e.virt.SnapshotV1beta1().VirtualMachineSnapshotContents(ns).Get(t.Context(), "vmsnapshot-content-"+string(snap.UID), metav1.GetOptions{})
+				vss, lerr := e.snap.SnapshotV1().VolumeSnapshots(ns).List(t.Context(), metav1.ListOptions{})
+				return apierrors.IsNotFound(err) && lerr == nil && len(vss.Items) == 0, fmt.Sprint(err)
+			})
+		})
+	})
+
+	t.Run("a snapshot that is not ready keeps its export Pending, and fails at its deadline", func(t *testing.T) {
+		ns := e.namespace(t, "kv-notready")
+		e.ctrl.SnapshotReadyAfter.Store(int64(time.Hour))
+		defer e.ctrl.SnapshotReadyAfter.Store(0)
+		e.newVM(t, ns, "vm1", kubevirtv1.RunStrategyAlways, disk{name: "system"})
+		e.waitVM(t, ns, "vm1", kubevirtv1.VirtualMachineStatusRunning)
+		_, err := e.virt.SnapshotV1beta1().VirtualMachineSnapshots(ns).Create(t.Context(), &snapshotv1.VirtualMachineSnapshot{
+			ObjectMeta: metav1.ObjectMeta{Name: "snap"},
+			Spec: snapshotv1.VirtualMachineSnapshotSpec{Source: corev1.TypedLocalObjectReference{APIGroup: ptr.To("kubevirt.io"), Kind: "VirtualMachine", Name: "vm1"},
+				FailureDeadline: &metav1.Duration{Duration: 4 * time.Second}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		e.export(t, ns, "exp", corev1.TypedLocalObjectReference{APIGroup: ptr.To("snapshot.kubevirt.io"), Kind: "VirtualMachineSnapshot", Name: "snap"}, 0)
+		vme := e.waitExport(t, ns, "exp", "NotAllPVCsCreated", fmt.Sprintf("VirtualMachineSnapshot %s/snap is not ready to use", ns))
+		assert.Equal(t, exportv1beta1.Pending, vme.Status.Phase)
+		snap, err := e.virt.SnapshotV1beta1().VirtualMachineSnapshots(ns).Get(t.Context(), "snap", metav1.GetOptions{})
+		require.NoError(t, err)
+		if snap.Status != nil && snap.Status.Phase != snapshotv1.Failed {
+			assert.Equal(t, snapshotv1.InProgress, snap.Status.Phase)
+			assert.False(t, ptr.Deref(snap.Status.ReadyToUse, true))
+		}
+
+		eventually(t, "the snapshot fails at its deadline", func() (bool, string) {
+			snap, err = e.virt.SnapshotV1beta1().VirtualMachineSnapshots(ns).Get(t.Context(), "snap", metav1.GetOptions{})
+			if err != nil || snap.Status == nil {
+				return false, fmt.Sprint(err)
+			}
+			return snap.Status.Phase == snapshotv1.Failed, string(snap.Status.Phase)
+		})
+		var failure string
+		for _, c := range snap.Status.Conditions {
+			if c.Type == snapshotv1.ConditionFailure {
+				failure = string(c.Status) + "/" + c.Reason
+			}
+		}
+		assert.Equal(t, "True/snapshot deadline exceeded", failure)
+		eventually(t, "its unready content is deleted and the VM unlocked", func() (bool, string) {
+			_, err := e.virt.SnapshotV1beta1().VirtualMachineSnapshotContents(ns).Get(t.Context(), "vmsnapshot-content-"+string(snap.UID), metav1.GetOptions{})
+			vm, verr := e.virt.KubevirtV1().VirtualMachines(ns).Get(t.Context(), "vm1", metav1.GetOptions{})
+			return apierrors.IsNotFound(err) && verr == nil && vm.Status.SnapshotInProgress == nil, fmt.Sprint(err)
+		})
+		vme = e.waitExport(t, ns, "exp", "NotAllPVCsCreated", "")
+		assert.Equal(t, exportv1beta1.Pending, vme.Status.Phase, "the export never gets Ready")
+	})
+
+	t.Run("a rotated token replaces the old one", func(t *testing.T) {
+		ns := e.namespace(t, "kv-rotate")
+		e.newVM(t, ns, "vm1", kubevirtv1.RunStrategyHalted, disk{name: "system"})
+		file := filepath.Join(t.TempDir(), "disk.img")
+		require.NoError(t, os.WriteFile(file, []byte("disk bytes"), 0o644))
+		e.exports.SetVolume(ns, "vm1-system", file)
+		e.export(t, ns, "exp", pvcRef("vm1-system"), 0)
+		vme := e.waitExport(t, ns, "exp", "PodReady", "")
+		url := rawURL(t, vme, "vm1-system")
+		code, body := fetch(t, vme, url, "token-of-exp")
+		require.Equal(t, http.StatusOK, code)
+		assert.Equal(t, "disk bytes", string(body))
+		code, _ = fetch(t, vme, url, "wrong")
+		assert.Equal(t, http.StatusUnauthorized, code)
+
+		s, err := e.kube.CoreV1().Secrets(ns).Get(t.Context(), "exp-token", metav1.GetOptions{})
+		require.NoError(t, err)
+		s.Data["token"] = []byte("rotated")
+		_, err = e.kube.CoreV1().Secrets(ns).Update(t.Context(), s, metav1.UpdateOptions{})
+		require.NoError(t, err)
+		eventually(t, "the old token is refused", func() (bool, string) {
+			code, _ := fetch(t, vme, url, "token-of-exp")
+			return code == http.StatusUnauthorized, fmt.Sprint(code)
+		})
+		code, _ = fetch(t, vme, url, "rotated")
+		assert.Equal(t, http.StatusOK, code)
+	})
+
+	t.Run("the TTL deletes the export with its token Secret", func(t *testing.T) {
+		ns := e.namespace(t, "kv-ttl")
+		e.newVM(t, ns, "vm1", kubevirtv1.RunStrategyHalted, disk{name: "system"})
+		e.waitPopulated(t, ns, "vm1-system")
+		vme := e.export(t, ns, "exp", pvcRef("vm1-system"), 5*time.Second)
+		// An export without tokenSecretRef gets a token Secret of its own.
+		own, err := e.virt.ExportV1beta1().VirtualMachineExports(ns).Create(t.Context(), &exportv1beta1.VirtualMachineExport{
+			ObjectMeta: metav1.ObjectMeta{Name: "own"},
+			Spec:       exportv1beta1.VirtualMachineExportSpec{Source: pvcRef("vm1-system"), TTLDuration: &metav1.Duration{Duration: 5 * time.Second}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		ready := e.waitExport(t, ns, "own", "PodReady", "")
+		assert.Equal(t, "export-token-own", ptr.Deref(ready.Status.TokenSecretRef, ""))
+		require.NotNil(t, ready.Status.TTLExpirationTime)
+		assert.Equal(t, own.CreationTimestamp.Add(5*time.Second).Unix(), ready.Status.TTLExpirationTime.Unix())
+		_, err = e.kube.CoreV1().Secrets(ns).Get(t.Context(), "export-token-own", metav1.GetOptions{})
+		require.NoError(t, err)
+
+		eventually(t, "exports, token Secrets and exporter pods gone", func() (bool, string) {
+			var gone []bool
+			for _, n := range []string{vme.Name, own.Name} {
+				_, err := e.virt.ExportV1beta1().VirtualMachineExports(ns).Get(t.Context(), n, metav1.GetOptions{})
+				gone = append(gone, apierrors.IsNotFound(err))
+				_, err = e.kube.CoreV1().Pods(ns).Get(t.Context(), "virt-export-"+n, metav1.GetOptions{})
+				gone = append(gone, apierrors.IsNotFound(err))
+			}
+			for _, n := range []string{"exp-token", "export-token-own"} {
+				_, err := e.kube.CoreV1().Secrets(ns).Get(t.Context(), n, metav1.GetOptions{})
+				gone = append(gone, apierrors.IsNotFound(err))
+			}
+			for _, g := range gone {
+				if !g {
+					return false, fmt.Sprint(gone)
+				}
+			}
+			return true, ""
+		})
 	})
 }
