@@ -610,15 +610,30 @@ func TestKubeVirtStandIns(t *testing.T) {
 		assert.Equal(t, http.StatusOK, code)
 	})
 
-	t.Run("the TTL deletes the export with its token Secret", func(t *testing.T) {
-		ns := e.namespace(t, "kv-ttl")
+	t.Run("a second export of a PVC is InUse: the first export's server uses it", func(t *testing.T) {
+		ns := e.namespace(t, "kv-twice")
 		e.newVM(t, ns, "vm1", kubevirtv1.RunStrategyHalted, disk{name: "system"})
 		e.waitPopulated(t, ns, "vm1-system")
+		e.export(t, ns, "first", pvcRef("vm1-system"), 0)
+		e.waitExport(t, ns, "first", "PodReady", "")
+		e.export(t, ns, "second", pvcRef("vm1-system"), 0)
+		e.waitExport(t, ns, "second", "InUse", fmt.Sprintf("PersistentVolumeClaim %s/vm1-system is in use", ns))
+		require.NoError(t, e.virt.ExportV1beta1().VirtualMachineExports(ns).Delete(t.Context(), "first", metav1.DeleteOptions{}))
+		e.waitExport(t, ns, "second", "PodReady", "")
+	})
+
+	t.Run("the TTL deletes the export with its token Secret", func(t *testing.T) {
+		ns := e.namespace(t, "kv-ttl")
+		// Two disks: an exporter pod uses its PVC, so a second export of the
+		// same PVC would be InUse.
+		e.newVM(t, ns, "vm1", kubevirtv1.RunStrategyHalted, disk{name: "system"}, disk{name: "data"})
+		e.waitPopulated(t, ns, "vm1-system")
+		e.waitPopulated(t, ns, "vm1-data")
 		vme := e.export(t, ns, "exp", pvcRef("vm1-system"), 5*time.Second)
 		// An export without tokenSecretRef gets a token Secret of its own.
 		own, err := e.virt.ExportV1beta1().VirtualMachineExports(ns).Create(t.Context(), &exportv1beta1.VirtualMachineExport{
 			ObjectMeta: metav1.ObjectMeta{Name: "own"},
-			Spec:       exportv1beta1.VirtualMachineExportSpec{Source: pvcRef("vm1-system"), TTLDuration: &metav1.Duration{Duration: 5 * time.Second}},
+			Spec:       exportv1beta1.VirtualMachineExportSpec{Source: pvcRef("vm1-data"), TTLDuration: &metav1.Duration{Duration: 5 * time.Second}},
 		}, metav1.CreateOptions{})
 		require.NoError(t, err)
 		ready := e.waitExport(t, ns, "own", "PodReady", "")
