@@ -149,7 +149,10 @@ func (c *runStrategyChange) waitFor(ctx context.Context, name string, generation
 				return nil
 			}
 			if current && w.Status.Phase == v1alpha1.WukongPhaseFailed {
-				return fmt.Errorf("wukong/%s failed: %s", name, why(w))
+				if why := why(w); why != "" {
+					return fmt.Errorf("wukong/%s failed: %s", name, why)
+				}
+				return fmt.Errorf("wukong/%s failed (kubectl get wukong %s -o yaml shows its status)", name, name)
 			}
 			if strategyOf(w) != c.strategy {
 				return fmt.Errorf("wukong/%s: spec.runStrategy was changed to %s meanwhile; not waiting for %s", name, strategyOf(w), c.phase)
@@ -209,9 +212,6 @@ func why(w *v1alpha1.Wukong) string {
 			msgs = append(msgs, c.Message)
 		}
 	}
-	if len(msgs) == 0 {
-		return "phase " + w.Status.Phase
-	}
 	return strings.Join(msgs, "; ")
 }
 
@@ -223,7 +223,10 @@ func where(w *v1alpha1.Wukong) string {
 	if w.Status.Phase == "" {
 		return "it has no phase yet"
 	}
-	return "its phase is " + w.Status.Phase + " (" + why(w) + ")"
+	if why := why(w); why != "" {
+		return "its phase is " + w.Status.Phase + " (" + why + ")"
+	}
+	return "its phase is " + w.Status.Phase
 }
 
 // completeWukongs completes the one argument with the namespace's Wukongs.

@@ -167,6 +167,12 @@ func TestStartStopFailures(t *testing.T) {
 		require.Error(t, err)
 		assert.Equal(t, "wukong/vm1 is not Stopped after 200ms: its phase is Stopping (the VM is stopping (runStrategy Halted)); kubectl get wukong vm1 -w shows when it is", err.Error())
 	})
+	t.Run("timeout, nothing said", func(t *testing.T) {
+		f, _ := startFake(t, "Halted", phase("Stopped"), phase("Starting"))
+		_, _, err := f.run(nil, "start", "vm1", "--timeout", "100ms")
+		require.Error(t, err)
+		assert.Equal(t, "wukong/vm1 is not Running after 100ms: its phase is Starting; kubectl get wukong vm1 -w shows when it is", err.Error())
+	})
 	t.Run("failed", func(t *testing.T) {
 		f, _ := startFake(t, "Halted", phase("Stopped"), v1alpha1.WukongStatus{Phase: "Failed", Conditions: []metav1.Condition{
 			{Type: "Imported", Status: metav1.ConditionFalse, Reason: "ImportFailed", Message: "data: HTTP 404"}}})
