@@ -90,6 +90,10 @@ func TestStartStop(t *testing.T) {
 	framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "e", "-n", ns, "--clusterrole=vm.novasphere.dev:edit", "--user="+editor.Name)
 	framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "v", "-n", ns, "--clusterrole=vm.novasphere.dev:view", "--user="+viewer.Name)
 
+	_, stderr, err = cp.Kubectl(editor, "patch", "wukong", "vm1", "-n", ns, "--type", "merge", "-p", `{"spec":{"runStrategy":"Sometimes"}}`)
+	require.Error(t, err, "not a run strategy")
+	assert.Contains(t, stderr, `spec.runStrategy: Unsupported value: "Sometimes": supported values: "Always", "RerunOnFailure", "Manual", "Halted", "Once"`)
+
 	_, stderr, err = cp.Plugin(viewer, nil, "-n", ns, "stop", "vm1")
 	require.Error(t, err, "the view role may not patch wukongs")
 	assert.Contains(t, stderr, "forbidden")
