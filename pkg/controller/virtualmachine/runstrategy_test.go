@@ -24,6 +24,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	k8sfake "k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -31,6 +33,8 @@ import (
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/generated/clientset/versioned/fake"
+	listers "github.com/novasphere/wukong/pkg/generated/listers/vm/v1alpha1"
 )
 
 func strategyWukong(strategy string) *v1alpha1.Wukong {
@@ -170,4 +174,31 @@ func TestStatusPhaseFollowsTheVM(t *testing.T) {
 			assert.Contains(t, c.Message, tc.msg)
 		})
 	}
+}
+
+// TestSyncSetsBackARunStrategyChangedOnTheVM: a VirtualMachine written for
+// the Wukong's generation whose run strategy someone else changed
+// (virtctl stop) is not taken as up to date.
+func TestSyncSetsBackARunStrategyChangedOnTheVM(t *testing.T) {
+	w := strategyWukong("Always")
+	w.Finalizers = []string{Finalizer}
+	m, err := Render(w, "")
+	require.NoError(t, err)
+	m.Spec.RunStrategy = ptr.To(kubevirtv1.RunStrategyHalted)
+	kv := kvfake.NewSimpleClientset(m)
+	index := func(objs ...runtime.Object) cache.Indexer {
+		i := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+		for _, o := range objs {
+			require.NoError(t, i.Add(o))
+		}
+		return i
+	}
+	c := &Controller{
+		wukongs: fake.NewClientset(w), kubevirt: kv, secrets: k8sfake.NewClientset().CoreV1(),
+		wukongLister: listers.NewWukongLister(index(w)), vms: index(m), vmis: index(), dvs: index(),
+	}
+	require.NoError(t, c.sync(context.Background(), "ns/vm1"))
+	got, err := kv.KubevirtV1().VirtualMachines("ns").Get(context.Background(), "vm1", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, kubevirtv1.RunStrategyAlways, ptr.Deref(got.Spec.RunStrategy, ""))
 }
