@@ -48,6 +48,9 @@ const (
 var (
 	// ErrNotRunning means the VM has no running instance or no address yet.
 	ErrNotRunning = errors.New("the VM is not running")
+	// ErrNoInstance is ErrNotRunning when the VM has no instance at all:
+	// stopped, or not started yet.
+	ErrNoInstance = fmt.Errorf("%w: it has no VirtualMachineInstance", ErrNotRunning)
 	// ErrMisconfigured means the Wukong's file transfer settings cannot work
 	// as they are (missing Secret or key, unsupported method).
 	ErrMisconfigured = errors.New("file transfer is misconfigured")
@@ -106,7 +109,7 @@ func (l *Locator) SSHTarget(ctx context.Context, w *vm.Wukong) (ssh.Target, erro
 func (l *Locator) address(ctx context.Context, w *vm.Wukong) (string, error) {
 	vmi, err := l.VMIs.VirtualMachineInstances(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return "", fmt.Errorf("%w: no VirtualMachineInstance %s/%s", ErrNotRunning, w.Namespace, w.Name)
+		return "", fmt.Errorf("%w %s/%s", ErrNoInstance, w.Namespace, w.Name)
 	}
 	if err != nil {
 		return "", fmt.Errorf("reading the VirtualMachineInstance: %w", err)
