@@ -67,11 +67,23 @@ func (l *Locator) SSHTarget(ctx context.Context, w *vm.Wukong) (ssh.Target, erro
 	if ft == nil || ft.SSHConfig == nil {
 		return ssh.Target{}, fmt.Errorf("%w: spec.fileTransfer.sshConfig is not set", ErrMisconfigured)
 	}
+	// The Secret is read while the VMI and its VM are: each read is a round
+	// trip to kube-apiserver, and every files request pays for all three.
+	type secretRead struct {
+		sec *corev1.Secret
+		err error
+	}
+	secc := make(chan secretRead, 1)
+	go func() {
+		sec, err := l.Secrets.Secrets(w.Namespace).Get(ctx, ft.SSHConfig.KeySecret, metav1.GetOptions{})
+		secc <- secretRead{sec, err}
+	}()
 	addr, err := l.address(ctx, w)
+	r := <-secc
 	if err != nil {
 		return ssh.Target{}, err
 	}
-	sec, err := l.Secrets.Secrets(w.Namespace).Get(ctx, ft.SSHConfig.KeySecret, metav1.GetOptions{})
+	sec, err := r.sec, r.err
 	if apierrors.IsNotFound(err) {
 		return ssh.Target{}, fmt.Errorf("%w: the Secret %q named by spec.fileTransfer.sshConfig.keySecret does not exist in namespace %s", ErrMisconfigured, ft.SSHConfig.KeySecret, w.Namespace)
 	}
