@@ -116,6 +116,17 @@ func (l *Locator) SSHTarget(ctx context.Context, w *vm.Wukong) (ssh.Target, erro
 // *owner.NotOwnedError): a VMI anyone made under that name must not get
 // the Wukong's key and files.
 func (l *Locator) address(ctx context.Context, w *vm.Wukong) (string, error) {
+	// The VM is read while the VMI is (one round trip to kube-apiserver
+	// instead of two), and judged after it, as owner.Checker.VMI would.
+	type vmRead struct {
+		vm  *kubevirtv1.VirtualMachine
+		err error
+	}
+	vmc := make(chan vmRead, 1)
+	go func() {
+		m, err := (&owner.Checker{VMs: l.VMs}).VM(ctx, w)
+		vmc <- vmRead{m, err}
+	}()
 	vmi, err := l.VMIs.VirtualMachineInstances(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return "", fmt.Errorf("%w: no VirtualMachineInstance %s/%s", ErrNotRunning, w.Namespace, w.Name)
@@ -123,7 +134,7 @@ func (l *Locator) address(ctx context.Context, w *vm.Wukong) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("reading the VirtualMachineInstance: %w", err)
 	}
-	if err := (&owner.Checker{VMs: l.VMs}).VMI(ctx, w, vmi); err != nil {
+	if err := owner.VMIOf(w, vmi, func() (*kubevirtv1.VirtualMachine, error) { r := <-vmc; return r.vm, r.err }); err != nil {
 		return "", err
 	}
 	if vmi.Status.Phase != kubevirtv1.Running {

@@ -34,6 +34,7 @@ import (
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/transfer/owner"
 )
 
 // wukongAndGuest is a Wukong "w" in "ns" with its own running VM and VMI
@@ -61,25 +62,33 @@ func wukongAndGuest() (*vm.Wukong, *kubevirtv1.VirtualMachine, *kubevirtv1.Virtu
 }
 
 // Each read is a round trip to kube-apiserver that every files request
-// pays for: the Secret is read while the VMI is, not after it.
-func TestSSHTargetReadsTheSecretAlongsideTheVMI(t *testing.T) {
+// pays for: the Secret and the VM are read while the VMI is, not after it.
+func TestSSHTargetReadsAllThreeAtOnce(t *testing.T) {
 	w, m, vmi, sec := wukongAndGuest()
 	kube := kubefake.NewClientset(sec)
-	kv := kubevirtfake.NewSimpleClientset(m, vmi)
-	secretAsked := make(chan struct{})
+	// Apart: a fake clientset serves one call at a time.
+	kv, vms := kubevirtfake.NewSimpleClientset(vmi), kubevirtfake.NewSimpleClientset(m)
+	secretAsked, vmAsked := make(chan struct{}), make(chan struct{})
 	kube.PrependReactor("get", "secrets", func(k8stesting.Action) (bool, runtime.Object, error) {
 		close(secretAsked)
 		return false, nil, nil
 	})
-	kv.PrependReactor("get", "virtualmachineinstances", func(k8stesting.Action) (bool, runtime.Object, error) {
-		select {
-		case <-secretAsked:
-			return false, nil, nil
-		case <-time.After(5 * time.Second):
-			return true, nil, errors.New("the Secret was not asked for while the VMI was being read")
-		}
+	vms.PrependReactor("get", "virtualmachines", func(k8stesting.Action) (bool, runtime.Object, error) {
+		close(vmAsked)
+		return false, nil, nil
 	})
-	l := &Locator{VMIs: kv.KubevirtV1(), VMs: kv.KubevirtV1(), Secrets: kube.CoreV1()}
+	kv.PrependReactor("get", "virtualmachineinstances", func(k8stesting.Action) (bool, runtime.Object, error) {
+		timeout := time.After(5 * time.Second)
+		for _, asked := range []chan struct{}{secretAsked, vmAsked} {
+			select {
+			case <-asked:
+			case <-timeout:
+				return true, nil, errors.New("the Secret and the VM were not asked for while the VMI was being read")
+			}
+		}
+		return false, nil, nil
+	})
+	l := &Locator{VMIs: kv.KubevirtV1(), VMs: vms.KubevirtV1(), Secrets: kube.CoreV1()}
 	tgt, err := l.SSHTarget(context.Background(), w)
 	if err != nil {
 		t.Fatal(err)
@@ -89,20 +98,15 @@ func TestSSHTargetReadsTheSecretAlongsideTheVMI(t *testing.T) {
 	}
 }
 
-// A VM that is not running is what the user is told, even when the Secret
-// is missing too: the VMI's answer comes first, as when they were read in turn.
-func TestSSHTargetReportsTheVMIFirst(t *testing.T) {
-	w, m, _, _ := wukongAndGuest()
-	l := &Locator{VMIs: kubevirtfake.NewSimpleClientset(m).KubevirtV1(), VMs: kubevirtfake.NewSimpleClientset(m).KubevirtV1(),
-		Secrets: kubefake.NewClientset().CoreV1()}
-	_, err := l.SSHTarget(context.Background(), w)
-	if !errors.Is(err, ErrNotRunning) {
-		t.Fatalf("got %v, want ErrNotRunning", err)
-	}
-	w, m, vmi, _ := wukongAndGuest()
+// Read at once or not, a VMI of another VirtualMachine (an earlier one of
+// the same name) does not get the Wukong's key.
+func TestSSHTargetRefusesAVMIOfAnotherVM(t *testing.T) {
+	w, m, vmi, sec := wukongAndGuest()
+	vmi.OwnerReferences[0].UID = "earlier-vm-uid"
 	kv := kubevirtfake.NewSimpleClientset(m, vmi)
-	l = &Locator{VMIs: kv.KubevirtV1(), VMs: kv.KubevirtV1(), Secrets: kubefake.NewClientset().CoreV1()}
-	if _, err := l.SSHTarget(context.Background(), w); !errors.Is(err, ErrMisconfigured) {
-		t.Fatalf("got %v, want ErrMisconfigured for the missing Secret", err)
+	l := &Locator{VMIs: kv.KubevirtV1(), VMs: kv.KubevirtV1(), Secrets: kubefake.NewClientset(sec).CoreV1()}
+	_, err := l.SSHTarget(context.Background(), w)
+	if !errors.Is(err, owner.ErrNotOwned) {
+		t.Fatalf("got %v, want ErrNotOwned", err)
 	}
 }
