@@ -111,7 +111,7 @@ func TestUploadAttemptInRecord(t *testing.T) {
 }
 
 func TestUploadAttemptValidated(t *testing.T) {
-	for _, a := range []int32{-1, 101} {
+	for _, a := range []int64{-1, 101} {
 		e := newUploadEnv(t)
 		if st := do(t, e.rest, http.MethodPost, &vm.DiskUploadOptions{Attempt: a}, bytes.NewReader([]byte("x")), 1, nil).status(); st.Code != http.StatusBadRequest {
 			t.Errorf("attempt %d: status %+v", a, st)

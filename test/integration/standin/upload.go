@@ -118,6 +118,7 @@ type Uploads struct {
 	mu       sync.Mutex
 	servers  map[types.UID]*uploadServer // by upload pod
 	podReady map[string]bool             // namespace/pvc: readiness a test set
+	cuts     map[string]int64            // namespace/pvc: cut the next upload after so many bytes
 	tokens   []string                    // every token issued
 }
 
@@ -141,7 +142,7 @@ func StartUploads(ctx context.Context, cp *framework.ControlPlane) (*Uploads, er
 	}
 	u := &Uploads{
 		ctx: ctx, cdi: cdi, kube: kube, ReadyAfter: time.Second, dir: dir, signingKey: key,
-		servers: map[types.UID]*uploadServer{}, podReady: map[string]bool{},
+		servers: map[types.UID]*uploadServer{}, podReady: map[string]bool{}, cuts: map[string]int64{},
 	}
 	u.readyWait.Store(int64(10 * time.Second))
 	if u.front, err = loadFrontProxy(ctx, kube); err != nil {

@@ -93,6 +93,20 @@ func (u *Uploads) serveUpload(pod *corev1.Pod, path string, w http.ResponseWrite
 		w.WriteHeader(http.StatusConflict)
 		return
 	}
+	pvc := pod.Spec.Volumes[0].PersistentVolumeClaim.ClaimName
+	u.mu.Lock()
+	cut, cutting := u.cuts[pod.Namespace+"/"+pvc]
+	delete(u.cuts, pod.Namespace+"/"+pvc)
+	u.mu.Unlock()
+	if cutting {
+		// The connection breaks after cut bytes (a node or network going
+		// away): the upload server drops what it got and stays up.
+		_, _ = io.CopyN(io.Discard, r.Body, cut)
+		u.mu.Lock()
+		s.uploading = false
+		u.mu.Unlock()
+		panic(http.ErrAbortHandler)
+	}
 	body := io.Reader(r.Body)
 	if strings.Contains(path, "upload-form") {
 		part, err := formFile(r)
@@ -105,7 +119,6 @@ func (u *Uploads) serveUpload(pod *corev1.Pod, path string, w http.ResponseWrite
 		}
 		body = part
 	}
-	pvc := pod.Spec.Volumes[0].PersistentVolumeClaim.ClaimName
 	dst := u.Received(pod.Namespace, pvc)
 	var err error
 	if strings.Contains(path, "upload-archive") {
@@ -124,6 +137,15 @@ func (u *Uploads) serveUpload(pod *corev1.Pod, path string, w http.ResponseWrite
 	}
 	w.WriteHeader(http.StatusOK)
 	// The pod turns Succeeded on the controller's next round (runPod).
+}
+
+// CutUploadAfter breaks the connection of the next upload to namespace/pvc
+// after n bytes of its body, as a network failure between the proxy and the
+// upload server would.
+func (u *Uploads) CutUploadAfter(namespace, pvc string, n int64) {
+	u.mu.Lock()
+	u.cuts[namespace+"/"+pvc] = n
+	u.mu.Unlock()
 }
 
 // formFile is formReadCloser's: the multipart part named "file".

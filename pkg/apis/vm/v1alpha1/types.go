@@ -827,5 +827,5 @@ type DiskUploadOptions struct {
 	// retry), for the record: CDI's upload server takes no offset, so every
 	// attempt sends the image again from byte 0.
 	// +optional
-	Attempt int32 `json:"attempt,omitempty"`
+	Attempt int64 `json:"attempt,omitempty"`
 }

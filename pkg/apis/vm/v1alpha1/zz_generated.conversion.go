@@ -646,7 +646,9 @@ func autoConvert_url_Values_To_v1alpha1_DiskUploadOptions(in *url.Values, out *D
 		out.SHA256 = ""
 	}
 	if values, ok := map[string][]string(*in)["attempt"]; ok && len(values) > 0 {
-		// FIXME: out.Attempt is of not yet supported type and requires manual conversion
+		if err := runtime.Convert_Slice_string_To_int64(&values, &out.Attempt, s); err != nil {
+			return err
+		}
 	} else {
 		out.Attempt = 0
 	}
