@@ -24,6 +24,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 
 	gwebsocket "github.com/gorilla/websocket"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -58,6 +59,8 @@ type StreamOptions struct {
 	// Total is the size when known (for progress); 0 means unknown.
 	Total    int64
 	Progress Progress
+	// Attempt numbers a disk upload sent again after a cut (from 2).
+	Attempt int
 }
 
 func (o StreamOptions) total() int64 {
@@ -76,6 +79,9 @@ func (c *Client) streamQuery(remote string, o StreamOptions) url.Values {
 		q.Set("format", o.Format)
 	}
 	if c.Disk != "" {
+		if o.Attempt > 1 {
+			q.Set("attempt", strconv.Itoa(o.Attempt))
+		}
 		return q // a disk's stream takes no file options
 	}
 	if o.Archive {

@@ -103,7 +103,13 @@ which kube-apiserver does not time out. FILE may be - for standard input.
 
 The sha256 of FILE is computed first and checked by the server on the
 stream: if the bytes that arrive differ, the upload fails before CDI has all
-of them.`,
+of them.
+
+While CDI starts its upload server the server answers 409 with Retry-After,
+and the upload waits. CDI cannot resume an upload (its upload server takes
+no offset and keeps nothing of an incomplete one), so an upload of FILE that
+breaks is sent again from byte 0, --retries times at most, each attempt with
+its own transfer record; an upload from - cannot be sent again.`,
 		Example: `  kubectl wukong upload vm1-system ./image.qcow2
   xz -dc image.raw.xz | kubectl wukong upload vm1-system -`,
 		Args:              cobra.ExactArgs(2),

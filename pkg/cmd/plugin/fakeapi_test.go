@@ -93,6 +93,7 @@ type fakeDisk struct {
 	disk     v1alpha1.Disk
 	data     []byte // what export serves
 	uploaded []byte // what the last upload brought
+	cut      int    // uploads still to cut after their first message
 }
 
 type fakeEvent struct {
@@ -802,6 +803,16 @@ func (f *fakeAPI) disk(w http.ResponseWriter, r *http.Request, ns, name, sub str
 			return
 		}
 		defer conn.Close()
+		f.mu.Lock()
+		cut := d.cut > 0
+		if cut {
+			d.cut--
+		}
+		f.mu.Unlock()
+		if cut { // the stream breaks after bytes arrived
+			_, _, _ = conn.NextReader()
+			return
+		}
 		b, err := readUpload(conn)
 		if err != nil {
 			return

@@ -53,6 +53,10 @@ type bar struct {
 }
 
 func (p *bar) Start(total, done int64) {
+	if p.b != nil {
+		_ = p.b.Set64(done) // a transfer that starts again (a CDI upload retried from byte 0)
+		return
+	}
 	p.once.Do(func() {
 		p.b = progressbar.NewOptions64(total,
 			progressbar.OptionSetWriter(p.w),

@@ -473,6 +473,13 @@ func schema_pkg_apis_vm_v1alpha1_DiskUploadOptions(ref common.ReferenceCallback)
 							Format:      "",
 						},
 					},
+					"attempt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Attempt numbers a client's retry of a cut upload (2 for the first retry), for the record: CDI's upload server takes no offset, so every attempt sends the image again from byte 0.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
 				},
 			},
 		},

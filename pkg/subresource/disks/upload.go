@@ -120,7 +120,7 @@ func (r *UploadREST) serve(ctx context.Context, w *vm.Wukong, d *vm.Disk, o *vm.
 		sendCtx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		wd := stream.NewWatchdog(r.IdleTimeout, uploadPeer, stream.ClientCutter(rw), cancel)
-		rec, err := r.send(sendCtx, w, d, target, wd.Body(req.Body), req.ContentLength, o.SHA256)
+		rec, err := r.send(sendCtx, w, d, target, wd.Body(req.Body), req.ContentLength, o)
 		if ierr := wd.Stop(); ierr != nil && err != nil {
 			return ierr
 		}
@@ -140,7 +140,7 @@ func (r *UploadREST) serve(ctx context.Context, w *vm.Wukong, d *vm.Disk, o *vm.
 	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	wd, stop := stream.WatchConn(conn, r.IdleTimeout, uploadPeer, cancel)
-	rec, err := r.send(sendCtx, w, d, target, stream.NewReader(conn).Watch(wd), -1, o.SHA256)
+	rec, err := r.send(sendCtx, w, d, target, stream.NewReader(conn).Watch(wd), -1, o)
 	if ierr := stop(); ierr != nil && err != nil {
 		err = ierr
 	}
@@ -156,20 +156,39 @@ func (r *UploadREST) target(ctx context.Context, w *vm.Wukong, d *vm.Disk) (*cdi
 	}
 	t, err := r.Uploader.Target(ctx, w.Namespace, d.Status.ClaimName)
 	var nr *cdi.NotReadyError
-	var notUploadable *cdi.NotUploadableError
+	var nu *cdi.NotUploadableError
 	switch {
 	case errors.As(err, &nr):
-		return nil, stream.NotReady("disks", d.Name, nr)
-	case errors.As(err, &notUploadable):
-		return nil, apierrors.NewConflict(vm.Resource("disks"), d.Name, err)
+		return nil, notWaiting(d.Name, nr.Phase, fmt.Sprintf("it is not ready for an upload yet: %v; retry in %ds (kubectl wukong upload waits by itself)",
+			nr, stream.RetryAfterSeconds), stream.RetryAfterSeconds)
+	case errors.As(err, &nu):
+		return nil, notWaiting(d.Name, nu.Phase, fmt.Sprintf("it takes no upload: %v", nu), 0)
 	case err != nil:
 		return nil, stream.BadGateway(err.Error())
 	}
 	return t, nil
 }
 
+// CauseTypeDataVolumePhase is the cause of a disks/upload 409 that carries
+// the phase of the disk's DataVolume (its message; empty when there is
+// none yet).
+const CauseTypeDataVolumePhase metav1.CauseType = "DataVolumePhase"
+
+// notWaiting is the 409 of a disk whose DataVolume is not waiting for an
+// upload: its phase as a cause, what to do in the message and, when waiting
+// will do, retryAfterSeconds (a Retry-After header).
+func notWaiting(disk, phase, msg string, retryAfter int32) *apierrors.StatusError {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusConflict, Reason: metav1.StatusReasonConflict,
+		Message: fmt.Sprintf("disk %s: %s", disk, msg),
+		Details: &metav1.StatusDetails{Group: vm.GroupName, Kind: "disks", Name: disk, RetryAfterSeconds: retryAfter,
+			Causes: []metav1.StatusCause{{Type: CauseTypeDataVolumePhase, Message: phase}}},
+	}}
+}
+
 // send streams body to CDI and records the transfer.
-func (r *UploadREST) send(ctx context.Context, w *vm.Wukong, d *vm.Disk, target *cdi.Target, body io.Reader, size int64, sha string) (*vm.WukongFileTransfer, error) {
+func (r *UploadREST) send(ctx context.Context, w *vm.Wukong, d *vm.Disk, target *cdi.Target, body io.Reader, size int64, o *vm.DiskUploadOptions) (*vm.WukongFileTransfer, error) {
+	sha := o.SHA256
 	spec := vm.WukongFileTransferSpec{WukongName: w.Name, Operation: vm.OperationUpload, Disk: d.Spec.DiskName, ExpectedSHA256: sha}
 	t, err := r.Recorder.Start(ctx, w, spec, size)
 	if err != nil {
@@ -179,13 +198,20 @@ func (r *UploadREST) send(ctx context.Context, w *vm.Wukong, d *vm.Disk, target 
 	if target.Archive {
 		what = "an archive"
 	}
+	attempt := ""
+	if o.Attempt > 1 {
+		attempt = fmt.Sprintf(" (attempt %d, sent again from byte 0: CDI's upload server takes no offset)", o.Attempt)
+	}
 	n, _, err := cdi.Send(ctx, target, body, cdi.SendOptions{Size: size, SHA256: sha, Observer: t})
 	if err != nil {
 		st := statusOf(err)
-		t.Fail(fmt.Sprintf("the upload of %s to disk %s failed after %d bytes; CDI did not take it: %s", what, d.Spec.DiskName, n, st.Message))
+		// CDI's upload server drops an incomplete upload and stays up
+		// (uploadserver.go): the disk still waits, for the whole image.
+		t.Fail(fmt.Sprintf("the upload of %s to disk %s failed after %d bytes%s; CDI did not take it: %s; CDI keeps nothing of an incomplete upload: the next one starts again from byte 0",
+			what, d.Spec.DiskName, n, attempt, st.Message))
 		return nil, &apierrors.StatusError{ErrStatus: st}
 	}
-	return t.Succeed(fmt.Sprintf("uploaded %d bytes (%s) to disk %s through CDI's upload proxy", n, what, d.Spec.DiskName)), nil
+	return t.Succeed(fmt.Sprintf("uploaded %d bytes (%s) to disk %s through CDI's upload proxy%s", n, what, d.Spec.DiskName, attempt)), nil
 }
 
 // statusOf maps an upload's failure to the Status the client gets.

@@ -113,8 +113,9 @@ func TestUploadFailures(t *testing.T) {
 		code   int32
 		proxy  bool // the request reached the proxy
 	}{
+		// A 409 with Retry-After since issue 17 (upload_states_test.go has the details).
 		{name: "not ready", setup: func(e *uploadEnv) { e.uploader.err = &cdi.NotReadyError{DataVolume: "vm-root", Phase: "Pending"} },
-			code: http.StatusServiceUnavailable},
+			code: http.StatusConflict},
 		{name: "not uploadable", setup: func(e *uploadEnv) { e.uploader.err = &cdi.NotUploadableError{Reason: "imports its content"} },
 			code: http.StatusConflict},
 		{name: "CDI unreachable", setup: func(e *uploadEnv) { e.uploader.err = errors.New("no CDIConfig") }, code: http.StatusBadGateway},

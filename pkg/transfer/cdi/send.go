@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"html"
 	"io"
 	"net/http"
 	"strings"
@@ -85,7 +86,8 @@ func Send(ctx context.Context, t *Target, body io.Reader, o SendOptions) (int64,
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	if resp.StatusCode != http.StatusOK {
-		return cb.n, "", &ProxyError{Code: resp.StatusCode, Message: strings.TrimSpace(string(msg))}
+		// The proxy HTML-escapes its messages (uploadproxy.go); users read them plain.
+		return cb.n, "", &ProxyError{Code: resp.StatusCode, Message: html.UnescapeString(strings.TrimSpace(string(msg)))}
 	}
 	if o.Size >= 0 && cb.n != o.Size {
 		return cb.n, "", &BodyError{Err: fmt.Errorf("%d of %d bytes", cb.n, o.Size)}

@@ -39,12 +39,11 @@ import (
 	uploadv1beta1 "kubevirt.io/containerized-data-importer-api/pkg/apis/upload/v1beta1"
 )
 
-// The upload proxy's paths: sync answers once the upload server has written
-// the volume, so a 200 means the disk holds the bytes.
-const (
-	uploadPath        = "/v1beta1/upload"
-	uploadArchivePath = "/v1beta1/upload-archive"
-)
+// The upload proxy's path: sync, answered once the upload server has written
+// the volume, so a 200 means the disk holds the bytes. There is no
+// upload-archive path on the proxy (CDI's common.ProxyPaths): it sends the
+// upload of a PVC of contentType archive to the upload server's itself.
+const uploadPath = "/v1beta1/upload"
 
 // ConfigName is the CDIConfig CDI keeps its cluster-wide settings in.
 const ConfigName = "config"
@@ -72,7 +71,9 @@ type Target struct {
 	Client  *http.Client
 }
 
-// NotReadyError says CDI is still preparing the upload server: ask again later.
+// NotReadyError says CDI is still preparing the upload server (the
+// DataVolume is not UploadReady yet: Pending, UploadScheduled, ...): ask
+// again later.
 type NotReadyError struct {
 	DataVolume, Phase string
 }
@@ -81,11 +82,15 @@ func (e *NotReadyError) Error() string {
 	if e.Phase == "" {
 		return fmt.Sprintf("the DataVolume %s does not exist yet", e.DataVolume)
 	}
-	return fmt.Sprintf("the DataVolume %s is %s, not UploadReady yet", e.DataVolume, e.Phase)
+	return fmt.Sprintf("the DataVolume %s is %s, not UploadReady yet: CDI is starting its upload server", e.DataVolume, e.Phase)
 }
 
-// NotUploadableError says the DataVolume does not take an upload at all.
-type NotUploadableError struct{ Reason string }
+// NotUploadableError says the DataVolume takes no upload, and will not
+// without the user: it imports its content, already holds an upload
+// (Succeeded) or failed. Phase is its phase.
+type NotUploadableError struct {
+	DataVolume, Phase, Reason string
+}
 
 func (e *NotUploadableError) Error() string { return e.Reason }
 
@@ -100,15 +105,22 @@ func (u *Uploader) Target(ctx context.Context, namespace, claim string) (*Target
 	if err != nil {
 		return nil, fmt.Errorf("reading the DataVolume %s: %w", claim, err)
 	}
+	phase := string(dv.Status.Phase)
 	if dv.Spec.Source == nil || dv.Spec.Source.Upload == nil {
-		return nil, &NotUploadableError{Reason: fmt.Sprintf("the DataVolume %s imports its content and takes no upload: a disk takes uploads when its importSource has type upload", claim)}
+		return nil, &NotUploadableError{DataVolume: claim, Phase: phase, Reason: fmt.Sprintf("the DataVolume %s (phase %q) imports its content and takes no upload: a disk takes uploads when its importSource has type upload", claim, phase)}
 	}
 	switch dv.Status.Phase {
 	case cdiv1.UploadReady:
 	case cdiv1.Succeeded:
-		return nil, &NotUploadableError{Reason: fmt.Sprintf("the DataVolume %s already holds an upload; CDI writes a volume once: recreate the disk to upload again", claim)}
+		return nil, &NotUploadableError{DataVolume: claim, Phase: phase, Reason: fmt.Sprintf("the DataVolume %s is Succeeded: it already holds an upload, and CDI writes a volume once (its upload server is gone); delete and recreate the disk to upload again", claim)}
 	case cdiv1.Failed:
-		return nil, &NotUploadableError{Reason: fmt.Sprintf("the DataVolume %s failed; recreate the disk to upload again", claim)}
+		why := ""
+		for _, c := range dv.Status.Conditions {
+			if c.Type == cdiv1.DataVolumeRunning && c.Message != "" {
+				why = ": " + c.Message
+			}
+		}
+		return nil, &NotUploadableError{DataVolume: claim, Phase: phase, Reason: fmt.Sprintf("the DataVolume %s is Failed%s; delete and recreate the disk to upload again", claim, why)}
 	default:
 		return nil, &NotReadyError{DataVolume: claim, Phase: string(dv.Status.Phase)}
 	}
@@ -130,11 +142,7 @@ func (u *Uploader) Target(ctx context.Context, namespace, claim string) (*Target
 	if err != nil {
 		return nil, err
 	}
-	t := &Target{URL: base + uploadPath, Token: tr.Status.Token, Client: client}
-	if dv.Spec.ContentType == cdiv1.DataVolumeArchive {
-		t.URL, t.Archive = base+uploadArchivePath, true
-	}
-	return t, nil
+	return &Target{URL: base + uploadPath, Token: tr.Status.Token, Client: client, Archive: dv.Spec.ContentType == cdiv1.DataVolumeArchive}, nil
 }
 
 // proxy returns the upload proxy's base URL and CA, from the flags or the CDIConfig.

@@ -17,24 +17,30 @@ limitations under the License.
 package standin
 
 // This file is a stand-in for CDI's upload path, not CDI. It speaks CDI's
-// APIs and protocol so that clients written against CDI work against it:
+// APIs and protocol so that clients written against CDI work against it, and
+// follows kubevirt/containerized-data-importer's code, refusals included:
 //
-//   - cdi-apiserver's part: the aggregated API upload.cdi.kubevirt.io/v1beta1,
-//     registered with a real APIService, which authenticates the aggregator's
-//     front-proxy certificate, authorises the user with a
-//     SubjectAccessReview and answers an UploadTokenRequest with a signed,
-//     short-lived token naming the PVC;
-//   - cdi-uploadproxy's part, with the upload server behind it folded in:
-//     /v1beta1/upload[-async] and /v1beta1/upload-archive[-async] take the
-//     token as a bearer token and write the body to a file (or extract a tar
-//     into a directory) in place of a volume;
-//   - cdi-controller's part for upload DataVolumes: Pending, UploadScheduled,
-//     UploadReady, and Succeeded once an upload completed;
+//   - cdi-apiserver's part (upload_api.go, upload_token.go; upstream
+//     pkg/apiserver/apiserver.go uploadHandler, authorizer.go, pkg/token):
+//     the aggregated API upload.cdi.kubevirt.io/v1beta1, registered with a
+//     real APIService, which authenticates the aggregator's front-proxy
+//     certificate, authorises the user with a SubjectAccessReview and
+//     answers an UploadTokenRequest with a signed token naming the PVC,
+//     valid 5 minutes;
+//   - cdi-uploadproxy's part (upload_proxy.go; pkg/uploadproxy): the token
+//     as a bearer token, the PVC's annotations for whether its upload pod is
+//     ready, the answers and status codes of the proxy;
+//   - the upload server's part (upload_server.go; pkg/uploadserver), one per
+//     upload pod: the body to a file (or a tar extracted into a directory)
+//     in place of a volume; no resume;
+//   - cdi-controller's part (upload_datavolumes.go;
+//     pkg/controller/datavolume/upload-controller.go,
+//     pkg/controller/upload-controller.go): the PVC with CDI's annotations,
+//     the upload pod cdi-upload-<pvc>, DataVolume phases Pending,
+//     UploadScheduled, UploadReady (only while the pod is ready), Succeeded;
 //   - cdi-operator's part: CDIConfig "config" names the proxy and its CA.
 //
-// Each part has its file: upload_datavolumes.go (cdi-controller),
-// upload_api.go and upload_token.go (cdi-apiserver), upload_proxy.go
-// (cdi-uploadproxy) and upload_server.go (the upload server).
+// docs/standins.md lists what each part leaves out.
 
 import (
 	"bytes"
@@ -56,8 +62,10 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	corev1listers "k8s.io/client-go/listers/core/v1"
 	cdiclient "kubevirt.io/client-go/containerizeddataimporter"
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 
@@ -85,11 +93,14 @@ type Uploads struct {
 	cdi  cdiclient.Interface
 	kube kubernetes.Interface
 
-	// ReadyAfter delays a DataVolume's UploadReady after UploadScheduled
-	// (default 1s). Set it before creating DataVolumes.
+	// ReadyAfter is how long an upload pod takes to start and turn ready
+	// (default 1s), unless a test holds it with SetUploadPodReady.
 	ReadyAfter time.Duration
 	// Requests counts the upload proxy's requests.
 	Requests atomic.Int64
+	// readyWait is how long the proxy waits for an upload pod to be ready
+	// before it answers 503 (CDI's waitReadyTime, 10s; SetProxyReadyWait).
+	readyWait atomic.Int64
 
 	dir        string             // Received files live here, as <namespace>/<pvc>
 	signingKey ed25519.PrivateKey // cdi-apiserver's token key
@@ -101,11 +112,14 @@ type Uploads struct {
 	proxyMu   sync.Mutex
 	proxy     *http.Server // nil while stopped
 
-	mu        sync.Mutex
-	started   map[string]bool // DataVolumes (namespace/name/uid) being readied
-	uploading map[string]bool // an upload is being received
-	done      map[string]bool // received; Succeeded is being written
-	tokens    []string        // every token issued
+	pvcs corev1listers.PersistentVolumeClaimLister
+	pods corev1listers.PodLister // upload pods only
+
+	mu       sync.Mutex
+	servers  map[types.UID]*uploadServer // by upload pod
+	podReady map[string]bool             // namespace/pvc: readiness a test set
+	cuts     map[string]int64            // namespace/pvc: cut the next upload after so many bytes
+	tokens   []string                    // every token issued
 }
 
 // StartUploads starts the stand-ins and registers the aggregated API; runs until ctx ends.
@@ -128,8 +142,9 @@ func StartUploads(ctx context.Context, cp *framework.ControlPlane) (*Uploads, er
 	}
 	u := &Uploads{
 		ctx: ctx, cdi: cdi, kube: kube, ReadyAfter: time.Second, dir: dir, signingKey: key,
-		started: map[string]bool{}, uploading: map[string]bool{}, done: map[string]bool{},
+		servers: map[types.UID]*uploadServer{}, podReady: map[string]bool{}, cuts: map[string]int64{},
 	}
+	u.readyWait.Store(int64(10 * time.Second))
 	if u.front, err = loadFrontProxy(ctx, kube); err != nil {
 		return nil, err
 	}
@@ -187,6 +202,10 @@ func StartUploads(ctx context.Context, cp *framework.ControlPlane) (*Uploads, er
 		stop()
 		return nil, err
 	}
+	if err := u.startInformers(ctx); err != nil {
+		stop()
+		return nil, err
+	}
 	go wait.UntilWithContext(ctx, u.syncDataVolumes, 200*time.Millisecond)
 	return u, nil
 }
@@ -194,6 +213,16 @@ func StartUploads(ctx context.Context, cp *framework.ControlPlane) (*Uploads, er
 // Received is the path of the file the proxy wrote for namespace/pvc (for archive uploads: a directory holding the extracted tree).
 func (u *Uploads) Received(namespace, pvc string) string {
 	return filepath.Join(u.dir, namespace, pvc)
+}
+
+// SetProxyReadyWait shortens the proxy's wait for an upload pod (CDI's is
+// 10s), so that a test of a pod that is not ready is short.
+func (u *Uploads) SetProxyReadyWait(d time.Duration) { u.readyWait.Store(int64(d)) }
+
+// TokenIssuedAt signs an upload token for namespace/pvc as cdi-apiserver
+// would have at the time at: for tests of expired tokens.
+func (u *Uploads) TokenIssuedAt(namespace, pvc string, at time.Time) (string, error) {
+	return u.signToken(namespace, pvc, at)
 }
 
 // Tokens are the upload tokens issued so far, for tests that look for leaks.

@@ -18,7 +18,13 @@ package standin
 
 // cdi-apiserver's part: the aggregated API upload.cdi.kubevirt.io/v1beta1,
 // which authenticates the aggregator's front proxy, authorises the user with a
-// SubjectAccessReview and answers an UploadTokenRequest with a token.
+// SubjectAccessReview and answers an UploadTokenRequest with a token. It
+// mirrors kubevirt/containerized-data-importer's pkg/apiserver/apiserver.go
+// (uploadHandler) and authorizer.go (Authorize): a request that is not
+// authenticated, or a user the SubjectAccessReview does not allow, gets 401
+// with the reason as plain text (not a Status, and not 403: CDI answers
+// so), a body that does not decode 400; the token names the PVC of
+// spec.pvcName, whether or not it exists (the proxy checks that).
 
 import (
 	"context"
@@ -143,7 +149,7 @@ var (
 func (u *Uploads) serveAPI(w http.ResponseWriter, r *http.Request) {
 	user, err := u.front.authenticate(r)
 	if err != nil {
-		writeStatus(w, apierrors.NewUnauthorized(err.Error()))
+		http.Error(w, "request is not authenticated", http.StatusUnauthorized)
 		return
 	}
 	group := metav1.APIGroup{
@@ -198,11 +204,9 @@ func (u *Uploads) createTokenRequest(w http.ResponseWriter, r *http.Request, nam
 		return
 	}
 	if !sar.Status.Allowed {
-		msg := fmt.Sprintf("User %q cannot create resource \"uploadtokenrequests\" in API group %q in the namespace %q", user.User, uploadGroup, namespace)
-		if sar.Status.Reason != "" {
-			msg += ": " + sar.Status.Reason
-		}
-		writeStatus(w, apierrors.NewForbidden(tokenRequestGR, "", errors.New(msg)))
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = io.WriteString(w, sar.Status.Reason)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
@@ -221,9 +225,6 @@ func (u *Uploads) createTokenRequest(w http.ResponseWriter, r *http.Request, nam
 		return
 	case req.Namespace != "" && req.Namespace != namespace:
 		writeStatus(w, apierrors.NewBadRequest("the namespace of the provided object does not match the namespace sent on the request"))
-		return
-	case req.Spec.PvcName == "":
-		writeStatus(w, apierrors.NewBadRequest("spec.pvcName is required"))
 		return
 	}
 	token, err := u.signToken(namespace, req.Spec.PvcName, time.Now())

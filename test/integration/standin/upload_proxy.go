@@ -16,32 +16,55 @@ limitations under the License.
 
 package standin
 
-// cdi-uploadproxy's part: it checks the bearer token and the DataVolume, in
-// CDI's order and with its status codes, then hands the body to the upload
-// server (upload_server.go), folded in here.
+// cdi-uploadproxy's part. It mirrors pkg/uploadproxy/uploadproxy.go of
+// kubevirt/containerized-data-importer (handleUploadRequest, uploadReady,
+// resolveUploadPath, proxyUploadRequest) with pkg/token/token.go's
+// validation: its paths (common.ProxyPaths: no upload-archive, which the
+// proxy reaches itself for a PVC of contentType archive), its checks in its
+// order and its answers, bodies included:
+//
+//   - no Authorization header, or not "Bearer <token>": 400, no body;
+//   - a token that does not verify (signature, issuer, expired beyond the
+//     10 s leeway): 401, no body; one not for an upload to a PVC: 400;
+//   - then the PVC the token names, polled every second for up to 10 s
+//     (SetProxyReadyWait): 503 "rejecting Upload Request for PVC <pvc> that
+//     doesn't exist", "PVC <pvc> is not an upload target", "rejecting Upload
+//     Request for PVC <pvc> that already finished uploading" at once; while
+//     its upload pod is not ready (storage.pod.ready), 503 "context deadline
+//     exceeded" when the wait runs out;
+//   - a PVC of an unknown contentType: 503 "rejecting upload request for
+//     PVC <pvc> - upload content-type <type> is invalid";
+//   - no upload pod to reach: 502 "error in upload-proxy: ...".
+//
+// The token routes to the PVC it names: there is no other PVC in a request.
+// What the upload server answers is upload_server.go's.
 
 import (
 	"context"
 	"fmt"
+	"html"
 	"io"
 	"log"
 	"net"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 )
 
-// uploadPaths are the upload proxy's paths (CDI's ProxyPaths for a body
-// that is the image itself, not a multipart form).
-var uploadPaths = map[string]bool{
-	"/v1beta1/upload": true, "/v1beta1/upload-async": true,
-	"/v1beta1/upload-archive": true, "/v1beta1/upload-archive-async": true,
+// proxyPaths are the upload proxy's (CDI's common.ProxyPaths).
+var proxyPaths = map[string]bool{
+	"/v1beta1/upload": true, "/v1alpha1/upload": true,
+	"/v1beta1/upload-async": true, "/v1alpha1/upload-async": true,
+	"/v1beta1/upload-form": true, "/v1alpha1/upload-form": true,
+	"/v1beta1/upload-form-async": true, "/v1alpha1/upload-form-async": true,
 }
 
 // authHeaderMatcher is cdi-uploadproxy's: a bearer token of base64 and URL characters.
@@ -99,11 +122,10 @@ func (u *Uploads) handleProxy(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "OK")
 		return
 	}
-	if !uploadPaths[r.URL.Path] {
+	if !proxyPaths[r.URL.Path] {
 		http.NotFound(w, r)
 		return
 	}
-	// The proxy's checks, in its order and with its status codes.
 	auth := r.Header.Get("Authorization")
 	if auth == "" {
 		w.WriteHeader(http.StatusBadRequest)
@@ -123,83 +145,64 @@ func (u *Uploads) handleProxy(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
-	dv, err := u.cdi.CdiV1beta1().DataVolumes(claims.Namespace).Get(r.Context(), claims.Name, metav1.GetOptions{})
-	unavailable := func(format string, args ...any) {
+	unavailable := func(err error) {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = fmt.Fprintf(w, format, args...)
+		_, _ = fmt.Fprint(w, html.EscapeString(err.Error()))
 	}
-	switch {
-	case apierrors.IsNotFound(err):
-		unavailable("rejecting Upload Request for PVC %s that doesn't exist", claims.Name)
-		return
-	case err != nil:
-		unavailable("%v", err)
-		return
-	case dv.Spec.Source == nil || dv.Spec.Source.Upload == nil:
-		unavailable("PVC %s is not an upload target", claims.Name)
-		return
-	case dv.Status.Phase == cdiv1.Succeeded:
-		unavailable("rejecting Upload Request for PVC %s that already finished uploading", claims.Name)
-		return
-	case dv.Status.Phase != cdiv1.UploadReady:
-		// CDI's proxy waits up to 10 s for the upload pod before this answer.
-		unavailable("upload server for PVC %s is not ready (DataVolume phase %q)", claims.Name, dv.Status.Phase)
-		return
-	}
-	archive := strings.HasPrefix(r.URL.Path, "/v1beta1/upload-archive")
-	switch dv.Spec.ContentType {
-	case cdiv1.DataVolumeKubeVirt, "":
-	case cdiv1.DataVolumeArchive:
-		archive = true // the proxy sends an archive DataVolume's uploads to upload-archive
-	default:
-		unavailable("rejecting upload request for PVC %s - upload content-type %s is invalid", claims.Name, dv.Spec.ContentType)
-		return
-	}
-
-	// From here on, the upload server's answers.
-	if r.Method == http.MethodHead && strings.HasSuffix(r.URL.Path, "-async") {
-		w.WriteHeader(http.StatusOK) // how a client learns async is supported
-		return
-	}
-	if r.Method != http.MethodPost && r.Method != http.MethodPut {
-		w.WriteHeader(http.StatusNotFound)
-		return
-	}
-	key := dvKey(dv)
-	u.mu.Lock()
-	busy, done := u.uploading[key], u.done[key]
-	if !busy && !done {
-		u.uploading[key] = true
-	}
-	u.mu.Unlock()
-	switch {
-	case busy:
-		w.WriteHeader(http.StatusServiceUnavailable)
-		return
-	case done:
-		w.WriteHeader(http.StatusConflict)
-		return
-	}
-	dst := u.Received(dv.Namespace, dv.Name)
-	if archive {
-		err = receiveArchive(r, dst)
-	} else {
-		err = receiveFile(r, dst)
-	}
-	u.mu.Lock()
-	delete(u.uploading, key)
-	if err == nil {
-		u.done[key] = true
-	}
-	u.mu.Unlock()
+	pvc, err := u.uploadReady(r.Context(), claims.Name, claims.Namespace)
 	if err != nil {
-		// The upload server stays up for another try.
-		w.WriteHeader(http.StatusInternalServerError)
-		_, _ = fmt.Fprintf(w, "Saving stream failed: %s", err)
+		unavailable(err)
 		return
 	}
-	w.WriteHeader(http.StatusOK)
-	// As in CDI, the DataVolume turns Succeeded after the answer, once the
-	// controller sees the upload server exit.
-	go u.succeedDV(u.ctx, dv)
+	path := r.URL.Path
+	switch ct := pvc.Annotations[AnnContentType]; ct {
+	case string(cdiv1.DataVolumeKubeVirt), "":
+	case string(cdiv1.DataVolumeArchive):
+		path = "/v1beta1/upload-archive"
+		if strings.Contains(r.URL.Path, "alpha") {
+			path = "/v1alpha1/upload-archive"
+		}
+	default:
+		unavailable(fmt.Errorf("rejecting upload request for PVC %s - upload content-type %s is invalid", claims.Name, ct))
+		return
+	}
+	// The Service cdi-upload-<pvc> leads to the pod, when it runs.
+	podName := pvc.Annotations[AnnUploadPod]
+	if podName == "" {
+		podName = UploadPodName(pvc.Name)
+	}
+	pod, err := u.kube.CoreV1().Pods(pvc.Namespace).Get(r.Context(), podName, metav1.GetOptions{})
+	if err != nil || pod.Status.Phase != corev1.PodRunning || pod.DeletionTimestamp != nil {
+		w.WriteHeader(http.StatusBadGateway)
+		_, _ = fmt.Fprintf(w, "error in upload-proxy: http: proxy error: dial tcp: connect: connection refused (%s.%s.svc)\n", podName, pvc.Namespace)
+		return
+	}
+	u.serveUpload(pod, path, w, r)
+}
+
+// uploadReady is the proxy's: the PVC, until its upload pod is ready.
+func (u *Uploads) uploadReady(ctx context.Context, name, namespace string) (*corev1.PersistentVolumeClaim, error) {
+	var pvc *corev1.PersistentVolumeClaim
+	err := wait.PollUntilContextTimeout(ctx, min(time.Second, time.Duration(u.readyWait.Load())), time.Duration(u.readyWait.Load()), true, func(ctx context.Context) (bool, error) {
+		var err error
+		pvc, err = u.kube.CoreV1().PersistentVolumeClaims(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil && ctx.Err() != nil {
+			return false, nil // the wait ran out during the read: the loop says so
+		}
+		if err != nil {
+			if apierrors.IsNotFound(err) {
+				return false, fmt.Errorf("rejecting Upload Request for PVC %s that doesn't exist", name)
+			}
+			return false, err
+		}
+		if _, ok := pvc.Annotations[AnnUploadRequest]; !ok {
+			return false, fmt.Errorf("PVC %s is not an upload target", pvc.Name)
+		}
+		if corev1.PodPhase(pvc.Annotations[AnnPodPhase]) == corev1.PodSucceeded {
+			return false, fmt.Errorf("rejecting Upload Request for PVC %s that already finished uploading", name)
+		}
+		ready, _ := strconv.ParseBool(pvc.Annotations[AnnPodReady])
+		return ready, nil
+	})
+	return pvc, err
 }

@@ -844,4 +844,10 @@ type DiskUploadOptions struct {
 	// fails the upload before its last bytes reach CDI.
 	// +optional
 	SHA256 string `json:"sha256,omitempty"`
+
+	// Attempt numbers a client's retry of a cut upload (2 for the first
+	// retry), for the record: CDI's upload server takes no offset, so every
+	// attempt sends the image again from byte 0.
+	// +optional
+	Attempt int64 `json:"attempt,omitempty"`
 }

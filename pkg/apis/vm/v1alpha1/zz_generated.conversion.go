@@ -615,6 +615,7 @@ func Convert_vm_DiskStatus_To_v1alpha1_DiskStatus(in *vm.DiskStatus, out *DiskSt
 
 func autoConvert_v1alpha1_DiskUploadOptions_To_vm_DiskUploadOptions(in *DiskUploadOptions, out *vm.DiskUploadOptions, s conversion.Scope) error {
 	out.SHA256 = in.SHA256
+	out.Attempt = in.Attempt
 	return nil
 }
 
@@ -625,6 +626,7 @@ func Convert_v1alpha1_DiskUploadOptions_To_vm_DiskUploadOptions(in *DiskUploadOp
 
 func autoConvert_vm_DiskUploadOptions_To_v1alpha1_DiskUploadOptions(in *vm.DiskUploadOptions, out *DiskUploadOptions, s conversion.Scope) error {
 	out.SHA256 = in.SHA256
+	out.Attempt = in.Attempt
 	return nil
 }
 
@@ -642,6 +644,13 @@ func autoConvert_url_Values_To_v1alpha1_DiskUploadOptions(in *url.Values, out *D
 		}
 	} else {
 		out.SHA256 = ""
+	}
+	if values, ok := map[string][]string(*in)["attempt"]; ok && len(values) > 0 {
+		if err := runtime.Convert_Slice_string_To_int64(&values, &out.Attempt, s); err != nil {
+			return err
+		}
+	} else {
+		out.Attempt = 0
 	}
 	return nil
 }

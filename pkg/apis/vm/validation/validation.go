@@ -523,8 +523,15 @@ func ValidateDiskExportOptions(o *vm.DiskExportOptions) field.ErrorList {
 
 // ValidateDiskUploadOptions checks the query options of disks/upload.
 func ValidateDiskUploadOptions(o *vm.DiskUploadOptions) field.ErrorList {
-	return ValidateSHA256(o.SHA256, field.NewPath("sha256"))
+	errs := ValidateSHA256(o.SHA256, field.NewPath("sha256"))
+	if o.Attempt < 0 || o.Attempt > MaxUploadAttempt {
+		errs = append(errs, field.Invalid(field.NewPath("attempt"), o.Attempt, fmt.Sprintf("must be between 1 and %d (0: not given)", MaxUploadAttempt)))
+	}
+	return errs
 }
+
+// MaxUploadAttempt bounds disks/upload's attempt: a number for the record, not a counter to grow.
+const MaxUploadAttempt = 100
 
 // validateByteRange refuses negative offsets and lengths, and a range whose
 // end does not fit in an int64 (it would wrap into a bogus Range).
