@@ -132,7 +132,7 @@ func (f *fixture) plantLinks(t testing.TB) {
 		"proc":       "/proc/self/root" + f.outside + "/x", // a magic link
 	} {
 		p := filepath.Join(f.data, name)
-		os.Remove(p)
+		must(t, os.RemoveAll(p))
 		must(t, os.Symlink(target, p))
 	}
 }
