@@ -52,6 +52,7 @@ test-fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZ_SLOW) ./pkg/transfer/archive
 	$(GO) test -run '^$$' -fuzz '^FuzzExtractEntries$$' -fuzztime $(FUZZ_SLOW) ./pkg/transfer/archive
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZ_SLOW) ./pkg/client/tarball
+	$(GO) test -run '^$$' -fuzz '^FuzzAgentPath$$' -fuzztime $(FUZZ_SLOW) ./pkg/transfer/agent
 
 test-unit:
 	$(GO) test ./pkg/... ./cmd/...
