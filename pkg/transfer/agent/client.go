@@ -31,6 +31,8 @@ import (
 	"os"
 	"path"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/novasphere/wukong/pkg/transfer/archive"
@@ -348,6 +350,7 @@ func (c *Client) ExtractTar(ctx context.Context, dest string, r io.Reader, creat
 	setInt(q, "maxEntries", opts.MaxEntries)
 	setInt(q, "maxHeaderBytes", opts.MaxHeaderBytes)
 	body := &sendBody{r: r}
+	defer body.stop()
 	var st archive.Stats
 	err := c.getJSON(ctx, request{method: http.MethodPut, path: PathTar, q: q, body: body}, &st)
 	return st, body.cause(err)
@@ -374,6 +377,7 @@ func (c *Client) Upload(ctx context.Context, target string, body io.Reader, opts
 		body = io.TeeReader(body, opts.Observer)
 	}
 	sb := &sendBody{r: body}
+	defer sb.stop()
 	var res UploadResponse
 	if err := c.getJSON(ctx, request{method: http.MethodPut, path: PathFile, q: q, body: sb}, &res); err != nil {
 		return files.UploadResult{}, sb.cause(err)
@@ -383,20 +387,38 @@ func (c *Client) Upload(ctx context.Context, target string, body io.Reader, opts
 
 // sendBody remembers the error of the body being sent: when the client's
 // own stream breaks, that, not the agent's answer to the cut, is the cause.
+// Once the call is over (stop) it starts no more reads: the transport may
+// still be sending when an early answer (a refusal) arrives. A read already
+// in flight is not waited for; it may be blocked on a client that stalled.
 type sendBody struct {
-	r   io.Reader
-	err error
+	r       io.Reader
+	mu      sync.Mutex
+	err     error
+	stopped atomic.Bool
 }
 
+var errCallOver = errors.New("the call to the agent is over")
+
 func (s *sendBody) Read(p []byte) (int, error) {
+	if s.stopped.Load() {
+		return 0, errCallOver
+	}
 	n, err := s.r.Read(p)
-	if err != nil && err != io.EOF && s.err == nil {
-		s.err = err
+	if err != nil && err != io.EOF {
+		s.mu.Lock()
+		if s.err == nil {
+			s.err = err
+		}
+		s.mu.Unlock()
 	}
 	return n, err
 }
 
+func (s *sendBody) stop() { s.stopped.Store(true) }
+
 func (s *sendBody) cause(err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err != nil && s.err != nil {
 		return fmt.Errorf("reading the upload: %w", s.err)
 	}
@@ -433,6 +455,7 @@ func (c *Client) WriteChunk(ctx context.Context, target, id string, offset, max 
 		body = io.TeeReader(body, observer)
 	}
 	sb := &sendBody{r: body}
+	defer sb.stop()
 	var res ChunkResponse
 	if err := c.getJSON(ctx, request{method: http.MethodPut, path: PathChunk, q: q, body: sb}, &res); err != nil {
 		return 0, sb.cause(err)

@@ -479,3 +479,26 @@ func TestErrorStatuses(t *testing.T) {
 }
 
 var syscallENOSPC = syscall.ENOSPC
+
+// TestFIFODoesNotHang: a FIFO planted in a root is refused at once, not
+// opened and waited on.
+func TestFIFODoesNotHang(t *testing.T) {
+	f := newFixture(t, Limits{})
+	must(t, syscall.Mkfifo(filepath.Join(f.data, "fifo"), 0o644))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := f.c.Read(ctx, "/data/fifo", 0, 10, 10, io.Discard)
+	if !errors.Is(err, ErrBadRequest) {
+		t.Errorf("read of a FIFO: %v", err)
+	}
+	if _, _, err := f.c.SHA256(ctx, "/data/fifo"); err == nil || ctx.Err() != nil {
+		t.Errorf("sha256 of a FIFO: %v", err)
+	}
+	if _, err := f.c.List(ctx, "/data/fifo", 0); !errors.Is(err, files.ErrNotDirectory) {
+		t.Errorf("listing a FIFO: %v", err)
+	}
+	st, err := f.c.WriteTar(ctx, "/data", io.Discard, archive.WriteOptions{})
+	if err != nil || st.Skipped != 1 {
+		t.Errorf("a tar with a FIFO: %v, %+v", err, st)
+	}
+}

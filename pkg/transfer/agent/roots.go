@@ -25,6 +25,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/novasphere/wukong/pkg/transfer/archive"
@@ -161,11 +162,18 @@ func guestErr(op, guest string, err error) error {
 	return fmt.Errorf("%s %s: %w", op, guest, err)
 }
 
+// open opens rel for reading without blocking on what is not a file: a
+// FIFO planted in a root would otherwise hold the request until someone
+// writes to it. Regular files and directories read as usual.
+func (m *mount) open(rel string) (*os.File, error) {
+	return m.root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+}
+
 // readDir reads the names in the directory rel of m, at most max (0: no
 // limit; more is files.ErrTooManyEntries, found before more than max+1 are
 // held), and Lstats each through the root.
 func (m *mount) readDir(ctx context.Context, guest, rel string, max int) ([]os.FileInfo, error) {
-	d, err := m.root.Open(rel)
+	d, err := m.open(rel)
 	if err != nil {
 		return nil, guestErr("open", guest, err)
 	}
@@ -252,7 +260,7 @@ func (f rootFS) ReadLink(p string) (t string, err error) {
 }
 
 func (f rootFS) Open(p string) (file *os.File, err error) {
-	err = f.do("open", p, func(m *mount, rel string) (err error) { file, err = m.root.Open(rel); return })
+	err = f.do("open", p, func(m *mount, rel string) (err error) { file, err = m.open(rel); return })
 	return file, err
 }
 

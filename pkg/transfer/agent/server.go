@@ -270,7 +270,7 @@ func (h *Handler) getFile(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	f, err := m.root.Open(rel)
+	f, err := m.open(rel)
 	if err != nil {
 		return guestErr("open", guest, err)
 	}
@@ -562,7 +562,7 @@ func (h *Handler) postCommit(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) commit(ctx context.Context, m *mount, tmp, rel string, size int64, want string, mode *os.FileMode, noClobber bool) (string, error) {
-	f, err := m.root.Open(tmp)
+	f, err := m.open(tmp)
 	if err != nil {
 		return "", err
 	}
@@ -729,7 +729,7 @@ func (h *Handler) getSHA256(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	f, err := m.root.Open(rel)
+	f, err := m.open(rel)
 	if err != nil {
 		return guestErr("open", guest, err)
 	}
@@ -752,7 +752,7 @@ func (h *Handler) getStatFS(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	f, err := m.root.Open(rel)
+	f, err := m.open(rel)
 	if err != nil {
 		return guestErr("open", guest, err)
 	}
