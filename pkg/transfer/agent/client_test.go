@@ -359,7 +359,7 @@ func TestTokenAndPinning(t *testing.T) {
 		"two spaces":    "Bearer  " + testToken,
 	} {
 		t.Run(name, func(t *testing.T) {
-			for _, ep := range []string{PathStat, PathFile, PathList, PathTar, PathVersion} {
+			for _, ep := range []string{PathStat, PathFile, PathList, PathTar, PathVersion, PathCommit, "/v1/nothing", "/"} {
 				req, _ := http.NewRequest(http.MethodGet, f.srv.URL+ep+"?path=/data/relfile", nil)
 				if hdr != "" {
 					req.Header.Set("Authorization", hdr)

@@ -100,17 +100,22 @@ func NewHandler(roots *Roots, token func() ([]byte, error), o HandlerOptions) *H
 	return h
 }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+// ServeHTTP checks the bearer token in constant time before anything else
+// (even which endpoints exist), and answers a missing or wrong one 401 with
+// nothing more: no hint of what was wrong. Only the health check is open.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != PathHealthz && !h.tokenOK(r.Header.Get("Authorization")) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="wukong-agent"`)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
 
-// authorized checks the bearer token in constant time, and answers a
-// missing or wrong one 401 with nothing else: no hint of what was wrong.
+// authorized serves fn, an endpoint behind the token, with idle deadlines
+// on its streams, and answers its error.
 func (h *Handler) authorized(fn func(w http.ResponseWriter, r *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !h.tokenOK(r.Header.Get("Authorization")) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="wukong-agent"`)
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
 		if h.idle > 0 {
 			rc := http.NewResponseController(w)
 			r.Body = &idleBody{rc: rc, r: r.Body, idle: h.idle}
