@@ -10,10 +10,11 @@ INTEGRATION_TIMEOUT ?= 60m
 
 all: build
 
-## build: wukong-apiserver and the kubectl-wukong plugin into _output/bin
+## build: wukong-apiserver, the kubectl-wukong plugin and wukong-agent (static) into _output/bin
 build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/wukong-apiserver ./cmd/wukong-apiserver
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/kubectl-wukong ./cmd/kubectl-wukong
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/wukong-agent ./cmd/wukong-agent
 
 ## image: wukong-apiserver's multi-arch (linux/amd64, linux/arm64) OCI image, reproducible, with no
 ## container daemon (hack/build-release.sh, hack/image). Written as an OCI layout to _output/image;
@@ -51,12 +52,14 @@ test-fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZ_SLOW) ./pkg/transfer/archive
 	$(GO) test -run '^$$' -fuzz '^FuzzExtractEntries$$' -fuzztime $(FUZZ_SLOW) ./pkg/transfer/archive
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZ_SLOW) ./pkg/client/tarball
+	$(GO) test -run '^$$' -fuzz '^FuzzAgentPath$$' -fuzztime $(FUZZ_SLOW) ./pkg/transfer/agent
 
 test-unit:
 	$(GO) test ./pkg/... ./cmd/...
 
 test-integration: test-deps build tools
 	WUKONG_APISERVER_BIN=$(CURDIR)/$(BIN)/wukong-apiserver KUBECTL_WUKONG_BIN=$(CURDIR)/$(BIN)/kubectl-wukong \
+	  WUKONG_AGENT_BIN=$(CURDIR)/$(BIN)/wukong-agent \
 	  $(GO) test -count=1 -timeout $(INTEGRATION_TIMEOUT) ./test/...
 
 ## verify: import rules (docs/architecture.md), licence headers, gofmt, go vet and generated code up to date

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Release builds: static, stripped, reproducible binaries carrying their
-# version, and wukong-apiserver's multi-arch OCI image (hack/image).
+# version, and wukong-apiserver's multi-arch OCI image (hack/image), which
+# carries wukong-agent too (the in-guest agent and the pvc helper pod's).
 #
 #   hack/build-release.sh image     # _output/image (OCI layout); IMAGE=ref pushes too
 #   hack/build-release.sh plugin    # _output/release/plugin: archives, SHA256SUMS, krew manifest
@@ -36,10 +37,12 @@ binary) shift; binary "$@" ;;
 image)
   args=()
   for p in ${IMAGE_PLATFORMS:-linux/amd64 linux/arm64}; do
-    out="$REL/${p%/*}-${p#*/}/wukong-apiserver"
-    echo ">> wukong-apiserver $VERSION for $p" >&2
-    binary "${p%/*}" "${p#*/}" wukong-apiserver "$out"
-    args+=(--binary "$p=$out")
+    out="$REL/${p%/*}-${p#*/}"
+    for name in wukong-apiserver wukong-agent; do
+      echo ">> $name $VERSION for $p" >&2
+      binary "${p%/*}" "${p#*/}" "$name" "$out/$name"
+    done
+    args+=(--binary "$p=$out/wukong-apiserver" --agent "$p=$out/wukong-agent")
   done
   [ -z "${IMAGE:-}" ] || args+=(--push "$IMAGE")
   [ "${IMAGE_INSECURE:-}" != 1 ] || args+=(--insecure)

@@ -17,7 +17,8 @@ limitations under the License.
 // Command image assembles wukong-apiserver's multi-arch OCI image from
 // binaries already built, with go-containerregistry and no container daemon
 // and no base image: each platform's image is one layer holding the static
-// binary, the Mozilla CA roots (from golang.org/x/crypto/x509roots, pinned
+// binaries (wukong-apiserver, and wukong-agent for the helper pods of
+// method pvc and for guests to fetch), the Mozilla CA roots (from golang.org/x/crypto/x509roots, pinned
 // by go.sum, so they are the same on every machine), /etc/passwd and
 // /etc/group naming the non-root user it runs as, and an empty /tmp.
 //
@@ -61,6 +62,7 @@ import (
 const (
 	uid        = 65532
 	entrypoint = "/usr/local/bin/wukong-apiserver"
+	agentPath  = "/usr/local/bin/wukong-agent"
 )
 
 type binaries map[string]string
@@ -77,8 +79,9 @@ func (b binaries) Set(v string) error {
 }
 
 func main() {
-	bins := binaries{}
+	bins, agents := binaries{}, binaries{}
 	flag.Var(bins, "binary", "os/arch=path of a static wukong-apiserver; repeat for each platform")
+	flag.Var(agents, "agent", "os/arch=path of a static wukong-agent; repeat for each platform of --binary")
 	ociLayout := flag.String("oci-layout", "", "write the image index as an OCI image layout into this directory (replaced)")
 	push := flag.String("push", "", "push the image index to this reference (e.g. registry.example.com/wukong-apiserver:v0.1.0)")
 	insecure := flag.Bool("insecure", false, "allow plain HTTP to the registry of --push (a registry on loopback in tests)")
@@ -86,13 +89,13 @@ func main() {
 	revision := flag.String("revision", "", "the commit, as an image label")
 	flag.Parse()
 	if len(bins) == 0 || (*ociLayout == "" && *push == "") {
-		fmt.Fprintln(os.Stderr, "usage: image --binary linux/amd64=PATH [--binary ...] (--oci-layout DIR | --push REF)")
+		fmt.Fprintln(os.Stderr, "usage: image --binary linux/amd64=PATH --agent linux/amd64=PATH [--binary ... --agent ...] (--oci-layout DIR | --push REF)")
 		os.Exit(2)
 	}
 	created, err := sourceDateEpoch()
 	if err == nil {
 		var idx v1.ImageIndex
-		if idx, err = build(bins, created, map[string]string{
+		if idx, err = build(bins, agents, created, map[string]string{
 			"org.opencontainers.image.source":   "https://github.com/novasphere/wukong",
 			"org.opencontainers.image.version":  *version,
 			"org.opencontainers.image.revision": *revision,
@@ -122,7 +125,7 @@ func sourceDateEpoch() (time.Time, error) {
 	return time.Unix(n, 0).UTC(), nil
 }
 
-func build(bins binaries, created time.Time, labels map[string]string) (v1.ImageIndex, error) {
+func build(bins, agents binaries, created time.Time, labels map[string]string) (v1.ImageIndex, error) {
 	platforms := make([]string, 0, len(bins))
 	for p := range bins {
 		platforms = append(platforms, p)
@@ -135,7 +138,14 @@ func build(bins binaries, created time.Time, labels map[string]string) (v1.Image
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for _, p := range platforms {
 		osName, arch, _ := strings.Cut(p, "/")
-		binLayer, err := layer([]file{{name: strings.TrimPrefix(entrypoint, "/"), mode: 0o755, path: bins[p]}}, created)
+		if agents[p] == "" {
+			return nil, fmt.Errorf("no --agent for %s: the image ships wukong-agent beside the server", p)
+		}
+		// Sorted by name, as every layer's entries are.
+		binLayer, err := layer([]file{
+			{name: strings.TrimPrefix(agentPath, "/"), mode: 0o755, path: agents[p]},
+			{name: strings.TrimPrefix(entrypoint, "/"), mode: 0o755, path: bins[p]},
+		}, created)
 		if err != nil {
 			return nil, err
 		}

@@ -54,26 +54,36 @@ package archive
 
 import (
 	"context"
+	"io"
 	"os"
 	"time"
 
 	"github.com/pkg/sftp"
 )
 
-// FS is the part of an SFTP client that Write and Extract use. *sftp.Client
-// implements it.
+// File is what Write and Extract do with an open file. *sftp.File and
+// *os.File implement it; both also implement io.WriterTo and io.ReaderFrom,
+// which io.Copy uses, so that SFTP keeps several requests in flight.
+type File interface {
+	io.Reader
+	io.Writer
+	io.Closer
+	Chmod(mode os.FileMode) error
+}
+
+// FS is the part of a filesystem that Write and Extract use: *sftp.Client
+// implements it with F = *sftp.File, and wukong-agent's confined local
+// filesystem with F = *os.File.
 //
-// Files are *sftp.File rather than an interface of our own because Go
-// matches method signatures exactly (an interface-typed result would shut
-// *sftp.Client out), and because *sftp.File's WriteTo and ReadFrom pipeline
-// requests, which is what makes large transfers fast on high-latency links.
-type FS interface {
+// It is generic in the file type because Go matches method signatures
+// exactly: an interface-typed result would shut *sftp.Client out.
+type FS[F File] interface {
 	Stat(p string) (os.FileInfo, error)
 	Lstat(p string) (os.FileInfo, error)
 	ReadDirContext(ctx context.Context, p string) ([]os.FileInfo, error)
 	ReadLink(p string) (string, error)
-	Open(p string) (*sftp.File, error)
-	OpenFile(p string, f int) (*sftp.File, error)
+	Open(p string) (F, error)
+	OpenFile(p string, f int) (F, error)
 	Mkdir(p string) error
 	Chmod(p string, mode os.FileMode) error
 	Chtimes(p string, atime, mtime time.Time) error
@@ -88,7 +98,44 @@ type FS interface {
 	Remove(p string) error
 }
 
-var _ FS = (*sftp.Client)(nil)
+var _ FS[*sftp.File] = (*sftp.Client)(nil)
+
+// fsys is FS with its file type erased, which is what the walk and the
+// extraction use inside.
+type fsys interface {
+	Stat(p string) (os.FileInfo, error)
+	Lstat(p string) (os.FileInfo, error)
+	ReadDirContext(ctx context.Context, p string) ([]os.FileInfo, error)
+	ReadLink(p string) (string, error)
+	Open(p string) (File, error)
+	OpenFile(p string, f int) (File, error)
+	Mkdir(p string) error
+	Chmod(p string, mode os.FileMode) error
+	Chtimes(p string, atime, mtime time.Time) error
+	Symlink(oldname, newname string) error
+	Link(oldname, newname string) error
+	PosixRename(oldname, newname string) error
+	Remove(p string) error
+}
+
+// erased adapts an FS[F] to fsys.
+type erased[F File] struct{ FS[F] }
+
+func (e erased[F]) Open(p string) (File, error) {
+	f, err := e.FS.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (e erased[F]) OpenFile(p string, flags int) (File, error) {
+	f, err := e.FS.OpenFile(p, flags)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
 
 // Stats counts what Write archived or Extract extracted.
 type Stats struct {

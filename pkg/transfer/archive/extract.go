@@ -34,8 +34,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pkg/sftp"
-
 	"github.com/novasphere/wukong/pkg/transfer/remotepath"
 )
 
@@ -95,7 +93,8 @@ type ExtractOptions struct {
 //
 // Extract defends against hostile archives, not against processes inside the
 // guest changing dest while it runs: SFTP offers no way to pin a directory.
-func Extract(ctx context.Context, fsys FS, dest string, r io.Reader, opts ExtractOptions) (Stats, error) {
+func Extract[F File](ctx context.Context, fs FS[F], dest string, r io.Reader, opts ExtractOptions) (Stats, error) {
+	fsys := erased[F]{fs}
 	x := &extractor{
 		ctx:     ctx,
 		fs:      fsys,
@@ -160,7 +159,7 @@ type staged struct {
 
 type extractor struct {
 	ctx  context.Context
-	fs   FS
+	fs   fsys
 	dest string
 	opts ExtractOptions
 
@@ -493,8 +492,8 @@ func (x *extractor) file(hdr *tar.Header, target string, body io.Reader, src *re
 	if err := f.Chmod(0o600); err != nil {
 		return fail(&EntryError{Name: name, Err: err})
 	}
-	// A LimitedReader lets *sftp.File.ReadFrom pipeline its writes; the
-	// tar reader already stops at the entry's size.
+	// A LimitedReader lets the file's ReadFrom (pkg/sftp's pipelines its
+	// writes) take over; the tar reader already stops at the entry's size.
 	body = &recordingReader{ctx: x.ctx, r: body}
 	n, err := io.Copy(f, &io.LimitedReader{R: body, N: hdr.Size})
 	if err == nil && n < hdr.Size {
@@ -571,7 +570,7 @@ func (x *extractor) stage(name, target, temp string, kind entryKind) error {
 }
 
 // createTemp creates a new, empty temporary file beside target.
-func (x *extractor) createTemp(target string) (string, *sftp.File, error) {
+func (x *extractor) createTemp(target string) (string, File, error) {
 	temp := tempName(target)
 	// O_EXCL: never open, and so never truncate or write through, something
 	// that already exists under this name.

@@ -62,8 +62,9 @@ type WriteOptions struct {
 // gzip trailer), so whoever reads the stream sees a truncated archive rather
 // than a complete-looking one missing files. ctx is checked before every
 // entry and between chunks of every file.
-func Write(ctx context.Context, fsys FS, root string, w io.Writer, opts WriteOptions) (Stats, error) {
+func Write[F File](ctx context.Context, fs FS[F], root string, w io.Writer, opts WriteOptions) (Stats, error) {
 	var stats Stats
+	fsys := erased[F]{fs}
 	croot, err := remotepath.Clean(root)
 	if err != nil {
 		return stats, err
@@ -110,7 +111,7 @@ func Write(ctx context.Context, fsys FS, root string, w io.Writer, opts WriteOpt
 
 type archiveWriter struct {
 	ctx   context.Context
-	fs    FS
+	fs    fsys
 	tw    *tar.Writer
 	stats *Stats
 	max   int64 // MaxEntries
@@ -220,10 +221,11 @@ func (aw *archiveWriter) file(p, name string, fi os.FileInfo) error {
 	if err := aw.tw.WriteHeader(hdr); err != nil {
 		return err
 	}
-	// *sftp.File.WriteTo keeps several reads in flight; sink stops it at
+	// io.Copy uses the file's WriteTo (pkg/sftp's keeps several reads in
+	// flight); sink stops it at
 	// the size announced in the header and checks ctx between chunks.
 	sink := &boundedWriter{ctx: aw.ctx, w: aw.tw, left: hdr.Size}
-	_, err = f.WriteTo(sink)
+	_, err = io.Copy(sink, f)
 	switch {
 	case errors.Is(err, errFileGrew):
 		// The file grew after it was listed: keep the prefix that fits

@@ -140,6 +140,12 @@ func sweep(ctx context.Context, c *sftp.Client, read readDirFunc, roots []SweepR
 	return removed, nil
 }
 
+// IsStaleTemp reports whether a sweep removes fi: a temporary upload file
+// (by its exact name), a regular file or a link Extract staged, last
+// modified before olderThan. wukong-agent sweeps its own filesystem by the
+// same rule.
+func IsStaleTemp(fi os.FileInfo, olderThan time.Time) bool { return stale(fi, olderThan) }
+
 // stale: a temporary upload file (by its exact name; a link only as Extract
 // stages links), not a directory nor anything special, old enough.
 func stale(fi os.FileInfo, olderThan time.Time) bool {

@@ -145,7 +145,7 @@ func checkImage(t *testing.T, img v1.Image, arch string) {
 	}
 	slices.Sort(names)
 	want := []string{"etc", "etc/group", "etc/passwd", "etc/ssl", "etc/ssl/certs", "etc/ssl/certs/ca-certificates.crt",
-		"home", "home/nonroot", "tmp", "usr", "usr/local", "usr/local/bin", "usr/local/bin/wukong-apiserver"}
+		"home", "home/nonroot", "tmp", "usr", "usr/local", "usr/local/bin", "usr/local/bin/wukong-agent", "usr/local/bin/wukong-apiserver"}
 	if !slices.Equal(names, want) {
 		t.Errorf("image filesystem %v, want exactly %v", names, want)
 	}
@@ -167,31 +167,39 @@ func checkImage(t *testing.T, img v1.Image, arch string) {
 		t.Errorf("CA bundle has %d roots", roots)
 	}
 
-	bin := files["usr/local/bin/wukong-apiserver"]
+	// wukong-agent rides along for the pvc helper pods and for guests.
+	for _, name := range []string{"wukong-apiserver", "wukong-agent"} {
+		checkBinary(t, name, files["usr/local/bin/"+name], arch)
+	}
+}
+
+// checkBinary checks that bin is a static, stripped ELF binary for arch
+// and, when it runs here, that --version names its build.
+func checkBinary(t *testing.T, name string, bin []byte, arch string) {
 	f, err := elf.NewFile(bytes.NewReader(bin))
 	if err != nil {
-		t.Fatalf("the entrypoint is not an ELF binary: %v", err)
+		t.Fatalf("%s is not an ELF binary: %v", name, err)
 	}
 	if m := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[arch]; f.Machine != m {
-		t.Errorf("binary for %v, want %v", f.Machine, m)
+		t.Errorf("%s: binary for %v, want %v", name, f.Machine, m)
 	}
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
-			t.Errorf("the binary needs a dynamic loader; it must be static (CGO_ENABLED=0)")
+			t.Errorf("%s needs a dynamic loader; it must be static (CGO_ENABLED=0)", name)
 		}
 	}
 	if f.Section(".symtab") != nil {
-		t.Errorf("the binary is not stripped (has .symtab)")
+		t.Errorf("%s is not stripped (has .symtab)", name)
 	}
 	if arch == runtime.GOARCH {
-		checkVersion(t, bin)
+		checkVersion(t, name, bin)
 	}
 }
 
 // checkVersion runs the image's binary with --version: it must name the
 // commit it was built from and a build date, before touching any flag.
-func checkVersion(t *testing.T, bin []byte) {
-	p := filepath.Join(t.TempDir(), "wukong-apiserver")
+func checkVersion(t *testing.T, name string, bin []byte) {
+	p := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(p, bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +213,7 @@ func checkVersion(t *testing.T, bin []byte) {
 		t.Fatal(err)
 	}
 	v := string(out)
-	if !strings.HasPrefix(v, "wukong-apiserver ") || !strings.Contains(v, "commit "+strings.TrimSpace(string(head))) ||
+	if !strings.HasPrefix(v, name+" ") || !strings.Contains(v, "commit "+strings.TrimSpace(string(head))) ||
 		strings.Contains(v, "built unknown") || !strings.Contains(v, runtime.Version()) {
 		t.Errorf("--version says %q; want the version, commit %s, build date and Go version", v, head)
 	}
