@@ -154,8 +154,9 @@ func StartExports(ctx context.Context, cfg *rest.Config) (*Exports, error) {
 	return e, nil
 }
 
-// SetVolume makes file the bytes of PVC pvc (for the export server, and for
-// snapshots of the PVC).
+// SetVolume makes file the bytes of PVC pvc, for the export server and for
+// snapshots of the PVC (set it before the snapshot: a VolumeSnapshot copies
+// the file when it is cut).
 func (e *Exports) SetVolume(namespace, pvc, file string) { setVolumeFile(namespace, pvc, file) }
 
 // Stop takes the export server down (connections in flight break).

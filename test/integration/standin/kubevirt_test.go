@@ -582,6 +582,43 @@ func TestKubeVirtStandIns(t *testing.T) {
 		assert.Equal(t, exportv1beta1.Pending, vme.Status.Phase, "the export never gets Ready")
 	})
 
+	t.Run("a stopped VM is not snapshotted while a pod uses its disk", func(t *testing.T) {
+		ns := e.namespace(t, "kv-offline")
+		e.newVM(t, ns, "vm1", kubevirtv1.RunStrategyHalted, disk{name: "system"})
+		e.waitPopulated(t, ns, "vm1-system")
+		e.export(t, ns, "exp", pvcRef("vm1-system"), 0)
+		e.waitExport(t, ns, "exp", "PodReady", "")
+		_, err := e.virt.SnapshotV1beta1().VirtualMachineSnapshots(ns).Create(t.Context(), &snapshotv1.VirtualMachineSnapshot{
+			ObjectMeta: metav1.ObjectMeta{Name: "snap"},
+			Spec:       snapshotv1.VirtualMachineSnapshotSpec{Source: corev1.TypedLocalObjectReference{APIGroup: ptr.To("kubevirt.io"), Kind: "VirtualMachine", Name: "vm1"}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		progressing := func() string {
+			snap, err := e.virt.SnapshotV1beta1().VirtualMachineSnapshots(ns).Get(t.Context(), "snap", metav1.GetOptions{})
+			if err != nil || snap.Status == nil {
+				return fmt.Sprint(err)
+			}
+			for _, c := range snap.Status.Conditions {
+				if c.Type == snapshotv1.ConditionProgressing {
+					return string(snap.Status.Phase) + "/" + string(c.Status) + "/" + c.Reason
+				}
+			}
+			return string(snap.Status.Phase)
+		}
+		want := "InProgress/False/Source not locked source is offline but 1 pods using PVCs [vm1-system]"
+		eventually(t, "the lock is refused", func() (bool, string) { p := progressing(); return p == want, p })
+
+		// The export's server gone, the snapshot is taken, offline: no indications.
+		require.NoError(t, e.virt.ExportV1beta1().VirtualMachineExports(ns).Delete(t.Context(), "exp", metav1.DeleteOptions{}))
+		eventually(t, "the snapshot succeeds", func() (bool, string) {
+			p := progressing()
+			return p == "Succeeded/False/Operation complete", p
+		})
+		snap, err := e.virt.SnapshotV1beta1().VirtualMachineSnapshots(ns).Get(t.Context(), "snap", metav1.GetOptions{})
+		require.NoError(t, err)
+		assert.Empty(t, snap.Status.Indications, "an offline snapshot has no indications")
+	})
+
 	t.Run("a rotated token replaces the old one", func(t *testing.T) {
 		ns := e.namespace(t, "kv-rotate")
 		e.newVM(t, ns, "vm1", kubevirtv1.RunStrategyHalted, disk{name: "system"})
