@@ -42,6 +42,7 @@ const (
 	l2Entries       = clusterSize / 8
 	refcountEntries = clusterSize / 2
 	headerLength    = 72
+	sectorSize      = 512
 	// oflagCopied marks an L1 or L2 entry whose cluster has refcount 1.
 	oflagCopied = uint64(1) << 63
 )
@@ -168,7 +169,10 @@ func (m *metadata) fill(out []byte, c int64) {
 		copy(out, "QFI\xfb")
 		be.PutUint32(out[4:], 2) // version
 		be.PutUint32(out[20:], clusterBits)
-		be.PutUint64(out[24:], uint64(l.size))
+		// qemu counts a disk in 512-byte sectors and drops a partial one:
+		// like qemu-img, the image says the size rounded up, the rest of
+		// the last sector being zeros (they are, up to the cluster's end).
+		be.PutUint64(out[24:], uint64(ceil(l.size, sectorSize)*sectorSize))
 		be.PutUint32(out[36:], uint32(l.l1Size))
 		be.PutUint64(out[40:], uint64(l.l1Offset()))
 		be.PutUint64(out[48:], uint64(l.refTableOffset()))

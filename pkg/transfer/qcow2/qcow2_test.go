@@ -21,6 +21,9 @@ import (
 	"encoding/binary"
 	"io"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -78,7 +81,10 @@ func TestImageHoldsTheDisk(t *testing.T) {
 		img, err := io.ReadAll(NewReader(bytes.NewReader(disk), size))
 		require.NoError(t, err)
 		assert.EqualValues(t, Size(size), len(img), "Size says how large the image is (disk of %d)", size)
-		assert.Equal(t, disk, read(t, img), "disk of %d bytes", size)
+		got := read(t, img)
+		assert.Zero(t, len(got)%512, "whole sectors, as qemu reads them")
+		assert.Equal(t, disk, got[:size], "disk of %d bytes", size)
+		assert.Equal(t, make([]byte, len(got)-int(size)), got[size:], "zeros after the disk")
 	}
 }
 
@@ -185,4 +191,28 @@ func TestRangeWithWrongRawFails(t *testing.T) {
 	got, err := io.ReadAll(NewRangeReader(nil, size, 0, 4))
 	require.NoError(t, err)
 	assert.Equal(t, "QFI\xfb", string(got))
+}
+
+// TestQemuReadsAPartialSector: qemu drops a partial last sector of the size
+// a header says; the image says it rounded up, so qemu-img gives back every
+// byte of the disk, then zeros to the sector's end.
+func TestQemuReadsAPartialSector(t *testing.T) {
+	qemu, err := exec.LookPath("qemu-img")
+	if err != nil {
+		t.Skip("no qemu-img (hack/ensure-test-deps.sh installs it)")
+	}
+	size := int64(3*clusterSize + 17)
+	disk := bytes.Repeat([]byte{0xa5}, int(size))
+	dir := t.TempDir()
+	img, raw := filepath.Join(dir, "d.qcow2"), filepath.Join(dir, "d.raw")
+	b, err := io.ReadAll(NewReader(bytes.NewReader(disk), size))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(img, b, 0o644))
+	out, err := exec.Command(qemu, "convert", "-f", "qcow2", "-O", "raw", img, raw).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	got, err := os.ReadFile(raw)
+	require.NoError(t, err)
+	require.Len(t, got, 3*clusterSize+512)
+	assert.Equal(t, disk, got[:size])
+	assert.Equal(t, make([]byte, 512-17), got[size:])
 }
