@@ -24,6 +24,7 @@ import (
 	apirest "k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	cdiclient "kubevirt.io/client-go/containerizeddataimporter"
 	kubevirtclient "kubevirt.io/client-go/kubevirt"
 
@@ -53,19 +54,35 @@ func (c completedConfig) newClients() (*clients, error) {
 	if c.ClientConfig == nil {
 		return nil, fmt.Errorf("wukong-apiserver needs a kubeconfig for the core API (--kubeconfig, or run in a cluster)")
 	}
-	kube, err := kubernetes.NewForConfig(c.ClientConfig)
+	cfg := unthrottled(c.ClientConfig)
+	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	kv, err := kubevirtclient.NewForConfig(c.ClientConfig)
+	kv, err := kubevirtclient.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	cd, err := cdiclient.NewForConfig(c.ClientConfig)
+	cd, err := cdiclient.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
 	return &clients{kube: kube, kubevirt: kv, cdi: cd}, nil
+}
+
+// unthrottled is cfg without client-go's client-side rate limit. Every
+// files request reads the VMI, its VM and the key Secret; at client-go's
+// default of 5 requests a second (burst 10) each small download waited
+// 200 ms per two reads once the burst was spent, whatever its size. These
+// reads serve requests kube-apiserver already admitted (and wukong-apiserver's
+// stream limits count); kube-apiserver's priority and fairness bounds them
+// as it bounds every client, which is what client-go's own limit predates.
+func unthrottled(cfg *rest.Config) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	if cfg.RateLimiter == nil {
+		cfg.QPS = -1
+	}
+	return cfg
 }
 
 // storage is the group's storage and the pieces the controllers share.

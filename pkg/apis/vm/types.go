@@ -44,6 +44,16 @@ type WukongSpec struct {
 	// +optional
 	Memory *resource.Quantity `json:"memory,omitempty"`
 
+	// RunStrategy says whether the VM runs, with KubeVirt's values and
+	// meanings, and is copied to its VirtualMachine's spec.runStrategy:
+	// Always (the default: started, and restarted whenever it stops),
+	// RerunOnFailure (restarted only after a failure), Manual (started and
+	// stopped only through KubeVirt's start and stop subresources, as
+	// virtctl does), Halted (stopped) or Once (run once, never restarted).
+	// kubectl wukong start and stop set Always and Halted.
+	// +optional
+	RunStrategy string `json:"runStrategy,omitempty"`
+
 	// Disks are the VM's disks, each backed by a PVC/DataVolume named <wukong>-<disk>.
 	// +optional
 	// +listType=map
@@ -307,18 +317,30 @@ type ServiceExposureSpec struct {
 	Type string `json:"type,omitempty"`
 }
 
+// Run strategies: KubeVirt's VirtualMachineRunStrategy values a Wukong takes.
+const (
+	RunStrategyAlways         = "Always"
+	RunStrategyRerunOnFailure = "RerunOnFailure"
+	RunStrategyManual         = "Manual"
+	RunStrategyHalted         = "Halted"
+	RunStrategyOnce           = "Once"
+)
+
 // Wukong phases.
 const (
 	WukongPhasePending      = "Pending"
 	WukongPhaseProvisioning = "Provisioning"
+	WukongPhaseStarting     = "Starting"
 	WukongPhaseRunning      = "Running"
+	WukongPhaseStopping     = "Stopping"
 	WukongPhaseStopped      = "Stopped"
 	WukongPhaseFailed       = "Failed"
 )
 
 // WukongStatus is the observed state of a Wukong, written by the server.
 type WukongStatus struct {
-	// Phase summarises the VM's state: Pending, Provisioning, Running, Stopped or Failed.
+	// Phase summarises the VM's state: Pending, Provisioning (disks being
+	// imported), Starting, Running, Stopping, Stopped or Failed.
 	// +optional
 	Phase string `json:"phase,omitempty"`
 

@@ -86,6 +86,8 @@ type fakeAPI struct {
 	// damage, when set, says which ranged GETs (by offset) arrive with a
 	// byte changed on the way: the record keeps the sha256 of what was read.
 	damage func(offset int64) bool
+	// wukong, when set, plays GET and PATCH of one Wukong (start_test.go).
+	wukong func(w http.ResponseWriter, r *http.Request, ns, name string)
 }
 
 type fakeDisk struct {
@@ -269,6 +271,8 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case name == "" && (resource == "wukongs" || resource == "disks"):
 		f.serveList(w, ns, resource)
+	case resource == "wukongs" && sub == "" && f.wukong != nil:
+		f.wukong(w, r, ns, name)
 	case resource == "wukongfiletransfers" && sub == "":
 		f.serveRecords(w, r, ns, name)
 	case resource == "wukongs" && sub == "files":

@@ -78,6 +78,7 @@ tied to one WukongFileTransfer record; an interrupted copy resumes with --resume
 	pf.BoolVarP(&o.quiet, "quiet", "q", false, "no progress bar (there is none when stderr is not a terminal)")
 	addProfilingFlags(root)
 	root.AddCommand(newCpCommand(o), newLsCommand(o), newRmCommand(o), newExportCommand(o), newUploadCommand(o), newTransfersCommand(o))
+	root.AddCommand(newStartCommand(o), newStopCommand(o))
 	return root
 }
 

@@ -196,11 +196,13 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 
 	var obs Observed
 	if o, ok, _ := c.vms.GetByKey(key); ok && o.(*kubevirtv1.VirtualMachine).Annotations[AnnotationGeneration] == strconv.FormatInt(w.Generation, 10) &&
-		controlledBy(o.(*kubevirtv1.VirtualMachine), w) {
+		controlledBy(o.(*kubevirtv1.VirtualMachine), w) && runStrategyOf(o.(*kubevirtv1.VirtualMachine)) == RunStrategy(w) {
 		// The VM was written for this generation: report on it without
 		// reading the key Secret again (this runs on every import update).
 		// One written before VMs named their Wukong as controller is
-		// written again, to adopt it.
+		// written again, to adopt it; so is one whose run strategy was
+		// changed on the VirtualMachine (virtctl stop): the Wukong says
+		// whether its VM runs.
 		obs.VM = o.(*kubevirtv1.VirtualMachine)
 		desired, err := Render(w, "")
 		if err != nil {
@@ -277,7 +279,8 @@ func (c *Controller) applyVM(ctx context.Context, desired *kubevirtv1.VirtualMac
 	}
 	notApplied := templateChanges(desired.Name, existing.Spec.DataVolumeTemplates, desired.Spec.DataVolumeTemplates)
 	gen := desired.Annotations[AnnotationGeneration]
-	if equality.Semantic.DeepEqual(existing.Spec.Template, desired.Spec.Template) && existing.Annotations[AnnotationGeneration] == gen && ref != nil {
+	if equality.Semantic.DeepEqual(existing.Spec.Template, desired.Spec.Template) && existing.Annotations[AnnotationGeneration] == gen && ref != nil &&
+		runStrategyOf(existing) == runStrategyOf(desired) && existing.Spec.Running == nil {
 		return existing, notApplied, nil
 	}
 	vm := existing.DeepCopy()
@@ -286,6 +289,9 @@ func (c *Controller) applyVM(ctx context.Context, desired *kubevirtv1.VirtualMac
 		vm.OwnerReferences = append(vm.OwnerReferences, want)
 	}
 	vm.Spec.Template = desired.Spec.Template
+	// KubeVirt starts and stops the VMI to follow it; running (deprecated)
+	// and runStrategy may not both be set.
+	vm.Spec.RunStrategy, vm.Spec.Running = desired.Spec.RunStrategy, nil
 	if vm.Annotations == nil {
 		vm.Annotations = map[string]string{}
 	}
@@ -298,6 +304,20 @@ func (c *Controller) applyVM(ctx context.Context, desired *kubevirtv1.VirtualMac
 	}
 	updated, err := vms.Update(ctx, vm, metav1.UpdateOptions{})
 	return updated, notApplied, err
+}
+
+// runStrategyOf is m's run strategy; Always when only the deprecated
+// running: true says so, Halted for running: false, as KubeVirt reads them.
+func runStrategyOf(m *kubevirtv1.VirtualMachine) kubevirtv1.VirtualMachineRunStrategy {
+	switch {
+	case m.Spec.RunStrategy != nil:
+		return *m.Spec.RunStrategy
+	case m.Spec.Running != nil && *m.Spec.Running:
+		return kubevirtv1.RunStrategyAlways
+	case m.Spec.Running != nil:
+		return kubevirtv1.RunStrategyHalted
+	}
+	return kubevirtv1.RunStrategyUnknown
 }
 
 // controlledBy says whether w is m's controller.

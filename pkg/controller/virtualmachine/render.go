@@ -63,7 +63,7 @@ func Render(w *v1alpha1.Wukong, sshPublicKey string) (*kubevirtv1.VirtualMachine
 			Annotations:     map[string]string{AnnotationGeneration: strconv.FormatInt(w.Generation, 10)},
 			OwnerReferences: []metav1.OwnerReference{OwnerReference(w)}},
 		Spec: kubevirtv1.VirtualMachineSpec{
-			RunStrategy: ptr.To(kubevirtv1.RunStrategyAlways),
+			RunStrategy: ptr.To(RunStrategy(w)),
 			Template: &kubevirtv1.VirtualMachineInstanceTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"kubevirt.io/vm": w.Name, v1alpha1.LabelWukong: w.Name}},
 			},
@@ -117,6 +117,16 @@ func Render(w *v1alpha1.Wukong, sshPublicKey string) (*kubevirtv1.VirtualMachine
 		})
 	}
 	return out, nil
+}
+
+// RunStrategy is the run strategy w's VirtualMachine gets: the Wukong's
+// own, KubeVirt's values being its values; Always when unset (a Wukong read
+// without defaulting).
+func RunStrategy(w *v1alpha1.Wukong) kubevirtv1.VirtualMachineRunStrategy {
+	if w.Spec.RunStrategy == "" {
+		return kubevirtv1.RunStrategyAlways
+	}
+	return kubevirtv1.VirtualMachineRunStrategy(w.Spec.RunStrategy)
 }
 
 // dataVolumeSource maps a disk's image or importSource to the CDI source

@@ -34,7 +34,9 @@ import (
 const (
 	PhasePending      = "Pending"
 	PhaseProvisioning = "Provisioning"
+	PhaseStarting     = "Starting"
 	PhaseRunning      = "Running"
+	PhaseStopping     = "Stopping"
 	PhaseStopped      = "Stopped"
 	PhaseFailed       = "Failed"
 )
@@ -109,14 +111,15 @@ func Status(w *v1alpha1.Wukong, o Observed) v1alpha1.WukongStatus {
 	switch {
 	case o.Err != nil:
 		set(ConditionReady, false, "VirtualMachineNotWritten", vm.RedactURLs(o.Err.Error()))
-	case running && st.Address != "":
+	case running && st.Address != "" && !stopping(w, o):
 		set(ConditionReady, true, "Running", "the VM runs at "+st.Address)
-	case running:
+	case running && !stopping(w, o):
 		set(ConditionReady, false, "NoAddress", "the VM runs but reports no address yet")
 	case o.VM == nil:
 		set(ConditionReady, false, "NoVirtualMachine", "the VirtualMachine does not exist yet")
 	default:
-		set(ConditionReady, false, "NotRunning", "the VM is not running")
+		reason, msg := notRunning(w, o)
+		set(ConditionReady, false, reason, msg)
 	}
 	if len(o.NotApplied) > 0 {
 		set(ConditionSpecApplied, false, "NeedsRecreate", "KubeVirt cannot apply these changes to the existing VM: "+
@@ -128,16 +131,101 @@ func Status(w *v1alpha1.Wukong, o Observed) v1alpha1.WukongStatus {
 	switch {
 	case len(failed) > 0 || o.Err != nil:
 		st.Phase = PhaseFailed
+	case stopping(w, o):
+		st.Phase = PhaseStopping
 	case running:
 		st.Phase = PhaseRunning
 	case o.VM == nil:
 		st.Phase = PhasePending
 	case imported < len(w.Spec.Disks) || importing > 0:
 		st.Phase = PhaseProvisioning
+	case alive(o.VMI) || startExpected(w, o):
+		st.Phase = PhaseStarting
 	default:
 		st.Phase = PhaseStopped
 	}
 	return st
+}
+
+// The phase follows KubeVirt's printable status of the VM
+// (pkg/virt-controller/watch/vm/vm.go, setPrintableStatus): Stopping while
+// an instance that is to stop still exists, Starting from the moment one is
+// expected until it runs, Stopped when none is expected. It is computed from
+// the run strategy and the VMI rather than copied from
+// VirtualMachine.status.printableStatus, which virt-controller writes later:
+// right after a start or stop that would still say what was before, and
+// kubectl wukong start|stop would see the old phase.
+
+// alive says vmi exists and has not ended (Succeeded or Failed).
+func alive(vmi *kubevirtv1.VirtualMachineInstance) bool {
+	return vmi != nil && vmi.Status.Phase != kubevirtv1.Succeeded && vmi.Status.Phase != kubevirtv1.Failed
+}
+
+// strategyOf is the run strategy KubeVirt acts on: the VirtualMachine's.
+func strategyOf(w *v1alpha1.Wukong, o Observed) kubevirtv1.VirtualMachineRunStrategy {
+	if o.VM != nil {
+		if s := runStrategyOf(o.VM); s != kubevirtv1.RunStrategyUnknown {
+			return s
+		}
+	}
+	return RunStrategy(w)
+}
+
+// stopping: an instance exists that KubeVirt is stopping (deleted, or its
+// VM Halted), as isVirtualMachineStatusStopping says.
+func stopping(w *v1alpha1.Wukong, o Observed) bool {
+	if !alive(o.VMI) {
+		return false
+	}
+	if o.VMI.DeletionTimestamp != nil || strategyOf(w, o) == kubevirtv1.RunStrategyHalted {
+		return true
+	}
+	ps := printable(o.VM)
+	return ps == kubevirtv1.VirtualMachineStatusStopping || ps == kubevirtv1.VirtualMachineStatusTerminating
+}
+
+// startExpected says KubeVirt is to create an instance, as its
+// isVMIStartExpected does for each run strategy: Always always,
+// RerunOnFailure unless the last one succeeded, Once if none ran yet;
+// Manual and Halted never by themselves.
+func startExpected(w *v1alpha1.Wukong, o Observed) bool {
+	switch strategyOf(w, o) {
+	case kubevirtv1.RunStrategyAlways:
+		return true
+	case kubevirtv1.RunStrategyRerunOnFailure:
+		return o.VMI == nil || o.VMI.Status.Phase != kubevirtv1.Succeeded
+	case kubevirtv1.RunStrategyOnce:
+		return o.VMI == nil
+	}
+	return false
+}
+
+func printable(m *kubevirtv1.VirtualMachine) kubevirtv1.VirtualMachinePrintableStatus {
+	if m == nil {
+		return ""
+	}
+	return m.Status.PrintableStatus
+}
+
+// notRunning is the Ready condition's reason and message for a VM that
+// does not run (yet, or any more).
+func notRunning(w *v1alpha1.Wukong, o Observed) (string, string) {
+	strategy := strategyOf(w, o)
+	switch {
+	case stopping(w, o):
+		return "Stopping", fmt.Sprintf("the VM is stopping (runStrategy %s)", strategy)
+	case alive(o.VMI) || startExpected(w, o):
+		msg := fmt.Sprintf("the VM is starting (runStrategy %s)", strategy)
+		if ps := printable(o.VM); ps != "" && ps != kubevirtv1.VirtualMachineStatusStarting && ps != kubevirtv1.VirtualMachineStatusStopped &&
+			ps != kubevirtv1.VirtualMachineStatusRunning && ps != kubevirtv1.VirtualMachineStatusProvisioning {
+			// What keeps it from starting: ErrorUnschedulable, ErrImagePull, CrashLoopBackOff, ...
+			msg += "; KubeVirt reports " + string(ps)
+		}
+		return "Starting", msg
+	case strategy == kubevirtv1.RunStrategyManual:
+		return "Stopped", "the VM is stopped (runStrategy Manual: KubeVirt's start subresource, as virtctl start does, or kubectl wukong start " + w.Name + " starts it)"
+	}
+	return "Stopped", fmt.Sprintf("the VM is stopped (runStrategy %s): kubectl wukong start %s starts it", strategy, w.Name)
 }
 
 // volumeStatusOf is a disk's status as written, whose export and push

@@ -1788,6 +1788,13 @@ func schema_pkg_apis_vm_v1alpha1_WukongSpec(ref common.ReferenceCallback) common
 							Ref:         ref(resource.Quantity{}.OpenAPIModelName()),
 						},
 					},
+					"runStrategy": {
+						SchemaProps: spec.SchemaProps{
+							Description: "RunStrategy says whether the VM runs, with KubeVirt's values and meanings, and is copied to its VirtualMachine's spec.runStrategy: Always (the default: started, and restarted whenever it stops), RerunOnFailure (restarted only after a failure), Manual (started and stopped only through KubeVirt's start and stop subresources, as virtctl does), Halted (stopped) or Once (run once, never restarted). kubectl wukong start and stop set Always and Halted.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
 					"disks": {
 						VendorExtensible: spec.VendorExtensible{
 							Extensions: spec.Extensions{
@@ -1832,7 +1839,7 @@ func schema_pkg_apis_vm_v1alpha1_WukongStatus(ref common.ReferenceCallback) comm
 				Properties: map[string]spec.Schema{
 					"phase": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Phase summarises the VM's state: Pending, Provisioning, Running, Stopped or Failed.",
+							Description: "Phase summarises the VM's state: Pending, Provisioning (disks being imported), Starting, Running, Stopping, Stopped or Failed.",
 							Type:        []string{"string"},
 							Format:      "",
 						},

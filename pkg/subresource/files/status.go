@@ -52,8 +52,13 @@ func (h *handler) statusFor(err error) *apierrors.StatusError {
 			return se
 		}
 		return &apierrors.StatusError{ErrStatus: st.Status()}
+	case errors.Is(err, guest.ErrNoInstance) && stopped(h.w):
+		// Say how to start it: a VM that is stopped stays so by itself.
+		return apierrors.NewConflict(vm.Resource("wukongs"), name, fmt.Errorf(
+			"the VM is stopped (spec.runStrategy %s, phase %s): files can be copied only while it runs; start it with \"kubectl wukong start %s\" (or set spec.runStrategy to Always) and try again once its phase is Running",
+			runStrategy(h.w), phaseOr(h.w, vm.WukongPhaseStopped), name))
 	case errors.Is(err, guest.ErrNotRunning):
-		return apierrors.NewConflict(vm.Resource("wukongs"), name, fmt.Errorf("%v; files can be copied only while the VM runs", err))
+		return apierrors.NewConflict(vm.Resource("wukongs"), name, fmt.Errorf("%v; files can be copied only while the VM runs (its phase is %s)", err, phaseOr(h.w, "not known yet")))
 	case errors.Is(err, owner.ErrNotOwned):
 		return apierrors.NewConflict(vm.Resource("wukongs"), name, fmt.Errorf("%v; files go only to the instance of the VirtualMachine the Wukong made", err))
 	case errors.Is(err, guest.ErrMisconfigured), errors.Is(err, ssh.ErrInvalidTarget):
@@ -105,6 +110,31 @@ func (h *handler) statusFor(err error) *apierrors.StatusError {
 		return stream.BadGateway(fmt.Sprintf("the SFTP server in %s refused the operation on %s: %v", name, p, err))
 	}
 	return stream.BadGateway(fmt.Sprintf("lost the SFTP session to %s while working on %s: %v", name, p, err))
+}
+
+// stopped says w's VM stays without an instance until someone starts it:
+// its run strategy never starts one (Halted, Manual), or its status says
+// it stopped (Once after its run, RerunOnFailure after a success).
+func stopped(w *vm.Wukong) bool {
+	switch runStrategy(w) {
+	case vm.RunStrategyHalted, vm.RunStrategyManual:
+		return true
+	}
+	return w.Status.Phase == vm.WukongPhaseStopped
+}
+
+func runStrategy(w *vm.Wukong) string {
+	if w.Spec.RunStrategy == "" {
+		return vm.RunStrategyAlways
+	}
+	return w.Spec.RunStrategy
+}
+
+func phaseOr(w *vm.Wukong, def string) string {
+	if w.Status.Phase == "" {
+		return def
+	}
+	return w.Status.Phase
 }
 
 func (h *handler) sshUser() string {

@@ -48,6 +48,9 @@ const (
 var (
 	// ErrNotRunning means the VM has no running instance or no address yet.
 	ErrNotRunning = errors.New("the VM is not running")
+	// ErrNoInstance is ErrNotRunning when the VM has no instance at all:
+	// stopped, or not started yet.
+	ErrNoInstance = fmt.Errorf("%w: it has no VirtualMachineInstance", ErrNotRunning)
 	// ErrMisconfigured means the Wukong's file transfer settings cannot work
 	// as they are (missing Secret or key, unsupported method).
 	ErrMisconfigured = errors.New("file transfer is misconfigured")
@@ -67,11 +70,23 @@ func (l *Locator) SSHTarget(ctx context.Context, w *vm.Wukong) (ssh.Target, erro
 	if ft == nil || ft.SSHConfig == nil {
 		return ssh.Target{}, fmt.Errorf("%w: spec.fileTransfer.sshConfig is not set", ErrMisconfigured)
 	}
+	// The Secret is read while the VMI and its VM are: each read is a round
+	// trip to kube-apiserver, and every files request pays for all three.
+	type secretRead struct {
+		sec *corev1.Secret
+		err error
+	}
+	secc := make(chan secretRead, 1)
+	go func() {
+		sec, err := l.Secrets.Secrets(w.Namespace).Get(ctx, ft.SSHConfig.KeySecret, metav1.GetOptions{})
+		secc <- secretRead{sec, err}
+	}()
 	addr, err := l.address(ctx, w)
+	r := <-secc
 	if err != nil {
 		return ssh.Target{}, err
 	}
-	sec, err := l.Secrets.Secrets(w.Namespace).Get(ctx, ft.SSHConfig.KeySecret, metav1.GetOptions{})
+	sec, err := r.sec, r.err
 	if apierrors.IsNotFound(err) {
 		return ssh.Target{}, fmt.Errorf("%w: the Secret %q named by spec.fileTransfer.sshConfig.keySecret does not exist in namespace %s", ErrMisconfigured, ft.SSHConfig.KeySecret, w.Namespace)
 	}
@@ -104,14 +119,25 @@ func (l *Locator) SSHTarget(ctx context.Context, w *vm.Wukong) (ssh.Target, erro
 // *owner.NotOwnedError): a VMI anyone made under that name must not get
 // the Wukong's key and files.
 func (l *Locator) address(ctx context.Context, w *vm.Wukong) (string, error) {
+	// The VM is read while the VMI is (one round trip to kube-apiserver
+	// instead of two), and judged after it, as owner.Checker.VMI would.
+	type vmRead struct {
+		vm  *kubevirtv1.VirtualMachine
+		err error
+	}
+	vmc := make(chan vmRead, 1)
+	go func() {
+		m, err := (&owner.Checker{VMs: l.VMs}).VM(ctx, w)
+		vmc <- vmRead{m, err}
+	}()
 	vmi, err := l.VMIs.VirtualMachineInstances(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return "", fmt.Errorf("%w: no VirtualMachineInstance %s/%s", ErrNotRunning, w.Namespace, w.Name)
+		return "", fmt.Errorf("%w %s/%s", ErrNoInstance, w.Namespace, w.Name)
 	}
 	if err != nil {
 		return "", fmt.Errorf("reading the VirtualMachineInstance: %w", err)
 	}
-	if err := (&owner.Checker{VMs: l.VMs}).VMI(ctx, w, vmi); err != nil {
+	if err := owner.VMIOf(w, vmi, func() (*kubevirtv1.VirtualMachine, error) { r := <-vmc; return r.vm, r.err }); err != nil {
 		return "", err
 	}
 	if vmi.Status.Phase != kubevirtv1.Running {

@@ -76,6 +76,13 @@ var (
 
 // VMI checks that vmi is the instance of w's own VirtualMachine.
 func (c *Checker) VMI(ctx context.Context, w metav1.Object, vmi *kubevirtv1.VirtualMachineInstance) error {
+	return VMIOf(w, vmi, func() (*kubevirtv1.VirtualMachine, error) { return c.VM(ctx, w) })
+}
+
+// VMIOf checks that vmi is the instance of w's own VirtualMachine, which
+// vm returns as Checker.VM does: a caller may have read it already, while
+// it read vmi. vm is not called when vmi does not even name it.
+func VMIOf(w metav1.Object, vmi *kubevirtv1.VirtualMachineInstance, vm func() (*kubevirtv1.VirtualMachine, error)) error {
 	notOwned := func(reason string, args ...any) error {
 		return &NotOwnedError{Kind: "VirtualMachineInstance", Namespace: vmi.Namespace, Name: vmi.Name, Wukong: w.GetName(), Reason: fmt.Sprintf(reason, args...)}
 	}
@@ -83,7 +90,7 @@ func (c *Checker) VMI(ctx context.Context, w metav1.Object, vmi *kubevirtv1.Virt
 	if !refersTo(ref, vmGVK, w.GetName()) {
 		return notOwned("it is not controlled by the VirtualMachine %s (%s)", w.GetName(), describe(ref))
 	}
-	m, err := c.VM(ctx, w)
+	m, err := vm()
 	if err != nil {
 		return err
 	}

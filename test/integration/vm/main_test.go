@@ -85,9 +85,11 @@ func startStandIns(ctx context.Context, c *framework.ControlPlane) (*standin.Upl
 	if err := standin.InstallKubeVirtCRDs(ctx, c); err != nil {
 		return nil, err
 	}
-	if _, err := standin.StartControllers(context.Background(), c.Admin.Config); err != nil {
+	virt, err := standin.StartControllers(context.Background(), c.Admin.Config)
+	if err != nil {
 		return nil, err
 	}
+	virt.Address = guestAddress // runstrategy_test.go
 	return standin.StartUploads(context.Background(), c)
 }
 

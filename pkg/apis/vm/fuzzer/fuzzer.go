@@ -28,6 +28,12 @@ import (
 // Funcs returns the fuzzer functions for the vm API group.
 var Funcs = func(codecs runtimeserializer.CodecFactory) []any {
 	return []any{
+		func(s *vm.WukongSpec, c randfill.Continue) {
+			c.FillNoCustom(s)
+			if s.RunStrategy == "" {
+				s.RunStrategy = vm.RunStrategyAlways
+			}
+		},
 		func(s *vm.FileTransferSpec, c randfill.Continue) {
 			c.FillNoCustom(s)
 			if s.Method == "" {

@@ -72,3 +72,11 @@ func SetDefaults_ExportTargetSpec(obj *ExportTargetSpec) {
 		obj.Format = ExportFormatRaw
 	}
 }
+
+// SetDefaults_WukongSpec defaults the run strategy to Always, as every
+// Wukong ran before the field existed.
+func SetDefaults_WukongSpec(obj *WukongSpec) {
+	if obj.RunStrategy == "" {
+		obj.RunStrategy = RunStrategyAlways
+	}
+}

@@ -35,6 +35,7 @@ func RegisterDefaults(scheme *runtime.Scheme) error {
 }
 
 func SetObjectDefaults_Wukong(in *Wukong) {
+	SetDefaults_WukongSpec(&in.Spec)
 	for i := range in.Spec.Disks {
 		a := &in.Spec.Disks[i]
 		if a.ExportTarget != nil {

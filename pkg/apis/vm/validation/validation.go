@@ -25,6 +25,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -46,6 +47,9 @@ var (
 	operations    = sets.New(vm.OperationUpload, vm.OperationDownload, vm.OperationPush)
 	diskFormats   = sets.New(vm.DiskFormatRaw, vm.DiskFormatGzip, vm.DiskFormatQcow2)
 	serviceTypes  = sets.New("ClusterIP", "NodePort", "LoadBalancer")
+	// KubeVirt's run strategies, in the order its documentation gives them;
+	// WaitAsReceiver is KubeVirt's own, for migration targets.
+	runStrategies = []string{vm.RunStrategyAlways, vm.RunStrategyRerunOnFailure, vm.RunStrategyManual, vm.RunStrategyHalted, vm.RunStrategyOnce}
 	// <algorithm>:<hex>, the form CDI's http source takes.
 	checksumRE = regexp.MustCompile(`^(md5|sha1|sha256|sha512):[0-9a-fA-F]+$`)
 	sha256RE   = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -94,6 +98,10 @@ func ValidateWukongSpec(s *vm.WukongSpec, p *field.Path) field.ErrorList {
 		allErrs = append(allErrs, field.Invalid(p.Child("cpu"), s.CPU, "must be a positive number of cores"))
 	}
 	allErrs = append(allErrs, validatePositiveQuantity(s.Memory, p.Child("memory"))...)
+	// Empty is Always (the versioned API defaults it).
+	if s.RunStrategy != "" && !slices.Contains(runStrategies, s.RunStrategy) {
+		allErrs = append(allErrs, field.NotSupported(p.Child("runStrategy"), s.RunStrategy, runStrategies))
+	}
 
 	names := sets.New[string]()
 	for i := range s.Disks {

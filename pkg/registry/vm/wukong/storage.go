@@ -77,12 +77,18 @@ var tableConvertor = table.Convertor[*vm.Wukong]{
 		{Name: "Memory", Type: "string", Description: "Guest memory."},
 		{Name: "Phase", Type: "string", Description: "The VM's state."},
 		{Name: "Address", Type: "string", Description: "The running VM's address."},
+		// -o wide only: the default columns stay as scripts read them.
+		{Name: "Run Strategy", Type: "string", Priority: 1, Description: "Whether the VM runs: KubeVirt's run strategy (spec.runStrategy)."},
 	},
 	Cells: func(w *vm.Wukong) []any {
 		mem := "<none>"
 		if w.Spec.Memory != nil {
 			mem = w.Spec.Memory.String()
 		}
-		return []any{int64(w.Spec.CPU), mem, table.OrNone(w.Status.Phase), table.OrNone(w.Status.Address)}
+		strategy := w.Spec.RunStrategy
+		if strategy == "" {
+			strategy = vm.RunStrategyAlways
+		}
+		return []any{int64(w.Spec.CPU), mem, table.OrNone(w.Status.Phase), table.OrNone(w.Status.Address), strategy}
 	},
 }

@@ -31,6 +31,14 @@ type WukongSpecApplyConfiguration struct {
 	CPU *int32 `json:"cpu,omitempty"`
 	// Memory is the guest memory, as a quantity (e.g. 4Gi).
 	Memory *resource.Quantity `json:"memory,omitempty"`
+	// RunStrategy says whether the VM runs, with KubeVirt's values and
+	// meanings, and is copied to its VirtualMachine's spec.runStrategy:
+	// Always (the default: started, and restarted whenever it stops),
+	// RerunOnFailure (restarted only after a failure), Manual (started and
+	// stopped only through KubeVirt's start and stop subresources, as
+	// virtctl does), Halted (stopped) or Once (run once, never restarted).
+	// kubectl wukong start and stop set Always and Halted.
+	RunStrategy *string `json:"runStrategy,omitempty"`
 	// Disks are the VM's disks, each backed by a PVC/DataVolume named <wukong>-<disk>.
 	Disks []DiskConfigApplyConfiguration `json:"disks,omitempty"`
 	// FileTransfer configures copying files into and out of the running VM
@@ -57,6 +65,14 @@ func (b *WukongSpecApplyConfiguration) WithCPU(value int32) *WukongSpecApplyConf
 // If called multiple times, the Memory field is set to the value of the last call.
 func (b *WukongSpecApplyConfiguration) WithMemory(value resource.Quantity) *WukongSpecApplyConfiguration {
 	b.Memory = &value
+	return b
+}
+
+// WithRunStrategy sets the RunStrategy field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the RunStrategy field is set to the value of the last call.
+func (b *WukongSpecApplyConfiguration) WithRunStrategy(value string) *WukongSpecApplyConfiguration {
+	b.RunStrategy = &value
 	return b
 }
 

@@ -27,7 +27,8 @@ import (
 //
 // WukongStatus is the observed state of a Wukong, written by the server.
 type WukongStatusApplyConfiguration struct {
-	// Phase summarises the VM's state: Pending, Provisioning, Running, Stopped or Failed.
+	// Phase summarises the VM's state: Pending, Provisioning (disks being
+	// imported), Starting, Running, Stopping, Stopped or Failed.
 	Phase *string `json:"phase,omitempty"`
 	// ObservedGeneration is the generation the status was computed for.
 	ObservedGeneration *int64 `json:"observedGeneration,omitempty"`
