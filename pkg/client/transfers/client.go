@@ -70,6 +70,9 @@ type Client struct {
 	// Notify, if set, tells the user what the client does on its own, such
 	// as waiting for a busy server (the plugin prints it on stderr).
 	Notify func(message string)
+	// Params go with every request of the client: a disk export's format,
+	// ttl and snapshot (SetExportOptions).
+	Params url.Values
 }
 
 // Limiter paces bytes; *rate.Limiter from golang.org/x/time/rate is one.
@@ -148,6 +151,9 @@ func (c *Client) Records() vmclient.WukongFileTransferInterface { return c.recor
 // for a disk) with the parameters kv (name, value, ...).
 func (c *Client) query(remote string, kv ...string) url.Values {
 	q := url.Values{}
+	for k, v := range c.Params {
+		q[k] = append([]string(nil), v...)
+	}
 	if c.Disk == "" {
 		q.Set("path", remote)
 	}
@@ -160,7 +166,12 @@ func (c *Client) query(remote string, kv ...string) url.Values {
 // spec is the record of a chunked transfer of remote the client opens.
 func (c *Client) spec(op, remote string) v1alpha1.WukongFileTransferSpec {
 	if c.Disk != "" {
-		return v1alpha1.WukongFileTransferSpec{WukongName: c.Wukong, Operation: op, Disk: c.Disk}
+		spec := v1alpha1.WukongFileTransferSpec{WukongName: c.Wukong, Operation: op, Disk: c.Disk}
+		if op == v1alpha1.OperationDownload {
+			// The chunks of the record are of its format.
+			spec.Format = c.format()
+		}
+		return spec
 	}
 	return v1alpha1.WukongFileTransferSpec{WukongName: c.Wukong, Operation: op, RemotePath: remote}
 }
@@ -221,8 +232,10 @@ func statusError(resp *http.Response) error {
 	if msg == "" {
 		msg = http.StatusText(resp.StatusCode)
 	}
-	// kube-apiserver's priority and fairness answers 429 in text, with Retry-After.
-	return apierrors.NewGenericServerResponse(resp.StatusCode, resp.Request.Method, v1alpha1.Resource("wukongs/files"), "", msg, headerRetryAfter(resp), false)
+	// kube-apiserver's priority and fairness answers 429 in text, with
+	// Retry-After. As in client-go, the cause marks an answer that was not
+	// a Status (a HEAD's has no body).
+	return apierrors.NewGenericServerResponse(resp.StatusCode, resp.Request.Method, v1alpha1.Resource("wukongs/files"), "", msg, headerRetryAfter(resp), true)
 }
 
 // List returns the entries of the directory at p.

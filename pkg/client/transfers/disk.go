@@ -22,20 +22,23 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 )
 
 // A disk's client (ForDisk) moves its bytes: ExportDisk as parallel ranged
-// chunks of the raw volume tied to one record, resumable; ExportDiskStream
-// and UploadDisk as one WebSocket stream (a gzip export and a CDI upload
-// cannot be split). Both wait while KubeVirt or CDI prepare the disk: the
-// server answers 503 (an export) or 409 (an upload) with Retry-After until
-// then.
+// chunks of the raw volume or its qcow2 image tied to one record,
+// resumable; ExportDiskStream and UploadDisk as one WebSocket stream (a gzip
+// export and a CDI upload cannot be split). Both wait while KubeVirt or CDI
+// prepare the disk: the server answers 503 (an export) or 409 (an upload)
+// with Retry-After until then.
 //
 // A CDI upload cannot resume: CDI's upload server takes no offset and keeps
 // nothing of an incomplete upload (pkg/uploadserver/uploadserver.go), and
@@ -46,11 +49,66 @@ import (
 // DefaultReadyTimeout bounds the wait for a disk's export or upload server.
 const DefaultReadyTimeout = 5 * time.Minute
 
-// ExportDisk downloads the disk's raw volume into the local file dest; the
-// file appears under dest only when complete and verified.
+// ExportOptions are what a disk export asks the server for, besides the
+// bytes.
+type ExportOptions struct {
+	// Format: raw (the default), qcow2 or gzip.
+	Format string
+	// TTL of the VirtualMachineExport (0: the server's default).
+	TTL time.Duration
+	// Snapshot: "true" or "false" to choose whether the disk is exported
+	// through a VirtualMachineSnapshot; "" or "auto" lets the server choose.
+	Snapshot string
+}
+
+// SetExportOptions makes every request of the client carry o. Defaults are
+// left out, so that the server's own apply.
+func (c *Client) SetExportOptions(o ExportOptions) {
+	c.Params = url.Values{}
+	if o.Format != "" && o.Format != "raw" {
+		c.Params.Set("format", o.Format)
+	}
+	if o.TTL > 0 {
+		c.Params.Set("ttl", o.TTL.String())
+	}
+	if o.Snapshot != "" && o.Snapshot != "auto" {
+		c.Params.Set("snapshot", o.Snapshot)
+	}
+}
+
+// format is the format of the client's disk export.
+func (c *Client) format() string {
+	if f := c.Params.Get("format"); f != "" {
+		return f
+	}
+	return "raw"
+}
+
+// sameFormat compares the formats of two downloads, "" being raw (or a
+// file, which has none).
+func sameFormat(a, b string) bool {
+	if a == "" {
+		a = "raw"
+	}
+	if b == "" {
+		b = "raw"
+	}
+	return a == b
+}
+
+// Waiter is a Progress that also shows a wait before the bytes flow (the
+// plugin's spinner); Waiting is called every few hundred milliseconds while
+// the server prepares the disk.
+type Waiter interface {
+	Waiting(message string)
+}
+
+// ExportDisk downloads the disk's raw volume (or its qcow2 image, with
+// that format in SetExportOptions) into the local file dest; the file
+// appears under dest only when complete and verified.
 func (c *Client) ExportDisk(ctx context.Context, dest string, opts DownloadOptions) (*Result, error) {
 	var size int64
-	err := c.whenReady(ctx, func() error {
+	err := c.whenReady(ctx, opts.Progress, func() error {
 		resp, err := c.do(ctx, http.MethodHead, c.query(""), nil, 0)
 		if err != nil {
 			return err
@@ -71,7 +129,7 @@ func (c *Client) ExportDisk(ctx context.Context, dest string, opts DownloadOptio
 // WebSocket and returns the server's record of it.
 func (c *Client) ExportDiskStream(ctx context.Context, w io.Writer, format string, p Progress) (*v1alpha1.WukongFileTransfer, error) {
 	var rec *v1alpha1.WukongFileTransfer
-	err := c.whenReady(ctx, func() (err error) {
+	err := c.whenReady(ctx, p, func() (err error) {
 		rec, err = c.StreamDownload(ctx, "", w, StreamOptions{Format: format, Progress: p})
 		return err
 	})
@@ -105,7 +163,7 @@ func (c *Client) uploadDisk(ctx context.Context, open func() io.Reader, again bo
 		var rec *v1alpha1.WukongFileTransfer
 		sent := false
 		r := open()
-		err := c.whenReady(ctx, func() (err error) {
+		err := c.whenReady(ctx, p, func() (err error) {
 			rec, err = c.StreamUpload(ctx, "", &firstRead{r: c.paced(ctx, r), read: &sent},
 				StreamOptions{SHA256: sum, Total: max(size, 0), Progress: p, Attempt: min(attempt, maxAttempt)})
 			if err != nil && sent {
@@ -151,34 +209,86 @@ func (c *Client) UploadDiskFile(ctx context.Context, src, sum string, hash bool,
 	return c.uploadDisk(ctx, func() io.Reader { return io.NewSectionReader(f, 0, fi.Size()) }, true, fi.Size(), sum, p)
 }
 
-// whenReady runs f, again while the server says the disk is not ready,
-// waiting as long as it asks (Retry-After), 2s when it does not say.
-func (c *Client) whenReady(ctx context.Context, f func() error) error {
+// whenReady runs f, again while the server says the disk is not ready
+// (503), after the Retry-After it gives, for at most ReadyTimeout. The wait
+// is shown: through p when it is a Waiter (a spinner), else through Notify
+// each time the server's reason changes.
+func (c *Client) whenReady(ctx context.Context, p Progress, f func() error) error {
+	what := "KubeVirt to prepare the export of disk " + c.Disk
+	if strings.HasSuffix(c.base.Path, "/upload") {
+		what = "CDI to take the upload of disk " + c.Disk
+	}
 	timeout := c.ReadyTimeout
 	if timeout <= 0 {
 		timeout = DefaultReadyTimeout
 	}
-	deadline := time.Now().Add(timeout)
-	told := false
+	start := time.Now()
+	deadline := start.Add(timeout)
+	waiter, _ := p.(Waiter)
+	said := ""
 	for {
 		err := f()
-		if !notReady(err) || time.Now().After(deadline) {
+		if !notReady(err) {
 			return err
 		}
-		d := 2 * time.Second
-		if ra, ok := retryAfter(err); ok {
-			d = ra
+		msg := waitMessage(err, what)
+		if time.Now().After(deadline) {
+			return fmt.Errorf("gave up %s after %s: %w", msg, timeout.Round(time.Second), err)
 		}
-		if !told && apierrors.IsConflict(err) {
-			c.notify(fmt.Sprintf("%s; waiting up to %v", message(err), timeout.Round(time.Second)))
-			told = true
+		if waiter == nil && msg != said && c.Notify != nil {
+			c.Notify(msg)
 		}
+		said = msg
+		delay := 2 * time.Second
+		if secs, ok := apierrors.SuggestsClientDelay(err); ok && secs > 0 {
+			delay = min(time.Duration(secs)*time.Second, 30*time.Second)
+		}
+		if err := c.waitShowing(ctx, waiter, delay, func() string {
+			return fmt.Sprintf("%s (%s)", msg, time.Since(start).Round(time.Second))
+		}); err != nil {
+			return err
+		}
+	}
+}
+
+// waitShowing waits d, telling w (if set) what it waits for as it goes.
+func (c *Client) waitShowing(ctx context.Context, w Waiter, d time.Duration, what func() string) error {
+	done := time.NewTimer(d)
+	defer done.Stop()
+	var tick <-chan time.Time
+	if w != nil {
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		tick = t.C
+		w.Waiting(what())
+	}
+	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(d):
+		case <-done.C:
+			return nil
+		case <-tick:
+			w.Waiting(what())
 		}
 	}
+}
+
+// waitMessage says what the client waits for, and why when the server
+// said it in a Status (a HEAD's answer has no body to say it in).
+func waitMessage(err error, what string) string {
+	var st apierrors.APIStatus
+	if !errors.As(err, &st) || st.Status().Message == "" {
+		return "waiting for " + what
+	}
+	if d := st.Status().Details; d != nil {
+		for _, c := range d.Causes {
+			if c.Type == metav1.CauseTypeUnexpectedServerResponse {
+				return "waiting for " + what
+			}
+		}
+	}
+	return "waiting for " + what + ": " + strings.TrimSuffix(st.Status().Message, "; retry shortly")
 }
 
 // notReady says the server asked to come back later: an export server

@@ -83,6 +83,7 @@ type downloadState struct {
 	Namespace string               `json:"namespace"`
 	Wukong    string               `json:"wukong"`
 	Disk      string               `json:"disk,omitempty"`
+	Format    string               `json:"format,omitempty"` // of a disk export
 	Path      string               `json:"path"`
 	Size      int64                `json:"size"`
 	ETag      string               `json:"etag"`
@@ -103,8 +104,12 @@ func (c *Client) DownloadFile(ctx context.Context, remote string, info *v1alpha1
 	}
 	part := dest + PartSuffix
 	st := &downloadState{Namespace: c.Namespace, Wukong: c.Wukong, Disk: c.Disk, Path: remote, Size: info.Size}
+	if c.Disk != "" {
+		st.Format = c.format()
+	}
 	if opts.Resume {
-		if old, err := loadState(part + StateSuffix); err == nil && old.Namespace == st.Namespace && old.Wukong == st.Wukong && old.Disk == st.Disk && old.Path == remote && old.Size == info.Size {
+		if old, err := loadState(part + StateSuffix); err == nil && old.Namespace == st.Namespace && old.Wukong == st.Wukong && old.Disk == st.Disk &&
+			sameFormat(old.Format, st.Format) && old.Path == remote && old.Size == info.Size {
 			st = old
 		}
 	}

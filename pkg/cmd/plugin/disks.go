@@ -19,6 +19,8 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -29,10 +31,19 @@ import (
 
 type exportOptions struct {
 	*Options
-	output string
-	format string
-	resume bool
+	output       string
+	format       string
+	resume       bool
+	ttl          time.Duration
+	snapshot     string
+	readyTimeout time.Duration
 }
+
+// Values of export's flags, for checks and shell completion.
+var (
+	exportFormats   = []string{"raw", "qcow2", "gzip"}
+	snapshotChoices = []string{"auto", "true", "false"}
+)
 
 func newExportCommand(o *Options) *cobra.Command {
 	e := &exportOptions{Options: o}
@@ -44,33 +55,59 @@ lists it, through KubeVirt's VirtualMachineExport: wukong-apiserver creates
 the export, waits for it and streams the volume; the export token never
 leaves the cluster.
 
-The raw volume goes as parallel ranged chunks tied to one WukongFileTransfer,
-each well inside kube-apiserver's request timeout and each checked by sha256;
-FILE appears only when complete, and an interrupted export continues with
---resume. --format gzip (or -o -) streams over one WebSocket instead.`,
+While KubeVirt prepares the export (a VirtualMachineExport, or first a
+VirtualMachineSnapshot of a running VM) the command waits, up to
+--ready-timeout, and says what it waits for; then a progress bar shows the
+bytes.
+
+The raw volume, or its qcow2 image (--format qcow2, written by
+wukong-apiserver as the disk streams), goes as parallel ranged chunks tied to
+one WukongFileTransfer, each well inside kube-apiserver's request timeout and
+each checked by sha256; FILE appears only when complete, and an interrupted
+export continues with --resume. --format gzip (or -o -) streams over one
+WebSocket instead.
+
+--ttl sets how long KubeVirt keeps the export after it is made (bounded by
+the server), and --snapshot whether the disk is read through a snapshot of
+the VM (auto: when the VM runs).`,
 		Example: `  kubectl wukong export vm1-system -o disk.img
   kubectl wukong export --resume vm1-system -o disk.img
-  kubectl wukong export vm1-system --format gzip -o disk.img.gz`,
+  kubectl wukong export vm1-system --format qcow2 -o disk.qcow2
+  kubectl wukong export vm1-system --format gzip --ttl 30m -o disk.img.gz`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: o.completeDisks,
 		RunE:              func(cmd *cobra.Command, args []string) error { return e.run(cmd.Context(), args[0]) },
 	}
 	f := cmd.Flags()
 	f.StringVarP(&e.output, "output", "o", "", "local file to write, or - for standard output")
-	f.StringVar(&e.format, "format", "raw", "raw, or gzip (streamed, not resumable)")
+	f.StringVar(&e.format, "format", "raw", "raw or qcow2 (chunked, resumable), or gzip (streamed, not resumable)")
 	f.BoolVar(&e.resume, "resume", false, "continue an interrupted export into the same file, fetching only what is missing")
+	f.DurationVar(&e.ttl, "ttl", 0, "how long KubeVirt keeps the export after it is made, e.g. 30m (default: the server's)")
+	f.StringVar(&e.snapshot, "snapshot", "auto", "read the disk through a VirtualMachineSnapshot: auto (when the VM runs), true or false")
+	f.DurationVar(&e.readyTimeout, "ready-timeout", transfers.DefaultReadyTimeout, "how long to wait for KubeVirt to prepare the export")
 	_ = cmd.MarkFlagRequired("output")
+	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(exportFormats, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("snapshot", cobra.FixedCompletions(snapshotChoices, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("ttl", cobra.FixedCompletions([]string{"30m", "1h", "2h", "12h"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
 func (e *exportOptions) run(ctx context.Context, disk string) error {
-	if e.format != "raw" && e.format != "gzip" {
-		return fmt.Errorf("--format %q: use raw or gzip", e.format)
+	if !slices.Contains(exportFormats, e.format) {
+		return fmt.Errorf("--format %q: use raw, qcow2 or gzip", e.format)
+	}
+	if !slices.Contains(snapshotChoices, e.snapshot) {
+		return fmt.Errorf("--snapshot %q: use auto, true or false", e.snapshot)
+	}
+	if e.ttl < 0 || e.readyTimeout <= 0 {
+		return fmt.Errorf("--ttl and --ready-timeout take a positive duration")
 	}
 	c, err := e.diskClient(ctx, disk, "export")
 	if err != nil {
 		return err
 	}
+	c.SetExportOptions(transfers.ExportOptions{Format: e.format, TTL: e.ttl, Snapshot: e.snapshot})
+	c.ReadyTimeout = e.readyTimeout
 	progress := newProgress(e.ErrOut, e.quiet, disk)
 	defer finish(progress)
 	switch {

@@ -94,7 +94,7 @@ func TestExportRaw(t *testing.T) {
 			assert.Equal(t, exportGets(rec, len(want), tc.offsets...), chunkCalls(f, "GET "+export))
 			assert.Equal(t, []string{"GET " + export + "?commit=true&transfer=" + rec}, f.calls("GET "+export+"?commit"))
 			r := f.record(fakeNS, rec)
-			assert.Equal(t, v1alpha1.WukongFileTransferSpec{WukongName: "vm1", Operation: v1alpha1.OperationDownload, Disk: "system"}, r.Spec)
+			assert.Equal(t, v1alpha1.WukongFileTransferSpec{WukongName: "vm1", Operation: v1alpha1.OperationDownload, Disk: "system", Format: "raw"}, r.Spec)
 			assert.Equal(t, v1alpha1.FileTransferPhaseSucceeded, r.Status.Phase)
 		})
 	}
@@ -180,7 +180,7 @@ func TestDiskErrors(t *testing.T) {
 	}{
 		{[]string{"export", "vm1-data", "-o", "x"}, `disks.vm.novasphere.dev "vm1-data" not found`, 1},
 		{[]string{"upload", "vm1-data", "x"}, `disks.vm.novasphere.dev "vm1-data" not found`, 1},
-		{[]string{"export", "vm1-system", "--format", "xz", "-o", "x"}, `--format "xz": use raw or gzip`, 0},
+		{[]string{"export", "vm1-system", "--format", "xz", "-o", "x"}, `--format "xz": use raw, qcow2 or gzip`, 0},
 		{[]string{"export", "vm1-system"}, `required flag(s) "output" not set`, 0},
 		{[]string{"upload", "vm1-system", "x", "--sha256", "nothex"}, `--sha256`, 0},
 		{[]string{"upload", "vm1-system", "does-not-exist"}, `open does-not-exist: no such file or directory`, 1},

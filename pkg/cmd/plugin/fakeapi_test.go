@@ -50,6 +50,7 @@ import (
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/pkg/client/tarball"
 	"github.com/novasphere/wukong/pkg/cmd/plugin"
+	"github.com/novasphere/wukong/pkg/transfer/qcow2"
 )
 
 // fakeAPI plays the parts of kube-apiserver and wukong-apiserver that the
@@ -796,6 +797,12 @@ func (f *fakeAPI) disk(w http.ResponseWriter, r *http.Request, ns, name, sub str
 	}
 	q := r.URL.Query()
 	spec := v1alpha1.WukongFileTransferSpec{WukongName: d.disk.Spec.WukongName, Disk: d.disk.Spec.DiskName, Operation: v1alpha1.OperationDownload}
+	content := d.data // what export sends: the disk, or its qcow2 image
+	if q.Get("format") == "qcow2" {
+		img, err := io.ReadAll(qcow2.NewReader(bytes.NewReader(d.data), int64(len(d.data))))
+		require.NoError(f.t, err)
+		content, spec.Format = img, "qcow2"
+	}
 	switch {
 	case sub == "upload" && gwebsocket.IsWebSocketUpgrade(r):
 		conn, err := upgrader.Upgrade(w, r, nil)
@@ -834,7 +841,7 @@ func (f *fakeAPI) disk(w http.ResponseWriter, r *http.Request, ns, name, sub str
 			return
 		}
 		defer conn.Close()
-		out := d.data
+		out := content
 		if q.Get("format") == "gzip" {
 			var buf bytes.Buffer
 			zw := gzip.NewWriter(&buf)
@@ -845,18 +852,18 @@ func (f *fakeAPI) disk(w http.ResponseWriter, r *http.Request, ns, name, sub str
 		sendBinary(conn, out)
 		endStream(conn, f.newRecord(ns, spec, out, v1alpha1.FileTransferPhaseSucceeded), nil)
 	case r.Method == http.MethodHead:
-		w.Header().Set("Content-Length", strconv.Itoa(len(d.data)))
+		w.Header().Set("Content-Length", strconv.Itoa(len(content)))
 		w.WriteHeader(http.StatusOK)
 	case r.Method == http.MethodGet && q.Get("commit") == "true":
 		f.update(ns, q.Get("transfer"), func(rec *v1alpha1.WukongFileTransfer) { rec.Status.Phase = v1alpha1.FileTransferPhaseSucceeded })
 		writeJSON(w, http.StatusOK, &metav1.Status{Status: metav1.StatusSuccess})
 	case r.Method == http.MethodGet && q.Get("transfer") != "":
-		f.serveRange(w, q, ns, q.Get("transfer"), d.data)
+		f.serveRange(w, q, ns, q.Get("transfer"), content)
 	case r.Method == http.MethodGet:
-		rec := f.newRecord(ns, spec, d.data, v1alpha1.FileTransferPhaseSucceeded)
+		rec := f.newRecord(ns, spec, content, v1alpha1.FileTransferPhaseSucceeded)
 		w.Header().Set(v1alpha1.TransferHeader, rec.Name)
-		w.Header().Set("Content-Length", strconv.Itoa(len(d.data)))
-		_, _ = w.Write(d.data)
+		w.Header().Set("Content-Length", strconv.Itoa(len(content)))
+		_, _ = w.Write(content)
 	default:
 		writeStatus(w, apierrors.NewBadRequest("unexpected request"))
 	}

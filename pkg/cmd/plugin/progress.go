@@ -50,6 +50,20 @@ type bar struct {
 	desc string
 	once sync.Once
 	b    *progressbar.ProgressBar
+	// spins counts the spinner's frames; a line is drawn while > 0.
+	spins int
+}
+
+// spinner is the frames of the line shown while the server prepares a disk.
+var spinner = []string{"⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"}
+
+// Waiting redraws the wait's line in place, until the bar replaces it.
+func (p *bar) Waiting(message string) {
+	if p.b != nil {
+		return
+	}
+	fmt.Fprintf(p.w, "\r\x1b[K%s %s: %s", spinner[p.spins%len(spinner)], p.desc, message)
+	p.spins++
 }
 
 func (p *bar) Start(total, done int64) {
@@ -58,6 +72,9 @@ func (p *bar) Start(total, done int64) {
 		return
 	}
 	p.once.Do(func() {
+		if p.spins > 0 {
+			fmt.Fprint(p.w, "\r\x1b[K")
+		}
 		p.b = progressbar.NewOptions64(total,
 			progressbar.OptionSetWriter(p.w),
 			progressbar.OptionSetDescription(p.desc),
@@ -84,7 +101,11 @@ func (p *bar) Add(n int) {
 
 // finish completes the bar (streams of unknown size end here).
 func finish(p transfers.Progress) {
-	if b, ok := p.(*bar); ok && b.b != nil {
+	b, ok := p.(*bar)
+	switch {
+	case ok && b.b != nil:
 		_ = b.b.Finish()
+	case ok && b.spins > 0:
+		fmt.Fprintln(b.w) // keep the last wait line, end it
 	}
 }

@@ -78,7 +78,7 @@ func TestUploadDiskRetry(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, []string{"GET " + disk, first, first}, f.calls(), "a wait is no new attempt")
 		assert.True(t, bytes.Equal(want, d.uploaded))
-		assert.Contains(t, stderr, "the DataVolume is UploadScheduled; waiting up to 5m0s")
+		assert.Contains(t, stderr, "waiting for CDI to take the upload of disk system: disk vm1-system: the DataVolume is UploadScheduled")
 	})
 	t.Run("409 without Retry-After: fails at once", func(t *testing.T) {
 		f, _ := diskFake(t, nil)

@@ -273,21 +273,21 @@ func schema_pkg_apis_vm_v1alpha1_DiskExportOptions(ref common.ReferenceCallback)
 					},
 					"format": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Format is raw (the default; byte ranges allowed) or gzip.",
+							Description: "Format is raw (the default), gzip, or qcow2: an image written by wukong-apiserver from the raw volume, every cluster allocated in order. Byte ranges apply to raw and qcow2.",
 							Type:        []string{"string"},
 							Format:      "",
 						},
 					},
 					"offset": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Offset of the first byte to read (raw only), like a Range header.",
+							Description: "Offset of the first byte to read (raw and qcow2), like a Range header.",
 							Type:        []string{"integer"},
 							Format:      "int64",
 						},
 					},
 					"length": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Length is the number of bytes to read from offset (raw only).",
+							Description: "Length is the number of bytes to read from offset (raw and qcow2).",
 							Type:        []string{"integer"},
 							Format:      "int64",
 						},
@@ -1584,6 +1584,13 @@ func schema_pkg_apis_vm_v1alpha1_WukongFileTransferSpec(ref common.ReferenceCall
 					"expectedSHA256": {
 						SchemaProps: spec.SchemaProps{
 							Description: "ExpectedSHA256 is the hex sha256 the bytes must have; a mismatch fails the transfer.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"format": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Format of a disk download's bytes: raw (also when empty), gzip or qcow2. The chunks of a chunked export are of the record's format, and status.sha256 is of the bytes sent in it.",
 							Type:        []string{"string"},
 							Format:      "",
 						},

@@ -108,17 +108,17 @@ func (r *ExportREST) Connect(ctx context.Context, name string, options runtime.O
 	if err != nil {
 		return nil, err
 	}
-	format := exportv1beta1.KubeVirtRaw
-	if o.Format == "gzip" {
-		format = exportv1beta1.KubeVirtGz
-	}
+	format := exportFormat(o)
 	d, w, err := r.Disks.Find(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	var rec *vm.WukongFileTransfer
 	if o.Transfer != "" {
-		if rec, err = r.chunkedRecord(ctx, w, d, o.Transfer); err != nil {
+		if rec, err = r.chunkedRecord(ctx, w, d, o.Transfer); err == nil {
+			err = sameFormat(rec, format)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -172,6 +172,9 @@ func (r *ExportREST) commit(ctx context.Context, w *vm.Wukong, d *vm.Disk, rec *
 
 // open asks the export server for the volume (the byte range rng, if set).
 func (r *ExportREST) open(ctx context.Context, w *vm.Wukong, d *vm.Disk, method string, format exportv1beta1.ExportVolumeFormat, rng string) (*http.Response, error) {
+	if format == formatQcow2 {
+		return r.openQcow2(ctx, w, d, method, rng)
+	}
 	// The export reads whatever PVC has the name: it must be the Wukong's.
 	if err := claimOwned(ctx, r.Owners, w, d); err != nil {
 		return nil, err
@@ -228,7 +231,7 @@ func rangeOf(o *vm.DiskExportOptions, req *http.Request, format exportv1beta1.Ex
 			return fmt.Sprintf("bytes=%d-", start), nil
 		}
 		return fmt.Sprintf("bytes=%d-%d", start, start+*o.Length-1), nil
-	case req.Header.Get("Range") != "" && format == exportv1beta1.KubeVirtRaw:
+	case req.Header.Get("Range") != "" && format != exportv1beta1.KubeVirtGz:
 		return req.Header.Get("Range"), nil
 	}
 	return "", nil
@@ -266,7 +269,7 @@ func (r *ExportREST) stream(ctx context.Context, w *vm.Wukong, d *vm.Disk, forma
 	if rec != nil {
 		return r.streamChunk(ctx, w, d, rec, resp, rw)
 	}
-	spec := vm.WukongFileTransferSpec{WukongName: w.Name, Operation: vm.OperationDownload, Disk: d.Spec.DiskName}
+	spec := vm.WukongFileTransferSpec{WukongName: w.Name, Operation: vm.OperationDownload, Disk: d.Spec.DiskName, Format: string(format)}
 	t, err := r.Recorder.Start(ctx, w, spec, resp.ContentLength)
 	if err != nil {
 		return err
@@ -370,7 +373,7 @@ func (r *ExportREST) serveWebSocket(ctx context.Context, w *vm.Wukong, d *vm.Dis
 	ctx = context.WithoutCancel(ctx)
 	wd, stop := stream.WatchConn(conn, r.IdleTimeout, exportPeer, func() { resp.Body.Close() })
 	defer stop()
-	spec := vm.WukongFileTransferSpec{WukongName: w.Name, Operation: vm.OperationDownload, Disk: d.Spec.DiskName}
+	spec := vm.WukongFileTransferSpec{WukongName: w.Name, Operation: vm.OperationDownload, Disk: d.Spec.DiskName, Format: string(format)}
 	var result any
 	t, err := r.Recorder.Start(ctx, w, spec, resp.ContentLength)
 	if err == nil {

@@ -73,7 +73,7 @@ func TestExportOptions(t *testing.T) {
 	}{
 		{"gzip with offset", &vm.DiskExportOptions{Format: "gzip", Offset: ptr.To[int64](1)}, http.StatusBadRequest},
 		{"gzip with transfer", &vm.DiskExportOptions{Format: "gzip", Transfer: "t"}, http.StatusBadRequest},
-		{"unknown format", &vm.DiskExportOptions{Format: "qcow2"}, http.StatusBadRequest},
+		{"unknown format", &vm.DiskExportOptions{Format: "vmdk"}, http.StatusBadRequest},
 		{"negative offset", &vm.DiskExportOptions{Offset: ptr.To[int64](-1)}, http.StatusBadRequest},
 		{"negative length", &vm.DiskExportOptions{Length: ptr.To[int64](-1)}, http.StatusBadRequest},
 		{"zero length", &vm.DiskExportOptions{Length: ptr.To[int64](0)}, http.StatusBadRequest},

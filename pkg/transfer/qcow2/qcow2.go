@@ -21,7 +21,9 @@ limitations under the License.
 // disk's size alone. The header, the L1 table, the refcounts and the L2 tables
 // can then be written before the first byte of the disk. The image is as
 // large as the disk plus about 0.02% of tables. A push gains qcow2's format,
-// not its sparseness.
+// not its sparseness. Because the layout is fixed, any byte range of the
+// image is made from one range of the disk (Span, NewRangeReader), which is
+// what lets a qcow2 download go in ranges and resume.
 package qcow2
 
 import (
@@ -40,6 +42,7 @@ const (
 	l2Entries       = clusterSize / 8
 	refcountEntries = clusterSize / 2
 	headerLength    = 72
+	sectorSize      = 512
 	// oflagCopied marks an L1 or L2 entry whose cluster has refcount 1.
 	oflagCopied = uint64(1) << 63
 )
@@ -88,19 +91,53 @@ func Size(size int64) int64 { return newLayout(size).total * clusterSize }
 // NewReader reads as the qcow2 image of the size bytes that raw holds.
 // It fails if raw holds fewer bytes or more.
 func NewReader(raw io.Reader, size int64) io.Reader {
+	return NewRangeReader(raw, size, 0, Size(size))
+}
+
+// Span says which bytes of the disk the image's bytes [off, off+n) hold:
+// rawLen bytes from rawOff, none (rawLen 0) when the range holds only
+// tables or the padding after the disk. The layout follows from the size
+// alone, so any range of the image is made from that range of the disk: a
+// download of the image resumes like one of the raw disk.
+func Span(size, off, n int64) (rawOff, rawLen int64) {
+	data := newLayout(size).dataStart() * clusterSize
+	start := max(off, data)
+	end := min(off+n, data+size)
+	if end <= start {
+		return 0, 0
+	}
+	return start - data, end - start
+}
+
+// NewRangeReader reads as the bytes [off, off+n) of the image of a
+// size-byte disk; raw holds exactly the disk's bytes that Span names for
+// the range, and the read fails if it holds fewer or more. The range must
+// lie inside the image (Size).
+func NewRangeReader(raw io.Reader, size, off, n int64) io.Reader {
+	if raw == nil {
+		raw = bytes.NewReader(nil)
+	}
 	l := newLayout(size)
-	padding := l.dataClusters*clusterSize - size
-	return io.MultiReader(
-		&metadata{l: l},
-		&exactReader{r: raw, left: size},
-		io.LimitReader(zeros{}, padding),
-	)
+	data := l.dataStart() * clusterSize
+	end := off + n
+	var parts []io.Reader
+	if off < data {
+		m := &metadata{l: l, next: off / clusterSize, skip: off % clusterSize}
+		parts = append(parts, io.LimitReader(m, min(end, data)-off))
+	}
+	_, rawLen := Span(size, off, n)
+	parts = append(parts, &exactReader{r: raw, left: rawLen})
+	if padding := end - max(off, data+size); padding > 0 {
+		parts = append(parts, io.LimitReader(zeros{}, padding))
+	}
+	return io.MultiReader(parts...)
 }
 
 // metadata generates the clusters before the data, one at a time.
 type metadata struct {
 	l       layout
 	next    int64  // the cluster to generate next
+	skip    int64  // bytes of the first cluster generated to leave out
 	cluster []byte // the last one generated, one buffer for all
 	buf     bytes.Reader
 }
@@ -114,7 +151,8 @@ func (m *metadata) Read(p []byte) (int, error) {
 			m.cluster = make([]byte, clusterSize)
 		}
 		m.fill(m.cluster, m.next)
-		m.buf.Reset(m.cluster)
+		m.buf.Reset(m.cluster[m.skip:])
+		m.skip = 0
 		m.next++
 	}
 	return m.buf.Read(p)
@@ -131,7 +169,10 @@ func (m *metadata) fill(out []byte, c int64) {
 		copy(out, "QFI\xfb")
 		be.PutUint32(out[4:], 2) // version
 		be.PutUint32(out[20:], clusterBits)
-		be.PutUint64(out[24:], uint64(l.size))
+		// qemu counts a disk in 512-byte sectors and drops a partial one:
+		// like qemu-img, the image says the size rounded up, the rest of
+		// the last sector being zeros (they are, up to the cluster's end).
+		be.PutUint64(out[24:], uint64(ceil(l.size, sectorSize)*sectorSize))
 		be.PutUint32(out[36:], uint32(l.l1Size))
 		be.PutUint64(out[40:], uint64(l.l1Offset()))
 		be.PutUint64(out[48:], uint64(l.refTableOffset()))

@@ -21,6 +21,9 @@ import (
 	"encoding/binary"
 	"io"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -78,7 +81,10 @@ func TestImageHoldsTheDisk(t *testing.T) {
 		img, err := io.ReadAll(NewReader(bytes.NewReader(disk), size))
 		require.NoError(t, err)
 		assert.EqualValues(t, Size(size), len(img), "Size says how large the image is (disk of %d)", size)
-		assert.Equal(t, disk, read(t, img), "disk of %d bytes", size)
+		got := read(t, img)
+		assert.Zero(t, len(got)%512, "whole sectors, as qemu reads them")
+		assert.Equal(t, disk, got[:size], "disk of %d bytes", size)
+		assert.Equal(t, make([]byte, len(got)-int(size)), got[size:], "zeros after the disk")
 	}
 }
 
@@ -116,4 +122,97 @@ func TestWrongLengthFails(t *testing.T) {
 	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
 	_, err = io.ReadAll(NewReader(strings.NewReader("longer than said"), 4))
 	assert.ErrorContains(t, err, "more than its declared size")
+}
+
+// TestRangesOfTheImage: any range of the image, made from the disk's bytes
+// Span names, is that range of the whole image, so a download resumes
+// anywhere. The ranges start and end at every edge that matters (clusters,
+// tables, the data, the padding, the end, and a byte either side), in every
+// pair, plus random ones.
+func TestRangesOfTheImage(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, size := range []int64{0, 1, clusterSize, 3*clusterSize + 17} {
+		disk := make([]byte, size)
+		for i := range disk {
+			disk[i] = byte(r.Uint32())
+		}
+		whole, err := io.ReadAll(NewReader(bytes.NewReader(disk), size))
+		require.NoError(t, err)
+		total := int64(len(whole))
+		l := newLayout(size)
+		data := l.dataStart() * clusterSize
+		edges := map[int64]bool{}
+		for _, e := range []int64{0, data, data + size, total} {
+			for d := int64(-1); d <= 1; d++ {
+				edges[e+d] = true
+			}
+		}
+		for c := int64(0); c <= l.total; c++ {
+			edges[c*clusterSize-1], edges[c*clusterSize], edges[c*clusterSize+1] = true, true, true
+		}
+		var points []int64
+		for e := range edges {
+			if e >= 0 && e <= total {
+				points = append(points, e)
+			}
+		}
+		check := func(off, n int64) {
+			rawOff, rawLen := Span(size, off, n)
+			require.True(t, rawOff >= 0 && rawOff+rawLen <= size, "span %d+%d inside the disk", rawOff, rawLen)
+			got, err := io.ReadAll(NewRangeReader(bytes.NewReader(disk[rawOff:rawOff+rawLen]), size, off, n))
+			require.NoError(t, err, "range %d+%d of the image of %d bytes", off, n, size)
+			require.True(t, bytes.Equal(whole[off:off+n], got), "range %d+%d of the image of %d bytes", off, n, size)
+		}
+		for _, a := range points {
+			for _, b := range points {
+				if a < b {
+					check(a, b-a)
+				}
+			}
+		}
+		for range 300 {
+			off := r.Int64N(total)
+			check(off, 1+r.Int64N(min(total-off, 3*clusterSize)))
+		}
+	}
+}
+
+func TestRangeWithWrongRawFails(t *testing.T) {
+	size := int64(3*clusterSize + 17)
+	data := newLayout(size).dataStart() * clusterSize
+	_, rawLen := Span(size, data-10, 30)
+	require.EqualValues(t, 20, rawLen)
+	_, err := io.ReadAll(NewRangeReader(strings.NewReader("short"), size, data-10, 30))
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	_, err = io.ReadAll(NewRangeReader(strings.NewReader(strings.Repeat("x", 21)), size, data-10, 30))
+	assert.ErrorContains(t, err, "more than its declared size")
+	off, n := Span(size, 0, clusterSize)
+	assert.Zero(t, off+n, "the header holds none of the disk")
+	got, err := io.ReadAll(NewRangeReader(nil, size, 0, 4))
+	require.NoError(t, err)
+	assert.Equal(t, "QFI\xfb", string(got))
+}
+
+// TestQemuReadsAPartialSector: qemu drops a partial last sector of the size
+// a header says; the image says it rounded up, so qemu-img gives back every
+// byte of the disk, then zeros to the sector's end.
+func TestQemuReadsAPartialSector(t *testing.T) {
+	qemu, err := exec.LookPath("qemu-img")
+	if err != nil {
+		t.Skip("no qemu-img (hack/ensure-test-deps.sh installs it)")
+	}
+	size := int64(3*clusterSize + 17)
+	disk := bytes.Repeat([]byte{0xa5}, int(size))
+	dir := t.TempDir()
+	img, raw := filepath.Join(dir, "d.qcow2"), filepath.Join(dir, "d.raw")
+	b, err := io.ReadAll(NewReader(bytes.NewReader(disk), size))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(img, b, 0o644))
+	out, err := exec.Command(qemu, "convert", "-f", "qcow2", "-O", "raw", img, raw).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	got, err := os.ReadFile(raw)
+	require.NoError(t, err)
+	require.Len(t, got, 3*clusterSize+512)
+	assert.Equal(t, disk, got[:size])
+	assert.Equal(t, make([]byte, 512-17), got[size:])
 }

@@ -524,6 +524,12 @@ type WukongFileTransferSpec struct {
 	// ExpectedSHA256 is the hex sha256 the bytes must have; a mismatch fails the transfer.
 	// +optional
 	ExpectedSHA256 string `json:"expectedSHA256,omitempty"`
+
+	// Format of a disk download's bytes: raw (also when empty), gzip or
+	// qcow2. The chunks of a chunked export are of the record's format, and
+	// status.sha256 is of the bytes sent in it.
+	// +optional
+	Format string `json:"format,omitempty"`
 }
 
 // Transfer record phases.
@@ -806,15 +812,17 @@ type DiskList struct {
 type DiskExportOptions struct {
 	metav1.TypeMeta `json:",inline"`
 
-	// Format is raw (the default; byte ranges allowed) or gzip.
+	// Format is raw (the default), gzip, or qcow2: an image written by
+	// wukong-apiserver from the raw volume, every cluster allocated in
+	// order. Byte ranges apply to raw and qcow2.
 	// +optional
 	Format string `json:"format,omitempty"`
 
-	// Offset of the first byte to read (raw only), like a Range header.
+	// Offset of the first byte to read (raw and qcow2), like a Range header.
 	// +optional
 	Offset *int64 `json:"offset,omitempty"`
 
-	// Length is the number of bytes to read from offset (raw only).
+	// Length is the number of bytes to read from offset (raw and qcow2).
 	// +optional
 	Length *int64 `json:"length,omitempty"`
 

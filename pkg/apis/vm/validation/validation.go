@@ -45,6 +45,7 @@ var (
 	exportFormats = sets.New(vm.ExportFormatRaw, vm.ExportFormatQCOW2, vm.ExportFormatOCI)
 	methods       = sets.New(vm.FileTransferMethodSSH, vm.FileTransferMethodHTTP, vm.FileTransferMethodPVC)
 	operations    = sets.New(vm.OperationUpload, vm.OperationDownload, vm.OperationPush)
+	diskFormats   = sets.New(vm.DiskFormatRaw, vm.DiskFormatGzip, vm.DiskFormatQcow2)
 	serviceTypes  = sets.New("ClusterIP", "NodePort", "LoadBalancer")
 	// KubeVirt's run strategies, in the order its documentation gives them;
 	// WaitAsReceiver is KubeVirt's own, for migration targets.
@@ -393,6 +394,13 @@ func validateFileTransferSpec(s *vm.WukongFileTransferSpec, p *field.Path) field
 	case s.Operation != vm.OperationPush && s.Target != "":
 		allErrs = append(allErrs, field.Forbidden(p.Child("target"), "only a push has a target"))
 	}
+	switch {
+	case s.Format == "":
+	case !diskFormats.Has(s.Format):
+		allErrs = append(allErrs, field.NotSupported(p.Child("format"), s.Format, sets.List(diskFormats)))
+	case s.Disk == "":
+		allErrs = append(allErrs, field.Forbidden(p.Child("format"), "only a disk transfer has a format"))
+	}
 	if s.ExpectedSize != nil && *s.ExpectedSize < 0 {
 		allErrs = append(allErrs, field.Invalid(p.Child("expectedSize"), *s.ExpectedSize, "must not be negative"))
 	}
@@ -501,13 +509,13 @@ func ValidateWukongFileOptions(o *vm.WukongFileOptions) field.ErrorList {
 func ValidateDiskExportOptions(o *vm.DiskExportOptions) field.ErrorList {
 	errs := validateByteRange(o.Offset, o.Length)
 	switch o.Format {
-	case "", "raw":
-	case "gzip":
+	case "", vm.DiskFormatRaw, vm.DiskFormatQcow2:
+	case vm.DiskFormatGzip:
 		if o.Offset != nil || o.Length != nil || o.Transfer != "" {
-			errs = append(errs, field.Forbidden(field.NewPath("format"), "offset, length and transfer apply to format=raw: a gzip stream has no byte ranges"))
+			errs = append(errs, field.Forbidden(field.NewPath("format"), "offset, length and transfer apply to format=raw and qcow2: a gzip stream has no byte ranges"))
 		}
 	default:
-		errs = append(errs, field.NotSupported(field.NewPath("format"), o.Format, []string{"raw", "gzip"}))
+		errs = append(errs, field.NotSupported(field.NewPath("format"), o.Format, sets.List(diskFormats)))
 	}
 	if o.Length != nil && *o.Length == 0 {
 		errs = append(errs, field.Invalid(field.NewPath("length"), 0, "asks for no bytes"))

@@ -149,6 +149,7 @@ func TestValidateFileTransfer(t *testing.T) {
 		"spec.expectedSize":   func(t *vm.WukongFileTransfer) { t.Spec.ExpectedSize = ptr.To[int64](-1) },
 		"spec.expectedSHA256": func(t *vm.WukongFileTransfer) { t.Spec.ExpectedSHA256 = "abc" },
 		"spec.target":         func(t *vm.WukongFileTransfer) { t.Spec.Target = "s3 raw https://s3/b/k" },
+		"spec.format":         func(t *vm.WukongFileTransfer) { t.Spec.Format = vm.DiskFormatQcow2 }, // not a disk transfer
 	}
 	for field, mutate := range tests {
 		rec := valid()
@@ -157,6 +158,19 @@ func TestValidateFileTransfer(t *testing.T) {
 		if len(errs) == 0 || errs[0].Field != field {
 			t.Errorf("%s: expected an error on that field, got %v", field, errs)
 		}
+	}
+
+	disk := valid()
+	disk.Spec.Operation, disk.Spec.RemotePath, disk.Spec.Disk = vm.OperationDownload, "", "system"
+	for _, format := range []string{"", "raw", "gzip", "qcow2"} {
+		disk.Spec.Format = format
+		if errs := ValidateWukongFileTransfer(disk); len(errs) != 0 {
+			t.Errorf("a disk download of format %q refused: %v", format, errs)
+		}
+	}
+	disk.Spec.Format = "vmdk"
+	if errs := ValidateWukongFileTransfer(disk); len(errs) == 0 || errs[0].Field != "spec.format" {
+		t.Errorf("format vmdk: expected an error on spec.format, got %v", errs)
 	}
 
 	old, upd := valid(), valid()
@@ -168,5 +182,28 @@ func TestValidateFileTransfer(t *testing.T) {
 	upd.Status.Progress = "101%"
 	if errs := ValidateWukongFileTransferStatusUpdate(upd, old); len(errs) == 0 {
 		t.Error("progress 101% accepted")
+	}
+}
+
+func TestValidateDiskExportOptions(t *testing.T) {
+	for _, tc := range []struct {
+		o     vm.DiskExportOptions
+		field string // "" when valid
+	}{
+		{vm.DiskExportOptions{}, ""},
+		{vm.DiskExportOptions{Format: "gzip"}, ""},
+		{vm.DiskExportOptions{Format: "qcow2"}, ""},
+		{vm.DiskExportOptions{Format: "qcow2", Offset: ptr.To[int64](5), Length: ptr.To[int64](7), Transfer: "t"}, ""},
+		{vm.DiskExportOptions{Format: "qcow2", Transfer: "t", Commit: true}, ""},
+		{vm.DiskExportOptions{Format: "gzip", Offset: ptr.To[int64](5)}, "format"},
+		{vm.DiskExportOptions{Format: "vmdk"}, "format"},
+	} {
+		errs := ValidateDiskExportOptions(&tc.o)
+		switch {
+		case tc.field == "" && len(errs) > 0:
+			t.Errorf("%+v refused: %v", tc.o, errs)
+		case tc.field != "" && (len(errs) == 0 || errs[0].Field != tc.field):
+			t.Errorf("%+v: expected an error on %s, got %v", tc.o, tc.field, errs)
+		}
 	}
 }

@@ -42,6 +42,10 @@ type WukongFileTransferSpecApplyConfiguration struct {
 	ExpectedSize *int64 `json:"expectedSize,omitempty"`
 	// ExpectedSHA256 is the hex sha256 the bytes must have; a mismatch fails the transfer.
 	ExpectedSHA256 *string `json:"expectedSHA256,omitempty"`
+	// Format of a disk download's bytes: raw (also when empty), gzip or
+	// qcow2. The chunks of a chunked export are of the record's format, and
+	// status.sha256 is of the bytes sent in it.
+	Format *string `json:"format,omitempty"`
 }
 
 // WukongFileTransferSpecApplyConfiguration constructs a declarative configuration of the WukongFileTransferSpec type for use with
@@ -119,5 +123,13 @@ func (b *WukongFileTransferSpecApplyConfiguration) WithExpectedSize(value int64)
 // If called multiple times, the ExpectedSHA256 field is set to the value of the last call.
 func (b *WukongFileTransferSpecApplyConfiguration) WithExpectedSHA256(value string) *WukongFileTransferSpecApplyConfiguration {
 	b.ExpectedSHA256 = &value
+	return b
+}
+
+// WithFormat sets the Format field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Format field is set to the value of the last call.
+func (b *WukongFileTransferSpecApplyConfiguration) WithFormat(value string) *WukongFileTransferSpecApplyConfiguration {
+	b.Format = &value
 	return b
 }
