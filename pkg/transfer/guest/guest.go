@@ -67,10 +67,9 @@ func (l *Locator) SSHTarget(ctx context.Context, w *vm.Wukong) (ssh.Target, erro
 	if ft == nil || ft.SSHConfig == nil {
 		return ssh.Target{}, fmt.Errorf("%w: spec.fileTransfer.sshConfig is not set", ErrMisconfigured)
 	}
-	addr, err := l.address(ctx, w)
-	if err != nil {
-		return ssh.Target{}, err
-	}
+	// The key first: while it is missing the VM controller does not make
+	// the VM (cloud-init needs its public half), and the answer should say
+	// what to create rather than that the VM is not running.
 	sec, err := l.Secrets.Secrets(w.Namespace).Get(ctx, ft.SSHConfig.KeySecret, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return ssh.Target{}, fmt.Errorf("%w: the Secret %q named by spec.fileTransfer.sshConfig.keySecret does not exist in namespace %s", ErrMisconfigured, ft.SSHConfig.KeySecret, w.Namespace)
@@ -81,6 +80,10 @@ func (l *Locator) SSHTarget(ctx context.Context, w *vm.Wukong) (ssh.Target, erro
 	key := sec.Data[PrivateKeyKey]
 	if len(key) == 0 {
 		return ssh.Target{}, fmt.Errorf("%w: the Secret %q has no %s key (create it with type kubernetes.io/ssh-auth)", ErrMisconfigured, sec.Name, PrivateKeyKey)
+	}
+	addr, err := l.address(ctx, w)
+	if err != nil {
+		return ssh.Target{}, err
 	}
 	t := ssh.Target{
 		Key:        w.Namespace + "/" + w.Name,
