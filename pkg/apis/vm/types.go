@@ -76,13 +76,18 @@ type DiskConfig struct {
 	Size *resource.Quantity `json:"size,omitempty"`
 
 	// Image is a container disk image to import, with a docker:// or registry:// scheme.
-	// Mutually exclusive with importSource.
+	// Mutually exclusive with importSource and dataSource.
 	// +optional
 	Image string `json:"image,omitempty"`
 
 	// ImportSource defines where the disk's content is imported from.
 	// +optional
 	ImportSource *ImportSourceSpec `json:"importSource,omitempty"`
+
+	// DataSource names a CDI DataSource (a golden image) to clone the disk
+	// from. Mutually exclusive with image and importSource.
+	// +optional
+	DataSource *DataSourceReference `json:"dataSource,omitempty"`
 
 	// ExportTarget defines where the disk is exported to.
 	// +optional
@@ -246,6 +251,16 @@ type PVCConfig struct {
 
 	// Name of the PVC.
 	Name string `json:"name"`
+}
+
+// DataSourceReference names a CDI DataSource (cdi.kubevirt.io/v1beta1).
+type DataSourceReference struct {
+	// Name of the DataSource.
+	Name string `json:"name"`
+
+	// Namespace of the DataSource; defaults to the Wukong's namespace.
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // File transfer methods.

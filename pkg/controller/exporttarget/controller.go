@@ -54,6 +54,8 @@ type Controller struct {
 	start   func(stop <-chan struct{})
 	queue   workqueue.TypedRateLimitingInterface[string]
 	backoff workqueue.TypedRateLimiter[string]
+	// waiting spaces the looks for a Secret a push waits for.
+	waiting workqueue.TypedRateLimiter[string]
 
 	// last is the outcome of the last push of each disk in this process.
 	// It is the truth for its target: the informer's copy of the status may
@@ -87,6 +89,7 @@ func newController(wukongs versioned.Interface, deps Deps) (*Controller, error) 
 		// target that is down is not hammered, and one that comes back is
 		// reached within minutes.
 		backoff: workqueue.NewTypedItemExponentialFailureRateLimiter[string](5*time.Second, 10*time.Minute),
+		waiting: workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 30*time.Second),
 		last:    map[string]attempt{},
 	}
 	factory := wukonginformers.NewSharedInformerFactory(wukongs, 10*time.Minute)
@@ -158,6 +161,14 @@ func (c *Controller) sync(ctx context.Context, key string) {
 		c.queue.AddAfter(key, 2*time.Second)
 		return
 	}
+	var waiting *WaitingError
+	if errors.As(err, &waiting) {
+		// No informer watches Secrets (the server may not list them):
+		// look again, 1 s doubling to 30 s.
+		c.queue.AddAfter(key, c.waiting.When(key))
+		return
+	}
+	c.waiting.Forget(key)
 	a := attempt{target: push.Describe(disk.ExportTarget)}
 	if err != nil && retryable(err) {
 		delay := c.backoff.When(key)

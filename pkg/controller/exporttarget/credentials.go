@@ -85,6 +85,48 @@ func (c *Controller) credentials(ctx context.Context, namespace string, t *v1alp
 	return creds, nil
 }
 
+// WaitingError: what a push needs (a Secret or ConfigMap its target
+// names) does not exist yet. Nothing is exported or recorded until it does;
+// the VM controller's ReferencesResolved condition names it too.
+type WaitingError struct{ What string }
+
+func (e *WaitingError) Error() string { return "waiting for " + e.What }
+
+// missing names the first Secret or ConfigMap target names that does not
+// exist in namespace, if any; only whether it exists is read here.
+func (c *Controller) missing(ctx context.Context, namespace string, disk int, t *v1alpha1.ExportTargetSpec) (string, error) {
+	p := fmt.Sprintf("spec.disks[%d].exportTarget", disk)
+	type ref struct{ kind, name, field string }
+	var refs []ref
+	if t.Credentials != nil {
+		refs = append(refs, ref{"Secret", t.Credentials.SecretName, p + ".credentials.secretName"})
+	}
+	if s := t.S3Config; s != nil && s.Credentials != nil {
+		refs = append(refs, ref{"Secret", s.Credentials.SecretName, p + ".s3Config.credentials.secretName"})
+	}
+	if r := t.RegistryConfig; r != nil {
+		refs = append(refs, ref{"Secret", r.SecretName, p + ".registryConfig.secretName"}, ref{"ConfigMap", r.CertConfigMap, p + ".registryConfig.certConfigMap"})
+	}
+	for _, r := range refs {
+		if r.name == "" {
+			continue
+		}
+		var err error
+		if r.kind == "Secret" {
+			_, err = c.Core.Secrets(namespace).Get(ctx, r.name, metav1.GetOptions{})
+		} else {
+			_, err = c.Core.ConfigMaps(namespace).Get(ctx, r.name, metav1.GetOptions{})
+		}
+		if apierrors.IsNotFound(err) {
+			return fmt.Sprintf("%s %s named by %s", r.kind, r.name, r.field), nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("reading the %s %s/%s: %w", r.kind, namespace, r.name, err)
+		}
+	}
+	return "", nil
+}
+
 // caBundle is every value of the ConfigMap name, the way CDI reads its
 // certConfigMap: each key a PEM file.
 func (c *Controller) caBundle(ctx context.Context, namespace, name string) ([]byte, error) {

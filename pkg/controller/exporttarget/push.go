@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -68,6 +69,17 @@ type pushing struct {
 func (c *Controller) push(ctx context.Context, w *v1alpha1.Wukong, disk *v1alpha1.DiskConfig) error {
 	target := disk.ExportTarget
 	p := &pushing{c: c, w: w, disk: disk.Name, where: push.Describe(target), length: -1}
+
+	// A Secret or ConfigMap that comes after the Wukong is waited for, not
+	// failed on: the push starts by itself once it is there.
+	idx := slices.IndexFunc(w.Spec.Disks, func(d v1alpha1.DiskConfig) bool { return d.Name == disk.Name })
+	if what, err := c.missing(ctx, w.Namespace, idx, target); err != nil {
+		return p.fail(ctx, err)
+	} else if what != "" {
+		waiting := &WaitingError{What: what}
+		p.setStatus(ctx, &v1alpha1.PushStatus{Phase: v1alpha1.TransferPhasePending, Message: waiting.Error()}, nil)
+		return waiting
+	}
 
 	// The export reads whatever PVC has the name: it must be the Wukong's,
 	// or someone else's disk goes to this target. Checked first: it needs

@@ -29,7 +29,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -63,6 +65,7 @@ type Controller struct {
 	kubevirt kubevirtclient.Interface
 	cdi      cdiclient.Interface
 	secrets  corev1client.SecretsGetter
+	refs     *Resolver
 
 	wukongLister listers.WukongLister
 	vms, vmis    cache.Indexer
@@ -71,11 +74,15 @@ type Controller struct {
 	run          func(stop <-chan struct{})
 
 	queue workqueue.TypedRateLimitingInterface[string]
+	// waiting spaces the looks at Wukongs waiting for a Secret, ConfigMap
+	// or PVC, which no informer watches: 1 s, doubling, at most 30 s.
+	waiting workqueue.TypedRateLimiter[string]
 }
 
 // New builds a controller. wukongConfig reaches this server (the loopback
-// config); clusterConfig reaches kube-apiserver (KubeVirt, CDI, Secrets).
-func New(wukongConfig, clusterConfig *rest.Config, secrets corev1client.SecretsGetter) (*Controller, error) {
+// config); clusterConfig reaches kube-apiserver (KubeVirt, CDI); core reads
+// the Secrets, ConfigMaps and PVCs Wukongs name, by name.
+func New(wukongConfig, clusterConfig *rest.Config, core corev1client.CoreV1Interface) (*Controller, error) {
 	wc, err := versioned.NewForConfig(wukongConfig)
 	if err != nil {
 		return nil, err
@@ -89,7 +96,8 @@ func New(wukongConfig, clusterConfig *rest.Config, secrets corev1client.SecretsG
 		return nil, err
 	}
 	c := &Controller{
-		wukongs: wc, kubevirt: kv, cdi: cdi, secrets: secrets,
+		wukongs: wc, kubevirt: kv, cdi: cdi, secrets: core,
+		waiting: workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 30*time.Second),
 		// Per-item exponential backoff (5 ms to 16 min) and an overall
 		// bucket: a Wukong that keeps failing is retried less and less often.
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
@@ -102,6 +110,9 @@ func New(wukongConfig, clusterConfig *rest.Config, secrets corev1client.SecretsG
 	if _, err := wi.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: handle, UpdateFunc: func(_, n any) { handle(n) }, DeleteFunc: handle,
 	}); err != nil {
+		return nil, err
+	}
+	if err := wi.Informer().AddIndexers(cache.Indexers{indexDataSource: dataSourceKeys}); err != nil {
 		return nil, err
 	}
 	owned := func(client rest.Interface, resource string, obj runtime.Object) cache.SharedIndexInformer {
@@ -121,12 +132,38 @@ func New(wukongConfig, clusterConfig *rest.Config, secrets corev1client.SecretsG
 	vmiInf := owned(kv.KubevirtV1().RESTClient(), "virtualmachineinstances", &kubevirtv1.VirtualMachineInstance{})
 	dvInf := owned(cdi.CdiV1beta1().RESTClient(), "datavolumes", &cdiv1.DataVolume{})
 	c.vms, c.vmis, c.dvs = vmInf.GetIndexer(), vmiInf.GetIndexer(), dvInf.GetIndexer()
-	c.synced = []cache.InformerSynced{wi.Informer().HasSynced, vmInf.HasSynced, vmiInf.HasSynced, dvInf.HasSynced}
+	// DataSources, all of them (golden images live in namespaces of their
+	// own): a change brings back the Wukongs that name it.
+	dsInf := cache.NewSharedIndexInformer(cache.NewListWatchFromClient(cdi.CdiV1beta1().RESTClient(), "datasources", metav1.NamespaceAll, fields.Everything()),
+		&cdiv1.DataSource{}, 10*time.Minute, cache.Indexers{})
+	wukongIndex := wi.Informer().GetIndexer()
+	dsChanged := func(obj any) {
+		if m, err := metaOf(obj); err == nil {
+			keys, _ := wukongIndex.IndexKeys(indexDataSource, m.GetNamespace()+"/"+m.GetName())
+			for _, k := range keys {
+				c.queue.Add(k)
+			}
+		}
+	}
+	_, _ = dsInf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: dsChanged, UpdateFunc: func(_, n any) { dsChanged(n) }, DeleteFunc: dsChanged})
+	dsIndex := dsInf.GetIndexer()
+	c.refs = &Resolver{Secrets: core, ConfigMaps: core, PVCs: core, DataSource: func(ns, name string) (*cdiv1.DataSource, error) {
+		o, ok, err := dsIndex.GetByKey(ns + "/" + name)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, apierrors.NewNotFound(cdiv1.SchemeGroupVersion.WithResource("datasources").GroupResource(), name)
+		}
+		return o.(*cdiv1.DataSource), nil
+	}}
+	c.synced = []cache.InformerSynced{wi.Informer().HasSynced, vmInf.HasSynced, vmiInf.HasSynced, dvInf.HasSynced, dsInf.HasSynced}
 	c.run = func(stop <-chan struct{}) {
 		factory.Start(stop)
 		go vmInf.Run(stop)
 		go vmiInf.Run(stop)
 		go dvInf.Run(stop)
+		go dsInf.Run(stop)
 	}
 	return c, nil
 }
@@ -163,6 +200,10 @@ func (c *Controller) process(ctx context.Context, key string) {
 		c.queue.Forget(key)
 	case errors.Is(err, errRetryLater):
 		c.queue.AddAfter(key, time.Second)
+	case errors.Is(err, errWaiting):
+		// Not a failure: what the Wukong names is not there yet.
+		c.queue.Forget(key)
+		c.queue.AddAfter(key, c.waiting.When(key))
 	default:
 		// A refused DataVolume's error may quote its import URL.
 		klog.ErrorS(errors.New(vm.RedactURLs(err.Error())), "Reconciling a Wukong", "wukong", key)
@@ -172,6 +213,12 @@ func (c *Controller) process(ctx context.Context, key string) {
 
 var errRetryLater = errors.New("waiting for objects to go")
 
+// errWaiting: the Wukong waits for a Secret, ConfigMap or PVC to appear.
+var errWaiting = errors.New("waiting for objects the Wukong names")
+
+// indexDataSource indexes Wukongs by the DataSources they name.
+const indexDataSource = "dataSource"
+
 func (c *Controller) sync(ctx context.Context, key string) error {
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
@@ -179,12 +226,14 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	}
 	w, err := c.wukongLister.Wukongs(ns).Get(name)
 	if apierrors.IsNotFound(err) {
+		c.waiting.Forget(key)
 		return nil
 	}
 	if err != nil {
 		return err
 	}
 	if w.DeletionTimestamp != nil {
+		c.waiting.Forget(key)
 		return c.finalize(ctx, w)
 	}
 	if !slices.Contains(w.Finalizers, Finalizer) {
@@ -195,21 +244,38 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	}
 
 	var obs Observed
-	if o, ok, _ := c.vms.GetByKey(key); ok && o.(*kubevirtv1.VirtualMachine).Annotations[AnnotationGeneration] == strconv.FormatInt(w.Generation, 10) &&
-		controlledBy(o.(*kubevirtv1.VirtualMachine), w) && runStrategyOf(o.(*kubevirtv1.VirtualMachine)) == RunStrategy(w) {
+	existing, current := (*kubevirtv1.VirtualMachine)(nil), false
+	if o, ok, _ := c.vms.GetByKey(key); ok {
+		existing = o.(*kubevirtv1.VirtualMachine)
+		current = existing.Annotations[AnnotationGeneration] == strconv.FormatInt(w.Generation, 10) &&
+			controlledBy(existing, w) && runStrategyOf(existing) == RunStrategy(w)
+	}
+	// What the spec names is read again until it all resolved for this
+	// generation, and before every VM write.
+	if !current || !resolved(w) {
+		if obs.Problems, err = c.refs.Resolve(ctx, w); err != nil {
+			return err
+		}
+		obs.ReferencesChecked = true
+	}
+	if current {
 		// The VM was written for this generation: report on it without
 		// reading the key Secret again (this runs on every import update).
 		// One written before VMs named their Wukong as controller is
 		// written again, to adopt it; so is one whose run strategy was
 		// changed on the VirtualMachine (virtctl stop): the Wukong says
 		// whether its VM runs.
-		obs.VM = o.(*kubevirtv1.VirtualMachine)
+		obs.VM = existing
 		desired, err := Render(w, "")
 		if err != nil {
 			obs.Err = err
 		} else {
 			obs.NotApplied = templateChanges(w.Name, obs.VM.Spec.DataVolumeTemplates, desired.Spec.DataVolumeTemplates)
 		}
+	} else if holdsVM(obs.Problems) {
+		// Nothing that would fail for them: no VirtualMachine (nor its
+		// DataVolumes) until they are there; an existing one stays as it is.
+		obs.VM, obs.Held = existing, true
 	} else if desired, err := Render(w, c.publicKey(ctx, w)); err != nil {
 		obs.Err = err
 	} else if obs.VM, obs.NotApplied, err = c.applyVM(ctx, desired); err != nil {
@@ -225,7 +291,20 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 			obs.DataVolumes[claim] = o.(*cdiv1.DataVolume)
 		}
 	}
-	return c.writeStatus(ctx, w, obs)
+	if err := c.writeStatus(ctx, w, obs); err != nil {
+		return err
+	}
+	if polled(obs.Problems) {
+		return errWaiting
+	}
+	c.waiting.Forget(key)
+	return nil
+}
+
+// resolved says whether w's references all resolved for its generation.
+func resolved(w *v1alpha1.Wukong) bool {
+	c := meta.FindStatusCondition(w.Status.Conditions, ConditionReferencesResolved)
+	return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == w.Generation
 }
 
 // writeStatus writes w's status from what was observed: only through

@@ -94,6 +94,15 @@ func Render(w *v1alpha1.Wukong, sshPublicKey string) (*kubevirtv1.VirtualMachine
 				Requests: corev1.ResourceList{corev1.ResourceStorage: size},
 			}},
 		}
+		if ds := d.DataSource; ds != nil {
+			// A golden image: CDI clones the DataSource's source. CDI takes
+			// either source or sourceRef, never both.
+			ns := ds.Namespace
+			if ns == "" {
+				ns = w.Namespace
+			}
+			dv.Source, dv.SourceRef = nil, &cdiv1.DataVolumeSourceRef{Kind: cdiv1.DataVolumeDataSource, Namespace: &ns, Name: ds.Name}
+		}
 		if s := d.ImportSource; s != nil && s.ContentType == v1alpha1.ContentTypeArchive {
 			dv.ContentType = cdiv1.DataVolumeArchive
 		}

@@ -19,6 +19,7 @@ package virtualmachine
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -27,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	kvfake "kubevirt.io/client-go/kubevirt/fake"
@@ -197,6 +199,9 @@ func TestSyncSetsBackARunStrategyChangedOnTheVM(t *testing.T) {
 		wukongs: fake.NewClientset(w), kubevirt: kv, secrets: k8sfake.NewClientset().CoreV1(),
 		wukongLister: listers.NewWukongLister(index(w)), vms: index(m), vmis: index(), dvs: index(),
 	}
+	core := k8sfake.NewClientset().CoreV1()
+	c.refs = &Resolver{Secrets: core, ConfigMaps: core, PVCs: core}
+	c.waiting = workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 30*time.Second)
 	require.NoError(t, c.sync(context.Background(), "ns/vm1"))
 	got, err := kv.KubevirtV1().VirtualMachines("ns").Get(context.Background(), "vm1", metav1.GetOptions{})
 	require.NoError(t, err)

@@ -50,6 +50,10 @@ const (
 	// ConditionSpecApplied: the VirtualMachine matches the spec; False
 	// when a change needs what KubeVirt cannot do to a VM in place.
 	ConditionSpecApplied = "SpecApplied"
+	// ConditionReferencesResolved: every Secret, ConfigMap, PVC and
+	// DataSource the spec names is there (and a DataSource Ready); False
+	// names each one that is not, with the field that names it.
+	ConditionReferencesResolved = "ReferencesResolved"
 )
 
 // Observed is what the controller saw of a Wukong's objects.
@@ -61,6 +65,13 @@ type Observed struct {
 	NotApplied []string
 	// Err is why the VM could not be rendered or written, if it could not.
 	Err error
+	// ReferencesChecked: Problems is what the spec's references are now;
+	// if not, they resolved before for this generation.
+	ReferencesChecked bool
+	// Problems are the references that do not resolve.
+	Problems []Problem
+	// Held: the VirtualMachine was not written for them.
+	Held bool
 }
 
 // Status computes w's status from what was observed, keeping what other
@@ -70,9 +81,14 @@ func Status(w *v1alpha1.Wukong, o Observed) v1alpha1.WukongStatus {
 	st.ObservedGeneration = w.Generation
 	st.Volumes = nil
 	imported, failed, importing := 0, []string{}, 0
-	for _, d := range w.Spec.Disks {
+	for i, d := range w.Spec.Disks {
 		claim := vm.DiskName(w.Name, d.Name)
 		is := importStatus(o.DataVolumes[claim])
+		if o.DataVolumes[claim] == nil {
+			if why := waitingFor(o.Problems, i); why != "" {
+				is.Message = "waiting for " + why
+			}
+		}
 		v := v1alpha1.VolumeStatus{Name: d.Name, ClaimName: claim, ImportStatus: is}
 		if old := volumeStatusOf(w, d.Name); old != nil {
 			v.ExportStatus, v.PushStatus = old.ExportStatus, old.PushStatus
@@ -108,9 +124,29 @@ func Status(w *v1alpha1.Wukong, o Observed) v1alpha1.WukongStatus {
 	default:
 		set(ConditionImported, false, "Importing", fmt.Sprintf("%d of %d disks imported", imported, len(w.Spec.Disks)))
 	}
+	if o.ReferencesChecked {
+		if len(o.Problems) == 0 {
+			set(ConditionReferencesResolved, true, ReasonResolved, "every object the spec names is there")
+		} else {
+			msgs := make([]string, len(o.Problems))
+			for i, p := range o.Problems {
+				msgs[i] = p.String()
+			}
+			msg := strings.Join(msgs, "; ")
+			switch {
+			case o.Held && o.VM == nil:
+				msg += "; the VirtualMachine is created once they are there"
+			case o.Held:
+				msg += "; the VirtualMachine is updated once they are there"
+			}
+			set(ConditionReferencesResolved, false, o.Problems[0].Reason, msg)
+		}
+	}
 	switch {
 	case o.Err != nil:
 		set(ConditionReady, false, "VirtualMachineNotWritten", vm.RedactURLs(o.Err.Error()))
+	case o.Held && o.VM == nil:
+		set(ConditionReady, false, "WaitingForReferences", "the VirtualMachine is created once what the spec names is there (see ReferencesResolved)")
 	case running && st.Address != "" && !stopping(w, o):
 		set(ConditionReady, true, "Running", "the VM runs at "+st.Address)
 	case running && !stopping(w, o):
@@ -121,7 +157,9 @@ func Status(w *v1alpha1.Wukong, o Observed) v1alpha1.WukongStatus {
 		reason, msg := notRunning(w, o)
 		set(ConditionReady, false, reason, msg)
 	}
-	if len(o.NotApplied) > 0 {
+	if o.Held && o.VM != nil {
+		set(ConditionSpecApplied, false, "WaitingForReferences", "the VirtualMachine is updated once what the spec names is there (see ReferencesResolved)")
+	} else if len(o.NotApplied) > 0 {
 		set(ConditionSpecApplied, false, "NeedsRecreate", "KubeVirt cannot apply these changes to the existing VM: "+
 			strings.Join(o.NotApplied, "; ")+"; delete and recreate the Wukong to apply them")
 	} else {
@@ -226,6 +264,17 @@ func notRunning(w *v1alpha1.Wukong, o Observed) (string, string) {
 		return "Stopped", "the VM is stopped (runStrategy Manual: KubeVirt's start subresource, as virtctl start does, or kubectl wukong start " + w.Name + " starts it)"
 	}
 	return "Stopped", fmt.Sprintf("the VM is stopped (runStrategy %s): kubectl wukong start %s starts it", strategy, w.Name)
+}
+
+// waitingFor names what disk i's DataVolume waits for, if anything.
+func waitingFor(problems []Problem, disk int) string {
+	var out []string
+	for _, p := range problems {
+		if p.Ref.VM && p.Ref.Disk == disk {
+			out = append(out, p.String())
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // volumeStatusOf is a disk's status as written, whose export and push

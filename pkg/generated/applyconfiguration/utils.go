@@ -34,6 +34,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 	// Group=vm.novasphere.dev, Version=v1alpha1
 	case v1alpha1.SchemeGroupVersion.WithKind("ByteRange"):
 		return &vmv1alpha1.ByteRangeApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("DataSourceReference"):
+		return &vmv1alpha1.DataSourceReferenceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("DiskConfig"):
 		return &vmv1alpha1.DiskConfigApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ExportStatus"):

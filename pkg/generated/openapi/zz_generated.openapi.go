@@ -34,6 +34,7 @@ import (
 func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenAPIDefinition {
 	return map[string]common.OpenAPIDefinition{
 		v1alpha1.ByteRange{}.OpenAPIModelName():                schema_pkg_apis_vm_v1alpha1_ByteRange(ref),
+		v1alpha1.DataSourceReference{}.OpenAPIModelName():      schema_pkg_apis_vm_v1alpha1_DataSourceReference(ref),
 		v1alpha1.Disk{}.OpenAPIModelName():                     schema_pkg_apis_vm_v1alpha1_Disk(ref),
 		v1alpha1.DiskConfig{}.OpenAPIModelName():               schema_pkg_apis_vm_v1alpha1_DiskConfig(ref),
 		v1alpha1.DiskExportOptions{}.OpenAPIModelName():        schema_pkg_apis_vm_v1alpha1_DiskExportOptions(ref),
@@ -154,6 +155,35 @@ func schema_pkg_apis_vm_v1alpha1_ByteRange(ref common.ReferenceCallback) common.
 	}
 }
 
+func schema_pkg_apis_vm_v1alpha1_DataSourceReference(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "DataSourceReference names a CDI DataSource (cdi.kubevirt.io/v1beta1).",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name of the DataSource.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"namespace": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Namespace of the DataSource; defaults to the Wukong's namespace.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name"},
+			},
+		},
+	}
+}
+
 func schema_pkg_apis_vm_v1alpha1_Disk(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -224,7 +254,7 @@ func schema_pkg_apis_vm_v1alpha1_DiskConfig(ref common.ReferenceCallback) common
 					},
 					"image": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Image is a container disk image to import, with a docker:// or registry:// scheme. Mutually exclusive with importSource.",
+							Description: "Image is a container disk image to import, with a docker:// or registry:// scheme. Mutually exclusive with importSource and dataSource.",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -233,6 +263,12 @@ func schema_pkg_apis_vm_v1alpha1_DiskConfig(ref common.ReferenceCallback) common
 						SchemaProps: spec.SchemaProps{
 							Description: "ImportSource defines where the disk's content is imported from.",
 							Ref:         ref(v1alpha1.ImportSourceSpec{}.OpenAPIModelName()),
+						},
+					},
+					"dataSource": {
+						SchemaProps: spec.SchemaProps{
+							Description: "DataSource names a CDI DataSource (a golden image) to clone the disk from. Mutually exclusive with image and importSource.",
+							Ref:         ref(v1alpha1.DataSourceReference{}.OpenAPIModelName()),
 						},
 					},
 					"exportTarget": {
@@ -246,7 +282,7 @@ func schema_pkg_apis_vm_v1alpha1_DiskConfig(ref common.ReferenceCallback) common
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.ExportTargetSpec{}.OpenAPIModelName(), v1alpha1.ImportSourceSpec{}.OpenAPIModelName(), resource.Quantity{}.OpenAPIModelName()},
+			v1alpha1.DataSourceReference{}.OpenAPIModelName(), v1alpha1.ExportTargetSpec{}.OpenAPIModelName(), v1alpha1.ImportSourceSpec{}.OpenAPIModelName(), resource.Quantity{}.OpenAPIModelName()},
 	}
 }
 

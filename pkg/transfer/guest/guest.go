@@ -72,21 +72,21 @@ func (l *Locator) SSHTarget(ctx context.Context, w *vm.Wukong) (ssh.Target, erro
 	}
 	// The Secret is read while the VMI and its VM are: each read is a round
 	// trip to kube-apiserver, and every files request pays for all three.
-	type secretRead struct {
-		sec *corev1.Secret
-		err error
+	// The key's errors are reported first: while it is missing the VM
+	// controller does not make the VM (cloud-init needs its public half),
+	// and the answer should say what to create rather than that the VM is
+	// not running.
+	type addrRead struct {
+		addr string
+		err  error
 	}
-	secc := make(chan secretRead, 1)
+	addrc := make(chan addrRead, 1)
 	go func() {
-		sec, err := l.Secrets.Secrets(w.Namespace).Get(ctx, ft.SSHConfig.KeySecret, metav1.GetOptions{})
-		secc <- secretRead{sec, err}
+		addr, err := l.address(ctx, w)
+		addrc <- addrRead{addr, err}
 	}()
-	addr, err := l.address(ctx, w)
-	r := <-secc
-	if err != nil {
-		return ssh.Target{}, err
-	}
-	sec, err := r.sec, r.err
+	sec, err := l.Secrets.Secrets(w.Namespace).Get(ctx, ft.SSHConfig.KeySecret, metav1.GetOptions{})
+	ar := <-addrc
 	if apierrors.IsNotFound(err) {
 		return ssh.Target{}, fmt.Errorf("%w: the Secret %q named by spec.fileTransfer.sshConfig.keySecret does not exist in namespace %s", ErrMisconfigured, ft.SSHConfig.KeySecret, w.Namespace)
 	}
@@ -96,6 +96,10 @@ func (l *Locator) SSHTarget(ctx context.Context, w *vm.Wukong) (ssh.Target, erro
 	key := sec.Data[PrivateKeyKey]
 	if len(key) == 0 {
 		return ssh.Target{}, fmt.Errorf("%w: the Secret %q has no %s key (create it with type kubernetes.io/ssh-auth)", ErrMisconfigured, sec.Name, PrivateKeyKey)
+	}
+	addr, err := ar.addr, ar.err
+	if err != nil {
+		return ssh.Target{}, err
 	}
 	t := ssh.Target{
 		Key:        w.Namespace + "/" + w.Name,

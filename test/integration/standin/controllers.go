@@ -206,6 +206,8 @@ func (c *Controllers) importDV(ctx context.Context, dv *cdiv1.DataVolume) {
 	}
 	var err error
 	switch src := dv.Spec.Source; {
+	case src == nil && dv.Spec.SourceRef != nil:
+		err = c.cloneSourceRef(ctx, dv, report)
 	case src == nil:
 		err = fmt.Errorf("no source")
 	case src.HTTP != nil:
@@ -227,6 +229,43 @@ func (c *Controllers) importDV(ctx context.Context, dv *cdiv1.DataVolume) {
 		return
 	}
 	set(cdiv1.Succeeded, "100.0%", corev1.ConditionFalse, "Completed", "Import Complete")
+}
+
+// cloneSourceRef clones from a DataSource as CDI does
+// (pkg/controller/datavolume/clone-controller-base.go,
+// populateSourceIfSourceRef): the DataSource's source (its status' for a
+// chained one), which must be set, then a PVC clone from the source's
+// namespace, the DataVolume's when it names none.
+func (c *Controllers) cloneSourceRef(ctx context.Context, dv *cdiv1.DataVolume, report func(int) bool) error {
+	ref := dv.Spec.SourceRef
+	if ref.Kind != cdiv1.DataVolumeDataSource {
+		return fmt.Errorf("Unsupported sourceRef kind %s, currently only %s is supported", ref.Kind, cdiv1.DataVolumeDataSource)
+	}
+	ns := dv.Namespace
+	if ref.Namespace != nil && *ref.Namespace != "" {
+		ns = *ref.Namespace
+	}
+	ds, err := c.cdi.CdiV1beta1().DataSources(ns).Get(ctx, ref.Name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	src := ds.Spec.Source
+	if src.DataSource != nil {
+		src = ds.Status.Source
+	}
+	switch {
+	case src.PVC != nil:
+		pns := src.PVC.Namespace
+		if pns == "" {
+			pns = dv.Namespace
+		}
+		if _, err := c.kube.CoreV1().PersistentVolumeClaims(pns).Get(ctx, src.PVC.Name, metav1.GetOptions{}); err != nil {
+			return fmt.Errorf("source PVC %s/%s: %v", pns, src.PVC.Name, err)
+		}
+	case src.Snapshot == nil:
+		return fmt.Errorf("Empty source field in '%s'. DataSource may not be ready yet", ds.Name)
+	}
+	return c.steps(ctx, report)
 }
 
 func (c *Controllers) steps(ctx context.Context, report func(int) bool) error {

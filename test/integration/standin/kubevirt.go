@@ -59,7 +59,7 @@ func InstallKubeVirtCRDs(ctx context.Context, cp *framework.ControlPlane) error 
 	}
 	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
 		// The kinds each group version has once all its CRDs are served.
-		for gv, n := range map[string]int{"kubevirt.io/v1": 2, "cdi.kubevirt.io/v1beta1": 2, "export.kubevirt.io/v1beta1": 1,
+		for gv, n := range map[string]int{"kubevirt.io/v1": 2, "cdi.kubevirt.io/v1beta1": 3, "export.kubevirt.io/v1beta1": 1,
 			"snapshot.kubevirt.io/v1beta1": 2, "snapshot.storage.k8s.io/v1": 2} {
 			res, err := dc.ServerResourcesForGroupVersion(gv)
 			if err != nil {

@@ -27,6 +27,11 @@ func (in ByteRange) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in DataSourceReference) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.DataSourceReference"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in Disk) OpenAPIModelName() string {
 	return "dev.novasphere.vm.v1alpha1.Disk"
 }

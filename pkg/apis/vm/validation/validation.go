@@ -132,6 +132,12 @@ func validateDisk(d *vm.DiskConfig, p *field.Path) field.ErrorList {
 	if d.Image != "" && d.ImportSource != nil {
 		allErrs = append(allErrs, field.Forbidden(p.Child("importSource"), "set either image or importSource, not both"))
 	}
+	if d.DataSource != nil {
+		if d.Image != "" || d.ImportSource != nil {
+			allErrs = append(allErrs, field.Forbidden(p.Child("dataSource"), "set one of image, importSource and dataSource"))
+		}
+		allErrs = append(allErrs, validateDataSource(d.DataSource, p.Child("dataSource"))...)
+	}
 	if d.Image != "" {
 		allErrs = append(allErrs, validateRegistryURL(d.Image, p.Child("image"))...)
 	}
@@ -140,6 +146,23 @@ func validateDisk(d *vm.DiskConfig, p *field.Path) field.ErrorList {
 	}
 	if d.ExportTarget != nil {
 		allErrs = append(allErrs, validateExportTarget(d.ExportTarget, p.Child("exportTarget"))...)
+	}
+	return allErrs
+}
+
+// validateDataSource checks a DataSource's name and namespace as CDI's
+// DataVolume webhook checks a sourceRef's: a name is required.
+func validateDataSource(d *vm.DataSourceReference, p *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if d.Name == "" {
+		allErrs = append(allErrs, field.Required(p.Child("name"), "the name of the DataSource to clone"))
+	} else {
+		allErrs = append(allErrs, validateDNSSubdomain(d.Name, p.Child("name"))...)
+	}
+	if d.Namespace != "" {
+		for _, msg := range utilvalidation.IsDNS1123Label(d.Namespace) {
+			allErrs = append(allErrs, field.Invalid(p.Child("namespace"), d.Namespace, msg))
+		}
 	}
 	return allErrs
 }

@@ -37,10 +37,13 @@ import (
 )
 
 // References checks, when a Wukong is created or what it names changes,
-// what it names in the cluster: an import that would fail minutes later in
-// CDI (a credentials Secret that does not exist or lacks its keys, a clone
-// source larger than the disk) is refused now, with the field to fix, and
-// so is a reference its author may not follow.
+// what it names in the cluster: a reference its author may not follow is
+// refused, and so is an import that would fail minutes later in CDI (a
+// credentials Secret that lacks its keys, a clone source larger than the
+// disk), with the field to fix. An object that does not exist yet is not
+// refused: `kubectl apply -f dir/` may bring the Wukong before its Secret,
+// and the VM controller reports what is missing in the Wukong's status and
+// goes on when it appears.
 type References struct {
 	Core corev1client.CoreV1Interface
 	// Authorizer, when set, requires the user to be allowed to get every
@@ -137,8 +140,18 @@ func (r *References) disks(ctx context.Context, w *vm.Wukong) field.ErrorList {
 			} else {
 				// Whether a PVC exists there is not for the author to
 				// learn here; whether they may clone from there is.
-				errs = append(errs, r.clone(ctx, c.Namespace, c.Name, sp.Child("pvcConfig", "namespace"))...)
+				errs = append(errs, r.clone(ctx, c.Namespace, c.Name, sp.Child("pvcConfig", "namespace"), "PersistentVolumeClaims")...)
 			}
+		}
+	}
+	for i, d := range w.Spec.Disks {
+		// A DataSource is read with the server's identity only by the
+		// controller; here only whether the author may clone from its
+		// namespace, as CDI checks of a DataVolume's creator, so nothing is
+		// said of whether it exists. One in the Wukong's own namespace
+		// needs no check (CDI's CanUserClonePVC: same namespace).
+		if ds := d.DataSource; ds != nil && ds.Namespace != "" && ds.Namespace != w.Namespace {
+			errs = append(errs, r.clone(ctx, ds.Namespace, ds.Name, field.NewPath("spec", "disks").Index(i).Child("dataSource", "namespace"), "DataSources")...)
 		}
 	}
 	return errs
@@ -167,7 +180,7 @@ func (r *References) authorized(ctx context.Context, ns, name string, p *field.P
 // create on datavolumes/source in the source namespace, or create pods
 // there. CDI asks that of the DataVolume's creator, which is this server,
 // so the author's right is checked here.
-func (r *References) clone(ctx context.Context, ns, name string, p *field.Path) field.ErrorList {
+func (r *References) clone(ctx context.Context, ns, name string, p *field.Path, what string) field.ErrorList {
 	if r.Authorizer == nil {
 		return nil
 	}
@@ -183,7 +196,7 @@ func (r *References) clone(ctx context.Context, ns, name string, p *field.Path) 
 			}
 		}
 	}
-	return field.ErrorList{field.Forbidden(p, fmt.Sprintf("you may not clone PersistentVolumeClaims from namespace %s: that takes create on datavolumes/source (cdi.kubevirt.io) there, as CDI checks for a clone", ns))}
+	return field.ErrorList{field.Forbidden(p, fmt.Sprintf("you may not clone %s from namespace %s: that takes create on datavolumes/source (cdi.kubevirt.io) there, as CDI checks for a clone", what, ns))}
 }
 
 func (r *References) secret(ctx context.Context, ns, name string, p *field.Path, keys ...string) field.ErrorList {
@@ -194,7 +207,8 @@ func (r *References) secret(ctx context.Context, ns, name string, p *field.Path,
 	s, err := r.Core.Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		return field.ErrorList{field.NotFound(p, name)}
+		// It may come after the Wukong; the controller waits for it.
+		return nil
 	case err != nil:
 		return field.ErrorList{field.InternalError(p, fmt.Errorf("reading Secret %s: %w", name, err))}
 	}
@@ -211,7 +225,8 @@ func (r *References) pvc(ctx context.Context, ns, name string, size *resource.Qu
 	pvc, err := r.Core.PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		return field.ErrorList{field.NotFound(p, name)}
+		// It may come after the Wukong; the controller waits for it.
+		return nil
 	case err != nil:
 		return field.ErrorList{field.InternalError(p, fmt.Errorf("reading PersistentVolumeClaim %s: %w", name, err))}
 	}

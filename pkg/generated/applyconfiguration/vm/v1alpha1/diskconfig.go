@@ -32,10 +32,13 @@ type DiskConfigApplyConfiguration struct {
 	// Size of the disk, as a quantity (e.g. 20Gi).
 	Size *resource.Quantity `json:"size,omitempty"`
 	// Image is a container disk image to import, with a docker:// or registry:// scheme.
-	// Mutually exclusive with importSource.
+	// Mutually exclusive with importSource and dataSource.
 	Image *string `json:"image,omitempty"`
 	// ImportSource defines where the disk's content is imported from.
 	ImportSource *ImportSourceSpecApplyConfiguration `json:"importSource,omitempty"`
+	// DataSource names a CDI DataSource (a golden image) to clone the disk
+	// from. Mutually exclusive with image and importSource.
+	DataSource *DataSourceReferenceApplyConfiguration `json:"dataSource,omitempty"`
 	// ExportTarget defines where the disk is exported to.
 	ExportTarget *ExportTargetSpecApplyConfiguration `json:"exportTarget,omitempty"`
 }
@@ -75,6 +78,14 @@ func (b *DiskConfigApplyConfiguration) WithImage(value string) *DiskConfigApplyC
 // If called multiple times, the ImportSource field is set to the value of the last call.
 func (b *DiskConfigApplyConfiguration) WithImportSource(value *ImportSourceSpecApplyConfiguration) *DiskConfigApplyConfiguration {
 	b.ImportSource = value
+	return b
+}
+
+// WithDataSource sets the DataSource field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the DataSource field is set to the value of the last call.
+func (b *DiskConfigApplyConfiguration) WithDataSource(value *DataSourceReferenceApplyConfiguration) *DiskConfigApplyConfiguration {
+	b.DataSource = value
 	return b
 }
 
