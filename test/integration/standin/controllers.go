@@ -32,6 +32,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -40,11 +41,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	kubevirtv1 "kubevirt.io/api/core/v1"
 	cdiclient "kubevirt.io/client-go/containerizeddataimporter"
+	snapclient "kubevirt.io/client-go/externalsnapshotter"
 	kubevirtclient "kubevirt.io/client-go/kubevirt"
 	cdiv1 "kubevirt.io/containerized-data-importer-api/pkg/apis/core/v1beta1"
 )
@@ -58,15 +60,27 @@ type Controllers struct {
 	kubevirt kubevirtclient.Interface
 	cdi      cdiclient.Interface
 	kube     kubernetes.Interface
+	snap     snapclient.Interface
 
 	// Address gives a started VM's VMI its IP; 10.0.2.15 when nil.
 	Address func(namespace, name string) string
 	// Step is the pause between progress updates of an import.
 	Step time.Duration
 
-	mu      sync.Mutex
-	started map[string]bool // DataVolumes being imported
-	claimed map[string]bool // DataVolumes whose PVC was made
+	// LaunchAfter delays a virt-launcher pod's Running (and so its VMI's),
+	// so a test can see a VM Starting. A time.Duration.
+	LaunchAfter atomic.Int64
+	// SnapshotReadyAfter delays the cut of each VolumeSnapshot (and so the
+	// VirtualMachineSnapshot's readiness), so a test can see a snapshot in
+	// progress or past its failureDeadline. A time.Duration.
+	SnapshotReadyAfter atomic.Int64
+
+	w *kvCaches // virt-controller's and the CSI stand-in's reads
+
+	mu       sync.Mutex
+	started  map[string]bool    // DataVolumes being imported
+	claimed  map[string]bool    // DataVolumes whose PVC was made
+	launched map[types.UID]bool // VMIs whose launcher pod was made
 }
 
 // StartControllers runs the stand-ins until ctx ends.
@@ -83,75 +97,12 @@ func StartControllers(ctx context.Context, cfg *rest.Config) (*Controllers, erro
 	if err != nil {
 		return nil, err
 	}
-	c := &Controllers{kubevirt: kv, cdi: cdi, kube: kube, Step: 100 * time.Millisecond, started: map[string]bool{}, claimed: map[string]bool{}}
-	go wait.UntilWithContext(ctx, c.syncVMs, 200*time.Millisecond)
+	c := &Controllers{kubevirt: kv, cdi: cdi, kube: kube, Step: 100 * time.Millisecond, started: map[string]bool{}, claimed: map[string]bool{}, launched: map[types.UID]bool{}}
+	if err := c.startVirt(ctx, cfg); err != nil { // virtcontroller.go, snapshot.go, storage.go
+		return nil, err
+	}
 	go wait.UntilWithContext(ctx, c.syncDataVolumes, 200*time.Millisecond)
 	return c, nil
-}
-
-// syncVMs does virt-controller's part: DataVolumes from each VM's templates
-// (owned by the VM), and a running VMI once they are all imported.
-func (c *Controllers) syncVMs(ctx context.Context) {
-	vms, err := c.kubevirt.KubevirtV1().VirtualMachines(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return
-	}
-	// A VMI goes with its VM, as virt-controller stops it.
-	if vmis, err := c.kubevirt.KubevirtV1().VirtualMachineInstances(metav1.NamespaceAll).List(ctx, metav1.ListOptions{}); err == nil {
-		for _, vmi := range vmis.Items {
-			for _, o := range vmi.OwnerReferences {
-				if o.Kind != "VirtualMachine" {
-					continue
-				}
-				if vm, err := c.kubevirt.KubevirtV1().VirtualMachines(vmi.Namespace).Get(ctx, o.Name, metav1.GetOptions{}); apierrors.IsNotFound(err) || (err == nil && vm.UID != o.UID) {
-					_ = c.kubevirt.KubevirtV1().VirtualMachineInstances(vmi.Namespace).Delete(ctx, vmi.Name, metav1.DeleteOptions{})
-				}
-			}
-		}
-	}
-	for i := range vms.Items {
-		vm := &vms.Items[i]
-		if vm.DeletionTimestamp != nil {
-			continue
-		}
-		ready := true
-		for _, t := range vm.Spec.DataVolumeTemplates {
-			dv, err := c.cdi.CdiV1beta1().DataVolumes(vm.Namespace).Get(ctx, t.Name, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				dv = &cdiv1.DataVolume{
-					ObjectMeta: metav1.ObjectMeta{Name: t.Name, Namespace: vm.Namespace, Labels: t.Labels,
-						OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(vm, kubevirtv1.VirtualMachineGroupVersionKind)}},
-					Spec: t.Spec,
-				}
-				_, _ = c.cdi.CdiV1beta1().DataVolumes(vm.Namespace).Create(ctx, dv, metav1.CreateOptions{})
-				ready = false
-				continue
-			}
-			if err != nil || dv.Status.Phase != cdiv1.Succeeded {
-				ready = false
-			}
-		}
-		if !ready || vm.Spec.RunStrategy == nil || *vm.Spec.RunStrategy != kubevirtv1.RunStrategyAlways {
-			continue
-		}
-		if _, err := c.kubevirt.KubevirtV1().VirtualMachineInstances(vm.Namespace).Get(ctx, vm.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			continue
-		}
-		ip := "10.0.2.15"
-		if c.Address != nil {
-			ip = c.Address(vm.Namespace, vm.Name)
-		}
-		vmi := &kubevirtv1.VirtualMachineInstance{
-			ObjectMeta: metav1.ObjectMeta{Name: vm.Name, Namespace: vm.Namespace, Labels: vm.Spec.Template.ObjectMeta.Labels,
-				OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(vm, kubevirtv1.VirtualMachineGroupVersionKind)}},
-			Spec: vm.Spec.Template.Spec,
-			Status: kubevirtv1.VirtualMachineInstanceStatus{
-				Phase:      kubevirtv1.Running,
-				Interfaces: []kubevirtv1.VirtualMachineInstanceNetworkInterface{{Name: "default", IP: ip, IPs: []string{ip}}},
-			},
-		}
-		_, _ = c.kubevirt.KubevirtV1().VirtualMachineInstances(vm.Namespace).Create(ctx, vmi, metav1.CreateOptions{})
-	}
 }
 
 // syncDataVolumes starts an import for each new DataVolume.
@@ -203,15 +154,19 @@ func (c *Controllers) ensureClaim(ctx context.Context, dv *cdiv1.DataVolume) {
 		return
 	}
 	size := resource.MustParse("1Gi")
+	var class *string // nil: kube-apiserver's DefaultStorageClass admission picks
 	if s := dv.Spec.Storage; s != nil {
 		if q, ok := s.Resources.Requests[corev1.ResourceStorage]; ok {
 			size = q
 		}
+		class = s.StorageClassName
+	} else if p := dv.Spec.PVC; p != nil {
+		class = p.StorageClassName
 	}
 	_, err = pvcs.Create(ctx, &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: dv.Name, Namespace: dv.Namespace, Labels: map[string]string{"app": "containerized-data-importer"},
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(dv, cdiv1.SchemeGroupVersion.WithKind("DataVolume"))}},
-		Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+		Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: class,
 			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}}},
 	}, metav1.CreateOptions{})
 	if err == nil || apierrors.IsAlreadyExists(err) {

@@ -48,7 +48,7 @@ func InstallKubeVirtCRDs(ctx context.Context, cp *framework.ControlPlane) error 
 	if err != nil {
 		return err
 	}
-	for _, f := range []string{"kubevirt.yaml", "cdi.yaml"} {
+	for _, f := range []string{"kubevirt.yaml", "cdi.yaml", "snapshot.yaml"} {
 		if _, stderr, err := cp.Kubectl(cp.Admin, "apply", "-f", filepath.Join(root, "test/integration/testdata/crds", f)); err != nil {
 			return fmt.Errorf("installing the KubeVirt and CDI CRDs: %v: %s", err, stderr)
 		}
@@ -57,9 +57,10 @@ func InstallKubeVirtCRDs(ctx context.Context, cp *framework.ControlPlane) error 
 	if err != nil {
 		return err
 	}
-	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
 		// The kinds each group version has once all its CRDs are served.
-		for gv, n := range map[string]int{"kubevirt.io/v1": 2, "cdi.kubevirt.io/v1beta1": 2, "export.kubevirt.io/v1beta1": 1} {
+		for gv, n := range map[string]int{"kubevirt.io/v1": 2, "cdi.kubevirt.io/v1beta1": 2, "export.kubevirt.io/v1beta1": 1,
+			"snapshot.kubevirt.io/v1beta1": 2, "snapshot.storage.k8s.io/v1": 2} {
 			res, err := dc.ServerResourcesForGroupVersion(gv)
 			if err != nil {
 				return false, nil
@@ -76,6 +77,15 @@ func InstallKubeVirtCRDs(ctx context.Context, cp *framework.ControlPlane) error 
 		}
 		return true, nil
 	})
+	if err != nil {
+		return err
+	}
+	// The storage a cluster with KubeVirt has (storage.go).
+	c, err := newKVClients(cp.Admin.Config)
+	if err != nil {
+		return err
+	}
+	return installStorage(ctx, c)
 }
 
 // RunVMI does what wukong-apiserver's VM controller, virt-controller and
