@@ -97,8 +97,8 @@ type Disk struct {
 
 // Choice is what a request asks for.
 type Choice struct {
-	// Snapshot: nil chooses (a snapshot while the VM runs); true always a
-	// snapshot; false the PVC, refused while the VM runs.
+	// Snapshot: false asks for the PVC, refused while the VM runs; nil or
+	// true read a snapshot while it runs, the PVC while it is stopped.
 	Snapshot *bool
 	// TTL of an export or snapshot made now (the Exporter's TTL if 0).
 	TTL time.Duration
@@ -118,16 +118,15 @@ func (d *Disks) Open(ctx context.Context, disk Disk, format exportv1beta1.Export
 	if err != nil {
 		return nil, err
 	}
-	snap := running
-	if c.Snapshot != nil {
-		if !*c.Snapshot && running {
-			return nil, &RefusedError{Message: fmt.Sprintf("KubeVirt cannot export disk %s while the VM %s runs: the VM uses its PVC %s. "+
-				"Stop the VM (kubectl wukong stop %s) and export again, or allow a snapshot (snapshot=true, or leave snapshot unset)",
-				disk.Volume, disk.Wukong.GetName(), disk.Claim, disk.Wukong.GetName())}
-		}
-		snap = *c.Snapshot
+	if c.Snapshot != nil && !*c.Snapshot && running {
+		return nil, &RefusedError{Message: fmt.Sprintf("KubeVirt cannot export disk %s while the VM %s runs: the VM uses its PVC %s. "+
+			"Stop the VM (kubectl wukong stop %s) and export again, or allow a snapshot (snapshot=true, or leave snapshot unset)",
+			disk.Volume, disk.Wukong.GetName(), disk.Claim, disk.Wukong.GetName())}
 	}
-	if !snap {
+	if !running {
+		// A stopped VM's disk does not change: its PVC holds what a
+		// snapshot would, and KubeVirt would not snapshot a stopped VM
+		// whose PVC a pod (an export's) uses. snapshot=true reads it too.
 		return d.Exporter.PVC(ctx, disk.Wukong, disk.Claim, format, c.TTL)
 	}
 	s, err := d.snapshot(ctx, disk, c.TTL, running)
@@ -191,7 +190,7 @@ func hint(w string, running bool) string {
 	if running {
 		return fmt.Sprintf("stop the VM (kubectl wukong stop %s) and export again: a stopped VM's disk is read from its PVC", w)
 	}
-	return "export it without snapshot=true: a stopped VM's disk is read from its PVC"
+	return "export it again: a stopped VM's disk is read from its PVC"
 }
 
 // snapshottable refuses at once a volume that the VM's status says KubeVirt

@@ -302,8 +302,15 @@ func TestSnapshotOption(t *testing.T) {
 		assert.Contains(t, msg, "kubectl wukong stop vm1")
 		assert.Empty(t, e.snapshots())
 	})
-	t.Run("true with the VM stopped: a snapshot all the same", func(t *testing.T) {
+	t.Run("true with the VM stopped: the PVC, which does not change", func(t *testing.T) {
 		e := newEnv(t)
+		_, err := e.open(Choice{Snapshot: ptr.To(true)})
+		assert.Equal(t, "wukong-vm1-data", notReady(t, err).Export)
+		assert.Empty(t, e.snapshots())
+	})
+	t.Run("true with the VM running: a snapshot", func(t *testing.T) {
+		e := newEnv(t)
+		e.run()
 		_, err := e.open(Choice{Snapshot: ptr.To(true)})
 		assert.Equal(t, "VirtualMachineSnapshot", notReady(t, err).Kind)
 		assert.Len(t, e.snapshots(), 1)

@@ -834,10 +834,10 @@ type DiskExportOptions struct {
 	// +optional
 	Commit bool `json:"commit,omitempty"`
 
-	// Snapshot chooses what is read. Unset: a VirtualMachineSnapshot while
-	// the VM runs (KubeVirt does not export a PVC a running VM uses), the
-	// PVC while it is stopped. true: always a snapshot. false: always the
-	// PVC, refused (409) while the VM runs.
+	// Snapshot chooses what is read. Unset or true: a
+	// VirtualMachineSnapshot while the VM runs (KubeVirt does not export a
+	// PVC a running VM uses), the PVC while it is stopped (it does not
+	// change). false: the PVC, refused (409) while the VM runs.
 	// +optional
 	Snapshot *bool `json:"snapshot,omitempty"`
 
