@@ -309,7 +309,7 @@ func schema_pkg_apis_vm_v1alpha1_DiskExportOptions(ref common.ReferenceCallback)
 					},
 					"snapshot": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Snapshot chooses what is read. Unset: a VirtualMachineSnapshot while the VM runs (KubeVirt does not export a PVC a running VM uses), the PVC while it is stopped. true: always a snapshot. false: always the PVC, refused (409) while the VM runs.",
+							Description: "Snapshot chooses what is read. Unset or true: a VirtualMachineSnapshot while the VM runs (KubeVirt does not export a PVC a running VM uses), the PVC while it is stopped (it does not change). false: the PVC, refused (409) while the VM runs.",
 							Type:        []string{"boolean"},
 							Format:      "",
 						},
