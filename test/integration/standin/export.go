@@ -138,6 +138,7 @@ type Exports struct {
 	// pause between, so a test can cut a stream in the middle.
 	Pace atomic.Int64 // a time.Duration
 
+	made []*corev1.Pod // exporter pods made in this pass, not yet in the cache
 }
 
 // StartExports starts the export server and controller until ctx ends.
@@ -153,8 +154,9 @@ func StartExports(ctx context.Context, cfg *rest.Config) (*Exports, error) {
 	return e, nil
 }
 
-// SetVolume makes file the bytes of PVC pvc (for the export server, and for
-// snapshots of the PVC).
+// SetVolume makes file the bytes of PVC pvc, for the export server and for
+// snapshots of the PVC (set it before the snapshot: a VolumeSnapshot copies
+// the file when it is cut).
 func (e *Exports) SetVolume(namespace, pvc, file string) { setVolumeFile(namespace, pvc, file) }
 
 // Stop takes the export server down (connections in flight break).
@@ -320,6 +322,7 @@ func expiration(vme *exportv1beta1.VirtualMachineExport) time.Time {
 
 // sync is one pass of the export controller.
 func (e *Exports) sync(ctx context.Context) {
+	e.made = nil
 	for _, vme := range cachedList[exportv1beta1.VirtualMachineExport](e.w.exports, "") {
 		e.syncExport(ctx, vme.DeepCopy())
 	}
@@ -467,6 +470,7 @@ func (e *Exports) createExporterPod(ctx context.Context, vme *exportv1beta1.Virt
 	if err != nil {
 		return nil
 	}
+	e.made = append(e.made, created)
 	return created
 }
 
@@ -585,9 +589,18 @@ func (e *Exports) pvcSource(vme *exportv1beta1.VirtualMachineExport) *exportSour
 	return s
 }
 
-// inUse is isPVCInUse: a pod other than the export's own uses the PVC.
+// inUse is isPVCInUse: a pod other than the export's own uses the PVC
+// (another export's exporter pod too).
 func (e *Exports) inUse(vme *exportv1beta1.VirtualMachineExport, pvc *corev1.PersistentVolumeClaim) bool {
-	for _, p := range podsUsing(e.w, pvc.Namespace, []string{pvc.Name}) {
+	pods := podsUsing(e.w, pvc.Namespace, []string{pvc.Name})
+	for _, p := range e.made {
+		for _, v := range p.Spec.Volumes {
+			if p.Namespace == pvc.Namespace && v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == pvc.Name {
+				pods = append(pods, p)
+			}
+		}
+	}
+	for _, p := range pods {
 		if !hasController(p, vme.UID) {
 			return true
 		}

@@ -582,6 +582,43 @@ func TestKubeVirtStandIns(t *testing.T) {
 		assert.Equal(t, exportv1beta1.Pending, vme.Status.Phase, "the export never gets Ready")
 	})
 
+	t.Run("a stopped VM is not snapshotted while a pod uses its disk", func(t *testing.T) {
+		ns := e.namespace(t, "kv-offline")
+		e.newVM(t, ns, "vm1", kubevirtv1.RunStrategyHalted, disk{name: "system"})
+		e.waitPopulated(t, ns, "vm1-system")
+		e.export(t, ns, "exp", pvcRef("vm1-system"), 0)
+		e.waitExport(t, ns, "exp", "PodReady", "")
+		_, err := e.virt.SnapshotV1beta1().VirtualMachineSnapshots(ns).Create(t.Context(), &snapshotv1.VirtualMachineSnapshot{
+			ObjectMeta: metav1.ObjectMeta{Name: "snap"},
+			Spec:       snapshotv1.VirtualMachineSnapshotSpec{Source: corev1.TypedLocalObjectReference{APIGroup: ptr.To("kubevirt.io"), Kind: "VirtualMachine", Name: "vm1"}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		progressing := func() string {
+			snap, err := e.virt.SnapshotV1beta1().VirtualMachineSnapshots(ns).Get(t.Context(), "snap", metav1.GetOptions{})
+			if err != nil || snap.Status == nil {
+				return fmt.Sprint(err)
+			}
+			for _, c := range snap.Status.Conditions {
+				if c.Type == snapshotv1.ConditionProgressing {
+					return string(snap.Status.Phase) + "/" + string(c.Status) + "/" + c.Reason
+				}
+			}
+			return string(snap.Status.Phase)
+		}
+		want := "InProgress/False/Source not locked source is offline but 1 pods using PVCs [vm1-system]"
+		eventually(t, "the lock is refused", func() (bool, string) { p := progressing(); return p == want, p })
+
+		// The export's server gone, the snapshot is taken, offline: no indications.
+		require.NoError(t, e.virt.ExportV1beta1().VirtualMachineExports(ns).Delete(t.Context(), "exp", metav1.DeleteOptions{}))
+		eventually(t, "the snapshot succeeds", func() (bool, string) {
+			p := progressing()
+			return p == "Succeeded/False/Operation complete", p
+		})
+		snap, err := e.virt.SnapshotV1beta1().VirtualMachineSnapshots(ns).Get(t.Context(), "snap", metav1.GetOptions{})
+		require.NoError(t, err)
+		assert.Empty(t, snap.Status.Indications, "an offline snapshot has no indications")
+	})
+
 	t.Run("a rotated token replaces the old one", func(t *testing.T) {
 		ns := e.namespace(t, "kv-rotate")
 		e.newVM(t, ns, "vm1", kubevirtv1.RunStrategyHalted, disk{name: "system"})
@@ -610,15 +647,30 @@ func TestKubeVirtStandIns(t *testing.T) {
 		assert.Equal(t, http.StatusOK, code)
 	})
 
-	t.Run("the TTL deletes the export with its token Secret", func(t *testing.T) {
-		ns := e.namespace(t, "kv-ttl")
+	t.Run("a second export of a PVC is InUse: the first export's server uses it", func(t *testing.T) {
+		ns := e.namespace(t, "kv-twice")
 		e.newVM(t, ns, "vm1", kubevirtv1.RunStrategyHalted, disk{name: "system"})
 		e.waitPopulated(t, ns, "vm1-system")
+		e.export(t, ns, "first", pvcRef("vm1-system"), 0)
+		e.waitExport(t, ns, "first", "PodReady", "")
+		e.export(t, ns, "second", pvcRef("vm1-system"), 0)
+		e.waitExport(t, ns, "second", "InUse", fmt.Sprintf("PersistentVolumeClaim %s/vm1-system is in use", ns))
+		require.NoError(t, e.virt.ExportV1beta1().VirtualMachineExports(ns).Delete(t.Context(), "first", metav1.DeleteOptions{}))
+		e.waitExport(t, ns, "second", "PodReady", "")
+	})
+
+	t.Run("the TTL deletes the export with its token Secret", func(t *testing.T) {
+		ns := e.namespace(t, "kv-ttl")
+		// Two disks: an exporter pod uses its PVC, so a second export of the
+		// same PVC would be InUse.
+		e.newVM(t, ns, "vm1", kubevirtv1.RunStrategyHalted, disk{name: "system"}, disk{name: "data"})
+		e.waitPopulated(t, ns, "vm1-system")
+		e.waitPopulated(t, ns, "vm1-data")
 		vme := e.export(t, ns, "exp", pvcRef("vm1-system"), 5*time.Second)
 		// An export without tokenSecretRef gets a token Secret of its own.
 		own, err := e.virt.ExportV1beta1().VirtualMachineExports(ns).Create(t.Context(), &exportv1beta1.VirtualMachineExport{
 			ObjectMeta: metav1.ObjectMeta{Name: "own"},
-			Spec:       exportv1beta1.VirtualMachineExportSpec{Source: pvcRef("vm1-system"), TTLDuration: &metav1.Duration{Duration: 5 * time.Second}},
+			Spec:       exportv1beta1.VirtualMachineExportSpec{Source: pvcRef("vm1-data"), TTLDuration: &metav1.Duration{Duration: 5 * time.Second}},
 		}, metav1.CreateOptions{})
 		require.NoError(t, err)
 		ready := e.waitExport(t, ns, "own", "PodReady", "")
