@@ -96,6 +96,11 @@ type ExtraConfig struct {
 	// StreamIdleTimeout cuts a stream in which no byte moved for so long.
 	StreamLimits      stream.Limits
 	StreamIdleTimeout time.Duration
+	// ExportSnapshotTimeout bounds the wait for a snapshot of a running VM
+	// that disks/export and pushes read; ExportMaxTTL bounds the ttl a
+	// disks/export request may ask for.
+	ExportSnapshotTimeout time.Duration
+	ExportMaxTTL          time.Duration
 	// Controller runs the VM controller in the replica holding
 	// ControllerLock (the record collector runs there either way).
 	Controller bool

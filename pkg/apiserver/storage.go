@@ -19,7 +19,6 @@ package apiserver
 import (
 	"context"
 	"fmt"
-	"time"
 
 	apirest "k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
@@ -89,7 +88,7 @@ func unthrottled(cfg *rest.Config) *rest.Config {
 type storage struct {
 	v1alpha1  map[string]apirest.Storage
 	recorder  *wukongfiletransfer.Recorder
-	exporter  *export.Exporter
+	exporter  *export.Disks
 	collector *wukongfiletransfer.Collector
 	owners    *owner.Checker
 }
@@ -141,10 +140,15 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 	diskStore := disk.NewREST(wukongs)
 	// Disks act only on the DataVolumes and PVCs their Wukong owns.
 	owners := &owner.Checker{VMs: cl.kubevirt.KubevirtV1(), DataVolumes: cl.cdi.CdiV1beta1(), Claims: cl.kube.CoreV1()}
-	exporter := &export.Exporter{Exports: cl.kubevirt.ExportV1beta1(), Secrets: cl.kube.CoreV1(), TTL: time.Hour}
+	// A running VM's disk is read through a snapshot of the VM.
+	exporter := &export.Disks{
+		Exporter:  &export.Exporter{Exports: cl.kubevirt.ExportV1beta1(), Secrets: cl.kube.CoreV1(), TTL: export.DefaultTTL},
+		Snapshots: cl.kubevirt.SnapshotV1beta1(), VMIs: cl.kubevirt.KubevirtV1(), Owners: owners,
+		SnapshotTimeout: c.ExtraConfig.ExportSnapshotTimeout,
+	}
 	diskExport := disks.NewExportREST(disks.ExportDeps{
 		Disks: diskStore, Wukongs: wukongs, Exporter: exporter, Owners: owners, Recorder: recorder, Status: statusWriter,
-		Limiter: limiter, IdleTimeout: idle,
+		Limiter: limiter, IdleTimeout: idle, MaxTTL: c.ExtraConfig.ExportMaxTTL,
 	})
 	uploader := &cdi.Uploader{
 		DataVolumes: cl.cdi.CdiV1beta1(), Configs: cl.cdi.CdiV1beta1(), Tokens: cl.cdi.UploadV1beta1(),

@@ -27,6 +27,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/novasphere/wukong/pkg/controller/exporttarget"
+	"github.com/novasphere/wukong/pkg/controller/snapshots"
 	"github.com/novasphere/wukong/pkg/controller/virtualmachine"
 	"github.com/novasphere/wukong/pkg/egress"
 )
@@ -147,6 +148,16 @@ func (m *Manager) lead(ctx context.Context, loopback *rest.Config) {
 		klog.ErrorS(err, "Starting the VM controller")
 		return
 	}
+	// The snapshots Wukong took to export disks of running VMs have no TTL
+	// of their own.
+	snaps, err := snapshots.New(m.o.Cluster)
+	if err != nil {
+		klog.ErrorS(err, "Starting the snapshot TTL controller")
+		return
+	}
+	var expiring sync.WaitGroup
+	defer expiring.Wait()
+	expiring.Go(func() { snaps.Run(ctx, 1) })
 	pushes, err := exporttarget.New(loopback, exporttarget.Deps{
 		Exporter: m.o.Exporter, Recorder: m.o.Recorder, Core: m.o.Kube.CoreV1(), Owners: m.o.Owners,
 		Egress: m.o.PushEgress,

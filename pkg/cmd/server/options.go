@@ -28,6 +28,7 @@ import (
 	"github.com/novasphere/wukong/pkg/controller"
 	"github.com/novasphere/wukong/pkg/egress"
 	"github.com/novasphere/wukong/pkg/subresource/stream"
+	"github.com/novasphere/wukong/pkg/transfer/export"
 )
 
 // WukongOptions are wukong-apiserver's own flags.
@@ -60,6 +61,10 @@ type WukongOptions struct {
 	MaxStreamsPerUser   int
 	MaxStreamsPerWukong int
 	StreamIdleTimeout   time.Duration
+	// Exports of disks: the bound on a snapshot of a running VM, and on
+	// the ttl a request may ask for.
+	ExportSnapshotTimeout time.Duration
+	ExportMaxTTL          time.Duration
 
 	// The controller that realises Wukongs as VirtualMachines.
 	Controller     bool
@@ -86,6 +91,8 @@ func NewWukongOptions() *WukongOptions {
 		MaxStreamsPerUser:           stream.DefaultMaxStreamsPerUser,
 		MaxStreamsPerWukong:         stream.DefaultMaxStreamsPerWukong,
 		StreamIdleTimeout:           stream.DefaultIdleTimeout,
+		ExportSnapshotTimeout:       export.DefaultSnapshotTimeout,
+		ExportMaxTTL:                12 * time.Hour,
 		Controller:                  true,
 		ControllerLock: controller.LeaderOptions{
 			Namespace: namespaceOfPod(), Name: "wukong-controller",
@@ -143,6 +150,10 @@ func (o *WukongOptions) AddFlags(fs *pflag.FlagSet) {
 		"Most streams to one Wukong (its files and disks) at once on this server; 0 means no bound.")
 	fs.DurationVar(&o.StreamIdleTimeout, "stream-idle-timeout", o.StreamIdleTimeout,
 		"A stream in which no byte moved for this long (a client that stopped reading or sending, a guest or export server that stopped answering) is cut and its record ends Failed. 0 disables it.")
+	fs.DurationVar(&o.ExportSnapshotTimeout, "export-snapshot-timeout", o.ExportSnapshotTimeout,
+		"How long an export or push of a running VM's disk waits for its VirtualMachineSnapshot to be ready to use (also the snapshot's failureDeadline); past it the answer is 409 (the storage may not snapshot the disk: stop the VM).")
+	fs.DurationVar(&o.ExportMaxTTL, "export-max-ttl", o.ExportMaxTTL,
+		"Largest ttl a disks/export request may ask for its VirtualMachineExport and snapshot; more is refused with 422.")
 	fs.BoolVar(&o.Controller, "controller", o.Controller,
 		"Run the controller that realises Wukongs as KubeVirt VirtualMachines with CDI DataVolumes, in the replica that holds the leader Lease. The Lease is held either way: the transfer record collector runs in its holder.")
 	fs.StringVar(&o.ControllerLock.Namespace, "leader-elect-resource-namespace", o.ControllerLock.Namespace, "Namespace of the controller's leader Lease.")
@@ -179,6 +190,9 @@ func (o *WukongOptions) Validate() []error {
 	}
 	if o.MaxStreams < 0 || o.MaxStreamsPerUser < 0 || o.MaxStreamsPerWukong < 0 {
 		errs = append(errs, fmt.Errorf("--max-streams, --max-streams-per-user and --max-streams-per-wukong must not be negative"))
+	}
+	if o.ExportSnapshotTimeout <= 0 || o.ExportMaxTTL <= 0 {
+		errs = append(errs, fmt.Errorf("--export-snapshot-timeout and --export-max-ttl must be positive"))
 	}
 	if o.StreamIdleTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--stream-idle-timeout must not be negative"))
@@ -223,6 +237,7 @@ func (o *WukongOptions) ApplyTo(c *apiserver.ExtraConfig) error {
 	}
 	c.StreamLimits = stream.Limits{Global: o.MaxStreams, PerUser: o.MaxStreamsPerUser, PerWukong: o.MaxStreamsPerWukong}
 	c.StreamIdleTimeout = o.StreamIdleTimeout
+	c.ExportSnapshotTimeout, c.ExportMaxTTL = o.ExportSnapshotTimeout, o.ExportMaxTTL
 	c.Controller, c.ControllerLock = o.Controller, o.ControllerLock
 	if c.PushEgress, err = egress.New(o.PushAllowedCIDRs, o.PushDeniedCIDRs); err != nil {
 		return err

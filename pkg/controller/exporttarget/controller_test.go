@@ -54,7 +54,7 @@ func TestPushOnceImported(t *testing.T) {
 	assert.Equal(t, "sha256:"+e.exports.sum(), ps.Digest, "an http target's digest is the sha256 of the bytes sent")
 	assert.Equal(t, e.describe(diskPath), ps.Target)
 	assert.Equal(t, rec.Name(), ps.Transfer)
-	assert.Equal(t, "pushed 1048576 bytes to "+ps.Target+" ("+ps.Digest+")", ps.Message)
+	assert.Equal(t, "pushed 1048576 bytes to "+ps.Target+" ("+ps.Digest+") from the PVC vm1-data", ps.Message)
 	assert.NotNil(t, ps.CompletedAt)
 	assert.Equal(t, &v1alpha1.ExportStatus{Phase: v1alpha1.TransferPhaseSucceeded, Progress: "100%"}, v.ExportStatus)
 	assert.Equal(t, v1alpha1.TransferPhaseSucceeded, v.ImportStatus.Phase, "the import status is kept")
@@ -242,7 +242,7 @@ func TestWaitForTheExportServer(t *testing.T) {
 	e.exporter.notReady = 2
 	e.run()
 	v := e.waitPush("waiting", phase(v1alpha1.TransferPhasePending))
-	assert.Equal(t, "waiting for the VirtualMachineExport wukong-vm1-data is Pending, not Ready yet", v.PushStatus.Message)
+	assert.Equal(t, "waiting: the VirtualMachineExport wukong-vm1-data is Pending, not Ready yet", v.PushStatus.Message)
 	assert.Empty(t, e.recorder.all(), "no record before the export server serves")
 	e.waitPush("pushed", phase(v1alpha1.TransferPhaseSucceeded))
 	assert.Len(t, e.recorder.all(), 1)

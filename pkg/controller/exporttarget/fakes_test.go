@@ -82,6 +82,23 @@ func (r *fakeRecorder) Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFi
 	return t, nil
 }
 
+// BindDiskSource notes what the push read.
+func (r *fakeRecorder) BindDiskSource(_ context.Context, _, name string, src *vm.DiskSource) (*vm.DiskSource, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, t := range r.records {
+		if t.name == name {
+			t.mu.Lock()
+			if t.source == nil {
+				t.source = src.DeepCopy()
+			}
+			t.mu.Unlock()
+			return src, nil
+		}
+	}
+	return nil, fmt.Errorf("no record %s", name)
+}
+
 // all is a copy of the records so far.
 func (r *fakeRecorder) all() []*fakeTransfer {
 	r.mu.Lock()
@@ -98,6 +115,7 @@ type fakeTransfer struct {
 	total, done    int64
 	hash           hash.Hash
 	phase, message string
+	source         *vm.DiskSource
 }
 
 func (t *fakeTransfer) Write(p []byte) (int, error) {
@@ -197,20 +215,33 @@ func (e *exportServer) sum() string {
 type fakeExporter struct {
 	e        *exportServer
 	mu       sync.Mutex
-	notReady int // answer NotReady this many times first
+	notReady int   // answer NotReady this many times first
+	err      error // then answer this, when set
+	// origin is what the export reads (the PVC if nil).
+	origin *vm.DiskSource
+	opens  int
 }
 
-func (f *fakeExporter) Source(_ context.Context, namespace, claim string, format exportv1beta1.ExportVolumeFormat) (*export.Source, error) {
-	if namespace != ns || claim != "vm1-data" || format != exportv1beta1.KubeVirtRaw {
+func (f *fakeExporter) Open(_ context.Context, disk export.Disk, format exportv1beta1.ExportVolumeFormat, _ export.Choice) (*export.Source, error) {
+	namespace, claim := disk.Wukong.GetNamespace(), disk.Claim
+	if namespace != ns || claim != "vm1-data" || disk.Volume != "data" || format != exportv1beta1.KubeVirtRaw {
 		return nil, fmt.Errorf("no export of %s/%s in %s", namespace, claim, format)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.opens++
 	if f.notReady > 0 {
 		f.notReady--
 		return nil, &export.NotReadyError{Export: export.Name(claim), Phase: "Pending"}
 	}
-	return &export.Source{URL: f.e.srv.URL + "/volumes/vm1-data/disk.img", Token: "export-token", Client: f.e.srv.Client(), Export: export.Name(claim)}, nil
+	if f.err != nil {
+		return nil, f.err
+	}
+	origin := vm.DiskSource{Type: vm.DiskSourcePVC, Name: claim}
+	if f.origin != nil {
+		origin = *f.origin
+	}
+	return &export.Source{URL: f.e.srv.URL + "/volumes/vm1-data/disk.img", Token: "export-token", Client: f.e.srv.Client(), Export: export.Name(claim), Origin: origin}, nil
 }
 
 // httpTarget is a `type: http` exportTarget: it takes PUTs with the bearer

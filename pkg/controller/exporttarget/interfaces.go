@@ -37,12 +37,16 @@ import (
 // one who asked for the transfer.
 type Recorder interface {
 	Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTransferSpec, total int64) (wukongfiletransfer.Transfer, error)
+	// BindDiskSource states in the record what the push read.
+	BindDiskSource(ctx context.Context, namespace, name string, src *vm.DiskSource) (*vm.DiskSource, error)
 }
 
-// Exporter says where a disk's volume is served (*export.Exporter). A
-// *export.NotReadyError means the export server is not up yet.
+// Exporter says where a disk's volume is served, from its PVC or a
+// snapshot of its running VM (*export.Disks). A *export.NotReadyError means
+// KubeVirt is preparing it; a *export.RefusedError that it cannot be read
+// so (waiting does not help).
 type Exporter interface {
-	Source(ctx context.Context, namespace, claim string, format exportv1beta1.ExportVolumeFormat) (*export.Source, error)
+	Open(ctx context.Context, disk export.Disk, format exportv1beta1.ExportVolumeFormat, c export.Choice) (*export.Source, error)
 }
 
 // Owners says whether the DataVolume and PVC named claim are w's own

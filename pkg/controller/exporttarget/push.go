@@ -61,6 +61,7 @@ type pushing struct {
 
 	rec    wukongfiletransfer.Transfer // once the push is recorded
 	length int64                       // once the export server said; -1 before
+	origin *vm.DiskSource              // what the export reads, once known
 }
 
 // push reads disk through its VirtualMachineExport and sends it to the
@@ -99,15 +100,21 @@ func (c *Controller) push(ctx context.Context, w *v1alpha1.Wukong, disk *v1alpha
 	if err != nil {
 		return p.fail(ctx, err)
 	}
-	src, err := c.Exporter.Source(ctx, w.Namespace, claim, exportv1beta1.KubeVirtRaw)
+	// While the VM runs, through a snapshot of it: KubeVirt does not export
+	// a PVC a running VM uses.
+	src, err := c.Exporter.Open(ctx, export.Disk{Wukong: w, Volume: disk.Name, Claim: claim}, exportv1beta1.KubeVirtRaw, export.Choice{})
 	var notReady *export.NotReadyError
-	if errors.As(err, &notReady) {
-		p.setStatus(ctx, &v1alpha1.PushStatus{Phase: v1alpha1.TransferPhasePending, Message: fmt.Sprintf("waiting for %s", notReady.Error())}, nil)
+	var refused *export.RefusedError
+	switch {
+	case errors.As(err, &notReady):
+		p.setStatus(ctx, &v1alpha1.PushStatus{Phase: v1alpha1.TransferPhasePending, Message: fmt.Sprintf("waiting: %s", notReady.Error())}, nil)
 		return err
-	}
-	if err != nil {
+	case errors.As(err, &refused), errors.Is(err, owner.ErrNotOwned):
+		return p.fail(ctx, push.Permanent(err))
+	case err != nil:
 		return p.fail(ctx, err)
 	}
+	p.origin = &src.Origin
 	body, length, err := open(ctx, src)
 	if err != nil {
 		return p.fail(ctx, err)
@@ -123,6 +130,9 @@ func (c *Controller) push(ctx context.Context, w *v1alpha1.Wukong, disk *v1alpha
 		return p.fail(ctx, err)
 	}
 	p.rec = rec
+	if _, err := c.Recorder.BindDiskSource(rctx, w.Namespace, rec.Name(), p.origin); err != nil {
+		klog.ErrorS(err, "Recording what a push reads", "record", klog.KRef(w.Namespace, rec.Name()))
+	}
 	p.setStatus(ctx, &v1alpha1.PushStatus{Phase: v1alpha1.ExportPhaseExporting, Transfer: rec.Name(), Message: "pushing"}, nil)
 	stop := p.showProgress(ctx)
 	res, err := push.Push(ctx, target, creds, push.Body{Reader: io.TeeReader(body, rec), Size: length}, c.Egress)
@@ -144,7 +154,7 @@ func (p *pushing) succeed(ctx context.Context, res push.Result) {
 	if digest == "" {
 		digest = "sha256:" + p.rec.SHA256()
 	}
-	msg := fmt.Sprintf("pushed %d bytes to %s (%s)", p.length, p.where, digest)
+	msg := fmt.Sprintf("pushed %d bytes to %s (%s)%s", p.length, p.where, digest, from(p.origin))
 	p.rec.Succeed(msg)
 	p.setStatus(ctx,
 		&v1alpha1.PushStatus{Phase: v1alpha1.TransferPhaseSucceeded, Transfer: p.rec.Name(), Digest: digest, Message: msg, CompletedAt: &now},
@@ -237,6 +247,19 @@ func exportStatus(phase string, done, total int64, message string) *v1alpha1.Exp
 		es.Progress = "100%"
 	}
 	return es
+}
+
+// from says what a push read, for its message.
+func from(src *vm.DiskSource) string {
+	switch {
+	case src == nil:
+		return ""
+	case src.Type == vm.DiskSourceSnapshot && src.CreationTime != nil:
+		return fmt.Sprintf(" from the VirtualMachineSnapshot %s taken at %s", src.Name, src.CreationTime.UTC().Format(time.RFC3339))
+	case src.Type == vm.DiskSourceSnapshot:
+		return " from the VirtualMachineSnapshot " + src.Name
+	}
+	return " from the PVC " + src.Name
 }
 
 // open starts reading the raw volume from the export server.

@@ -52,6 +52,7 @@ import (
 	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
 	wukonginformers "github.com/novasphere/wukong/pkg/generated/informers/externalversions"
 	listers "github.com/novasphere/wukong/pkg/generated/listers/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/transfer/export"
 )
 
 // Finalizer holds a Wukong until what it created is gone: the VirtualMachine
@@ -66,6 +67,10 @@ type Controller struct {
 	cdi      cdiclient.Interface
 	secrets  corev1client.SecretsGetter
 	refs     *Resolver
+	// exports deletes the snapshots and exports made for the disks.
+	exports interface {
+		DeleteOwned(ctx context.Context, w metav1.Object) error
+	}
 
 	wukongLister listers.WukongLister
 	vms, vmis    cache.Indexer
@@ -98,6 +103,7 @@ func New(wukongConfig, clusterConfig *rest.Config, core corev1client.CoreV1Inter
 	c := &Controller{
 		wukongs: wc, kubevirt: kv, cdi: cdi, secrets: core,
 		waiting: workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 30*time.Second),
+		exports: &export.Collector{Snapshots: kv.SnapshotV1beta1(), Exports: kv.ExportV1beta1()},
 		// Per-item exponential backoff (5 ms to 16 min) and an overall
 		// bucket: a Wukong that keeps failing is retried less and less often.
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
@@ -437,8 +443,8 @@ func (c *Controller) publicKey(ctx context.Context, w *v1alpha1.Wukong) string {
 	return string(gossh.MarshalAuthorizedKey(signer.PublicKey()))
 }
 
-// finalize deletes the VirtualMachine and DataVolumes of a deleted Wukong,
-// then lets it go.
+// finalize deletes the VirtualMachine, DataVolumes, snapshots and exports
+// of a deleted Wukong, then lets it go.
 func (c *Controller) finalize(ctx context.Context, w *v1alpha1.Wukong) error {
 	if !slices.Contains(w.Finalizers, Finalizer) {
 		return nil
@@ -474,6 +480,11 @@ func (c *Controller) finalize(ctx context.Context, w *v1alpha1.Wukong) error {
 			}
 			gone = false
 		}
+	}
+	// The snapshots and exports made to read its disks: garbage collection
+	// by owner reference would take them too, where it runs.
+	if err := c.exports.DeleteOwned(ctx, w); err != nil {
+		return err
 	}
 	if !gone {
 		return errRetryLater

@@ -38,6 +38,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &vmv1alpha1.DataSourceReferenceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("DiskConfig"):
 		return &vmv1alpha1.DiskConfigApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("DiskSource"):
+		return &vmv1alpha1.DiskSourceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ExportStatus"):
 		return &vmv1alpha1.ExportStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ExportTargetSpec"):

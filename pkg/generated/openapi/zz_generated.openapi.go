@@ -39,6 +39,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.DiskConfig{}.OpenAPIModelName():               schema_pkg_apis_vm_v1alpha1_DiskConfig(ref),
 		v1alpha1.DiskExportOptions{}.OpenAPIModelName():        schema_pkg_apis_vm_v1alpha1_DiskExportOptions(ref),
 		v1alpha1.DiskList{}.OpenAPIModelName():                 schema_pkg_apis_vm_v1alpha1_DiskList(ref),
+		v1alpha1.DiskSource{}.OpenAPIModelName():               schema_pkg_apis_vm_v1alpha1_DiskSource(ref),
 		v1alpha1.DiskSpec{}.OpenAPIModelName():                 schema_pkg_apis_vm_v1alpha1_DiskSpec(ref),
 		v1alpha1.DiskStatus{}.OpenAPIModelName():               schema_pkg_apis_vm_v1alpha1_DiskStatus(ref),
 		v1alpha1.DiskUploadOptions{}.OpenAPIModelName():        schema_pkg_apis_vm_v1alpha1_DiskUploadOptions(ref),
@@ -342,6 +343,20 @@ func schema_pkg_apis_vm_v1alpha1_DiskExportOptions(ref common.ReferenceCallback)
 							Format:      "",
 						},
 					},
+					"snapshot": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Snapshot chooses what is read. Unset or true: a VirtualMachineSnapshot while the VM runs (KubeVirt does not export a PVC a running VM uses), the PVC while it is stopped (it does not change). false: the PVC, refused (409) while the VM runs.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"ttl": {
+						SchemaProps: spec.SchemaProps{
+							Description: "TTL of the VirtualMachineExport (and snapshot) this request creates, as a Go duration (e.g. 4h); at most the server's --export-max-ttl. Default: one hour.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
 				},
 			},
 		},
@@ -393,6 +408,44 @@ func schema_pkg_apis_vm_v1alpha1_DiskList(ref common.ReferenceCallback) common.O
 		},
 		Dependencies: []string{
 			v1alpha1.Disk{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_vm_v1alpha1_DiskSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "DiskSource is what a disk's bytes were read from.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"type": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Type is pvc or snapshot.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name of the PersistentVolumeClaim or VirtualMachineSnapshot.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"creationTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "CreationTime of a snapshot: the moment the bytes are of.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"type", "name"},
+			},
+		},
+		Dependencies: []string{
+			v1.Time{}.OpenAPIModelName()},
 	}
 }
 
@@ -1755,11 +1808,17 @@ func schema_pkg_apis_vm_v1alpha1_WukongFileTransferStatus(ref common.ReferenceCa
 							},
 						},
 					},
+					"diskSource": {
+						SchemaProps: spec.SchemaProps{
+							Description: "DiskSource says what a disk export or push read: the disk's PVC, or a VirtualMachineSnapshot of its running VM and when it was taken. Every range of a chunked export reads the same source.",
+							Ref:         ref(v1alpha1.DiskSource{}.OpenAPIModelName()),
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.ByteRange{}.OpenAPIModelName(), v1alpha1.RangeDigest{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+			v1alpha1.ByteRange{}.OpenAPIModelName(), v1alpha1.DiskSource{}.OpenAPIModelName(), v1alpha1.RangeDigest{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
 	}
 }
 

@@ -29,6 +29,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/klog/v2"
@@ -65,6 +66,8 @@ type ExportDeps struct {
 	Limiter *stream.Limiter
 	// IdleTimeout cuts a stream in which no byte moved for so long (0: never).
 	IdleTimeout time.Duration
+	// MaxTTL bounds the ttl a request may ask for (0: no bound).
+	MaxTTL time.Duration
 }
 
 // exportPeer names the export server in idle timeout messages.
@@ -109,6 +112,10 @@ func (r *ExportREST) Connect(ctx context.Context, name string, options runtime.O
 		return nil, err
 	}
 	format := exportFormat(o)
+	choice, err := r.choice(name, o)
+	if err != nil {
+		return nil, err
+	}
 	d, w, err := r.Disks.Find(ctx, name)
 	if err != nil {
 		return nil, err
@@ -123,20 +130,60 @@ func (r *ExportREST) Connect(ctx context.Context, name string, options runtime.O
 		}
 	}
 	return r.Limiter.Handler(w.Namespace, w.Name, responder, http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		ctx := withReading(req.Context(), &reading{choice: choice, rec: rec})
 		var err error
 		switch {
 		case o.Commit:
-			err = r.commit(req.Context(), w, d, rec, responder)
+			err = r.commit(ctx, w, d, rec, responder)
 		case stream.IsUpgrade(req):
-			err = r.serveWebSocket(req.Context(), w, d, format, rw, req)
+			err = r.serveWebSocket(ctx, w, d, format, rw, req)
 		default:
-			err = r.stream(req.Context(), w, d, format, o, rec, rw, req)
+			err = r.stream(ctx, w, d, format, o, rec, rw, req)
 		}
 		if err != nil {
 			// The Status's retryAfterSeconds becomes a Retry-After header.
 			responder.Error(err)
 		}
 	})), nil
+}
+
+// choice is what the options ask to read: snapshot and ttl, the ttl within
+// the server's bound (422 beyond it).
+func (r *ExportREST) choice(name string, o *vm.DiskExportOptions) (export.Choice, error) {
+	c := export.Choice{Snapshot: o.Snapshot}
+	if o.TTL == "" {
+		return c, nil
+	}
+	c.TTL, _ = time.ParseDuration(o.TTL) // validated
+	if r.MaxTTL > 0 && c.TTL > r.MaxTTL {
+		return c, apierrors.NewInvalid(vm.Kind("DiskExportOptions"), name, field.ErrorList{field.Invalid(field.NewPath("ttl"), o.TTL,
+			fmt.Sprintf("must be at most %s, the server's --export-max-ttl", r.MaxTTL))})
+	}
+	return c, nil
+}
+
+// reading is what one request of disks/export reads: Connect's choice and
+// a chunked export's record; open notes the source it read, for the record.
+// It travels in the request's context so that every way of streaming
+// (ranges, WebSocket, other formats) opens the disk alike.
+type reading struct {
+	choice export.Choice
+	rec    *vm.WukongFileTransfer
+	origin *vm.DiskSource
+}
+
+type readingKey struct{}
+
+func withReading(ctx context.Context, rd *reading) context.Context {
+	return context.WithValue(ctx, readingKey{}, rd)
+}
+
+// readingOf returns the request's reading (an automatic one if none).
+func readingOf(ctx context.Context) *reading {
+	if rd, ok := ctx.Value(readingKey{}).(*reading); ok {
+		return rd
+	}
+	return &reading{}
 }
 
 // chunkedRecord loads and checks the record a chunk of a chunked export belongs to.
@@ -179,14 +226,12 @@ func (r *ExportREST) open(ctx context.Context, w *vm.Wukong, d *vm.Disk, method 
 	if err := claimOwned(ctx, r.Owners, w, d); err != nil {
 		return nil, err
 	}
-	src, err := r.Exporter.Source(ctx, w.Namespace, d.Status.ClaimName, format)
-	var nr *export.NotReadyError
-	if errors.As(err, &nr) {
-		return nil, stream.NotReady("disks", d.Name, nr)
-	}
+	rd := readingOf(ctx)
+	src, err := r.source(ctx, w, d, format, rd)
 	if err != nil {
-		return nil, stream.BadGateway(err.Error())
+		return nil, r.sourceError(ctx, w, d, rd, err)
 	}
+	rd.origin = &src.Origin
 	resp, err := src.Do(ctx, method, rng)
 	if err != nil {
 		return nil, stream.BadGateway(fmt.Sprintf("reaching the export server of %s: %v", src.Export, err))
@@ -200,6 +245,80 @@ func (r *ExportREST) open(ctx context.Context, w *vm.Wukong, d *vm.Disk, method 
 	}
 	resp.Body.Close()
 	return nil, stream.BadGateway(fmt.Sprintf("the export server of %s answered %s", src.Export, resp.Status))
+}
+
+// source opens what rd reads: a chunked export's pinned source, or the
+// choice's, which the first range of a chunked export pins in its record.
+func (r *ExportREST) source(ctx context.Context, w *vm.Wukong, d *vm.Disk, format exportv1beta1.ExportVolumeFormat, rd *reading) (*export.Source, error) {
+	disk := export.Disk{Wukong: w, Volume: d.Spec.DiskName, Claim: d.Status.ClaimName}
+	c := rd.choice
+	if rd.rec != nil && rd.rec.Status.DiskSource != nil {
+		c.Pinned = rd.rec.Status.DiskSource
+	}
+	src, err := r.Exporter.Open(ctx, disk, format, c)
+	if err != nil || rd.rec == nil || c.Pinned != nil {
+		return src, err
+	}
+	bound, err := r.Recorder.BindDiskSource(ctx, w.Namespace, rd.rec.Name, &src.Origin)
+	if err != nil {
+		return nil, err
+	}
+	if bound.Type == src.Origin.Type && bound.Name == src.Origin.Name {
+		return src, nil
+	}
+	// Another range of the transfer pinned another source first.
+	c.Pinned = bound
+	return r.Exporter.Open(ctx, disk, format, c)
+}
+
+// sourceError is err of source as a Status: 503 with Retry-After while
+// KubeVirt prepares the snapshot or export, 409 when the disk cannot be read
+// so (a chunked export's record then ends Failed: none of its ranges can be
+// read any more).
+func (r *ExportREST) sourceError(ctx context.Context, w *vm.Wukong, d *vm.Disk, rd *reading, err error) error {
+	var nr *export.NotReadyError
+	var refused *export.RefusedError
+	switch {
+	case errors.As(err, &nr):
+		return stream.NotReady("disks", d.Name, nr)
+	case errors.As(err, &refused):
+		if rd.rec != nil && rd.rec.Status.DiskSource != nil {
+			if _, err := r.Recorder.End(ctx, w.Namespace, rd.rec.Name, vm.FileTransferPhaseFailed, refused.Message, ""); err != nil {
+				klog.V(2).InfoS("Ending a chunked export that cannot go on", "record", klog.KRef(w.Namespace, rd.rec.Name), "err", err)
+			}
+		}
+		return apierrors.NewConflict(vm.Resource("disks"), d.Name, refused)
+	case errors.Is(err, owner.ErrNotOwned):
+		return apierrors.NewConflict(vm.Resource("disks"), d.Name, err)
+	}
+	var st apierrors.APIStatus
+	if errors.As(err, &st) && st.Status().Code < http.StatusInternalServerError && st.Status().Code >= http.StatusBadRequest {
+		return err // the record's own answers (a Conflict of an ended transfer)
+	}
+	return stream.BadGateway(err.Error())
+}
+
+// recordSource states in a record what its transfer read.
+func (r *ExportREST) recordSource(ctx context.Context, w *vm.Wukong, name string, rd *reading) {
+	if rd.origin == nil {
+		return
+	}
+	if _, err := r.Recorder.BindDiskSource(ctx, w.Namespace, name, rd.origin); err != nil {
+		klog.ErrorS(err, "Recording what a disk export reads", "record", klog.KRef(w.Namespace, name))
+	}
+}
+
+// describe says what a transfer read, for its message.
+func describe(src *vm.DiskSource) string {
+	switch {
+	case src == nil:
+		return ""
+	case src.Type == vm.DiskSourceSnapshot && src.CreationTime != nil:
+		return fmt.Sprintf(", from the VirtualMachineSnapshot %s taken at %s", src.Name, src.CreationTime.UTC().Format(time.RFC3339))
+	case src.Type == vm.DiskSourceSnapshot:
+		return fmt.Sprintf(", from the VirtualMachineSnapshot %s", src.Name)
+	}
+	return fmt.Sprintf(", from the PVC %s", src.Name)
 }
 
 // claimOwned checks that d's claim is w's own, as a Status: 409 when it is
@@ -274,6 +393,8 @@ func (r *ExportREST) stream(ctx context.Context, w *vm.Wukong, d *vm.Disk, forma
 	if err != nil {
 		return err
 	}
+	rd := readingOf(ctx)
+	r.recordSource(ctx, w, t.Name(), rd)
 	// A whole volume is the disk's export; a range is only a read of it.
 	whole := resp.StatusCode == http.StatusOK
 	if whole {
@@ -291,7 +412,7 @@ func (r *ExportREST) stream(ctx context.Context, w *vm.Wukong, d *vm.Disk, forma
 		// Cut the stream: the client must not take it for complete.
 		panic(http.ErrAbortHandler)
 	}
-	t.Succeed(fmt.Sprintf("exported %d bytes of disk %s (%s)", n, d.Spec.DiskName, format))
+	t.Succeed(fmt.Sprintf("exported %d bytes of disk %s (%s%s)", n, d.Spec.DiskName, format, describe(rd.origin)))
 	if whole {
 		r.Status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseSucceeded, n, n, "")
 	}
@@ -376,7 +497,9 @@ func (r *ExportREST) serveWebSocket(ctx context.Context, w *vm.Wukong, d *vm.Dis
 	spec := vm.WukongFileTransferSpec{WukongName: w.Name, Operation: vm.OperationDownload, Disk: d.Spec.DiskName, Format: string(format)}
 	var result any
 	t, err := r.Recorder.Start(ctx, w, spec, resp.ContentLength)
+	rd := readingOf(ctx)
 	if err == nil {
+		r.recordSource(ctx, w, t.Name(), rd)
 		r.Status.SetExport(ctx, w, d.Spec.DiskName, vm.ExportPhaseExporting, 0, resp.ContentLength, "")
 		out := stream.NewWriter(conn).Watch(wd)
 		var n int64
@@ -397,7 +520,7 @@ func (r *ExportREST) serveWebSocket(ctx context.Context, w *vm.Wukong, d *vm.Dis
 				err = stream.BadGateway(msg)
 			}
 		} else {
-			result = stream.Record(t.Succeed(fmt.Sprintf("exported %d bytes of disk %s (%s) over a WebSocket", n, d.Spec.DiskName, format)))
+			result = stream.Record(t.Succeed(fmt.Sprintf("exported %d bytes of disk %s (%s%s) over a WebSocket", n, d.Spec.DiskName, format, describe(rd.origin))))
 			r.Status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseSucceeded, n, n, "")
 		}
 	}

@@ -127,16 +127,20 @@ type exporter struct {
 	srv   *exportServer
 	err   error
 	token string // handed out instead of the export server's, when set
+	// origin is what a request that pins nothing reads (the PVC if nil).
+	origin *vm.DiskSource
 
 	mu      sync.Mutex
 	formats []exportv1beta1.ExportVolumeFormat
 	claims  []string
+	choices []export.Choice
 }
 
-func (x *exporter) Source(_ context.Context, namespace, claim string, format exportv1beta1.ExportVolumeFormat) (*export.Source, error) {
+func (x *exporter) Open(_ context.Context, disk export.Disk, format exportv1beta1.ExportVolumeFormat, c export.Choice) (*export.Source, error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.formats, x.claims = append(x.formats, format), append(x.claims, namespace+"/"+claim)
+	x.formats, x.claims = append(x.formats, format), append(x.claims, disk.Wukong.GetNamespace()+"/"+disk.Claim)
+	x.choices = append(x.choices, c)
 	if x.err != nil {
 		return nil, x.err
 	}
@@ -144,7 +148,14 @@ func (x *exporter) Source(_ context.Context, namespace, claim string, format exp
 	if x.token != "" {
 		tok = x.token
 	}
-	return &export.Source{URL: x.srv.URL + "/volumes/" + claim + "/disk.img", Token: tok, Client: x.srv.Client(), Export: export.Name(claim)}, nil
+	origin := vm.DiskSource{Type: vm.DiskSourcePVC, Name: disk.Claim}
+	switch {
+	case c.Pinned != nil:
+		origin = *c.Pinned
+	case x.origin != nil:
+		origin = *x.origin
+	}
+	return &export.Source{URL: x.srv.URL + "/volumes/" + disk.Claim + "/disk.img", Token: tok, Client: x.srv.Client(), Export: export.Name(disk.Claim), Origin: origin}, nil
 }
 
 // exportCall is one SetExport.

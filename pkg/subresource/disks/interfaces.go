@@ -37,9 +37,12 @@ type Finder interface {
 	Find(ctx context.Context, name string) (*vm.Disk, *vm.Wukong, error)
 }
 
-// Exporter finds or makes the export of a PVC (pkg/transfer/export).
+// Exporter says where a disk is served, choosing its PVC or a snapshot of
+// its running VM and making the export (*export.Disks): a
+// *export.NotReadyError while KubeVirt prepares it, a *export.RefusedError
+// when it cannot be read so.
 type Exporter interface {
-	Source(ctx context.Context, namespace, claim string, format exportv1beta1.ExportVolumeFormat) (*export.Source, error)
+	Open(ctx context.Context, disk export.Disk, format exportv1beta1.ExportVolumeFormat, c export.Choice) (*export.Source, error)
 }
 
 // Uploader finds where a DataVolume takes an upload (pkg/transfer/cdi).
@@ -59,6 +62,9 @@ type Recorder interface {
 	Get(ctx context.Context, namespace, name string) (*vm.WukongFileTransfer, error)
 	AddChunk(ctx context.Context, namespace, name string, rng vm.ByteRange, total int64, digest string, counter *wukongfiletransfer.ChunkCounter) (*vm.WukongFileTransfer, error)
 	End(ctx context.Context, namespace, name, phase, message, sha256 string) (*vm.WukongFileTransfer, error)
+	// BindDiskSource records what a disk transfer reads and returns what
+	// the record holds (the first source recorded).
+	BindDiskSource(ctx context.Context, namespace, name string, src *vm.DiskSource) (*vm.DiskSource, error)
 }
 
 // ExportStatus writes a disk's export phase and progress into its Wukong's

@@ -119,7 +119,16 @@ func TestDiskExport(t *testing.T) {
 			}
 		}
 		assert.GreaterOrEqual(t, ok, 3, "a Succeeded record for each export")
-		vme, err := c.kubevirt.ExportV1beta1().VirtualMachineExports(ns).Get(ctx, "wukong-vm1-system", metav1.GetOptions{})
+		// The VM runs: its disk is read through a snapshot, whose export
+		// is named after it.
+		var export string
+		for _, r := range recs.Items {
+			if ds := r.Status.DiskSource; ds != nil && ds.Type == "snapshot" {
+				export = ds.Name
+			}
+		}
+		require.NotEmpty(t, export, "a running VM's disk is exported through a snapshot")
+		vme, err := c.kubevirt.ExportV1beta1().VirtualMachineExports(ns).Get(ctx, export, metav1.GetOptions{})
 		require.NoError(t, err)
 		require.NotNil(t, vme.Spec.TTLDuration, "KubeVirt's TTL cleans the export up")
 		secret, err := c.kube.CoreV1().Secrets(ns).Get(ctx, *vme.Spec.TokenSecretRef, metav1.GetOptions{})

@@ -621,6 +621,33 @@ type WukongFileTransferStatus struct {
 	// +optional
 	// +listType=atomic
 	RangeDigests []RangeDigest `json:"rangeDigests,omitempty"`
+
+	// DiskSource says what a disk export or push read: the disk's PVC, or
+	// a VirtualMachineSnapshot of its running VM and when it was taken.
+	// Every range of a chunked export reads the same source.
+	// +optional
+	DiskSource *DiskSource `json:"diskSource,omitempty"`
+}
+
+// DiskSource types.
+const (
+	// DiskSourcePVC: the disk's PersistentVolumeClaim, its VM stopped.
+	DiskSourcePVC = "pvc"
+	// DiskSourceSnapshot: a VirtualMachineSnapshot of the VM.
+	DiskSourceSnapshot = "snapshot"
+)
+
+// DiskSource is what a disk's bytes were read from.
+type DiskSource struct {
+	// Type is pvc or snapshot.
+	Type string `json:"type"`
+
+	// Name of the PersistentVolumeClaim or VirtualMachineSnapshot.
+	Name string `json:"name"`
+
+	// CreationTime of a snapshot: the moment the bytes are of.
+	// +optional
+	CreationTime *metav1.Time `json:"creationTime,omitempty"`
 }
 
 // RangeDigest is the sha256 of length bytes from offset.
@@ -851,6 +878,19 @@ type DiskExportOptions struct {
 	// ranges cover the disk.
 	// +optional
 	Commit bool `json:"commit,omitempty"`
+
+	// Snapshot chooses what is read. Unset or true: a
+	// VirtualMachineSnapshot while the VM runs (KubeVirt does not export a
+	// PVC a running VM uses), the PVC while it is stopped (it does not
+	// change). false: the PVC, refused (409) while the VM runs.
+	// +optional
+	Snapshot *bool `json:"snapshot,omitempty"`
+
+	// TTL of the VirtualMachineExport (and snapshot) this request creates,
+	// as a Go duration (e.g. 4h); at most the server's --export-max-ttl.
+	// Default: one hour.
+	// +optional
+	TTL string `json:"ttl,omitempty"`
 }
 
 // +k8s:conversion-gen:explicit-from=net/url.Values

@@ -52,6 +52,11 @@ func (in DiskList) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in DiskSource) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.DiskSource"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in DiskSpec) OpenAPIModelName() string {
 	return "dev.novasphere.vm.v1alpha1.DiskSpec"
 }

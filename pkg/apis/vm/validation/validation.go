@@ -28,7 +28,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
@@ -382,6 +384,13 @@ func ValidateWukongFileTransferStatusUpdate(t, old *vm.WukongFileTransfer) field
 		}
 	}
 	allErrs = append(allErrs, ValidateSHA256(st.SHA256, p.Child("sha256"))...)
+	// Every range of a chunked export reads the source its first one read.
+	if old.Status.DiskSource != nil && !apiequality.Semantic.DeepEqual(st.DiskSource, old.Status.DiskSource) {
+		allErrs = append(allErrs, field.Forbidden(p.Child("diskSource"), "is set once, by the transfer's first request"))
+	}
+	if ds := st.DiskSource; ds != nil && ds.Type != vm.DiskSourcePVC && ds.Type != vm.DiskSourceSnapshot {
+		allErrs = append(allErrs, field.NotSupported(p.Child("diskSource", "type"), ds.Type, []string{vm.DiskSourcePVC, vm.DiskSourceSnapshot}))
+	}
 	return allErrs
 }
 
@@ -548,6 +557,11 @@ func ValidateDiskExportOptions(o *vm.DiskExportOptions) field.ErrorList {
 	}
 	if o.Commit && o.Transfer == "" {
 		errs = append(errs, field.Required(field.NewPath("transfer"), "commit ends a chunked export: give it with transfer=<download record>"))
+	}
+	if o.TTL != "" {
+		if d, err := time.ParseDuration(o.TTL); err != nil || d <= 0 {
+			errs = append(errs, field.Invalid(field.NewPath("ttl"), o.TTL, "must be a positive duration such as 30m or 4h"))
+		}
 	}
 	return errs
 }

@@ -265,3 +265,19 @@ func Subject(s *vm.WukongFileTransferSpec) string {
 	}
 	return s.RemotePath
 }
+
+// BindDiskSource records what a disk transfer reads (status.diskSource)
+// and returns what the record holds: src, or the source another request of
+// the same chunked transfer recorded first, which every range then reads.
+func (r *Recorder) BindDiskSource(ctx context.Context, namespace, name string, src *vm.DiskSource) (*vm.DiskSource, error) {
+	out, err := r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
+		if o.Status.DiskSource == nil {
+			o.Status.DiskSource = src.DeepCopy()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out.Status.DiskSource, nil
+}

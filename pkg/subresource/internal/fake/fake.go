@@ -290,6 +290,21 @@ func (r *Recorder) End(_ context.Context, _, name, phase, message, sum string) (
 	return rec.DeepCopy(), nil
 }
 
+// BindDiskSource records what a disk transfer reads; the first source
+// recorded stays.
+func (r *Recorder) BindDiskSource(_ context.Context, _, name string, src *vm.DiskSource) (*vm.DiskSource, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec := r.records[name]
+	if rec == nil {
+		return nil, apierrors.NewNotFound(vm.Resource("wukongfiletransfers"), name)
+	}
+	if rec.Status.DiskSource == nil {
+		rec.Status.DiskSource = src.DeepCopy()
+	}
+	return rec.Status.DiskSource.DeepCopy(), nil
+}
+
 // Transfer is the Transfer the fake Recorder hands out: it counts and
 // hashes what passes, and ends its record.
 type Transfer struct {

@@ -60,6 +60,10 @@ type WukongFileTransferStatusApplyConfiguration struct {
 	// (Trailers would carry them with the bytes, but kube-apiserver drops
 	// trailers of requests it times out.)
 	RangeDigests []RangeDigestApplyConfiguration `json:"rangeDigests,omitempty"`
+	// DiskSource says what a disk export or push read: the disk's PVC, or
+	// a VirtualMachineSnapshot of its running VM and when it was taken.
+	// Every range of a chunked export reads the same source.
+	DiskSource *DiskSourceApplyConfiguration `json:"diskSource,omitempty"`
 }
 
 // WukongFileTransferStatusApplyConfiguration constructs a declarative configuration of the WukongFileTransferStatus type for use with
@@ -179,5 +183,13 @@ func (b *WukongFileTransferStatusApplyConfiguration) WithRangeDigests(values ...
 		}
 		b.RangeDigests = append(b.RangeDigests, *values[i])
 	}
+	return b
+}
+
+// WithDiskSource sets the DiskSource field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the DiskSource field is set to the value of the last call.
+func (b *WukongFileTransferStatusApplyConfiguration) WithDiskSource(value *DiskSourceApplyConfiguration) *WukongFileTransferStatusApplyConfiguration {
+	b.DiskSource = value
 	return b
 }
