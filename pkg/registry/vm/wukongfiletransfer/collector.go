@@ -137,7 +137,7 @@ func (c *Collector) Collect(ctx context.Context, now time.Time) (int, error) {
 				continue
 			}
 			if c.expired(t, now) {
-				c.expire(ctx, t)
+				c.expire(ctx, t, now)
 				continue
 			}
 			done := t.Status.CompletedAt
@@ -204,7 +204,7 @@ func (c *Collector) expired(t *vm.WukongFileTransfer, now time.Time) bool {
 
 // expire ends a declared record nobody ran, unless it moved meanwhile. It
 // is then kept and collected as any finished record.
-func (c *Collector) expire(ctx context.Context, t *vm.WukongFileTransfer) {
+func (c *Collector) expire(ctx context.Context, t *vm.WukongFileTransfer, at time.Time) {
 	ctx = genericapirequest.WithNamespace(ctx, t.Namespace)
 	rv := t.ResourceVersion
 	info := rest.DefaultUpdatedObjectInfo(nil, func(_ context.Context, _, old runtime.Object) (runtime.Object, error) {
@@ -212,7 +212,7 @@ func (c *Collector) expire(ctx context.Context, t *vm.WukongFileTransfer) {
 		if o.ResourceVersion != rv || !waiting(o) {
 			return nil, fmt.Errorf("record %s was updated meanwhile", o.Name)
 		}
-		now := metav1.Now()
+		now := metav1.NewTime(at)
 		o.Status.Phase = vm.FileTransferPhaseFailed
 		o.Status.CompletedAt, o.Status.UpdatedAt = &now, &now
 		o.Status.Message = ExpiredMessage(o, c.DeclaredTTL)
