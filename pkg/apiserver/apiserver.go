@@ -79,6 +79,8 @@ type ExtraConfig struct {
 	TransferRecordRetention time.Duration
 	// TransferStaleAfter ends Failed a Transferring record not updated for this long.
 	TransferStaleAfter time.Duration
+	// DeclaredTransferTTL ends Failed (Expired) a declared record nobody ran.
+	DeclaredTransferTTL time.Duration
 	// SSHDialTimeout bounds reaching a guest's SSH server.
 	SSHDialTimeout time.Duration
 	// MaxListEntries, MaxArchiveEntries and MaxArchiveHeaderBytes bound

@@ -160,6 +160,7 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 	// The collector runs in the Lease holder (addControllers).
 	collector := wukongfiletransfer.NewCollector(transfers, transferStatus, c.ExtraConfig.TransferRecordRetention, c.ExtraConfig.TransferStaleAfter)
 	collector.KeepPerNamespace = c.ExtraConfig.TransferRecordsKept
+	collector.DeclaredTTL = c.ExtraConfig.DeclaredTransferTTL
 	collector.Abandoned = func(ctx context.Context, rec *vm.WukongFileTransfer) {
 		fileStreams.RemoveAbandonedChunks(ctx, rec)
 		diskExport.AbandonedExport(ctx, rec)

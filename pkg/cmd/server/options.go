@@ -36,6 +36,7 @@ type WukongOptions struct {
 	MaxFileSize             string
 	TransferRecordRetention time.Duration
 	TransferStaleAfter      time.Duration
+	DeclaredTransferTTL     time.Duration
 	SSHDialTimeout          time.Duration
 	// Bounds on the records every transfer writes to etcd.
 	TransferRecordsPerUser      int
@@ -77,6 +78,7 @@ func NewWukongOptions() *WukongOptions {
 		MaxFileSize:             "0",
 		TransferRecordRetention: 24 * time.Hour,
 		TransferStaleAfter:      time.Minute,
+		DeclaredTransferTTL:     time.Hour,
 		SSHDialTimeout:          15 * time.Second,
 		// A person or a script copying file by file stays well below
 		// these; a loop that floods etcd does not.
@@ -118,6 +120,8 @@ func (o *WukongOptions) AddFlags(fs *pflag.FlagSet) {
 		"How long finished WukongFileTransfer records are kept; 0 keeps them forever.")
 	fs.DurationVar(&o.TransferStaleAfter, "transfer-stale-after", o.TransferStaleAfter,
 		"A Transferring record whose progress nobody wrote for this long (its server stopped) is ended Failed. Running transfers write at least every quarter of it.")
+	fs.DurationVar(&o.DeclaredTransferTTL, "declared-transfer-ttl", o.DeclaredTransferTTL,
+		"A WukongFileTransfer a user created that no client ran for this long is ended Failed (Expired), then kept and collected as other finished records.")
 	fs.IntVar(&o.TransferRecordsPerUser, "transfer-records-per-user", o.TransferRecordsPerUser,
 		"Transfers (and WukongFileTransfer records) one user may start a minute, with a minute's worth at once; past it a stream is refused 429 with Retry-After. Counted per replica; 0: no limit.")
 	fs.IntVar(&o.TransferRecordsPerNamespace, "transfer-records-per-namespace", o.TransferRecordsPerNamespace,
@@ -175,6 +179,9 @@ func (o *WukongOptions) Validate() []error {
 	if o.TransferStaleAfter < 4*time.Second {
 		errs = append(errs, fmt.Errorf("--transfer-stale-after must be at least 4s"))
 	}
+	if o.DeclaredTransferTTL < time.Second {
+		errs = append(errs, fmt.Errorf("--declared-transfer-ttl must be at least 1s"))
+	}
 	if o.MaxListEntries < 0 || o.MaxArchiveEntries < 0 {
 		errs = append(errs, fmt.Errorf("--max-list-entries and --max-archive-entries must not be negative"))
 	}
@@ -220,6 +227,7 @@ func (o *WukongOptions) ApplyTo(c *apiserver.ExtraConfig) error {
 	c.MaxFileSize = q.Value()
 	c.TransferRecordRetention = o.TransferRecordRetention
 	c.TransferStaleAfter = o.TransferStaleAfter
+	c.DeclaredTransferTTL = o.DeclaredTransferTTL
 	c.SSHDialTimeout = o.SSHDialTimeout
 	c.TransferRecordsPerUser, c.TransferRecordsPerNamespace, c.TransferRecordsKept = o.TransferRecordsPerUser, o.TransferRecordsPerNamespace, o.TransferRecordsKept
 	c.MaxListEntries, c.MaxArchiveEntries = o.MaxListEntries, o.MaxArchiveEntries

@@ -72,7 +72,7 @@ func TestKubectlGetColumns(t *testing.T) {
 	out = framework.RunKubectl(t, cp, cp.Admin, "get", "wukongfiletransfers", "-n", ns)
 	lines = strings.Split(strings.TrimSpace(out), "\n")
 	require.Len(t, lines, 2, out)
-	assert.Equal(t, []string{"NAME", "WUKONG", "OPERATION", "PATH", "PHASE", "PROGRESS", "AGE"}, strings.Fields(lines[0]))
+	assert.Equal(t, []string{"NAME", "WUKONG", "OPERATION", "PATH", "PHASE", "PROGRESS", "REQUESTED-BY", "AGE"}, strings.Fields(lines[0]))
 	assert.Equal(t, []string{"upload-config", "my-vm", "upload", "/etc/app/config.yaml", "Pending", "<none>"}, strings.Fields(lines[1])[:6])
 
 	// Short names resolve through discovery.

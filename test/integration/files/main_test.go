@@ -57,8 +57,9 @@ var cp *framework.ControlPlane
 func TestMain(m *testing.M) {
 	os.Exit(framework.RunTestMain(m, framework.Options{
 		BeforeWukongAPIServer: standin.InstallKubeVirtCRDs,
-		// Short retention and stale time so the collector tests see records go.
-		WukongAPIServerArgs: []string{"--transfer-record-retention=20s", "--transfer-stale-after=8s"},
+		// Short retention, stale time and declared TTL so the collector
+		// tests see records go.
+		WukongAPIServerArgs: []string{"--transfer-record-retention=20s", "--transfer-stale-after=8s", "--declared-transfer-ttl=15s"},
 	}, &cp))
 }
 

@@ -33,4 +33,9 @@ const (
 
 	// LabelWukong names the Wukong a record belongs to.
 	LabelWukong = "vm.novasphere.dev/wukong"
+
+	// LabelDeclared is "true" on a record a user created through the API
+	// (a declared transfer, or the anchor of a chunked one), as opposed to
+	// one the server made for a stream. The server sets it; users cannot.
+	LabelDeclared = "vm.novasphere.dev/declared"
 )

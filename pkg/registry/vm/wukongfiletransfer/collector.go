@@ -50,13 +50,17 @@ const PageSize = 500
 // most KeepPerNamespace finished records in a namespace (the newest), and
 // ends Failed the Transferring or Committing records nobody updates any
 // more (their server stopped mid-transfer), so that no record stays open
-// forever. It runs in the replica that holds the controllers' Lease.
+// forever, and ends Failed (Expired) the declared records nobody ran within
+// DeclaredTTL. It runs in the replica that holds the controllers' Lease.
 type Collector struct {
 	store     Store
 	status    rest.Updater
 	retention time.Duration
 	// staleAfter without a progress write ends a Transferring record.
 	staleAfter time.Duration
+	// DeclaredTTL, when above 0, is how long a declared record may wait
+	// Pending for a client before the collector ends it Failed.
+	DeclaredTTL time.Duration
 	// KeepPerNamespace, when above 0, is the most finished records a
 	// namespace keeps; older ones go before their retention ends.
 	KeepPerNamespace int
@@ -80,6 +84,9 @@ func (c *Collector) Run(ctx context.Context) {
 	period := c.staleAfter / 10
 	if c.retention > 0 {
 		period = min(period, c.retention/10)
+	}
+	if c.DeclaredTTL > 0 {
+		period = min(period, c.DeclaredTTL/10)
 	}
 	period = max(min(period, time.Minute), time.Second)
 	klog.InfoS("Collecting transfer records in this replica", "period", period)
@@ -127,6 +134,10 @@ func (c *Collector) Collect(ctx context.Context, now time.Time) (int, error) {
 				if c.fail(ctx, t) && c.Abandoned != nil {
 					c.Abandoned(ctx, t)
 				}
+				continue
+			}
+			if c.expired(t, now) {
+				c.expire(ctx, t, now)
 				continue
 			}
 			done := t.Status.CompletedAt
@@ -184,6 +195,34 @@ func (c *Collector) stale(t *vm.WukongFileTransfer, now time.Time) bool {
 		last = t.Status.UpdatedAt.Time
 	}
 	return now.Sub(last) > c.staleAfter
+}
+
+// expired is a declared record still waiting after DeclaredTTL.
+func (c *Collector) expired(t *vm.WukongFileTransfer, now time.Time) bool {
+	return c.DeclaredTTL > 0 && waiting(t) && now.Sub(t.CreationTimestamp.Time) >= c.DeclaredTTL
+}
+
+// expire ends a declared record nobody ran, unless it moved meanwhile. It
+// is then kept and collected as any finished record.
+func (c *Collector) expire(ctx context.Context, t *vm.WukongFileTransfer, at time.Time) {
+	ctx = genericapirequest.WithNamespace(ctx, t.Namespace)
+	rv := t.ResourceVersion
+	info := rest.DefaultUpdatedObjectInfo(nil, func(_ context.Context, _, old runtime.Object) (runtime.Object, error) {
+		o := old.(*vm.WukongFileTransfer).DeepCopy()
+		if o.ResourceVersion != rv || !waiting(o) {
+			return nil, fmt.Errorf("record %s was updated meanwhile", o.Name)
+		}
+		now := metav1.NewTime(at)
+		o.Status.Phase = vm.FileTransferPhaseFailed
+		o.Status.CompletedAt, o.Status.UpdatedAt = &now, &now
+		o.Status.Message = ExpiredMessage(o, c.DeclaredTTL)
+		return o, nil
+	})
+	if _, _, err := c.status.Update(ctx, t.Name, info, rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{}); err != nil {
+		klog.V(2).InfoS("Not expiring a declared transfer record", "record", klog.KObj(t), "err", err)
+		return
+	}
+	klog.InfoS("Expired a declared transfer record nobody ran", "record", klog.KObj(t), "ttl", c.DeclaredTTL)
 }
 
 // fail ends a stale record, unless it moved meanwhile, and says whether it did.

@@ -127,7 +127,7 @@ func (r *Recorder) Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTr
 	if total >= 0 {
 		obj.Spec.ExpectedSize = &total
 	}
-	stored, err := r.records.Create(ctx, obj, rest.ValidateAllObjectFunc, &metav1.CreateOptions{})
+	stored, err := r.records.Create(serverRecord(ctx), obj, rest.ValidateAllObjectFunc, &metav1.CreateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("creating the transfer record: %w", err)
 	}

@@ -73,6 +73,9 @@ func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.
 		}
 		if st.Phase == vm.FileTransferPhasePending || st.Phase == "" {
 			st.Phase, st.StartedAt = vm.FileTransferPhaseTransferring, &now
+			if st.Message == WaitingMessage(o) {
+				st.Message = "" // a client came
+			}
 		}
 		before := Sum(st.CompletedRanges)
 		st.CompletedRanges = MergeRange(st.CompletedRanges, rng)

@@ -70,10 +70,11 @@ var tableConvertor = table.Convertor[*vm.WukongFileTransfer]{
 		{Name: "Path", Type: "string", Description: "The path inside the VM, or disk:<name> for a disk transfer."},
 		{Name: "Phase", Type: "string", Description: "Pending, Transferring, Committing, Succeeded or Failed."},
 		{Name: "Progress", Type: "string", Description: "Percentage done, when the size is known."},
+		{Name: "Requested-By", Type: "string", Description: "The user who asked for the transfer, or created it."},
 		{Name: "Bytes", Type: "string", Priority: 1, Description: "Bytes transferred."},
 		{Name: "Rate", Type: "string", Priority: 1, Description: "Recent rate."},
-		{Name: "Requested-By", Type: "string", Priority: 1, Description: "The user who asked for the transfer."},
 		{Name: "Target", Type: "string", Priority: 1, Description: "Where a push sends the disk."},
+		{Name: "Message", Type: "string", Priority: 1, Description: "What happened, or what a declared transfer waits for."},
 	},
 	Cells: func(t *vm.WukongFileTransfer) []any {
 		path := t.Spec.RemotePath
@@ -82,9 +83,9 @@ var tableConvertor = table.Convertor[*vm.WukongFileTransfer]{
 		}
 		return []any{
 			t.Spec.WukongName, t.Spec.Operation, path,
-			table.OrNone(t.Status.Phase), table.OrNone(t.Status.Progress),
+			table.OrNone(t.Status.Phase), table.OrNone(t.Status.Progress), table.OrNone(t.Status.RequestedBy),
 			table.Bytes(t.Status.BytesTransferred), table.Bytes(t.Status.BytesPerSecond) + "/s",
-			table.OrNone(t.Status.RequestedBy), table.OrNone(t.Spec.Target),
+			table.OrNone(t.Spec.Target), table.OrNone(t.Status.Message),
 		}
 	},
 }

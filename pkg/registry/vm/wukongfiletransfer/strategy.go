@@ -61,6 +61,7 @@ func (transferStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set
 
 // PrepareForCreate starts every record Pending, labelled with its Wukong and
 // stamped with the user who created it; a client cannot claim another's name.
+// A record a user creates is labelled declared and says what it waits for.
 func (transferStrategy) PrepareForCreate(ctx context.Context, obj runtime.Object) {
 	t := obj.(*vm.WukongFileTransfer)
 	t.Status = vm.WukongFileTransferStatus{Phase: vm.FileTransferPhasePending}
@@ -74,12 +75,28 @@ func (transferStrategy) PrepareForCreate(ctx context.Context, obj runtime.Object
 		t.Labels = map[string]string{}
 	}
 	t.Labels[WukongLabel] = t.Spec.WukongName
+	// Whether a user declared it is the server's to say, from where the
+	// create came from, never from what the user sent.
+	delete(t.Labels, DeclaredLabel)
+	if !isServerRecord(ctx) {
+		t.Labels[DeclaredLabel] = "true"
+		t.Status.Message = WaitingMessage(t)
+	}
 	t.Generation = 1
 }
 
 func (transferStrategy) PrepareForUpdate(_ context.Context, obj, old runtime.Object) {
 	t, oldT := obj.(*vm.WukongFileTransfer), old.(*vm.WukongFileTransfer)
 	t.Status = oldT.Status
+	// The declared mark stays as the server set it.
+	if v, ok := oldT.Labels[DeclaredLabel]; ok {
+		if t.Labels == nil {
+			t.Labels = map[string]string{}
+		}
+		t.Labels[DeclaredLabel] = v
+	} else {
+		delete(t.Labels, DeclaredLabel)
+	}
 }
 
 func (transferStrategy) Validate(_ context.Context, obj runtime.Object) field.ErrorList {
