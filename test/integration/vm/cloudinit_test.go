@@ -37,7 +37,7 @@ import (
 )
 
 // TestCloudInitFiles: a Wukong with one inline file and one from a Secret
-// gets a VM whose cloud-init user data, in the <wukong>-cloudinit Secret it
+// waits for the Secret, then gets a VM whose cloud-init user data, in the <wukong>-cloudinit Secret it
 // references, writes both; the VirtualMachine holds none of the Secret's
 // bytes; the Secret goes with the Wukong. A bad file list is a 422 naming
 // the field and the limit.
@@ -46,15 +46,20 @@ func TestCloudInitFiles(t *testing.T) {
 	ns := framework.CreateTestNamespace(t, cp, "cloudinit")
 	c := newClients(t)
 	const token = "s3cr3t-cloudinit-token-9f2c"
-	_, err := c.kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "app-secrets"},
-		Data: map[string][]byte{"token": []byte(token)}}, metav1.CreateOptions{})
-	require.NoError(t, err)
 	apply(t, ns, &v1alpha1.Wukong{ObjectMeta: metav1.ObjectMeta{Name: "vm1"}, Spec: v1alpha1.WukongSpec{CPU: 1,
 		CloudInit: &v1alpha1.CloudInitSpec{Files: []v1alpha1.CloudInitFile{
 			{Path: "/etc/motd", Content: "welcome\n", Permissions: "0644"},
 			{Path: "/etc/app/token", Permissions: "0600", Owner: "root:root",
 				ContentFrom: &v1alpha1.CloudInitFileSource{SecretKeyRef: &v1alpha1.KeyReference{Name: "app-secrets", Key: "token"}}},
 		}}}})
+
+	// Applied before its Secret: the VM waits for it.
+	waitMissing(t, ns, "vm1", "MissingReference", "Secret app-secrets named by spec.cloudInit.files[1].contentFrom.secretKeyRef.name does not exist")
+	_, err := c.kubevirt.KubevirtV1().VirtualMachines(ns).Get(ctx, "vm1", metav1.GetOptions{})
+	assert.True(t, apierrors.IsNotFound(err), "no VirtualMachine without the file's Secret: %v", err)
+	_, err = c.kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "app-secrets"},
+		Data: map[string][]byte{"token": []byte(token)}}, metav1.CreateOptions{})
+	require.NoError(t, err)
 
 	var vm *kubevirtv1.VirtualMachine
 	require.NoError(t, wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
