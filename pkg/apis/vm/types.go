@@ -64,6 +64,73 @@ type WukongSpec struct {
 	// through the wukongs/<name>/files subresource.
 	// +optional
 	FileTransfer *FileTransferSpec `json:"fileTransfer,omitempty"`
+
+	// CloudInit declares what cloud-init does at the VM's first boot
+	// besides authorising the file-transfer key: files to write.
+	// +optional
+	CloudInit *CloudInitSpec `json:"cloudInit,omitempty"`
+}
+
+// CloudInitSpec is what cloud-init does at the VM's first boot.
+type CloudInitSpec struct {
+	// Files are written through cloud-init's write_files at first boot,
+	// in this order. At most 64 files; inline content at most 256 KiB in
+	// all. User data over 2048 bytes (KubeVirt's inline limit), or with
+	// any file from a Secret, is kept in the Secret <wukong>-cloudinit,
+	// which the VirtualMachine references.
+	// +optional
+	// +listType=map
+	// +listMapKey=path
+	Files []CloudInitFile `json:"files,omitempty"`
+}
+
+// CloudInitFile is one file cloud-init writes. Exactly one of content and
+// contentFrom; an empty content makes an empty file.
+type CloudInitFile struct {
+	// Path is the absolute, clean path of the file in the guest.
+	Path string `json:"path"`
+
+	// Content is the file's text.
+	// +optional
+	Content string `json:"content,omitempty"`
+
+	// ContentFrom takes the file's bytes from a key of a ConfigMap or
+	// Secret in the Wukong's namespace, which its author must be allowed
+	// to get. Bytes that are not UTF-8 text are written base64-encoded.
+	// +optional
+	ContentFrom *CloudInitFileSource `json:"contentFrom,omitempty"`
+
+	// Permissions are the file's mode as an octal string, such as 0644
+	// (cloud-init's default when unset).
+	// +optional
+	Permissions string `json:"permissions,omitempty"`
+
+	// Owner is "user" or "user:group" (root:root when unset). With an
+	// owner the file is written at the end of first boot (write_files
+	// defer), after cloud-init created its users.
+	// +optional
+	Owner string `json:"owner,omitempty"`
+}
+
+// CloudInitFileSource names where a file's bytes are: exactly one of a
+// ConfigMap key and a Secret key.
+type CloudInitFileSource struct {
+	// ConfigMapKeyRef is a key of a ConfigMap (data or binaryData).
+	// +optional
+	ConfigMapKeyRef *KeyReference `json:"configMapKeyRef,omitempty"`
+
+	// SecretKeyRef is a key of a Secret; its bytes never go into the
+	// VirtualMachine, only into the <wukong>-cloudinit Secret.
+	// +optional
+	SecretKeyRef *KeyReference `json:"secretKeyRef,omitempty"`
+}
+
+// KeyReference is a key of an object in the Wukong's namespace.
+type KeyReference struct {
+	// Name of the object.
+	Name string `json:"name"`
+	// Key within it.
+	Key string `json:"key"`
 }
 
 // DiskConfig is one disk of a Wukong.

@@ -282,8 +282,13 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		// Nothing that would fail for them: no VirtualMachine (nor its
 		// DataVolumes) until they are there; an existing one stays as it is.
 		obs.VM, obs.Held = existing, true
-	} else if desired, err := Render(w, c.publicKey(ctx, w)); err != nil {
+	} else if files, err := c.readFiles(ctx, w); err != nil {
 		obs.Err = err
+	} else if desired, userData, err := RenderWithFiles(w, CloudInitData{SSHPublicKey: c.publicKey(ctx, w), Files: files}); err != nil {
+		obs.Err = err
+	} else if err := c.applyUserDataSecret(ctx, w, userData); err != nil {
+		// Before the VM, whose cloud-init volume references it.
+		obs.Err = fmt.Errorf("writing the cloud-init user data Secret: %w", err)
 	} else if obs.VM, obs.NotApplied, err = c.applyVM(ctx, desired); err != nil {
 		obs.Err = fmt.Errorf("writing the VirtualMachine: %w", err)
 	}
@@ -466,6 +471,9 @@ func (c *Controller) finalize(ctx context.Context, w *v1alpha1.Wukong) error {
 			gone = false
 		}
 	} else if !apierrors.IsNotFound(err) {
+		return err
+	}
+	if err := c.applyUserDataSecret(ctx, w, nil); err != nil {
 		return err
 	}
 	dvs := c.cdi.CdiV1beta1().DataVolumes(w.Namespace)

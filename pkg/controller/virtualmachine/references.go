@@ -148,6 +148,21 @@ func References(w *v1alpha1.Wukong) []Reference {
 		ssh := ft.Enabled && (ft.Method == "" || ft.Method == v1alpha1.FileTransferMethodSSH)
 		add(KindSecret, "", ft.SSHConfig.KeySecret, field.NewPath("spec", "fileTransfer", "sshConfig", "keySecret"), ssh, -1, corev1.SSHAuthPrivateKey)
 	}
+	if ci := w.Spec.CloudInit; ci != nil {
+		// The files' bytes go into the user data when the VM is made.
+		for i, f := range ci.Files {
+			if f.ContentFrom == nil {
+				continue
+			}
+			p := field.NewPath("spec", "cloudInit", "files").Index(i).Child("contentFrom")
+			if r := f.ContentFrom.SecretKeyRef; r != nil {
+				add(KindSecret, "", r.Name, p.Child("secretKeyRef", "name"), true, -1, r.Key)
+			}
+			if r := f.ContentFrom.ConfigMapKeyRef; r != nil {
+				add(KindConfigMap, "", r.Name, p.Child("configMapKeyRef", "name"), true, -1, r.Key)
+			}
+		}
+	}
 	return out
 }
 
@@ -196,7 +211,20 @@ func (r *Resolver) resolve(ctx context.Context, w *v1alpha1.Wukong, ref Referenc
 			}
 		}
 	case KindConfigMap:
-		_, err = r.ConfigMaps.ConfigMaps(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		var cm *corev1.ConfigMap
+		if cm, err = r.ConfigMaps.ConfigMaps(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{}); err == nil {
+			var missing []string
+			for _, k := range ref.Keys {
+				_, text := cm.Data[k]
+				_, binary := cm.BinaryData[k]
+				if !text && !binary {
+					missing = append(missing, k)
+				}
+			}
+			if len(missing) > 0 {
+				return &Problem{Ref: ref, Reason: ReasonInvalidReference, Why: fmt.Sprintf("has no %s key", strings.Join(missing, " or "))}, nil
+			}
+		}
 	case KindPVC:
 		_, err = r.PVCs.PersistentVolumeClaims(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
 	case KindDataSource:

@@ -55,8 +55,18 @@ func OwnerReference(w *v1alpha1.Wukong) metav1.OwnerReference {
 }
 
 // Render returns the VirtualMachine that realises w. sshPublicKey, when set,
-// is authorised for the file-transfer user through cloud-init.
+// is authorised for the file-transfer user through cloud-init. It leaves
+// spec.cloudInit.files out (RenderWithFiles puts them in): enough to compare
+// disks.
 func Render(w *v1alpha1.Wukong, sshPublicKey string) (*kubevirtv1.VirtualMachine, error) {
+	out, _, err := RenderWithFiles(w, CloudInitData{SSHPublicKey: sshPublicKey})
+	return out, err
+}
+
+// RenderWithFiles returns the VirtualMachine that realises w, with the
+// cloud-init ci, and the Secret that holds its user data when the VM
+// references it rather than inlining it (nil otherwise).
+func RenderWithFiles(w *v1alpha1.Wukong, ci CloudInitData) (*kubevirtv1.VirtualMachine, *corev1.Secret, error) {
 	labels := map[string]string{v1alpha1.LabelWukong: w.Name}
 	out := &kubevirtv1.VirtualMachine{
 		ObjectMeta: metav1.ObjectMeta{Name: w.Name, Namespace: w.Namespace, Labels: labels,
@@ -81,7 +91,7 @@ func Render(w *v1alpha1.Wukong, sshPublicKey string) (*kubevirtv1.VirtualMachine
 	for i, d := range w.Spec.Disks {
 		src, err := dataVolumeSource(w, &w.Spec.Disks[i])
 		if err != nil {
-			return nil, fmt.Errorf("spec.disks[%d] (%s): %w", i, d.Name, err)
+			return nil, nil, fmt.Errorf("spec.disks[%d] (%s): %w", i, d.Name, err)
 		}
 		size := DefaultDiskSize
 		if d.Size != nil {
@@ -117,15 +127,19 @@ func Render(w *v1alpha1.Wukong, sshPublicKey string) (*kubevirtv1.VirtualMachine
 			Name: d.Name, VolumeSource: kubevirtv1.VolumeSource{DataVolume: &kubevirtv1.DataVolumeSource{Name: claim}},
 		})
 	}
-	if userData := cloudInit(w, sshPublicKey); userData != "" {
+	source, secret, err := cloudInitSource(w, ci)
+	if err != nil {
+		return nil, nil, err
+	}
+	if source != nil {
 		spec.Domain.Devices.Disks = append(spec.Domain.Devices.Disks, kubevirtv1.Disk{
 			Name: cloudInitVolume, DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: kubevirtv1.DiskBusVirtio}},
 		})
 		spec.Volumes = append(spec.Volumes, kubevirtv1.Volume{
-			Name: cloudInitVolume, VolumeSource: kubevirtv1.VolumeSource{CloudInitNoCloud: &kubevirtv1.CloudInitNoCloudSource{UserData: userData}},
+			Name: cloudInitVolume, VolumeSource: kubevirtv1.VolumeSource{CloudInitNoCloud: source},
 		})
 	}
-	return out, nil
+	return out, secret, nil
 }
 
 // RunStrategy is the run strategy w's VirtualMachine gets: the Wukong's

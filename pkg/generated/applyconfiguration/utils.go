@@ -34,6 +34,12 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 	// Group=vm.novasphere.dev, Version=v1alpha1
 	case v1alpha1.SchemeGroupVersion.WithKind("ByteRange"):
 		return &vmv1alpha1.ByteRangeApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CloudInitFile"):
+		return &vmv1alpha1.CloudInitFileApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CloudInitFileSource"):
+		return &vmv1alpha1.CloudInitFileSourceApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CloudInitSpec"):
+		return &vmv1alpha1.CloudInitSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("DataSourceReference"):
 		return &vmv1alpha1.DataSourceReferenceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("DiskConfig"):
@@ -54,6 +60,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &vmv1alpha1.ImportSourceSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ImportStatus"):
 		return &vmv1alpha1.ImportStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("KeyReference"):
+		return &vmv1alpha1.KeyReferenceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("PushStatus"):
 		return &vmv1alpha1.PushStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("PVCConfig"):

@@ -34,6 +34,9 @@ import (
 func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenAPIDefinition {
 	return map[string]common.OpenAPIDefinition{
 		v1alpha1.ByteRange{}.OpenAPIModelName():                schema_pkg_apis_vm_v1alpha1_ByteRange(ref),
+		v1alpha1.CloudInitFile{}.OpenAPIModelName():            schema_pkg_apis_vm_v1alpha1_CloudInitFile(ref),
+		v1alpha1.CloudInitFileSource{}.OpenAPIModelName():      schema_pkg_apis_vm_v1alpha1_CloudInitFileSource(ref),
+		v1alpha1.CloudInitSpec{}.OpenAPIModelName():            schema_pkg_apis_vm_v1alpha1_CloudInitSpec(ref),
 		v1alpha1.DataSourceReference{}.OpenAPIModelName():      schema_pkg_apis_vm_v1alpha1_DataSourceReference(ref),
 		v1alpha1.Disk{}.OpenAPIModelName():                     schema_pkg_apis_vm_v1alpha1_Disk(ref),
 		v1alpha1.DiskConfig{}.OpenAPIModelName():               schema_pkg_apis_vm_v1alpha1_DiskConfig(ref),
@@ -51,6 +54,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.HTTPTransferConfig{}.OpenAPIModelName():       schema_pkg_apis_vm_v1alpha1_HTTPTransferConfig(ref),
 		v1alpha1.ImportSourceSpec{}.OpenAPIModelName():         schema_pkg_apis_vm_v1alpha1_ImportSourceSpec(ref),
 		v1alpha1.ImportStatus{}.OpenAPIModelName():             schema_pkg_apis_vm_v1alpha1_ImportStatus(ref),
+		v1alpha1.KeyReference{}.OpenAPIModelName():             schema_pkg_apis_vm_v1alpha1_KeyReference(ref),
 		v1alpha1.PVCConfig{}.OpenAPIModelName():                schema_pkg_apis_vm_v1alpha1_PVCConfig(ref),
 		v1alpha1.PushStatus{}.OpenAPIModelName():               schema_pkg_apis_vm_v1alpha1_PushStatus(ref),
 		v1alpha1.RangeDigest{}.OpenAPIModelName():              schema_pkg_apis_vm_v1alpha1_RangeDigest(ref),
@@ -153,6 +157,120 @@ func schema_pkg_apis_vm_v1alpha1_ByteRange(ref common.ReferenceCallback) common.
 				Required: []string{"offset", "length"},
 			},
 		},
+	}
+}
+
+func schema_pkg_apis_vm_v1alpha1_CloudInitFile(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "CloudInitFile is one file cloud-init writes. Exactly one of content and contentFrom; an empty content makes an empty file.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"path": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Path is the absolute, clean path of the file in the guest.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"content": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Content is the file's text.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"contentFrom": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ContentFrom takes the file's bytes from a key of a ConfigMap or Secret in the Wukong's namespace, which its author must be allowed to get. Bytes that are not UTF-8 text are written base64-encoded.",
+							Ref:         ref(v1alpha1.CloudInitFileSource{}.OpenAPIModelName()),
+						},
+					},
+					"permissions": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Permissions are the file's mode as an octal string, such as 0644 (cloud-init's default when unset).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"owner": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Owner is \"user\" or \"user:group\" (root:root when unset). With an owner the file is written at the end of first boot (write_files defer), after cloud-init created its users.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"path"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.CloudInitFileSource{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_vm_v1alpha1_CloudInitFileSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "CloudInitFileSource names where a file's bytes are: exactly one of a ConfigMap key and a Secret key.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"configMapKeyRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ConfigMapKeyRef is a key of a ConfigMap (data or binaryData).",
+							Ref:         ref(v1alpha1.KeyReference{}.OpenAPIModelName()),
+						},
+					},
+					"secretKeyRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SecretKeyRef is a key of a Secret; its bytes never go into the VirtualMachine, only into the <wukong>-cloudinit Secret.",
+							Ref:         ref(v1alpha1.KeyReference{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.KeyReference{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_vm_v1alpha1_CloudInitSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "CloudInitSpec is what cloud-init does at the VM's first boot.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"files": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"path",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Files are written through cloud-init's write_files at first boot, in this order. At most 64 files; inline content at most 256 KiB in all. User data over 2048 bytes (KubeVirt's inline limit), or with any file from a Secret, is kept in the Secret <wukong>-cloudinit, which the VirtualMachine references.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.CloudInitFile{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.CloudInitFile{}.OpenAPIModelName()},
 	}
 }
 
@@ -948,6 +1066,36 @@ func schema_pkg_apis_vm_v1alpha1_ImportStatus(ref common.ReferenceCallback) comm
 					},
 				},
 				Required: []string{"phase"},
+			},
+		},
+	}
+}
+
+func schema_pkg_apis_vm_v1alpha1_KeyReference(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "KeyReference is a key of an object in the Wukong's namespace.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name of the object.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"key": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Key within it.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name", "key"},
 			},
 		},
 	}
@@ -1924,11 +2072,17 @@ func schema_pkg_apis_vm_v1alpha1_WukongSpec(ref common.ReferenceCallback) common
 							Ref:         ref(v1alpha1.FileTransferSpec{}.OpenAPIModelName()),
 						},
 					},
+					"cloudInit": {
+						SchemaProps: spec.SchemaProps{
+							Description: "CloudInit declares what cloud-init does at the VM's first boot besides authorising the file-transfer key: files to write.",
+							Ref:         ref(v1alpha1.CloudInitSpec{}.OpenAPIModelName()),
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.DiskConfig{}.OpenAPIModelName(), v1alpha1.FileTransferSpec{}.OpenAPIModelName(), resource.Quantity{}.OpenAPIModelName()},
+			v1alpha1.CloudInitSpec{}.OpenAPIModelName(), v1alpha1.DiskConfig{}.OpenAPIModelName(), v1alpha1.FileTransferSpec{}.OpenAPIModelName(), resource.Quantity{}.OpenAPIModelName()},
 	}
 }
 

@@ -27,6 +27,21 @@ func (in ByteRange) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in CloudInitFile) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.CloudInitFile"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in CloudInitFileSource) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.CloudInitFileSource"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in CloudInitSpec) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.CloudInitSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in DataSourceReference) OpenAPIModelName() string {
 	return "dev.novasphere.vm.v1alpha1.DataSourceReference"
 }
@@ -109,6 +124,11 @@ func (in ImportSourceSpec) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in ImportStatus) OpenAPIModelName() string {
 	return "dev.novasphere.vm.v1alpha1.ImportStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in KeyReference) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.KeyReference"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.

@@ -118,6 +118,93 @@ func ValidateWukongSpec(s *vm.WukongSpec, p *field.Path) field.ErrorList {
 	if s.FileTransfer != nil {
 		allErrs = append(allErrs, validateFileTransfer(s.FileTransfer, p.Child("fileTransfer"))...)
 	}
+	if s.CloudInit != nil {
+		allErrs = append(allErrs, validateCloudInit(s.CloudInit, p.Child("cloudInit"))...)
+	}
+	return allErrs
+}
+
+// Limits of spec.cloudInit.files: cloud-init's user data is kept whole in
+// one object (the VM or a Secret of at most 1 MiB), so it is bounded here.
+const (
+	MaxCloudInitFiles         = 64
+	MaxCloudInitInlineContent = 256 << 10
+)
+
+// cloud-init's write_files takes the mode as an octal string.
+var permissionsRE = regexp.MustCompile(`^0?[0-7]{3,4}$`)
+
+func validateCloudInit(c *vm.CloudInitSpec, p *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	fp := p.Child("files")
+	if len(c.Files) > MaxCloudInitFiles {
+		allErrs = append(allErrs, field.TooMany(fp, len(c.Files), MaxCloudInitFiles))
+	}
+	paths := sets.New[string]()
+	total := 0
+	for i := range c.Files {
+		f := &c.Files[i]
+		ip := fp.Index(i)
+		if errs := ValidateRemotePath(f.Path, ip.Child("path")); len(errs) > 0 {
+			allErrs = append(allErrs, errs...)
+		} else if f.Path == "/" {
+			allErrs = append(allErrs, field.Invalid(ip.Child("path"), f.Path, "must name a file, not /"))
+		} else if paths.Has(f.Path) {
+			allErrs = append(allErrs, field.Duplicate(ip.Child("path"), f.Path))
+		}
+		paths.Insert(f.Path)
+		total += len(f.Content)
+		if f.Content != "" && f.ContentFrom != nil {
+			allErrs = append(allErrs, field.Invalid(ip, f.Path, "set content or contentFrom, not both"))
+		}
+		if f.ContentFrom != nil {
+			allErrs = append(allErrs, validateFileSource(f.ContentFrom, ip.Child("contentFrom"))...)
+		}
+		if f.Permissions != "" && !permissionsRE.MatchString(f.Permissions) {
+			allErrs = append(allErrs, field.Invalid(ip.Child("permissions"), f.Permissions, "must be octal permissions from 0000 to 7777, such as 0644"))
+		}
+		if f.Owner != "" {
+			user, group, _ := strings.Cut(f.Owner, ":")
+			if !posixUserRE.MatchString(user) || (strings.Contains(f.Owner, ":") && !posixUserRE.MatchString(group)) {
+				allErrs = append(allErrs, field.Invalid(ip.Child("owner"), f.Owner, "must be user or user:group, POSIX names such as app:app"))
+			}
+		}
+	}
+	if total > MaxCloudInitInlineContent {
+		allErrs = append(allErrs, field.Invalid(fp, fmt.Sprintf("%d bytes", total), fmt.Sprintf("inline content of all files is %d bytes, at most %d (256 KiB); take larger files from a ConfigMap or Secret (contentFrom)", total, MaxCloudInitInlineContent)))
+	}
+	return allErrs
+}
+
+func validateFileSource(s *vm.CloudInitFileSource, p *field.Path) field.ErrorList {
+	refs := 0
+	var allErrs field.ErrorList
+	for _, r := range []struct {
+		ref  *vm.KeyReference
+		name string
+	}{{s.ConfigMapKeyRef, "configMapKeyRef"}, {s.SecretKeyRef, "secretKeyRef"}} {
+		if r.ref == nil {
+			continue
+		}
+		refs++
+		rp := p.Child(r.name)
+		if r.ref.Name == "" {
+			allErrs = append(allErrs, field.Required(rp.Child("name"), "the name of an object in the Wukong's namespace"))
+		} else {
+			allErrs = append(allErrs, validateDNSSubdomain(r.ref.Name, rp.Child("name"))...)
+		}
+		if r.ref.Key == "" {
+			allErrs = append(allErrs, field.Required(rp.Child("key"), "the key whose bytes the file holds"))
+		}
+		for _, msg := range utilvalidation.IsConfigMapKey(r.ref.Key) {
+			if r.ref.Key != "" {
+				allErrs = append(allErrs, field.Invalid(rp.Child("key"), r.ref.Key, msg))
+			}
+		}
+	}
+	if refs != 1 {
+		allErrs = append(allErrs, field.Invalid(p, "", "set exactly one of configMapKeyRef and secretKeyRef"))
+	}
 	return allErrs
 }
 

@@ -89,10 +89,38 @@ func (r *References) check(ctx context.Context, w, old *vm.Wukong) error {
 		// when it is missing.
 		errs = append(errs, r.authorized(ctx, w.Namespace, key, field.NewPath("spec", "fileTransfer", "sshConfig", "keySecret"))...)
 	}
+	if old == nil || !equality.Semantic.DeepEqual(w.Spec.CloudInit, old.Spec.CloudInit) {
+		errs = append(errs, r.cloudInitFiles(ctx, w)...)
+	}
 	if len(errs) == 0 {
 		return nil
 	}
 	return apierrors.NewInvalid(vm.Kind("Wukong"), w.Name, errs)
+}
+
+// cloudInitFiles requires the author to be allowed to get every ConfigMap
+// and Secret a cloud-init file is taken from: the controller copies their
+// bytes into the VM's user data with the server's identity, where the
+// guest (and whoever reads the VM or its user-data Secret) sees them.
+// Whether they exist is not checked: they may come after the Wukong.
+func (r *References) cloudInitFiles(ctx context.Context, w *vm.Wukong) field.ErrorList {
+	if w.Spec.CloudInit == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	for i, f := range w.Spec.CloudInit.Files {
+		if f.ContentFrom == nil {
+			continue
+		}
+		p := field.NewPath("spec", "cloudInit", "files").Index(i).Child("contentFrom")
+		if ref := f.ContentFrom.SecretKeyRef; ref != nil {
+			errs = append(errs, r.authorized(ctx, w.Namespace, ref.Name, p.Child("secretKeyRef", "name"))...)
+		}
+		if ref := f.ContentFrom.ConfigMapKeyRef; ref != nil {
+			errs = append(errs, r.authorizedTo(ctx, "configmaps", "ConfigMap", w.Namespace, ref.Name, p.Child("configMapKeyRef", "name"))...)
+		}
+	}
+	return errs
 }
 
 // keySecret is the SSH key Secret w names, if any.
@@ -159,18 +187,24 @@ func (r *References) disks(ctx context.Context, w *vm.Wukong) field.ErrorList {
 
 // authorized requires the user to be allowed to get the Secret ns/name.
 func (r *References) authorized(ctx context.Context, ns, name string, p *field.Path) field.ErrorList {
+	return r.authorizedTo(ctx, "secrets", "Secret", ns, name, p)
+}
+
+// authorizedTo requires the user to be allowed to get the object ns/name
+// of the core resource.
+func (r *References) authorizedTo(ctx context.Context, resource, kind, ns, name string, p *field.Path) field.ErrorList {
 	if r.Authorizer == nil {
 		return nil
 	}
 	u, _ := genericapirequest.UserFrom(ctx)
 	if u == nil {
-		return field.ErrorList{field.Forbidden(p, "no user to check the Secret against")}
+		return field.ErrorList{field.Forbidden(p, "no user to check the "+kind+" against")}
 	}
 	decision, _, err := r.Authorizer.Authorize(ctx, authorizer.AttributesRecord{
-		User: u, Verb: "get", Namespace: ns, APIVersion: "v1", Resource: "secrets", Name: name, ResourceRequest: true,
+		User: u, Verb: "get", Namespace: ns, APIVersion: "v1", Resource: resource, Name: name, ResourceRequest: true,
 	})
 	if err != nil || decision != authorizer.DecisionAllow {
-		return field.ErrorList{field.Forbidden(p, fmt.Sprintf("you may not get the Secret %s/%s; a Wukong can name only Secrets its author may read", ns, name))}
+		return field.ErrorList{field.Forbidden(p, fmt.Sprintf("you may not get the %s %s/%s; a Wukong can name only %ss its author may read", kind, ns, name, kind))}
 	}
 	return nil
 }

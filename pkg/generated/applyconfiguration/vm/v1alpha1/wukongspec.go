@@ -44,6 +44,9 @@ type WukongSpecApplyConfiguration struct {
 	// FileTransfer configures copying files into and out of the running VM
 	// through the wukongs/<name>/files subresource.
 	FileTransfer *FileTransferSpecApplyConfiguration `json:"fileTransfer,omitempty"`
+	// CloudInit declares what cloud-init does at the VM's first boot
+	// besides authorising the file-transfer key: files to write.
+	CloudInit *CloudInitSpecApplyConfiguration `json:"cloudInit,omitempty"`
 }
 
 // WukongSpecApplyConfiguration constructs a declarative configuration of the WukongSpec type for use with
@@ -94,5 +97,13 @@ func (b *WukongSpecApplyConfiguration) WithDisks(values ...*DiskConfigApplyConfi
 // If called multiple times, the FileTransfer field is set to the value of the last call.
 func (b *WukongSpecApplyConfiguration) WithFileTransfer(value *FileTransferSpecApplyConfiguration) *WukongSpecApplyConfiguration {
 	b.FileTransfer = value
+	return b
+}
+
+// WithCloudInit sets the CloudInit field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the CloudInit field is set to the value of the last call.
+func (b *WukongSpecApplyConfiguration) WithCloudInit(value *CloudInitSpecApplyConfiguration) *WukongSpecApplyConfiguration {
+	b.CloudInit = value
 	return b
 }
