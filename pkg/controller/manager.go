@@ -29,6 +29,7 @@ import (
 	"github.com/novasphere/wukong/pkg/controller/exporttarget"
 	"github.com/novasphere/wukong/pkg/controller/virtualmachine"
 	"github.com/novasphere/wukong/pkg/egress"
+	"github.com/novasphere/wukong/pkg/events"
 )
 
 // DrainTimeout is how long Drain waits for cut pushes to record their end.
@@ -64,6 +65,8 @@ type ManagerOptions struct {
 	// replica only (every replica listing every record would double the
 	// load on etcd, and two collectors race to end the same records).
 	Collect func(context.Context)
+	// Events gets the controllers' events on Wukongs.
+	Events events.Events
 }
 
 // Manager runs wukong-apiserver's controllers (the VM controller and the
@@ -147,9 +150,10 @@ func (m *Manager) lead(ctx context.Context, loopback *rest.Config) {
 		klog.ErrorS(err, "Starting the VM controller")
 		return
 	}
+	vms.Events = m.o.Events
 	pushes, err := exporttarget.New(loopback, exporttarget.Deps{
 		Exporter: m.o.Exporter, Recorder: m.o.Recorder, Core: m.o.Kube.CoreV1(), Owners: m.o.Owners,
-		Egress: m.o.PushEgress,
+		Egress: m.o.PushEgress, Events: m.o.Events,
 	})
 	if err != nil {
 		klog.ErrorS(err, "Starting the push controller")
