@@ -20,6 +20,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kevents "k8s.io/client-go/tools/events"
@@ -51,7 +52,7 @@ func TestFailedTransferEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr.Fail(`pushing: Put "` + url + `": connection reset`)
-	got := <-fake.Events
+	got := next(t, fake)
 	want := "Warning TransferFailed Transfer push " + tr.Name() + ` failed: pushing: Put "https://target.example/disk.img?X-Amz-Signature=REDACTED": connection reset`
 	if !strings.HasPrefix(got, want) || !strings.Contains(got, "{kind=Wukong,apiVersion=vm.novasphere.dev/v1alpha1}") {
 		t.Errorf("event %q, want %q on the Wukong", got, want)
@@ -67,7 +68,7 @@ func TestFailedTransferEvent(t *testing.T) {
 	if _, err := r.End(context.Background(), "ns", m.rec.Name, vm.FileTransferPhaseFailed, "checksum mismatch", ""); err != nil {
 		t.Fatal(err)
 	}
-	got = <-fake.Events
+	got = next(t, fake)
 	if want := "Warning TransferFailed Transfer push " + m.rec.Name + " failed: checksum mismatch"; !strings.HasPrefix(got, want) {
 		t.Errorf("event %q, want %q", got, want)
 	}
@@ -75,5 +76,18 @@ func TestFailedTransferEvent(t *testing.T) {
 	case e := <-fake.Events:
 		t.Errorf("one event per failure; also %q", e)
 	default:
+	}
+}
+
+// next is the fake's next event; the recorder records it before Fail or
+// End returns, so a missing one fails at once.
+func next(t *testing.T, f *kevents.FakeRecorder) string {
+	t.Helper()
+	select {
+	case e := <-f.Events:
+		return e
+	case <-time.After(time.Second):
+		t.Fatal("no event")
+		return ""
 	}
 }
