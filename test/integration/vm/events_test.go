@@ -102,6 +102,8 @@ func TestEventsOnTheWukong(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	described := framework.RunKubectl(t, cp, cp.Admin, "describe", "wukong", "evented", "-n", ns)
+	assert.Contains(t, described, "PushFailed", "kubectl describe lists the Wukong's events")
 	for _, e := range list.Items {
 		assert.Equal(t, "wukong-apiserver", e.ReportingController, e.Reason)
 		assert.Equal(t, corev1.ObjectReference{APIVersion: "vm.novasphere.dev/v1alpha1", Kind: "Wukong", Namespace: ns, Name: "evented", UID: e.Regarding.UID}, e.Regarding)
