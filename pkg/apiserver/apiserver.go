@@ -169,6 +169,9 @@ func (c completedConfig) New() (*WukongServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cl.events, err = c.newEvents(genericServer); err != nil {
+		return nil, err
+	}
 	storage, err := c.newStorage(genericServer, cl)
 	if err != nil {
 		return nil, err

@@ -30,7 +30,7 @@ func (c completedConfig) addControllers(s *genericapiserver.GenericAPIServer, cl
 	controllers, err := controller.NewManager(controller.ManagerOptions{
 		Cluster: c.ClientConfig, Kube: cl.kube, Leader: c.ExtraConfig.ControllerLock,
 		Exporter: st.exporter, Recorder: st.recorder, Owners: st.owners,
-		PushEgress:    c.ExtraConfig.PushEgress,
+		PushEgress: c.ExtraConfig.PushEgress, Events: cl.events,
 		NoControllers: !c.ExtraConfig.Controller, Collect: st.collector.Run,
 	})
 	if err != nil {

@@ -28,6 +28,7 @@ import (
 	kubevirtclient "kubevirt.io/client-go/kubevirt"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/events"
 	"github.com/novasphere/wukong/pkg/registry/vm/disk"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukong"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
@@ -47,6 +48,8 @@ type clients struct {
 	kube     kubernetes.Interface
 	kubevirt kubevirtclient.Interface
 	cdi      cdiclient.Interface
+	// events records events on Wukongs (events.go).
+	events events.Events
 }
 
 func (c completedConfig) newClients() (*clients, error) {
@@ -111,6 +114,7 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 	transfers.Limits = wukongfiletransfer.NewLimiter(c.ExtraConfig.TransferRecordsPerUser, c.ExtraConfig.TransferRecordsPerNamespace)
 	recorder := wukongfiletransfer.NewRecorder(transfers, transferStatus)
 	recorder.Heartbeat = c.ExtraConfig.TransferStaleAfter / 4
+	recorder.Events = cl.events
 	statusWriter := wukong.StatusWriter{Status: wukongStatus}
 
 	// One limiter for every streaming subresource: a user's file copies and
@@ -120,6 +124,7 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 	pool := ssh.NewPool(ssh.PoolOptions{DialTimeout: c.ExtraConfig.SSHDialTimeout})
 	s.AddPreShutdownHookOrDie("close-ssh-pool", func() error { return pool.Close() })
 	dialer := files.NewSSHDialer(&guest.Locator{VMIs: cl.kubevirt.KubevirtV1(), VMs: cl.kubevirt.KubevirtV1(), Secrets: cl.kube.CoreV1()}, pool, statusWriter)
+	dialer.Events = cl.events
 	if age := c.ExtraConfig.UploadTempMaxAge; age > 0 {
 		dialer.Sweeper = &files.Sweeper{Records: transfers, MaxAge: age, Every: age / 4, MaxEntries: 10000}
 	}
@@ -161,6 +166,7 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 	collector := wukongfiletransfer.NewCollector(transfers, transferStatus, c.ExtraConfig.TransferRecordRetention, c.ExtraConfig.TransferStaleAfter)
 	collector.KeepPerNamespace = c.ExtraConfig.TransferRecordsKept
 	collector.DeclaredTTL = c.ExtraConfig.DeclaredTransferTTL
+	collector.Events = cl.events
 	collector.Abandoned = func(ctx context.Context, rec *vm.WukongFileTransfer) {
 		fileStreams.RemoveAbandonedChunks(ctx, rec)
 		diskExport.AbandonedExport(ctx, rec)

@@ -30,6 +30,7 @@ import (
 	"github.com/novasphere/wukong/pkg/controller/snapshots"
 	"github.com/novasphere/wukong/pkg/controller/virtualmachine"
 	"github.com/novasphere/wukong/pkg/egress"
+	"github.com/novasphere/wukong/pkg/events"
 )
 
 // DrainTimeout is how long Drain waits for cut pushes to record their end.
@@ -65,6 +66,8 @@ type ManagerOptions struct {
 	// replica only (every replica listing every record would double the
 	// load on etcd, and two collectors race to end the same records).
 	Collect func(context.Context)
+	// Events gets the controllers' events on Wukongs.
+	Events events.Events
 }
 
 // Manager runs wukong-apiserver's controllers (the VM controller and the
@@ -148,6 +151,7 @@ func (m *Manager) lead(ctx context.Context, loopback *rest.Config) {
 		klog.ErrorS(err, "Starting the VM controller")
 		return
 	}
+	vms.Events = m.o.Events
 	// The snapshots Wukong took to export disks of running VMs have no TTL
 	// of their own.
 	snaps, err := snapshots.New(m.o.Cluster)
@@ -160,7 +164,7 @@ func (m *Manager) lead(ctx context.Context, loopback *rest.Config) {
 	expiring.Go(func() { snaps.Run(ctx, 1) })
 	pushes, err := exporttarget.New(loopback, exporttarget.Deps{
 		Exporter: m.o.Exporter, Recorder: m.o.Recorder, Core: m.o.Kube.CoreV1(), Owners: m.o.Owners,
-		Egress: m.o.PushEgress,
+		Egress: m.o.PushEgress, Events: m.o.Events,
 	})
 	if err != nil {
 		klog.ErrorS(err, "Starting the push controller")

@@ -25,6 +25,7 @@ import (
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/egress"
+	"github.com/novasphere/wukong/pkg/events"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 )
@@ -73,4 +74,6 @@ type Deps struct {
 	// Egress says which addresses pushes may connect to; nil denies the
 	// built-in ranges (egress.BuiltinDenied).
 	Egress *egress.Policy
+	// Events gets the pushes' phase changes, on the Wukong.
+	Events events.Events
 }

@@ -25,6 +25,7 @@ import (
 	"slices"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authentication/user"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
@@ -34,6 +35,7 @@ import (
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/pkg/controller/internal/wukongstatus"
+	"github.com/novasphere/wukong/pkg/events"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 	"github.com/novasphere/wukong/pkg/transfer/owner"
@@ -159,7 +161,7 @@ func (p *pushing) succeed(ctx context.Context, res push.Result) {
 	p.setStatus(ctx,
 		&v1alpha1.PushStatus{Phase: v1alpha1.TransferPhaseSucceeded, Transfer: p.rec.Name(), Digest: digest, Message: msg, CompletedAt: &now},
 		exportStatus(v1alpha1.TransferPhaseSucceeded, p.length, p.length, ""))
-	klog.InfoS("Pushed a disk", "wukong", klog.KObj(p.w), "disk", p.disk, "target", p.where, "bytes", p.length, "digest", digest)
+	klog.InfoS("Pushed a disk", "wukong", klog.KObj(p.w), "disk", p.disk, "transfer", p.rec.Name(), "target", p.where, "bytes", p.length, "digest", digest)
 }
 
 // fail records how the push ended and returns err. A push cut by ctx (this
@@ -198,7 +200,12 @@ func (p *pushing) setStatus(ctx context.Context, ps *v1alpha1.PushStatus, es *v1
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusTimeout)
 	defer cancel()
+	was := ""
 	err := wukongstatus.UpdateVolume(ctx, p.c.wukongs, p.w.Namespace, p.w.Name, p.disk, func(v *v1alpha1.VolumeStatus) {
+		was = ""
+		if v.PushStatus != nil {
+			was = v.PushStatus.Phase
+		}
 		if ps != nil {
 			v.PushStatus = ps
 		}
@@ -207,8 +214,39 @@ func (p *pushing) setStatus(ctx context.Context, ps *v1alpha1.PushStatus, es *v1
 		}
 	})
 	if err != nil {
-		klog.ErrorS(err, "Recording a disk's push status", "wukong", klog.KObj(p.w), "disk", p.disk)
+		klog.ErrorS(err, "Recording a disk's push status", "wukong", klog.KObj(p.w), "disk", p.disk, "transfer", p.recName())
+		return
 	}
+	if ps != nil && ps.Phase != was {
+		p.event(ps)
+	}
+}
+
+// event records a push's phase change on the Wukong: Pushing, Pushed or
+// PushFailed. Pending (waiting, or interrupted for the next leader) is not
+// one: the push has not ended.
+func (p *pushing) event(ps *v1alpha1.PushStatus) {
+	ev := p.c.Events
+	w := p.w
+	switch ps.Phase {
+	case v1alpha1.ExportPhaseExporting:
+		ev.Wukong(w.Namespace, w.Name, w.UID, corev1.EventTypeNormal, events.ReasonPushing, events.ActionPush,
+			"disk %s: pushing to %s (transfer %s)", p.disk, p.where, ps.Transfer)
+	case v1alpha1.TransferPhaseSucceeded:
+		ev.Wukong(w.Namespace, w.Name, w.UID, corev1.EventTypeNormal, events.ReasonPushed, events.ActionPush,
+			"disk %s: %s", p.disk, ps.Message)
+	case v1alpha1.TransferPhaseFailed:
+		ev.Wukong(w.Namespace, w.Name, w.UID, corev1.EventTypeWarning, events.ReasonPushFailed, events.ActionPush,
+			"disk %s: push to %s failed: %s", p.disk, p.where, ps.Message)
+	}
+}
+
+// recName is the push's record name, once it has one.
+func (p *pushing) recName() string {
+	if p.rec == nil {
+		return ""
+	}
+	return p.rec.Name()
 }
 
 // showProgress writes the push's progress into the disk's exportStatus every

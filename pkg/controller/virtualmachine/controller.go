@@ -49,6 +49,7 @@ import (
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/pkg/controller/internal/workers"
 	"github.com/novasphere/wukong/pkg/controller/internal/wukongstatus"
+	"github.com/novasphere/wukong/pkg/events"
 	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
 	wukonginformers "github.com/novasphere/wukong/pkg/generated/informers/externalversions"
 	listers "github.com/novasphere/wukong/pkg/generated/listers/vm/v1alpha1"
@@ -82,6 +83,9 @@ type Controller struct {
 	// waiting spaces the looks at Wukongs waiting for a Secret, ConfigMap
 	// or PVC, which no informer watches: 1 s, doubling, at most 30 s.
 	waiting workqueue.TypedRateLimiter[string]
+
+	// Events gets the disks' import phase changes, on the Wukong.
+	Events events.Events
 }
 
 // New builds a controller. wukongConfig reaches this server (the loopback
@@ -324,7 +328,10 @@ func resolved(w *v1alpha1.Wukong) bool {
 // controller and the disk export wrote there meanwhile (volumes[].pushStatus
 // and exportStatus, which Status keeps).
 func (c *Controller) writeStatus(ctx context.Context, w *v1alpha1.Wukong, obs Observed) error {
-	_, err := wukongstatus.Update(ctx, c.wukongs, w.Namespace, w.Name, w, func(latest *v1alpha1.Wukong) (bool, error) {
+	var before, after v1alpha1.WukongStatus
+	changed := false
+	written, err := wukongstatus.Update(ctx, c.wukongs, w.Namespace, w.Name, w, func(latest *v1alpha1.Wukong) (bool, error) {
+		changed = false // of the last attempt, the one written
 		if latest.UID != w.UID || latest.Generation != w.Generation {
 			// obs is of another spec; the change's event brings it back.
 			return false, errRetryLater
@@ -333,13 +340,48 @@ func (c *Controller) writeStatus(ctx context.Context, w *v1alpha1.Wukong, obs Ob
 		if equality.Semantic.DeepEqual(st, latest.Status) {
 			return false, nil
 		}
+		before, after, changed = *latest.Status.DeepCopy(), st, true
 		latest.Status = st
 		return true, nil
 	})
 	if apierrors.IsConflict(err) {
 		return errRetryLater
 	}
+	if err == nil && changed {
+		// Only once written: a status computed and lost to a conflict is
+		// computed again, and must not say the same change twice.
+		importEvents(c.Events, written, before, after)
+	}
 	return err
+}
+
+// importEvents records, for each disk whose import phase changed from
+// before to after, an event on w: Importing, Imported or ImportFailed (with
+// CDI's message, redacted). Pending is not an event: every disk starts so.
+func importEvents(ev events.Events, w *v1alpha1.Wukong, before, after v1alpha1.WukongStatus) {
+	old := map[string]string{}
+	for _, v := range before.Volumes {
+		if v.ImportStatus != nil {
+			old[v.Name] = v.ImportStatus.Phase
+		}
+	}
+	for _, v := range after.Volumes {
+		is := v.ImportStatus
+		if is == nil || old[v.Name] == is.Phase {
+			continue
+		}
+		switch is.Phase {
+		case v1alpha1.ImportPhaseImporting:
+			ev.Wukong(w.Namespace, w.Name, w.UID, corev1.EventTypeNormal, events.ReasonImporting, events.ActionImport,
+				"disk %s: importing into %s", v.Name, v.ClaimName)
+		case v1alpha1.TransferPhaseSucceeded:
+			ev.Wukong(w.Namespace, w.Name, w.UID, corev1.EventTypeNormal, events.ReasonImported, events.ActionImport,
+				"disk %s: imported into %s", v.Name, v.ClaimName)
+		case v1alpha1.TransferPhaseFailed:
+			ev.Wukong(w.Namespace, w.Name, w.UID, corev1.EventTypeWarning, events.ReasonImportFailed, events.ActionImport,
+				"disk %s: import failed: %s", v.Name, is.Message)
+		}
+	}
 }
 
 // applyVM creates the VirtualMachine, or brings the existing one's template

@@ -434,14 +434,14 @@ func (r *ExportREST) streamChunk(ctx context.Context, w *vm.Wukong, d *vm.Disk, 
 	n, err := copyAll(io.MultiWriter(rw, sum, counter), resp)
 	if err != nil {
 		// The client fetches this range again; the record stays as it was.
-		klog.V(2).InfoS("A range of a chunked export broke", "record", klog.KRef(w.Namespace, rec.Name), "bytes", n, "err", err)
+		klog.V(2).InfoS("A range of a chunked export broke", "transfer", rec.Name, "namespace", w.Namespace, "bytes", n, "err", err)
 		r.Status.SetExport(ctx, w, d.Spec.DiskName, vm.TransferPhaseFailed, rec.Status.BytesTransferred, total,
 			fmt.Sprintf("a range of transfer %s broke: %v; the client may fetch it again", rec.Name, err))
 		panic(http.ErrAbortHandler)
 	}
 	out, err := r.Recorder.AddChunk(ctx, w.Namespace, rec.Name, vm.ByteRange{Offset: start, Length: n}, total, hex.EncodeToString(sum.Sum(nil)), counter)
 	if err != nil {
-		klog.ErrorS(err, "Recording an exported range", "record", klog.KRef(w.Namespace, rec.Name))
+		klog.ErrorS(err, "Recording an exported range", "transfer", rec.Name, "namespace", w.Namespace)
 		return nil
 	}
 	phase := vm.ExportPhaseExporting

@@ -112,7 +112,7 @@ func (h *handler) getChunk(ctx context.Context, s GuestFS, rw http.ResponseWrite
 	// The range's sha256 goes into the record for the client to compare
 	// with what it received.
 	if _, err := h.r.Recorder.AddChunk(ctx, h.w.Namespace, h.rec.Name, vm.ByteRange{Offset: start, Length: n}, size, hex.EncodeToString(sum.Sum(nil)), counter); err != nil {
-		klog.ErrorS(err, "Recording a downloaded chunk", "record", klog.KRef(h.w.Namespace, h.rec.Name))
+		klog.ErrorS(err, "Recording a downloaded chunk", "transfer", h.rec.Name, "namespace", h.w.Namespace)
 	}
 	return nil
 }
@@ -216,7 +216,7 @@ func (h *handler) finishUpload(ctx context.Context, cancel context.CancelFunc, n
 	beat, stop := context.WithCancel(ctx)
 	defer stop()
 	go h.r.Recorder.KeepCommitting(beat, ns, name, func(err error) {
-		klog.InfoS("A commit's record ended elsewhere; stopping the commit", "record", klog.KRef(ns, name), "err", err)
+		klog.InfoS("A commit's record ended elsewhere; stopping the commit", "transfer", name, "namespace", ns, "err", err)
 		cancel()
 	})
 	opts := files.CommitOptions{Size: *h.rec.Spec.ExpectedSize, SHA256: want, NoClobber: noClobber}
@@ -241,7 +241,7 @@ func (h *handler) finishUpload(ctx context.Context, cancel context.CancelFunc, n
 	}
 	// The end is written even when ctx ran out (the commit timed out).
 	if _, err := h.r.Recorder.End(context.WithoutCancel(ctx), ns, name, phase, msg, sum); err != nil {
-		klog.ErrorS(err, "Ending a chunked upload", "record", klog.KRef(ns, name))
+		klog.ErrorS(err, "Ending a chunked upload", "transfer", name, "namespace", ns)
 	}
 }
 

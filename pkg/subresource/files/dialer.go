@@ -23,10 +23,12 @@ import (
 	"sync"
 
 	"github.com/pkg/sftp"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/klog/v2"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/events"
 	"github.com/novasphere/wukong/pkg/transfer/archive"
 	"github.com/novasphere/wukong/pkg/transfer/files"
 	"github.com/novasphere/wukong/pkg/transfer/guest"
@@ -51,6 +53,11 @@ type SSHDialer struct {
 	// Sweeper, when set, removes what uploads of servers that died left
 	// in a guest (sweep.go).
 	Sweeper *Sweeper
+
+	// Events gets a HostKeyMismatch event on the Wukong for each refused
+	// host key: a rebuilt VM or an impostor is the operator's business
+	// too, not only the user's whose copy failed.
+	Events events.Events
 }
 
 var _ Dialer = &SSHDialer{}
@@ -70,6 +77,7 @@ func (d *SSHDialer) Dial(ctx context.Context, w *vm.Wukong) (Session, error) {
 	}
 	client, err := d.pool.Get(ctx, target)
 	if err != nil {
+		hostKeyEvent(d.Events, w, err)
 		return nil, err
 	}
 	if key := client.LearnedHostKey(); key != nil {
@@ -86,6 +94,24 @@ func (d *SSHDialer) Dial(ctx context.Context, w *vm.Wukong) (Session, error) {
 		d.Sweeper.Run(ctx, w, s.FS)
 	}
 	return s, nil
+}
+
+// hostKeyEvent records a HostKeyMismatch event on w when err is a refused
+// host key. It names the fingerprints and the address, never a key.
+func hostKeyEvent(ev events.Events, w *vm.Wukong, err error) {
+	var mismatch *ssh.HostKeyMismatchError
+	if !errors.As(err, &mismatch) {
+		return
+	}
+	want, expected := mismatch.Want, "the known_hosts of the SSH Secret"
+	if mismatch.Pinned {
+		expected = "the host key pinned in the Wukong's status"
+	}
+	if want == "" {
+		want = "no entry for the guest"
+	}
+	ev.Wukong(w.Namespace, w.Name, w.UID, corev1.EventTypeWarning, events.ReasonHostKeyMismatch, events.ActionConnect,
+		"refused the SSH host key of %s: it presented %s, %s has %s", mismatch.Address, mismatch.Got, expected, want)
 }
 
 // Leftover remembers a temporary file to remove on the next connection.

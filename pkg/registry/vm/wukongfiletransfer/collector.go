@@ -32,6 +32,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/events"
 )
 
 // Store is what the collector needs of the records' storage.
@@ -70,6 +71,8 @@ type Collector struct {
 	// stale, to clean up what the transfer left (a chunked upload's
 	// temporary file).
 	Abandoned func(context.Context, *vm.WukongFileTransfer)
+	// Events gets a TransferFailed event for each stale record ended.
+	Events events.Events
 }
 
 // NewCollector returns a collector of records finished more than retention
@@ -177,7 +180,7 @@ func (c *Collector) Collect(ctx context.Context, now time.Time) (int, error) {
 func (c *Collector) delete(ctx context.Context, namespace, name string, uid types.UID) bool {
 	dctx := genericapirequest.WithNamespace(ctx, namespace)
 	if _, _, err := c.store.Delete(dctx, name, rest.ValidateAllObjectFunc, &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}}); err != nil {
-		klog.ErrorS(err, "Deleting an old transfer record", "record", klog.KRef(namespace, name))
+		klog.ErrorS(err, "Deleting an old transfer record", "transfer", name, "namespace", namespace)
 		return false
 	}
 	return true
@@ -244,10 +247,14 @@ func (c *Collector) fail(ctx context.Context, t *vm.WukongFileTransfer) bool {
 		}
 		return o, nil
 	})
-	if _, _, err := c.status.Update(ctx, t.Name, info, rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{}); err != nil {
-		klog.V(2).InfoS("Not ending a stale transfer record", "record", klog.KObj(t), "err", err)
+	obj, _, err := c.status.Update(ctx, t.Name, info, rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{})
+	if err != nil {
+		klog.V(2).InfoS("Not ending a stale transfer record", "transfer", t.Name, "namespace", t.Namespace, "err", err)
 		return false
 	}
-	klog.InfoS("Ended a stale transfer record", "record", klog.KObj(t))
+	klog.InfoS("Ended a stale transfer record", "transfer", t.Name, "namespace", t.Namespace)
+	if o, ok := obj.(*vm.WukongFileTransfer); ok {
+		failedEvent(c.Events, o.Namespace, o.Spec.WukongName, wukongUID(o), o.Spec.Operation, o.Name, o.Status.Message)
+	}
 	return true
 }

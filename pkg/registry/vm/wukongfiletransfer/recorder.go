@@ -33,13 +33,16 @@ import (
 	"sync/atomic"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/klog/v2"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/events"
 )
 
 // Recorder writes transfer records through the registry's own storage, so the
@@ -55,6 +58,9 @@ type Recorder struct {
 	// bytes moving or not, so that a record whose server died can be told
 	// from a slow one (see Collector).
 	Heartbeat time.Duration
+	// Events gets a TransferFailed event on the Wukong for each record
+	// that ends Failed: the operator's view, beside the record.
+	Events events.Events
 }
 
 // Records is what the recorder needs of the wukongfiletransfers storage.
@@ -93,6 +99,8 @@ type transfer struct {
 	r    *Recorder
 	ctx  context.Context // request values (namespace, user), never cancelled
 	name string
+	w    *vm.Wukong // namespace, name and UID: what the events regard
+	op   string
 
 	done     atomic.Int64
 	total    atomic.Int64
@@ -136,7 +144,8 @@ func (r *Recorder) Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTr
 		return nil, err
 	}
 	t := &transfer{
-		r: r, ctx: ctx, name: created.Name,
+		r: r, ctx: ctx, name: created.Name, op: spec.Operation,
+		w:    &vm.Wukong{ObjectMeta: metav1.ObjectMeta{Namespace: w.Namespace, Name: w.Name, UID: w.UID}},
 		hash: sha256.New(), started: time.Now(),
 		stop: make(chan struct{}), stopped: make(chan struct{}),
 		counter: CounterFor(spec.Operation),
@@ -210,7 +219,10 @@ func (t *transfer) finish(phase, message string) *vm.WukongFileTransfer {
 			}
 		}, func(o *vm.WukongFileTransfer) { out = o })
 		if err != nil {
-			klog.ErrorS(err, "Ending transfer record", "record", klog.KRef(t.ctxNamespace(), t.name))
+			klog.ErrorS(err, "Ending transfer record", "transfer", t.name, "namespace", t.ctxNamespace())
+		}
+		if phase == vm.FileTransferPhaseFailed {
+			failedEvent(t.r.Events, t.w.Namespace, t.w.Name, t.w.UID, t.op, t.name, message)
 		}
 	})
 	return out
@@ -237,7 +249,7 @@ func (t *transfer) loop() {
 				t.fill(st)
 				st.BytesPerSecond = rate
 			}); err != nil {
-				klog.ErrorS(err, "Writing transfer progress", "record", klog.KRef(t.ctxNamespace(), t.name))
+				klog.ErrorS(err, "Writing transfer progress", "transfer", t.name, "namespace", t.ctxNamespace())
 			}
 		}
 	}
@@ -271,6 +283,24 @@ func (t *transfer) update(mutate func(*vm.WukongFileTransferStatus), then ...fun
 		f(obj.(*vm.WukongFileTransfer))
 	}
 	return nil
+}
+
+// failedEvent records a TransferFailed event on the transfer's Wukong: the
+// record's name, so `kubectl get wukongfiletransfer` finds the rest, and the
+// (redacted) reason it failed.
+func failedEvent(ev events.Events, namespace, wukong string, uid types.UID, op, record, message string) {
+	ev.Wukong(namespace, wukong, uid, corev1.EventTypeWarning, events.ReasonTransferFailed, events.ActionTransfer,
+		"%s %s failed: %s", op, record, message)
+}
+
+// wukongUID is the UID of the Wukong that owns record o, if it names one.
+func wukongUID(o *vm.WukongFileTransfer) types.UID {
+	for _, ref := range o.OwnerReferences {
+		if ref.Kind == "Wukong" && ref.Name == o.Spec.WukongName {
+			return ref.UID
+		}
+	}
+	return ""
 }
 
 func (t *transfer) ctxNamespace() string {

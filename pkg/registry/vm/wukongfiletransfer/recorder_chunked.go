@@ -201,7 +201,7 @@ func (r *Recorder) KeepCommitting(ctx context.Context, namespace, name string, l
 			return
 		case err != nil:
 			// etcd may be back by the next beat, well within the stale time.
-			klog.ErrorS(err, "Writing a commit's heartbeat", "record", klog.KRef(namespace, name))
+			klog.ErrorS(err, "Writing a commit's heartbeat", "transfer", name, "namespace", namespace)
 		}
 	}
 }
@@ -212,7 +212,7 @@ func (r *Recorder) KeepCommitting(ctx context.Context, namespace, name string, l
 // download whose every range was sent is Succeeded already, and its
 // client's commit may end it Succeeded again, with its own message.
 func (r *Recorder) End(ctx context.Context, namespace, name, phase, message, sha256 string) (*vm.WukongFileTransfer, error) {
-	return r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
+	o, err := r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
 		now := metav1.Now()
 		st := &o.Status
 		again := st.Phase == vm.FileTransferPhaseSucceeded && phase == vm.FileTransferPhaseSucceeded && o.Spec.Operation == vm.OperationDownload
@@ -225,6 +225,10 @@ func (r *Recorder) End(ctx context.Context, namespace, name, phase, message, sha
 		}
 		return nil
 	})
+	if err == nil && phase == vm.FileTransferPhaseFailed {
+		failedEvent(r.Events, namespace, o.Spec.WukongName, wukongUID(o), o.Spec.Operation, name, message)
+	}
+	return o, err
 }
 
 func (r *Recorder) mutate(ctx context.Context, namespace, name string, f func(*vm.WukongFileTransfer) error) (*vm.WukongFileTransfer, error) {
