@@ -27,6 +27,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -281,10 +282,22 @@ func newestRecord(t testing.TB, ns, disk, op string) *v1alpha1.WukongFileTransfe
 	var out *v1alpha1.WukongFileTransfer
 	for i := range l.Items {
 		r := &l.Items[i]
-		if r.Spec.Disk == disk && r.Spec.Operation == op && (out == nil || !r.CreationTimestamp.Before(&out.CreationTimestamp)) {
+		if r.Spec.Disk == disk && r.Spec.Operation == op && (out == nil || newer(r, out)) {
 			out = r
 		}
 	}
 	require.NotNil(t, out, "a %s record of disk %s", op, disk)
 	return out
+}
+
+// newer orders records by creation; creation times have whole seconds, so
+// records made in the same second are ordered by their last write, which
+// etcd numbers in order.
+func newer(a, b *v1alpha1.WukongFileTransfer) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return b.CreationTimestamp.Before(&a.CreationTimestamp)
+	}
+	ra, _ := strconv.ParseUint(a.ResourceVersion, 10, 64)
+	rb, _ := strconv.ParseUint(b.ResourceVersion, 10, 64)
+	return ra > rb
 }

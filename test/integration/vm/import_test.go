@@ -251,6 +251,10 @@ func TestBadSources(t *testing.T) {
 			})
 			assert.Contains(t, importStatusOf(got, "system").Message, tc.want)
 			assert.Equal(t, "Failed", got.Status.Phase)
+			// The VM's own status follows the failed DataVolume
+			// (DataVolumeError) and the Wukong reports it once: let that
+			// settle before looking for churn.
+			got = settled(t, c, ns, tc.name)
 			// Nothing loops hot: the Wukong stays as it is, and the server
 			// hardly talks to kube-apiserver (its informers watch).
 			before, err := cp.WukongMetric(ctx, "rest_client_requests_total{")
@@ -564,4 +568,24 @@ func TestDisks(t *testing.T) {
 	assert.True(t, sawPartial, "the watch showed the import part-way: %q", lines)
 	assert.Contains(t, lines, "MODIFIED two-disk-vm-system Succeeded 100%")
 	assert.Contains(t, lines, "ADDED two-disk-vm-data  ", "a disk is added when its Wukong appears")
+}
+
+// settled returns the Wukong once its resourceVersion has stayed the same
+// for a second (at most 20 s).
+func settled(t *testing.T, c clients, ns, name string) *v1alpha1.Wukong {
+	t.Helper()
+	var last *v1alpha1.Wukong
+	stable := time.Time{}
+	require.Eventually(t, func() bool {
+		w, err := c.wukong.VmV1alpha1().Wukongs(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		if last == nil || w.ResourceVersion != last.ResourceVersion {
+			last, stable = w, time.Now()
+			return false
+		}
+		return time.Since(stable) >= time.Second
+	}, 20*time.Second, 200*time.Millisecond, "the Wukong %s/%s keeps changing", ns, name)
+	return last
 }
