@@ -19,7 +19,6 @@ package vm
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -53,17 +52,11 @@ func TestEventsOnTheWukong(t *testing.T) {
 	exports, err := standin.StartExports(ctx, cp.Admin.Config)
 	require.NoError(t, err)
 	target := newHTTPTarget(t, "right-target-token")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	closed := l.Addr().String()
-	require.NoError(t, l.Close())
+	closed := closedAddr(t)
 
 	ns := framework.CreateTestNamespace(t, cp, "events")
 	c := newClients(t)
-	_, err = c.kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: "images-ca"}, Data: map[string]string{"ca.pem": imagesCA()},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
+	createImagesCA(t, c, ns)
 	_, err = c.kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "http-credentials"}, StringData: map[string]string{"token": "wrong-target-token"},
 	}, metav1.CreateOptions{})

@@ -20,6 +20,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -588,4 +589,23 @@ func settled(t *testing.T, c clients, ns, name string) *v1alpha1.Wukong {
 		return time.Since(stable) >= time.Second
 	}, 20*time.Second, 200*time.Millisecond, "the Wukong %s/%s keeps changing", ns, name)
 	return last
+}
+
+// createImagesCA makes the ConfigMap images-ca in ns with the CA of the
+// test's image server, as the https imports name it.
+func createImagesCA(t *testing.T, c clients, ns string) {
+	t.Helper()
+	_, err := c.kube.CoreV1().ConfigMaps(ns).Create(context.Background(), &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "images-ca"}, Data: map[string]string{"ca.pem": imagesCA()},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+}
+
+// closedAddr is a loopback address nobody listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
 }

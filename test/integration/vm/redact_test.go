@@ -18,7 +18,6 @@ package vm
 
 import (
 	"context"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -51,17 +50,11 @@ func TestURLCredentialsNotShown(t *testing.T) {
 	require.NoError(t, err)
 	target := newHTTPTarget(t, "http-target-token")
 	// A port nobody listens on: the failing import's.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	closed := l.Addr().String()
-	require.NoError(t, l.Close())
+	closed := closedAddr(t)
 
 	ns := framework.CreateTestNamespace(t, cp, "redact")
 	c := newClients(t)
-	_, err = c.kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: "images-ca"}, Data: map[string]string{"ca.pem": imagesCA()},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
+	createImagesCA(t, c, ns)
 	_, err = c.kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "http-credentials"}, StringData: map[string]string{"token": "http-target-token"},
 	}, metav1.CreateOptions{})
