@@ -97,18 +97,29 @@ func TestStreamLimitsAndIdleTimeouts(t *testing.T) {
 	framework.RunKubectl(t, cp, cp.Admin, "apply", "-f", filepath.Join(root, "artifacts/deploy/30-rbac-roles.yaml"))
 	framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "limits-edit", "-n", ns,
 		"--clusterrole=vm.novasphere.dev:edit", "--group=limits-users")
-	users := make([]*framework.User, stalled/limitPerUser)
-	for i := range users {
-		users[i] = framework.CreateTestUser(t, cp, fmt.Sprintf("limits-user-%d", i), "limits-users")
+	// Each step has users of its own: a stream cut when idle has its record
+	// Failed a moment before its handler returns and gives its slot back, so
+	// a user reused at once could still be at its limit.
+	user := func(name string) *framework.User {
+		return framework.CreateTestUser(t, cp, "limits-"+name, "limits-users")
 	}
-	greedy := users[0]
+	greedy, other := user("greedy"), user("other")
+	stallers := make([]*framework.User, stalled/limitPerUser)
+	for i := range stallers {
+		stallers[i] = user(fmt.Sprintf("staller-%d", i))
+	}
+	plainUser, directUser := user("plain"), user("direct")
 	pid := cp.WukongAPIServerPID()
 	require.NotZero(t, pid)
 
 	// stall opens a WebSocket download of remote as u and never reads it.
 	var conns []*websocket.Conn
 	stall := func(u *framework.User, remote string) {
-		conn, _, err := wsDial(t, u, g.filesPath(url.Values{"path": {remote}}))
+		conn, resp, err := wsDial(t, u, g.filesPath(url.Values{"path": {remote}}))
+		if err != nil && resp != nil {
+			body, _ := io.ReadAll(resp.Body)
+			t.Fatalf("WebSocket download as %s: %v: %s %s", u.Name, err, resp.Status, body)
+		}
 		require.NoError(t, err)
 		conns = append(conns, conn)
 	}
@@ -142,7 +153,7 @@ func TestStreamLimitsAndIdleTimeouts(t *testing.T) {
 		assert.NotEmpty(t, hdr.Get("Retry-After"))
 
 		// Another user is not affected.
-		code, _, body = raw(t, users[1], http.MethodGet, small, nil, nil)
+		code, _, body = raw(t, other, http.MethodGet, small, nil, nil)
 		require.Equal(t, http.StatusOK, code, string(body))
 	})
 
@@ -156,7 +167,7 @@ func TestStreamLimitsAndIdleTimeouts(t *testing.T) {
 	t.Run("32 WebSocket downloads that stop reading are all cut", func(t *testing.T) {
 		t.Logf("wukong-apiserver VmRSS before: %d MiB", statusBytes(pid, "VmRSS")>>20)
 		for i := range stalled {
-			stall(users[i%len(users)], "/data/big.bin")
+			stall(stallers[i%len(stallers)], "/data/big.bin")
 		}
 		stop := sampleRSS(t, pid, &peakRSS)
 		t.Logf("kube-apiserver executing seats while stalled: %s", seats(t))
@@ -191,10 +202,10 @@ func TestStreamLimitsAndIdleTimeouts(t *testing.T) {
 
 	t.Run("plain downloads that stop reading are cut, both ways", func(t *testing.T) {
 		// Through kube-apiserver's proxy.
-		hc := httpClient(t, users[1])
+		hc := httpClient(t, plainUser)
 		resp := openUnread(t, hc, cp.Admin.Config.Host+g.filesPath(url.Values{"path": {"/data/plain.bin"}}))
 		// Straight to wukong-apiserver.
-		resp2 := openUnread(t, directClient(t, users[2]), cp.WukongAPIServerURL()+g.filesPath(url.Values{"path": {"/data/direct.bin"}}))
+		resp2 := openUnread(t, directClient(t, directUser), cp.WukongAPIServerURL()+g.filesPath(url.Values{"path": {"/data/direct.bin"}}))
 		for _, p := range []string{"/data/plain.bin", "/data/direct.bin"} {
 			r := waitRecords(t, ns, p, 1)[0]
 			assert.Positive(t, r.Status.BytesTransferred, p)
