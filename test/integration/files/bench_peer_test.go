@@ -101,7 +101,8 @@ func TestPortForwardStandIn(t *testing.T) {
 // end in the same sshd; Wukong's replaces the client's SSH with HTTP and
 // runs SFTP from wukong-apiserver. It reports each path's throughput, its
 // ratio to the tunnelled scp beside the target, and the CPU-seconds per GiB
-// of wukong-apiserver and of the virt-api stand-in.
+// of wukong-apiserver and of the test process (where the virt-api
+// stand-in runs).
 //
 //	make bench
 func BenchmarkPeerTunnel1GiB(b *testing.B) {
@@ -186,7 +187,9 @@ func BenchmarkPeerTunnel1GiB(b *testing.B) {
 
 	gib := float64(size) / (1 << 30)
 	var report strings.Builder
-	fmt.Fprintf(&report, "%-16s %9s %9s %7s %14s %16s\n", "path", "MB/s", "x virtctl", "target", "wukong CPU-s/GiB", "virt-api CPU-s/GiB")
+	// The virt-api stand-in runs in the test process beside the other
+	// stand-ins, so its column is the test process's CPU: an upper bound.
+	fmt.Fprintf(&report, "%-16s %6s %9s %7s %16s %22s\n", "path", "MB/s", "x virtctl", "target", "wukong CPU-s/GiB", "test process CPU-s/GiB")
 	for _, dir := range []string{"get", "put"} {
 		peer := best["virtctl-scp-"+dir]
 		for _, p := range []struct {
@@ -205,7 +208,7 @@ func BenchmarkPeerTunnel1GiB(b *testing.B) {
 				b.ReportMetric(mbps, p.name+"-MB/s")
 				b.ReportMetric(r.standCPU/gib, p.name+"-virtapi-cpu-s/GiB")
 			}
-			fmt.Fprintf(&report, "%-16s %9.0f %9.2f %7s %14.2f %16.2f\n", p.name, mbps, ratio, target, r.wukongCPU/gib, r.standCPU/gib)
+			fmt.Fprintf(&report, "%-16s %6.0f %9.2f %7s %16.2f %22.2f\n", p.name, mbps, ratio, target, r.wukongCPU/gib, r.standCPU/gib)
 		}
 	}
 	fmt.Print(report.String())
