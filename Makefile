@@ -77,7 +77,7 @@ generate:
 ## bench: throughput and memory benchmarks, reported as ratios to a baseline measured in the same run
 bench: test-deps build tools
 	WUKONG_APISERVER_BIN=$(CURDIR)/$(BIN)/wukong-apiserver KUBECTL_WUKONG_BIN=$(CURDIR)/$(BIN)/kubectl-wukong \
-	  $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/...
+	  $(GO) test -count=1 -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/...
 
 ## up: a local control plane (etcd, kube-apiserver, wukong-apiserver behind an APIService) in the background
 up: test-deps build tools

@@ -157,3 +157,18 @@ func runLocked(ctx context.Context, root string, log io.Writer, name string, arg
 	}
 	return nil
 }
+
+// BuildTestCommand builds ./test/cmd/<name>, a helper program of the tests
+// (such as the ProxyCommand of the peer benchmark), into _output/bin and
+// returns its path.
+func BuildTestCommand(ctx context.Context, name string) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(root, "_output", "bin", name)
+	if err := runLocked(ctx, root, nil, "go", "build", "-o", out, "./test/cmd/"+name); err != nil {
+		return "", fmt.Errorf("building %s: %w", name, err)
+	}
+	return out, nil
+}
