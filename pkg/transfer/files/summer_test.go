@@ -59,3 +59,57 @@ func TestUploadSummingObserver(t *testing.T) {
 	_, err = os.Stat(path.Join(dir, "bad"))
 	assert.True(t, errors.Is(err, os.ErrNotExist), "nothing under the target name: %v", err)
 }
+
+// TestCommitAsksTheGuest: a chunked upload's commit takes the guest's sum
+// when it gives one (so a wrong one fails the commit, nothing under the
+// target), and reads the file back when the guest cannot hash it.
+func TestCommitAsksTheGuest(t *testing.T) {
+	c := hostSFTP(t)
+	dir := t.TempDir()
+	body := bytes.Repeat([]byte("chunk "), 10_000)
+	sum := sha256.Sum256(body)
+	good := hex.EncodeToString(sum[:])
+	commit := func(target string, hash GuestHasher) (string, error) {
+		fs := New(c).WithGuestHasher(hash)
+		_, err := fs.WriteChunk(context.Background(), target, "uid", 0, int64(len(body)), false, bytes.NewReader(body), nil)
+		require.NoError(t, err)
+		return fs.CommitChunks(context.Background(), target, "uid", CommitOptions{Size: int64(len(body)), SHA256: good})
+	}
+	asked := 0
+	got, err := commit(path.Join(dir, "guest"), func(context.Context, string) (string, error) { asked++; return good, nil })
+	require.NoError(t, err)
+	assert.Equal(t, good, got)
+	assert.Equal(t, 1, asked)
+
+	_, err = commit(path.Join(dir, "lies"), func(context.Context, string) (string, error) { return "00" + good[2:], nil })
+	require.ErrorIs(t, err, ErrChecksumMismatch)
+	_, err = os.Stat(path.Join(dir, "lies"))
+	assert.True(t, errors.Is(err, os.ErrNotExist), "nothing under the target name: %v", err)
+
+	got, err = commit(path.Join(dir, "readback"), func(context.Context, string) (string, error) { return "", errGuestHash })
+	require.NoError(t, err)
+	assert.Equal(t, good, got)
+}
+
+func TestParseSHA256Sum(t *testing.T) {
+	const h = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+	for out, ok := range map[string]bool{
+		h + " *file\n":                  true,
+		`\` + h + ` *two\nlines` + "\n": true,
+		h + "  file\n":                  true,
+		"":                              false,
+		"welcome!\n" + h + " *file\n":   false,
+		h + " *a\n" + h + " *b\n":       false,
+		"zz" + h[2:] + " *file\n":       false,
+		h[:60] + " *file\n":             false,
+	} {
+		got, err := parseSHA256Sum([]byte(out))
+		if ok {
+			assert.NoError(t, err, out)
+			assert.Equal(t, h, got, out)
+		} else {
+			assert.Error(t, err, out)
+		}
+	}
+	assert.Equal(t, `'it'\''s'`, ShellQuote("it's"))
+}
