@@ -87,7 +87,8 @@ func (d *SSHDialer) Dial(ctx context.Context, w *vm.Wukong) (Session, error) {
 		}
 	}
 	ssh := client.SSH()
-	fs := files.New(client.SFTP()).WithDirSessions(func() (*files.DirSession, error) { return files.OpenDirSession(ssh) })
+	fs := files.New(client.SFTP()).WithDirSessions(func() (*files.DirSession, error) { return files.OpenDirSession(ssh) }).
+		WithGuestHasher(files.SSHGuestHasher(ssh))
 	s := &sshSession{FS: fs, d: d, w: w, client: client}
 	d.removeLeftovers(w, s)
 	if d.Sweeper != nil {

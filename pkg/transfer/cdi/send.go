@@ -54,7 +54,9 @@ type SendOptions struct {
 	Size int64
 	// SHA256 the whole body must have (hex), or "".
 	SHA256 string
-	// Observer sees every byte read from body (progress, metrics).
+	// Observer sees every byte read from body (progress, metrics). When it
+	// also keeps their sha256 (a transfer record does: SHA256() string), that
+	// is the body's sum and the body is not hashed a second time.
 	Observer io.Writer
 }
 
@@ -63,7 +65,7 @@ type SendOptions struct {
 // request is cut short, so CDI's upload server never sees a complete volume.
 // It returns the bytes read from body and their sha256.
 func Send(ctx context.Context, t *Target, body io.Reader, o SendOptions) (int64, string, error) {
-	cb := &checkedBody{r: body, sum: sha256.New(), want: o.SHA256, obs: o.Observer}
+	cb := newCheckedBody(body, o.SHA256, o.Observer)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, cb)
 	if err != nil {
 		return 0, "", err
@@ -92,14 +94,15 @@ func Send(ctx context.Context, t *Target, body io.Reader, o SendOptions) (int64,
 	if o.Size >= 0 && cb.n != o.Size {
 		return cb.n, "", &BodyError{Err: fmt.Errorf("%d of %d bytes", cb.n, o.Size)}
 	}
-	return cb.n, hex.EncodeToString(cb.sum.Sum(nil)), nil
+	return cb.n, cb.sum(), nil
 }
 
 // checkedBody passes on all but the last byte read so far; at the end it
 // lets that byte go only when the sum matches.
 type checkedBody struct {
 	r    io.Reader
-	sum  hash.Hash
+	hash hash.Hash     // nil when obs keeps the sum
+	sum  func() string // the hex sha256 of what was read
 	want string
 	obs  io.Writer
 
@@ -108,6 +111,19 @@ type checkedBody struct {
 	ended      bool // the source ended and the sum matched
 	n          int64
 	err        error
+}
+
+// newCheckedBody checks r against the hex sha256 want (none when empty),
+// passing what it reads to obs too.
+func newCheckedBody(r io.Reader, want string, obs io.Writer) *checkedBody {
+	cb := &checkedBody{r: r, want: want, obs: obs}
+	if s, ok := obs.(interface{ SHA256() string }); ok {
+		cb.sum = s.SHA256
+	} else {
+		h := sha256.New()
+		cb.hash, cb.sum = h, func() string { return hex.EncodeToString(h.Sum(nil)) }
+	}
+	return cb
 }
 
 func (b *checkedBody) Read(p []byte) (int, error) {
@@ -136,7 +152,9 @@ func (b *checkedBody) Read(p []byte) (int, error) {
 		}
 		m, err := b.r.Read(b.buf[b.end:])
 		if m > 0 {
-			b.sum.Write(b.buf[b.end : b.end+m])
+			if b.hash != nil {
+				b.hash.Write(b.buf[b.end : b.end+m])
+			}
 			if b.obs != nil {
 				_, _ = b.obs.Write(b.buf[b.end : b.end+m])
 			}
@@ -145,7 +163,7 @@ func (b *checkedBody) Read(p []byte) (int, error) {
 		}
 		switch {
 		case err == io.EOF:
-			if got := hex.EncodeToString(b.sum.Sum(nil)); b.want != "" && got != b.want {
+			if got := b.sum(); b.want != "" && got != b.want {
 				b.err = fmt.Errorf("%w: the upload has sha256 %s, expected %s", ErrChecksumMismatch, got, b.want)
 			}
 			b.ended = true

@@ -21,6 +21,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"hash"
 	"io"
 	"testing"
 	"testing/iotest"
@@ -34,23 +35,37 @@ func TestCheckedBody(t *testing.T) {
 	good := hex.EncodeToString(sum[:])
 	for _, n := range []int{1, 2, 7, 64 << 10, 1 << 20} {
 		var seen bytes.Buffer
-		cb := &checkedBody{r: iotest.HalfReader(bytes.NewReader(data)), sum: sha256.New(), want: good, obs: &seen}
+		cb := newCheckedBody(iotest.HalfReader(bytes.NewReader(data)), good, &seen)
 		got, err := io.ReadAll(io.LimitReader(&readSize{cb, n}, 1<<30))
 		if err != nil || !bytes.Equal(got, data) || !bytes.Equal(seen.Bytes(), data) {
 			t.Fatalf("read size %d: %d bytes, err %v", n, len(got), err)
 		}
 
-		cb = &checkedBody{r: bytes.NewReader(data), sum: sha256.New(), want: "00" + good[2:]}
+		cb = newCheckedBody(bytes.NewReader(data), "00"+good[2:], nil)
 		got, err = io.ReadAll(&readSize{cb, n})
 		if !errors.Is(err, ErrChecksumMismatch) || len(got) >= len(data) {
 			t.Fatalf("read size %d, wrong sum: %d of %d bytes passed, err %v", n, len(got), len(data), err)
 		}
 	}
-	cb := &checkedBody{r: bytes.NewReader(nil), sum: sha256.New()}
+	// An observer that keeps the sum (a transfer record) is the only hash.
+	for _, want := range []string{good, "00" + good[2:]} {
+		rec := &summer{h: sha256.New()}
+		_, err := io.ReadAll(newCheckedBody(bytes.NewReader(data), want, rec))
+		if (want == good) != (err == nil) || rec.SHA256() != good {
+			t.Fatalf("summing observer, want %s: err %v, its sum %s", want, err, rec.SHA256())
+		}
+	}
+	cb := newCheckedBody(bytes.NewReader(nil), "", nil)
 	if got, err := io.ReadAll(cb); err != nil || len(got) != 0 {
 		t.Fatalf("empty body: %q, %v", got, err)
 	}
 }
+
+// summer is an observer that keeps the sha256, as a transfer record does.
+type summer struct{ h hash.Hash }
+
+func (s *summer) Write(p []byte) (int, error) { return s.h.Write(p) }
+func (s *summer) SHA256() string              { return hex.EncodeToString(s.h.Sum(nil)) }
 
 // readSize reads at most n bytes at a time, as a LimitReader near its end does.
 type readSize struct {
