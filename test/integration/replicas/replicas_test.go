@@ -149,6 +149,13 @@ func TestChunkedTransfersUseBothReplicas(t *testing.T) {
 		})
 	}
 	assert.Empty(t, tempFiles(t, g.host("/data")))
+
+	// Both replicas reached the guest; the host key the first pinned is in
+	// the Wukong's status, where the other checked it.
+	w, err := wukongs(t).VmV1alpha1().Wukongs(ns).Get(context.Background(), "vm1", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.NotNil(t, w.Status.FileTransfer)
+	assert.Equal(t, strings.TrimSpace(g.vm.HostKeyAuthorized), w.Status.FileTransfer.HostKey)
 }
 
 // TestReplicaKilledMidTransfer: a replica SIGKILLed while it streams a chunk
