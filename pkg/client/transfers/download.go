@@ -239,9 +239,12 @@ func (c *Client) getChunk(ctx context.Context, remote, record string, ch Chunk, 
 }
 
 // DigestWait is how long a download waits for the server to record the
-// sha256 of a range it sent (it records it just after the bytes) before
-// fetching the range again; tests shorten it.
-var DigestWait = 30 * time.Second
+// sha256 of a range it sent (it records it just after the bytes, so a
+// digest missing for long is one a dying replica never wrote) before
+// fetching the range again. Well inside the server's
+// --transfer-stale-after (1m): meanwhile nothing moves the record, and a
+// record ended as stale takes no more ranges. Tests shorten it.
+var DigestWait = 10 * time.Second
 
 // verifyRanges compares the sha256 of every range that arrived with the one
 // the server recorded as it read the range from the VM, then ends the

@@ -50,9 +50,9 @@ func TestMain(m *testing.M) {
 	os.Exit(framework.RunTestMain(m, framework.Options{
 		Replicas:              2,
 		BeforeWukongAPIServer: standin.InstallKubeVirtCRDs,
-		// A record whose replica died is ended by the collector of the
-		// replica holding the Lease after this long.
-		WukongAPIServerArgs: []string{"--transfer-stale-after=8s"},
+		// --transfer-stale-after stays 1m, as deployed: a download that
+		// waits for a range's sha256 a killed replica never recorded
+		// (transfers.DigestWait) must not find its record ended meanwhile.
 	}, &cp))
 }
 
