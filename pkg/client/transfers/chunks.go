@@ -147,6 +147,12 @@ func (c *Client) moveChunk(ctx context.Context, ch Chunk, limit *atomic.Int64, m
 			for cur := limit.Load(); half < cur && !limit.CompareAndSwap(cur, half); cur = limit.Load() {
 			}
 		}
+		if !apierrors.IsTooManyRequests(err) { // pause tells of a busy server itself
+			// A replica that died, a cut stream: say so, as a user
+			// would want to know why a copy slowed down.
+			c.notify(fmt.Sprintf("bytes %d-%d: %s; trying again (attempt %d of %d)",
+				piece.Offset, piece.Offset+piece.Length-1, message(err), failures+1, c.Retries+1))
+		}
 		if !c.pause(ctx, err, backoff.Step(), failures) {
 			return err
 		}

@@ -299,13 +299,21 @@ func (c *Client) Delete(ctx context.Context, p string, recursive bool) error {
 func (c *Client) WaitEnded(ctx context.Context, name string) (*v1alpha1.WukongFileTransfer, error) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
+	failures := 0
 	for {
 		rec, err := c.records.Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
+		switch {
+		case err != nil && Transient(err) && failures < c.Retries:
+			// The replica that answered died or is going: the next
+			// poll reaches another (a record is in etcd, not in a
+			// replica).
+			failures++
+		case err != nil:
 			return nil, err
-		}
-		if ended(rec) {
+		case ended(rec):
 			return rec, nil
+		default:
+			failures = 0
 		}
 		select {
 		case <-ctx.Done():

@@ -22,11 +22,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"slices"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -149,7 +151,7 @@ func (c *Client) DownloadFile(ctx context.Context, remote string, info *v1alpha1
 		moved int64
 		sums  = map[Chunk]string{} // what arrived in this run, to compare with the server's
 	)
-	err = c.runChunks(ctx, Missing(st.Done, info.Size, c.ChunkSize), func(ctx context.Context, ch Chunk) error {
+	fetch := func(ctx context.Context, ch Chunk) error {
 		etag, sum, err := c.getChunk(ctx, remote, st.Record, ch, f, opts.Progress)
 		if err != nil {
 			return err
@@ -165,14 +167,25 @@ func (c *Client) DownloadFile(ctx context.Context, remote string, info *v1alpha1
 		st.Done = append(st.Done, v1alpha1.ByteRange{Offset: ch.Offset, Length: ch.Length})
 		moved += ch.Length
 		return local(saveState(part+StateSuffix, st))
-	})
-	if err == nil {
+	}
+	err = c.runChunks(ctx, Missing(st.Done, info.Size, c.ChunkSize), fetch)
+	for round := 0; err == nil; round++ {
 		var bad []Chunk
-		if bad, err = c.verifyRanges(ctx, st.Record, sums); len(bad) > 0 {
-			// Not done after all: a resume fetches them again.
-			st.Done = slices.DeleteFunc(st.Done, func(r v1alpha1.ByteRange) bool { return slices.Contains(bad, Chunk{r.Offset, r.Length}) })
-			_ = saveState(part+StateSuffix, st)
+		if bad, err = c.verifyRanges(ctx, st.Record, sums); len(bad) == 0 {
+			break
 		}
+		// Not done after all: fetched again now, a few times, or by a
+		// resume.
+		st.Done = slices.DeleteFunc(st.Done, func(r v1alpha1.ByteRange) bool { return slices.Contains(bad, Chunk{r.Offset, r.Length}) })
+		_ = saveState(part+StateSuffix, st)
+		if round >= 2 || !errors.Is(err, errCut) {
+			break
+		}
+		c.notify(fmt.Sprintf("%v; fetching %d range(s) again", err, len(bad)))
+		for _, ch := range bad {
+			delete(sums, ch)
+		}
+		err = c.runChunks(ctx, bad, fetch)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w (%d of %d bytes are in %s; run again with --resume to fetch only the rest)", err, Covered(st.Done, info.Size), info.Size, part)
@@ -225,30 +238,48 @@ func (c *Client) getChunk(ctx context.Context, remote, record string, ch Chunk, 
 	return resp.Header.Get("ETag"), hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// DigestWait is how long a download waits for the server to record the
+// sha256 of a range it sent (it records it just after the bytes, so a
+// digest missing for long is one a dying replica never wrote) before
+// fetching the range again. Well inside the server's
+// --transfer-stale-after (1m): meanwhile nothing moves the record, and a
+// record ended as stale takes no more ranges. Tests shorten it.
+var DigestWait = 10 * time.Second
+
 // verifyRanges compares the sha256 of every range that arrived with the one
 // the server recorded as it read the range from the VM, then ends the
 // record. The server records a range just after sending it, so the last
 // ones may take a moment to appear.
 func (c *Client) verifyRanges(ctx context.Context, record string, sums map[Chunk]string) ([]Chunk, error) {
-	var rec *v1alpha1.WukongFileTransfer
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+	var (
+		rec     *v1alpha1.WukongFileTransfer
+		missing []Chunk
+	)
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, DigestWait, true, func(ctx context.Context) (bool, error) {
 		r, err := c.records.Get(ctx, record, metav1.GetOptions{})
 		if err != nil {
 			return false, nil
 		}
-		rec = r
+		rec, missing = r, nil
 		have := map[Chunk]bool{}
 		for _, d := range r.Status.RangeDigests {
 			have[Chunk{d.Offset, d.Length}] = true
 		}
 		for ch := range sums {
 			if !have[ch] {
-				return false, nil
+				missing = append(missing, ch)
 			}
 		}
-		return true, nil
+		return len(missing) == 0, nil
 	})
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() == nil && rec != nil && !ended(rec):
+		// A replica that died between sending a range and recording it
+		// left no sha256 to check the range against: it is fetched again.
+		sort.Slice(missing, func(i, j int) bool { return missing[i].Offset < missing[j].Offset })
+		return missing, fmt.Errorf("%w: transfer %s lists no sha256 of bytes %d-%d (and %d more ranges)", errCut, record,
+			missing[0].Offset, missing[0].Offset+missing[0].Length-1, len(missing)-1)
+	case err != nil:
 		return nil, fmt.Errorf("transfer %s does not list the sha256 of every range sent: %w", record, err)
 	}
 	var bad []Chunk

@@ -86,6 +86,9 @@ type fakeAPI struct {
 	// damage, when set, says which ranged GETs (by offset) arrive with a
 	// byte changed on the way: the record keeps the sha256 of what was read.
 	damage func(offset int64) bool
+	// forget, when set, says which ranged GETs (by offset) are sent without
+	// recording their sha256, as by a replica killed just after the bytes.
+	forget func(offset int64) bool
 	// wukong, when set, plays GET and PATCH of one Wukong (start_test.go).
 	wukong func(w http.ResponseWriter, r *http.Request, ns, name string)
 }
@@ -627,7 +630,13 @@ func (f *fakeAPI) serveRange(w http.ResponseWriter, q url.Values, ns, recName st
 		return
 	}
 	part := b[off : off+n]
+	f.mu.Lock()
+	forgot := f.forget != nil && f.forget(off)
+	f.mu.Unlock()
 	f.update(ns, recName, func(rec *v1alpha1.WukongFileTransfer) {
+		if forgot {
+			return
+		}
 		rec.Status.RangeDigests = append(rec.Status.RangeDigests, v1alpha1.RangeDigest{Offset: off, Length: n, SHA256: sum(part)})
 		rec.Status.CompletedRanges = append(rec.Status.CompletedRanges, v1alpha1.ByteRange{Offset: off, Length: n})
 		rec.Status.BytesTransferred += n

@@ -46,7 +46,12 @@ type SSHDialer struct {
 
 	// leftovers are temporary upload files that could not be removed when
 	// their upload failed (the connection broke), by Wukong; they are
-	// removed on the next connection to the same VM.
+	// removed on this replica's next connection to the same VM. Safe to
+	// lose: with replicas that connection may go to another replica, and
+	// a replica that dies forgets; the Sweeper of any replica removes
+	// them later from the records. So each Wukong's list is capped
+	// (maxLeftovers) rather than kept for a guest this replica may never
+	// reach again.
 	mu        sync.Mutex
 	leftovers map[string][]string
 
@@ -115,12 +120,20 @@ func hostKeyEvent(ev events.Events, w *vm.Wukong, err error) {
 		"refused the SSH host key of %s: it presented %s, %s has %s", mismatch.Address, mismatch.Got, expected, want)
 }
 
+// maxLeftovers caps the leftovers remembered per Wukong; the oldest go
+// first, to the Sweeper.
+const maxLeftovers = 64
+
 // Leftover remembers a temporary file to remove on the next connection.
 func (d *SSHDialer) Leftover(w *vm.Wukong, p string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	k := w.Namespace + "/" + w.Name
-	d.leftovers[k] = append(d.leftovers[k], p)
+	l := append(d.leftovers[k], p)
+	if len(l) > maxLeftovers {
+		l = append([]string(nil), l[len(l)-maxLeftovers:]...)
+	}
+	d.leftovers[k] = l
 }
 
 func (d *SSHDialer) removeLeftovers(w *vm.Wukong, fs *sshSession) {

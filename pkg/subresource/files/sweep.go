@@ -18,6 +18,7 @@ package files
 
 import (
 	"context"
+	"os"
 	"path"
 	"sync"
 	"time"
@@ -46,8 +47,16 @@ import (
 // last modified longer than MaxAge ago. A directory of an upload still
 // running (Pending or Transferring, on any replica) is left alone whatever
 // its files' ages, so a guest clock running behind cannot cost a live upload
-// its file. Chunked uploads' files are never matched: their records and the
-// collector look after them.
+// its file.
+//
+// Chunked uploads' files (named after their record's UID) are never matched
+// by that pattern: the collector removes the file of a record it ends, and
+// a replica that could not reach the guest then remembers it in memory only
+// (SSHDialer.Leftover), until its own next connection to that guest. With
+// replicas, that connection may never come to the same replica, and a
+// replica that dies forgets. So a sweep also removes, by exact name, the
+// files of the Wukong's chunked uploads that ended Failed more than
+// chunkGrace ago: any replica can, as the records are in etcd.
 type Sweeper struct {
 	// Records is the wukongfiletransfers storage.
 	Records rest.Lister
@@ -66,7 +75,18 @@ type Sweeper struct {
 // sweepFS is what a sweep needs of a guest.
 type sweepFS interface {
 	Sweep(ctx context.Context, roots []files.SweepRoot, opts files.SweepOptions) ([]string, error)
+	Stat(p string) (os.FileInfo, error)
+	Remove(p string) error
 }
+
+// chunkGrace is how long after its record ended Failed a chunked upload's
+// file is left alone: a chunk still in flight then (a request lasts at most
+// kube-apiserver's request timeout, a stalled one the idle timeout) may
+// write to it once more.
+const chunkGrace = 5 * time.Minute
+
+// maxChunkTemps caps the chunked uploads' files one sweep looks for.
+const maxChunkTemps = 100
 
 // Run sweeps w's guest through fs if this replica has not done so in the last
 // Every. It never fails the connection: what goes wrong is logged.
@@ -74,10 +94,20 @@ func (s *Sweeper) Run(ctx context.Context, w *vm.Wukong, fs sweepFS) {
 	if !s.due(w) {
 		return
 	}
-	roots, err := s.roots(ctx, w)
+	roots, chunkTemps, err := s.roots(ctx, w)
 	if err != nil {
 		klog.ErrorS(err, "Listing upload records to sweep temporary files", "wukong", klog.KObj(w))
 		return
+	}
+	for _, p := range chunkTemps {
+		if _, err := fs.Stat(p); err != nil {
+			continue // gone already, the usual case
+		}
+		if err := fs.Remove(p); err != nil {
+			klog.ErrorS(err, "Removing the temporary file of a failed chunked upload", "wukong", klog.KObj(w), "path", p)
+			continue
+		}
+		klog.InfoS("Removed the temporary file of a failed chunked upload", "wukong", klog.KObj(w), "path", p)
 	}
 	if len(roots) == 0 {
 		return
@@ -119,20 +149,21 @@ func (s *Sweeper) due(w *vm.Wukong) bool {
 }
 
 // roots are the directories of w's failed uploads, less those of uploads
-// still running.
-func (s *Sweeper) roots(ctx context.Context, w *vm.Wukong) ([]files.SweepRoot, error) {
+// still running; chunkTemps the files of w's chunked uploads that failed
+// more than chunkGrace ago.
+func (s *Sweeper) roots(ctx context.Context, w *vm.Wukong) ([]files.SweepRoot, []string, error) {
 	ctx = genericapirequest.WithNamespace(ctx, w.Namespace)
 	obj, err := s.Records.List(ctx, &metainternalversion.ListOptions{
 		LabelSelector: labels.SelectorFromSet(labels.Set{wukongfiletransfer.WukongLabel: w.Name}),
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	list, _ := obj.(*vm.WukongFileTransferList)
 	if list == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
-	var failed, busy []string
+	var failed, busy, chunkTemps []string
 	for i := range list.Items {
 		rec := &list.Items[i]
 		p := rec.Spec.RemotePath
@@ -142,6 +173,10 @@ func (s *Sweeper) roots(ctx context.Context, w *vm.Wukong) ([]files.SweepRoot, e
 		switch rec.Status.Phase {
 		case vm.FileTransferPhaseFailed:
 			failed = append(failed, path.Clean(p))
+			if end := rec.Status.CompletedAt; rec.Spec.ExpectedSize != nil && rec.UID != "" && end != nil &&
+				s.clock().Sub(end.Time) >= chunkGrace && len(chunkTemps) < maxChunkTemps {
+				chunkTemps = append(chunkTemps, files.ChunkTempName(path.Clean(p), string(rec.UID)))
+			}
 		case vm.FileTransferPhaseSucceeded:
 		default:
 			busy = append(busy, path.Clean(p))
@@ -166,7 +201,7 @@ func (s *Sweeper) roots(ctx context.Context, w *vm.Wukong) ([]files.SweepRoot, e
 		add(files.SweepRoot{Dir: path.Dir(p)})
 		add(files.SweepRoot{Dir: p, Recursive: true})
 	}
-	return roots, nil
+	return roots, chunkTemps, nil
 }
 
 // related: the directory d may hold temporary files of an upload to p.

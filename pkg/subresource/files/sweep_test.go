@@ -18,6 +18,7 @@ package files
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -26,7 +27,9 @@ import (
 	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/utils/ptr"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/transfer/files"
@@ -51,11 +54,28 @@ type sweepCall struct {
 	opts  files.SweepOptions
 }
 
-type fakeSweepFS struct{ calls []sweepCall }
+type fakeSweepFS struct {
+	calls   []sweepCall
+	present map[string]bool // files Stat finds
+	removed []string
+}
 
 func (f *fakeSweepFS) Sweep(_ context.Context, roots []files.SweepRoot, opts files.SweepOptions) ([]string, error) {
 	f.calls = append(f.calls, sweepCall{roots, opts})
 	return nil, nil
+}
+
+func (f *fakeSweepFS) Stat(p string) (os.FileInfo, error) {
+	if !f.present[p] {
+		return nil, os.ErrNotExist
+	}
+	return nil, nil
+}
+
+func (f *fakeSweepFS) Remove(p string) error {
+	f.removed = append(f.removed, p)
+	delete(f.present, p)
+	return nil
 }
 
 func record(wukong, op, p, phase string) vm.WukongFileTransfer {
@@ -100,4 +120,37 @@ func TestSweeperRoots(t *testing.T) {
 	now = now.Add(15 * time.Minute)
 	s.Run(context.Background(), w, fs)
 	assert.Len(t, fs.calls, 2, "due again")
+}
+
+// TestSweeperChunkTemps: any replica removes, by exact name, the file of a
+// chunked upload whose record ended Failed a while ago (the replica that
+// remembered it may be another, or dead); not that of one that failed a
+// moment ago (a chunk may still be in flight), nor of a running or
+// succeeded one.
+func TestSweeperChunkTemps(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	chunked := func(uid, p, phase string, ended time.Duration) vm.WukongFileTransfer {
+		r := record("vm1", vm.OperationUpload, p, phase)
+		r.UID, r.Spec.ExpectedSize = types.UID(uid), ptr.To(int64(10))
+		if phase == vm.FileTransferPhaseFailed || phase == vm.FileTransferPhaseSucceeded {
+			r.Status.CompletedAt = &metav1.Time{Time: now.Add(-ended)}
+		}
+		return r
+	}
+	recs := &recordList{items: []vm.WukongFileTransfer{
+		chunked("old", "/data/a.bin", vm.FileTransferPhaseFailed, 10*time.Minute),
+		chunked("gone", "/data/b.bin", vm.FileTransferPhaseFailed, 10*time.Minute),
+		chunked("recent", "/data/c.bin", vm.FileTransferPhaseFailed, time.Minute),
+		chunked("running", "/data/d.bin", vm.FileTransferPhaseTransferring, 0),
+		chunked("ok", "/data/e.bin", vm.FileTransferPhaseSucceeded, time.Hour),
+	}}
+	fs := &fakeSweepFS{present: map[string]bool{}}
+	for _, r := range recs.items {
+		if r.UID != "gone" {
+			fs.present[files.ChunkTempName(r.Spec.RemotePath, string(r.UID))] = true
+		}
+	}
+	s := &Sweeper{Records: recs, MaxAge: time.Hour, Every: 15 * time.Minute, now: func() time.Time { return now }}
+	s.Run(context.Background(), &vm.Wukong{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "vm1", UID: "u1"}}, fs)
+	assert.Equal(t, []string{files.ChunkTempName("/data/a.bin", "old")}, fs.removed)
 }

@@ -109,6 +109,12 @@ func (cp *ControlPlane) registerAPIService(ctx context.Context, group, version, 
 		}
 	}
 
+	return applyAPIService(ctx, agg, group, version, namespace, service, port, caBundle)
+}
+
+// applyAPIService creates or updates the APIService <version>.<group> for
+// the Service namespace/service at port, bumping its restart annotation.
+func applyAPIService(ctx context.Context, agg aggregator.Interface, group, version, namespace, service string, port int32, caBundle []byte) error {
 	apiService := &apiregistrationv1.APIService{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        version + "." + group,

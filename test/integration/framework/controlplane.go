@@ -66,6 +66,12 @@ type Options struct {
 	// allowed: --push-allowed-cidrs=127.0.0.0/8,::1/128.
 	PushLoopbackDenied bool
 
+	// Replicas, when 2 or more, runs that many wukong-apiservers behind the
+	// APIService, all from the same binary on the same etcd with the same
+	// flags, and kube-apiserver routing each request to one of them
+	// (replicas.go). 0 or 1: one, reached through an ExternalName Service.
+	Replicas int
+
 	// SkipWukongAPIServer starts etcd and kube-apiserver only;
 	// StartWukongAPIServer can start it later.
 	SkipWukongAPIServer bool
@@ -127,6 +133,7 @@ type ControlPlane struct {
 	mu         sync.Mutex
 	wukong     *process
 	replicas   []*process // more wukong-apiservers (StartWukongReplica)
+	served     []*process // replicas 1.. behind the APIService (Options.Replicas)
 	wukongPort int
 	userFiles  map[string]int
 
@@ -412,6 +419,11 @@ func (cp *ControlPlane) startKubeAPIServer(ctx context.Context) error {
 			"--endpoint-reconciler-type=none",
 			// No controller-manager creates service-account tokens here.
 			"--disable-admission-plugins=ServiceAccount",
+		}
+		if cp.opts.Replicas > 1 {
+			// Route to an endpoint per request, so that requests spread
+			// over the replicas (replicas.go).
+			args = append(args, "--enable-aggregator-routing=true")
 		}
 		proc, err := startProcess("kube-apiserver", cp.LogPath("kube-apiserver"), cp.Binaries.KubeAPIServer,
 			append(args, cp.opts.KubeAPIServerArgs...)...)

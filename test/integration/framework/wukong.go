@@ -118,6 +118,15 @@ func (cp *ControlPlane) StartWukongAPIServer(ctx context.Context) error {
 		return err
 	}
 	cp.logf("wukong-apiserver ready at %s (%s)", cp.WukongAPIServerURL(), time.Since(began).Round(time.Millisecond))
+	cp.mu.Lock()
+	first := len(cp.served) == 0
+	cp.mu.Unlock()
+	if cp.opts.Replicas > 1 && first {
+		if err := cp.startServedReplicas(ctx, cp.wukongPort, cp.wukongArgs); err != nil {
+			p.stop()
+			return err
+		}
+	}
 
 	if err := cp.registerWukong(ctx); err != nil {
 		p.stop()
@@ -248,6 +257,9 @@ func (cp *ControlPlane) registerWukong(ctx context.Context) error {
 	cp.mu.Lock()
 	port := int32(cp.wukongPort)
 	cp.mu.Unlock()
+	if cp.opts.Replicas > 1 {
+		return cp.registerReplicas(ctx, port)
+	}
 	return cp.registerAPIService(ctx, wukongGroup, wukongVersion, wukongNamespace, wukongServiceName, port, cp.pki.wukongCA.CertPEM)
 }
 
