@@ -150,7 +150,34 @@ func init() {
 	legacyregistry.MustRegister(started, ended, refused, bytesMoved, duration, inFlight, streams,
 		limitRefusals, idleCuts, recordWrites, recordErrors, reconcileErrors)
 	legacyregistry.CustomMustRegister(sshCollector)
+	// Series of known label values exist from the start, at 0, so that a
+	// rate over them is defined before the first event (and a dashboard
+	// shows 0, not "no data").
+	for _, l := range []string{LimitGlobal, LimitUser, LimitWukong} {
+		limitRefusals.WithLabelValues(l)
+	}
+	for _, side := range []string{"client", "peer"} {
+		idleCuts.WithLabelValues(side)
+	}
+	for _, w := range []string{WriteCreate, WriteStatus} {
+		recordErrors.WithLabelValues(w)
+	}
+	for _, c := range Controllers {
+		reconcileErrors.WithLabelValues(c)
+	}
 }
+
+// Controllers are the names of the controllers, the controller label (and
+// the name of their work queues' workqueue_* metrics, but for wukong-vm's,
+// "wukongs").
+var Controllers = []string{ControllerVM, ControllerPush, ControllerSnapshots}
+
+// The controller label.
+const (
+	ControllerVM        = "wukong-vm"
+	ControllerPush      = "wukong-push"
+	ControllerSnapshots = "wukong-snapshots"
+)
 
 // Labels are the bounded labels of one transfer.
 type Labels struct{ Kind, Operation, Method string }

@@ -172,7 +172,7 @@ func (c *Controller) sync(ctx context.Context, key string) {
 	c.waiting.Forget(key)
 	a := attempt{target: push.Describe(disk.ExportTarget)}
 	if err != nil {
-		metrics.ReconcileError("wukong-push")
+		metrics.ReconcileError(metrics.ControllerPush)
 	}
 	if err != nil && retryable(err) {
 		delay := c.backoff.When(key)

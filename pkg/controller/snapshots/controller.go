@@ -101,7 +101,7 @@ func (c *Controller) sync(ctx context.Context, key string) {
 	switch {
 	case err != nil:
 		klog.ErrorS(err, "Deleting an expired snapshot", "snapshot", key)
-		metrics.ReconcileError("wukong-snapshots")
+		metrics.ReconcileError(metrics.ControllerSnapshots)
 		c.queue.AddRateLimited(key)
 	case wait > 0:
 		c.queue.Forget(key)

@@ -218,7 +218,7 @@ func (c *Controller) process(ctx context.Context, key string) {
 	default:
 		// A refused DataVolume's error may quote its import URL.
 		klog.ErrorS(errors.New(vm.RedactURLs(err.Error())), "Reconciling a Wukong", "wukong", key)
-		metrics.ReconcileError("wukong-vm")
+		metrics.ReconcileError(metrics.ControllerVM)
 		c.queue.AddRateLimited(key)
 	}
 }
