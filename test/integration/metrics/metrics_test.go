@@ -139,8 +139,10 @@ func TestMetricsAddUp(t *testing.T) {
 
 	// An upload whose client sends 10 bytes and stalls: cut after the idle
 	// timeout (408), its record Failed.
+	// (The server answers 408 on a connection it just cut; the aggregator
+	// may only see the cut, and answer 504.)
 	stalled := stalledUpload(t, alice, g.files("/stalled.bin"), 10)
-	assert.Equal(t, http.StatusRequestTimeout, stalled, "the stalled upload's answer")
+	assert.Contains(t, []int{http.StatusRequestTimeout, http.StatusGatewayTimeout}, stalled, "the stalled upload's answer")
 
 	// What moved, by the records' own account.
 	recs, err := records.VmV1alpha1().WukongFileTransfers(ns).List(ctx, metav1.ListOptions{})
@@ -197,7 +199,8 @@ func TestMetricsAddUp(t *testing.T) {
 	assert.Equal(t, 0.0, delta("wukong_transfer_record_write_errors_total"))
 	assert.GreaterOrEqual(t, delta("wukong_ssh_dials_total"), 1.0, "the guest was dialled")
 	assert.Equal(t, 0.0, delta("wukong_ssh_dial_failures_total"))
-	assert.Equal(t, 1.0, after.sum("wukong_ssh_pool_connections"), "one pooled connection to the one guest")
+	assert.Equal(t, 0.0, after.sum("wukong_ssh_pool_connections", "state", "in_use"), "every connection back in the pool")
+	assert.GreaterOrEqual(t, after.sum("wukong_ssh_pool_connections", "state", "idle"), 1.0, "the guest's connection kept for the next request")
 }
 
 func firstLine(b []byte) string {

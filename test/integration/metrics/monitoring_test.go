@@ -97,7 +97,8 @@ func TestDashboardAndAlertsUseExposedMetrics(t *testing.T) {
 	all := exprs(t)
 	require.GreaterOrEqual(t, len(all), 20, "the dashboard's panels and the alerts")
 
-	// One transfer, so that the transfer series exist.
+	// A transfer and a refusal, so that their series exist (series of
+	// known label values exist from the start).
 	ctx := context.Background()
 	scraper := allowMetrics(t, cp, "metrics-dashboard")
 	root, err := framework.RepoRoot()
@@ -110,6 +111,9 @@ func TestDashboardAndAlertsUseExposedMetrics(t *testing.T) {
 	code, _, err := send(bob, http.MethodPut, g.files("/f"), bytes.NewReader([]byte("hello")), 5)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusCreated, code)
+	code, _, err = send(bob, http.MethodGet, g.files("/missing"), nil, 0)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusNotFound, code)
 
 	names := map[string]bool{}
 	collect := func(c *framework.ControlPlane, u *framework.User) {

@@ -49,7 +49,15 @@ var resentBytesTotal = metrics.NewCounterVec(&metrics.CounterOpts{
 	StabilityLevel: metrics.ALPHA,
 }, []string{"operation"})
 
-func init() { legacyregistry.MustRegister(bytesTotal, resentBytesTotal) }
+func init() {
+	legacyregistry.MustRegister(bytesTotal, resentBytesTotal)
+	// At 0 from the start, so that the share of resent bytes is defined
+	// (and a dashboard shows it) before the first chunk is resent.
+	for _, op := range []string{vm.OperationUpload, vm.OperationDownload} {
+		bytesTotal.WithLabelValues(op)
+		resentBytesTotal.WithLabelValues(op)
+	}
+}
 
 // Counter is an io.Writer that counts the bytes of one operation into
 // wukong_file_transfer_bytes_total; it never fails.
