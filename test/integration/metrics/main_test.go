@@ -57,6 +57,10 @@ func TestMain(m *testing.M) {
 	os.Exit(framework.RunTestMain(m, framework.Options{
 		BeforeWukongAPIServer: standin.InstallKubeVirtCRDs,
 		WukongAPIServerArgs:   []string{"--max-streams-per-user=1", "--stream-idle-timeout=" + idleTimeout},
+		// A plain upload whose client stalls is cut by wukong-apiserver
+		// after the idle timeout, but the client hears of it only when
+		// kube-apiserver's proxy gives up (504): sooner than its default 60 s.
+		KubeAPIServerArgs: []string{"--request-timeout=15s"},
 	}, &cp))
 }
 

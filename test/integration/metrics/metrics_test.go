@@ -278,9 +278,11 @@ func stalledUpload(t *testing.T, u *framework.User, path string, n int) int {
 		code, _, err := send(u, http.MethodPut, path, r, -1)
 		c <- answer{code, err}
 	}()
+	start := time.Now()
 	select {
 	case a := <-c:
 		require.NoError(t, a.err)
+		t.Logf("the stalled upload was answered %d after %v", a.code, time.Since(start).Round(time.Second))
 		return a.code
 	case <-time.After(2 * time.Minute):
 		t.Fatal("the stalled upload was never cut")
