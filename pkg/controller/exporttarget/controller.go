@@ -171,10 +171,8 @@ func (c *Controller) sync(ctx context.Context, key string) {
 	}
 	c.waiting.Forget(key)
 	a := attempt{target: push.Describe(disk.ExportTarget)}
-	if err != nil {
-		metrics.ReconcileError(metrics.ControllerPush)
-	}
 	if err != nil && retryable(err) {
+		metrics.ReconcileError(metrics.ControllerPush)
 		delay := c.backoff.When(key)
 		a.retry, a.notBefore = true, time.Now().Add(delay)
 		c.queue.AddAfter(key, delay)
