@@ -29,6 +29,7 @@ import (
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/events"
+	"github.com/novasphere/wukong/pkg/metrics"
 	"github.com/novasphere/wukong/pkg/registry/vm/disk"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukong"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
@@ -123,6 +124,10 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 	idle := c.ExtraConfig.StreamIdleTimeout
 	pool := ssh.NewPool(ssh.PoolOptions{DialTimeout: c.ExtraConfig.SSHDialTimeout})
 	s.AddPreShutdownHookOrDie("close-ssh-pool", func() error { return pool.Close() })
+	metrics.SetSSHPool(func() metrics.SSHPoolStats {
+		st := pool.Stats()
+		return metrics.SSHPoolStats{Open: st.Open, InUse: st.InUse, Dials: st.Dials, DialFailures: st.DialFailures}
+	})
 	dialer := files.NewSSHDialer(&guest.Locator{VMIs: cl.kubevirt.KubevirtV1(), VMs: cl.kubevirt.KubevirtV1(), Secrets: cl.kube.CoreV1()}, pool, statusWriter)
 	dialer.Events = cl.events
 	if age := c.ExtraConfig.UploadTempMaxAge; age > 0 {

@@ -41,6 +41,7 @@ import (
 	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
 	wukonginformers "github.com/novasphere/wukong/pkg/generated/informers/externalversions"
 	listers "github.com/novasphere/wukong/pkg/generated/listers/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/metrics"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 	"github.com/novasphere/wukong/pkg/transfer/push"
 )
@@ -171,6 +172,7 @@ func (c *Controller) sync(ctx context.Context, key string) {
 	c.waiting.Forget(key)
 	a := attempt{target: push.Describe(disk.ExportTarget)}
 	if err != nil && retryable(err) {
+		metrics.ReconcileError(metrics.ControllerPush)
 		delay := c.backoff.When(key)
 		a.retry, a.notBefore = true, time.Now().Add(delay)
 		c.queue.AddAfter(key, delay)

@@ -34,6 +34,7 @@ import (
 
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/pkg/controller/internal/workers"
+	"github.com/novasphere/wukong/pkg/metrics"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 )
 
@@ -100,6 +101,7 @@ func (c *Controller) sync(ctx context.Context, key string) {
 	switch {
 	case err != nil:
 		klog.ErrorS(err, "Deleting an expired snapshot", "snapshot", key)
+		metrics.ReconcileError(metrics.ControllerSnapshots)
 		c.queue.AddRateLimited(key)
 	case wait > 0:
 		c.queue.Forget(key)

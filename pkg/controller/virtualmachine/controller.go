@@ -53,6 +53,7 @@ import (
 	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
 	wukonginformers "github.com/novasphere/wukong/pkg/generated/informers/externalversions"
 	listers "github.com/novasphere/wukong/pkg/generated/listers/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/metrics"
 	"github.com/novasphere/wukong/pkg/transfer/export"
 )
 
@@ -217,6 +218,7 @@ func (c *Controller) process(ctx context.Context, key string) {
 	default:
 		// A refused DataVolume's error may quote its import URL.
 		klog.ErrorS(errors.New(vm.RedactURLs(err.Error())), "Reconciling a Wukong", "wukong", key)
+		metrics.ReconcileError(metrics.ControllerVM)
 		c.queue.AddRateLimited(key)
 	}
 }
@@ -372,12 +374,15 @@ func importEvents(ev events.Events, w *v1alpha1.Wukong, before, after v1alpha1.W
 		}
 		switch is.Phase {
 		case v1alpha1.ImportPhaseImporting:
+			metrics.ImportStarted()
 			ev.Wukong(w.Namespace, w.Name, w.UID, corev1.EventTypeNormal, events.ReasonImporting, events.ActionImport,
 				"disk %s: importing into %s", v.Name, v.ClaimName)
 		case v1alpha1.TransferPhaseSucceeded:
+			metrics.ImportEnded(metrics.OutcomeSucceeded)
 			ev.Wukong(w.Namespace, w.Name, w.UID, corev1.EventTypeNormal, events.ReasonImported, events.ActionImport,
 				"disk %s: imported into %s", v.Name, v.ClaimName)
 		case v1alpha1.TransferPhaseFailed:
+			metrics.ImportEnded(metrics.OutcomeFailed)
 			ev.Wukong(w.Namespace, w.Name, w.UID, corev1.EventTypeWarning, events.ReasonImportFailed, events.ActionImport,
 				"disk %s: import failed: %s", v.Name, is.Message)
 		}

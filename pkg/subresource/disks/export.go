@@ -106,7 +106,8 @@ func (r *ExportREST) NewConnectOptions() (runtime.Object, bool, string) {
 }
 
 // Connect checks the options and the disk, then streams.
-func (r *ExportREST) Connect(ctx context.Context, name string, options runtime.Object, responder rest.Responder) (http.Handler, error) {
+func (r *ExportREST) Connect(ctx context.Context, name string, options runtime.Object, responder rest.Responder) (_ http.Handler, err error) {
+	defer stream.RefusedConnect(ctx, &err)
 	o, err := stream.Options(options, validation.ValidateDiskExportOptions)
 	if err != nil {
 		return nil, err
@@ -141,6 +142,7 @@ func (r *ExportREST) Connect(ctx context.Context, name string, options runtime.O
 			err = r.stream(ctx, w, d, format, o, rec, rw, req)
 		}
 		if err != nil {
+			stream.RefusedError(req, err)
 			// The Status's retryAfterSeconds becomes a Retry-After header.
 			responder.Error(err)
 		}
@@ -429,7 +431,7 @@ func (r *ExportREST) streamChunk(ctx context.Context, w *vm.Wukong, d *vm.Disk, 
 	rw.Header().Set(v1alpha1.TransferHeader, rec.Name)
 	rw.WriteHeader(resp.StatusCode)
 	sum := sha256.New()
-	counter := wukongfiletransfer.NewChunkCounter(vm.OperationDownload)
+	counter := wukongfiletransfer.NewChunkCounter(&rec.Spec)
 	defer counter.Done()
 	n, err := copyAll(io.MultiWriter(rw, sum, counter), resp)
 	if err != nil {

@@ -80,7 +80,8 @@ func (r *UploadREST) NewConnectOptions() (runtime.Object, bool, string) {
 
 // Connect checks the options and the disk; the handler finds CDI's upload
 // server and streams.
-func (r *UploadREST) Connect(ctx context.Context, name string, options runtime.Object, responder rest.Responder) (http.Handler, error) {
+func (r *UploadREST) Connect(ctx context.Context, name string, options runtime.Object, responder rest.Responder) (_ http.Handler, err error) {
+	defer stream.RefusedConnect(ctx, &err)
 	o, err := stream.Options(options, validation.ValidateDiskUploadOptions)
 	if err != nil {
 		return nil, err
@@ -91,6 +92,7 @@ func (r *UploadREST) Connect(ctx context.Context, name string, options runtime.O
 	}
 	return r.Limiter.Handler(w.Namespace, w.Name, responder, http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
 		if err := r.serve(req.Context(), w, d, o, rw, req); err != nil {
+			stream.RefusedError(req, err)
 			responder.Error(err)
 		}
 	})), nil

@@ -102,7 +102,7 @@ func (h *handler) getChunk(ctx context.Context, s GuestFS, rw http.ResponseWrite
 	}
 	writeFileHeader(rw, fi, start, length, partial, h.rec.Name)
 	sum := sha256.New()
-	counter := wukongfiletransfer.NewChunkCounter(vm.OperationDownload)
+	counter := wukongfiletransfer.NewChunkCounter(&h.rec.Spec)
 	defer counter.Done()
 	n, err := s.Read(ctx, h.opts.Path, start, length, size, io.MultiWriter(rw, sum, counter))
 	if err != nil {
@@ -133,7 +133,7 @@ func (h *handler) putChunk(ctx context.Context, s GuestFS, req *http.Request) er
 	// With sha256, the chunk counts as done only when the bytes written match
 	// it; a mismatched chunk is answered 422 and must be sent again.
 	sum := sha256.New()
-	counter := wukongfiletransfer.NewChunkCounter(vm.OperationUpload)
+	counter := wukongfiletransfer.NewChunkCounter(&h.rec.Spec)
 	defer counter.Done()
 	n, err := s.WriteChunk(ctx, h.opts.Path, string(h.rec.UID), offset, total-offset, h.opts.CreateParents, req.Body, io.MultiWriter(sum, counter))
 	if err != nil {

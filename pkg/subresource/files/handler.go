@@ -101,7 +101,8 @@ func (r *REST) NewConnectOptions() (runtime.Object, bool, string) {
 
 // Connect checks the request against the Wukong's policy and returns the
 // handler that streams. Errors found here become ordinary Status responses.
-func (r *REST) Connect(ctx context.Context, name string, options runtime.Object, responder rest.Responder) (http.Handler, error) {
+func (r *REST) Connect(ctx context.Context, name string, options runtime.Object, responder rest.Responder) (_ http.Handler, err error) {
+	defer stream.RefusedConnect(ctx, &err)
 	opts, err := stream.Options(options, validation.ValidateWukongFileOptions)
 	if err != nil {
 		return nil, err
@@ -162,7 +163,9 @@ func (h *handler) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 			// cut the stream so the client cannot take it for complete.
 			panic(http.ErrAbortHandler)
 		}
-		h.responder.Error(h.statusFor(err))
+		st := h.statusFor(err)
+		stream.RefusedError(req, st)
+		h.responder.Error(st)
 	}
 }
 

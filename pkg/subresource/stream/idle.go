@@ -33,6 +33,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/novasphere/wukong/pkg/metrics"
 )
 
 // DefaultIdleTimeout is how long a stream may move no byte (the server's
@@ -88,6 +90,7 @@ type Watchdog struct {
 	err     *IdleError
 	stopped bool
 	cuts    int
+	counted bool // in wukong_stream_idle_cuts_total
 }
 
 // NewWatchdog starts a watchdog of timeout (0 or less: it never fires).
@@ -124,6 +127,7 @@ func (w *Watchdog) fire() {
 	client := w.clientIO.Load() > 0
 	if w.err == nil {
 		w.err = &IdleError{Timeout: w.timeout, Client: client, Peer: w.peer}
+		w.countCut(client)
 	}
 	w.cuts++
 	switch {
@@ -193,9 +197,21 @@ func (w *Watchdog) clientErr(err error) error {
 		return ierr
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// A WebSocket's deadline (websocket.go) cut the client.
+		w.mu.Lock()
+		w.countCut(true)
+		w.mu.Unlock()
 		return &IdleError{Timeout: w.timeout, Client: true, Peer: w.peer}
 	}
 	return err
+}
+
+// countCut counts the watchdog's stream as cut for idleness, once; w.mu held.
+func (w *Watchdog) countCut(client bool) {
+	if !w.counted {
+		w.counted = true
+		metrics.IdleCut(client)
+	}
 }
 
 // Writer counts writes to the client as progress.

@@ -32,6 +32,8 @@ import (
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/klog/v2"
+
+	"github.com/novasphere/wukong/pkg/metrics"
 )
 
 // Defaults of the limits (the server's flags). A stream holds up to a few
@@ -93,17 +95,18 @@ func (l *Limiter) Acquire(ctx context.Context, namespace, name string) (release 
 	wukong := namespace + "/" + name
 
 	l.mu.Lock()
-	var refused string
+	var refused, limit string
 	switch {
 	case l.limits.Global > 0 && l.total >= l.limits.Global:
-		refused = fmt.Sprintf("this server runs its limit of %d streams (--max-streams)", l.limits.Global)
+		refused, limit = fmt.Sprintf("this server runs its limit of %d streams (--max-streams)", l.limits.Global), metrics.LimitGlobal
 	case l.limits.PerUser > 0 && l.users[user] >= l.limits.PerUser:
-		refused = fmt.Sprintf("user %q runs its limit of %d streams on this server (--max-streams-per-user)", user, l.limits.PerUser)
+		refused, limit = fmt.Sprintf("user %q runs its limit of %d streams on this server (--max-streams-per-user)", user, l.limits.PerUser), metrics.LimitUser
 	case l.limits.PerWukong > 0 && l.wukongs[wukong] >= l.limits.PerWukong:
-		refused = fmt.Sprintf("Wukong %s has its limit of %d streams on this server (--max-streams-per-wukong)", wukong, l.limits.PerWukong)
+		refused, limit = fmt.Sprintf("Wukong %s has its limit of %d streams on this server (--max-streams-per-wukong)", wukong, l.limits.PerWukong), metrics.LimitWukong
 	}
 	if refused != "" {
 		l.mu.Unlock()
+		metrics.LimitRefused(limit)
 		klog.V(2).InfoS("Refused a stream", "user", user, "wukong", wukong, "reason", refused)
 		secs := int((l.limits.RetryAfter + time.Second - 1) / time.Second)
 		return nil, apierrors.NewTooManyRequests(fmt.Sprintf("too many concurrent streams: %s; retry after %ds", refused, secs), secs)
@@ -142,18 +145,21 @@ func (l *Limiter) Running(user, namespace, name string) (total, ofUser, ofWukong
 
 // Handler runs h only with a slot for the Wukong namespace/name, held until
 // h returns (for a WebSocket, until the connection ends); without one the
-// responder answers 429 at once.
+// responder answers 429 at once. Every stream passes here, so here it is
+// counted (in flight, refused) and its context made to tell a refusal from
+// a transfer that started (metrics.WithRequest).
 func (l *Limiter) Handler(namespace, name string, responder rest.Responder, h http.Handler) http.Handler {
-	if l == nil {
-		return h
-	}
 	return http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		req = req.WithContext(metrics.WithRequest(req.Context()))
+		kind, op := kindOf(req.Context(), req)
 		release, err := l.Acquire(req.Context(), namespace, name)
 		if err != nil {
+			metrics.Refused(kind, op, ReasonStreamLimit)
 			responder.Error(err)
 			return
 		}
 		defer release()
+		defer metrics.StreamAcquired(kind)()
 		h.ServeHTTP(rw, req)
 	})
 }

@@ -94,6 +94,10 @@ type Pool struct {
 	closed  bool
 	conns   map[string]*conn
 	dialing map[string]*dialCall
+
+	// Counted for Stats: dials started and failed, by DialFailureReasons.
+	dials    atomic.Uint64
+	failures [len(dialFailureReasons)]atomic.Uint64
 }
 
 // dialCall lets concurrent Gets for the same identity share one dial.
@@ -193,6 +197,7 @@ func (p *Pool) Get(ctx context.Context, t Target) (*Client, error) {
 		p.mu.Unlock()
 
 		c, err := p.dial(ctx, t)
+		p.countDial(err)
 
 		p.mu.Lock()
 		delete(p.dialing, id)
@@ -219,6 +224,74 @@ func (p *Pool) Get(ctx context.Context, t Target) (*Client, error) {
 		}
 		return &Client{c: c}, nil
 	}
+}
+
+// dialFailureReasons are the classes of DialFailureReason, in Stats order.
+var dialFailureReasons = [...]string{"unreachable", "timeout", "auth", "host_key", "invalid_target", "canceled", "other"}
+
+// DialFailureReason classes a dial's error for operators: a guest that is
+// not there (unreachable, timeout), that refused the key (auth), whose host
+// key did not match (host_key), a Target that cannot work (invalid_target),
+// a caller that gave up (canceled), or anything else.
+func DialFailureReason(err error) string {
+	var ue *UnreachableError
+	var ae *AuthError
+	var he *HostKeyMismatchError
+	switch {
+	case errors.As(err, &he):
+		return "host_key"
+	case errors.As(err, &ae):
+		return "auth"
+	case errors.As(err, &ue) && ue.Timeout:
+		return "timeout"
+	case errors.As(err, &ue):
+		return "unreachable"
+	case errors.Is(err, ErrInvalidTarget):
+		return "invalid_target"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	}
+	return "other"
+}
+
+func (p *Pool) countDial(err error) {
+	p.dials.Add(1)
+	if err == nil {
+		return
+	}
+	r := DialFailureReason(err)
+	for i, name := range dialFailureReasons {
+		if name == r {
+			p.failures[i].Add(1)
+		}
+	}
+}
+
+// Stats is what a pool says of itself (for metrics).
+type Stats struct {
+	// Open connections, and of those InUse; the rest are idle.
+	Open, InUse int
+	// Dials started, and DialFailures of them by DialFailureReason (every
+	// reason present, zero or not).
+	Dials        uint64
+	DialFailures map[string]uint64
+}
+
+// Stats returns the pool's connections and dials now.
+func (p *Pool) Stats() Stats {
+	s := Stats{Dials: p.dials.Load(), DialFailures: make(map[string]uint64, len(dialFailureReasons))}
+	for i, name := range dialFailureReasons {
+		s.DialFailures[name] = p.failures[i].Load()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		s.Open++
+		if c.refs > 0 {
+			s.InUse++
+		}
+	}
+	return s
 }
 
 // Close closes every connection, in use or not. Later Gets fail with

@@ -255,6 +255,7 @@ func (c *Collector) fail(ctx context.Context, t *vm.WukongFileTransfer) bool {
 	klog.InfoS("Ended a stale transfer record", "transfer", t.Name, "namespace", t.Namespace)
 	if o, ok := obj.(*vm.WukongFileTransfer); ok {
 		failedEvent(c.Events, o.Namespace, o.Spec.WukongName, wukongUID(o), o.Spec.Operation, o.Name, o.Status.Message)
+		chunkedMetrics(o, false, true)
 	}
 	return true
 }

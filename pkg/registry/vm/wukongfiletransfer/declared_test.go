@@ -136,7 +136,7 @@ func TestFirstChunkClearsWaiting(t *testing.T) {
 		Spec: vm.WukongFileTransferSpec{WukongName: "vm", Operation: vm.OperationUpload, RemotePath: "/f"}}, nil, nil)
 	require.NoError(t, err)
 	require.NotEmpty(t, obj.(*vm.WukongFileTransfer).Status.Message)
-	rec, err := r.AddChunk(userCtx("alice"), ns, "anchor", vm.ByteRange{Length: 5}, 10, "", wukongfiletransfer.NewChunkCounter(vm.OperationUpload))
+	rec, err := r.AddChunk(userCtx("alice"), ns, "anchor", vm.ByteRange{Length: 5}, 10, "", wukongfiletransfer.NewChunkCounter(&vm.WukongFileTransferSpec{Operation: vm.OperationUpload}))
 	require.NoError(t, err)
 	assert.Equal(t, vm.FileTransferPhaseTransferring, rec.Status.Phase)
 	assert.Empty(t, rec.Status.Message)

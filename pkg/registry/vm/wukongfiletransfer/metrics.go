@@ -19,11 +19,16 @@ package wukongfiletransfer
 import (
 	"k8s.io/component-base/metrics"
 	"k8s.io/component-base/metrics/legacyregistry"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
+	wmetrics "github.com/novasphere/wukong/pkg/metrics"
 )
 
-// bytesTotal counts every byte the files subresource moved, as it passes,
-// whatever the transport: operators see throughput, and a resumed transfer
-// can be shown to send only what was missing.
+// bytesTotal counts every byte the files and disks subresources and pushes
+// moved, as it passes, whatever the transport, by operation only: the
+// first metric Wukong had, kept for the dashboards and tests that read it.
+// wukong_transfer_bytes_total (pkg/metrics) splits the same bytes by kind
+// and method.
 var bytesTotal = metrics.NewCounterVec(&metrics.CounterOpts{
 	Namespace:      "wukong",
 	Name:           "file_transfer_bytes_total",
@@ -44,7 +49,15 @@ var resentBytesTotal = metrics.NewCounterVec(&metrics.CounterOpts{
 	StabilityLevel: metrics.ALPHA,
 }, []string{"operation"})
 
-func init() { legacyregistry.MustRegister(bytesTotal, resentBytesTotal) }
+func init() {
+	legacyregistry.MustRegister(bytesTotal, resentBytesTotal)
+	// At 0 from the start, so that the share of resent bytes is defined
+	// (and a dashboard shows it) before the first chunk is resent.
+	for _, op := range []string{vm.OperationUpload, vm.OperationDownload} {
+		bytesTotal.WithLabelValues(op)
+		resentBytesTotal.WithLabelValues(op)
+	}
+}
 
 // Counter is an io.Writer that counts the bytes of one operation into
 // wukong_file_transfer_bytes_total; it never fails.
@@ -66,18 +79,20 @@ func (c Counter) Write(p []byte) (int, error) {
 // reached the record (cut, refused), as resent.
 type ChunkCounter struct {
 	Counter
+	bytes     metrics.CounterMetric // wukong_transfer_bytes_total of the record's labels
 	operation string
 	n         int64
 	again     int64 // what AddChunk found already done; -1 until it kept the chunk
 }
 
-// NewChunkCounter returns the ChunkCounter of a chunk of operation.
-func NewChunkCounter(operation string) *ChunkCounter {
-	return &ChunkCounter{Counter: CounterFor(operation), operation: operation, again: -1}
+// NewChunkCounter returns the ChunkCounter of a chunk of the transfer spec.
+func NewChunkCounter(spec *vm.WukongFileTransferSpec) *ChunkCounter {
+	return &ChunkCounter{Counter: CounterFor(spec.Operation), bytes: wmetrics.Bytes(wmetrics.For(spec)), operation: spec.Operation, again: -1}
 }
 
 func (c *ChunkCounter) Write(p []byte) (int, error) {
 	c.n += int64(len(p))
+	c.bytes.Add(float64(len(p)))
 	return c.Counter.Write(p)
 }
 

@@ -43,6 +43,7 @@ import (
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/events"
+	"github.com/novasphere/wukong/pkg/metrics"
 )
 
 // Recorder writes transfer records through the registry's own storage, so the
@@ -111,6 +112,7 @@ type transfer struct {
 	stopped  chan struct{}
 	finished sync.Once
 	counter  Counter
+	metrics  *metrics.Transfer
 }
 
 // Start creates the record for spec, owned by w, and begins writing progress.
@@ -135,7 +137,9 @@ func (r *Recorder) Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTr
 	if total >= 0 {
 		obj.Spec.ExpectedSize = &total
 	}
+	begin := time.Now()
 	stored, err := r.records.Create(serverRecord(ctx), obj, rest.ValidateAllObjectFunc, &metav1.CreateOptions{})
+	metrics.RecordWrite(metrics.WriteCreate, begin, err)
 	if err != nil {
 		return nil, fmt.Errorf("creating the transfer record: %w", err)
 	}
@@ -158,6 +162,9 @@ func (r *Recorder) Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTr
 	}); err != nil {
 		return nil, err
 	}
+	// Counted once the record says Transferring: from here it ends.
+	t.metrics = metrics.Started(metrics.For(&spec))
+	metrics.MarkStarted(ctx)
 	go t.loop()
 	return t, nil
 }
@@ -175,6 +182,7 @@ func (t *transfer) Write(p []byte) (int, error) {
 	t.mu.Unlock()
 	t.done.Add(int64(len(p)))
 	t.counter.Write(p)
+	t.metrics.Moved(len(p))
 	return len(p), nil
 }
 
@@ -224,6 +232,7 @@ func (t *transfer) finish(phase, message string) *vm.WukongFileTransfer {
 		if phase == vm.FileTransferPhaseFailed {
 			failedEvent(t.r.Events, t.w.Namespace, t.w.Name, t.w.UID, t.op, t.name, message)
 		}
+		t.metrics.Ended(outcome(phase))
 	})
 	return out
 }
@@ -275,7 +284,9 @@ func (t *transfer) update(mutate func(*vm.WukongFileTransferStatus), then ...fun
 		mutate(&o.Status)
 		return o, nil
 	})
+	begin := time.Now()
 	obj, _, err := t.r.status.Update(ctx, t.name, info, rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{})
+	metrics.RecordWrite(metrics.WriteStatus, begin, err)
 	if err != nil {
 		return fmt.Errorf("updating transfer record %s: %w", t.name, err)
 	}

@@ -31,6 +31,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/metrics"
 )
 
 // A chunked transfer is one record that many requests add to: each adds its
@@ -52,10 +53,11 @@ func (r *Recorder) Get(ctx context.Context, namespace, name string) (*vm.WukongF
 // learns how much of rng was already done.
 func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.ByteRange, total int64, digest string, counter *ChunkCounter) (*vm.WukongFileTransfer, error) {
 	var again int64 // of the last try: the store may run the mutation more than once
+	var began, ended bool
 	out, err := r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
 		now := metav1.Now()
 		st := &o.Status
-		again = rng.Length
+		again, began, ended = rng.Length, false, false
 		if st.Phase == vm.FileTransferPhaseSucceeded && TakesChunks(o) {
 			// A range fetched again after every range was sent once: its
 			// digest is what the client checks; bytes and phase stay.
@@ -72,6 +74,7 @@ func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.
 			return apierrors.NewConflict(vm.Resource("wukongfiletransfers"), o.Name, errors.New("the transfer is being committed and takes no more chunks"))
 		}
 		if st.Phase == vm.FileTransferPhasePending || st.Phase == "" {
+			began = true
 			st.Phase, st.StartedAt = vm.FileTransferPhaseTransferring, &now
 			if st.Message == WaitingMessage(o) {
 				st.Message = "" // a client came
@@ -91,12 +94,15 @@ func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.
 		if o.Spec.Operation == vm.OperationDownload && Covered(st.CompletedRanges, total) {
 			st.Phase, st.CompletedAt = vm.FileTransferPhaseSucceeded, &now
 			st.Message = fmt.Sprintf("downloaded all %d bytes of %s in chunks; the client verifies the sha256", total, Subject(&o.Spec))
+			ended = true
 		}
 		return nil
 	})
 	if err == nil {
 		counter.again = again
+		chunkedMetrics(out, began, ended)
 	}
+	metrics.MarkStarted(ctx) // the chunk moved bytes, kept or not: not a refusal
 	return out, err
 }
 
@@ -212,6 +218,7 @@ func (r *Recorder) KeepCommitting(ctx context.Context, namespace, name string, l
 // download whose every range was sent is Succeeded already, and its
 // client's commit may end it Succeeded again, with its own message.
 func (r *Recorder) End(ctx context.Context, namespace, name, phase, message, sha256 string) (*vm.WukongFileTransfer, error) {
+	var ended bool
 	o, err := r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
 		now := metav1.Now()
 		st := &o.Status
@@ -219,6 +226,7 @@ func (r *Recorder) End(ctx context.Context, namespace, name, phase, message, sha
 		if done(o) && !again {
 			return apierrors.NewConflict(vm.Resource("wukongfiletransfers"), o.Name, fmt.Errorf("the transfer already ended %s: %s", st.Phase, st.Message))
 		}
+		ended = !again && st.StartedAt != nil // a record that never began never started either
 		st.Phase, st.Message, st.CompletedAt, st.UpdatedAt = phase, message, &now, &now
 		if phase == vm.FileTransferPhaseSucceeded {
 			st.SHA256, st.Progress = sha256, "100%"
@@ -228,24 +236,32 @@ func (r *Recorder) End(ctx context.Context, namespace, name, phase, message, sha
 	if err == nil && phase == vm.FileTransferPhaseFailed {
 		failedEvent(r.Events, namespace, o.Spec.WukongName, wukongUID(o), o.Spec.Operation, name, message)
 	}
+	if err == nil {
+		chunkedMetrics(o, false, ended)
+	}
 	return o, err
 }
 
 func (r *Recorder) mutate(ctx context.Context, namespace, name string, f func(*vm.WukongFileTransfer) error) (*vm.WukongFileTransfer, error) {
 	ctx, cancel := context.WithTimeout(genericapirequest.WithNamespace(context.WithoutCancel(ctx), namespace), 10*time.Second)
 	defer cancel()
+	var refused error // f's own refusal (the record ended, say) is no failed write
 	info := rest.DefaultUpdatedObjectInfo(nil, func(_ context.Context, _, old runtime.Object) (runtime.Object, error) {
 		o, err := asRecord(old)
 		if err != nil {
 			return nil, err
 		}
 		o = o.DeepCopy()
-		if err := f(o); err != nil {
-			return nil, err
+		if refused = f(o); refused != nil {
+			return nil, refused
 		}
 		return o, nil
 	})
+	begin := time.Now()
 	obj, _, err := r.status.Update(ctx, name, info, rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{})
+	if refused == nil {
+		metrics.RecordWrite(metrics.WriteStatus, begin, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -287,4 +303,31 @@ func (r *Recorder) BindDiskSource(ctx context.Context, namespace, name string, s
 		return nil, err
 	}
 	return out.Status.DiskSource, nil
+}
+
+// chunkedMetrics counts a chunked transfer o as started (its first chunk
+// came) or ended (the update that ended it).
+func chunkedMetrics(o *vm.WukongFileTransfer, began, ended bool) {
+	if o == nil {
+		return
+	}
+	l := metrics.For(&o.Spec)
+	if began {
+		metrics.ChunkedStarted(l)
+	}
+	if ended {
+		d := time.Duration(-1)
+		if st := o.Status; st.StartedAt != nil && st.CompletedAt != nil {
+			d = st.CompletedAt.Sub(st.StartedAt.Time)
+		}
+		metrics.ChunkedEnded(l, outcome(o.Status.Phase), d)
+	}
+}
+
+// outcome is the metrics outcome of a record's final phase.
+func outcome(phase string) string {
+	if phase == vm.FileTransferPhaseSucceeded {
+		return metrics.OutcomeSucceeded
+	}
+	return metrics.OutcomeFailed
 }

@@ -159,7 +159,7 @@ func newUpload(t *testing.T, r *wukongfiletransfer.Recorder, store *memory.Store
 	}, nil, nil)
 	require.NoError(t, err)
 	name := obj.(*vm.WukongFileTransfer).Name
-	_, err = r.AddChunk(userCtx("alice"), ns, name, vm.ByteRange{Length: 10}, 10, "", wukongfiletransfer.NewChunkCounter(vm.OperationUpload))
+	_, err = r.AddChunk(userCtx("alice"), ns, name, vm.ByteRange{Length: 10}, 10, "", wukongfiletransfer.NewChunkCounter(&vm.WukongFileTransferSpec{Operation: vm.OperationUpload}))
 	require.NoError(t, err)
 	return name
 }
@@ -218,7 +218,7 @@ func TestOneCommitOneEnd(t *testing.T) {
 	assert.False(t, began, "a commit already runs")
 	assert.Equal(t, "checking", rec.Status.Message)
 
-	_, err = r.AddChunk(ctx, ns, name, vm.ByteRange{Length: 10}, 10, "", wukongfiletransfer.NewChunkCounter(vm.OperationUpload))
+	_, err = r.AddChunk(ctx, ns, name, vm.ByteRange{Length: 10}, 10, "", wukongfiletransfer.NewChunkCounter(&vm.WukongFileTransferSpec{Operation: vm.OperationUpload}))
 	assert.True(t, apierrors.IsConflict(err), "a chunk into a commit: %v", err)
 
 	_, err = r.End(ctx, ns, name, vm.FileTransferPhaseSucceeded, "first", "")
@@ -268,7 +268,7 @@ func TestDownloadCommitAfterCovered(t *testing.T) {
 		Spec:       vm.WukongFileTransferSpec{WukongName: "vm", Operation: vm.OperationDownload, RemotePath: "/f"},
 	}, nil, nil)
 	require.NoError(t, err)
-	_, err = r.AddChunk(ctx, ns, obj.(*vm.WukongFileTransfer).Name, vm.ByteRange{Length: 10}, 10, "x", wukongfiletransfer.NewChunkCounter(vm.OperationDownload))
+	_, err = r.AddChunk(ctx, ns, obj.(*vm.WukongFileTransfer).Name, vm.ByteRange{Length: 10}, 10, "x", wukongfiletransfer.NewChunkCounter(&vm.WukongFileTransferSpec{Operation: vm.OperationDownload}))
 	require.NoError(t, err)
 	require.Equal(t, vm.FileTransferPhaseSucceeded, store.Record(ns, "down").Status.Phase)
 	_, err = r.End(ctx, ns, "down", vm.FileTransferPhaseSucceeded, "the client ended it", "")
