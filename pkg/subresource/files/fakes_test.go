@@ -34,6 +34,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -367,6 +368,20 @@ func (d *dialer) sessions() (dials int, closes []error, twice int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.dials, append([]error(nil), d.closes...), d.twice
+}
+
+// closesOnce waits (up to 5 s) until n sessions were closed and returns
+// how: a WebSocket handler closes its session after its last message, which
+// a client may read first.
+func (d *dialer) closesOnce(n int) []error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, closes, _ := d.sessions()
+		if len(closes) >= n || time.Now().After(deadline) {
+			return closes
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 type session struct {

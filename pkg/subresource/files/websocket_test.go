@@ -105,7 +105,7 @@ func TestWebSocketDownload(t *testing.T) {
 	if len(e.authz.Asked()) != 0 {
 		t.Fatal("a download asked for more than get")
 	}
-	if _, closes, _ := e.dialer.sessions(); len(closes) != 1 || closes[0] != nil {
+	if closes := e.dialer.closesOnce(1); len(closes) != 1 || closes[0] != nil {
 		t.Fatalf("closes %v", closes)
 	}
 }
