@@ -135,7 +135,22 @@ func (r *Recorder) Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTr
 	if total >= 0 {
 		obj.Spec.ExpectedSize = &total
 	}
-	stored, err := r.records.Create(serverRecord(ctx), obj, rest.ValidateAllObjectFunc, &metav1.CreateOptions{})
+	t := &transfer{
+		r: r, ctx: ctx, op: spec.Operation,
+		w:    &vm.Wukong{ObjectMeta: metav1.ObjectMeta{Namespace: w.Namespace, Name: w.Name, UID: w.UID}},
+		hash: sha256.New(), started: time.Now(),
+		stop: make(chan struct{}), stopped: make(chan struct{}),
+		counter: CounterFor(spec.Operation),
+	}
+	t.total.Store(total)
+	// The record is created Transferring, in one write: it exists before
+	// any byte moves, which is all a record must do first, and a small
+	// download is not kept waiting for a second etcd write.
+	var st vm.WukongFileTransferStatus
+	t.fill(&st)
+	st.Phase = vm.FileTransferPhaseTransferring
+	st.StartedAt = &metav1.Time{Time: t.started}
+	stored, err := r.records.Create(serverRecord(ctx, st), obj, rest.ValidateAllObjectFunc, &metav1.CreateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("creating the transfer record: %w", err)
 	}
@@ -143,21 +158,7 @@ func (r *Recorder) Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTr
 	if err != nil {
 		return nil, err
 	}
-	t := &transfer{
-		r: r, ctx: ctx, name: created.Name, op: spec.Operation,
-		w:    &vm.Wukong{ObjectMeta: metav1.ObjectMeta{Namespace: w.Namespace, Name: w.Name, UID: w.UID}},
-		hash: sha256.New(), started: time.Now(),
-		stop: make(chan struct{}), stopped: make(chan struct{}),
-		counter: CounterFor(spec.Operation),
-	}
-	t.total.Store(total)
-	if err := t.update(func(st *vm.WukongFileTransferStatus) {
-		t.fill(st)
-		st.Phase = vm.FileTransferPhaseTransferring
-		st.StartedAt = &metav1.Time{Time: t.started}
-	}); err != nil {
-		return nil, err
-	}
+	t.name = created.Name
 	go t.loop()
 	return t, nil
 }
