@@ -123,7 +123,9 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 	idle := c.ExtraConfig.StreamIdleTimeout
 	pool := ssh.NewPool(ssh.PoolOptions{DialTimeout: c.ExtraConfig.SSHDialTimeout})
 	s.AddPreShutdownHookOrDie("close-ssh-pool", func() error { return pool.Close() })
-	dialer := files.NewSSHDialer(&guest.Locator{VMIs: cl.kubevirt.KubevirtV1(), VMs: cl.kubevirt.KubevirtV1(), Secrets: cl.kube.CoreV1()}, pool, statusWriter)
+	locator := &guest.Locator{VMIs: cl.kubevirt.KubevirtV1(), VMs: cl.kubevirt.KubevirtV1(), Secrets: cl.kube.CoreV1(),
+		Cache: c.newGuestCache(s, cl)}
+	dialer := files.NewSSHDialer(locator, pool, statusWriter)
 	dialer.Events = cl.events
 	if age := c.ExtraConfig.UploadTempMaxAge; age > 0 {
 		dialer.Sweeper = &files.Sweeper{Records: transfers, MaxAge: age, Every: age / 4, MaxEntries: 10000}
