@@ -201,7 +201,8 @@ func (l *Locator) address(ctx context.Context, w *vm.Wukong) (string, error) {
 // staleness left is an address that stopped serving within the watch's
 // delay, which the dial finds as it finds a VM stopped after a live read,
 // and the host key pinned in the Wukong's status (or its known_hosts)
-// refuses anything else that answers there.
+// refuses anything else that answers there, as it does when an address
+// changes hands between a live read and the dial.
 func (l *Locator) cachedAddress(w *vm.Wukong) (string, bool) {
 	if l.Cache == nil {
 		return "", false
