@@ -128,7 +128,9 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 		st := pool.Stats()
 		return metrics.SSHPoolStats{Open: st.Open, InUse: st.InUse, Dials: st.Dials, DialFailures: st.DialFailures}
 	})
-	dialer := files.NewSSHDialer(&guest.Locator{VMIs: cl.kubevirt.KubevirtV1(), VMs: cl.kubevirt.KubevirtV1(), Secrets: cl.kube.CoreV1()}, pool, statusWriter)
+	locator := &guest.Locator{VMIs: cl.kubevirt.KubevirtV1(), VMs: cl.kubevirt.KubevirtV1(), Secrets: cl.kube.CoreV1(),
+		Cache: c.newGuestCache(s, cl)}
+	dialer := files.NewSSHDialer(locator, pool, statusWriter)
 	dialer.Events = cl.events
 	if age := c.ExtraConfig.UploadTempMaxAge; age > 0 {
 		dialer.Sweeper = &files.Sweeper{Records: transfers, MaxAge: age, Every: age / 4, MaxEntries: 10000}

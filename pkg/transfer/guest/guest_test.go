@@ -23,11 +23,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 	kubevirtfake "kubevirt.io/client-go/kubevirt/fake"
@@ -108,5 +110,119 @@ func TestSSHTargetRefusesAVMIOfAnotherVM(t *testing.T) {
 	_, err := l.SSHTarget(context.Background(), w)
 	if !errors.Is(err, owner.ErrNotOwned) {
 		t.Fatalf("got %v, want ErrNotOwned", err)
+	}
+}
+
+// cacheOf is a Cache holding objs.
+func cacheOf(t *testing.T, objs ...runtime.Object) *Cache {
+	t.Helper()
+	c := &Cache{VMIs: cache.NewStore(cache.MetaNamespaceKeyFunc), VMs: cache.NewStore(cache.MetaNamespaceKeyFunc)}
+	for _, o := range objs {
+		s := c.VMs
+		if _, ok := o.(*kubevirtv1.VirtualMachineInstance); ok {
+			s = c.VMIs
+		}
+		if err := s.Add(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// refuseReads fails every live read of VMIs and VMs.
+func refuseReads(kv *kubevirtfake.Clientset) {
+	kv.PrependReactor("get", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("read live: " + a.GetResource().Resource)
+	})
+}
+
+// TestSSHTargetFromCache: a running VMI of the Wukong's own VM in the
+// informers' caches is not read from kube-apiserver again.
+func TestSSHTargetFromCache(t *testing.T) {
+	w, m, vmi, sec := wukongAndGuest()
+	kv := kubevirtfake.NewSimpleClientset()
+	refuseReads(kv)
+	l := &Locator{VMIs: kv.KubevirtV1(), VMs: kv.KubevirtV1(), Secrets: kubefake.NewClientset(sec).CoreV1(), Cache: cacheOf(t, m, vmi)}
+	tgt, err := l.SSHTarget(context.Background(), w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tgt.Address != "10.0.0.7" || string(tgt.PrivateKey) != "key" {
+		t.Errorf("target %+v", tgt)
+	}
+}
+
+// TestCacheOnlySaysYes: the caches are judged by the same ownership checks
+// as live reads, and whatever they do not show as a running instance of
+// the Wukong's own VM is read live: a VMI of another VM, a VM of an earlier
+// Wukong, a VMI not running, or none at all.
+func TestCacheOnlySaysYes(t *testing.T) {
+	w, m, vmi, sec := wukongAndGuest()
+	otherVMI := vmi.DeepCopy()
+	otherVMI.OwnerReferences[0].UID = "earlier-vm-uid"
+	earlierVM := m.DeepCopy()
+	earlierVM.OwnerReferences[0].UID = "earlier-wukong-uid"
+	stopped := vmi.DeepCopy()
+	stopped.Status.Phase = kubevirtv1.Succeeded
+	unlabelled := m.DeepCopy()
+	unlabelled.Labels = nil
+	for name, c := range map[string]*Cache{
+		"a VMI of another VM":      cacheOf(t, m, otherVMI),
+		"a VM of an earlier":       cacheOf(t, earlierVM, vmi),
+		"an unlabelled VM":         cacheOf(t, unlabelled, vmi),
+		"a VMI not running":        cacheOf(t, m, stopped),
+		"no VM":                    cacheOf(t, vmi),
+		"nothing (not synced yet)": cacheOf(t),
+	} {
+		t.Run(name, func(t *testing.T) {
+			// Live, the VMI is another VM's: the live read is what answers.
+			kv := kubevirtfake.NewSimpleClientset(m, otherVMI)
+			l := &Locator{VMIs: kv.KubevirtV1(), VMs: kv.KubevirtV1(), Secrets: kubefake.NewClientset(sec).CoreV1(), Cache: c}
+			if _, err := l.SSHTarget(context.Background(), w); !errors.Is(err, owner.ErrNotOwned) {
+				t.Fatalf("got %v, want ErrNotOwned from the live read", err)
+			}
+			// Live, it is the Wukong's own: the live read lets it through.
+			kv = kubevirtfake.NewSimpleClientset(m, vmi)
+			l.VMIs, l.VMs = kv.KubevirtV1(), kv.KubevirtV1()
+			if tgt, err := l.SSHTarget(context.Background(), w); err != nil || tgt.Address != "10.0.0.7" {
+				t.Fatalf("got %+v, %v", tgt, err)
+			}
+		})
+	}
+}
+
+// TestKeySecretReadLiveWhenCacheLacksIt: the key Secret comes from
+// kube-apiserver's watch cache (resourceVersion 0); a Secret the watch
+// cache does not have yet, or has without its key, is read again live.
+func TestKeySecretReadLiveWhenCacheLacksIt(t *testing.T) {
+	w, m, vmi, sec := wukongAndGuest()
+	kv := kubevirtfake.NewSimpleClientset(m, vmi)
+	for name, cached := range map[string]*corev1.Secret{
+		"missing":    nil,
+		"no key yet": {ObjectMeta: sec.ObjectMeta, Data: map[string][]byte{}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			kube := kubefake.NewClientset(sec)
+			var rvs []string
+			kube.PrependReactor("get", "secrets", func(a k8stesting.Action) (bool, runtime.Object, error) {
+				rv := a.(k8stesting.GetActionImpl).GetOptions.ResourceVersion
+				rvs = append(rvs, rv)
+				if rv != "0" {
+					return false, nil, nil
+				}
+				if cached == nil {
+					return true, nil, apierrors.NewNotFound(corev1.Resource("secrets"), sec.Name)
+				}
+				return true, cached, nil
+			})
+			l := &Locator{VMIs: kv.KubevirtV1(), VMs: kv.KubevirtV1(), Secrets: kube.CoreV1()}
+			tgt, err := l.SSHTarget(context.Background(), w)
+			if err != nil || string(tgt.PrivateKey) != "key" {
+				t.Fatalf("got %+v, %v", tgt, err)
+			}
+			if len(rvs) != 2 || rvs[0] != "0" || rvs[1] != "" {
+				t.Errorf("reads at resourceVersions %q, want the watch cache's then a live one", rvs)
+			}
+		})
 	}
 }

@@ -104,25 +104,36 @@ func VMIOf(w metav1.Object, vmi *kubevirtv1.VirtualMachineInstance, vm func() (*
 // controlled by it (its uid).
 func (c *Checker) VM(ctx context.Context, w metav1.Object) (*kubevirtv1.VirtualMachine, error) {
 	m, err := c.VMs.VirtualMachines(w.GetNamespace()).Get(ctx, w.GetName(), metav1.GetOptions{})
-	notOwned := func(reason string, args ...any) error {
-		return &NotOwnedError{Kind: "VirtualMachine", Namespace: w.GetNamespace(), Name: w.GetName(), Wukong: w.GetName(), Reason: fmt.Sprintf(reason, args...)}
-	}
 	switch {
 	case apierrors.IsNotFound(err):
-		return nil, notOwned("it does not exist")
+		return nil, &NotOwnedError{Kind: "VirtualMachine", Namespace: w.GetNamespace(), Name: w.GetName(), Wukong: w.GetName(), Reason: "it does not exist"}
 	case err != nil:
 		return nil, fmt.Errorf("reading the VirtualMachine %s/%s: %w", w.GetNamespace(), w.GetName(), err)
 	}
-	ref := metav1.GetControllerOfNoCopy(m)
-	switch {
-	case m.Labels[v1alpha1.LabelWukong] != w.GetName():
-		return nil, notOwned("it has no label %s=%s", v1alpha1.LabelWukong, w.GetName())
-	case !refersTo(ref, wukongGVK, w.GetName()):
-		return nil, notOwned("it is not controlled by the Wukong (%s)", describe(ref))
-	case ref.UID != w.GetUID():
-		return nil, notOwned("it belongs to an earlier Wukong of the same name (uid %s, now %s)", ref.UID, w.GetUID())
+	if err := VMOf(w, m); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// VMOf checks that m, however it was read, is w's own VirtualMachine:
+// named like w, labelled with it and controlled by it (its uid).
+func VMOf(w metav1.Object, m *kubevirtv1.VirtualMachine) error {
+	notOwned := func(reason string, args ...any) error {
+		return &NotOwnedError{Kind: "VirtualMachine", Namespace: w.GetNamespace(), Name: w.GetName(), Wukong: w.GetName(), Reason: fmt.Sprintf(reason, args...)}
+	}
+	ref := metav1.GetControllerOfNoCopy(m)
+	switch {
+	case m.Namespace != w.GetNamespace() || m.Name != w.GetName():
+		return notOwned("it is the VirtualMachine %s/%s", m.Namespace, m.Name)
+	case m.Labels[v1alpha1.LabelWukong] != w.GetName():
+		return notOwned("it has no label %s=%s", v1alpha1.LabelWukong, w.GetName())
+	case !refersTo(ref, wukongGVK, w.GetName()):
+		return notOwned("it is not controlled by the Wukong (%s)", describe(ref))
+	case ref.UID != w.GetUID():
+		return notOwned("it belongs to an earlier Wukong of the same name (uid %s, now %s)", ref.UID, w.GetUID())
+	}
+	return nil
 }
 
 // Claim checks that the DataVolume and the PersistentVolumeClaim named

@@ -182,6 +182,7 @@ func BenchmarkSmallFileLatency(b *testing.B) {
 		clients = append(clients, l)
 	}
 	logins := sshLogins(g)
+	loadBefore := loadAverage()
 	b.ResetTimer()
 	var dl, obj []time.Duration
 	for i := range users * perUser {
@@ -193,8 +194,8 @@ func BenchmarkSmallFileLatency(b *testing.B) {
 	dials := sshLogins(g) - logins
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	var report strings.Builder
-	fmt.Fprintf(&report, "small files: %d downloads of %d KiB and %d GETs of the Wukong, interleaved, through kube-apiserver; SSH connections opened meanwhile: %d (pooled)\n",
-		len(dl), size>>10, len(obj), dials)
+	fmt.Fprintf(&report, "small files: %d downloads of %d KiB and %d GETs of the Wukong, interleaved, through kube-apiserver; SSH connections opened meanwhile: %d (pooled); load average %s before, %s after\n",
+		len(dl), size>>10, len(obj), dials, loadBefore, loadAverage())
 	fmt.Fprintf(&report, "%-6s %12s %12s %8s %8s\n", "", "download ms", "GET ms", "ratio", "target")
 	for _, q := range []struct {
 		p      float64
@@ -216,4 +217,14 @@ func BenchmarkSmallFileLatency(b *testing.B) {
 	for _, l := range clients {
 		require.Zero(b, l.newConns-1, "a client did not keep its connection to kube-apiserver")
 	}
+}
+
+// loadAverage is the machine's 1-minute load average (/proc/loadavg), for
+// the report: on a shared machine the ratios mean more beside it.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "unknown"
 }

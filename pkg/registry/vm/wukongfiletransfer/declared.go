@@ -37,17 +37,27 @@ const DeclaredLabel = v1alpha1.LabelDeclared
 const ExpiredReason = "Expired"
 
 // serverRecordKey marks the context of a create the server makes itself
-// (Recorder.Start). Only code in this process can set it: a request that
-// comes through the API never carries it.
+// (Recorder.Start), with the status the record starts in. Only code in this
+// process can set it: a request that comes through the API never carries
+// it, and so never chooses its record's status.
 type serverRecordKey struct{}
 
-func serverRecord(ctx context.Context) context.Context {
-	return context.WithValue(ctx, serverRecordKey{}, true)
+// serverRecord marks ctx as the server's own create of a record that
+// starts in status st (its phase and progress; RequestedBy is still the
+// request's user).
+func serverRecord(ctx context.Context, st vm.WukongFileTransferStatus) context.Context {
+	return context.WithValue(ctx, serverRecordKey{}, &st)
 }
 
 func isServerRecord(ctx context.Context) bool {
-	v, _ := ctx.Value(serverRecordKey{}).(bool)
-	return v
+	return ServerStatus(ctx) != nil
+}
+
+// ServerStatus is the status a record the server creates in ctx starts
+// in, nil for a record a user creates (exported for the memory stand-in).
+func ServerStatus(ctx context.Context) *vm.WukongFileTransferStatus {
+	st, _ := ctx.Value(serverRecordKey{}).(*vm.WukongFileTransferStatus)
+	return st
 }
 
 // IsDeclared says whether a user created the record through the API.

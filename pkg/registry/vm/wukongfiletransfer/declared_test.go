@@ -188,3 +188,40 @@ func TestCollectorExpiresDeclared(t *testing.T) {
 	assert.Nil(t, store.Record("a", "old"), "collected after its retention")
 	assert.Equal(t, vm.FileTransferPhaseFailed, store.Record("a", "young").Status.Phase, "its hour is up now")
 }
+
+// TestStartIsOneWrite: a stream's record exists Transferring, stamped with
+// its user and size, after one create and no status update (every small
+// download waits on these writes); a user's create cannot choose a status.
+func TestStartIsOneWrite(t *testing.T) {
+	store := strategyStore{memory.New()}
+	updates := &countingUpdater{Updater: store.Store}
+	r := wukongfiletransfer.NewRecorder(store, updates)
+	w := &vm.Wukong{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vm", UID: "u"}}
+	tr, err := r.Start(userCtx("alice"), w, vm.WukongFileTransferSpec{WukongName: "vm", Operation: vm.OperationDownload, RemotePath: "/f"}, 42)
+	require.NoError(t, err)
+	assert.Zero(t, updates.n, "status updates before the first byte")
+	rec := store.Record(ns, tr.Name())
+	assert.Equal(t, vm.FileTransferPhaseTransferring, rec.Status.Phase)
+	assert.Equal(t, "alice", rec.Status.RequestedBy)
+	assert.EqualValues(t, 42, rec.Status.TotalBytes)
+	assert.NotNil(t, rec.Status.StartedAt)
+	tr.Succeed("done")
+	assert.Equal(t, 1, updates.n, "the end is one status update")
+	assert.Equal(t, vm.FileTransferPhaseSucceeded, store.Record(ns, tr.Name()).Status.Phase)
+
+	forged := seedUpload()
+	forged.Status = vm.WukongFileTransferStatus{Phase: vm.FileTransferPhaseSucceeded, Message: "done already"}
+	obj, err := store.Create(userCtx("alice"), forged, nil, nil)
+	require.NoError(t, err)
+	assert.Equal(t, vm.FileTransferPhasePending, obj.(*vm.WukongFileTransfer).Status.Phase, "a user's create chose its status")
+}
+
+type countingUpdater struct {
+	rest.Updater
+	n int
+}
+
+func (c *countingUpdater) Update(ctx context.Context, name string, info rest.UpdatedObjectInfo, cv rest.ValidateObjectFunc, uv rest.ValidateObjectUpdateFunc, force bool, o *metav1.UpdateOptions) (runtime.Object, bool, error) {
+	c.n++
+	return c.Updater.Update(ctx, name, info, cv, uv, force, o)
+}

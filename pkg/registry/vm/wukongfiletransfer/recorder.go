@@ -137,8 +137,23 @@ func (r *Recorder) Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTr
 	if total >= 0 {
 		obj.Spec.ExpectedSize = &total
 	}
+	t := &transfer{
+		r: r, ctx: ctx, op: spec.Operation,
+		w:    &vm.Wukong{ObjectMeta: metav1.ObjectMeta{Namespace: w.Namespace, Name: w.Name, UID: w.UID}},
+		hash: sha256.New(), started: time.Now(),
+		stop: make(chan struct{}), stopped: make(chan struct{}),
+		counter: CounterFor(spec.Operation),
+	}
+	t.total.Store(total)
+	// The record is created Transferring, in one write: it exists before
+	// any byte moves, which is all a record must do first, and a small
+	// download is not kept waiting for a second etcd write.
+	var st vm.WukongFileTransferStatus
+	t.fill(&st)
+	st.Phase = vm.FileTransferPhaseTransferring
+	st.StartedAt = &metav1.Time{Time: t.started}
 	begin := time.Now()
-	stored, err := r.records.Create(serverRecord(ctx), obj, rest.ValidateAllObjectFunc, &metav1.CreateOptions{})
+	stored, err := r.records.Create(serverRecord(ctx, st), obj, rest.ValidateAllObjectFunc, &metav1.CreateOptions{})
 	metrics.RecordWrite(metrics.WriteCreate, begin, err)
 	if err != nil {
 		return nil, fmt.Errorf("creating the transfer record: %w", err)
@@ -147,21 +162,7 @@ func (r *Recorder) Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTr
 	if err != nil {
 		return nil, err
 	}
-	t := &transfer{
-		r: r, ctx: ctx, name: created.Name, op: spec.Operation,
-		w:    &vm.Wukong{ObjectMeta: metav1.ObjectMeta{Namespace: w.Namespace, Name: w.Name, UID: w.UID}},
-		hash: sha256.New(), started: time.Now(),
-		stop: make(chan struct{}), stopped: make(chan struct{}),
-		counter: CounterFor(spec.Operation),
-	}
-	t.total.Store(total)
-	if err := t.update(func(st *vm.WukongFileTransferStatus) {
-		t.fill(st)
-		st.Phase = vm.FileTransferPhaseTransferring
-		st.StartedAt = &metav1.Time{Time: t.started}
-	}); err != nil {
-		return nil, err
-	}
+	t.name = created.Name
 	// Counted once the record says Transferring: from here it ends.
 	t.metrics = metrics.Started(metrics.For(&spec))
 	metrics.MarkStarted(ctx)

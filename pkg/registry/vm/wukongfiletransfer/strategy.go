@@ -59,12 +59,19 @@ func (transferStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set
 	}
 }
 
-// PrepareForCreate starts every record Pending, labelled with its Wukong and
-// stamped with the user who created it; a client cannot claim another's name.
-// A record a user creates is labelled declared and says what it waits for.
+// PrepareForCreate starts every record a user creates Pending, labelled
+// with its Wukong and stamped with the user who created it; a client cannot
+// claim another's name. A record a user creates is labelled declared and
+// says what it waits for. A record the server creates for a stream it is
+// about to run starts in the status the server gives it (Transferring):
+// one etcd write instead of a create and a status update on every
+// request's critical path.
 func (transferStrategy) PrepareForCreate(ctx context.Context, obj runtime.Object) {
 	t := obj.(*vm.WukongFileTransfer)
 	t.Status = vm.WukongFileTransferStatus{Phase: vm.FileTransferPhasePending}
+	if st := ServerStatus(ctx); st != nil {
+		t.Status = *st.DeepCopy()
+	}
 	if u, ok := genericapirequest.UserFrom(ctx); ok {
 		t.Status.RequestedBy = u.GetName()
 	}

@@ -39,6 +39,7 @@ import (
 	"k8s.io/apiserver/pkg/registry/rest"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 )
 
 // Store keeps WukongFileTransfers in memory.
@@ -81,7 +82,8 @@ func (s *Store) NewList() runtime.Object { return &vm.WukongFileTransferList{} }
 // Destroy does nothing.
 func (s *Store) Destroy() {}
 
-// Create stores obj as the storage would: Pending, stamped with the user.
+// Create stores obj as the storage would: Pending (or, made by the
+// Recorder, in the status it starts in), stamped with the user.
 func (s *Store) Create(ctx context.Context, obj runtime.Object, _ rest.ValidateObjectFunc, _ *metav1.CreateOptions) (runtime.Object, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -101,6 +103,9 @@ func (s *Store) Create(ctx context.Context, obj runtime.Object, _ rest.ValidateO
 		t.CreationTimestamp = metav1.Now()
 	}
 	t.Status = vm.WukongFileTransferStatus{Phase: vm.FileTransferPhasePending}
+	if st := wukongfiletransfer.ServerStatus(ctx); st != nil {
+		t.Status = *st.DeepCopy() // the server's own record, as the strategy does
+	}
 	if u, ok := genericapirequest.UserFrom(ctx); ok {
 		t.Status.RequestedBy = u.GetName()
 	}
