@@ -18,7 +18,9 @@ limitations under the License.
 package main
 
 import (
+	"fmt"
 	"os"
+	"runtime/debug"
 
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/component-base/cli"
@@ -27,6 +29,16 @@ import (
 )
 
 func main() {
+	// The runtime's soft memory limit, from the container's (memlimit.go):
+	// the GC works harder near it instead of the kernel killing the pod.
+	limit, err := memoryLimit(os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if limit > 0 {
+		debug.SetMemoryLimit(limit)
+	}
 	ctx := genericapiserver.SetupSignalContext()
 	cmd := server.NewCommand(ctx, server.NewOptions(os.Stdout, os.Stderr))
 	os.Exit(cli.Run(cmd))
