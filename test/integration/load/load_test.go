@@ -222,7 +222,7 @@ func (e *loadEnv) round(t testing.TB, tag string, shape loadShape) loadFigures {
 
 	f := loadFigures{up: up, down: down, peakRSS: peak.Load()}
 	t.Logf("%s: %d×%d MiB by %d users to %d VMs: uploads %s, downloads %s, %.1f MB/s, wukong-apiserver peak RSS %d MiB",
-		tag, n, shape.size>>20, len(e.users), len(e.guests), up.Round(time.Millisecond), down.Round(time.Millisecond),
+		tag, n, shape.size>>20, min(n, len(e.users)), min(n, len(e.guests)), up.Round(time.Millisecond), down.Round(time.Millisecond),
 		f.throughput(shape), f.peakRSS>>20)
 	return f
 }
