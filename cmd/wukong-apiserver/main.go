@@ -24,6 +24,7 @@ import (
 
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/component-base/cli"
+	"k8s.io/klog/v2"
 
 	"github.com/novasphere/wukong/pkg/cmd/server"
 )
@@ -38,6 +39,7 @@ func main() {
 	}
 	if limit > 0 {
 		debug.SetMemoryLimit(limit)
+		klog.InfoS("Go memory limit set from the container's", "bytes", limit, "percent", memoryLimitPercent)
 	}
 	ctx := genericapiserver.SetupSignalContext()
 	cmd := server.NewCommand(ctx, server.NewOptions(os.Stdout, os.Stderr))
