@@ -57,7 +57,7 @@ import (
 // kube-apiserver runs with --max-requests-inflight=20 and
 // --max-mutating-requests-inflight=10: 30 seats for all levels, of which
 // global-default (20 of 245 shares, where every ordinary user's requests
-// go) has 3 and can borrow up to about 18 more from idle levels. 60
+// go) has 3 and borrowed up to 20 in all from idle levels. 60
 // transfers by one user fill them with room to spare on any machine; with
 // the defaults (600 seats, global-default up to about 367 with borrowing)
 // 60 would not. wukong-apiserver runs with --max-streams-per-user=64: the
