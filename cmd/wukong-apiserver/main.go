@@ -18,15 +18,29 @@ limitations under the License.
 package main
 
 import (
+	"fmt"
 	"os"
+	"runtime/debug"
 
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/component-base/cli"
+	"k8s.io/klog/v2"
 
 	"github.com/novasphere/wukong/pkg/cmd/server"
 )
 
 func main() {
+	// The runtime's soft memory limit, from the container's (memlimit.go):
+	// the GC works harder near it instead of the kernel killing the pod.
+	limit, err := memoryLimit(os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if limit > 0 {
+		debug.SetMemoryLimit(limit)
+		klog.InfoS("Go memory limit set from the container's", "bytes", limit, "percent", memoryLimitPercent)
+	}
 	ctx := genericapiserver.SetupSignalContext()
 	cmd := server.NewCommand(ctx, server.NewOptions(os.Stdout, os.Stderr))
 	os.Exit(cli.Run(cmd))

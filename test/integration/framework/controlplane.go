@@ -56,6 +56,10 @@ type Options struct {
 	// WukongAPIServerArgs are appended to wukong-apiserver's flags.
 	WukongAPIServerArgs []string
 
+	// WukongAPIServerEnv is added to wukong-apiserver's environment
+	// ("NAME=value"), e.g. what the Deployment sets from the downward API.
+	WukongAPIServerEnv []string
+
 	// Controller runs wukong-apiserver's VM controller (leader-elected, with
 	// short lease times). Off by default: other tests own the Wukongs' status.
 	Controller bool

@@ -230,7 +230,7 @@ func (cp *ControlPlane) runWukong(ctx context.Context, port int, args []string) 
 // runWukongAs starts a wukong-apiserver logging to name's log, hands it to
 // track, and waits for its /readyz.
 func (cp *ControlPlane) runWukongAs(ctx context.Context, name string, port int, args []string, track func(*process)) (*process, error) {
-	p, err := startProcess(name, cp.LogPath(name), cp.Binaries.WukongAPIServer, args...)
+	p, err := startProcessEnv(name, cp.LogPath(name), cp.Binaries.WukongAPIServer, cp.opts.WukongAPIServerEnv, args...)
 	if err != nil {
 		return nil, err
 	}

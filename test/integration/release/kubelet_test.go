@@ -182,11 +182,37 @@ func (p *pod) env(t *testing.T) map[string]string {
 			default:
 				t.Fatalf("env %s: the rehearsal does not know field %s", e.Name, e.ValueFrom.FieldRef.FieldPath)
 			}
+		case e.ValueFrom.ResourceFieldRef != nil:
+			env[e.Name] = p.resourceField(t, e.Name, e.ValueFrom.ResourceFieldRef)
 		default:
-			t.Fatalf("env %s: the rehearsal knows only values and fieldRefs", e.Name)
+			t.Fatalf("env %s: the rehearsal knows only values, fieldRefs and resourceFieldRefs", e.Name)
 		}
 	}
 	return env
+}
+
+// resourceField is the kubelet's value of a resourceFieldRef to this
+// container's limits: the quantity divided by the divisor (default 1),
+// rounded up. A limit the container does not set would be the node's
+// allocatable there; the rehearsal has no node, so it fails instead.
+func (p *pod) resourceField(t *testing.T, name string, ref *corev1.ResourceFieldSelector) string {
+	t.Helper()
+	if ref.ContainerName != "" && ref.ContainerName != p.container.Name {
+		t.Fatalf("env %s: resourceFieldRef to container %q, the rehearsal runs %q", name, ref.ContainerName, p.container.Name)
+	}
+	res, ok := strings.CutPrefix(ref.Resource, "limits.")
+	if !ok {
+		t.Fatalf("env %s: the rehearsal knows only limits.*, not %s", name, ref.Resource)
+	}
+	q, ok := p.container.Resources.Limits[corev1.ResourceName(res)]
+	if !ok {
+		t.Fatalf("env %s: the container sets no %s", name, ref.Resource)
+	}
+	divisor := int64(1)
+	if !ref.Divisor.IsZero() {
+		divisor = ref.Divisor.Value()
+	}
+	return strconv.FormatInt((q.Value()+divisor-1)/divisor, 10)
 }
 
 // mount is a bind mount into the pod's root.
