@@ -27,6 +27,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/novasphere/wukong/pkg/controller/exporttarget"
+	"github.com/novasphere/wukong/pkg/controller/filetransfers"
 	"github.com/novasphere/wukong/pkg/controller/snapshots"
 	"github.com/novasphere/wukong/pkg/controller/virtualmachine"
 	"github.com/novasphere/wukong/pkg/egress"
@@ -68,6 +69,9 @@ type ManagerOptions struct {
 	Collect func(context.Context)
 	// Events gets the controllers' events on Wukongs.
 	Events events.Events
+	// FileTransfers, when set, are what the controller that executes
+	// declared transfers with a source needs (pkg/controller/filetransfers).
+	FileTransfers *filetransfers.Deps
 }
 
 // Manager runs wukong-apiserver's controllers (the VM controller and the
@@ -169,6 +173,14 @@ func (m *Manager) lead(ctx context.Context, loopback *rest.Config) {
 	if err != nil {
 		klog.ErrorS(err, "Starting the push controller")
 		return
+	}
+	if m.o.FileTransfers != nil {
+		copies, err := filetransfers.New(loopback, *m.o.FileTransfers)
+		if err != nil {
+			klog.ErrorS(err, "Starting the declared transfer controller")
+			return
+		}
+		expiring.Go(func() { copies.Run(ctx, workers) })
 	}
 	m.run(ctx, vms.Run, pushes.Run)
 }

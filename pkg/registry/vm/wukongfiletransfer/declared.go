@@ -141,11 +141,26 @@ func keepGroups(t, old *vm.WukongFileTransfer) {
 	t.Annotations[requestedByGroupsAnnotation] = v
 }
 
+// BoundTransfer is the Transfer of a declared record a controller runs;
+// Restart forgets the bytes of an attempt that failed, before the next.
+type BoundTransfer interface {
+	Transfer
+	Restart()
+}
+
+// Restart counts and hashes from zero again.
+func (t *transfer) Restart() {
+	t.mu.Lock()
+	t.hash.Reset()
+	t.mu.Unlock()
+	t.done.Store(0)
+}
+
 // Bind starts the record of a declared transfer that nothing ran yet, for
 // the controller that executes it: Pending becomes Transferring, and
 // progress is written as for a stream. A record another worker took, or
 // that ended, is a Conflict.
-func (r *Recorder) Bind(ctx context.Context, namespace, name string, total int64) (Transfer, error) {
+func (r *Recorder) Bind(ctx context.Context, namespace, name string, total int64) (BoundTransfer, error) {
 	started := time.Now()
 	rec, err := r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
 		if !waiting(o) {
