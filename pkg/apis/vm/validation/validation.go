@@ -458,7 +458,10 @@ func ValidateWukongFileTransferUpdate(t, old *vm.WukongFileTransfer) field.Error
 	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&t.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))
 	oldSpec := old.Spec
 	if fillable(old) && t.Spec.ExpectedSize != nil && t.Spec.ExpectedSHA256 != "" {
-		oldSpec.ExpectedSize, oldSpec.ExpectedSHA256 = t.Spec.ExpectedSize, t.Spec.ExpectedSHA256
+		oldSpec.ExpectedSize = t.Spec.ExpectedSize
+		if oldSpec.ExpectedSHA256 == "" { // one the author set stays
+			oldSpec.ExpectedSHA256 = t.Spec.ExpectedSHA256
+		}
 		allErrs = append(allErrs, validateFileTransferSpec(&t.Spec, field.NewPath("spec"))...)
 	}
 	allErrs = append(allErrs, apimachineryvalidation.ValidateImmutableField(t.Spec, oldSpec, field.NewPath("spec"))...)
