@@ -70,7 +70,8 @@ type ManagerOptions struct {
 	// Events gets the controllers' events on Wukongs.
 	Events events.Events
 	// FileTransfers, when set, are what the controller that executes
-	// declared transfers with a source needs (pkg/controller/filetransfers).
+	// declared transfers with a source needs (pkg/controller/filetransfers);
+	// it runs while this replica leads, with or without NoControllers.
 	FileTransfers *filetransfers.Deps
 }
 
@@ -146,6 +147,18 @@ func (m *Manager) lead(ctx context.Context, loopback *rest.Config) {
 		collecting.Go(func() { m.o.Collect(ctx) })
 		defer collecting.Wait()
 	}
+	// Declared transfers need neither KubeVirt nor CDI: like the
+	// collector, they are the data plane's and run without --controller.
+	var copying sync.WaitGroup
+	defer copying.Wait()
+	if m.o.FileTransfers != nil {
+		copies, err := filetransfers.New(loopback, *m.o.FileTransfers)
+		if err != nil {
+			klog.ErrorS(err, "Starting the declared transfer controller")
+			return
+		}
+		copying.Go(func() { copies.Run(ctx, workers) })
+	}
 	if m.o.NoControllers {
 		<-ctx.Done()
 		return
@@ -173,14 +186,6 @@ func (m *Manager) lead(ctx context.Context, loopback *rest.Config) {
 	if err != nil {
 		klog.ErrorS(err, "Starting the push controller")
 		return
-	}
-	if m.o.FileTransfers != nil {
-		copies, err := filetransfers.New(loopback, *m.o.FileTransfers)
-		if err != nil {
-			klog.ErrorS(err, "Starting the declared transfer controller")
-			return
-		}
-		expiring.Go(func() { copies.Run(ctx, workers) })
 	}
 	m.run(ctx, vms.Run, pushes.Run)
 }
