@@ -201,7 +201,6 @@ func (c *Controller) Run(ctx context.Context, n int) {
 
 // sync executes the record key (namespace/name) if it still waits.
 func (c *Controller) sync(ctx context.Context, key string) {
-	defer c.queue.Forget(key)
 	ns, name, ok := strings.Cut(key, "/")
 	if !ok {
 		return
@@ -214,6 +213,7 @@ func (c *Controller) sync(ctx context.Context, key string) {
 		}
 		return
 	}
+	c.queue.Forget(key)
 	if rec.Spec.Source == nil || !wukongfiletransfer.IsDeclared(rec) ||
 		(rec.Status.Phase != vm.FileTransferPhasePending && rec.Status.Phase != "") {
 		return
@@ -248,10 +248,14 @@ func (c *Controller) execute(ctx context.Context, rec *vm.WukongFileTransfer) {
 		if cause := context.Cause(copyCtx); cause != nil {
 			err = cause
 		}
-		if errors.Is(err, errDeleted) {
-			// Nothing is left to record in.
+		switch {
+		case errors.Is(err, errDeleted):
+			// Nothing is left to record in; the Fail says so in the log.
 			klog.InfoS("Cancelled the copy of a deleted transfer", "transfer", key)
 			t.Fail("cancelled: " + errDeleted.Error())
+			return
+		case ctx.Err() != nil:
+			t.Fail("cut: this wukong-apiserver stopped leading or shut down during the copy, and nothing was written; create the transfer again")
 			return
 		}
 		t.Fail(vm.RedactURLs(err.Error()))

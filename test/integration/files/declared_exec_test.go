@@ -362,4 +362,34 @@ func TestDeclaredTransferFromLocalPath(t *testing.T) {
 	require.NotNil(t, rec.Spec.ExpectedSize)
 	assert.Equal(t, int64(1<<20+9), *rec.Spec.ExpectedSize)
 	assert.Equal(t, want2, fileSHA256(t, g.host("/etc/app/later.bin")))
+
+	// Deleted while the client sends it: the next chunk is refused, and
+	// the plugin says why.
+	local3, _ := randomFile(t, 4<<20)
+	doc3 := strings.NewReplacer("upload-config", "upload-cut", local, local3, "/etc/app/config.yaml", "/etc/app/cut.bin").Replace(doc)
+	yaml3 := filepath.Join(t.TempDir(), "cut.yaml")
+	require.NoError(t, os.WriteFile(yaml3, []byte(doc3), 0o644))
+	type result struct {
+		stderr string
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		_, stderr, err := cp.Plugin(alice, nil, "-n", ns, "--chunk-size=256Ki", "--parallel=1", "--limit-rate=512Ki", "apply", "-f", yaml3)
+		done <- result{stderr, err}
+	}()
+	require.NoError(t, wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		rec, err := records.Get(ctx, "upload-cut", metav1.GetOptions{})
+		return err == nil && rec.Status.Phase == "Transferring" && rec.Status.BytesTransferred > 0, nil
+	}), "the client never started sending")
+	require.NoError(t, records.Delete(ctx, "upload-cut", metav1.DeleteOptions{}))
+	select {
+	case r := <-done:
+		require.Error(t, r.err, "the client went on after its transfer was deleted")
+		assert.Contains(t, r.stderr, "the WukongFileTransfer was deleted while it ran, which cancels it")
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the client did not stop after its transfer was deleted")
+	}
+	_, err = os.Stat(g.host("/etc/app/cut.bin"))
+	assert.True(t, os.IsNotExist(err), "a file appeared under the target: %v", err)
 }
