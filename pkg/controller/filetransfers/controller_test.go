@@ -457,3 +457,25 @@ func TestDeletionCancels(t *testing.T) {
 	require.Len(t, f.vm1.closed, 1)
 	assert.Error(t, f.vm1.closed[0], "the session of a cut upload went back as healthy")
 }
+
+func TestURLBasicAuth(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "bob" || p != "pw" {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		_, _ = w.Write([]byte("basic"))
+	}))
+	defer srv.Close()
+	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "creds"}, Data: map[string][]byte{"username": []byte("bob"), "password": []byte("pw")}}
+	f := newFixture(t, vm.FileTransferSource{URL: &vm.URLSource{URL: srv.URL, CredentialsSecretRef: &vm.LocalObjectReference{Name: "creds"}}}, creds)
+	tr := f.execute(t)
+	require.Equal(t, "Succeeded", tr.phase, tr.message)
+	assert.Equal(t, []byte("basic"), f.vm1.files["/data/out"])
+
+	empty := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "creds"}, Data: map[string][]byte{"other": []byte("x")}}
+	f = newFixture(t, vm.FileTransferSource{URL: &vm.URLSource{URL: srv.URL, CredentialsSecretRef: &vm.LocalObjectReference{Name: "creds"}}}, empty)
+	tr = f.execute(t)
+	assert.Equal(t, "Failed", tr.phase)
+	assert.Contains(t, tr.message, "needs token (a bearer token) or username and password")
+}
