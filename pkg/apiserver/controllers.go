@@ -31,7 +31,7 @@ func (c completedConfig) addControllers(s *genericapiserver.GenericAPIServer, cl
 		Cluster: c.ClientConfig, Kube: cl.kube, Leader: c.ExtraConfig.ControllerLock,
 		Exporter: st.exporter, Recorder: st.recorder, Owners: st.owners,
 		PushEgress: c.ExtraConfig.PushEgress, Events: cl.events,
-		NoControllers: !c.ExtraConfig.Controller, Collect: st.collector.Run,
+		NoControllers: !c.ExtraConfig.Controller, Collect: st.collector.Run, FileTransfers: st.copies,
 	})
 	if err != nil {
 		return err

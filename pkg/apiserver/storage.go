@@ -20,6 +20,8 @@ import (
 	"context"
 	"fmt"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	apirest "k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/client-go/kubernetes"
@@ -28,6 +30,7 @@ import (
 	kubevirtclient "kubevirt.io/client-go/kubevirt"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/controller/filetransfers"
 	"github.com/novasphere/wukong/pkg/events"
 	"github.com/novasphere/wukong/pkg/metrics"
 	"github.com/novasphere/wukong/pkg/registry/vm/disk"
@@ -95,6 +98,8 @@ type storage struct {
 	exporter  *export.Disks
 	collector *wukongfiletransfer.Collector
 	owners    *owner.Checker
+	// copies are what the declared transfer controller needs.
+	copies *filetransfers.Deps
 }
 
 // newStorage builds the storage of every resource and subresource: the
@@ -112,6 +117,8 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 	if err != nil {
 		return nil, err
 	}
+	sources := &wukongfiletransfer.SourceCheck{Authorizer: authz, Egress: c.ExtraConfig.PushEgress}
+	sources.Install(transfers)
 	transfers.Limits = wukongfiletransfer.NewLimiter(c.ExtraConfig.TransferRecordsPerUser, c.ExtraConfig.TransferRecordsPerNamespace)
 	recorder := wukongfiletransfer.NewRecorder(transfers, transferStatus)
 	recorder.Heartbeat = c.ExtraConfig.TransferStaleAfter / 4
@@ -194,5 +201,28 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 		exporter:  exporter,
 		collector: collector,
 		owners:    owners,
+		copies: &filetransfers.Deps{
+			Wukongs: func(ctx context.Context, namespace, name string) (*vm.Wukong, error) {
+				obj, err := wukongs.Get(genericapirequest.WithNamespace(ctx, namespace), name, &metav1.GetOptions{})
+				if err != nil {
+					return nil, err
+				}
+				return obj.(*vm.Wukong), nil
+			},
+			Dialer: guestDialer{dialer}, Records: recorder, Access: sources, Core: cl.kube.CoreV1(),
+			Egress: c.ExtraConfig.PushEgress, MaxFileSize: c.ExtraConfig.MaxFileSize, IdleTimeout: idle,
+		},
 	}, nil
+}
+
+// guestDialer gives the declared transfer controller the files
+// subresource's dialer, whichever method it serves.
+type guestDialer struct{ files.Dialer }
+
+func (d guestDialer) Dial(ctx context.Context, w *vm.Wukong) (filetransfers.Session, error) {
+	s, err := d.Dialer.Dial(ctx, w)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }

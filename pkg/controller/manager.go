@@ -27,6 +27,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/novasphere/wukong/pkg/controller/exporttarget"
+	"github.com/novasphere/wukong/pkg/controller/filetransfers"
 	"github.com/novasphere/wukong/pkg/controller/snapshots"
 	"github.com/novasphere/wukong/pkg/controller/virtualmachine"
 	"github.com/novasphere/wukong/pkg/egress"
@@ -68,6 +69,10 @@ type ManagerOptions struct {
 	Collect func(context.Context)
 	// Events gets the controllers' events on Wukongs.
 	Events events.Events
+	// FileTransfers, when set, are what the controller that executes
+	// declared transfers with a source needs (pkg/controller/filetransfers);
+	// it runs while this replica leads, with or without NoControllers.
+	FileTransfers *filetransfers.Deps
 }
 
 // Manager runs wukong-apiserver's controllers (the VM controller and the
@@ -141,6 +146,18 @@ func (m *Manager) lead(ctx context.Context, loopback *rest.Config) {
 		var collecting sync.WaitGroup
 		collecting.Go(func() { m.o.Collect(ctx) })
 		defer collecting.Wait()
+	}
+	// Declared transfers need neither KubeVirt nor CDI: like the
+	// collector, they are the data plane's and run without --controller.
+	var copying sync.WaitGroup
+	defer copying.Wait()
+	if m.o.FileTransfers != nil {
+		copies, err := filetransfers.New(loopback, *m.o.FileTransfers)
+		if err != nil {
+			klog.ErrorS(err, "Starting the declared transfer controller")
+			return
+		}
+		copying.Go(func() { copies.Run(ctx, workers) })
 	}
 	if m.o.NoControllers {
 		<-ctx.Done()

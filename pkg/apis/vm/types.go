@@ -270,6 +270,13 @@ const (
 	SecretKeyAccessKeyID = "accessKeyId"
 	SecretKeySecretKey   = "secretKey"
 	SecretKeyToken       = "token"
+	// SecretKeyUsername and SecretKeyPassword are the keys of the HTTP
+	// basic credentials of a declared transfer's URL (as a
+	// kubernetes.io/basic-auth Secret has them), SecretKeyCA the PEM
+	// certificates its caSecretRef trusts.
+	SecretKeyUsername = "username"
+	SecretKeyPassword = "password"
+	SecretKeyCA       = "ca.crt"
 )
 
 // SecretReference names a Secret in the Wukong's namespace.
@@ -617,6 +624,82 @@ type WukongFileTransferSpec struct {
 	// status.sha256 is of the bytes sent in it.
 	// +optional
 	Format string `json:"format,omitempty"`
+
+	// Source, on a transfer a user declares, is where the server reads the
+	// bytes it writes to remotePath (an upload): the server executes it.
+	// Without it, a declared upload's bytes are localPath's, sent by
+	// `kubectl wukong run`.
+	// +optional
+	Source *FileTransferSource `json:"source,omitempty"`
+}
+
+// FileTransferSource is where a declared transfer's bytes come from:
+// exactly one of url, configMapKeyRef, secretKeyRef and wukong. The
+// transfer's author must be allowed to get every Secret, ConfigMap and
+// Wukong's files it names.
+type FileTransferSource struct {
+	// URL is an http or https URL the server fetches, under the same
+	// address policy as push targets.
+	// +optional
+	URL *URLSource `json:"url,omitempty"`
+
+	// ConfigMapKeyRef is a key of a ConfigMap (data or binaryData) in the
+	// transfer's namespace.
+	// +optional
+	ConfigMapKeyRef *KeyReference `json:"configMapKeyRef,omitempty"`
+
+	// SecretKeyRef is a key of a Secret in the transfer's namespace.
+	// +optional
+	SecretKeyRef *KeyReference `json:"secretKeyRef,omitempty"`
+
+	// Wukong is a file of another Wukong of the same namespace (VM to VM).
+	// +optional
+	Wukong *WukongFileSource `json:"wukong,omitempty"`
+
+	// Mode of the file written, in octal (0644); unset keeps a replaced
+	// file's mode, or 0644, and 0600 for a Secret's key.
+	// +optional
+	Mode string `json:"mode,omitempty"`
+
+	// CreateParents makes missing directories above remotePath.
+	// +optional
+	CreateParents bool `json:"createParents,omitempty"`
+}
+
+// URLSource is a file the server downloads.
+type URLSource struct {
+	// URL, http or https. Credentials go in credentialsSecretRef, never
+	// in the URL.
+	URL string `json:"url"`
+
+	// SHA256 the bytes must have, hex; a mismatch fails the transfer and
+	// writes nothing. spec.expectedSHA256 does the same.
+	// +optional
+	SHA256 string `json:"sha256,omitempty"`
+
+	// CASecretRef names a Secret whose key ca.crt holds the PEM
+	// certificates to trust for an https URL, instead of the system's.
+	// +optional
+	CASecretRef *LocalObjectReference `json:"caSecretRef,omitempty"`
+
+	// CredentialsSecretRef names a Secret with username and password (sent
+	// as HTTP basic auth) or token (sent as a bearer token).
+	// +optional
+	CredentialsSecretRef *LocalObjectReference `json:"credentialsSecretRef,omitempty"`
+}
+
+// LocalObjectReference names an object in the same namespace.
+type LocalObjectReference struct {
+	// Name of the object.
+	Name string `json:"name"`
+}
+
+// WukongFileSource is a file inside another Wukong.
+type WukongFileSource struct {
+	// Name of the Wukong, in the transfer's namespace.
+	Name string `json:"name"`
+	// Path of the file in its guest, absolute.
+	Path string `json:"path"`
 }
 
 // Transfer record phases.

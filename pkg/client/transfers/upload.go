@@ -102,9 +102,15 @@ func (c *Client) UploadFile(ctx context.Context, src, remote string, opts Upload
 			return nil, fmt.Errorf("opening the transfer: %w", err)
 		}
 	}
+	return c.sendChunks(ctx, f, src, size, sum, remote, rec, opts)
+}
+
+// sendChunks sends what rec misses of the local file f (src, of size bytes
+// with sha256 sum) to remote, commits, and waits for the record's end.
+func (c *Client) sendChunks(ctx context.Context, f *os.File, src string, size int64, sum, remote string, rec *v1alpha1.WukongFileTransfer, opts UploadOptions) (*Result, error) {
 	opts.Progress.Start(size, Covered(rec.Status.CompletedRanges, size))
 	var moved atomic.Int64
-	err = c.runChunks(ctx, Missing(rec.Status.CompletedRanges, size, c.ChunkSize), func(ctx context.Context, ch Chunk) error {
+	err := c.runChunks(ctx, Missing(rec.Status.CompletedRanges, size, c.ChunkSize), func(ctx context.Context, ch Chunk) error {
 		if err := c.putChunk(ctx, f, remote, rec.Name, ch, opts); err != nil {
 			return err
 		}

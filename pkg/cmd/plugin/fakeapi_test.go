@@ -392,7 +392,14 @@ func (f *fakeAPI) serveRecords(w http.ResponseWriter, r *http.Request, ns, name 
 			return
 		}
 		rec.Namespace = ns
+		// As the server does: a record a client creates is declared.
+		rec.Labels = map[string]string{v1alpha1.LabelDeclared: "true"}
 		f.mu.Lock()
+		if _, ok := f.records[ns+"/"+rec.Name]; ok && rec.Name != "" {
+			f.mu.Unlock()
+			writeStatus(w, apierrors.NewAlreadyExists(gr, rec.Name))
+			return
+		}
 		out := f.storeRecord(&rec)
 		f.mu.Unlock()
 		writeJSON(w, http.StatusCreated, out)

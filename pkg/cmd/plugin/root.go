@@ -79,6 +79,7 @@ tied to one WukongFileTransfer record; an interrupted copy resumes with --resume
 	addProfilingFlags(root)
 	root.AddCommand(newCpCommand(o), newLsCommand(o), newRmCommand(o), newExportCommand(o), newUploadCommand(o), newTransfersCommand(o))
 	root.AddCommand(newStartCommand(o), newStopCommand(o))
+	root.AddCommand(newApplyCommand(o), newRunCommand(o))
 	return root
 }
 

@@ -50,6 +50,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &vmv1alpha1.ExportStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ExportTargetSpec"):
 		return &vmv1alpha1.ExportTargetSpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("FileTransferSource"):
+		return &vmv1alpha1.FileTransferSourceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("FileTransferSpec"):
 		return &vmv1alpha1.FileTransferSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("FileTransferStatus"):
@@ -62,6 +64,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &vmv1alpha1.ImportStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("KeyReference"):
 		return &vmv1alpha1.KeyReferenceApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("LocalObjectReference"):
+		return &vmv1alpha1.LocalObjectReferenceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("PushStatus"):
 		return &vmv1alpha1.PushStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("PVCConfig"):
@@ -78,10 +82,14 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &vmv1alpha1.ServiceExposureSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("SSHTransferConfig"):
 		return &vmv1alpha1.SSHTransferConfigApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("URLSource"):
+		return &vmv1alpha1.URLSourceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("VolumeStatus"):
 		return &vmv1alpha1.VolumeStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("Wukong"):
 		return &vmv1alpha1.WukongApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("WukongFileSource"):
+		return &vmv1alpha1.WukongFileSourceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("WukongFileTransfer"):
 		return &vmv1alpha1.WukongFileTransferApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("WukongFileTransferSpec"):

@@ -49,12 +49,14 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.ExportStatus{}.OpenAPIModelName():             schema_pkg_apis_vm_v1alpha1_ExportStatus(ref),
 		v1alpha1.ExportTargetSpec{}.OpenAPIModelName():         schema_pkg_apis_vm_v1alpha1_ExportTargetSpec(ref),
 		v1alpha1.FileInfo{}.OpenAPIModelName():                 schema_pkg_apis_vm_v1alpha1_FileInfo(ref),
+		v1alpha1.FileTransferSource{}.OpenAPIModelName():       schema_pkg_apis_vm_v1alpha1_FileTransferSource(ref),
 		v1alpha1.FileTransferSpec{}.OpenAPIModelName():         schema_pkg_apis_vm_v1alpha1_FileTransferSpec(ref),
 		v1alpha1.FileTransferStatus{}.OpenAPIModelName():       schema_pkg_apis_vm_v1alpha1_FileTransferStatus(ref),
 		v1alpha1.HTTPTransferConfig{}.OpenAPIModelName():       schema_pkg_apis_vm_v1alpha1_HTTPTransferConfig(ref),
 		v1alpha1.ImportSourceSpec{}.OpenAPIModelName():         schema_pkg_apis_vm_v1alpha1_ImportSourceSpec(ref),
 		v1alpha1.ImportStatus{}.OpenAPIModelName():             schema_pkg_apis_vm_v1alpha1_ImportStatus(ref),
 		v1alpha1.KeyReference{}.OpenAPIModelName():             schema_pkg_apis_vm_v1alpha1_KeyReference(ref),
+		v1alpha1.LocalObjectReference{}.OpenAPIModelName():     schema_pkg_apis_vm_v1alpha1_LocalObjectReference(ref),
 		v1alpha1.PVCConfig{}.OpenAPIModelName():                schema_pkg_apis_vm_v1alpha1_PVCConfig(ref),
 		v1alpha1.PushStatus{}.OpenAPIModelName():               schema_pkg_apis_vm_v1alpha1_PushStatus(ref),
 		v1alpha1.RangeDigest{}.OpenAPIModelName():              schema_pkg_apis_vm_v1alpha1_RangeDigest(ref),
@@ -63,10 +65,12 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.SSHTransferConfig{}.OpenAPIModelName():        schema_pkg_apis_vm_v1alpha1_SSHTransferConfig(ref),
 		v1alpha1.SecretReference{}.OpenAPIModelName():          schema_pkg_apis_vm_v1alpha1_SecretReference(ref),
 		v1alpha1.ServiceExposureSpec{}.OpenAPIModelName():      schema_pkg_apis_vm_v1alpha1_ServiceExposureSpec(ref),
+		v1alpha1.URLSource{}.OpenAPIModelName():                schema_pkg_apis_vm_v1alpha1_URLSource(ref),
 		v1alpha1.VolumeStatus{}.OpenAPIModelName():             schema_pkg_apis_vm_v1alpha1_VolumeStatus(ref),
 		v1alpha1.Wukong{}.OpenAPIModelName():                   schema_pkg_apis_vm_v1alpha1_Wukong(ref),
 		v1alpha1.WukongFileList{}.OpenAPIModelName():           schema_pkg_apis_vm_v1alpha1_WukongFileList(ref),
 		v1alpha1.WukongFileOptions{}.OpenAPIModelName():        schema_pkg_apis_vm_v1alpha1_WukongFileOptions(ref),
+		v1alpha1.WukongFileSource{}.OpenAPIModelName():         schema_pkg_apis_vm_v1alpha1_WukongFileSource(ref),
 		v1alpha1.WukongFileTransfer{}.OpenAPIModelName():       schema_pkg_apis_vm_v1alpha1_WukongFileTransfer(ref),
 		v1alpha1.WukongFileTransferList{}.OpenAPIModelName():   schema_pkg_apis_vm_v1alpha1_WukongFileTransferList(ref),
 		v1alpha1.WukongFileTransferSpec{}.OpenAPIModelName():   schema_pkg_apis_vm_v1alpha1_WukongFileTransferSpec(ref),
@@ -846,6 +850,59 @@ func schema_pkg_apis_vm_v1alpha1_FileInfo(ref common.ReferenceCallback) common.O
 	}
 }
 
+func schema_pkg_apis_vm_v1alpha1_FileTransferSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "FileTransferSource is where a declared transfer's bytes come from: exactly one of url, configMapKeyRef, secretKeyRef and wukong. The transfer's author must be allowed to get every Secret, ConfigMap and Wukong's files it names.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"url": {
+						SchemaProps: spec.SchemaProps{
+							Description: "URL is an http or https URL the server fetches, under the same address policy as push targets.",
+							Ref:         ref(v1alpha1.URLSource{}.OpenAPIModelName()),
+						},
+					},
+					"configMapKeyRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ConfigMapKeyRef is a key of a ConfigMap (data or binaryData) in the transfer's namespace.",
+							Ref:         ref(v1alpha1.KeyReference{}.OpenAPIModelName()),
+						},
+					},
+					"secretKeyRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SecretKeyRef is a key of a Secret in the transfer's namespace.",
+							Ref:         ref(v1alpha1.KeyReference{}.OpenAPIModelName()),
+						},
+					},
+					"wukong": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Wukong is a file of another Wukong of the same namespace (VM to VM).",
+							Ref:         ref(v1alpha1.WukongFileSource{}.OpenAPIModelName()),
+						},
+					},
+					"mode": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Mode of the file written, in octal (0644); unset keeps a replaced file's mode, or 0644, and 0600 for a Secret's key.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"createParents": {
+						SchemaProps: spec.SchemaProps{
+							Description: "CreateParents makes missing directories above remotePath.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.KeyReference{}.OpenAPIModelName(), v1alpha1.URLSource{}.OpenAPIModelName(), v1alpha1.WukongFileSource{}.OpenAPIModelName()},
+	}
+}
+
 func schema_pkg_apis_vm_v1alpha1_FileTransferSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -1096,6 +1153,28 @@ func schema_pkg_apis_vm_v1alpha1_KeyReference(ref common.ReferenceCallback) comm
 					},
 				},
 				Required: []string{"name", "key"},
+			},
+		},
+	}
+}
+
+func schema_pkg_apis_vm_v1alpha1_LocalObjectReference(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "LocalObjectReference names an object in the same namespace.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name of the object.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name"},
 			},
 		},
 	}
@@ -1392,6 +1471,49 @@ func schema_pkg_apis_vm_v1alpha1_ServiceExposureSpec(ref common.ReferenceCallbac
 	}
 }
 
+func schema_pkg_apis_vm_v1alpha1_URLSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "URLSource is a file the server downloads.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"url": {
+						SchemaProps: spec.SchemaProps{
+							Description: "URL, http or https. Credentials go in credentialsSecretRef, never in the URL.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"sha256": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SHA256 the bytes must have, hex; a mismatch fails the transfer and writes nothing. spec.expectedSHA256 does the same.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"caSecretRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "CASecretRef names a Secret whose key ca.crt holds the PEM certificates to trust for an https URL, instead of the system's.",
+							Ref:         ref(v1alpha1.LocalObjectReference{}.OpenAPIModelName()),
+						},
+					},
+					"credentialsSecretRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "CredentialsSecretRef names a Secret with username and password (sent as HTTP basic auth) or token (sent as a bearer token).",
+							Ref:         ref(v1alpha1.LocalObjectReference{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"url"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.LocalObjectReference{}.OpenAPIModelName()},
+	}
+}
+
 func schema_pkg_apis_vm_v1alpha1_VolumeStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -1658,6 +1780,36 @@ func schema_pkg_apis_vm_v1alpha1_WukongFileOptions(ref common.ReferenceCallback)
 	}
 }
 
+func schema_pkg_apis_vm_v1alpha1_WukongFileSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "WukongFileSource is a file inside another Wukong.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name of the Wukong, in the transfer's namespace.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"path": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Path of the file in its guest, absolute.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name", "path"},
+			},
+		},
+	}
+}
+
 func schema_pkg_apis_vm_v1alpha1_WukongFileTransfer(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -1832,10 +1984,18 @@ func schema_pkg_apis_vm_v1alpha1_WukongFileTransferSpec(ref common.ReferenceCall
 							Format:      "",
 						},
 					},
+					"source": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Source, on a transfer a user declares, is where the server reads the bytes it writes to remotePath (an upload): the server executes it. Without it, a declared upload's bytes are localPath's, sent by `kubectl wukong run`.",
+							Ref:         ref(v1alpha1.FileTransferSource{}.OpenAPIModelName()),
+						},
+					},
 				},
 				Required: []string{"wukongName", "operation"},
 			},
 		},
+		Dependencies: []string{
+			v1alpha1.FileTransferSource{}.OpenAPIModelName()},
 	}
 }
 

@@ -84,7 +84,7 @@ func TestDeclaredTransferWaitsThenExpires(t *testing.T) {
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, "true", forged.Labels[v1alpha1.LabelDeclared])
-	assert.Contains(t, forged.Status.Message, "not executed yet by this server version")
+	assert.Equal(t, "waiting for a client to send or fetch its chunks", forged.Status.Message)
 
 	table := func(args ...string) []string {
 		out := framework.RunKubectl(t, cp, alice, append([]string{"get", "wft", "upload-config", "-n", ns}, args...)...)

@@ -102,6 +102,11 @@ func (in FileInfo) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in FileTransferSource) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.FileTransferSource"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in FileTransferSpec) OpenAPIModelName() string {
 	return "dev.novasphere.vm.v1alpha1.FileTransferSpec"
 }
@@ -129,6 +134,11 @@ func (in ImportStatus) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in KeyReference) OpenAPIModelName() string {
 	return "dev.novasphere.vm.v1alpha1.KeyReference"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in LocalObjectReference) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.LocalObjectReference"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
@@ -172,6 +182,11 @@ func (in ServiceExposureSpec) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in URLSource) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.URLSource"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in VolumeStatus) OpenAPIModelName() string {
 	return "dev.novasphere.vm.v1alpha1.VolumeStatus"
 }
@@ -189,6 +204,11 @@ func (in WukongFileList) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in WukongFileOptions) OpenAPIModelName() string {
 	return "dev.novasphere.vm.v1alpha1.WukongFileOptions"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in WukongFileSource) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.WukongFileSource"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.

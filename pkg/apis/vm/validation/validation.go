@@ -39,6 +39,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 )
 
 var (
@@ -449,10 +450,30 @@ func ValidateWukongFileTransfer(t *vm.WukongFileTransfer) field.ErrorList {
 
 // ValidateWukongFileTransferUpdate keeps the spec of a record immutable: it
 // describes what was asked for, and progress refers to it.
+//
+// One exception: a declared upload from localPath that nothing ran yet may
+// be given its expectedSize and expectedSHA256 once, by the client that
+// runs it (`kubectl wukong run`), when its author left them out.
 func ValidateWukongFileTransferUpdate(t, old *vm.WukongFileTransfer) field.ErrorList {
 	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&t.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))
-	allErrs = append(allErrs, apimachineryvalidation.ValidateImmutableField(t.Spec, old.Spec, field.NewPath("spec"))...)
+	oldSpec := old.Spec
+	if fillable(old) && t.Spec.ExpectedSize != nil && t.Spec.ExpectedSHA256 != "" {
+		oldSpec.ExpectedSize = t.Spec.ExpectedSize
+		if oldSpec.ExpectedSHA256 == "" { // one the author set stays
+			oldSpec.ExpectedSHA256 = t.Spec.ExpectedSHA256
+		}
+		allErrs = append(allErrs, validateFileTransferSpec(&t.Spec, field.NewPath("spec"))...)
+	}
+	allErrs = append(allErrs, apimachineryvalidation.ValidateImmutableField(t.Spec, oldSpec, field.NewPath("spec"))...)
 	return allErrs
+}
+
+// fillable says whether a record is a declared upload from localPath,
+// without expectedSize, that nothing ran yet.
+func fillable(t *vm.WukongFileTransfer) bool {
+	return t.Labels[v1alpha1.LabelDeclared] == "true" && t.Spec.Operation == vm.OperationUpload &&
+		t.Spec.LocalPath != "" && t.Spec.Source == nil && t.Spec.ExpectedSize == nil &&
+		t.Status.Phase == vm.FileTransferPhasePending && len(t.Status.CompletedRanges) == 0
 }
 
 // ValidateWukongFileTransferStatusUpdate validates a write to wukongfiletransfers/status.
@@ -524,6 +545,80 @@ func validateFileTransferSpec(s *vm.WukongFileTransferSpec, p *field.Path) field
 		allErrs = append(allErrs, field.Invalid(p.Child("expectedSize"), *s.ExpectedSize, "must not be negative"))
 	}
 	allErrs = append(allErrs, ValidateSHA256(s.ExpectedSHA256, p.Child("expectedSHA256"))...)
+	if s.Source != nil {
+		allErrs = append(allErrs, validateTransferSource(s, p.Child("source"))...)
+	}
+	return allErrs
+}
+
+// validateTransferSource checks the source of a declared upload: exactly
+// one place the server reads, and nothing the client would have to send.
+func validateTransferSource(s *vm.WukongFileTransferSpec, p *field.Path) field.ErrorList {
+	src := s.Source
+	var allErrs field.ErrorList
+	if s.Operation != vm.OperationUpload {
+		allErrs = append(allErrs, field.Forbidden(p, "only an upload has a source: the server copies it to remotePath"))
+	}
+	if s.Disk != "" {
+		allErrs = append(allErrs, field.Forbidden(p, "a source is copied to remotePath, not to a disk"))
+	}
+	if s.LocalPath != "" {
+		allErrs = append(allErrs, field.Forbidden(p.Root().Child("spec", "localPath"), "set localPath (a file the client sends) or source (a file the server reads), not both"))
+	}
+	n := 0
+	if src.URL != nil {
+		n++
+		up := p.Child("url")
+		allErrs = append(allErrs, validateHTTPURL(src.URL.URL, "", up.Child("url"))...)
+		if u, err := url.Parse(src.URL.URL); err == nil && u.User != nil {
+			allErrs = append(allErrs, field.Invalid(up.Child("url"), vm.RedactURL(src.URL.URL), "must not carry credentials: name a Secret in credentialsSecretRef"))
+		}
+		allErrs = append(allErrs, ValidateSHA256(src.URL.SHA256, up.Child("sha256"))...)
+		if src.URL.SHA256 != "" && s.ExpectedSHA256 != "" && src.URL.SHA256 != s.ExpectedSHA256 {
+			allErrs = append(allErrs, field.Invalid(up.Child("sha256"), src.URL.SHA256, "differs from spec.expectedSHA256"))
+		}
+		for _, r := range []struct {
+			ref  *vm.LocalObjectReference
+			name string
+		}{{src.URL.CASecretRef, "caSecretRef"}, {src.URL.CredentialsSecretRef, "credentialsSecretRef"}} {
+			if r.ref == nil {
+				continue
+			}
+			if r.ref.Name == "" {
+				allErrs = append(allErrs, field.Required(up.Child(r.name, "name"), "the name of a Secret in the transfer's namespace"))
+			} else {
+				allErrs = append(allErrs, validateDNSSubdomain(r.ref.Name, up.Child(r.name, "name"))...)
+			}
+		}
+	}
+	if src.ConfigMapKeyRef != nil || src.SecretKeyRef != nil {
+		if src.ConfigMapKeyRef != nil && src.SecretKeyRef != nil {
+			n++ // two sources; validateFileSource says so below
+		}
+		n++
+		allErrs = append(allErrs, validateFileSource(&vm.CloudInitFileSource{ConfigMapKeyRef: src.ConfigMapKeyRef, SecretKeyRef: src.SecretKeyRef}, p)...)
+	}
+	if w := src.Wukong; w != nil {
+		n++
+		wp := p.Child("wukong")
+		if w.Name == "" {
+			allErrs = append(allErrs, field.Required(wp.Child("name"), "a Wukong in the transfer's namespace"))
+		} else {
+			allErrs = append(allErrs, validateDNSSubdomain(w.Name, wp.Child("name"))...)
+		}
+		allErrs = append(allErrs, ValidateRemotePath(w.Path, wp.Child("path"))...)
+		if w.Name == s.WukongName && w.Path == s.RemotePath {
+			allErrs = append(allErrs, field.Invalid(wp.Child("path"), w.Path, "is the target itself"))
+		}
+	}
+	if n != 1 {
+		allErrs = append(allErrs, field.Invalid(p, "", "set exactly one of url, configMapKeyRef, secretKeyRef and wukong"))
+	}
+	if src.Mode != "" {
+		if _, err := ParseFileMode(src.Mode); err != nil {
+			allErrs = append(allErrs, field.Invalid(p.Child("mode"), src.Mode, "must be an octal file mode such as 0644"))
+		}
+	}
 	return allErrs
 }
 

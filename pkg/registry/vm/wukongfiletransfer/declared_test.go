@@ -75,7 +75,7 @@ func TestDeclaredMarker(t *testing.T) {
 		Spec: vm.WukongFileTransferSpec{WukongName: "vm", Operation: vm.OperationUpload, RemotePath: "/f"}}
 	obj, err = store.Create(userCtx("alice"), chunked, nil, nil)
 	require.NoError(t, err)
-	assert.Contains(t, obj.(*vm.WukongFileTransfer).Status.Message, "not executed yet by this server version")
+	assert.Equal(t, "waiting for a client to send or fetch its chunks", obj.(*vm.WukongFileTransfer).Status.Message)
 
 	r := wukongfiletransfer.NewRecorder(store, store)
 	w := &vm.Wukong{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vm", UID: "u"}}

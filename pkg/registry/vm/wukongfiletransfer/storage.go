@@ -73,6 +73,7 @@ var tableConvertor = table.Convertor[*vm.WukongFileTransfer]{
 		{Name: "Requested-By", Type: "string", Description: "The user who asked for the transfer, or created it."},
 		{Name: "Bytes", Type: "string", Priority: 1, Description: "Bytes transferred."},
 		{Name: "Rate", Type: "string", Priority: 1, Description: "Recent rate."},
+		{Name: "Source", Type: "string", Priority: 1, Description: "Where a declared upload's bytes come from: a URL, configmap:NAME/KEY, secret:NAME/KEY, WUKONG:/path, or local:PATH (the client's file)."},
 		{Name: "Target", Type: "string", Priority: 1, Description: "Where a push sends the disk."},
 		{Name: "Message", Type: "string", Priority: 1, Description: "What happened, or what a declared transfer waits for."},
 	},
@@ -85,7 +86,18 @@ var tableConvertor = table.Convertor[*vm.WukongFileTransfer]{
 			t.Spec.WukongName, t.Spec.Operation, path,
 			table.OrNone(t.Status.Phase), table.OrNone(t.Status.Progress), table.OrNone(t.Status.RequestedBy),
 			table.Bytes(t.Status.BytesTransferred), table.Bytes(t.Status.BytesPerSecond) + "/s",
-			table.OrNone(t.Spec.Target), table.OrNone(t.Status.Message),
+			table.OrNone(sourceCell(t)), table.OrNone(t.Spec.Target), table.OrNone(t.Status.Message),
 		}
 	},
+}
+
+// sourceCell is where a declared upload's bytes come from.
+func sourceCell(t *vm.WukongFileTransfer) string {
+	if t.Spec.Source != nil {
+		return DescribeSource(t.Spec.Source)
+	}
+	if t.Spec.LocalPath != "" && IsDeclared(t) {
+		return "local:" + t.Spec.LocalPath
+	}
+	return ""
 }

@@ -88,6 +88,9 @@ func (transferStrategy) PrepareForCreate(ctx context.Context, obj runtime.Object
 	if !isServerRecord(ctx) {
 		t.Labels[DeclaredLabel] = "true"
 		t.Status.Message = WaitingMessage(t)
+		stampGroups(ctx, t)
+	} else {
+		delete(t.Annotations, requestedByGroupsAnnotation)
 	}
 	t.Generation = 1
 }
@@ -104,6 +107,7 @@ func (transferStrategy) PrepareForUpdate(_ context.Context, obj, old runtime.Obj
 	} else {
 		delete(t.Labels, DeclaredLabel)
 	}
+	keepGroups(t, oldT)
 }
 
 func (transferStrategy) Validate(_ context.Context, obj runtime.Object) field.ErrorList {

@@ -46,6 +46,11 @@ type WukongFileTransferSpecApplyConfiguration struct {
 	// qcow2. The chunks of a chunked export are of the record's format, and
 	// status.sha256 is of the bytes sent in it.
 	Format *string `json:"format,omitempty"`
+	// Source, on a transfer a user declares, is where the server reads the
+	// bytes it writes to remotePath (an upload): the server executes it.
+	// Without it, a declared upload's bytes are localPath's, sent by
+	// `kubectl wukong run`.
+	Source *FileTransferSourceApplyConfiguration `json:"source,omitempty"`
 }
 
 // WukongFileTransferSpecApplyConfiguration constructs a declarative configuration of the WukongFileTransferSpec type for use with
@@ -131,5 +136,13 @@ func (b *WukongFileTransferSpecApplyConfiguration) WithExpectedSHA256(value stri
 // If called multiple times, the Format field is set to the value of the last call.
 func (b *WukongFileTransferSpecApplyConfiguration) WithFormat(value string) *WukongFileTransferSpecApplyConfiguration {
 	b.Format = &value
+	return b
+}
+
+// WithSource sets the Source field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Source field is set to the value of the last call.
+func (b *WukongFileTransferSpecApplyConfiguration) WithSource(value *FileTransferSourceApplyConfiguration) *WukongFileTransferSpecApplyConfiguration {
+	b.Source = value
 	return b
 }
