@@ -34,6 +34,7 @@ import (
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
+	"github.com/novasphere/wukong/pkg/metrics"
 )
 
 // DeclaredLabel marks a record a user created (v1alpha1.LabelDeclared).
@@ -195,6 +196,8 @@ func (r *Recorder) Bind(ctx context.Context, namespace, name string, total int64
 		counter: CounterFor(rec.Spec.Operation),
 	}
 	t.total.Store(total)
+	// Counted once the record says Transferring, as Start counts: from here it ends.
+	t.metrics = metrics.Started(metrics.For(&rec.Spec))
 	go t.loop()
 	return t, nil
 }
