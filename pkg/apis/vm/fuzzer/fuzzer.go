@@ -54,6 +54,19 @@ var Funcs = func(codecs runtimeserializer.CodecFactory) []any {
 				*s.Port = 8080
 			}
 		},
+		func(s *vm.FileTransferPVCConfig, c randfill.Continue) {
+			c.FillNoCustom(s)
+			// What defaulting fills in (SetDefaults_FileTransferPVCConfig).
+			if len(s.AccessModes) == 0 {
+				s.AccessModes = []string{"ReadWriteOnce"}
+			}
+			if s.MountPath == "" {
+				s.MountPath = "/data"
+			}
+			if s.VolumeMode == "" {
+				s.VolumeMode = "Filesystem"
+			}
+		},
 		func(s *vm.ServiceExposureSpec, c randfill.Continue) {
 			c.FillNoCustom(s)
 			if s.Type == "" {

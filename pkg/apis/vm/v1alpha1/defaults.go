@@ -80,3 +80,25 @@ func SetDefaults_WukongSpec(obj *WukongSpec) {
 		obj.RunStrategy = RunStrategyAlways
 	}
 }
+
+// Defaults of FileTransferPVCConfig.
+const (
+	DefaultPVCMountPath = "/data"
+	PVCVolumeModeFS     = "Filesystem"
+	PVCReadWriteOnce    = "ReadWriteOnce"
+	PVCReadWriteMany    = "ReadWriteMany"
+)
+
+// SetDefaults_FileTransferPVCConfig defaults the data volume of method pvc
+// to one ReadWriteOnce filesystem mounted at /data.
+func SetDefaults_FileTransferPVCConfig(obj *FileTransferPVCConfig) {
+	if len(obj.AccessModes) == 0 {
+		obj.AccessModes = []string{PVCReadWriteOnce}
+	}
+	if obj.MountPath == "" {
+		obj.MountPath = DefaultPVCMountPath
+	}
+	if obj.VolumeMode == "" {
+		obj.VolumeMode = PVCVolumeModeFS
+	}
+}

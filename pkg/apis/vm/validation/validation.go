@@ -117,6 +117,7 @@ func ValidateWukongSpec(s *vm.WukongSpec, p *field.Path) field.ErrorList {
 	}
 	if s.FileTransfer != nil {
 		allErrs = append(allErrs, validateFileTransfer(s.FileTransfer, p.Child("fileTransfer"))...)
+		allErrs = append(allErrs, validateFilesDiskName(s, p)...)
 	}
 	if s.CloudInit != nil {
 		allErrs = append(allErrs, validateCloudInit(s.CloudInit, p.Child("cloudInit"))...)
@@ -430,6 +431,7 @@ func validateFileTransfer(f *vm.FileTransferSpec, p *field.Path) field.ErrorList
 	} else if f.Enabled && f.Method == vm.FileTransferMethodSSH {
 		allErrs = append(allErrs, field.Required(p.Child("sshConfig"), "method ssh needs sshConfig with user and keySecret"))
 	}
+	allErrs = append(allErrs, validatePVCConfig(f, p)...)
 	if f.HTTPConfig != nil {
 		hp := p.Child("httpConfig")
 		allErrs = append(allErrs, validatePort(f.HTTPConfig.Port, hp.Child("port"))...)
