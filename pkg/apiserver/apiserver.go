@@ -90,6 +90,12 @@ type ExtraConfig struct {
 	MaxArchiveHeaderBytes int64
 	// UploadTempMaxAge: older temporary upload files in guests are swept.
 	UploadTempMaxAge time.Duration
+	// HelperImage runs the helper pods of method pvc (none: method pvc is
+	// 501); HelperIdleTimeout deletes unused ones; HelperReadyTimeout
+	// bounds a request's wait for one.
+	HelperImage        string
+	HelperIdleTimeout  time.Duration
+	HelperReadyTimeout time.Duration
 	// CDIUploadProxyURL and CDIUploadProxyCA override where the CDIConfig
 	// says CDI's upload proxy is.
 	CDIUploadProxyURL string

@@ -130,7 +130,7 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 	}
 	fileStreams := files.NewREST(files.Deps{
 		Wukongs:     wukongs,
-		Dialer:      dialer,
+		Dialer:      c.fileDialers(s, cl, dialer),
 		Recorder:    recorder,
 		Authorizer:  authz,
 		MaxFileSize: c.ExtraConfig.MaxFileSize,

@@ -48,6 +48,11 @@ type WukongOptions struct {
 	MaxArchiveHeaderBytes string
 	// Sweep of temporary upload files left in guests by crashed servers.
 	UploadTempMaxAge time.Duration
+	// Helper pods of method pvc: the image (this server's own), when an
+	// unused one is deleted, and how long a request waits for one.
+	HelperImage        string
+	HelperIdleTimeout  time.Duration
+	HelperReadyTimeout time.Duration
 	// CDI's upload proxy, when its CDIConfig does not say (or says an
 	// address for clients outside the cluster).
 	CDIUploadProxyURL    string
@@ -89,6 +94,8 @@ func NewWukongOptions() *WukongOptions {
 		MaxArchiveEntries:           100000,
 		MaxArchiveHeaderBytes:       "32Mi",
 		UploadTempMaxAge:            time.Hour,
+		HelperIdleTimeout:           5 * time.Minute,
+		HelperReadyTimeout:          30 * time.Second,
 		MaxStreams:                  stream.DefaultMaxStreams,
 		MaxStreamsPerUser:           stream.DefaultMaxStreamsPerUser,
 		MaxStreamsPerWukong:         stream.DefaultMaxStreamsPerWukong,
@@ -138,6 +145,12 @@ func (o *WukongOptions) AddFlags(fs *pflag.FlagSet) {
 		"Most bytes of entry names, link targets and PAX records in one extracted tar, as a quantity; more is refused with 413. 0 means no limit.")
 	fs.DurationVar(&o.UploadTempMaxAge, "upload-temp-max-age", o.UploadTempMaxAge,
 		"Age (by modification time) after which a temporary file of a plain or tar upload, left in a guest by a server that crashed, is removed on the next connection to that guest.")
+	fs.StringVar(&o.HelperImage, "helper-image", o.HelperImage,
+		"Image of the helper pods of method pvc, which run /usr/local/bin/wukong-agent: this server's own image. Empty: method pvc answers 501.")
+	fs.DurationVar(&o.HelperIdleTimeout, "helper-idle-timeout", o.HelperIdleTimeout,
+		"A helper pod of method pvc that no transfer used for so long is deleted.")
+	fs.DurationVar(&o.HelperReadyTimeout, "helper-ready-timeout", o.HelperReadyTimeout,
+		"How long a method pvc request waits for its helper pod to be ready before it is answered 503 with Retry-After.")
 	fs.StringVar(&o.CDIUploadProxyURL, "cdi-upload-proxy-url", o.CDIUploadProxyURL,
 		"CDI's upload proxy as this server reaches it (e.g. https://cdi-uploadproxy.cdi.svc). Empty: status.uploadProxyURL of the CDIConfig config, as virtctl finds it.")
 	fs.StringVar(&o.CDIUploadProxyCAFile, "cdi-upload-proxy-ca-file", o.CDIUploadProxyCAFile,
@@ -192,6 +205,9 @@ func (o *WukongOptions) Validate() []error {
 		// Younger temporary files may belong to uploads still running.
 		errs = append(errs, fmt.Errorf("--upload-temp-max-age must be at least 10m"))
 	}
+	if o.HelperIdleTimeout < 10*time.Second || o.HelperReadyTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--helper-idle-timeout must be at least 10s and --helper-ready-timeout positive"))
+	}
 	if o.SSHDialTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--ssh-dial-timeout must be positive"))
 	}
@@ -237,6 +253,7 @@ func (o *WukongOptions) ApplyTo(c *apiserver.ExtraConfig) error {
 	}
 	c.MaxArchiveHeaderBytes = hq.Value()
 	c.UploadTempMaxAge = o.UploadTempMaxAge
+	c.HelperImage, c.HelperIdleTimeout, c.HelperReadyTimeout = o.HelperImage, o.HelperIdleTimeout, o.HelperReadyTimeout
 	c.CDIUploadProxyURL = o.CDIUploadProxyURL
 	if o.CDIUploadProxyCAFile != "" {
 		if c.CDIUploadProxyCA, err = os.ReadFile(o.CDIUploadProxyCAFile); err != nil {

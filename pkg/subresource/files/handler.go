@@ -119,7 +119,7 @@ func (r *REST) Connect(ctx context.Context, name string, options runtime.Object,
 		return nil, apierrors.NewForbidden(vm.Resource("wukongs/files"), name,
 			errors.New("file transfer is disabled for this Wukong: set spec.fileTransfer.enabled to true"))
 	}
-	if ft.Method != vm.FileTransferMethodSSH {
+	if ft.Method == vm.FileTransferMethodHTTP {
 		return nil, stream.New(http.StatusNotImplemented, metav1.StatusReasonMethodNotAllowed,
 			fmt.Sprintf("spec.fileTransfer.method %q is not served by the files subresource yet; use ssh", ft.Method))
 	}
@@ -496,6 +496,6 @@ func (h *handler) extract(ctx context.Context, s GuestFS, body io.Reader, t wuko
 func (h *handler) recordSpec(op string) vm.WukongFileTransferSpec {
 	return vm.WukongFileTransferSpec{
 		WukongName: h.w.Name, Operation: op, RemotePath: h.opts.Path,
-		Method: vm.FileTransferMethodSSH, ExpectedSHA256: h.opts.SHA256,
+		Method: methodOf(h.w), ExpectedSHA256: h.opts.SHA256,
 	}
 }

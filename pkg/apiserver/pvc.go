@@ -1,0 +1,47 @@
+/*
+Copyright The Wukong Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package apiserver
+
+import (
+	genericapiserver "k8s.io/apiserver/pkg/server"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/subresource/files"
+	"github.com/novasphere/wukong/pkg/transfer/helperpod"
+	"github.com/novasphere/wukong/pkg/transfer/owner"
+)
+
+// fileDialers picks the files subresource's dialer by the Wukong's
+// method: ssh, and pvc through helper pods when --helper-image is set (the
+// reaper of idle helper pods then runs from the server's start).
+func (c completedConfig) fileDialers(s *genericapiserver.GenericAPIServer, cl *clients, ssh files.Dialer) files.Dialer {
+	dialers := files.ByMethod{vm.FileTransferMethodSSH: ssh}
+	if c.ExtraConfig.HelperImage == "" {
+		return dialers
+	}
+	m := &helperpod.Manager{
+		Image: c.ExtraConfig.HelperImage, IdleTimeout: c.ExtraConfig.HelperIdleTimeout, ReadyTimeout: c.ExtraConfig.HelperReadyTimeout,
+		Pods: cl.kube.CoreV1(), Secrets: cl.kube.CoreV1(), Claims: cl.kube.CoreV1(), VMIs: cl.kubevirt.KubevirtV1(),
+		Owner: &owner.Checker{VMs: cl.kubevirt.KubevirtV1(), DataVolumes: cl.cdi.CdiV1beta1(), Claims: cl.kube.CoreV1()},
+	}
+	s.AddPostStartHookOrDie("wukong-helper-pod-reaper", func(hook genericapiserver.PostStartHookContext) error {
+		go m.Run(hook)
+		return nil
+	})
+	dialers[vm.FileTransferMethodPVC] = &files.PVCDialer{Helpers: m}
+	return dialers
+}
