@@ -138,7 +138,6 @@ func (s *pvcSession) Close(err error) {
 	s.lease.Release(errors.Is(err, errGuestStalled))
 }
 
-
 // ByMethod picks the dialer of a Wukong's spec.fileTransfer.method; a
 // method with none is 501.
 type ByMethod map[string]Dialer

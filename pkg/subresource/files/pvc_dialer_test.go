@@ -31,7 +31,9 @@ import (
 // failingHelpers refuses every Acquire with err.
 type failingHelpers struct{ err error }
 
-func (f failingHelpers) Acquire(context.Context, *vm.Wukong) (*helperpod.Lease, error) { return nil, f.err }
+func (f failingHelpers) Acquire(context.Context, *vm.Wukong) (*helperpod.Lease, error) {
+	return nil, f.err
+}
 
 // TestPVCDialerStatuses: what the user is told when the data volume cannot
 // be reached, through the whole handler.
