@@ -59,7 +59,10 @@ func TestMain(m *testing.M) {
 		BeforeWukongAPIServer: standin.InstallKubeVirtCRDs,
 		// Short retention, stale time and declared TTL so the collector
 		// tests see records go.
-		WukongAPIServerArgs: []string{"--transfer-record-retention=20s", "--transfer-stale-after=8s", "--declared-transfer-ttl=15s"},
+		WukongAPIServerArgs: []string{"--transfer-record-retention=20s", "--transfer-stale-after=8s", "--declared-transfer-ttl=15s",
+			// Method pvc: helper pods run by the stand-in kubelet
+			// (pvc_test.go), removed after a short idle time.
+			"--helper-image=example.com/wukong-apiserver:test", "--helper-idle-timeout=10s", "--helper-ready-timeout=5s"},
 	}, &cp))
 }
 
