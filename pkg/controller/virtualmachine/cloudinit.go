@@ -104,6 +104,7 @@ func cloudInitSource(w *v1alpha1.Wukong, ci CloudInitData) (*kubevirtv1.CloudIni
 		}
 		userData += string(b)
 	}
+	userData = withFilesMount(w, userData)
 	if userData == "" {
 		return nil, nil, nil
 	}

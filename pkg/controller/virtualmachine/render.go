@@ -127,6 +127,7 @@ func RenderWithFiles(w *v1alpha1.Wukong, ci CloudInitData) (*kubevirtv1.VirtualM
 			Name: d.Name, VolumeSource: kubevirtv1.VolumeSource{DataVolume: &kubevirtv1.DataVolumeSource{Name: claim}},
 		})
 	}
+	addFilesVolume(w, out)
 	source, secret, err := cloudInitSource(w, ci)
 	if err != nil {
 		return nil, nil, err
