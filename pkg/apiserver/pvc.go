@@ -17,6 +17,11 @@ limitations under the License.
 package apiserver
 
 import (
+	"context"
+	"fmt"
+	"os"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
@@ -26,17 +31,36 @@ import (
 )
 
 // fileDialers picks the files subresource's dialer by the Wukong's
-// method: ssh, and pvc through helper pods when --helper-image is set (the
-// reaper of idle helper pods then runs from the server's start).
+// method: ssh, and pvc through helper pods of --helper-image, or of the
+// server's own image when it runs in a pod (the reaper of idle helper pods
+// then runs from the server's start).
 func (c completedConfig) fileDialers(s *genericapiserver.GenericAPIServer, cl *clients, ssh files.Dialer) files.Dialer {
 	dialers := files.ByMethod{vm.FileTransferMethodSSH: ssh}
-	if c.ExtraConfig.HelperImage == "" {
-		return dialers
-	}
 	m := &helperpod.Manager{
 		Image: c.ExtraConfig.HelperImage, IdleTimeout: c.ExtraConfig.HelperIdleTimeout, ReadyTimeout: c.ExtraConfig.HelperReadyTimeout,
 		Pods: cl.kube.CoreV1(), Secrets: cl.kube.CoreV1(), Claims: cl.kube.CoreV1(), VMIs: cl.kubevirt.KubevirtV1(),
 		Owner: &owner.Checker{VMs: cl.kubevirt.KubevirtV1(), DataVolumes: cl.cdi.CdiV1beta1(), Claims: cl.kube.CoreV1()},
+	}
+	if m.Image == "" {
+		// In a cluster, this server's own image, read from its pod (POD_NAME
+		// and POD_NAMESPACE from the downward API): an overlay that changes
+		// the image changes the helpers' too.
+		name, ns := os.Getenv("POD_NAME"), os.Getenv("POD_NAMESPACE")
+		if name == "" || ns == "" {
+			return dialers
+		}
+		m.ResolveImage = func(ctx context.Context) (string, error) {
+			p, err := cl.kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return "", err
+			}
+			for _, c := range p.Spec.Containers {
+				if c.Name == "wukong-apiserver" {
+					return c.Image, nil
+				}
+			}
+			return "", fmt.Errorf("the pod %s/%s has no container wukong-apiserver", ns, name)
+		}
 	}
 	s.AddPostStartHookOrDie("wukong-helper-pod-reaper", func(hook genericapiserver.PostStartHookContext) error {
 		go m.Run(hook)

@@ -146,7 +146,7 @@ func (o *WukongOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.UploadTempMaxAge, "upload-temp-max-age", o.UploadTempMaxAge,
 		"Age (by modification time) after which a temporary file of a plain or tar upload, left in a guest by a server that crashed, is removed on the next connection to that guest.")
 	fs.StringVar(&o.HelperImage, "helper-image", o.HelperImage,
-		"Image of the helper pods of method pvc, which run /usr/local/bin/wukong-agent: this server's own image. Empty: method pvc answers 501.")
+		"Image of the helper pods of method pvc, which run /usr/local/bin/wukong-agent. Empty: the image of this server's own pod (POD_NAME and POD_NAMESPACE from the downward API); outside a pod, method pvc answers 501.")
 	fs.DurationVar(&o.HelperIdleTimeout, "helper-idle-timeout", o.HelperIdleTimeout,
 		"A helper pod of method pvc that no transfer used for so long is deleted.")
 	fs.DurationVar(&o.HelperReadyTimeout, "helper-ready-timeout", o.HelperReadyTimeout,

@@ -118,8 +118,10 @@ func (e *StartingError) Is(target error) bool { return target == ErrStarting }
 
 // Manager makes, reuses and reaps helper pods, one per Wukong.
 type Manager struct {
-	// Image is wukong-apiserver's own image, which holds the agent.
-	Image string
+	// Image is wukong-apiserver's own image, which holds the agent. When
+	// empty, ResolveImage finds it (once) on first use.
+	Image        string
+	ResolveImage func(ctx context.Context) (string, error)
 	// IdleTimeout: a helper pod no transfer used for so long is deleted.
 	IdleTimeout time.Duration
 	// ReadyTimeout bounds the wait for a helper pod to be ready within one
@@ -199,6 +201,9 @@ func (m *Manager) Acquire(ctx context.Context, w *vm.Wukong) (*Lease, error) {
 			return nil, err
 		}
 	}
+	if err := m.image(ctx); err != nil {
+		return nil, err
+	}
 	secret, err := m.ensureSecret(ctx, w)
 	if err != nil {
 		return nil, err
@@ -211,6 +216,24 @@ func (m *Manager) Acquire(ctx context.Context, w *vm.Wukong) (*Lease, error) {
 		return nil, err
 	}
 	return m.lease(ctx, w, pod, secret)
+}
+
+// image resolves the helper image when no flag named it.
+func (m *Manager) image(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.Image != "" {
+		return nil
+	}
+	if m.ResolveImage == nil {
+		return errors.New("no image for helper pods: set --helper-image")
+	}
+	img, err := m.ResolveImage(ctx)
+	if err != nil {
+		return fmt.Errorf("finding this server's own image for the helper pod (or set --helper-image): %w", err)
+	}
+	m.Image = img
+	return nil
 }
 
 // checkStopped refuses while w's VM has an instance that is not final: its
@@ -309,7 +332,7 @@ func (m *Manager) Pod(w *vm.Wukong, mountPath, claim string) *corev1.Pod {
 			},
 			Containers: []corev1.Container{{
 				Name:  "agent",
-				Image: m.Image,
+				Image: m.imageName(),
 				Command: []string{AgentPath, "--root", mountPath + "=" + MountDir,
 					"--token-file", SecretDir + "/" + TokenKey,
 					"--tls-cert-file", SecretDir + "/" + CertKey, "--tls-key-file", SecretDir + "/" + KeyKey,
@@ -334,6 +357,12 @@ func (m *Manager) Pod(w *vm.Wukong, mountPath, claim string) *corev1.Pod {
 			},
 		},
 	}
+}
+
+func (m *Manager) imageName() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.Image
 }
 
 // ensurePod returns w's helper pod, made when there is none or the last
