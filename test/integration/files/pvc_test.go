@@ -23,6 +23,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -50,41 +51,46 @@ import (
 )
 
 var (
-	kubeletOnce sync.Once
-	kubelet     *standin.Kubelet
-	kubeletErr  error
+	agentBinOnce sync.Once
+	agentBin     string
+	agentBinErr  error
 )
 
-// pvcKubelet starts, once, the stand-in kubelet that runs helper pods
-// with the real wukong-agent ($WUKONG_AGENT_BIN, or built here).
-func pvcKubelet(t *testing.T) *standin.Kubelet {
+// pvcKubelet starts the stand-in kubelet that runs the helper pods of ns
+// with the real wukong-agent ($WUKONG_AGENT_BIN, or built once here); it
+// stops, with every process it started, when the test ends.
+func pvcKubelet(t *testing.T, ns string) *standin.Kubelet {
 	t.Helper()
-	kubeletOnce.Do(func() {
-		bin := os.Getenv("WUKONG_AGENT_BIN")
-		if bin == "" {
-			root, err := framework.RepoRoot()
-			if err != nil {
-				kubeletErr = err
-				return
-			}
-			dir, err := os.MkdirTemp("", "pvc-agent-")
-			if err != nil {
-				kubeletErr = err
-				return
-			}
-			bin = filepath.Join(dir, "wukong-agent")
-			cmd := exec.Command("go", "build", "-o", bin, "./cmd/wukong-agent")
-			cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				kubeletErr = err
-				t.Logf("go build: %s", out)
-				return
-			}
+	agentBinOnce.Do(func() {
+		if agentBin = os.Getenv("WUKONG_AGENT_BIN"); agentBin != "" {
+			return
 		}
-		kubelet, kubeletErr = standin.StartKubelet(context.Background(), cp.Admin.Config, bin)
+		root, err := framework.RepoRoot()
+		if err != nil {
+			agentBinErr = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "pvc-agent-")
+		if err != nil {
+			agentBinErr = err
+			return
+		}
+		agentBin = filepath.Join(dir, "wukong-agent")
+		cmd := exec.Command("go", "build", "-o", agentBin, "./cmd/wukong-agent")
+		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			agentBinErr = fmt.Errorf("go build ./cmd/wukong-agent: %w: %s", err, out)
+		}
 	})
-	require.NoError(t, kubeletErr)
-	return kubelet
+	require.NoError(t, agentBinErr)
+	ctx, cancel := context.WithCancel(context.Background())
+	k, err := standin.StartKubelet(ctx, cp.Admin.Config, agentBin, ns)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		cancel()
+		<-k.Done()
+	})
+	return k
 }
 
 // pvcWukong is a Wukong of method pvc, stopped, and its data volume as
@@ -102,6 +108,7 @@ func pvcWukong(t *testing.T, ns, name string, mode corev1.PersistentVolumeAccess
 	require.NoError(t, err)
 	dir, err := standin.ProvisionFilesystemVolume(ctx, cp.Admin.Config, ns, name, helperpod.ClaimName(name), []corev1.PersistentVolumeAccessMode{mode})
 	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	return dir
 }
 
@@ -138,8 +145,8 @@ func statusMessage(b []byte) string {
 // a stopped VM's data volume: the bytes land in the volume, the pod is
 // made once, reused by every transfer, and removed when idle.
 func TestPVCMethod(t *testing.T) {
-	k := pvcKubelet(t)
 	ns := namespace(t, "files-pvc")
+	k := pvcKubelet(t, ns)
 	dir := pvcWukong(t, ns, "vm1", corev1.ReadWriteOnce)
 	admin := cp.Admin
 	p := func(q url.Values) string { return pvcPath(ns, "vm1", q) }
@@ -270,9 +277,9 @@ func TestPVCMethod(t *testing.T) {
 // (its launcher holds it), and served again once it stopped; a
 // ReadWriteMany one is served while the VM runs.
 func TestPVCWhileRunning(t *testing.T) {
-	pvcKubelet(t)
 	ctx := context.Background()
 	ns := namespace(t, "files-pvc-running")
+	pvcKubelet(t, ns)
 	pvcWukong(t, ns, "rwo", corev1.ReadWriteOnce)
 	rwxDir := pvcWukong(t, ns, "rwx", corev1.ReadWriteMany)
 	for i, name := range []string{"rwo", "rwx"} {
@@ -305,9 +312,9 @@ func TestPVCWhileRunning(t *testing.T) {
 // helper pod of a ReadWriteOnce volume another pod uses in
 // ContainerCreating (Multi-Attach), and the user is told to retry.
 func TestPVCRefusals(t *testing.T) {
-	pvcKubelet(t)
 	ctx := context.Background()
 	ns := namespace(t, "files-pvc-refusals")
+	pvcKubelet(t, ns)
 	kc, err := kubernetes.NewForConfig(cp.Admin.Config)
 	require.NoError(t, err)
 

@@ -121,6 +121,8 @@ type Kubelet struct {
 	workDir  string
 	next     atomic.Int32
 
+	done chan struct{} // closed once every process is stopped
+
 	mu    sync.Mutex
 	procs map[types.UID]*helperProc
 	// Started counts the helper pods started, by namespace/name.
@@ -134,9 +136,10 @@ type helperProc struct {
 	ip   string
 }
 
-// StartKubelet runs the stand-in until ctx ends, with the wukong-agent
-// binary at agentBin.
-func StartKubelet(ctx context.Context, cfg *rest.Config, agentBin string) (*Kubelet, error) {
+// StartKubelet runs the stand-in for the helper pods of namespace until
+// ctx ends, with the wukong-agent binary at agentBin; Done is closed once
+// it stopped every process it started.
+func StartKubelet(ctx context.Context, cfg *rest.Config, agentBin, namespace string) (*Kubelet, error) {
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -145,14 +148,18 @@ func StartKubelet(ctx context.Context, cfg *rest.Config, agentBin string) (*Kube
 	if err != nil {
 		return nil, err
 	}
-	k := &Kubelet{kube: kube, agentBin: agentBin, workDir: dir, procs: map[types.UID]*helperProc{}, started: map[string]int{}, warned: map[string]bool{}}
-	lw := cache.NewFilteredListWatchFromClient(kube.CoreV1().RESTClient(), "pods", metav1.NamespaceAll, func(o *metav1.ListOptions) {
+	k := &Kubelet{kube: kube, agentBin: agentBin, workDir: dir, done: make(chan struct{}),
+		procs: map[types.UID]*helperProc{}, started: map[string]int{}, warned: map[string]bool{}}
+	lw := cache.NewFilteredListWatchFromClient(kube.CoreV1().RESTClient(), "pods", namespace, func(o *metav1.ListOptions) {
 		o.LabelSelector = helperpod.LabelComponent + "=" + helperpod.Component
 	})
 	inf := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	go inf.Run(ctx.Done())
 	k.pods = inf.GetIndexer()
 	go func() {
+		defer close(k.done)
+		defer func() { _ = os.RemoveAll(dir) }()
+		defer k.stopAll()
 		if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
 			return
 		}
@@ -162,8 +169,6 @@ func StartKubelet(ctx context.Context, cfg *rest.Config, agentBin string) (*Kube
 			k.sync(ctx)
 			select {
 			case <-ctx.Done():
-				k.stopAll()
-				_ = os.RemoveAll(dir)
 				return
 			case <-t.C:
 			}
@@ -171,6 +176,10 @@ func StartKubelet(ctx context.Context, cfg *rest.Config, agentBin string) (*Kube
 	}()
 	return k, nil
 }
+
+// Done is closed once the stand-in stopped (ctx ended) and every process
+// it started is gone.
+func (k *Kubelet) Done() <-chan struct{} { return k.done }
 
 // Started is how many times the helper pod namespace/name was started.
 func (k *Kubelet) Started(namespace, name string) int {
@@ -212,7 +221,17 @@ func (k *Kubelet) sync(ctx context.Context) {
 		}
 		live[pod.UID] = true
 		k.mu.Lock()
-		_, running := k.procs[pod.UID]
+		p, running := k.procs[pod.UID]
+		if running {
+			select {
+			case <-p.done:
+				// The container exited: the kubelet restarts it
+				// (restartPolicy Always).
+				delete(k.procs, pod.UID)
+				running = false
+			default:
+			}
+		}
 		k.mu.Unlock()
 		if !running {
 			k.start(ctx, pod)
@@ -297,9 +316,18 @@ func (k *Kubelet) start(ctx context.Context, pod *corev1.Pod) {
 		return
 	}
 	c := pod.Spec.Containers[0]
-	ip := fmt.Sprintf("127.0.240.%d", 10+k.next.Add(1)%240)
+	port := 0
+	if len(c.Ports) > 0 {
+		port = int(c.Ports[0].ContainerPort)
+	}
+	ip, err := k.freeAddress(port)
+	if err != nil {
+		return
+	}
 	args := localArgs(c, mounts, ip)
 	cmd := exec.Command(k.agentBin, args...)
+	// Killed with the test binary, whatever way it ends.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	logf, err := os.Create(filepath.Join(k.workDir, pod.Namespace+"_"+pod.Name+"_"+string(pod.UID)+".log"))
 	if err == nil {
 		cmd.Stdout, cmd.Stderr = logf, logf
@@ -320,6 +348,20 @@ func (k *Kubelet) start(ctx context.Context, pod *corev1.Pod) {
 	k.started[pod.Namespace+"/"+pod.Name]++
 	k.mu.Unlock()
 	go k.run(ctx, pod, p, c)
+}
+
+// freeAddress is the next loopback address 127.0.240.N on which port is
+// free: the pod's IP.
+func (k *Kubelet) freeAddress(port int) (string, error) {
+	for range 240 {
+		ip := fmt.Sprintf("127.0.240.%d", 10+k.next.Add(1)%240)
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		if err == nil {
+			l.Close()
+			return ip, nil
+		}
+	}
+	return "", fmt.Errorf("no free address for port %d", port)
 }
 
 // localArgs is the container's command for this machine: paths under its
