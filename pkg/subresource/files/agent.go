@@ -208,7 +208,7 @@ type AgentUnreachableError struct {
 func (e *AgentUnreachableError) Error() string {
 	switch {
 	case e.TLS:
-		return fmt.Sprintf("the wukong-agent at %s did not prove to be the Wukong's (its certificate does not verify against %s of the Secret %s): %v", e.Address, agent.CertKey, e.Secret, e.Err)
+		return fmt.Sprintf("the wukong-agent at %s did not prove to be the Wukong's (its certificate does not verify against %s of the Secret %s): %v", e.Address, agent.SecretKeyTLSCert, e.Secret, e.Err)
 	case e.Booting:
 		return fmt.Sprintf("the wukong-agent at %s does not answer yet: the VM has been running for %s and may still be booting (cloud-init installs and starts the agent)", e.Address, e.Since.Round(time.Second))
 	case e.Timeout:

@@ -136,7 +136,7 @@ func (h *handler) statusFor(err error) *apierrors.StatusError {
 				return stream.New(http.StatusGatewayTimeout, metav1.StatusReasonTimeout, fmt.Sprintf("the wukong-agent in %s did not answer in time while working on %s: %v", name, p, err))
 			}
 			if u.TLS {
-				return stream.BadGateway(fmt.Sprintf("the wukong-agent in %s did not prove to be the Wukong's (its certificate does not verify against %s of the Secret %s): %v", name, agent.CertKey, agent.SecretName(name), err))
+				return stream.BadGateway(fmt.Sprintf("the wukong-agent in %s did not prove to be the Wukong's (its certificate does not verify against %s of the Secret %s): %v", name, agent.SecretKeyTLSCert, agent.SecretName(name), err))
 			}
 		}
 		return stream.BadGateway(fmt.Sprintf("lost the connection to the wukong-agent in %s while working on %s: %v", name, p, err))

@@ -16,28 +16,5 @@ limitations under the License.
 
 package agent
 
-// How the controller and wukong-apiserver agree on an agent's credentials
-// (docs/agent.md, "Token and certificate").
-
-// Keys of the Secret SecretName(wukong), which the Wukong owns.
-const (
-	// TokenKey holds the bearer token.
-	TokenKey = "token"
-	// CertKey holds the agent's self-signed certificate, PEM: what the
-	// agent serves and the only CA its client trusts.
-	CertKey = "tls.crt"
-	// KeyKey holds the certificate's private key, PEM (the guest's only).
-	KeyKey = "tls.key"
-)
-
 // DefaultPort is where the agent listens when httpConfig.port is not set.
 const DefaultPort = 8080
-
-// SecretName is the Secret holding the agent's token and certificate.
-func SecretName(wukong string) string { return wukong + "-agent" }
-
-// ServerName is the DNS name the agent's certificate carries: not the VMI's
-// address, which changes with every start.
-func ServerName(namespace, wukong string) string {
-	return "wukong-agent." + namespace + "." + wukong
-}

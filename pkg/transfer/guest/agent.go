@@ -99,9 +99,9 @@ func (l *Locator) AgentTarget(ctx context.Context, w *vm.Wukong) (AgentTarget, e
 		return AgentTarget{}, fmt.Errorf("%w: the Secret %s is not controlled by the Wukong %s, so its token and certificate are not used; delete it and the controller makes the Wukong's own", ErrAgentSecretNotOwned, name, w.Name)
 	}
 	// The agent ignores whitespace around its token file; so does its client.
-	token, ca := strings.TrimSpace(string(sec.Data[agent.TokenKey])), sec.Data[agent.CertKey]
+	token, ca := strings.TrimSpace(string(sec.Data[agent.SecretKeyToken])), sec.Data[agent.SecretKeyTLSCert]
 	if token == "" || len(ca) == 0 {
-		return AgentTarget{}, fmt.Errorf("%w: its Secret %s has no %s or %s yet (the controller fills them)", ErrAgentNotReady, name, agent.TokenKey, agent.CertKey)
+		return AgentTarget{}, fmt.Errorf("%w: its Secret %s has no %s or %s yet (the controller fills them)", ErrAgentNotReady, name, agent.SecretKeyToken, agent.SecretKeyTLSCert)
 	}
 	return AgentTarget{
 		Address:       net.JoinHostPort(ar.addr, strconv.Itoa(port)),

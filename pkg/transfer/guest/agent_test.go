@@ -40,7 +40,7 @@ func TestAgentTarget(t *testing.T) {
 	secret := func(owners []metav1.OwnerReference, data map[string][]byte) *corev1.Secret {
 		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "w-agent", Namespace: "ns", ResourceVersion: "7", OwnerReferences: owners}, Data: data}
 	}
-	full := map[string][]byte{agent.TokenKey: []byte("tok\n"), agent.CertKey: []byte("PEM"), agent.KeyKey: []byte("KEY")}
+	full := map[string][]byte{agent.SecretKeyToken: []byte("tok\n"), agent.SecretKeyTLSCert: []byte("PEM"), agent.SecretKeyTLSKey: []byte("KEY")}
 	for _, tc := range []struct {
 		name    string
 		secret  *corev1.Secret
@@ -53,7 +53,7 @@ func TestAgentTarget(t *testing.T) {
 		{name: "httpConfig.port", secret: secret(own, full), enabled: true, port: ptr.To(int32(9443)), addr: "10.0.0.7:9443"},
 		{name: "not enabled", secret: secret(own, full), err: ErrMisconfigured},
 		{name: "no Secret", enabled: true, err: ErrAgentNotReady},
-		{name: "Secret not filled", secret: secret(own, map[string][]byte{agent.CertKey: []byte("PEM")}), enabled: true, err: ErrAgentNotReady},
+		{name: "Secret not filled", secret: secret(own, map[string][]byte{agent.SecretKeyTLSCert: []byte("PEM")}), enabled: true, err: ErrAgentNotReady},
 		{name: "Secret of nobody", secret: secret(nil, full), enabled: true, err: ErrAgentSecretNotOwned},
 		{name: "Secret of another Wukong", secret: secret([]metav1.OwnerReference{{APIVersion: own[0].APIVersion, Kind: "Wukong", Name: "w", UID: "other", Controller: ptr.To(true)}}, full), enabled: true, err: ErrAgentSecretNotOwned},
 		{name: "Secret owned but not controlled", secret: secret([]metav1.OwnerReference{{APIVersion: own[0].APIVersion, Kind: "Wukong", Name: "w", UID: "wukong-uid"}}, full), enabled: true, err: ErrAgentSecretNotOwned},
