@@ -218,7 +218,7 @@ func startAgentGuest(t testing.TB, ns, name string, o agentGuestOptions, mutate 
 	}
 	_, err = kc.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: agent.SecretName(name), OwnerReferences: owners},
-		Data: map[string][]byte{agent.SecretKeyToken: []byte(token), agent.SecretKeyTLSCert: crt, agent.SecretKeyTLSKey: key},
+		Data:       map[string][]byte{agent.SecretKeyToken: []byte(token), agent.SecretKeyTLSCert: crt, agent.SecretKeyTLSKey: key},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
 
