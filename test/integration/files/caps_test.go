@@ -61,7 +61,13 @@ func testListingOverTheCap(t *testing.T, method string) {
 	code, _, body := raw(t, cp.Admin, http.MethodGet, g.filesPath(url.Values{"path": {"/big"}}), nil, nil)
 	require.Equal(t, http.StatusRequestEntityTooLarge, code, string(body))
 	st := status(t, body)
-	assert.Contains(t, st.Message, "it has 10001; one listing returns at most 10000")
+	assert.Contains(t, st.Message, "one listing returns at most 10000")
+	if method == "ssh" {
+		// The agent reads no more than 10001 names: it cannot count them all.
+		assert.Contains(t, st.Message, "it has 10001")
+	} else {
+		assert.Contains(t, st.Message, "more than 10000")
+	}
 	assert.Contains(t, st.Message, "archive=tar")
 
 	manyFiles(t, g, "/fits", 100)
