@@ -30,12 +30,10 @@ import (
 	"github.com/novasphere/wukong/pkg/transfer/owner"
 )
 
-// fileDialers picks the files subresource's dialer by the Wukong's
-// method: ssh, and pvc through helper pods of --helper-image, or of the
-// server's own image when it runs in a pod (the reaper of idle helper pods
-// then runs from the server's start).
-func (c completedConfig) fileDialers(s *genericapiserver.GenericAPIServer, cl *clients, ssh files.Dialer) files.Dialer {
-	dialers := files.ByMethod{vm.FileTransferMethodSSH: ssh}
+// withPVC adds to dialers method pvc through helper pods of
+// --helper-image, or of the server's own image when it runs in a pod (the
+// reaper of idle helper pods then runs from the server's start).
+func (c completedConfig) withPVC(s *genericapiserver.GenericAPIServer, cl *clients, dialers files.ByMethod) files.ByMethod {
 	m := &helperpod.Manager{
 		Image: c.ExtraConfig.HelperImage, IdleTimeout: c.ExtraConfig.HelperIdleTimeout, ReadyTimeout: c.ExtraConfig.HelperReadyTimeout,
 		Pods: cl.kube.CoreV1(), Secrets: cl.kube.CoreV1(), Claims: cl.kube.CoreV1(), VMIs: cl.kubevirt.KubevirtV1(),

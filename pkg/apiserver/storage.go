@@ -123,14 +123,24 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 	idle := c.ExtraConfig.StreamIdleTimeout
 	pool := ssh.NewPool(ssh.PoolOptions{DialTimeout: c.ExtraConfig.SSHDialTimeout})
 	s.AddPreShutdownHookOrDie("close-ssh-pool", func() error { return pool.Close() })
-	dialer := files.NewSSHDialer(&guest.Locator{VMIs: cl.kubevirt.KubevirtV1(), VMs: cl.kubevirt.KubevirtV1(), Secrets: cl.kube.CoreV1()}, pool, statusWriter)
+	locator := &guest.Locator{VMIs: cl.kubevirt.KubevirtV1(), VMs: cl.kubevirt.KubevirtV1(), Secrets: cl.kube.CoreV1()}
+	dialer := files.NewSSHDialer(locator, pool, statusWriter)
 	dialer.Events = cl.events
+	// Method http: the in-guest wukong-agent, one HTTPS client per Wukong.
+	agents := files.NewAgentDialer(locator)
+	s.AddPreShutdownHookOrDie("close-agent-clients", func() error { agents.Close(); return nil })
 	if age := c.ExtraConfig.UploadTempMaxAge; age > 0 {
-		dialer.Sweeper = &files.Sweeper{Records: transfers, MaxAge: age, Every: age / 4, MaxEntries: 10000}
+		sweeper := &files.Sweeper{Records: transfers, MaxAge: age, Every: age / 4, MaxEntries: 10000}
+		dialer.Sweeper, agents.Sweeper = sweeper, sweeper
 	}
 	fileStreams := files.NewREST(files.Deps{
-		Wukongs:     wukongs,
-		Dialer:      c.fileDialers(s, cl, dialer),
+		Wukongs: wukongs,
+		// Method pvc: helper pods (pvc.go), when the server has an image
+		// for them; otherwise the files subresource answers it 501.
+		Dialer: c.withPVC(s, cl, files.ByMethod{
+			vm.FileTransferMethodSSH:  dialer,
+			vm.FileTransferMethodHTTP: agents,
+		}),
 		Recorder:    recorder,
 		Authorizer:  authz,
 		MaxFileSize: c.ExtraConfig.MaxFileSize,

@@ -55,6 +55,8 @@ type CloudInitData struct {
 	// or Secret, by path. nil: the files were not read, and none is
 	// written (Render, which only compares disks).
 	Files map[string][]byte
+	// Agent, when set, installs and starts wukong-agent (method http).
+	Agent *AgentInstall
 }
 
 // writeFile is one entry of cloud-init's write_files.

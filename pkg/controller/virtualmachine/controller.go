@@ -86,6 +86,11 @@ type Controller struct {
 
 	// Events gets the disks' import phase changes, on the Wukong.
 	Events events.Events
+	// AgentDiskImage is the wukong-agent containerDisk method http's VMs
+	// boot with (--agent-disk-image).
+	AgentDiskImage string
+	// clock, when set, is the time for the agent certificate's life.
+	clock func() time.Time
 }
 
 // New builds a controller. wukongConfig reaches this server (the loopback
@@ -260,6 +265,8 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		current = existing.Annotations[AnnotationGeneration] == strconv.FormatInt(w.Generation, 10) &&
 			controlledBy(existing, w) && runStrategyOf(existing) == RunStrategy(w)
 	}
+	agentSecret, agentErr := c.syncAgentSecret(ctx, w, renderedWithAgent(existing))
+	current = current && agentCurrent(existing, agentSecret)
 	// What the spec names is read again until it all resolved for this
 	// generation, and before every VM write.
 	if !current || !resolved(w) {
@@ -286,9 +293,11 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		// Nothing that would fail for them: no VirtualMachine (nor its
 		// DataVolumes) until they are there; an existing one stays as it is.
 		obs.VM, obs.Held = existing, true
+	} else if agentErr != nil {
+		obs.Err = fmt.Errorf("writing the agent Secret: %w", agentErr)
 	} else if files, err := c.readFiles(ctx, w); err != nil {
 		obs.Err = err
-	} else if desired, userData, err := RenderWithFiles(w, CloudInitData{SSHPublicKey: c.publicKey(ctx, w), Files: files}); err != nil {
+	} else if desired, userData, err := RenderWithFiles(w, CloudInitData{SSHPublicKey: c.publicKey(ctx, w), Files: files, Agent: c.agentInstall(agentSecret)}); err != nil {
 		obs.Err = err
 	} else if err := c.applyUserDataSecret(ctx, w, userData); err != nil {
 		// Before the VM, whose cloud-init volume references it.
@@ -516,6 +525,9 @@ func (c *Controller) finalize(ctx context.Context, w *v1alpha1.Wukong) error {
 		return err
 	}
 	if err := c.applyUserDataSecret(ctx, w, nil); err != nil {
+		return err
+	}
+	if err := c.deleteAgentSecret(ctx, w); err != nil {
 		return err
 	}
 	dvs := c.cdi.CdiV1beta1().DataVolumes(w.Namespace)

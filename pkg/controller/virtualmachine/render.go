@@ -140,6 +140,7 @@ func RenderWithFiles(w *v1alpha1.Wukong, ci CloudInitData) (*kubevirtv1.VirtualM
 			Name: cloudInitVolume, VolumeSource: kubevirtv1.VolumeSource{CloudInitNoCloud: source},
 		})
 	}
+	addAgentDisk(out, ci.Agent)
 	return out, secret, nil
 }
 

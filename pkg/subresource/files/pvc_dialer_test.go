@@ -70,13 +70,14 @@ func TestPVCDialerStatuses(t *testing.T) {
 	}
 }
 
-// TestByMethod: a method without a dialer is 501, naming it.
-func TestByMethod(t *testing.T) {
+// TestPVCWithoutHelpers: a server that cannot run helper pods answers
+// method pvc 501, naming what would work.
+func TestPVCWithoutHelpers(t *testing.T) {
 	e := newEnv(t)
 	e.wukong.Spec.FileTransfer.Method = vm.FileTransferMethodPVC
 	e.rest.Dialer = ByMethod{vm.FileTransferMethodSSH: e.rest.Dialer}
 	r := e.do(t, http.MethodGet, vm.WukongFileOptions{Path: "/f"}, nil, nil)
-	if r.code() != http.StatusNotImplemented || !strings.Contains(r.status().Message, `"pvc" is not served by this server`) {
+	if r.code() != http.StatusNotImplemented || !strings.Contains(r.status().Message, "method pvc is not available") {
 		t.Fatalf("%d %+v", r.code(), r.status())
 	}
 }
@@ -86,6 +87,7 @@ func TestByMethod(t *testing.T) {
 func TestPVCRecordsCarryTheMethod(t *testing.T) {
 	e := newAgentEnv(t)
 	e.wukong.Spec.FileTransfer.Method = vm.FileTransferMethodPVC
+	e.rest.Dialer = ByMethod{vm.FileTransferMethodPVC: e.rest.Dialer}
 	if r := e.do(t, http.MethodPut, vm.WukongFileOptions{Path: "/data/f"}, []byte("hello"), nil); r.code() != http.StatusCreated {
 		t.Fatalf("upload: %d %+v", r.code(), r.status())
 	}

@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -82,7 +83,7 @@ func (l *Locator) SSHTarget(ctx context.Context, w *vm.Wukong) (ssh.Target, erro
 	}
 	addrc := make(chan addrRead, 1)
 	go func() {
-		addr, err := l.address(ctx, w)
+		addr, _, err := l.address(ctx, w)
 		addrc <- addrRead{addr, err}
 	}()
 	sec, err := l.Secrets.Secrets(w.Namespace).Get(ctx, ft.SSHConfig.KeySecret, metav1.GetOptions{})
@@ -122,7 +123,7 @@ func (l *Locator) SSHTarget(ctx context.Context, w *vm.Wukong) (ssh.Target, erro
 // the instance of the Wukong's own VirtualMachine (else an
 // *owner.NotOwnedError): a VMI anyone made under that name must not get
 // the Wukong's key and files.
-func (l *Locator) address(ctx context.Context, w *vm.Wukong) (string, error) {
+func (l *Locator) address(ctx context.Context, w *vm.Wukong) (string, time.Time, error) {
 	// The VM is read while the VMI is (one round trip to kube-apiserver
 	// instead of two), and judged after it, as owner.Checker.VMI would.
 	type vmRead struct {
@@ -136,23 +137,34 @@ func (l *Locator) address(ctx context.Context, w *vm.Wukong) (string, error) {
 	}()
 	vmi, err := l.VMIs.VirtualMachineInstances(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return "", fmt.Errorf("%w %s/%s", ErrNoInstance, w.Namespace, w.Name)
+		return "", time.Time{}, fmt.Errorf("%w %s/%s", ErrNoInstance, w.Namespace, w.Name)
 	}
 	if err != nil {
-		return "", fmt.Errorf("reading the VirtualMachineInstance: %w", err)
+		return "", time.Time{}, fmt.Errorf("reading the VirtualMachineInstance: %w", err)
 	}
 	if err := owner.VMIOf(w, vmi, func() (*kubevirtv1.VirtualMachine, error) { r := <-vmc; return r.vm, r.err }); err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
 	if vmi.Status.Phase != kubevirtv1.Running {
-		return "", fmt.Errorf("%w: its VirtualMachineInstance is %s", ErrNotRunning, phaseOrPending(vmi.Status.Phase))
+		return "", time.Time{}, fmt.Errorf("%w: its VirtualMachineInstance is %s", ErrNotRunning, phaseOrPending(vmi.Status.Phase))
 	}
 	for _, iface := range vmi.Status.Interfaces {
 		if iface.IP != "" {
-			return iface.IP, nil
+			return iface.IP, runningSince(vmi), nil
 		}
 	}
-	return "", fmt.Errorf("%w: its VirtualMachineInstance has no IP address yet", ErrNotRunning)
+	return "", time.Time{}, fmt.Errorf("%w: its VirtualMachineInstance has no IP address yet", ErrNotRunning)
+}
+
+// runningSince is when vmi entered its phase Running, as KubeVirt records
+// it, or when it was created if that is not recorded.
+func runningSince(vmi *kubevirtv1.VirtualMachineInstance) time.Time {
+	for _, t := range vmi.Status.PhaseTransitionTimestamps {
+		if t.Phase == kubevirtv1.Running {
+			return t.PhaseTransitionTimestamp.Time
+		}
+	}
+	return vmi.CreationTimestamp.Time
 }
 
 func phaseOrPending(p kubevirtv1.VirtualMachineInstancePhase) string {
