@@ -23,16 +23,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -50,41 +47,14 @@ import (
 	"github.com/novasphere/wukong/test/integration/standin"
 )
 
-var (
-	agentBinOnce sync.Once
-	agentBin     string
-	agentBinErr  error
-)
-
 // pvcKubelet starts the stand-in kubelet that runs the helper pods of ns
-// with the real wukong-agent ($WUKONG_AGENT_BIN, or built once here); it
-// stops, with every process it started, when the test ends.
+// with the real wukong-agent (agentBinary: $WUKONG_AGENT_BIN, or built
+// once); it stops, with every process it started, when the test ends.
 func pvcKubelet(t *testing.T, ns string) *standin.Kubelet {
 	t.Helper()
-	agentBinOnce.Do(func() {
-		if agentBin = os.Getenv("WUKONG_AGENT_BIN"); agentBin != "" {
-			return
-		}
-		root, err := framework.RepoRoot()
-		if err != nil {
-			agentBinErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "pvc-agent-")
-		if err != nil {
-			agentBinErr = err
-			return
-		}
-		agentBin = filepath.Join(dir, "wukong-agent")
-		cmd := exec.Command("go", "build", "-o", agentBin, "./cmd/wukong-agent")
-		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			agentBinErr = fmt.Errorf("go build ./cmd/wukong-agent: %w: %s", err, out)
-		}
-	})
-	require.NoError(t, agentBinErr)
+	bin := agentBinary(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	k, err := standin.StartKubelet(ctx, cp.Admin.Config, agentBin, ns)
+	k, err := standin.StartKubelet(ctx, cp.Admin.Config, bin, ns)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		cancel()
