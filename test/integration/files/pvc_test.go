@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -223,6 +224,24 @@ func TestPVCMethod(t *testing.T) {
 		assert.True(t, os.IsNotExist(err))
 	})
 
+	t.Run("two transfers at once", func(t *testing.T) {
+		var wg sync.WaitGroup
+		codes := make([]int, 2)
+		bodies := make([][]byte, 2)
+		for i := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				codes[i], _, bodies[i], _ = send(admin, http.MethodGet, p(url.Values{"path": {"/data/a.bin"}}), nil, nil)
+			}()
+		}
+		wg.Wait()
+		for i := range 2 {
+			assert.Equal(t, http.StatusOK, codes[i])
+			assert.True(t, bytes.Equal(content, bodies[i]))
+		}
+	})
+
 	// One helper pod served all of it, and goes once idle.
 	pod := helperpod.PodName("vm1")
 	assert.Equal(t, 1, k.Started(ns, pod), "the helper pod was not reused")
@@ -301,6 +320,22 @@ func TestPVCRefusals(t *testing.T) {
 		assert.Contains(t, statusMessage(b), "is not the Wukong taken's own")
 		_, err = kc.CoreV1().Pods(ns).Get(ctx, helperpod.PodName("taken"), metav1.GetOptions{})
 		assert.True(t, err != nil, "a helper pod mounts a PVC that is not the Wukong's")
+	})
+	t.Run("unbound PVC", func(t *testing.T) {
+		pvcWukong(t, ns, "unbound", corev1.ReadWriteOnce)
+		pvc, err := kc.CoreV1().PersistentVolumeClaims(ns).Get(ctx, helperpod.ClaimName("unbound"), metav1.GetOptions{})
+		require.NoError(t, err)
+		pvc.Status.Phase = corev1.ClaimPending
+		_, err = kc.CoreV1().PersistentVolumeClaims(ns).UpdateStatus(ctx, pvc, metav1.UpdateOptions{})
+		require.NoError(t, err)
+		code, hdr, b := raw(t, cp.Admin, http.MethodGet, pvcPath(ns, "unbound", url.Values{"path": {"/data"}}), nil, nil)
+		require.Equal(t, http.StatusServiceUnavailable, code, "%s", b)
+		assert.NotEmpty(t, hdr.Get("Retry-After"))
+		assert.Contains(t, statusMessage(b), "not scheduled (Unschedulable: 0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims.)")
+		evs, err := kc.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + helperpod.PodName("unbound")})
+		require.NoError(t, err)
+		require.NotEmpty(t, evs.Items)
+		assert.Equal(t, "FailedScheduling", evs.Items[0].Reason)
 	})
 	t.Run("Multi-Attach", func(t *testing.T) {
 		pvcWukong(t, ns, "held", corev1.ReadWriteOnce)
