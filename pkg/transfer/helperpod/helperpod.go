@@ -168,11 +168,16 @@ func (l *Lease) Release(broken bool) {
 		defer l.m.mu.Unlock()
 		l.h.active--
 		l.h.lastUsed = time.Now()
-		if broken {
+		current := l.m.helpers[l.w] == l.h
+		switch {
+		case broken:
 			l.h.client.Close()
-			if cur := l.m.helpers[l.w]; cur == l.h {
+			if current {
 				l.h.key = "" // the next Acquire makes a new client
 			}
+		case !current && l.h.active == 0:
+			// A new pod or Secret replaced this client while it was used.
+			l.h.client.Close()
 		}
 	})
 }
