@@ -64,6 +64,10 @@ func (c completedConfig) withPVC(s *genericapiserver.GenericAPIServer, cl *clien
 		go m.Run(hook)
 		return nil
 	})
-	dialers[vm.FileTransferMethodPVC] = &files.PVCDialer{Helpers: m}
+	pvc := &files.PVCDialer{Helpers: m}
+	if ssh, ok := dialers[vm.FileTransferMethodSSH].(*files.SSHDialer); ok {
+		pvc.Sweeper = ssh.Sweeper // one sweeper, one record of when each Wukong was swept
+	}
+	dialers[vm.FileTransferMethodPVC] = pvc
 	return dialers
 }

@@ -48,6 +48,9 @@ type PVCDialer struct {
 	// RetryAfterSeconds is what a request is told to wait while the helper
 	// pod starts (503).
 	RetryAfterSeconds int32
+	// Sweeper, when set, removes what uploads of servers that died left
+	// in the volume (sweep.go), as for ssh and http.
+	Sweeper *Sweeper
 
 	mu        sync.Mutex
 	leftovers map[string][]string
@@ -64,6 +67,9 @@ func (d *PVCDialer) Dial(ctx context.Context, w *vm.Wukong) (Session, error) {
 	}
 	s := &pvcSession{Client: l.Client, lease: l, d: d}
 	d.removeLeftovers(w, s)
+	if d.Sweeper != nil {
+		d.Sweeper.Run(ctx, w, s.Client)
+	}
 	return s, nil
 }
 
