@@ -43,6 +43,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
@@ -333,12 +334,17 @@ func TestHTTPMethodTellsWhatIsWrong(t *testing.T) {
 		assert.Contains(t, msg, "httpConfig.enabled")
 		assert.Contains(t, msg, "method ssh")
 	})
-	t.Run("pvc not available yet", func(t *testing.T) {
-		g := newGuest(t, ns, "pvc", func(w *v1alpha1.Wukong) { w.Spec.FileTransfer.Method = "pvc" })
-		code, _, body := raw(t, cp.Admin, http.MethodGet, g.filesPath(url.Values{"path": {"/"}}), nil, nil)
-		require.Equal(t, http.StatusNotImplemented, code, string(body))
+	t.Run("pvc volume not made yet", func(t *testing.T) {
+		// Method pvc is served (pvc_test.go); without its data volume the
+		// answer says what is missing.
+		g := newGuest(t, ns, "pvc", func(w *v1alpha1.Wukong) {
+			w.Spec.FileTransfer.Method = "pvc"
+			w.Spec.FileTransfer.PVCConfig = &v1alpha1.FileTransferPVCConfig{Size: resource.MustParse("1Gi")}
+		})
+		code, _, body := raw(t, cp.Admin, http.MethodGet, g.filesPath(url.Values{"path": {"/data"}}), nil, nil)
+		require.Equal(t, http.StatusConflict, code, string(body))
 		msg := status(t, body).Message
-		assert.Contains(t, msg, "method pvc is not available yet")
-		assert.Contains(t, msg, "method ssh")
+		assert.Contains(t, msg, "the PersistentVolumeClaim pvc-files does not exist yet")
+		assert.Contains(t, msg, "spec.fileTransfer.pvcConfig")
 	})
 }
