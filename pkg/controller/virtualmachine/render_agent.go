@@ -106,7 +106,10 @@ bin=wukong-agent-linux-$arch
 mnt=$(mktemp -d)
 mount -o ro LABEL=` + AgentISOLabel + ` "$mnt"
 trap 'umount "$mnt"; rmdir "$mnt"' EXIT
-(cd "$mnt" && grep "  $bin\$" SHA256SUMS | sha256sum -c -)
+# ISO 9660 keeps names in lower case: SHA256SUMS reads as sha256sums.
+sums=SHA256SUMS
+[ -f "$mnt/$sums" ] || sums=sha256sums
+(cd "$mnt" && grep "  $bin\$" "$sums" | sha256sum -c -)
 install -m 0755 "$mnt/$bin" ` + AgentBinary + `.new
 mv -f ` + AgentBinary + `.new ` + AgentBinary + `
 systemctl daemon-reload
