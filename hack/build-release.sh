@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Release builds: static, stripped, reproducible binaries carrying their
 # version, and wukong-apiserver's multi-arch OCI image (hack/image), which
-# carries wukong-agent too (the in-guest agent and the pvc helper pod's).
+# carries wukong-agent too (the in-guest agent and the pvc helper pod's),
+# and the wukong-agent-disk containerDisk that VMs of method http install
+# the agent from (an ISO labelled WUKONGAGENT with both agents).
 #
-#   hack/build-release.sh image     # _output/image (OCI layout); IMAGE=ref pushes too
+#   hack/build-release.sh image     # _output/image (OCI layout); IMAGE=ref pushes too;
+#                                   # _output/agent-disk; AGENT_DISK_IMAGE=ref pushes it
 #   hack/build-release.sh plugin    # _output/release/plugin: archives, SHA256SUMS, krew manifest
 #   hack/build-release.sh binary OS ARCH NAME OUT
 #
@@ -35,7 +38,7 @@ binary() { # os arch name out
 case ${1:-} in
 binary) shift; binary "$@" ;;
 image)
-  args=()
+  args=() disk=()
   for p in ${IMAGE_PLATFORMS:-linux/amd64 linux/arm64}; do
     out="$REL/${p%/*}-${p#*/}"
     for name in wukong-apiserver wukong-agent; do
@@ -43,7 +46,14 @@ image)
       binary "${p%/*}" "${p#*/}" "$name" "$out/$name"
     done
     args+=(--binary "$p=$out/wukong-apiserver" --agent "$p=$out/wukong-agent")
+    disk+=(--agent "$p=$out/wukong-agent")
   done
+  # The agent disk first; stdout is the server image's digest alone.
+  [ -z "${AGENT_DISK_IMAGE:-}" ] || disk+=(--push "$AGENT_DISK_IMAGE")
+  [ "${IMAGE_INSECURE:-}" != 1 ] || disk+=(--insecure)
+  echo ">> wukong-agent-disk $VERSION" >&2
+  d=$($GO run ./hack/image --agent-disk "${disk[@]}" --oci-layout "${AGENT_DISK_LAYOUT:-$root/_output/agent-disk}" --version "$VERSION" --revision "$COMMIT")
+  echo ">> wukong-agent-disk $d" >&2
   [ -z "${IMAGE:-}" ] || args+=(--push "$IMAGE")
   [ "${IMAGE_INSECURE:-}" != 1 ] || args+=(--insecure)
   $GO run ./hack/image "${args[@]}" --oci-layout "${IMAGE_LAYOUT:-$root/_output/image}" --version "$VERSION" --revision "$COMMIT"

@@ -87,7 +87,11 @@ func main() {
 	insecure := flag.Bool("insecure", false, "allow plain HTTP to the registry of --push (a registry on loopback in tests)")
 	version := flag.String("version", "", "the version, as an image label")
 	revision := flag.String("revision", "", "the commit, as an image label")
+	agentDisk := flag.Bool("agent-disk", false, "build the wukong-agent-disk containerDisk from the --agent binaries instead (agentdisk.go)")
 	flag.Parse()
+	if *agentDisk {
+		os.Exit(mainAgentDisk(agents, *ociLayout, *push, *insecure, *version, *revision))
+	}
 	if len(bins) == 0 || (*ociLayout == "" && *push == "") {
 		fmt.Fprintln(os.Stderr, "usage: image --binary linux/amd64=PATH --agent linux/amd64=PATH [--binary ... --agent ...] (--oci-layout DIR | --push REF)")
 		os.Exit(2)
@@ -109,6 +113,34 @@ func main() {
 		fmt.Fprintln(os.Stderr, "image:", err)
 		os.Exit(1)
 	}
+}
+
+// mainAgentDisk builds, writes and pushes the agent's containerDisk.
+func mainAgentDisk(agents binaries, ociLayout, push string, insecure bool, version, revision string) int {
+	if len(agents) == 0 || (ociLayout == "" && push == "") {
+		fmt.Fprintln(os.Stderr, "usage: image --agent-disk --agent linux/amd64=PATH [--agent ...] (--oci-layout DIR | --push REF)")
+		return 2
+	}
+	created, err := sourceDateEpoch()
+	if err == nil {
+		var idx v1.ImageIndex
+		var cleanup func()
+		if idx, cleanup, err = buildAgentDisk(agents, created, map[string]string{
+			"org.opencontainers.image.source":   "https://github.com/novasphere/wukong",
+			"org.opencontainers.image.version":  version,
+			"org.opencontainers.image.revision": revision,
+			"org.opencontainers.image.licenses": "Apache-2.0",
+			"org.opencontainers.image.title":    "wukong-agent-disk",
+		}); err == nil {
+			defer cleanup()
+			err = write(idx, ociLayout, push, insecure)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "image:", err)
+		return 1
+	}
+	return 0
 }
 
 // sourceDateEpoch is the reproducible-builds.org convention for "the time

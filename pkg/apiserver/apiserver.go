@@ -90,6 +90,12 @@ type ExtraConfig struct {
 	MaxArchiveHeaderBytes int64
 	// UploadTempMaxAge: older temporary upload files in guests are swept.
 	UploadTempMaxAge time.Duration
+	// HelperImage runs the helper pods of method pvc (none: method pvc is
+	// 501); HelperIdleTimeout deletes unused ones; HelperReadyTimeout
+	// bounds a request's wait for one.
+	HelperImage        string
+	HelperIdleTimeout  time.Duration
+	HelperReadyTimeout time.Duration
 	// CDIUploadProxyURL and CDIUploadProxyCA override where the CDIConfig
 	// says CDI's upload proxy is.
 	CDIUploadProxyURL string
@@ -106,6 +112,8 @@ type ExtraConfig struct {
 	// Controller runs the VM controller in the replica holding
 	// ControllerLock (the record collector runs there either way).
 	Controller bool
+	// AgentDiskImage is the wukong-agent containerDisk (--agent-disk-image).
+	AgentDiskImage string
 	// TransferRecordsPerUser and TransferRecordsPerNamespace are how many
 	// transfers a user and a namespace may start a minute (0: no limit);
 	// TransferRecordsKept is the most finished records a namespace keeps.

@@ -139,12 +139,21 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 		Cache: c.newGuestCache(s, cl)}
 	dialer := files.NewSSHDialer(locator, pool, statusWriter)
 	dialer.Events = cl.events
+	// Method http: the in-guest wukong-agent, one HTTPS client per Wukong.
+	agents := files.NewAgentDialer(locator)
+	s.AddPreShutdownHookOrDie("close-agent-clients", func() error { agents.Close(); return nil })
 	if age := c.ExtraConfig.UploadTempMaxAge; age > 0 {
-		dialer.Sweeper = &files.Sweeper{Records: transfers, MaxAge: age, Every: age / 4, MaxEntries: 10000}
+		sweeper := &files.Sweeper{Records: transfers, MaxAge: age, Every: age / 4, MaxEntries: 10000}
+		dialer.Sweeper, agents.Sweeper = sweeper, sweeper
 	}
 	fileStreams := files.NewREST(files.Deps{
-		Wukongs:     wukongs,
-		Dialer:      dialer,
+		Wukongs: wukongs,
+		// Method pvc: helper pods (pvc.go), when the server has an image
+		// for them; otherwise the files subresource answers it 501.
+		Dialer: c.withPVC(s, cl, files.ByMethod{
+			vm.FileTransferMethodSSH:  dialer,
+			vm.FileTransferMethodHTTP: agents,
+		}),
 		Recorder:    recorder,
 		Authorizer:  authz,
 		MaxFileSize: c.ExtraConfig.MaxFileSize,

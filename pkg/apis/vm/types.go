@@ -350,7 +350,8 @@ type FileTransferSpec struct {
 	Enabled bool `json:"enabled"`
 
 	// Method is how files travel: ssh (SFTP to the guest), http (the in-guest
-	// wukong-agent) or pvc (through the disk while the VM is stopped). Defaults to ssh.
+	// wukong-agent) or pvc (the data volume of pvcConfig, through a helper
+	// pod, also while the VM is stopped). Defaults to ssh.
 	// +optional
 	Method string `json:"method,omitempty"`
 
@@ -361,6 +362,14 @@ type FileTransferSpec struct {
 	// HTTPConfig configures the http method.
 	// +optional
 	HTTPConfig *HTTPTransferConfig `json:"httpConfig,omitempty"`
+
+	// PVCConfig declares the data volume of method pvc: a filesystem
+	// DataVolume <wukong>-files shared with the guest (virtiofs) and mounted
+	// at mountPath by cloud-init, which the files subresource reads and
+	// writes through a short-lived helper pod, also while the VM is
+	// stopped. Method pvc requires it.
+	// +optional
+	PVCConfig *FileTransferPVCConfig `json:"pvcConfig,omitempty"`
 
 	// MaxFileSize caps the size of one file transferred to or from this VM;
 	// the server's own limit applies when it is lower.
@@ -391,9 +400,45 @@ type HTTPTransferConfig struct {
 	// +optional
 	Port *int32 `json:"port,omitempty"`
 
+	// Roots are the guest directories the agent serves: absolute, clean,
+	// none inside another, at most 16. Paths outside them are refused
+	// (403). Defaults to ["/"], the whole filesystem as the agent's user
+	// (root) sees it, as with ssh; data directories confine it.
+	// +optional
+	// +listType=atomic
+	Roots []string `json:"roots,omitempty"`
+
 	// ServiceExposure exposes the agent through a Service.
 	// +optional
 	ServiceExposure *ServiceExposureSpec `json:"serviceExposure,omitempty"`
+}
+
+// FileTransferPVCConfig declares the data volume of method pvc.
+type FileTransferPVCConfig struct {
+	// Size of the volume, from 1Mi to 64Ti.
+	Size resource.Quantity `json:"size"`
+
+	// StorageClassName of the volume's PVC; the cluster's default class
+	// when unset.
+	// +optional
+	StorageClassName *string `json:"storageClassName,omitempty"`
+
+	// AccessModes of the volume: ReadWriteOnce (the default) or
+	// ReadWriteMany. With ReadWriteOnce the files subresource refuses (409)
+	// while the VM runs, as its virt-launcher pod holds the volume; with
+	// ReadWriteMany it serves while the VM runs as well.
+	// +optional
+	AccessModes []string `json:"accessModes,omitempty"`
+
+	// MountPath is where the guest mounts the volume, and the only path
+	// the files subresource serves with method pvc. Defaults to /data.
+	// +optional
+	MountPath string `json:"mountPath,omitempty"`
+
+	// VolumeMode of the volume: Filesystem, the only mode (a helper pod
+	// reads files, not blocks). Defaults to Filesystem.
+	// +optional
+	VolumeMode string `json:"volumeMode,omitempty"`
 }
 
 // ServiceExposureSpec describes the Service that exposes the agent.

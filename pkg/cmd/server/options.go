@@ -26,6 +26,7 @@ import (
 
 	"github.com/novasphere/wukong/pkg/apiserver"
 	"github.com/novasphere/wukong/pkg/controller"
+	"github.com/novasphere/wukong/pkg/controller/virtualmachine"
 	"github.com/novasphere/wukong/pkg/egress"
 	"github.com/novasphere/wukong/pkg/subresource/stream"
 	"github.com/novasphere/wukong/pkg/transfer/export"
@@ -48,6 +49,11 @@ type WukongOptions struct {
 	MaxArchiveHeaderBytes string
 	// Sweep of temporary upload files left in guests by crashed servers.
 	UploadTempMaxAge time.Duration
+	// Helper pods of method pvc: the image (this server's own), when an
+	// unused one is deleted, and how long a request waits for one.
+	HelperImage        string
+	HelperIdleTimeout  time.Duration
+	HelperReadyTimeout time.Duration
 	// CDI's upload proxy, when its CDIConfig does not say (or says an
 	// address for clients outside the cluster).
 	CDIUploadProxyURL    string
@@ -70,6 +76,8 @@ type WukongOptions struct {
 	// The controller that realises Wukongs as VirtualMachines.
 	Controller     bool
 	ControllerLock controller.LeaderOptions
+	// AgentDiskImage is the wukong-agent containerDisk of method http.
+	AgentDiskImage string
 }
 
 // NewWukongOptions returns the defaults.
@@ -89,6 +97,8 @@ func NewWukongOptions() *WukongOptions {
 		MaxArchiveEntries:           100000,
 		MaxArchiveHeaderBytes:       "32Mi",
 		UploadTempMaxAge:            time.Hour,
+		HelperIdleTimeout:           5 * time.Minute,
+		HelperReadyTimeout:          30 * time.Second,
 		MaxStreams:                  stream.DefaultMaxStreams,
 		MaxStreamsPerUser:           stream.DefaultMaxStreamsPerUser,
 		MaxStreamsPerWukong:         stream.DefaultMaxStreamsPerWukong,
@@ -96,6 +106,7 @@ func NewWukongOptions() *WukongOptions {
 		ExportSnapshotTimeout:       export.DefaultSnapshotTimeout,
 		ExportMaxTTL:                12 * time.Hour,
 		Controller:                  true,
+		AgentDiskImage:              virtualmachine.DefaultAgentDiskImage(),
 		ControllerLock: controller.LeaderOptions{
 			Namespace: namespaceOfPod(), Name: "wukong-controller",
 			LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
@@ -138,6 +149,12 @@ func (o *WukongOptions) AddFlags(fs *pflag.FlagSet) {
 		"Most bytes of entry names, link targets and PAX records in one extracted tar, as a quantity; more is refused with 413. 0 means no limit.")
 	fs.DurationVar(&o.UploadTempMaxAge, "upload-temp-max-age", o.UploadTempMaxAge,
 		"Age (by modification time) after which a temporary file of a plain or tar upload, left in a guest by a server that crashed, is removed on the next connection to that guest.")
+	fs.StringVar(&o.HelperImage, "helper-image", o.HelperImage,
+		"Image of the helper pods of method pvc, which run /usr/local/bin/wukong-agent. Empty: the image of this server's own pod (POD_NAME and POD_NAMESPACE from the downward API); outside a pod, method pvc answers 501.")
+	fs.DurationVar(&o.HelperIdleTimeout, "helper-idle-timeout", o.HelperIdleTimeout,
+		"A helper pod of method pvc that no transfer used for so long is deleted.")
+	fs.DurationVar(&o.HelperReadyTimeout, "helper-ready-timeout", o.HelperReadyTimeout,
+		"How long a method pvc request waits for its helper pod to be ready before it is answered 503 with Retry-After.")
 	fs.StringVar(&o.CDIUploadProxyURL, "cdi-upload-proxy-url", o.CDIUploadProxyURL,
 		"CDI's upload proxy as this server reaches it (e.g. https://cdi-uploadproxy.cdi.svc). Empty: status.uploadProxyURL of the CDIConfig config, as virtctl finds it.")
 	fs.StringVar(&o.CDIUploadProxyCAFile, "cdi-upload-proxy-ca-file", o.CDIUploadProxyCAFile,
@@ -160,6 +177,8 @@ func (o *WukongOptions) AddFlags(fs *pflag.FlagSet) {
 		"Largest ttl a disks/export request may ask for its VirtualMachineExport and snapshot; more is refused with 422.")
 	fs.BoolVar(&o.Controller, "controller", o.Controller,
 		"Run the controller that realises Wukongs as KubeVirt VirtualMachines with CDI DataVolumes, in the replica that holds the leader Lease. The Lease is held either way: the transfer record collector runs in its holder.")
+	fs.StringVar(&o.AgentDiskImage, "agent-disk-image", o.AgentDiskImage,
+		"The wukong-agent containerDisk (make image builds it beside the server's image) that VMs of method http get as a read-only cdrom, to install the agent from without network. Set it when the images come from a mirror.")
 	fs.StringVar(&o.ControllerLock.Namespace, "leader-elect-resource-namespace", o.ControllerLock.Namespace, "Namespace of the controller's leader Lease.")
 	fs.StringVar(&o.ControllerLock.Name, "leader-elect-resource-name", o.ControllerLock.Name, "Name of the controller's leader Lease.")
 	fs.DurationVar(&o.ControllerLock.LeaseDuration, "leader-elect-lease-duration", o.ControllerLock.LeaseDuration, "How long followers wait before taking over a Lease the leader stopped renewing.")
@@ -191,6 +210,9 @@ func (o *WukongOptions) Validate() []error {
 	if o.UploadTempMaxAge < 10*time.Minute {
 		// Younger temporary files may belong to uploads still running.
 		errs = append(errs, fmt.Errorf("--upload-temp-max-age must be at least 10m"))
+	}
+	if o.HelperIdleTimeout < 10*time.Second || o.HelperReadyTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--helper-idle-timeout must be at least 10s and --helper-ready-timeout positive"))
 	}
 	if o.SSHDialTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--ssh-dial-timeout must be positive"))
@@ -237,6 +259,7 @@ func (o *WukongOptions) ApplyTo(c *apiserver.ExtraConfig) error {
 	}
 	c.MaxArchiveHeaderBytes = hq.Value()
 	c.UploadTempMaxAge = o.UploadTempMaxAge
+	c.HelperImage, c.HelperIdleTimeout, c.HelperReadyTimeout = o.HelperImage, o.HelperIdleTimeout, o.HelperReadyTimeout
 	c.CDIUploadProxyURL = o.CDIUploadProxyURL
 	if o.CDIUploadProxyCAFile != "" {
 		if c.CDIUploadProxyCA, err = os.ReadFile(o.CDIUploadProxyCAFile); err != nil {
@@ -247,6 +270,7 @@ func (o *WukongOptions) ApplyTo(c *apiserver.ExtraConfig) error {
 	c.StreamIdleTimeout = o.StreamIdleTimeout
 	c.ExportSnapshotTimeout, c.ExportMaxTTL = o.ExportSnapshotTimeout, o.ExportMaxTTL
 	c.Controller, c.ControllerLock = o.Controller, o.ControllerLock
+	c.AgentDiskImage = o.AgentDiskImage
 	if c.PushEgress, err = egress.New(o.PushAllowedCIDRs, o.PushDeniedCIDRs); err != nil {
 		return err
 	}

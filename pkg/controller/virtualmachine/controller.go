@@ -68,6 +68,7 @@ type Controller struct {
 	kubevirt kubevirtclient.Interface
 	cdi      cdiclient.Interface
 	secrets  corev1client.SecretsGetter
+	services corev1client.ServicesGetter
 	refs     *Resolver
 	// exports deletes the snapshots and exports made for the disks.
 	exports interface {
@@ -87,6 +88,11 @@ type Controller struct {
 
 	// Events gets the disks' import phase changes, on the Wukong.
 	Events events.Events
+	// AgentDiskImage is the wukong-agent containerDisk method http's VMs
+	// boot with (--agent-disk-image).
+	AgentDiskImage string
+	// clock, when set, is the time for the agent certificate's life.
+	clock func() time.Time
 }
 
 // New builds a controller. wukongConfig reaches this server (the loopback
@@ -106,7 +112,7 @@ func New(wukongConfig, clusterConfig *rest.Config, core corev1client.CoreV1Inter
 		return nil, err
 	}
 	c := &Controller{
-		wukongs: wc, kubevirt: kv, cdi: cdi, secrets: core,
+		wukongs: wc, kubevirt: kv, cdi: cdi, secrets: core, services: core,
 		waiting: workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 30*time.Second),
 		exports: &export.Collector{Snapshots: kv.SnapshotV1beta1(), Exports: kv.ExportV1beta1()},
 		// Per-item exponential backoff (5 ms to 16 min) and an overall
@@ -262,6 +268,9 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		current = existing.Annotations[AnnotationGeneration] == strconv.FormatInt(w.Generation, 10) &&
 			controlledBy(existing, w) && runStrategyOf(existing) == RunStrategy(w)
 	}
+	agentSecret, agentErr := c.syncAgentSecret(ctx, w, renderedWithAgent(existing))
+	serviceErr := c.syncService(ctx, w, renderedWithAgent(existing))
+	current = current && agentCurrent(existing, agentSecret)
 	// What the spec names is read again until it all resolved for this
 	// generation, and before every VM write.
 	if !current || !resolved(w) {
@@ -288,15 +297,20 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		// Nothing that would fail for them: no VirtualMachine (nor its
 		// DataVolumes) until they are there; an existing one stays as it is.
 		obs.VM, obs.Held = existing, true
+	} else if agentErr != nil {
+		obs.Err = fmt.Errorf("writing the agent Secret: %w", agentErr)
 	} else if files, err := c.readFiles(ctx, w); err != nil {
 		obs.Err = err
-	} else if desired, userData, err := RenderWithFiles(w, CloudInitData{SSHPublicKey: c.publicKey(ctx, w), Files: files}); err != nil {
+	} else if desired, userData, err := RenderWithFiles(w, CloudInitData{SSHPublicKey: c.publicKey(ctx, w), Files: files, Agent: c.agentInstall(agentSecret)}); err != nil {
 		obs.Err = err
 	} else if err := c.applyUserDataSecret(ctx, w, userData); err != nil {
 		// Before the VM, whose cloud-init volume references it.
 		obs.Err = fmt.Errorf("writing the cloud-init user data Secret: %w", err)
 	} else if obs.VM, obs.NotApplied, err = c.applyVM(ctx, desired); err != nil {
 		obs.Err = fmt.Errorf("writing the VirtualMachine: %w", err)
+	}
+	if obs.Err == nil && serviceErr != nil {
+		obs.Err = fmt.Errorf("writing the agent's Service: %w", serviceErr)
 	}
 	if o, ok, _ := c.vmis.GetByKey(key); ok {
 		obs.VMI = o.(*kubevirtv1.VirtualMachineInstance)
@@ -521,6 +535,12 @@ func (c *Controller) finalize(ctx context.Context, w *v1alpha1.Wukong) error {
 		return err
 	}
 	if err := c.applyUserDataSecret(ctx, w, nil); err != nil {
+		return err
+	}
+	if err := c.deleteAgentSecret(ctx, w); err != nil {
+		return err
+	}
+	if err := c.deleteService(ctx, w, nil); err != nil {
 		return err
 	}
 	dvs := c.cdi.CdiV1beta1().DataVolumes(w.Namespace)

@@ -127,6 +127,7 @@ func RenderWithFiles(w *v1alpha1.Wukong, ci CloudInitData) (*kubevirtv1.VirtualM
 			Name: d.Name, VolumeSource: kubevirtv1.VolumeSource{DataVolume: &kubevirtv1.DataVolumeSource{Name: claim}},
 		})
 	}
+	addFilesVolume(w, out)
 	source, secret, err := cloudInitSource(w, ci)
 	if err != nil {
 		return nil, nil, err
@@ -139,6 +140,7 @@ func RenderWithFiles(w *v1alpha1.Wukong, ci CloudInitData) (*kubevirtv1.VirtualM
 			Name: cloudInitVolume, VolumeSource: kubevirtv1.VolumeSource{CloudInitNoCloud: source},
 		})
 	}
+	addAgentDisk(out, ci.Agent)
 	return out, secret, nil
 }
 

@@ -50,6 +50,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &vmv1alpha1.ExportStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ExportTargetSpec"):
 		return &vmv1alpha1.ExportTargetSpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("FileTransferPVCConfig"):
+		return &vmv1alpha1.FileTransferPVCConfigApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("FileTransferSource"):
 		return &vmv1alpha1.FileTransferSourceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("FileTransferSpec"):

@@ -49,6 +49,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.ExportStatus{}.OpenAPIModelName():             schema_pkg_apis_vm_v1alpha1_ExportStatus(ref),
 		v1alpha1.ExportTargetSpec{}.OpenAPIModelName():         schema_pkg_apis_vm_v1alpha1_ExportTargetSpec(ref),
 		v1alpha1.FileInfo{}.OpenAPIModelName():                 schema_pkg_apis_vm_v1alpha1_FileInfo(ref),
+		v1alpha1.FileTransferPVCConfig{}.OpenAPIModelName():    schema_pkg_apis_vm_v1alpha1_FileTransferPVCConfig(ref),
 		v1alpha1.FileTransferSource{}.OpenAPIModelName():       schema_pkg_apis_vm_v1alpha1_FileTransferSource(ref),
 		v1alpha1.FileTransferSpec{}.OpenAPIModelName():         schema_pkg_apis_vm_v1alpha1_FileTransferSpec(ref),
 		v1alpha1.FileTransferStatus{}.OpenAPIModelName():       schema_pkg_apis_vm_v1alpha1_FileTransferStatus(ref),
@@ -850,6 +851,63 @@ func schema_pkg_apis_vm_v1alpha1_FileInfo(ref common.ReferenceCallback) common.O
 	}
 }
 
+func schema_pkg_apis_vm_v1alpha1_FileTransferPVCConfig(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "FileTransferPVCConfig declares the data volume of method pvc.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"size": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Size of the volume, from 1Mi to 64Ti.",
+							Ref:         ref(resource.Quantity{}.OpenAPIModelName()),
+						},
+					},
+					"storageClassName": {
+						SchemaProps: spec.SchemaProps{
+							Description: "StorageClassName of the volume's PVC; the cluster's default class when unset.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"accessModes": {
+						SchemaProps: spec.SchemaProps{
+							Description: "AccessModes of the volume: ReadWriteOnce (the default) or ReadWriteMany. With ReadWriteOnce the files subresource refuses (409) while the VM runs, as its virt-launcher pod holds the volume; with ReadWriteMany it serves while the VM runs as well.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+					"mountPath": {
+						SchemaProps: spec.SchemaProps{
+							Description: "MountPath is where the guest mounts the volume, and the only path the files subresource serves with method pvc. Defaults to /data.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"volumeMode": {
+						SchemaProps: spec.SchemaProps{
+							Description: "VolumeMode of the volume: Filesystem, the only mode (a helper pod reads files, not blocks). Defaults to Filesystem.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"size"},
+			},
+		},
+		Dependencies: []string{
+			resource.Quantity{}.OpenAPIModelName()},
+	}
+}
+
 func schema_pkg_apis_vm_v1alpha1_FileTransferSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -920,7 +978,7 @@ func schema_pkg_apis_vm_v1alpha1_FileTransferSpec(ref common.ReferenceCallback) 
 					},
 					"method": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Method is how files travel: ssh (SFTP to the guest), http (the in-guest wukong-agent) or pvc (through the disk while the VM is stopped). Defaults to ssh.",
+							Description: "Method is how files travel: ssh (SFTP to the guest), http (the in-guest wukong-agent) or pvc (the data volume of pvcConfig, through a helper pod, also while the VM is stopped). Defaults to ssh.",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -937,6 +995,12 @@ func schema_pkg_apis_vm_v1alpha1_FileTransferSpec(ref common.ReferenceCallback) 
 							Ref:         ref(v1alpha1.HTTPTransferConfig{}.OpenAPIModelName()),
 						},
 					},
+					"pvcConfig": {
+						SchemaProps: spec.SchemaProps{
+							Description: "PVCConfig declares the data volume of method pvc: a filesystem DataVolume <wukong>-files shared with the guest (virtiofs) and mounted at mountPath by cloud-init, which the files subresource reads and writes through a short-lived helper pod, also while the VM is stopped. Method pvc requires it.",
+							Ref:         ref(v1alpha1.FileTransferPVCConfig{}.OpenAPIModelName()),
+						},
+					},
 					"maxFileSize": {
 						SchemaProps: spec.SchemaProps{
 							Description: "MaxFileSize caps the size of one file transferred to or from this VM; the server's own limit applies when it is lower.",
@@ -948,7 +1012,7 @@ func schema_pkg_apis_vm_v1alpha1_FileTransferSpec(ref common.ReferenceCallback) 
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.HTTPTransferConfig{}.OpenAPIModelName(), v1alpha1.SSHTransferConfig{}.OpenAPIModelName(), resource.Quantity{}.OpenAPIModelName()},
+			v1alpha1.FileTransferPVCConfig{}.OpenAPIModelName(), v1alpha1.HTTPTransferConfig{}.OpenAPIModelName(), v1alpha1.SSHTransferConfig{}.OpenAPIModelName(), resource.Quantity{}.OpenAPIModelName()},
 	}
 }
 
@@ -999,6 +1063,25 @@ func schema_pkg_apis_vm_v1alpha1_HTTPTransferConfig(ref common.ReferenceCallback
 							Description: "Port the agent listens on. Defaults to 8080.",
 							Type:        []string{"integer"},
 							Format:      "int32",
+						},
+					},
+					"roots": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Roots are the guest directories the agent serves: absolute, clean, none inside another, at most 16. Paths outside them are refused (403). Defaults to [\"/\"], the whole filesystem as the agent's user (root) sees it, as with ssh; data directories confine it.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
 						},
 					},
 					"serviceExposure": {

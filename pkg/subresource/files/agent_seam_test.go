@@ -36,17 +36,17 @@ import (
 // the handlers.
 var _ GuestFS = (*agent.Client)(nil)
 
-// agentDialer hands out sessions on one agent client.
-type agentDialer struct{ c *agent.Client }
+// seamDialer hands out sessions on one agent client.
+type seamDialer struct{ c *agent.Client }
 
-func (d agentDialer) Dial(context.Context, *vm.Wukong) (Session, error) {
-	return agentSession{d.c}, nil
+func (d seamDialer) Dial(context.Context, *vm.Wukong) (Session, error) {
+	return seamSession{d.c}, nil
 }
-func (agentDialer) Leftover(*vm.Wukong, string) {}
+func (seamDialer) Leftover(*vm.Wukong, string) {}
 
-type agentSession struct{ *agent.Client }
+type seamSession struct{ *agent.Client }
 
-func (agentSession) Close(error) {}
+func (seamSession) Close(error) {}
 
 // newAgentEnv is newEnv with the guest's /data served by the real
 // wukong-agent handler over TLS, reached through agent.Client.
@@ -70,7 +70,7 @@ func newAgentEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	e.rest.Dialer = agentDialer{c}
+	e.rest.Dialer = seamDialer{c}
 	return e
 }
 

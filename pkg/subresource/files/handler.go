@@ -120,12 +120,36 @@ func (r *REST) Connect(ctx context.Context, name string, options runtime.Object,
 		return nil, apierrors.NewForbidden(vm.Resource("wukongs/files"), name,
 			errors.New("file transfer is disabled for this Wukong: set spec.fileTransfer.enabled to true"))
 	}
-	if ft.Method != vm.FileTransferMethodSSH {
-		return nil, stream.New(http.StatusNotImplemented, metav1.StatusReasonMethodNotAllowed,
-			fmt.Sprintf("spec.fileTransfer.method %q is not served by the files subresource yet; use ssh", ft.Method))
+	if err := r.checkMethod(w); err != nil {
+		return nil, err
 	}
 	h := &handler{r: r, w: w, opts: opts, responder: responder, maxBytes: r.limitFor(w)}
 	return r.Limiter.Handler(w.Namespace, w.Name, responder, h), nil
+}
+
+// methodServer is a Dialer that serves some methods only (ByMethod).
+type methodServer interface{ Serves(method string) bool }
+
+// checkMethod refuses, naming the method and what would work, a Wukong
+// whose method this server cannot serve or that is not set up for it.
+func (r *REST) checkMethod(w *vm.Wukong) error {
+	m, ft := methodOf(w), w.Spec.FileTransfer
+	served := m == vm.FileTransferMethodSSH
+	if ms, ok := r.Dialer.(methodServer); ok {
+		served = ms.Serves(m)
+	}
+	switch {
+	case !served && m == vm.FileTransferMethodPVC:
+		return stream.New(http.StatusNotImplemented, metav1.StatusReasonMethodNotAllowed, fmt.Sprintf(
+			"spec.fileTransfer.method pvc is not available yet: this wukong-apiserver cannot reach the file transfer volume; use method ssh (spec.fileTransfer.sshConfig) or http (spec.fileTransfer.httpConfig.enabled) while the VM runs"))
+	case !served:
+		return stream.New(http.StatusNotImplemented, metav1.StatusReasonMethodNotAllowed, fmt.Sprintf(
+			"spec.fileTransfer.method %s is not served by this wukong-apiserver; use method ssh", m))
+	case m == vm.FileTransferMethodHTTP && (ft.HTTPConfig == nil || !ft.HTTPConfig.Enabled):
+		return apierrors.NewConflict(vm.Resource("wukongs"), w.Name, errors.New(
+			"spec.fileTransfer.method is http but spec.fileTransfer.httpConfig.enabled is not true, so no wukong-agent is installed in the guest: set httpConfig.enabled (cloud-init installs the agent when the VM next starts), or use method ssh"))
+	}
+	return nil
 }
 
 // limitFor is the lower of the server's and the Wukong's maximum file size.
@@ -151,6 +175,8 @@ type handler struct {
 	// wd cuts the stream when no byte moves; cutGuest is how it cuts the guest.
 	wd       *stream.Watchdog
 	cutGuest func()
+	// sess is the session on the guest, once dialed.
+	sess Session
 }
 
 // cause is err, or the stall that caused it.
@@ -212,11 +238,11 @@ func (h *handler) serve(rw http.ResponseWriter, req *http.Request) error {
 	if err != nil {
 		return err
 	}
-	h.cutGuest = cutGuest(s)
+	h.sess, h.cutGuest = s, cutGuest(s)
 	if !ws && req.Method != http.MethodDelete {
 		// A WebSocket is watched once upgraded (serveWebSocket); a
 		// recursive delete moves no bytes and may rightly take long.
-		h.wd = stream.NewWatchdog(h.r.IdleTimeout, guestPeer, stream.ClientCutter(rw), h.cutGuest)
+		h.wd = stream.NewWatchdog(h.r.IdleTimeout, h.guestPeer(), stream.ClientCutter(rw), h.cutGuest)
 		rw, req.Body = h.wd.ResponseWriter(rw), h.wd.Body(req.Body)
 		err = h.dispatch(ctx, s, rw, req, ws)
 		if ierr := h.wd.Stop(); ierr != nil && err != nil && !errors.Is(err, errStreamBroken) {
@@ -232,11 +258,16 @@ func (h *handler) serve(rw http.ResponseWriter, req *http.Request) error {
 }
 
 // guestPeer names the guest side in idle timeout messages.
-const guestPeer = "the guest's SFTP server"
+func (h *handler) guestPeer() string {
+	if methodOf(h.w) == vm.FileTransferMethodSSH {
+		return "the guest's SFTP server"
+	}
+	return "the guest's wukong-agent"
+}
 
 // errGuestStalled drops a session whose guest stopped answering: blocked
-// SFTP calls fail once its connection is closed.
-var errGuestStalled = errors.New("the guest's SFTP server stopped answering")
+// SFTP or agent calls fail once its connection is closed.
+var errGuestStalled = errors.New("the guest stopped answering")
 
 // cutGuest is what a Watchdog does when the guest stalls: close the pooled
 // connection (it is of no use to anyone while its SFTP server hangs).
@@ -499,6 +530,6 @@ func (h *handler) extract(ctx context.Context, s GuestFS, body io.Reader, t wuko
 func (h *handler) recordSpec(op string) vm.WukongFileTransferSpec {
 	return vm.WukongFileTransferSpec{
 		WukongName: h.w.Name, Operation: op, RemotePath: h.opts.Path,
-		Method: vm.FileTransferMethodSSH, ExpectedSHA256: h.opts.SHA256,
+		Method: methodOf(h.w), ExpectedSHA256: h.opts.SHA256,
 	}
 }

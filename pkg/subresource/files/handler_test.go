@@ -364,7 +364,6 @@ func TestConnectRefusals(t *testing.T) {
 		{name: "fileTransfer unset", mutate: func(w *vm.Wukong) { w.Spec.FileTransfer = nil }, code: http.StatusForbidden},
 		{name: "fileTransfer disabled", mutate: func(w *vm.Wukong) { w.Spec.FileTransfer.Enabled = false }, code: http.StatusForbidden},
 		{name: "method http", mutate: func(w *vm.Wukong) { w.Spec.FileTransfer.Method = vm.FileTransferMethodHTTP }, code: http.StatusNotImplemented},
-		{name: "method pvc", mutate: func(w *vm.Wukong) { w.Spec.FileTransfer.Method = vm.FileTransferMethodPVC }, code: http.StatusNotImplemented},
 		{name: "no such Wukong", vmName: "other", code: http.StatusNotFound},
 		{name: "relative path", opts: vm.WukongFileOptions{Path: "etc/passwd"}, code: http.StatusBadRequest},
 		{name: "negative offset", opts: vm.WukongFileOptions{Path: "/f", Offset: ptr.To[int64](-1)}, code: http.StatusBadRequest},

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 
 	"github.com/pkg/sftp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -29,6 +30,7 @@ import (
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/subresource/stream"
+	"github.com/novasphere/wukong/pkg/transfer/agent"
 	"github.com/novasphere/wukong/pkg/transfer/archive"
 	"github.com/novasphere/wukong/pkg/transfer/files"
 	"github.com/novasphere/wukong/pkg/transfer/guest"
@@ -44,6 +46,8 @@ func (h *handler) statusFor(err error) *apierrors.StatusError {
 		mismatch *ssh.HostKeyMismatchError
 		unreach  *ssh.UnreachableError
 		auth     *ssh.AuthError
+
+		agentUnreach *AgentUnreachableError
 	)
 	name, p := h.w.Name, h.opts.Path
 	switch {
@@ -63,6 +67,26 @@ func (h *handler) statusFor(err error) *apierrors.StatusError {
 		return apierrors.NewConflict(vm.Resource("wukongs"), name, fmt.Errorf("%v; files go only to the instance of the VirtualMachine the Wukong made", err))
 	case errors.Is(err, guest.ErrMisconfigured), errors.Is(err, ssh.ErrInvalidTarget):
 		return apierrors.NewConflict(vm.Resource("wukongs"), name, err)
+	case errors.Is(err, guest.ErrAgentNotReady):
+		return retryLater(name, 5, fmt.Sprintf("%s: %v; try again in a few seconds", name, err))
+	case errors.Is(err, guest.ErrAgentSecretNotOwned):
+		return apierrors.NewConflict(vm.Resource("wukongs"), name, err)
+	case errors.As(err, &agentUnreach):
+		switch {
+		case agentUnreach.Booting:
+			return retryLater(name, 10, fmt.Sprintf("%s: %v; try again in a few seconds (or use method ssh)", name, agentUnreach))
+		case agentUnreach.Timeout:
+			return stream.New(http.StatusGatewayTimeout, metav1.StatusReasonTimeout, agentUnreach.Error())
+		}
+		return stream.BadGateway(agentUnreach.Error())
+	case errors.Is(err, agent.ErrUnauthorized):
+		return stream.BadGateway(fmt.Sprintf("the wukong-agent in %s refused wukong-apiserver's token: the token in the Secret %s and the one the agent in the guest has differ (the guest gets the Secret's token through cloud-init when it starts)", name, agent.SecretName(name)))
+	case errors.Is(err, agent.ErrOutsideRoots):
+		return apierrors.NewForbidden(vm.Resource("wukongs/files"), p, fmt.Errorf("it is outside the directories the wukong-agent in %s serves (%s), or a link on its way leads out of them; the agent serves spec.fileTransfer.httpConfig.roots", name, h.agentRoots()))
+	case errors.Is(err, agent.ErrUnavailable):
+		return retryLater(name, 5, fmt.Sprintf("the wukong-agent in %s cannot serve the request now (it may be restarting): %v", name, err))
+	case errors.Is(err, agent.ErrBadRequest):
+		return apierrors.NewBadRequest(fmt.Sprintf("the wukong-agent in %s refused the request on %s: %v", name, p, err))
 	case errors.As(err, &mismatch):
 		return stream.BadGateway(mismatch.Error())
 	case errors.As(err, &auth):
@@ -101,9 +125,21 @@ func (h *handler) statusFor(err error) *apierrors.StatusError {
 	case errors.Is(err, os.ErrNotExist):
 		return apierrors.NewNotFound(vm.Resource("wukongs/files"), p)
 	case errors.Is(err, os.ErrPermission):
-		return apierrors.NewForbidden(vm.Resource("wukongs/files"), p, fmt.Errorf("the guest user %s may not do that in %s", h.sshUser(), name))
+		return apierrors.NewForbidden(vm.Resource("wukongs/files"), p, fmt.Errorf("the guest user %s may not do that in %s", h.guestUser(), name))
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return stream.New(http.StatusGatewayTimeout, metav1.StatusReasonTimeout, fmt.Sprintf("the request ended before the transfer of %s did: %v", p, err))
+	}
+	if methodOf(h.w) != vm.FileTransferMethodSSH {
+		if transportFailure(err) {
+			u := classifyAgentTransport(err)
+			if u.Timeout {
+				return stream.New(http.StatusGatewayTimeout, metav1.StatusReasonTimeout, fmt.Sprintf("the wukong-agent in %s did not answer in time while working on %s: %v", name, p, err))
+			}
+			if u.TLS {
+				return stream.BadGateway(fmt.Sprintf("the wukong-agent in %s did not prove to be the Wukong's (its certificate does not verify against %s of the Secret %s): %v", name, agent.SecretKeyTLSCert, agent.SecretName(name), err))
+			}
+		}
+		return stream.BadGateway(fmt.Sprintf("lost the connection to the wukong-agent in %s while working on %s: %v", name, p, err))
 	}
 	var se *sftp.StatusError
 	if errors.As(err, &se) {
@@ -137,9 +173,29 @@ func phaseOr(w *vm.Wukong, def string) string {
 	return w.Status.Phase
 }
 
-func (h *handler) sshUser() string {
+// guestUser names who the guest's side runs as.
+func (h *handler) guestUser() string {
+	if methodOf(h.w) != vm.FileTransferMethodSSH {
+		return "that the wukong-agent runs as"
+	}
 	if ft := h.w.Spec.FileTransfer; ft != nil && ft.SSHConfig != nil {
 		return ft.SSHConfig.User
 	}
 	return "(unknown)"
+}
+
+// agentRoots names the directories the agent serves, as it told.
+func (h *handler) agentRoots() string {
+	if r, ok := h.sess.(interface{ Roots() []string }); ok && len(r.Roots()) > 0 {
+		return strings.Join(r.Roots(), ", ")
+	}
+	return "not known"
+}
+
+// retryLater is a 503 whose retryAfterSeconds becomes a Retry-After header.
+func retryLater(name string, seconds int32, msg string) *apierrors.StatusError {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable, Reason: metav1.StatusReasonServiceUnavailable,
+		Message: msg, Details: &metav1.StatusDetails{Name: name, Group: vm.GroupName, Kind: "wukongs", RetryAfterSeconds: seconds},
+	}}
 }

@@ -58,7 +58,7 @@ func (h *handler) serveWebSocket(ctx context.Context, s GuestFS, rw http.Respons
 	defer conn.Close()
 	// The request context ends with the upgrade; the connection carries on.
 	ctx = context.WithoutCancel(ctx)
-	wd, stop := stream.WatchConn(conn, h.r.IdleTimeout, guestPeer, h.cutGuest)
+	wd, stop := stream.WatchConn(conn, h.r.IdleTimeout, h.guestPeer(), h.cutGuest)
 	h.wd = wd
 	var result any
 	switch {

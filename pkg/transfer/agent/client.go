@@ -373,6 +373,12 @@ func (c *Client) Upload(ctx context.Context, target string, body io.Reader, opts
 		q.Set("size", strconv.FormatInt(opts.Size, 10))
 	}
 	setInt(q, "maxBytes", opts.MaxBytes)
+	// The client names the temporary file, so that it can say which one to
+	// remove (a *files.LeftoverError) when the agent could not: it died or
+	// the connection broke before it answered.
+	suffix := randomSuffix()
+	q.Set("tmp", suffix)
+	tmp := path.Join(path.Dir(target), files.TempName(files.TempPrefix+suffix+"-", path.Base(target)))
 	if opts.Observer != nil {
 		body = io.TeeReader(body, opts.Observer)
 	}
@@ -380,7 +386,12 @@ func (c *Client) Upload(ctx context.Context, target string, body io.Reader, opts
 	defer sb.stop()
 	var res UploadResponse
 	if err := c.getJSON(ctx, request{method: http.MethodPut, path: PathFile, q: q, body: sb}, &res); err != nil {
-		return files.UploadResult{}, sb.cause(err)
+		var answered *Error
+		if errors.As(err, &answered) {
+			// The agent answered: it removed its file itself.
+			return files.UploadResult{}, sb.cause(err)
+		}
+		return files.UploadResult{}, &files.LeftoverError{Path: tmp, Err: sb.cause(err)}
 	}
 	return files.UploadResult{Bytes: res.Bytes, SHA256: res.SHA256, Created: res.Created}, nil
 }

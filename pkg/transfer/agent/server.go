@@ -221,6 +221,22 @@ func (q *query) sha256(k string) string {
 	return s
 }
 
+// tmpRE: the suffix of an upload's temporary file, chosen by the client so
+// that it can name the file to remove when the agent died mid-upload.
+var tmpRE = regexp.MustCompile(`^[0-9a-f]{12}$`)
+
+// tmpSuffix is the request's tmp parameter, or a random suffix.
+func (q *query) tmpSuffix(k string) string {
+	s := q.str(k)
+	if s == "" {
+		return randomSuffix()
+	}
+	if !tmpRE.MatchString(s) && q.err == nil {
+		q.err = fmt.Errorf("%w: %s must be 12 lower-case hex digits", ErrBadRequest, k)
+	}
+	return s
+}
+
 // idRE: a chunked upload's id is the record's UID; it becomes part of a
 // file name, so it may not carry a separator or a dot-dot.
 var idRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
@@ -303,6 +319,7 @@ func (h *Handler) putFile(w http.ResponseWriter, r *http.Request) error {
 	mode := q.mode("mode")
 	createParents, noClobber := q.bool("createParents"), q.bool("noClobber")
 	want := q.sha256("sha256")
+	suffix := q.tmpSuffix("tmp")
 	size := int64(-1)
 	if q.str("size") != "" {
 		size = q.int64("size", -1)
@@ -337,7 +354,7 @@ func (h *Handler) putFile(w http.ResponseWriter, r *http.Request) error {
 		}
 		mode = &m
 	}
-	tmp := path.Join(dir, files.TempName(files.TempPrefix+randomSuffix()+"-", path.Base(rel)))
+	tmp := path.Join(dir, files.TempName(files.TempPrefix+suffix+"-", path.Base(rel)))
 	f, err := m.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return guestErr("create", guest, err)

@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -97,7 +98,7 @@ func (l *Locator) SSHTarget(ctx context.Context, w *vm.Wukong) (ssh.Target, erro
 	}
 	addrc := make(chan addrRead, 1)
 	go func() {
-		addr, err := l.address(ctx, w)
+		addr, _, err := l.address(ctx, w)
 		addrc <- addrRead{addr, err}
 	}()
 	sec, err := l.keySecret(ctx, w.Namespace, ft.SSHConfig.KeySecret)
@@ -154,9 +155,9 @@ func (l *Locator) keySecret(ctx context.Context, namespace, name string) (*corev
 // the instance of the Wukong's own VirtualMachine (else an
 // *owner.NotOwnedError): a VMI anyone made under that name must not get
 // the Wukong's key and files.
-func (l *Locator) address(ctx context.Context, w *vm.Wukong) (string, error) {
-	if addr, ok := l.cachedAddress(w); ok {
-		return addr, nil
+func (l *Locator) address(ctx context.Context, w *vm.Wukong) (string, time.Time, error) {
+	if addr, since, ok := l.cachedAddress(w); ok {
+		return addr, since, nil
 	}
 	// The VM is read while the VMI is (one round trip to kube-apiserver
 	// instead of two), and judged after it, as owner.Checker.VMI would.
@@ -171,23 +172,34 @@ func (l *Locator) address(ctx context.Context, w *vm.Wukong) (string, error) {
 	}()
 	vmi, err := l.VMIs.VirtualMachineInstances(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return "", fmt.Errorf("%w %s/%s", ErrNoInstance, w.Namespace, w.Name)
+		return "", time.Time{}, fmt.Errorf("%w %s/%s", ErrNoInstance, w.Namespace, w.Name)
 	}
 	if err != nil {
-		return "", fmt.Errorf("reading the VirtualMachineInstance: %w", err)
+		return "", time.Time{}, fmt.Errorf("reading the VirtualMachineInstance: %w", err)
 	}
 	if err := owner.VMIOf(w, vmi, func() (*kubevirtv1.VirtualMachine, error) { r := <-vmc; return r.vm, r.err }); err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
 	if vmi.Status.Phase != kubevirtv1.Running {
-		return "", fmt.Errorf("%w: its VirtualMachineInstance is %s", ErrNotRunning, phaseOrPending(vmi.Status.Phase))
+		return "", time.Time{}, fmt.Errorf("%w: its VirtualMachineInstance is %s", ErrNotRunning, phaseOrPending(vmi.Status.Phase))
 	}
 	for _, iface := range vmi.Status.Interfaces {
 		if iface.IP != "" {
-			return iface.IP, nil
+			return iface.IP, runningSince(vmi), nil
 		}
 	}
-	return "", fmt.Errorf("%w: its VirtualMachineInstance has no IP address yet", ErrNotRunning)
+	return "", time.Time{}, fmt.Errorf("%w: its VirtualMachineInstance has no IP address yet", ErrNotRunning)
+}
+
+// runningSince is when vmi entered its phase Running, as KubeVirt records
+// it, or when it was created if that is not recorded.
+func runningSince(vmi *kubevirtv1.VirtualMachineInstance) time.Time {
+	for _, t := range vmi.Status.PhaseTransitionTimestamps {
+		if t.Phase == kubevirtv1.Running {
+			return t.PhaseTransitionTimestamp.Time
+		}
+	}
+	return vmi.CreationTimestamp.Time
 }
 
 // cachedAddress is address from the informers' copies, when they show a
@@ -203,25 +215,25 @@ func (l *Locator) address(ctx context.Context, w *vm.Wukong) (string, error) {
 // and the host key pinned in the Wukong's status (or its known_hosts)
 // refuses anything else that answers there, as it does when an address
 // changes hands between a live read and the dial.
-func (l *Locator) cachedAddress(w *vm.Wukong) (string, bool) {
+func (l *Locator) cachedAddress(w *vm.Wukong) (string, time.Time, bool) {
 	if l.Cache == nil {
-		return "", false
+		return "", time.Time{}, false
 	}
 	key := w.Namespace + "/" + w.Name
 	vmi, ok := cached[*kubevirtv1.VirtualMachineInstance](l.Cache.VMIs, key)
 	if !ok || vmi.Status.Phase != kubevirtv1.Running {
-		return "", false
+		return "", time.Time{}, false
 	}
 	m, ok := cached[*kubevirtv1.VirtualMachine](l.Cache.VMs, key)
 	if !ok || owner.VMIOf(w, vmi, func() (*kubevirtv1.VirtualMachine, error) { return m, owner.VMOf(w, m) }) != nil {
-		return "", false
+		return "", time.Time{}, false
 	}
 	for _, iface := range vmi.Status.Interfaces {
 		if iface.IP != "" {
-			return iface.IP, true
+			return iface.IP, runningSince(vmi), true
 		}
 	}
-	return "", false
+	return "", time.Time{}, false
 }
 
 // cached is the object under key in s, if s holds one of type T.

@@ -35,7 +35,7 @@ func TestNoInstance(t *testing.T) {
 	w := &vm.Wukong{ObjectMeta: metav1.ObjectMeta{Name: "vm1", Namespace: "ns", UID: "w-uid"}}
 	client := kvfake.NewSimpleClientset()
 	l := &Locator{VMIs: client.KubevirtV1(), VMs: client.KubevirtV1()}
-	_, err := l.address(context.Background(), w)
+	_, _, err := l.address(context.Background(), w)
 	if !errors.Is(err, ErrNoInstance) || !errors.Is(err, ErrNotRunning) {
 		t.Fatalf("no VMI: %v, want ErrNoInstance", err)
 	}
@@ -50,7 +50,7 @@ func TestNoInstance(t *testing.T) {
 		Status: kubevirtv1.VirtualMachineInstanceStatus{Phase: kubevirtv1.Scheduling}}
 	client = kvfake.NewSimpleClientset(m, vmi)
 	l = &Locator{VMIs: client.KubevirtV1(), VMs: client.KubevirtV1()}
-	_, err = l.address(context.Background(), w)
+	_, _, err = l.address(context.Background(), w)
 	if !errors.Is(err, ErrNotRunning) || errors.Is(err, ErrNoInstance) {
 		t.Fatalf("a scheduling VMI: %v, want ErrNotRunning only", err)
 	}

@@ -296,3 +296,67 @@ func wsUploadFrom(b *testing.B, apiPath, src string) {
 	rec := wsResult(b, conn)
 	require.Equal(b, "Succeeded", rec.Status.Phase, rec.Status.Message)
 }
+
+// BenchmarkFilesHTTPvsSSH moves the same 1 GiB in and out of a guest of
+// method ssh (sshd) and one of method http (the wukong-agent binary), both
+// through kube-apiserver, the aggregator and wukong-apiserver with kubectl
+// --raw, in interleaved rounds of the same run. It reports throughput, the
+// ratio http/ssh (the number that matters on a shared, noisy machine) and
+// the CPU seconds wukong-apiserver and the guest's server spent per GiB.
+//
+//	make bench
+func BenchmarkFilesHTTPvsSSH(b *testing.B) {
+	const size = 1 << 30
+	ns := namespace(b, "files-bench-methods")
+	guests := map[string]*guest{"ssh": newGuestFor(b, "ssh", ns, "bench-ssh"), "http": newGuestFor(b, "http", ns, "bench-http")}
+	work := b.TempDir()
+	src := filepath.Join(work, "src.bin")
+	sum := framework.WriteRandomFile(b, src, size, 1)
+	for _, g := range guests {
+		require.NoError(b, os.MkdirAll(g.host("/data"), 0o755))
+		require.NoError(b, copyFile(src, g.host("/data/src.bin")))
+	}
+	best := map[string]time.Duration{}
+	cpuBy := map[string]framework.CPUByCommand{}
+	measure := func(name string, f func()) {
+		time.Sleep(time.Second) // let the last transfer's processes be counted there
+		procs := framework.ReadCPUByCommand()
+		start := time.Now()
+		f()
+		took := time.Since(start)
+		if d, ok := best[name]; !ok || took < d {
+			best[name], cpuBy[name] = took, framework.ReadCPUByCommand().Sub(procs)
+		}
+	}
+	b.ResetTimer()
+	for range 2 { // interleaved rounds; the best of each counts
+		for _, m := range methods {
+			g := guests[m]
+			dest := filepath.Join(work, m+"-get.bin")
+			measure(m+"-get", func() {
+				require.NoError(b, kubectlDownload(b, cp.Admin, g.filesPath(url.Values{"path": {"/data/src.bin"}}), dest))
+			})
+			framework.RequireContentAndRemove(b, dest, sum)
+			measure(m+"-put", func() {
+				framework.RunKubectl(b, cp, cp.Admin, "replace", "--raw", g.filesPath(url.Values{"path": {"/data/put.bin"}}), "-f", src)
+			})
+			framework.RequireContentAndRemove(b, g.host("/data/put.bin"), sum)
+		}
+	}
+	b.StopTimer()
+	mbps := func(d time.Duration) float64 { return float64(size) / 1e6 / d.Seconds() }
+	gib := float64(size) / (1 << 30)
+	var report strings.Builder
+	for _, op := range []string{"get", "put"} {
+		for _, m := range methods {
+			name := m + "-" + op
+			by := cpuBy[name]
+			b.ReportMetric(mbps(best[name]), name+"-MB/s")
+			b.ReportMetric(by.Total("wukong-apiserve")/gib, name+"-wukong-cpu-s/GiB")
+			fmt.Fprintf(&report, "%s: %.1f s; CPU-s per GiB: wukong-apiserver %.2f, kube-apiserver %.2f, sshd %.2f, wukong-agent %.2f\n",
+				name, best[name].Seconds(), by.Total("wukong-apiserve")/gib, by.Total("kube-apiserver")/gib, by.Total("sshd")/gib, by.Total("wukong-agent")/gib)
+		}
+		b.ReportMetric(best["ssh-"+op].Seconds()/best["http-"+op].Seconds(), "http-"+op+"-x-ssh")
+	}
+	fmt.Print(report.String())
+}

@@ -62,9 +62,11 @@ func recordsFor(t testing.TB, ns, remote string) []v1alpha1.WukongFileTransfer {
 	return out
 }
 
-func TestWrongChecksumLeavesNothing(t *testing.T) {
-	ns := namespace(t, "files-sha")
-	g := newGuest(t, ns, "vm1")
+func TestWrongChecksumLeavesNothing(t *testing.T) { forEachMethod(t, testWrongChecksumLeavesNothing) }
+
+func testWrongChecksumLeavesNothing(t *testing.T, method string) {
+	ns := namespace(t, "files-sha-"+method)
+	g := newGuestFor(t, method, ns, "vm1")
 	require.NoError(t, os.MkdirAll(g.host("/data"), 0o755))
 	require.NoError(t, os.WriteFile(g.host("/data/keep.bin"), []byte("original"), 0o644))
 	wrong := strings.Repeat("0", 64)
@@ -91,9 +93,11 @@ func TestWrongChecksumLeavesNothing(t *testing.T) {
 // TestGuestDiesMidUpload kills the sshd while a body streams in: the client
 // gets an error, the target keeps its old bytes, no temporary file remains
 // once the VM is back, and the record is Failed with the bytes done.
-func TestGuestDiesMidUpload(t *testing.T) {
-	ns := namespace(t, "files-kill")
-	g := newGuest(t, ns, "vm1")
+func TestGuestDiesMidUpload(t *testing.T) { forEachMethod(t, testGuestDiesMidUpload) }
+
+func testGuestDiesMidUpload(t *testing.T, method string) {
+	ns := namespace(t, "files-kill-"+method)
+	g := newGuestFor(t, method, ns, "vm1")
 	require.NoError(t, os.MkdirAll(g.host("/data"), 0o755))
 	require.NoError(t, os.WriteFile(g.host("/data/big.bin"), []byte("old"), 0o644))
 
@@ -102,7 +106,7 @@ func TestGuestDiesMidUpload(t *testing.T) {
 		// 32 MiB, then kill the guest, then keep the body open a little.
 		_, _ = io.CopyN(pw, rand.Reader, 32<<20)
 		time.Sleep(300 * time.Millisecond)
-		g.vm.Kill()
+		g.kill()
 		_, _ = io.CopyN(pw, rand.Reader, 8<<20)
 		time.Sleep(2 * time.Second)
 		pw.CloseWithError(io.ErrUnexpectedEOF)
@@ -118,7 +122,7 @@ func TestGuestDiesMidUpload(t *testing.T) {
 	assert.GreaterOrEqual(t, recs[0].Status.BytesTransferred, int64(32<<20))
 
 	// Back up: the next request over a new connection removes the leftover.
-	require.NoError(t, g.vm.Restart(context.Background()))
+	require.NoError(t, g.restart(context.Background()))
 	code, _, body = raw(t, cp.Admin, http.MethodGet, g.filesPath(url.Values{"path": {"/data"}}), nil, nil)
 	require.Equal(t, http.StatusOK, code, string(body))
 	noTempFiles(t, g.host("/data"))
@@ -194,14 +198,16 @@ func TestVMNotRunningOrUnreachable(t *testing.T) {
 	assert.Less(t, time.Since(start), 20*time.Second, "no hang")
 }
 
-func TestPolicy(t *testing.T) {
-	ns := namespace(t, "files-policy")
-	off := newGuest(t, ns, "off", func(w *v1alpha1.Wukong) { w.Spec.FileTransfer.Enabled = false })
+func TestPolicy(t *testing.T) { forEachMethod(t, testPolicy) }
+
+func testPolicy(t *testing.T, method string) {
+	ns := namespace(t, "files-policy-"+method)
+	off := newGuestFor(t, method, ns, "off", func(w *v1alpha1.Wukong) { w.Spec.FileTransfer.Enabled = false })
 	code, _, body := raw(t, cp.Admin, http.MethodGet, off.filesPath(url.Values{"path": {"/"}}), nil, nil)
 	assert.Equal(t, http.StatusForbidden, code)
 	assert.Contains(t, status(t, body).Message, "spec.fileTransfer.enabled")
 
-	small := newGuest(t, ns, "small", func(w *v1alpha1.Wukong) { w.Spec.FileTransfer.MaxFileSize = ptr.To(resource.MustParse("1Mi")) })
+	small := newGuestFor(t, method, ns, "small", func(w *v1alpha1.Wukong) { w.Spec.FileTransfer.MaxFileSize = ptr.To(resource.MustParse("1Mi")) })
 	big := make([]byte, 2<<20)
 	code, _, body = raw(t, cp.Admin, http.MethodPost, small.filesPath(url.Values{"path": {"/big"}}), strings.NewReader(string(big)), nil)
 	assert.Equal(t, http.StatusRequestEntityTooLarge, code, string(body))
@@ -222,9 +228,11 @@ func TestPolicy(t *testing.T) {
 
 // TestGuestDiskFull fills a 1 MiB filesystem inside the guest: 507, and
 // neither the target nor the temporary file remains.
-func TestGuestDiskFull(t *testing.T) {
-	ns := namespace(t, "files-full")
-	g := newGuest(t, ns, "vm1")
+func TestGuestDiskFull(t *testing.T) { forEachMethod(t, testGuestDiskFull) }
+
+func testGuestDiskFull(t *testing.T, method string) {
+	ns := namespace(t, "files-full-"+method)
+	g := newGuestFor(t, method, ns, "vm1")
 	small := g.host("/small")
 	require.NoError(t, os.MkdirAll(small, 0o755))
 	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", small).CombinedOutput()

@@ -54,9 +54,11 @@ func wsSend(t testing.TB, conn *websocket.Conn, body []byte) {
 // TestCreateDoesNotClobber: a tar sent as create (POST, or upload=create
 // over a WebSocket, both authorised as create only) may not replace what
 // is in the VM: 409 and nothing changed. PUT and upload=replace may.
-func TestCreateDoesNotClobber(t *testing.T) {
-	ns := namespace(t, "files-noclobber")
-	g := newGuest(t, ns, "vm1")
+func TestCreateDoesNotClobber(t *testing.T) { forEachMethod(t, testCreateDoesNotClobber) }
+
+func testCreateDoesNotClobber(t *testing.T, method string) {
+	ns := namespace(t, "files-noclobber-"+method)
+	g := newGuestFor(t, method, ns, "vm1")
 	require.NoError(t, os.MkdirAll(g.host("/srv/app/conf"), 0o755))
 	require.NoError(t, os.WriteFile(g.host("/srv/app/conf/app.yaml"), []byte("mine"), 0o644))
 	hostile := testutil.Tar(t,

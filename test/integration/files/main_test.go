@@ -59,22 +59,47 @@ func TestMain(m *testing.M) {
 		BeforeWukongAPIServer: standin.InstallKubeVirtCRDs,
 		// Short retention, stale time and declared TTL so the collector
 		// tests see records go.
-		WukongAPIServerArgs: []string{"--transfer-record-retention=20s", "--transfer-stale-after=8s", "--declared-transfer-ttl=15s"},
+		WukongAPIServerArgs: []string{"--transfer-record-retention=20s", "--transfer-stale-after=8s", "--declared-transfer-ttl=15s",
+			// Method pvc: helper pods run by the stand-in kubelet
+			// (pvc_test.go), removed after a short idle time.
+			"--helper-image=example.com/wukong-apiserver:test", "--helper-idle-timeout=10s", "--helper-ready-timeout=5s"},
 	}, &cp))
 }
 
 // nextAddr hands every guest its own loopback address.
 var nextAddr atomic.Int32
 
-// guest is one Wukong backed by a running sshd.
+// guest is one Wukong backed by a running sshd (method ssh) or
+// wukong-agent (method http).
 type guest struct {
 	ns, name string
-	vm       *sshvm.VM
-	key      []byte // the client's private key, as in the Secret
+	method   string
+	// root is the guest's "/" on this machine; address its loopback address.
+	root, address string
+	vm            *sshvm.VM   // method ssh
+	key           []byte      // method ssh: the client's private key, as in the Secret
+	agent         *agentGuest // method http
 }
 
 // host is where a path inside the guest lives on this machine.
-func (g *guest) host(p string) string { return filepath.Join(g.vm.Root, p) }
+func (g *guest) host(p string) string { return filepath.Join(g.root, p) }
+
+// kill ends the guest's server at once, as a guest that dies.
+func (g *guest) kill() {
+	if g.agent != nil {
+		g.agent.kill()
+		return
+	}
+	g.vm.Kill()
+}
+
+// restart starts the guest's server again after kill.
+func (g *guest) restart(ctx context.Context) error {
+	if g.agent != nil {
+		return g.agent.start()
+	}
+	return g.vm.Restart(ctx)
+}
 
 // filesPath is the API path of the files subresource with query parameters.
 func (g *guest) filesPath(q url.Values) string {
@@ -118,7 +143,7 @@ func newGuest(t testing.TB, ns, name string, mutate ...wukongMutator) *guest {
 	_, err = wukongClient(t, cp.Admin).VmV1alpha1().Wukongs(ns).Create(ctx, w, metav1.CreateOptions{})
 	require.NoError(t, err)
 	require.NoError(t, standin.RunVMI(ctx, cp.Admin.Config, ns, name, addr))
-	return &guest{ns: ns, name: name, vm: vm, key: priv}
+	return &guest{ns: ns, name: name, method: "ssh", root: vm.Root, address: addr, vm: vm, key: priv}
 }
 
 func wukongClient(t testing.TB, u *framework.User) versioned.Interface {

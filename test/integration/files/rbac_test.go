@@ -31,23 +31,25 @@ import (
 
 // TestFilesRBAC: the HTTP method is the verb on wukongs/files, checked by
 // kube-apiserver and again by wukong-apiserver, per namespace.
-func TestFilesRBAC(t *testing.T) {
+func TestFilesRBAC(t *testing.T) { forEachMethod(t, testFilesRBAC) }
+
+func testFilesRBAC(t *testing.T, method string) {
 	root, err := framework.RepoRoot()
 	require.NoError(t, err)
 	framework.RunKubectl(t, cp, cp.Admin, "apply", "-f", root+"/artifacts/deploy/30-rbac-roles.yaml")
-	nsA, nsB := namespace(t, "files-rbac-a"), namespace(t, "files-rbac-b")
-	a, b := newGuest(t, nsA, "vm1"), newGuest(t, nsB, "vm1")
+	nsA, nsB := namespace(t, "files-rbac-a-"+method), namespace(t, "files-rbac-b-"+method)
+	a, b := newGuestFor(t, method, nsA, "vm1"), newGuestFor(t, method, nsB, "vm1")
 	for _, g := range []*guest{a, b} {
 		require.NoError(t, os.WriteFile(g.host("/hello.txt"), []byte("hello"), 0o644))
 	}
 
-	viewer := framework.CreateTestUser(t, cp, "files-viewer")
-	editor := framework.CreateTestUser(t, cp, "files-editor")
-	reader := framework.CreateTestUser(t, cp, "files-reader")
-	nobody := framework.CreateTestUser(t, cp, "files-nobody")
-	framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "v", "-n", nsA, "--clusterrole=vm.novasphere.dev:view", "--user=files-viewer")
-	framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "e", "-n", nsA, "--clusterrole=vm.novasphere.dev:edit", "--user=files-editor")
-	framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "r", "-n", nsA, "--clusterrole=vm.novasphere.dev:files-reader", "--user=files-reader")
+	viewer := framework.CreateTestUser(t, cp, "files-viewer-"+method)
+	editor := framework.CreateTestUser(t, cp, "files-editor-"+method)
+	reader := framework.CreateTestUser(t, cp, "files-reader-"+method)
+	nobody := framework.CreateTestUser(t, cp, "files-nobody-"+method)
+	framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "v", "-n", nsA, "--clusterrole=vm.novasphere.dev:view", "--user=files-viewer-"+method)
+	framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "e", "-n", nsA, "--clusterrole=vm.novasphere.dev:edit", "--user=files-editor-"+method)
+	framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "r", "-n", nsA, "--clusterrole=vm.novasphere.dev:files-reader", "--user=files-reader-"+method)
 
 	type op struct {
 		method string
@@ -95,5 +97,5 @@ func TestFilesRBAC(t *testing.T) {
 	// The editor's upload is recorded as the editor's.
 	recs := recordsFor(t, nsA, "/new.txt")
 	require.Len(t, recs, 1)
-	assert.Equal(t, "files-editor", recs[0].Status.RequestedBy)
+	assert.Equal(t, "files-editor-"+method, recs[0].Status.RequestedBy)
 }

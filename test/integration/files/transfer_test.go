@@ -70,9 +70,11 @@ func kubectlTo(u *framework.User, stdout io.Writer, env []string, args ...string
 	return nil
 }
 
-func TestUploadDownloadRoundTrip(t *testing.T) {
-	ns := namespace(t, "files-roundtrip")
-	g := newGuest(t, ns, "vm1")
+func TestUploadDownloadRoundTrip(t *testing.T) { forEachMethod(t, testUploadDownloadRoundTrip) }
+
+func testUploadDownloadRoundTrip(t *testing.T, method string) {
+	ns := namespace(t, "files-roundtrip-"+method)
+	g := newGuestFor(t, method, ns, "vm1")
 	for _, size := range []int64{0, 1 << 20, 200 << 20} {
 		t.Run(fmt.Sprintf("%d bytes", size), func(t *testing.T) {
 			local, sum := randomFile(t, size)
@@ -119,8 +121,12 @@ func TestUploadDownloadRoundTrip(t *testing.T) {
 }
 
 func TestRangesListingDeleteAndReplace(t *testing.T) {
-	ns := namespace(t, "files-ops")
-	g := newGuest(t, ns, "vm1")
+	forEachMethod(t, testRangesListingDeleteAndReplace)
+}
+
+func testRangesListingDeleteAndReplace(t *testing.T, method string) {
+	ns := namespace(t, "files-ops-"+method)
+	g := newGuestFor(t, method, ns, "vm1")
 	require.NoError(t, os.MkdirAll(g.host("/etc/app"), 0o755))
 	content := []byte("0123456789abcdefghijklmnopqrstuvwxyz")
 	require.NoError(t, os.WriteFile(g.host("/etc/app/config.yaml"), content, 0o640))
@@ -211,9 +217,11 @@ func TestRangesListingDeleteAndReplace(t *testing.T) {
 	})
 }
 
-func TestDirectoryTarRoundTrip(t *testing.T) {
-	ns := namespace(t, "files-tar")
-	g := newGuest(t, ns, "vm1")
+func TestDirectoryTarRoundTrip(t *testing.T) { forEachMethod(t, testDirectoryTarRoundTrip) }
+
+func testDirectoryTarRoundTrip(t *testing.T, method string) {
+	ns := namespace(t, "files-tar-"+method)
+	g := newGuestFor(t, method, ns, "vm1")
 	tree := map[string]string{"logs/a.log": "alpha\n", "logs/sub/b.log": strings.Repeat("b", 300000), "logs/empty": ""}
 	for p, c := range tree {
 		require.NoError(t, os.MkdirAll(filepath.Dir(g.host("/var/"+p)), 0o755))

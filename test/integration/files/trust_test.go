@@ -43,9 +43,13 @@ import (
 // Wukong's name, at an address of their choosing, gets neither the key nor
 // the files: 409, naming the link that is missing, for reads and writes.
 func TestFilesOnlyReachTheWukongsVMI(t *testing.T) {
+	forEachMethod(t, testFilesOnlyReachTheWukongsVMI)
+}
+
+func testFilesOnlyReachTheWukongsVMI(t *testing.T, method string) {
 	ctx := context.Background()
-	ns := namespace(t, "files-trust")
-	g := newGuest(t, ns, "vm1")
+	ns := namespace(t, "files-trust-"+method)
+	g := newGuestFor(t, method, ns, "vm1")
 	require.NoError(t, os.MkdirAll(g.host("/srv"), 0o755))
 	require.NoError(t, os.WriteFile(g.host("/srv/secret.txt"), []byte("the guest's"), 0o644))
 	get := g.filesPath(url.Values{"path": {"/srv/secret.txt"}})
@@ -85,7 +89,7 @@ func TestFilesOnlyReachTheWukongsVMI(t *testing.T) {
 		_, err := vmis.Create(ctx, &kubevirtv1.VirtualMachineInstance{
 			ObjectMeta: metav1.ObjectMeta{Name: "vm1", Labels: labels, OwnerReferences: refs(made)},
 			Status: kubevirtv1.VirtualMachineInstanceStatus{Phase: kubevirtv1.Running,
-				Interfaces: []kubevirtv1.VirtualMachineInstanceNetworkInterface{{Name: "default", IP: g.vm.Address, IPs: []string{g.vm.Address}}}},
+				Interfaces: []kubevirtv1.VirtualMachineInstanceNetworkInterface{{Name: "default", IP: g.address, IPs: []string{g.address}}}},
 		}, metav1.CreateOptions{})
 		require.NoError(t, err)
 	}
@@ -146,7 +150,7 @@ func TestFilesOnlyReachTheWukongsVMI(t *testing.T) {
 	// The Wukong's own chain again: files flow.
 	require.NoError(t, vmis.Delete(ctx, "vm1", metav1.DeleteOptions{}))
 	require.NoError(t, vms.Delete(ctx, "vm1", metav1.DeleteOptions{}))
-	require.NoError(t, standin.RunVMI(ctx, cp.Admin.Config, ns, "vm1", g.vm.Address))
+	require.NoError(t, standin.RunVMI(ctx, cp.Admin.Config, ns, "vm1", g.address))
 	code, _, body = raw(t, cp.Admin, http.MethodGet, get, nil, nil)
 	require.Equal(t, http.StatusOK, code, string(body))
 	assert.Equal(t, "the guest's", string(body))

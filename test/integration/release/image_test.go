@@ -46,7 +46,7 @@ func buildImage(t *testing.T, root, dir string) string {
 	t.Helper()
 	cmd := exec.Command("hack/build-release.sh", "image")
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "IMAGE_LAYOUT="+dir, "IMAGE=")
+	cmd.Env = append(os.Environ(), "IMAGE_LAYOUT="+dir, "IMAGE=", "AGENT_DISK_LAYOUT="+dir+"-agent-disk", "AGENT_DISK_IMAGE=")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
@@ -108,6 +108,9 @@ func TestImageIsReproducibleMultiArchAndMinimal(t *testing.T) {
 	if want := []string{"linux/amd64", "linux/arm64"}; !slices.Equal(platforms, want) {
 		t.Fatalf("platforms %v, want %v", platforms, want)
 	}
+	t.Run("agent disk", func(t *testing.T) {
+		checkAgentDisk(t, filepath.Join(tmp, "a-agent-disk"), filepath.Join(tmp, "b-agent-disk"), idx)
+	})
 }
 
 func checkImage(t *testing.T, img v1.Image, arch string) {

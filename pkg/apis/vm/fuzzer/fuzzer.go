@@ -53,6 +53,22 @@ var Funcs = func(codecs runtimeserializer.CodecFactory) []any {
 				s.Port = new(int32)
 				*s.Port = 8080
 			}
+			if len(s.Roots) == 0 {
+				s.Roots = []string{"/"}
+			}
+		},
+		func(s *vm.FileTransferPVCConfig, c randfill.Continue) {
+			c.FillNoCustom(s)
+			// What defaulting fills in (SetDefaults_FileTransferPVCConfig).
+			if len(s.AccessModes) == 0 {
+				s.AccessModes = []string{"ReadWriteOnce"}
+			}
+			if s.MountPath == "" {
+				s.MountPath = "/data"
+			}
+			if s.VolumeMode == "" {
+				s.VolumeMode = "Filesystem"
+			}
 		},
 		func(s *vm.ServiceExposureSpec, c randfill.Continue) {
 			c.FillNoCustom(s)

@@ -45,11 +45,16 @@ func SetDefaults_SSHTransferConfig(obj *SSHTransferConfig) {
 	}
 }
 
-// SetDefaults_HTTPTransferConfig defaults the port to 8080.
+// SetDefaults_HTTPTransferConfig defaults the port to 8080 and the roots to
+// "/": the seed's example names none, and its transfers write to /etc and
+// /data, as they would over ssh.
 func SetDefaults_HTTPTransferConfig(obj *HTTPTransferConfig) {
 	if obj.Port == nil {
 		p := DefaultHTTPPort
 		obj.Port = &p
+	}
+	if len(obj.Roots) == 0 {
+		obj.Roots = []string{"/"}
 	}
 }
 
@@ -78,5 +83,27 @@ func SetDefaults_ExportTargetSpec(obj *ExportTargetSpec) {
 func SetDefaults_WukongSpec(obj *WukongSpec) {
 	if obj.RunStrategy == "" {
 		obj.RunStrategy = RunStrategyAlways
+	}
+}
+
+// Defaults of FileTransferPVCConfig.
+const (
+	DefaultPVCMountPath = "/data"
+	PVCVolumeModeFS     = "Filesystem"
+	PVCReadWriteOnce    = "ReadWriteOnce"
+	PVCReadWriteMany    = "ReadWriteMany"
+)
+
+// SetDefaults_FileTransferPVCConfig defaults the data volume of method pvc
+// to one ReadWriteOnce filesystem mounted at /data.
+func SetDefaults_FileTransferPVCConfig(obj *FileTransferPVCConfig) {
+	if len(obj.AccessModes) == 0 {
+		obj.AccessModes = []string{PVCReadWriteOnce}
+	}
+	if obj.MountPath == "" {
+		obj.MountPath = DefaultPVCMountPath
+	}
+	if obj.VolumeMode == "" {
+		obj.VolumeMode = PVCVolumeModeFS
 	}
 }

@@ -53,6 +53,9 @@ func SetObjectDefaults_Wukong(in *Wukong) {
 				SetDefaults_ServiceExposureSpec(in.Spec.FileTransfer.HTTPConfig.ServiceExposure)
 			}
 		}
+		if in.Spec.FileTransfer.PVCConfig != nil {
+			SetDefaults_FileTransferPVCConfig(in.Spec.FileTransfer.PVCConfig)
+		}
 	}
 }
 

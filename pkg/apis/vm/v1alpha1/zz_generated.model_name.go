@@ -102,6 +102,11 @@ func (in FileInfo) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in FileTransferPVCConfig) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.FileTransferPVCConfig"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in FileTransferSource) OpenAPIModelName() string {
 	return "dev.novasphere.vm.v1alpha1.FileTransferSource"
 }

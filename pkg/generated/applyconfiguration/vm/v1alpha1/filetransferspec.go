@@ -30,12 +30,19 @@ type FileTransferSpecApplyConfiguration struct {
 	// Enabled turns the files subresource on for this Wukong.
 	Enabled *bool `json:"enabled,omitempty"`
 	// Method is how files travel: ssh (SFTP to the guest), http (the in-guest
-	// wukong-agent) or pvc (through the disk while the VM is stopped). Defaults to ssh.
+	// wukong-agent) or pvc (the data volume of pvcConfig, through a helper
+	// pod, also while the VM is stopped). Defaults to ssh.
 	Method *string `json:"method,omitempty"`
 	// SSHConfig configures the ssh method.
 	SSHConfig *SSHTransferConfigApplyConfiguration `json:"sshConfig,omitempty"`
 	// HTTPConfig configures the http method.
 	HTTPConfig *HTTPTransferConfigApplyConfiguration `json:"httpConfig,omitempty"`
+	// PVCConfig declares the data volume of method pvc: a filesystem
+	// DataVolume <wukong>-files shared with the guest (virtiofs) and mounted
+	// at mountPath by cloud-init, which the files subresource reads and
+	// writes through a short-lived helper pod, also while the VM is
+	// stopped. Method pvc requires it.
+	PVCConfig *FileTransferPVCConfigApplyConfiguration `json:"pvcConfig,omitempty"`
 	// MaxFileSize caps the size of one file transferred to or from this VM;
 	// the server's own limit applies when it is lower.
 	MaxFileSize *resource.Quantity `json:"maxFileSize,omitempty"`
@@ -76,6 +83,14 @@ func (b *FileTransferSpecApplyConfiguration) WithSSHConfig(value *SSHTransferCon
 // If called multiple times, the HTTPConfig field is set to the value of the last call.
 func (b *FileTransferSpecApplyConfiguration) WithHTTPConfig(value *HTTPTransferConfigApplyConfiguration) *FileTransferSpecApplyConfiguration {
 	b.HTTPConfig = value
+	return b
+}
+
+// WithPVCConfig sets the PVCConfig field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the PVCConfig field is set to the value of the last call.
+func (b *FileTransferSpecApplyConfiguration) WithPVCConfig(value *FileTransferPVCConfigApplyConfiguration) *FileTransferSpecApplyConfiguration {
+	b.PVCConfig = value
 	return b
 }
 
