@@ -106,6 +106,8 @@ type ExtraConfig struct {
 	// Controller runs the VM controller in the replica holding
 	// ControllerLock (the record collector runs there either way).
 	Controller bool
+	// AgentDiskImage is the wukong-agent containerDisk (--agent-disk-image).
+	AgentDiskImage string
 	// TransferRecordsPerUser and TransferRecordsPerNamespace are how many
 	// transfers a user and a namespace may start a minute (0: no limit);
 	// TransferRecordsKept is the most finished records a namespace keeps.

@@ -32,6 +32,7 @@ func (c completedConfig) addControllers(s *genericapiserver.GenericAPIServer, cl
 		Exporter: st.exporter, Recorder: st.recorder, Owners: st.owners,
 		PushEgress: c.ExtraConfig.PushEgress, Events: cl.events,
 		NoControllers: !c.ExtraConfig.Controller, Collect: st.collector.Run,
+		AgentDiskImage: c.ExtraConfig.AgentDiskImage,
 	})
 	if err != nil {
 		return err

@@ -68,6 +68,8 @@ type ManagerOptions struct {
 	Collect func(context.Context)
 	// Events gets the controllers' events on Wukongs.
 	Events events.Events
+	// AgentDiskImage is the wukong-agent containerDisk of method http.
+	AgentDiskImage string
 }
 
 // Manager runs wukong-apiserver's controllers (the VM controller and the
@@ -151,7 +153,7 @@ func (m *Manager) lead(ctx context.Context, loopback *rest.Config) {
 		klog.ErrorS(err, "Starting the VM controller")
 		return
 	}
-	vms.Events = m.o.Events
+	vms.Events, vms.AgentDiskImage = m.o.Events, m.o.AgentDiskImage
 	// The snapshots Wukong took to export disks of running VMs have no TTL
 	// of their own.
 	snaps, err := snapshots.New(m.o.Cluster)

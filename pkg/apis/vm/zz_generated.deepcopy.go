@@ -481,6 +481,11 @@ func (in *HTTPTransferConfig) DeepCopyInto(out *HTTPTransferConfig) {
 		*out = new(int32)
 		**out = **in
 	}
+	if in.Roots != nil {
+		in, out := &in.Roots, &out.Roots
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.ServiceExposure != nil {
 		in, out := &in.ServiceExposure, &out.ServiceExposure
 		*out = new(ServiceExposureSpec)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/novasphere/wukong/pkg/apiserver"
 	"github.com/novasphere/wukong/pkg/controller"
+	"github.com/novasphere/wukong/pkg/controller/virtualmachine"
 	"github.com/novasphere/wukong/pkg/egress"
 	"github.com/novasphere/wukong/pkg/subresource/stream"
 	"github.com/novasphere/wukong/pkg/transfer/export"
@@ -70,6 +71,8 @@ type WukongOptions struct {
 	// The controller that realises Wukongs as VirtualMachines.
 	Controller     bool
 	ControllerLock controller.LeaderOptions
+	// AgentDiskImage is the wukong-agent containerDisk of method http.
+	AgentDiskImage string
 }
 
 // NewWukongOptions returns the defaults.
@@ -96,6 +99,7 @@ func NewWukongOptions() *WukongOptions {
 		ExportSnapshotTimeout:       export.DefaultSnapshotTimeout,
 		ExportMaxTTL:                12 * time.Hour,
 		Controller:                  true,
+		AgentDiskImage:              virtualmachine.DefaultAgentDiskImage(),
 		ControllerLock: controller.LeaderOptions{
 			Namespace: namespaceOfPod(), Name: "wukong-controller",
 			LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
@@ -160,6 +164,8 @@ func (o *WukongOptions) AddFlags(fs *pflag.FlagSet) {
 		"Largest ttl a disks/export request may ask for its VirtualMachineExport and snapshot; more is refused with 422.")
 	fs.BoolVar(&o.Controller, "controller", o.Controller,
 		"Run the controller that realises Wukongs as KubeVirt VirtualMachines with CDI DataVolumes, in the replica that holds the leader Lease. The Lease is held either way: the transfer record collector runs in its holder.")
+	fs.StringVar(&o.AgentDiskImage, "agent-disk-image", o.AgentDiskImage,
+		"The wukong-agent containerDisk (make image builds it beside the server's image) that VMs of method http get as a read-only cdrom, to install the agent from without network. Set it when the images come from a mirror.")
 	fs.StringVar(&o.ControllerLock.Namespace, "leader-elect-resource-namespace", o.ControllerLock.Namespace, "Namespace of the controller's leader Lease.")
 	fs.StringVar(&o.ControllerLock.Name, "leader-elect-resource-name", o.ControllerLock.Name, "Name of the controller's leader Lease.")
 	fs.DurationVar(&o.ControllerLock.LeaseDuration, "leader-elect-lease-duration", o.ControllerLock.LeaseDuration, "How long followers wait before taking over a Lease the leader stopped renewing.")
@@ -247,6 +253,7 @@ func (o *WukongOptions) ApplyTo(c *apiserver.ExtraConfig) error {
 	c.StreamIdleTimeout = o.StreamIdleTimeout
 	c.ExportSnapshotTimeout, c.ExportMaxTTL = o.ExportSnapshotTimeout, o.ExportMaxTTL
 	c.Controller, c.ControllerLock = o.Controller, o.ControllerLock
+	c.AgentDiskImage = o.AgentDiskImage
 	if c.PushEgress, err = egress.New(o.PushAllowedCIDRs, o.PushDeniedCIDRs); err != nil {
 		return err
 	}

@@ -77,9 +77,10 @@ type writeFile struct {
 // the user data is larger than KubeVirt takes inline.
 func cloudInitSource(w *v1alpha1.Wukong, ci CloudInitData) (*kubevirtv1.CloudInitNoCloudSource, *corev1.Secret, error) {
 	userData := cloudInit(w, ci.SSHPublicKey)
-	fromSecret := false
+	// The agent's token and key: never inline.
+	fromSecret := ci.Agent != nil
+	var files []writeFile
 	if c := w.Spec.CloudInit; c != nil && len(c.Files) > 0 && ci.Files != nil {
-		files := make([]writeFile, 0, len(c.Files))
 		for i, f := range c.Files {
 			data := []byte(f.Content)
 			if src := f.ContentFrom; src != nil {
@@ -97,7 +98,13 @@ func cloudInitSource(w *v1alpha1.Wukong, ci CloudInitData) (*kubevirtv1.CloudIni
 			}
 			files = append(files, wf)
 		}
-		b, err := yaml.Marshal(map[string][]writeFile{"write_files": files})
+	}
+	agentFiles, runcmd, err := agentCloudConfig(w, ci.Agent)
+	if err != nil {
+		return nil, nil, err
+	}
+	if files = append(files, agentFiles...); len(files) > 0 {
+		b, err := yaml.Marshal(cloudConfig{WriteFiles: files, RunCmd: runcmd})
 		if err != nil {
 			return nil, nil, err
 		}

@@ -67,6 +67,7 @@ type Controller struct {
 	kubevirt kubevirtclient.Interface
 	cdi      cdiclient.Interface
 	secrets  corev1client.SecretsGetter
+	services corev1client.ServicesGetter
 	refs     *Resolver
 	// exports deletes the snapshots and exports made for the disks.
 	exports interface {
@@ -110,7 +111,7 @@ func New(wukongConfig, clusterConfig *rest.Config, core corev1client.CoreV1Inter
 		return nil, err
 	}
 	c := &Controller{
-		wukongs: wc, kubevirt: kv, cdi: cdi, secrets: core,
+		wukongs: wc, kubevirt: kv, cdi: cdi, secrets: core, services: core,
 		waiting: workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 30*time.Second),
 		exports: &export.Collector{Snapshots: kv.SnapshotV1beta1(), Exports: kv.ExportV1beta1()},
 		// Per-item exponential backoff (5 ms to 16 min) and an overall
@@ -266,6 +267,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 			controlledBy(existing, w) && runStrategyOf(existing) == RunStrategy(w)
 	}
 	agentSecret, agentErr := c.syncAgentSecret(ctx, w, renderedWithAgent(existing))
+	serviceErr := c.syncService(ctx, w, renderedWithAgent(existing))
 	current = current && agentCurrent(existing, agentSecret)
 	// What the spec names is read again until it all resolved for this
 	// generation, and before every VM write.
@@ -304,6 +306,9 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		obs.Err = fmt.Errorf("writing the cloud-init user data Secret: %w", err)
 	} else if obs.VM, obs.NotApplied, err = c.applyVM(ctx, desired); err != nil {
 		obs.Err = fmt.Errorf("writing the VirtualMachine: %w", err)
+	}
+	if obs.Err == nil && serviceErr != nil {
+		obs.Err = fmt.Errorf("writing the agent's Service: %w", serviceErr)
 	}
 	if o, ok, _ := c.vmis.GetByKey(key); ok {
 		obs.VMI = o.(*kubevirtv1.VirtualMachineInstance)
@@ -528,6 +533,9 @@ func (c *Controller) finalize(ctx context.Context, w *v1alpha1.Wukong) error {
 		return err
 	}
 	if err := c.deleteAgentSecret(ctx, w); err != nil {
+		return err
+	}
+	if err := c.deleteService(ctx, w, nil); err != nil {
 		return err
 	}
 	dvs := c.cdi.CdiV1beta1().DataVolumes(w.Namespace)

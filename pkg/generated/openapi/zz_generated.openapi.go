@@ -944,6 +944,25 @@ func schema_pkg_apis_vm_v1alpha1_HTTPTransferConfig(ref common.ReferenceCallback
 							Format:      "int32",
 						},
 					},
+					"roots": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Roots are the guest directories the agent serves: absolute, clean, none inside another, at most 16. Paths outside them are refused (403). Defaults to [\"/\"], the whole filesystem as the agent's user (root) sees it, as with ssh; data directories confine it.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
 					"serviceExposure": {
 						SchemaProps: spec.SchemaProps{
 							Description: "ServiceExposure exposes the agent through a Service.",

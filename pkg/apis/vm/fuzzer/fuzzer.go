@@ -53,6 +53,9 @@ var Funcs = func(codecs runtimeserializer.CodecFactory) []any {
 				s.Port = new(int32)
 				*s.Port = 8080
 			}
+			if len(s.Roots) == 0 {
+				s.Roots = []string{"/"}
+			}
 		},
 		func(s *vm.ServiceExposureSpec, c randfill.Continue) {
 			c.FillNoCustom(s)

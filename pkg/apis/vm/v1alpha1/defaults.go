@@ -45,11 +45,16 @@ func SetDefaults_SSHTransferConfig(obj *SSHTransferConfig) {
 	}
 }
 
-// SetDefaults_HTTPTransferConfig defaults the port to 8080.
+// SetDefaults_HTTPTransferConfig defaults the port to 8080 and the roots to
+// "/": the seed's example names none, and its transfers write to /etc and
+// /data, as they would over ssh.
 func SetDefaults_HTTPTransferConfig(obj *HTTPTransferConfig) {
 	if obj.Port == nil {
 		p := DefaultHTTPPort
 		obj.Port = &p
+	}
+	if len(obj.Roots) == 0 {
+		obj.Roots = []string{"/"}
 	}
 }
 

@@ -378,6 +378,14 @@ type HTTPTransferConfig struct {
 	// +optional
 	Port *int32 `json:"port,omitempty"`
 
+	// Roots are the guest directories the agent serves: absolute, clean,
+	// none inside another, at most 16. Paths outside them are refused
+	// (403). Defaults to ["/"], the whole filesystem as the agent's user
+	// (root) sees it, as with ssh; data directories confine it.
+	// +optional
+	// +listType=atomic
+	Roots []string `json:"roots,omitempty"`
+
 	// ServiceExposure exposes the agent through a Service.
 	// +optional
 	ServiceExposure *ServiceExposureSpec `json:"serviceExposure,omitempty"`

@@ -430,9 +430,13 @@ func validateFileTransfer(f *vm.FileTransferSpec, p *field.Path) field.ErrorList
 	} else if f.Enabled && f.Method == vm.FileTransferMethodSSH {
 		allErrs = append(allErrs, field.Required(p.Child("sshConfig"), "method ssh needs sshConfig with user and keySecret"))
 	}
+	if f.HTTPConfig == nil && f.Enabled && f.Method == vm.FileTransferMethodHTTP {
+		allErrs = append(allErrs, field.Required(p.Child("httpConfig"), "method http needs httpConfig with enabled: true and the roots the agent serves"))
+	}
 	if f.HTTPConfig != nil {
 		hp := p.Child("httpConfig")
 		allErrs = append(allErrs, validatePort(f.HTTPConfig.Port, hp.Child("port"))...)
+		allErrs = append(allErrs, validateAgentRoots(f.HTTPConfig.Roots, f.Method == vm.FileTransferMethodHTTP, hp.Child("roots"))...)
 		if se := f.HTTPConfig.ServiceExposure; se != nil && se.Type != "" && !serviceTypes.Has(se.Type) {
 			allErrs = append(allErrs, field.NotSupported(hp.Child("serviceExposure", "type"), se.Type, sets.List(serviceTypes)))
 		}
@@ -556,6 +560,43 @@ func validatePositiveQuantity(q *resource.Quantity, p *field.Path) field.ErrorLi
 		return field.ErrorList{field.Invalid(p, q.String(), "must be greater than zero")}
 	}
 	return nil
+}
+
+// MaxAgentRoots bounds httpConfig.roots: each is a flag of the agent and
+// an os.Root it holds open.
+const MaxAgentRoots = 16
+
+// validateAgentRoots: absolute clean paths, none inside another, at least
+// one when the method is http.
+func validateAgentRoots(roots []string, required bool, p *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if len(roots) == 0 && required {
+		return field.ErrorList{field.Required(p, "at least one guest directory the agent serves, such as /data")}
+	}
+	if len(roots) > MaxAgentRoots {
+		return field.ErrorList{field.TooMany(p, len(roots), MaxAgentRoots)}
+	}
+	for i, r := range roots {
+		if errs := ValidateRemotePath(r, p.Index(i)); len(errs) > 0 {
+			allErrs = append(allErrs, errs...)
+			continue
+		}
+		if len(r) > 4096 {
+			allErrs = append(allErrs, field.TooLong(p.Index(i), "", 4096))
+			continue
+		}
+		for j, o := range roots[:i] {
+			switch {
+			case o == r:
+				allErrs = append(allErrs, field.Duplicate(p.Index(i), r))
+			case o == "/" || strings.HasPrefix(r, o+"/"):
+				allErrs = append(allErrs, field.Invalid(p.Index(i), r, fmt.Sprintf("lies inside roots[%d] (%s): roots may not nest", j, o)))
+			case r == "/" || strings.HasPrefix(o, r+"/"):
+				allErrs = append(allErrs, field.Invalid(p.Index(i), r, fmt.Sprintf("holds roots[%d] (%s): roots may not nest", j, o)))
+			}
+		}
+	}
+	return allErrs
 }
 
 func validatePort(port *int32, p *field.Path) field.ErrorList {

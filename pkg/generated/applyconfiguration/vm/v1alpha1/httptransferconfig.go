@@ -27,6 +27,11 @@ type HTTPTransferConfigApplyConfiguration struct {
 	Enabled *bool `json:"enabled,omitempty"`
 	// Port the agent listens on. Defaults to 8080.
 	Port *int32 `json:"port,omitempty"`
+	// Roots are the guest directories the agent serves: absolute, clean,
+	// none inside another, at most 16. Paths outside them are refused
+	// (403). Defaults to ["/"], the whole filesystem as the agent's user
+	// (root) sees it, as with ssh; data directories confine it.
+	Roots []string `json:"roots,omitempty"`
 	// ServiceExposure exposes the agent through a Service.
 	ServiceExposure *ServiceExposureSpecApplyConfiguration `json:"serviceExposure,omitempty"`
 }
@@ -50,6 +55,16 @@ func (b *HTTPTransferConfigApplyConfiguration) WithEnabled(value bool) *HTTPTran
 // If called multiple times, the Port field is set to the value of the last call.
 func (b *HTTPTransferConfigApplyConfiguration) WithPort(value int32) *HTTPTransferConfigApplyConfiguration {
 	b.Port = &value
+	return b
+}
+
+// WithRoots adds the given value to the Roots field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the Roots field.
+func (b *HTTPTransferConfigApplyConfiguration) WithRoots(values ...string) *HTTPTransferConfigApplyConfiguration {
+	for i := range values {
+		b.Roots = append(b.Roots, values[i])
+	}
 	return b
 }
 
