@@ -57,6 +57,15 @@ import (
 // guest: ssh (sshd in a chroot) and http (the real wukong-agent binary).
 // Either "guest" has its filesystem in a directory of this machine (host)
 // on its own loopback address.
+//
+// Tests that stay ssh-only, and why: host keys (TestHostKeyPinnedAndChangeRefused,
+// TestKnownHostsFromSecret: method http pins the Secret's certificate
+// instead, tested in pkg/subresource/files and pkg/transfer/agent), SSH
+// logins and SFTP sessions (the latency test counts sshd logins; the
+// limits test cuts a stalled SFTP server), scp as the baseline of
+// BenchmarkFiles1GiB, and chunked transfers and the plugin, which go
+// through the same GuestFS calls (WriteChunk, CommitChunks) the unit tests
+// run over the real agent handler (agent_seam_test.go).
 var methods = []string{"ssh", "http"}
 
 // forEachMethod runs f once per method, as subtests named by the method
