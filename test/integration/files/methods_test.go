@@ -63,9 +63,9 @@ import (
 // instead, tested in pkg/subresource/files and pkg/transfer/agent), SSH
 // logins and SFTP sessions (the latency test counts sshd logins; the
 // limits test cuts a stalled SFTP server), scp as the baseline of
-// BenchmarkFiles1GiB, and chunked transfers and the plugin, which go
-// through the same GuestFS calls (WriteChunk, CommitChunks) the unit tests
-// run over the real agent handler (agent_seam_test.go).
+// BenchmarkFiles1GiB. Chunked transfers run for both through the plugin
+// (TestPluginCommands); their test under a 3 s request timeout, which
+// starts a control plane of its own, stays ssh-only for time.
 var methods = []string{"ssh", "http"}
 
 // forEachMethod runs f once per method, as subtests named by the method

@@ -51,9 +51,11 @@ func plugin(t testing.TB, stdin io.Reader, args ...string) string {
 
 // TestPluginCommands covers cp in both directions (empty, small and chunked
 // files, directories, standard input and output), ls, rm and transfers.
-func TestPluginCommands(t *testing.T) {
-	ns := namespace(t, "plugin")
-	g := newGuest(t, ns, "vm1")
+func TestPluginCommands(t *testing.T) { forEachMethod(t, testPluginCommands) }
+
+func testPluginCommands(t *testing.T, method string) {
+	ns := namespace(t, "plugin-"+method)
+	g := newGuestFor(t, method, ns, "vm1")
 	require.NoError(t, os.MkdirAll(g.host("/data"), 0o755))
 	work := t.TempDir()
 
@@ -233,8 +235,8 @@ func TestPluginCommands(t *testing.T) {
 		root, err := framework.RepoRoot()
 		require.NoError(t, err)
 		framework.RunKubectl(t, cp, cp.Admin, "apply", "-f", root+"/artifacts/deploy/30-rbac-roles.yaml")
-		viewer := framework.CreateTestUser(t, cp, "plugin-viewer")
-		framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "v", "-n", ns, "--clusterrole=vm.novasphere.dev:view", "--user=plugin-viewer")
+		viewer := framework.CreateTestUser(t, cp, "plugin-viewer-"+method)
+		framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "v", "-n", ns, "--clusterrole=vm.novasphere.dev:view", "--user=plugin-viewer-"+method)
 		local, sum := randomFile(t, 20<<20)
 		require.NoError(t, copyFile(local, g.host("/data/shared.bin")))
 		back := filepath.Join(work, "viewer-back")
