@@ -163,9 +163,13 @@ func testPluginCommands(t *testing.T, method string) {
 	})
 
 	t.Run("transfers", func(t *testing.T) {
+		// An upload of its own: the records of the first subtests may be
+		// collected (--transfer-record-retention=20s) on a slow machine.
+		local, _ := randomFile(t, 1<<20)
+		plugin(t, nil, "-n", ns, "cp", local, "vm1:/data/listed.bin")
 		out := plugin(t, nil, "-n", ns, "transfers", "vm1")
 		assert.Regexp(t, `(?m)^NAME\s+WUKONG\s+OPERATION\s+PATH\s+PHASE\s+PROGRESS`, out)
-		assert.Regexp(t, `(?m)^vm1-upload-\S+\s+vm1\s+upload\s+/data/f-41943040.bin\s+Succeeded\s+100%`, out)
+		assert.Regexp(t, `(?m)^vm1-upload-\S+\s+vm1\s+upload\s+/data/listed.bin\s+Succeeded\s+100%`, out)
 	})
 
 	t.Run("transfers -w shows a transfer move", func(t *testing.T) {
