@@ -80,7 +80,14 @@ type agentEntry struct {
 	key   string
 	c     *agent.Client
 	roots []string
+	// used is when a request last took it.
+	used time.Time
 }
+
+// clientIdle: a client no request took for so long is closed and
+// forgotten, so that Wukongs deleted or switched to another method do not
+// keep theirs.
+const clientIdle = 10 * time.Minute
 
 // NewAgentDialer returns a dialer that locates agents with locator.
 func NewAgentDialer(locator AgentLocator) *AgentDialer {
@@ -113,8 +120,16 @@ func (d *AgentDialer) Dial(ctx context.Context, w *vm.Wukong) (Session, error) {
 // for t's address and Secret version.
 func (d *AgentDialer) client(ctx context.Context, w *vm.Wukong, t guest.AgentTarget) (*agentEntry, error) {
 	key := t.Address + "/" + t.Secret + "@" + t.SecretVersion
+	now := d.clock()
 	d.mu.Lock()
+	for uid, e := range d.clients {
+		if uid != w.UID && now.Sub(e.used) > clientIdle {
+			delete(d.clients, uid)
+			e.c.Close()
+		}
+	}
 	if e := d.clients[w.UID]; e != nil && e.key == key {
+		e.used = now
 		d.mu.Unlock()
 		return e, nil
 	}
@@ -138,7 +153,7 @@ func (d *AgentDialer) client(ctx context.Context, w *vm.Wukong, t guest.AgentTar
 		}
 		return nil, d.unreachable(t, err)
 	}
-	e := &agentEntry{key: key, c: c, roots: v.Roots}
+	e := &agentEntry{key: key, c: c, roots: v.Roots, used: now}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if cur := d.clients[w.UID]; cur != nil {
@@ -165,15 +180,11 @@ func (d *AgentDialer) drop(w *vm.Wukong, e *agentEntry) {
 	}
 }
 
-// Forget closes the client of a Wukong that is gone.
-func (d *AgentDialer) Forget(uid types.UID) {
-	d.mu.Lock()
-	e := d.clients[uid]
-	delete(d.clients, uid)
-	d.mu.Unlock()
-	if e != nil {
-		e.c.Close()
+func (d *AgentDialer) clock() time.Time {
+	if d.now != nil {
+		return d.now()
 	}
+	return time.Now()
 }
 
 // Close closes every client.
@@ -222,12 +233,8 @@ func (e *AgentUnreachableError) Unwrap() error { return e.Err }
 func (d *AgentDialer) unreachable(t guest.AgentTarget, err error) *AgentUnreachableError {
 	u := classifyAgentTransport(err)
 	u.Address, u.Secret = t.Address, t.Secret
-	now := time.Now
-	if d.now != nil {
-		now = d.now
-	}
 	if !u.TLS && !t.RunningSince.IsZero() {
-		u.Since = now().Sub(t.RunningSince)
+		u.Since = d.clock().Sub(t.RunningSince)
 		u.Booting = u.Since < d.BootGrace
 	}
 	return u

@@ -286,3 +286,26 @@ func TestMethodErrorsArePlain(t *testing.T) {
 		t.Errorf("http without its dialer: %d %+v", r.code(), r.status())
 	}
 }
+
+// TestAgentDialerForgetsIdleClients: the client of a Wukong no request used
+// for clientIdle is closed when another Wukong's is taken.
+func TestAgentDialerForgetsIdleClients(t *testing.T) {
+	e := newAgentDialerEnv(t)
+	now := time.Now()
+	e.dialer.now = func() time.Time { return now }
+	if _, err := e.dialer.Dial(context.Background(), e.wukong); err != nil {
+		t.Fatal(err)
+	}
+	other := e.wukong.DeepCopy()
+	other.UID = "other-uid"
+	now = now.Add(clientIdle + time.Second)
+	if _, err := e.dialer.Dial(context.Background(), other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.clients[0].Version(context.Background()); err == nil {
+		t.Errorf("the idle client still works")
+	}
+	if _, err := e.clients[1].Version(context.Background()); err != nil {
+		t.Errorf("the new client: %v", err)
+	}
+}

@@ -222,6 +222,22 @@ func resetPeakRSS(b *testing.B, pid int) int64 {
 	return procStatusKiB(b, pid, "VmRSS") * 1024
 }
 
+// procCPUSeconds is the user and system CPU time process pid has used
+// (/proc/PID/stat fields 14 and 15, in USER_HZ).
+func procCPUSeconds(b testing.TB, pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	require.NoError(b, err)
+	// The command name may hold spaces; the fields after it do not.
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	var ticks float64
+	for _, i := range []int{11, 12} { // utime, stime: fields 14 and 15 of the line
+		v, err := strconv.ParseFloat(f[i], 64)
+		require.NoError(b, err)
+		ticks += v
+	}
+	return ticks / 100
+}
+
 func procStatusKiB(b *testing.B, pid int, field string) int64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	require.NoError(b, err)
@@ -316,16 +332,21 @@ func BenchmarkFilesHTTPvsSSH(b *testing.B) {
 		require.NoError(b, os.MkdirAll(g.host("/data"), 0o755))
 		require.NoError(b, copyFile(src, g.host("/data/src.bin")))
 	}
+	pid := cp.WukongAPIServerPID()
+	require.NotZero(b, pid)
 	best := map[string]time.Duration{}
 	cpuBy := map[string]framework.CPUByCommand{}
+	// This run's wukong-apiserver by its pid: other control planes on a
+	// shared machine run processes of the same name.
+	wukongCPU := map[string]float64{}
 	measure := func(name string, f func()) {
 		time.Sleep(time.Second) // let the last transfer's processes be counted there
-		procs := framework.ReadCPUByCommand()
+		procs, own := framework.ReadCPUByCommand(), procCPUSeconds(b, pid)
 		start := time.Now()
 		f()
 		took := time.Since(start)
 		if d, ok := best[name]; !ok || took < d {
-			best[name], cpuBy[name] = took, framework.ReadCPUByCommand().Sub(procs)
+			best[name], cpuBy[name], wukongCPU[name] = took, framework.ReadCPUByCommand().Sub(procs), procCPUSeconds(b, pid)-own
 		}
 	}
 	b.ResetTimer()
@@ -352,9 +373,11 @@ func BenchmarkFilesHTTPvsSSH(b *testing.B) {
 			name := m + "-" + op
 			by := cpuBy[name]
 			b.ReportMetric(mbps(best[name]), name+"-MB/s")
-			b.ReportMetric(by.Total("wukong-apiserve")/gib, name+"-wukong-cpu-s/GiB")
-			fmt.Fprintf(&report, "%s: %.1f s; CPU-s per GiB: wukong-apiserver %.2f, kube-apiserver %.2f, sshd %.2f, wukong-agent %.2f\n",
-				name, best[name].Seconds(), by.Total("wukong-apiserve")/gib, by.Total("kube-apiserver")/gib, by.Total("sshd")/gib, by.Total("wukong-agent")/gib)
+			b.ReportMetric(wukongCPU[name]/gib, name+"-wukong-cpu-s/GiB")
+			// The others by name, so on a shared machine they include other
+			// runs' processes: an upper bound.
+			fmt.Fprintf(&report, "%s: %.1f s; CPU-s per GiB: wukong-apiserver %.2f; by name (upper bounds): kube-apiserver %.2f, sshd %.2f, wukong-agent %.2f\n",
+				name, best[name].Seconds(), wukongCPU[name]/gib, by.Total("kube-apiserver")/gib, by.Total("sshd")/gib, by.Total("wukong-agent")/gib)
 		}
 		b.ReportMetric(best["ssh-"+op].Seconds()/best["http-"+op].Seconds(), "http-"+op+"-x-ssh")
 	}

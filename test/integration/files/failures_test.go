@@ -103,8 +103,12 @@ func testGuestDiesMidUpload(t *testing.T, method string) {
 
 	pr, pw := io.Pipe()
 	go func() {
-		// 32 MiB, then kill the guest, then keep the body open a little.
+		// 32 MiB, then kill the guest once nearly all reached its temporary
+		// file (a fixed pause alone is too short on a loaded machine; the
+		// last write may wait in a buffer for more), then keep the body
+		// open a little.
 		_, _ = io.CopyN(pw, rand.Reader, 32<<20)
+		waitForTempBytes(g.host("/data"), 31<<20, 30*time.Second)
 		time.Sleep(300 * time.Millisecond)
 		g.kill()
 		_, _ = io.CopyN(pw, rand.Reader, 8<<20)
@@ -196,6 +200,19 @@ func TestVMNotRunningOrUnreachable(t *testing.T) {
 	assert.Contains(t, []int{http.StatusBadGateway, http.StatusGatewayTimeout}, code, string(body))
 	assert.Contains(t, status(t, body).Message, g.vm.Address)
 	assert.Less(t, time.Since(start), 20*time.Second, "no hang")
+}
+
+// waitForTempBytes waits until a temporary upload file in dir holds n
+// bytes, or for at most timeout.
+func waitForTempBytes(dir string, n int64, timeout time.Duration) {
+	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		left, _ := tempFiles(dir)
+		for _, name := range left {
+			if fi, err := os.Stat(dir + "/" + name); err == nil && fi.Size() >= n {
+				return
+			}
+		}
+	}
 }
 
 func TestPolicy(t *testing.T) { forEachMethod(t, testPolicy) }

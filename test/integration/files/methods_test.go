@@ -58,6 +58,15 @@ import (
 // guest: ssh (sshd in a chroot) and http (the real wukong-agent binary).
 // Either "guest" has its filesystem in a directory of this machine (host)
 // on its own loopback address.
+//
+// Tests that stay ssh-only, and why: host keys (TestHostKeyPinnedAndChangeRefused,
+// TestKnownHostsFromSecret: method http pins the Secret's certificate
+// instead, tested in pkg/subresource/files and pkg/transfer/agent), SSH
+// logins and SFTP sessions (the latency test counts sshd logins; the
+// limits test cuts a stalled SFTP server), scp as the baseline of
+// BenchmarkFiles1GiB. Chunked transfers run for both through the plugin
+// (TestPluginCommands); their test under a 3 s request timeout, which
+// starts a control plane of its own, stays ssh-only for time.
 var methods = []string{"ssh", "http"}
 
 // forEachMethod runs f once per method, as subtests named by the method
