@@ -113,20 +113,28 @@ func list(ctx context.Context, c *sftp.Client, dir string, max int, read readDir
 	return out, nil
 }
 
+// smallRead is the largest whole file Download reads without WriteTo's
+// concurrent requests: one SFTP packet.
+const smallRead = 255 << 10
+
 // Download writes length bytes of the open file f, whose size is size, from
 // offset to w, and fails when fewer arrive (the file shrank). A whole file
-// goes through f.WriteTo, which reads with concurrent requests; a range reads
-// in large blocks, each of which pkg/sftp also splits into concurrent requests.
+// goes through f.WriteTo, which reads with concurrent requests; a range, or
+// a file of one packet, reads in large blocks, each of which pkg/sftp also
+// splits into concurrent requests.
 func Download(ctx context.Context, f *sftp.File, offset, length, size int64, w io.Writer) (int64, error) {
 	w = ctxWriter{ctx, w}
 	var (
 		n   int64
 		err error
 	)
-	if offset == 0 && length == size {
+	if offset == 0 && length == size && size > smallRead {
 		n, err = f.WriteTo(w)
 	} else if _, err = f.Seek(offset, io.SeekStart); err == nil {
-		n, err = io.CopyBuffer(w, io.LimitReader(f, length), make([]byte, 1<<20))
+		// Exactly length bytes, in requests of at most a packet: a small
+		// file is one READ, where WriteTo would first fstat it and then
+		// read again to meet EOF, two more round trips to the guest.
+		n, err = io.CopyBuffer(w, io.LimitReader(f, length), make([]byte, max(min(length, 1<<20), 512)))
 	}
 	if err == nil && n != length {
 		err = fmt.Errorf("the file changed while it was read: %d of %d bytes", n, length)
