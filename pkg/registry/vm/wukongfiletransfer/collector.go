@@ -238,9 +238,11 @@ func (c *Collector) fail(ctx context.Context, t *vm.WukongFileTransfer) bool {
 			return nil, fmt.Errorf("record %s was updated meanwhile", o.Name)
 		}
 		now := metav1.Now()
+		// The message depends on the phase it was in, so it is chosen first.
+		committing := o.Status.Phase == vm.FileTransferPhaseCommitting
 		o.Status.Phase = vm.FileTransferPhaseFailed
 		o.Status.CompletedAt, o.Status.UpdatedAt = &now, &now
-		if o.Status.Phase == vm.FileTransferPhaseCommitting {
+		if committing {
 			o.Status.Message = fmt.Sprintf("the commit of %d bytes stopped reporting progress (wukong-apiserver restarted or lost it); whether it reached %s is unknown: check it, or upload again", o.Status.BytesTransferred, Subject(&o.Spec))
 		} else {
 			o.Status.Message = fmt.Sprintf("the transfer stopped reporting progress after %d bytes (wukong-apiserver restarted or lost it); nothing was committed under the target name", o.Status.BytesTransferred)
