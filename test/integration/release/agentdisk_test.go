@@ -191,7 +191,7 @@ func checkISO(t *testing.T, iso []byte, want map[string][]byte) {
 		if sums[name] != hex.EncodeToString(s[:]) {
 			t.Errorf("SHA256SUMS says %s for %s, the file is %x", sums[name], name, s)
 		}
-		checkBinary(t, name, got[name], strings.TrimPrefix(name, "wukong-agent-linux-"))
+		checkBinary(t, "wukong-agent", got[name], strings.TrimPrefix(name, "wukong-agent-linux-"))
 	}
 	if len(sums) != len(want) {
 		t.Errorf("SHA256SUMS names %d files, want %d", len(sums), len(want))
