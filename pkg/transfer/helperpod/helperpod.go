@@ -53,8 +53,11 @@ import (
 // What a helper pod is made of. The stand-in kubelet of the integration
 // tests (test/integration/standin/helperpod.go) reads the same names.
 const (
-	// Port the agent listens on in the pod.
-	Port = 8443
+	// Port the agent listens on in the pod: wukong-agent's default, as in
+	// a guest of method http (not wukong-apiserver's 8443, which in the
+	// tests would also share the host's network with the deployment
+	// rehearsal's server).
+	Port = 8080
 	// MountDir is where the pod mounts the data volume; the agent serves it
 	// as the guest's mount path (--root <mountPath>=/mnt/pvc).
 	MountDir = "/mnt/pvc"
