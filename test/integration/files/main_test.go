@@ -39,11 +39,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 
 	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
@@ -111,39 +107,13 @@ type wukongMutator func(*v1alpha1.Wukong)
 // newGuest starts an sshd "VM", its key Secret, its Wukong and its running VMI.
 func newGuest(t testing.TB, ns, name string, mutate ...wukongMutator) *guest {
 	t.Helper()
-	ctx := context.Background()
-	priv, authorized, err := sshvm.NewClientKey()
-	require.NoError(t, err)
 	addr := fmt.Sprintf("127.0.%d.%d", 10+nextAddr.Load()/200, 10+nextAddr.Add(1)%200)
-	vm, err := sshvm.Start(ctx, sshvm.Options{Address: addr, AuthorizedKeys: authorized, Chroot: true, WorkDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = vm.Stop() })
-
-	kc, err := kubernetes.NewForConfig(cp.Admin.Config)
-	require.NoError(t, err)
-	_, err = kc.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name + "-ssh"},
-		Type:       corev1.SecretTypeSSHAuth,
-		Data:       map[string][]byte{corev1.SSHAuthPrivateKey: priv},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	w := &v1alpha1.Wukong{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: v1alpha1.WukongSpec{
-			CPU: 1,
-			FileTransfer: &v1alpha1.FileTransferSpec{
-				Enabled: true, Method: "ssh",
-				SSHConfig: &v1alpha1.SSHTransferConfig{User: vm.User, KeySecret: name + "-ssh", Port: ptr.To(int32(vm.Port))},
-			},
-		},
+	muts := make([]func(*v1alpha1.Wukong), len(mutate))
+	for i, m := range mutate {
+		muts[i] = m
 	}
-	for _, m := range mutate {
-		m(w)
-	}
-	_, err = wukongClient(t, cp.Admin).VmV1alpha1().Wukongs(ns).Create(ctx, w, metav1.CreateOptions{})
-	require.NoError(t, err)
-	require.NoError(t, standin.RunVMI(ctx, cp.Admin.Config, ns, name, addr))
-	return &guest{ns: ns, name: name, method: "ssh", root: vm.Root, address: addr, vm: vm, key: priv}
+	sg := standin.StartSSHGuest(t, cp, ns, name, addr, muts...)
+	return &guest{ns: ns, name: name, method: "ssh", root: sg.VM.Root, address: addr, vm: sg.VM, key: sg.Key}
 }
 
 func wukongClient(t testing.TB, u *framework.User) versioned.Interface {

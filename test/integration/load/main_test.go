@@ -42,11 +42,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 
 	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
@@ -73,38 +69,11 @@ func (g *guest) filesPath(q url.Values) string {
 // Secrets, Wukongs and running VMIs in ns.
 func newGuests(t testing.TB, cp *framework.ControlPlane, ns string, subnet, n int) []*guest {
 	t.Helper()
-	ctx := context.Background()
-	kc, err := kubernetes.NewForConfig(cp.Admin.Config)
-	require.NoError(t, err)
-	wc := wukongClient(t, cp.Admin)
 	guests := make([]*guest, n)
 	for i := range guests {
 		name := fmt.Sprintf("vm%d", i)
-		priv, authorized, err := sshvm.NewClientKey()
-		require.NoError(t, err)
-		addr := fmt.Sprintf("127.0.%d.%d", subnet, 2+i)
-		vm, err := sshvm.Start(ctx, sshvm.Options{Address: addr, AuthorizedKeys: authorized, Chroot: true, WorkDir: t.TempDir()})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = vm.Stop() })
-		_, err = kc.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: name + "-ssh"},
-			Type:       corev1.SecretTypeSSHAuth,
-			Data:       map[string][]byte{corev1.SSHAuthPrivateKey: priv},
-		}, metav1.CreateOptions{})
-		require.NoError(t, err)
-		_, err = wc.VmV1alpha1().Wukongs(ns).Create(ctx, &v1alpha1.Wukong{
-			ObjectMeta: metav1.ObjectMeta{Name: name},
-			Spec: v1alpha1.WukongSpec{
-				CPU: 1,
-				FileTransfer: &v1alpha1.FileTransferSpec{
-					Enabled: true, Method: "ssh",
-					SSHConfig: &v1alpha1.SSHTransferConfig{User: vm.User, KeySecret: name + "-ssh", Port: ptr.To(int32(vm.Port))},
-				},
-			},
-		}, metav1.CreateOptions{})
-		require.NoError(t, err)
-		require.NoError(t, standin.RunVMI(ctx, cp.Admin.Config, ns, name, addr))
-		guests[i] = &guest{ns: ns, name: name, vm: vm}
+		g := standin.StartSSHGuest(t, cp, ns, name, fmt.Sprintf("127.0.%d.%d", subnet, 2+i))
+		guests[i] = &guest{ns: ns, name: name, vm: g.VM}
 	}
 	return guests
 }

@@ -24,7 +24,6 @@ limitations under the License.
 package metrics
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -35,14 +34,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 
-	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
-	"github.com/novasphere/wukong/pkg/generated/clientset/versioned"
 	"github.com/novasphere/wukong/test/integration/framework"
 	"github.com/novasphere/wukong/test/integration/sshvm"
 	"github.com/novasphere/wukong/test/integration/standin"
@@ -73,36 +66,7 @@ type guest struct {
 // newGuest starts an sshd "VM" on addr, its key Secret, its Wukong and its
 // running VMI.
 func newGuest(t *testing.T, ns, name, addr string) *guest {
-	t.Helper()
-	ctx := context.Background()
-	priv, authorized, err := sshvm.NewClientKey()
-	require.NoError(t, err)
-	vm, err := sshvm.Start(ctx, sshvm.Options{Address: addr, AuthorizedKeys: authorized, Chroot: true, WorkDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = vm.Stop() })
-	kc, err := kubernetes.NewForConfig(cp.Admin.Config)
-	require.NoError(t, err)
-	_, err = kc.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name + "-ssh"},
-		Type:       corev1.SecretTypeSSHAuth,
-		Data:       map[string][]byte{corev1.SSHAuthPrivateKey: priv},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	wc, err := versioned.NewForConfig(cp.Admin.Config)
-	require.NoError(t, err)
-	_, err = wc.VmV1alpha1().Wukongs(ns).Create(ctx, &v1alpha1.Wukong{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: v1alpha1.WukongSpec{
-			CPU: 1,
-			FileTransfer: &v1alpha1.FileTransferSpec{
-				Enabled: true, Method: "ssh",
-				SSHConfig: &v1alpha1.SSHTransferConfig{User: vm.User, KeySecret: name + "-ssh", Port: ptr.To(int32(vm.Port))},
-			},
-		},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	require.NoError(t, standin.RunVMI(ctx, cp.Admin.Config, ns, name, addr))
-	return &guest{ns: ns, name: name, vm: vm}
+	return &guest{ns: ns, name: name, vm: standin.StartSSHGuest(t, cp, ns, name, addr).VM}
 }
 
 // files is the API path of the guest's files subresource for path p.
