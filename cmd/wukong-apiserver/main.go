@@ -41,6 +41,12 @@ func main() {
 		debug.SetMemoryLimit(limit)
 		klog.InfoS("Go memory limit set from the container's", "bytes", limit, "percent", memoryLimitPercent)
 	}
+	// With a limit bounding the heap, the GC may let it grow further between
+	// cycles: streaming is mostly garbage (memlimit.go).
+	if gc := gcPercent(os.Getenv, limit > 0 || os.Getenv("GOMEMLIMIT") != ""); gc > 0 {
+		debug.SetGCPercent(gc)
+		klog.InfoS("Go GC target set under the memory limit", "GOGC", gc)
+	}
 	ctx := genericapiserver.SetupSignalContext()
 	cmd := server.NewCommand(ctx, server.NewOptions(os.Stdout, os.Stderr))
 	os.Exit(cli.Run(cmd))

@@ -50,3 +50,25 @@ func memoryLimit(getenv func(string) string) (int64, error) {
 	}
 	return limit / 100 * memoryLimitPercent, nil
 }
+
+// gcPercentUnderLimit is the GC's growth target (GOGC) once a memory limit
+// bounds the heap. Every streamed GiB makes about 2 GiB of short-lived
+// garbage that no option of the libraries avoids (x/crypto/ssh copies each
+// packet out of its buffer, pkg/sftp allocates each response), and with the
+// default 100 the GC marked the whole live heap (about 26 MiB, mostly the
+// API machinery's caches) some 80 times per GiB: a quarter of the server's
+// CPU per byte. At 800 it runs about 9 times per GiB, for a heap of at most
+// nine times the live one; the memory limit still bounds it, so many
+// streams at once make the GC work harder near the limit rather than grow
+// past it (docs/speed.md, "Garbage collection").
+const gcPercentUnderLimit = 800
+
+// gcPercent returns the GOGC to set, or 0 to leave the runtime's: GOGC set
+// means the operator chose, and without a memory limit nothing would bound
+// a heap allowed to grow this far.
+func gcPercent(getenv func(string) string, limited bool) int {
+	if getenv("GOGC") != "" || !limited {
+		return 0
+	}
+	return gcPercentUnderLimit
+}

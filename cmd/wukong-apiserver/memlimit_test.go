@@ -44,3 +44,12 @@ func TestMemoryLimit(t *testing.T) {
 		assert.ErrorContains(t, err, containerMemoryLimitEnv, bad)
 	}
 }
+
+func TestGCPercent(t *testing.T) {
+	env := func(kv map[string]string) func(string) string {
+		return func(k string) string { return kv[k] }
+	}
+	assert.Equal(t, gcPercentUnderLimit, gcPercent(env(nil), true), "a memory limit bounds the heap: the GC may let it grow")
+	assert.Zero(t, gcPercent(env(nil), false), "no limit: the runtime's default")
+	assert.Zero(t, gcPercent(env(map[string]string{"GOGC": "50"}), true), "GOGC wins")
+}

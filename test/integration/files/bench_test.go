@@ -330,6 +330,7 @@ func BenchmarkFilesHTTPvsSSH(b *testing.B) {
 	// This run's wukong-apiserver by its pid (other control planes on a
 	// shared machine run processes of the same name), every round.
 	cost := framework.NewCostTable(pid)
+	cost.ProfileFirstRounds(b, cp)
 	measure := func(name string, f func()) {
 		time.Sleep(time.Second) // let the last transfer's processes be counted there
 		procs := framework.ReadCPUByCommand()

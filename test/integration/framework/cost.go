@@ -17,8 +17,10 @@ limitations under the License.
 package framework
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -32,6 +34,7 @@ import (
 // else the machine runs, where throughput is not.
 type CostTable struct {
 	pid     int
+	profile func(path string) (wait func() error)
 	order   []string
 	targets map[string]float64
 	rounds  map[string][]float64
@@ -42,12 +45,38 @@ func NewCostTable(pid int) *CostTable {
 	return &CostTable{pid: pid, targets: map[string]float64{}, rounds: map[string][]float64{}}
 }
 
+// EnvBenchProfiles names a directory for CPU profiles of a benchmark's paths.
+const EnvBenchProfiles = "WUKONG_BENCH_PROFILES"
+
+// ProfileFirstRounds makes the first round of each path also write CPU
+// profiles of cp's wukong-apiserver and kube-apiserver (5 s from its start,
+// StartCPUProfiles) into $WUKONG_BENCH_PROFILES, when that is set.
+func (c *CostTable) ProfileFirstRounds(t testing.TB, cp *ControlPlane) {
+	dir := os.Getenv(EnvBenchProfiles)
+	if dir == "" {
+		return
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c.profile = func(path string) func() error {
+		return cp.StartCPUProfiles(context.Background(), dir, path, 5)
+	}
+}
+
 // Measure runs f, which moves bytes on path, and keeps the process's
 // CPU-seconds per GiB for it; target is the path's (0: none).
 func (c *CostTable) Measure(path string, target float64, bytes int64, f func()) {
+	wait := func() error { return nil }
+	if _, seen := c.targets[path]; !seen && c.profile != nil {
+		wait = c.profile(path)
+	}
 	before, _ := procfs.Stat(c.pid)
 	f()
 	after, ok := procfs.Stat(c.pid)
+	if err := wait(); err != nil {
+		fmt.Fprintf(os.Stderr, "profiling %s: %v\n", path, err)
+	}
 	if !ok || bytes <= 0 {
 		return
 	}

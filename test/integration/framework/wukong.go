@@ -230,7 +230,11 @@ func (cp *ControlPlane) runWukong(ctx context.Context, port int, args []string) 
 // runWukongAs starts a wukong-apiserver logging to name's log, hands it to
 // track, and waits for its /readyz.
 func (cp *ControlPlane) runWukongAs(ctx context.Context, name string, port int, args []string, track func(*process)) (*process, error) {
-	p, err := startProcessEnv(name, cp.LogPath(name), cp.Binaries.WukongAPIServer, cp.opts.WukongAPIServerEnv, args...)
+	env, err := shippedEnv(cp.opts.WukongAPIServerEnv)
+	if err != nil {
+		return nil, err
+	}
+	p, err := startProcessEnv(name, cp.LogPath(name), cp.Binaries.WukongAPIServer, env, args...)
 	if err != nil {
 		return nil, err
 	}

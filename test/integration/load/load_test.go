@@ -17,11 +17,8 @@ limitations under the License.
 package load
 
 import (
-	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,10 +26,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/novasphere/wukong/test/integration/framework"
 	"github.com/novasphere/wukong/test/integration/standin"
@@ -233,7 +227,25 @@ func (e *loadEnv) round(t testing.TB, tag string, shape loadShape) loadFigures {
 func TestConcurrentTransfers(t *testing.T) {
 	shape := loadShape{transfers: 8, vms: 4, users: 2, size: 4 << 20}
 	e := newLoadEnv(t, shape, nil, nil)
+	requireShippedMemorySetup(t, e.cp)
 	e.round(t, "short", shape)
+}
+
+// requireShippedMemorySetup checks that wukong-apiserver runs with the memory
+// setup the shipped Deployment gives it (the framework passes the
+// Deployment's limit as the Deployment does): a Go memory limit of 80% of
+// the container's, and the GC target the server sets under a limit. It
+// returns the container's limit and the Go limit.
+func requireShippedMemorySetup(t testing.TB, cp *framework.ControlPlane) (limit int64, goLimit float64) {
+	t.Helper()
+	limit = deploymentMemoryLimit(t)
+	goLimit, err := cp.WukongMetric(t.Context(), "go_gc_gomemlimit_bytes")
+	require.NoError(t, err)
+	require.Equal(t, float64(limit/100*80), goLimit, "wukong-apiserver's Go memory limit: 80%% of the container's %d", limit)
+	gogc, err := cp.WukongMetric(t.Context(), "go_gc_gogc_percent")
+	require.NoError(t, err)
+	require.Equal(t, 800.0, gogc, "wukong-apiserver's GC target under a memory limit (cmd/wukong-apiserver/memlimit.go)")
+	return limit, goLimit
 }
 
 // BenchmarkConcurrentTransfers is the load test's full form: 32 transfers of
@@ -242,8 +254,9 @@ func TestConcurrentTransfers(t *testing.T) {
 //   - aggregate throughput at least that of one transfer alone (the mean of
 //     one before and one after);
 //   - wukong-apiserver, given the Deployment's memory limit as the
-//     Deployment gives it (WUKONG_CONTAINER_MEMORY_LIMIT), stays under the
-//     Go memory limit it sets from it;
+//     Deployment gives it (WUKONG_CONTAINER_MEMORY_LIMIT), sets its Go
+//     memory limit to 80% of it and stays under the container's limit (the
+//     Go limit does not count the binary's mapped text, which RSS does);
 //   - each transfer's memory is O(1) in its size: the rise of the peak RSS
 //     over the RSS before both rounds is with 32×64 MiB at most 2× the rise
 //     with 32×16 MiB, where memory growing with size would rise 4× (the
@@ -251,12 +264,8 @@ func TestConcurrentTransfers(t *testing.T) {
 //     the larger round, not for it).
 func BenchmarkConcurrentTransfers(b *testing.B) {
 	full := loadShape{transfers: 32, vms: 8, users: 4, size: 64 << 20}
-	limit := deploymentMemoryLimit(b)
-	e := newLoadEnv(b, full, []string{"--request-timeout=5m"},
-		[]string{"WUKONG_CONTAINER_MEMORY_LIMIT=" + strconv.FormatInt(limit, 10)})
-	budget, err := e.cp.WukongMetric(b.Context(), "go_gc_gomemlimit_bytes")
-	require.NoError(b, err)
-	require.Equal(b, float64(limit/100*80), budget, "wukong-apiserver's Go memory limit: 80%% of the container's %d", limit)
+	e := newLoadEnv(b, full, []string{"--request-timeout=5m"}, nil)
+	limit, budget := requireShippedMemorySetup(b, e.cp)
 
 	for b.Loop() {
 		one := loadShape{transfers: 1, vms: 1, users: 1, size: full.size}
@@ -275,7 +284,7 @@ func BenchmarkConcurrentTransfers(b *testing.B) {
 		b.ReportMetric(budget/(1<<20), "budget-MiB")
 		b.ReportMetric(float64(baseline>>20), "rss-before-MiB")
 		assert.GreaterOrEqual(b, aggregate, single, "32 transfers at once move at least as much as one alone")
-		assert.Less(b, float64(all.peakRSS), budget, "peak RSS under the Go memory limit")
+		assert.Less(b, all.peakRSS, limit, "peak RSS under the container's memory limit")
 		// Files 4× larger: memory O(size) would rise 4×; the GC's timing
 		// (a longer round, a heap at its GOGC target more often) moves a
 		// peak by tens of MiB either way.
@@ -287,21 +296,7 @@ func BenchmarkConcurrentTransfers(b *testing.B) {
 // deploymentMemoryLimit is the shipped Deployment's memory limit in bytes.
 func deploymentMemoryLimit(t testing.TB) int64 {
 	t.Helper()
-	root, err := framework.RepoRoot()
+	limit, err := framework.ShippedMemoryLimit()
 	require.NoError(t, err)
-	raw, err := os.ReadFile(filepath.Join(root, "artifacts/deploy/40-apiserver.yaml"))
-	require.NoError(t, err)
-	for _, doc := range bytes.Split(raw, []byte("\n---")) {
-		var d appsv1.Deployment
-		if yaml.Unmarshal(doc, &d) != nil || d.Kind != "Deployment" {
-			continue
-		}
-		for _, c := range d.Spec.Template.Spec.Containers {
-			if q, ok := c.Resources.Limits[corev1.ResourceMemory]; ok {
-				return q.Value()
-			}
-		}
-	}
-	t.Fatal("no memory limit in artifacts/deploy/40-apiserver.yaml")
-	return 0
+	return limit
 }

@@ -158,6 +158,7 @@ func BenchmarkDisks1GiB(b *testing.B) {
 	cpuBy := map[string]framework.CPUByCommand{}
 	// wukong-apiserver's own CPU per GiB on each of its paths, every round.
 	cost := framework.NewCostTable(cp.WukongAPIServerPID())
+	cost.ProfileFirstRounds(b, cp)
 	keep := func(name string, d *time.Duration, f func()) {
 		time.Sleep(time.Second) // the last transfer's processes exit and are counted there
 		before := framework.ReadCPUByCommand()
