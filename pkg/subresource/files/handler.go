@@ -22,6 +22,7 @@ limitations under the License.
 package files
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -36,6 +37,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/registry/rest"
+	"k8s.io/klog/v2"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
@@ -107,7 +109,31 @@ func (r *REST) Connect(ctx context.Context, name string, options runtime.Object,
 	if err != nil {
 		return nil, err
 	}
-	obj, err := r.Wukongs.Get(ctx, name, &metav1.GetOptions{})
+	// The watch cache answers without a round trip to etcd, which is most
+	// of a small download's wait; it may lag a write by milliseconds, so a
+	// refusal is checked again against etcd (a Wukong just created or
+	// enabled is served), as kube-apiserver's own informer-fed
+	// authorisation lags in the same way.
+	w, err := r.wukong(ctx, name, "0")
+	if err == nil {
+		err = r.checkServed(w)
+	}
+	if err != nil {
+		if w, err = r.wukong(ctx, name, ""); err == nil {
+			err = r.checkServed(w)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	h := &handler{r: r, w: w, opts: opts, responder: responder, maxBytes: r.limitFor(w)}
+	return r.Limiter.Handler(w.Namespace, w.Name, responder, h), nil
+}
+
+// wukong reads the Wukong name at resourceVersion rv ("0": the watch
+// cache's; "": etcd's).
+func (r *REST) wukong(ctx context.Context, name, rv string) (*vm.Wukong, error) {
+	obj, err := r.Wukongs.Get(ctx, name, &metav1.GetOptions{ResourceVersion: rv})
 	if err != nil {
 		return nil, err
 	}
@@ -115,16 +141,17 @@ func (r *REST) Connect(ctx context.Context, name string, options runtime.Object,
 	if !ok {
 		return nil, apierrors.NewInternalError(fmt.Errorf("wukongs storage returned %T", obj))
 	}
+	return w, nil
+}
+
+// checkServed refuses a Wukong whose files this server does not serve.
+func (r *REST) checkServed(w *vm.Wukong) error {
 	ft := w.Spec.FileTransfer
 	if ft == nil || !ft.Enabled {
-		return nil, apierrors.NewForbidden(vm.Resource("wukongs/files"), name,
+		return apierrors.NewForbidden(vm.Resource("wukongs/files"), w.Name,
 			errors.New("file transfer is disabled for this Wukong: set spec.fileTransfer.enabled to true"))
 	}
-	if err := r.checkMethod(w); err != nil {
-		return nil, err
-	}
-	h := &handler{r: r, w: w, opts: opts, responder: responder, maxBytes: r.limitFor(w)}
-	return r.Limiter.Handler(w.Namespace, w.Name, responder, h), nil
+	return r.checkMethod(w)
 }
 
 // methodServer is a Dialer that serves some methods only (ByMethod).
@@ -326,6 +353,9 @@ func (h *handler) get(ctx context.Context, s GuestFS, rw http.ResponseWriter, re
 		writeFileHeader(rw, fi, start, 0, partial, "")
 		return nil
 	}
+	if length <= smallBody {
+		return h.getSmall(ctx, s, rw, fi, start, length, partial)
+	}
 	t, err := h.r.Recorder.Start(ctx, h.w, h.recordSpec(vm.OperationDownload), length)
 	if err != nil {
 		return err
@@ -338,6 +368,42 @@ func (h *handler) get(ctx context.Context, s GuestFS, rw http.ResponseWriter, re
 		return fmt.Errorf("%w: %v", errStreamBroken, err)
 	}
 	t.Succeed(fmt.Sprintf("downloaded %d bytes of %s", n, h.opts.Path))
+	return nil
+}
+
+// smallBody is the largest download read whole before it is answered: its
+// record is then created final, in one etcd write, before the answer, where
+// a streamed download's takes two (Transferring before the first byte,
+// Succeeded before the last). For a small file these writes are most of the
+// wait. A stream holds at most this much.
+const smallBody = 64 << 10
+
+// getSmall answers a download of at most smallBody bytes: read whole, then
+// recorded as ended, then sent. A read that fails is an ordinary error
+// (nothing was sent) with a Failed record.
+func (h *handler) getSmall(ctx context.Context, s GuestFS, rw http.ResponseWriter, fi os.FileInfo, start, length int64, partial bool) error {
+	started := time.Now()
+	body := bytes.NewBuffer(make([]byte, 0, length))
+	_, readErr := s.Read(ctx, h.opts.Path, start, length, fi.Size(), body)
+	if readErr != nil {
+		readErr = h.cause(readErr)
+		if _, err := h.r.Recorder.Ended(ctx, h.w, h.recordSpec(vm.OperationDownload), started, nil,
+			vm.FileTransferPhaseFailed, fmt.Sprintf("download failed before any byte was sent: %v", readErr)); err != nil {
+			klog.ErrorS(err, "Recording a failed download", "wukong", klog.KObj(h.w))
+		}
+		return readErr
+	}
+	rec, err := h.r.Recorder.Ended(ctx, h.w, h.recordSpec(vm.OperationDownload), started, body.Bytes(),
+		vm.FileTransferPhaseSucceeded, fmt.Sprintf("downloaded %d bytes of %s", body.Len(), h.opts.Path))
+	if err != nil {
+		return err
+	}
+	writeFileHeader(rw, fi, start, length, partial, rec.Name)
+	if _, err := rw.Write(body.Bytes()); err != nil {
+		// Recorded Succeeded: the bytes were handed to the connection, which
+		// is as far as a streamed download's record knows either.
+		return fmt.Errorf("%w: %v", errStreamBroken, err)
+	}
 	return nil
 }
 

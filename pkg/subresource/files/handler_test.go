@@ -21,18 +21,22 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/pkg/sftp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
@@ -335,7 +339,7 @@ func TestPutAndDelete(t *testing.T) {
 // the record.
 func TestGetBrokenStream(t *testing.T) {
 	e := newEnv(t)
-	e.write(t, "/f", data(100))
+	e.write(t, "/f", data(smallBody+100))
 	e.fs.failWith("Read", errors.New("connection lost"))
 	r := e.do(t, http.MethodGet, vm.WukongFileOptions{Path: "/f"}, nil, nil)
 	if !r.aborted {
@@ -351,6 +355,97 @@ func TestGetBrokenStream(t *testing.T) {
 	if _, closes, _ := e.dialer.sessions(); len(closes) != 1 || closes[0] == nil {
 		t.Fatalf("the session closed with %v", closes)
 	}
+}
+
+// A small file is read whole before the answer starts, while its record is
+// created: a read that fails is an ordinary Status, the record ends Failed
+// with nothing sent, and a good one arrives whole with its record.
+func TestGetSmallFile(t *testing.T) {
+	e := newEnv(t)
+	want := data(smallBody)
+	e.write(t, "/f", want)
+	r := e.do(t, http.MethodGet, vm.WukongFileOptions{Path: "/f"}, nil, nil)
+	if r.code() != http.StatusOK || !bytes.Equal(r.rw.Body.Bytes(), want) {
+		t.Fatalf("download: %d, %d bytes", r.code(), r.rw.Body.Len())
+	}
+	if got := r.rw.Header().Get("Content-Length"); got != strconv.Itoa(smallBody) {
+		t.Fatalf("Content-Length %q", got)
+	}
+	recs := e.rec.Records()
+	if len(recs) != 1 || recs[0].Status.Phase != vm.FileTransferPhaseSucceeded || recs[0].Status.BytesTransferred != smallBody ||
+		recs[0].Status.SHA256 != fmt.Sprintf("%x", sha256.Sum256(want)) || r.rw.Header().Get(v1alpha1.TransferHeader) != recs[0].Name {
+		t.Fatalf("records %+v, header %q", recs, r.rw.Header().Get(v1alpha1.TransferHeader))
+	}
+
+	e.fs.failWith("Read", errors.New("connection lost"))
+	r = e.do(t, http.MethodGet, vm.WukongFileOptions{Path: "/f"}, nil, nil)
+	_, _, rerr, _ := r.resp.Result()
+	if r.aborted || rerr == nil || r.rw.Body.Len() != 0 {
+		t.Fatalf("a failed small read: aborted %v, error %v, %d bytes sent", r.aborted, rerr, r.rw.Body.Len())
+	}
+	recs = e.rec.Records()
+	if len(recs) != 2 || recs[1].Status.Phase != vm.FileTransferPhaseFailed || recs[1].Status.BytesTransferred != 0 ||
+		!strings.Contains(recs[1].Status.Message, "connection lost") {
+		t.Fatalf("records %+v", recs)
+	}
+}
+
+// staleCache answers resourceVersion "0" (the watch cache) with what it was
+// given, and everything else from the current objects.
+type staleCache struct {
+	cached, current fake.Wukongs
+	reads           []string
+}
+
+func (c *staleCache) Get(ctx context.Context, name string, o *metav1.GetOptions) (runtime.Object, error) {
+	c.reads = append(c.reads, o.ResourceVersion)
+	if o.ResourceVersion == "0" {
+		return c.cached.Get(ctx, name, o)
+	}
+	return c.current.Get(ctx, name, o)
+}
+
+// The Wukong is read from the watch cache; what the cache refuses (not there
+// yet, transfers not enabled yet) is read again from etcd before refusing.
+func TestConnectReadsTheCacheThenEtcd(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		cached fake.Wukongs
+		reads  []string
+	}{
+		{"cached", nil, []string{"0"}},
+		{"not in the cache yet", fake.Wukongs{}, []string{"0", ""}},
+		{"enabled since", fake.Wukongs{"vm": nil}, []string{"0", ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.write(t, "/f", data(10))
+			cached := tc.cached
+			if cached == nil {
+				cached = fake.Wukongs{"vm": e.wukong}
+			} else if _, ok := cached["vm"]; ok {
+				old := e.wukong.DeepCopy()
+				old.Spec.FileTransfer.Enabled = false
+				cached["vm"] = old
+			}
+			c := &staleCache{cached: cached, current: fake.Wukongs{"vm": e.wukong}}
+			e.rest.Wukongs = c
+			if r := e.do(t, http.MethodGet, vm.WukongFileOptions{Path: "/f"}, nil, nil); r.code() != http.StatusOK {
+				t.Fatalf("download: %d", r.code())
+			}
+			if !slices.Equal(c.reads, tc.reads) {
+				t.Fatalf("read at resourceVersions %q, want %q", c.reads, tc.reads)
+			}
+		})
+	}
+	t.Run("disabled in etcd too", func(t *testing.T) {
+		e := newEnv(t)
+		e.wukong.Spec.FileTransfer.Enabled = false
+		e.rest.Wukongs = &staleCache{cached: fake.Wukongs{"vm": e.wukong}, current: fake.Wukongs{"vm": e.wukong}}
+		if r := e.do(t, http.MethodGet, vm.WukongFileOptions{Path: "/f"}, nil, nil); r.code() != http.StatusForbidden {
+			t.Fatalf("download: %d", r.code())
+		}
+	})
 }
 
 func TestConnectRefusals(t *testing.T) {

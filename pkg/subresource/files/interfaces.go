@@ -20,6 +20,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -69,6 +70,7 @@ type GuestFS interface {
 // Recorder keeps the transfer records.
 type Recorder interface {
 	Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTransferSpec, total int64) (wukongfiletransfer.Transfer, error)
+	Ended(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTransferSpec, started time.Time, body []byte, phase, message string) (*vm.WukongFileTransfer, error)
 	Get(ctx context.Context, namespace, name string) (*vm.WukongFileTransfer, error)
 	AddChunk(ctx context.Context, namespace, name string, rng vm.ByteRange, total int64, digest string, counter *wukongfiletransfer.ChunkCounter) (*vm.WukongFileTransfer, error)
 	Note(ctx context.Context, namespace, name, message string) error

@@ -116,7 +116,8 @@ func TestIdleGuestIsCut(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t)
-			e.write(t, "/data/f", data(1000))
+			size := 2 * (smallBody + 500) // streamed, not read whole first
+			e.write(t, "/data/f", data(size))
 			e.rest.Dialer = stallDialer{e.dialer}
 			e.rest.IdleTimeout = 200 * time.Millisecond
 			done := make(chan struct{})
@@ -161,7 +162,7 @@ func TestIdleGuestIsCut(t *testing.T) {
 				t.Fatalf("%d records", len(recs))
 			}
 			rec := recs[0]
-			if rec.Status.Phase != vm.FileTransferPhaseFailed || rec.Status.BytesTransferred != 500 ||
+			if rec.Status.Phase != vm.FileTransferPhaseFailed || rec.Status.BytesTransferred != int64(size/2) ||
 				!strings.Contains(rec.Status.Message, "the guest's SFTP server stopped answering") {
 				t.Fatalf("record %s, %d bytes: %q", rec.Status.Phase, rec.Status.BytesTransferred, rec.Status.Message)
 			}

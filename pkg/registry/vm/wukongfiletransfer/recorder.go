@@ -119,24 +119,7 @@ type transfer struct {
 // total is the expected size, or -1 when unknown.
 func (r *Recorder) Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTransferSpec, total int64) (Transfer, error) {
 	ctx = genericapirequest.WithNamespace(context.WithoutCancel(ctx), w.Namespace)
-	prefix := w.Name
-	if spec.Disk != "" {
-		prefix += "-" + spec.Disk // the disk's name, <wukong>-<disk>
-	}
-	obj := &vm.WukongFileTransfer{
-		ObjectMeta: metav1.ObjectMeta{
-			GenerateName: fmt.Sprintf("%s-%s-", prefix, spec.Operation),
-			Namespace:    w.Namespace,
-			OwnerReferences: []metav1.OwnerReference{{
-				APIVersion: "vm.novasphere.dev/v1alpha1", Kind: "Wukong", Name: w.Name, UID: w.UID,
-			}},
-		},
-		Spec: spec,
-	}
-	obj.Spec.Target = vm.RedactURLs(spec.Target) // a push's target URL may be pre-signed
-	if total >= 0 {
-		obj.Spec.ExpectedSize = &total
-	}
+	obj := newRecord(w, spec, total)
 	t := &transfer{
 		r: r, ctx: ctx, op: spec.Operation,
 		w:    &vm.Wukong{ObjectMeta: metav1.ObjectMeta{Namespace: w.Namespace, Name: w.Name, UID: w.UID}},
@@ -168,6 +151,74 @@ func (r *Recorder) Start(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTr
 	metrics.MarkStarted(ctx)
 	go t.loop()
 	return t, nil
+}
+
+// newRecord is the record of a transfer for spec, owned by w, of total
+// bytes (-1: unknown), without its status.
+func newRecord(w *vm.Wukong, spec vm.WukongFileTransferSpec, total int64) *vm.WukongFileTransfer {
+	prefix := w.Name
+	if spec.Disk != "" {
+		prefix += "-" + spec.Disk // the disk's name, <wukong>-<disk>
+	}
+	obj := &vm.WukongFileTransfer{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: fmt.Sprintf("%s-%s-", prefix, spec.Operation),
+			Namespace:    w.Namespace,
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: "vm.novasphere.dev/v1alpha1", Kind: "Wukong", Name: w.Name, UID: w.UID,
+			}},
+		},
+		Spec: spec,
+	}
+	obj.Spec.Target = vm.RedactURLs(spec.Target) // a push's target URL may be pre-signed
+	if total >= 0 {
+		obj.Spec.ExpectedSize = &total
+	}
+	return obj
+}
+
+// Ended creates, in one write, the record of a transfer that has already
+// ended: a small download read whole from the guest before its answer
+// starts. Succeeded, body is what the answer will carry (counted, hashed,
+// total); Failed, nothing was sent. The record exists, final, before the
+// client has a byte, as with Start and Succeed, for one etcd write instead of
+// two. It is rationed, counted and (Failed) reported as Start's records are.
+func (r *Recorder) Ended(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTransferSpec, started time.Time, body []byte, phase, message string) (*vm.WukongFileTransfer, error) {
+	ctx = genericapirequest.WithNamespace(context.WithoutCancel(ctx), w.Namespace)
+	now := metav1.Now()
+	st := vm.WukongFileTransferStatus{
+		Phase: phase, Message: vm.RedactURLs(message),
+		StartedAt: &metav1.Time{Time: started}, UpdatedAt: &now, CompletedAt: &now,
+	}
+	total := int64(-1)
+	if phase == vm.FileTransferPhaseSucceeded {
+		total = int64(len(body))
+		sum := sha256.Sum256(body)
+		st.BytesTransferred, st.TotalBytes, st.Progress, st.SHA256 = total, total, "100%", hex.EncodeToString(sum[:])
+		if d := now.Sub(started).Seconds(); d > 0 {
+			st.BytesPerSecond = int64(float64(total) / d)
+		}
+	}
+	begin := time.Now()
+	stored, err := r.records.Create(serverRecord(ctx, st), newRecord(w, spec, total), rest.ValidateAllObjectFunc, &metav1.CreateOptions{})
+	metrics.RecordWrite(metrics.WriteCreate, begin, err)
+	if err != nil {
+		return nil, fmt.Errorf("creating the transfer record: %w", err)
+	}
+	created, err := asRecord(stored)
+	if err != nil {
+		return nil, err
+	}
+	m := metrics.Started(metrics.For(&spec))
+	metrics.MarkStarted(ctx)
+	if phase == vm.FileTransferPhaseSucceeded {
+		_, _ = CounterFor(spec.Operation).Write(body)
+		m.Moved(len(body))
+	} else {
+		failedEvent(r.Events, w.Namespace, w.Name, w.UID, spec.Operation, created.Name, message)
+	}
+	m.Ended(outcome(phase))
+	return created, nil
 }
 
 // Name is the record's name.
