@@ -297,9 +297,21 @@ func (c *Client) Delete(ctx context.Context, p string, recursive bool) error {
 
 // WaitEnded waits until the record name is Succeeded or Failed and returns it.
 func (c *Client) WaitEnded(ctx context.Context, name string) (*v1alpha1.WukongFileTransfer, error) {
+	return c.waitEnded(ctx, name, nil)
+}
+
+// CommitResend is how often a client waiting for a commit sends it again.
+// A server begins nothing for a commit under way, and takes over one whose
+// server stopped (its record's heartbeat stopped; the server decides).
+var CommitResend = 5 * time.Second
+
+// waitEnded is WaitEnded; while the record is Committing it also calls
+// commit every CommitResend, when set.
+func (c *Client) waitEnded(ctx context.Context, name string, commit func() error) (*v1alpha1.WukongFileTransfer, error) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	failures := 0
+	lastCommit := time.Now()
 	for {
 		rec, err := c.records.Get(ctx, name, metav1.GetOptions{})
 		switch {
@@ -314,6 +326,12 @@ func (c *Client) WaitEnded(ctx context.Context, name string) (*v1alpha1.WukongFi
 			return rec, nil
 		default:
 			failures = 0
+			if commit != nil && rec.Status.Phase == v1alpha1.FileTransferPhaseCommitting && time.Since(lastCommit) >= CommitResend {
+				lastCommit = time.Now()
+				// What it answers matters not: the record says how the
+				// commit ends (a refusal means it ended meanwhile).
+				_ = commit()
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -128,16 +128,19 @@ func (c *Client) sendChunks(ctx context.Context, f *os.File, src string, size in
 	if opts.NoClobber {
 		method = http.MethodPost
 	}
-	if err := c.retry(ctx, func() error {
+	commit := func() error {
 		resp, err := c.do(ctx, method, q, nil, 0)
 		if err != nil {
 			return err
 		}
 		return resp.Body.Close()
-	}); err != nil {
+	}
+	if err := c.retry(ctx, commit); err != nil {
 		return nil, fmt.Errorf("committing transfer %s: %w", rec.Name, err)
 	}
-	end, err := c.WaitEnded(ctx, rec.Name)
+	// Sent again while it runs: should the replica running it be killed,
+	// another takes it over once its heartbeat has stopped.
+	end, err := c.waitEnded(ctx, rec.Name, commit)
 	if err != nil {
 		return nil, err
 	}

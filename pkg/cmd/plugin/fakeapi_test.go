@@ -91,6 +91,10 @@ type fakeAPI struct {
 	forget func(offset int64) bool
 	// wukong, when set, plays GET and PATCH of one Wukong (start_test.go).
 	wukong func(w http.ResponseWriter, r *http.Request, ns, name string)
+	// lostCommits is how many upload commits are begun (the record
+	// Committing, 202) and then never finished, as by a replica killed
+	// mid-commit; a later one commits.
+	lostCommits int
 }
 
 type fakeDisk struct {
@@ -482,6 +486,9 @@ func (f *fakeAPI) files(w http.ResponseWriter, r *http.Request, ns, name string)
 	case q.Get("commit") == "true" && r.Method == http.MethodGet:
 		f.update(ns, recName, func(rec *v1alpha1.WukongFileTransfer) { rec.Status.Phase = v1alpha1.FileTransferPhaseSucceeded })
 		writeJSON(w, http.StatusOK, &metav1.Status{Status: metav1.StatusSuccess})
+	case q.Get("commit") == "true" && f.loseCommit():
+		f.update(ns, recName, func(rec *v1alpha1.WukongFileTransfer) { rec.Status.Phase = v1alpha1.FileTransferPhaseCommitting })
+		writeJSON(w, http.StatusAccepted, &metav1.Status{Status: metav1.StatusSuccess})
 	case q.Get("commit") == "true":
 		tmp := local + ".wukong-" + recName
 		if _, err := os.Stat(local); err == nil && r.Method == http.MethodPost {
@@ -892,4 +899,15 @@ func payload(n int) []byte {
 		b[i] = byte(i*7 + i/1024)
 	}
 	return b
+}
+
+// loseCommit says whether this commit is one of f.lostCommits.
+func (f *fakeAPI) loseCommit() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.lostCommits == 0 {
+		return false
+	}
+	f.lostCommits--
+	return true
 }

@@ -65,6 +65,29 @@ func TestCpUploadOutlivesAReplica(t *testing.T) {
 	assert.Zero(t, recordFails, "the record's reads failed and were sent again")
 }
 
+// TestCpUploadCommitOutlivesAReplica: a commit whose replica was killed
+// after it began (the record stays Committing, nothing ends it) is sent
+// again while the plugin waits, and the replica that gets it takes it over.
+func TestCpUploadCommitOutlivesAReplica(t *testing.T) {
+	defer func(d time.Duration) { transfers.CommitResend = d }(transfers.CommitResend)
+	transfers.CommitResend = 300 * time.Millisecond
+	want := payload(3000)
+	f, root := vmWith(t, map[string][]byte{"/data/": nil})
+	f.lostCommits = 1
+	src := filepath.Join(t.TempDir(), "big.bin")
+	require.NoError(t, os.WriteFile(src, want, 0o644))
+	_, _, err := f.run(nil, "--chunk-size", "1Ki", "cp", src, "vm1:/data/big.bin")
+	require.NoError(t, err)
+	assert.Equal(t, want, readFile(t, filepath.Join(root, "data/big.bin")))
+	commits := 0
+	for _, c := range f.calls() {
+		if strings.Contains(c, "commit=true") {
+			commits++
+		}
+	}
+	assert.Equal(t, 2, commits, "the lost commit and the one sent again")
+}
+
 // TestCpDownloadRefetchesUnrecordedRange: a range that arrived whole but
 // whose sha256 the server never recorded (its replica died between the
 // two) is fetched again in the same run, not left to --resume.

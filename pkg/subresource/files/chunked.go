@@ -197,10 +197,15 @@ func (h *handler) commit(req *http.Request) error {
 		return err
 	}
 	if began {
+		// Committing already, and begun again: its first server stopped.
+		takenOver := h.rec.Status.Phase == vm.FileTransferPhaseCommitting
+		if takenOver {
+			klog.InfoS("Taking over a commit whose server stopped", "transfer", h.rec.Name, "namespace", h.w.Namespace)
+		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), commitTimeout)
 		go func() {
 			defer cancel()
-			h.finishUpload(ctx, cancel, req.Method == http.MethodPost, want)
+			h.finishUpload(ctx, cancel, req.Method == http.MethodPost, want, takenOver, rec.Status.UpdatedAt)
 		}()
 	}
 	h.responder.Object(http.StatusAccepted, rec)
@@ -211,15 +216,15 @@ func (h *handler) commit(req *http.Request) error {
 // renames them over the target and ends the record. The record's heartbeat
 // runs meanwhile, so that the collector does not take a long commit for a
 // dead one; should the record end all the same, the commit is cut.
-func (h *handler) finishUpload(ctx context.Context, cancel context.CancelFunc, noClobber bool, want string) {
+func (h *handler) finishUpload(ctx context.Context, cancel context.CancelFunc, noClobber bool, want string, takenOver bool, since *metav1.Time) {
 	ns, name := h.w.Namespace, h.rec.Name
 	beat, stop := context.WithCancel(ctx)
 	defer stop()
-	go h.r.Recorder.KeepCommitting(beat, ns, name, func(err error) {
+	go h.r.Recorder.KeepCommitting(beat, ns, name, since, func(err error) {
 		klog.InfoS("A commit's record ended elsewhere; stopping the commit", "transfer", name, "namespace", ns, "err", err)
 		cancel()
 	})
-	opts := files.CommitOptions{Size: *h.rec.Spec.ExpectedSize, SHA256: want, NoClobber: noClobber}
+	opts := files.CommitOptions{Size: *h.rec.Spec.ExpectedSize, SHA256: want, NoClobber: noClobber, TakenOver: takenOver}
 	if h.opts.Mode != "" {
 		m, _ := validation.ParseFileMode(h.opts.Mode) // validated in Connect
 		opts.Mode = &m

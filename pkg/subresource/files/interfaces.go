@@ -23,6 +23,7 @@ import (
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
@@ -76,7 +77,7 @@ type Recorder interface {
 	Note(ctx context.Context, namespace, name, message string) error
 	End(ctx context.Context, namespace, name, phase, message, sha256 string) (*vm.WukongFileTransfer, error)
 	BeginCommit(ctx context.Context, namespace, name, message string) (*vm.WukongFileTransfer, bool, error)
-	KeepCommitting(ctx context.Context, namespace, name string, lost func(error))
+	KeepCommitting(ctx context.Context, namespace, name string, since *metav1.Time, lost func(error))
 }
 
 // HostKeyPinner keeps a guest host key trusted on first use in the Wukong's

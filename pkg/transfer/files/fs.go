@@ -190,6 +190,11 @@ type CommitOptions struct {
 	Mode *os.FileMode
 	// NoClobber refuses to replace an existing target (ErrExists).
 	NoClobber bool
+	// TakenOver: the commit began again after the server that first ran it
+	// stopped, which may have renamed the file into place already. Then a
+	// missing collected file with a target of the right size (and sha256,
+	// when set) is the first commit's work, done.
+	TakenOver bool
 }
 
 // CommitChunks checks the collected chunks of upload id against opts and
@@ -198,6 +203,15 @@ type CommitOptions struct {
 // when it cannot be, named in a *LeftoverError.
 func (fs *FS) CommitChunks(ctx context.Context, target, id string, opts CommitOptions) (string, error) {
 	tmp := ChunkTempName(target, id)
+	if opts.TakenOver {
+		if _, err := fs.c.Stat(tmp); errors.Is(err, os.ErrNotExist) {
+			sum, cerr := fs.checkChunks(ctx, target, opts)
+			if cerr != nil {
+				return "", fmt.Errorf("the collected file %s is gone and %s is not what was uploaded: %w", tmp, target, cerr)
+			}
+			return sum, nil
+		}
+	}
 	sum, err := fs.checkChunks(ctx, tmp, opts)
 	if err == nil {
 		mode := os.FileMode(0o644)

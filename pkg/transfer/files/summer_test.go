@@ -113,3 +113,35 @@ func TestParseSHA256Sum(t *testing.T) {
 	}
 	assert.Equal(t, `'it'\''s'`, ShellQuote("it's"))
 }
+
+// TestCommitTakenOver: a commit begun again after its first server stopped
+// finds the file already renamed into place by that server, and takes it
+// for done when it is what was uploaded; anything else fails.
+func TestCommitTakenOver(t *testing.T) {
+	c := hostSFTP(t)
+	dir := t.TempDir()
+	body := bytes.Repeat([]byte("chunk "), 10_000)
+	sum := sha256.Sum256(body)
+	good := hex.EncodeToString(sum[:])
+	fs := New(c)
+	target := path.Join(dir, "f")
+	_, err := fs.WriteChunk(context.Background(), target, "uid", 0, int64(len(body)), false, bytes.NewReader(body), nil)
+	require.NoError(t, err)
+	opts := CommitOptions{Size: int64(len(body)), SHA256: good}
+	got, err := fs.CommitChunks(context.Background(), target, "uid", opts) // the first server's
+	require.NoError(t, err)
+	require.Equal(t, good, got)
+
+	opts.TakenOver = true
+	got, err = fs.CommitChunks(context.Background(), target, "uid", opts)
+	require.NoError(t, err, "the first server had renamed it")
+	assert.Equal(t, good, got)
+
+	require.NoError(t, os.WriteFile(target, []byte("something else"), 0o644))
+	_, err = fs.CommitChunks(context.Background(), target, "uid", opts)
+	assert.ErrorContains(t, err, "is not what was uploaded")
+
+	opts.TakenOver = false
+	_, err = fs.CommitChunks(context.Background(), target, "uid", opts)
+	assert.Error(t, err, "without a takeover, a missing collected file is a failure")
+}

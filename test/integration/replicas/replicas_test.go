@@ -243,6 +243,63 @@ func TestReplicaKilledMidTransfer(t *testing.T) {
 	}
 }
 
+// TestReplicaKilledMidCommit: the replica running a chunked upload's commit
+// (reading the file back for its sha256) is SIGKILLed. The record stays
+// Committing with no heartbeat; `kubectl wukong cp`, waiting, sends the
+// commit again, and the survivor takes it over once the heartbeat has
+// stopped for three beats (45 s with the deployed --transfer-stale-after),
+// a beat before the collector would fail it: the upload costs a retry.
+func TestReplicaKilledMidCommit(t *testing.T) {
+	ns := framework.CreateTestNamespace(t, cp, "commit")
+	g := newGuest(t, ns, "vm1")
+	require.NoError(t, os.MkdirAll(g.host("/data"), 0o755))
+	const size = 192 << 20 // read back for a few hundred ms
+	local := filepath.Join(t.TempDir(), "in.bin")
+	sum := framework.WriteRandomFile(t, local, size, 2)
+
+	// Everything goes to the victim until its commit begins.
+	const victim, survivor = 1, 0
+	require.NoError(t, cp.SetWukongReplicaReady(context.Background(), survivor, false))
+	time.Sleep(2 * time.Second)
+	cmd, err := cp.PluginCommand(context.Background(), cp.Admin, "-n", ns, "--chunk-size=16Mi", "cp", local, "vm1:/data/f.bin")
+	require.NoError(t, err)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+
+	var rec *v1alpha1.WukongFileTransfer
+	require.NoError(t, wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		l, err := wukongs(t).VmV1alpha1().WukongFileTransfers(ns).List(ctx, metav1.ListOptions{})
+		if err != nil || len(l.Items) == 0 {
+			return false, nil
+		}
+		rec = &l.Items[0]
+		return rec.Status.Phase == v1alpha1.FileTransferPhaseCommitting, nil
+	}), "the upload's commit begins")
+	require.NoError(t, cp.SetWukongReplicaReady(context.Background(), survivor, true))
+	require.NoError(t, cp.KillWukongReplica(victim))
+	require.NoError(t, cp.SetWukongReplicaReady(context.Background(), victim, false))
+	t.Logf("killed replica %d while it committed %s", victim, rec.Name)
+
+	select {
+	case err := <-done:
+		require.NoError(t, err, "kubectl wukong cp after the committing replica died: %s", stderr.String())
+	case <-time.After(3 * time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatalf("kubectl wukong cp did not finish: %s", stderr.String())
+	}
+	assert.Equal(t, sum, framework.FileSHA256(t, g.host("/data/f.bin")))
+	end := newest(t, ns, "upload")
+	assert.Equal(t, rec.Name, end.Name)
+	assert.Equal(t, v1alpha1.FileTransferPhaseSucceeded, end.Status.Phase, end.Status.Message)
+	assert.Equal(t, sum, end.Status.SHA256)
+	assert.Contains(t, lastRun(t, survivor), fmt.Sprintf("\"Taking over a commit whose server stopped\" transfer=%q", rec.Name))
+	assert.Empty(t, tempFiles(t, g.host("/data")), "no temporary file in the guest")
+	require.NoError(t, cp.RestartWukongReplica(context.Background(), victim))
+}
+
 // newest is ns's newest record of op.
 func newest(t testing.TB, ns, op string) *v1alpha1.WukongFileTransfer {
 	t.Helper()

@@ -150,13 +150,24 @@ func AddDigest(digests []vm.RangeDigest, d vm.RangeDigest) []vm.RangeDigest {
 // returns the record and whether this call began the commit: false when a
 // commit is already under way (a client that sent it again, say after a
 // lost answer), which starts nothing. A record that ended is a Conflict.
+//
+// A Committing record whose heartbeat stopped (TakeoverAfter) lost the
+// server that committed it, killed or gone with its replica: the commit
+// begins again here. The chunks are in the guest, not in that replica, so a
+// client that sends the commit again costs a retry, not the upload; the
+// collector would otherwise fail the record a heartbeat later.
 func (r *Recorder) BeginCommit(ctx context.Context, namespace, name, message string) (*vm.WukongFileTransfer, bool, error) {
 	var began bool
 	out, err := r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
 		began = false
 		switch st := &o.Status; st.Phase {
 		case vm.FileTransferPhaseCommitting:
-			return errAlreadyCommitting
+			if st.UpdatedAt == nil || time.Since(st.UpdatedAt.Time) < r.TakeoverAfter() {
+				return errAlreadyCommitting
+			}
+			now := metav1.Now()
+			st.Message, st.UpdatedAt = "the server committing this transfer stopped; committing again: "+message, &now
+			began = true
 		case vm.FileTransferPhaseSucceeded, vm.FileTransferPhaseFailed:
 			return apierrors.NewConflict(vm.Resource("wukongfiletransfers"), o.Name, fmt.Errorf("the transfer already ended %s: %s", st.Phase, st.Message))
 		default:
@@ -173,32 +184,46 @@ func (r *Recorder) BeginCommit(ctx context.Context, namespace, name, message str
 	return out, began, err
 }
 
+// TakeoverAfter is how long a Committing record goes without a heartbeat
+// before another commit takes it over: three missed beats, one beat before
+// the collector would fail it (--transfer-stale-after is four).
+func (r *Recorder) TakeoverAfter() time.Duration { return 3 * r.Heartbeat }
+
 // errAlreadyCommitting stops BeginCommit's update of a record another
 // commit began.
 var errAlreadyCommitting = errors.New("already committing")
 
 // KeepCommitting writes updatedAt of a Committing record every r.Heartbeat
 // until ctx ends, so that the collector tells a long commit (reading a large
-// file back for its sha256) from one whose server died. When the record is
-// no longer Committing (the collector ended it after all, or it was
-// deleted), it calls lost and returns: the commit must stop.
-func (r *Recorder) KeepCommitting(ctx context.Context, namespace, name string, lost func(error)) {
+// file back for its sha256) from one whose server died. since is the
+// record's updatedAt as BeginCommit left it. When the record is no longer
+// Committing (the collector ended it after all, or it was deleted), or its
+// updatedAt is not the last this heartbeat wrote (another server took the
+// commit over, BeginCommit), it calls lost and returns: the commit must stop.
+func (r *Recorder) KeepCommitting(ctx context.Context, namespace, name string, since *metav1.Time, lost func(error)) {
 	tick := time.NewTicker(r.Heartbeat)
 	defer tick.Stop()
+	last := since
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
-		_, err := r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
+		out, err := r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
 			if o.Status.Phase != vm.FileTransferPhaseCommitting {
 				return apierrors.NewConflict(vm.Resource("wukongfiletransfers"), o.Name, fmt.Errorf("the transfer is %s, no longer Committing: %s", o.Status.Phase, o.Status.Message))
+			}
+			if !o.Status.UpdatedAt.Equal(last) {
+				return apierrors.NewConflict(vm.Resource("wukongfiletransfers"), o.Name, fmt.Errorf("another server took the commit over: %s", o.Status.Message))
 			}
 			now := metav1.Now()
 			o.Status.UpdatedAt = &now
 			return nil
 		})
+		if err == nil {
+			last = out.Status.UpdatedAt
+		}
 		switch {
 		case ctx.Err() != nil:
 			return

@@ -187,7 +187,7 @@ func TestCommitOutlivesStaleAfter(t *testing.T) {
 	require.True(t, began)
 	beat, stop := context.WithCancel(ctx)
 	lost := make(chan error, 1)
-	go r.KeepCommitting(beat, ns, name, func(err error) { lost <- err })
+	go r.KeepCommitting(beat, ns, name, store.Record(ns, name).Status.UpdatedAt, func(err error) { lost <- err })
 
 	// The commit runs three stale periods; the collector runs throughout.
 	start := time.Now()
@@ -253,11 +253,54 @@ func TestCommitLosesItsRecord(t *testing.T) {
 	require.Equal(t, vm.FileTransferPhaseFailed, store.Record(ns, name).Status.Phase)
 
 	lost := make(chan error, 1)
-	r.KeepCommitting(ctx, ns, name, func(err error) { lost <- err }) // returns once lost
+	r.KeepCommitting(ctx, ns, name, store.Record(ns, name).Status.UpdatedAt, func(err error) { lost <- err }) // returns once lost
 	assert.True(t, apierrors.IsConflict(<-lost))
 	_, err = r.End(ctx, ns, name, vm.FileTransferPhaseSucceeded, "committed", "")
 	assert.True(t, apierrors.IsConflict(err))
 	assert.Equal(t, vm.FileTransferPhaseFailed, store.Record(ns, name).Status.Phase)
+}
+
+// TestCommitTakenOver: a commit whose heartbeat stopped (its replica was
+// killed) is begun again by the next commit request; the old committer, had
+// it only stalled, learns at its next beat that the commit is no longer its
+// own. A commit whose heartbeat lives is not taken over.
+func TestCommitTakenOver(t *testing.T) {
+	store := memory.New()
+	r := wukongfiletransfer.NewRecorder(store, store)
+	r.Heartbeat = time.Hour // beats only when a test says so
+	name := newUpload(t, r, store)
+	ctx := userCtx("alice")
+
+	first, began, err := r.BeginCommit(ctx, ns, name, "checking")
+	require.NoError(t, err)
+	require.True(t, began)
+	_, began, err = r.BeginCommit(ctx, ns, name, "again")
+	require.NoError(t, err)
+	assert.False(t, began, "a live commit is not taken over")
+
+	store.Age(ns, name, r.TakeoverAfter()+time.Second)
+	rec, began, err := r.BeginCommit(ctx, ns, name, "checking again")
+	require.NoError(t, err)
+	assert.True(t, began, "a commit whose heartbeat stopped is begun again")
+	assert.Equal(t, vm.FileTransferPhaseCommitting, rec.Status.Phase)
+	assert.Contains(t, rec.Status.Message, "stopped; committing again")
+	assert.WithinDuration(t, time.Now(), rec.Status.UpdatedAt.Time, time.Minute)
+
+	// The first committer's heartbeat, had its server only stalled.
+	r.Heartbeat = time.Millisecond
+	lost := make(chan error, 1)
+	r.KeepCommitting(ctx, ns, name, first.Status.UpdatedAt, func(err error) { lost <- err })
+	err = <-lost
+	assert.True(t, apierrors.IsConflict(err), "%v", err)
+	assert.Contains(t, err.Error(), "took the commit over")
+	assert.Equal(t, vm.FileTransferPhaseCommitting, store.Record(ns, name).Status.Phase, "the new commit's record is left alone")
+
+	// The new committer's heartbeat holds.
+	beat, stop := context.WithCancel(ctx)
+	go r.KeepCommitting(beat, ns, name, rec.Status.UpdatedAt, func(err error) { lost <- err })
+	time.Sleep(50 * time.Millisecond)
+	stop()
+	assert.Empty(t, lost)
 }
 
 // TestDownloadCommitAfterCovered: a chunked download is Succeeded once

@@ -285,7 +285,7 @@ func (r *Recorder) Commits() int {
 
 // KeepCommitting counts the commit's heartbeat until ctx ends; when
 // LoseCommit is set, it reports the record lost at once instead.
-func (r *Recorder) KeepCommitting(ctx context.Context, _, name string, lost func(error)) {
+func (r *Recorder) KeepCommitting(ctx context.Context, _, name string, _ *metav1.Time, lost func(error)) {
 	r.mu.Lock()
 	r.beating++
 	lose := r.LoseCommit
