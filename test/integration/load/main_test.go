@@ -229,3 +229,25 @@ func rss(pid int) int64 {
 	}
 	return 0
 }
+
+// tcpSocketMemory is what the machine's TCP sockets hold in buffers
+// (/proc/net/sockstat's "TCP: ... mem" pages): an upper bound of what a
+// container's streams cost outside the Go runtime's count.
+func tcpSocketMemory() int64 {
+	b, err := os.ReadFile("/proc/net/sockstat")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "TCP:"); ok {
+			f := strings.Fields(rest)
+			for i := 0; i+1 < len(f); i += 2 {
+				if f[i] == "mem" {
+					pages, _ := strconv.ParseInt(f[i+1], 10, 64)
+					return pages * int64(os.Getpagesize())
+				}
+			}
+		}
+	}
+	return 0
+}
