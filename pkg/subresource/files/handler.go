@@ -400,8 +400,10 @@ func (h *handler) getSmall(ctx context.Context, s GuestFS, rw http.ResponseWrite
 	}
 	writeFileHeader(rw, fi, start, length, partial, rec.Name)
 	if _, err := rw.Write(body.Bytes()); err != nil {
-		// Recorded Succeeded: the bytes were handed to the connection, which
-		// is as far as a streamed download's record knows either.
+		// The record already says Succeeded: at most 64 KiB, refused only by
+		// a connection broken before they were written. A streamed
+		// download's record, too, counts what reached the connection, not
+		// the client.
 		return fmt.Errorf("%w: %v", errStreamBroken, err)
 	}
 	return nil
