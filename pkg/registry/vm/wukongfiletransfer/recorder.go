@@ -186,19 +186,14 @@ func newRecord(w *vm.Wukong, spec vm.WukongFileTransferSpec, total int64) *vm.Wu
 func (r *Recorder) Ended(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTransferSpec, started time.Time, body []byte, phase, message string) (*vm.WukongFileTransfer, error) {
 	ctx = genericapirequest.WithNamespace(context.WithoutCancel(ctx), w.Namespace)
 	now := metav1.Now()
-	st := vm.WukongFileTransferStatus{
-		Phase: phase, Message: vm.RedactURLs(message),
-		StartedAt: &metav1.Time{Time: started}, UpdatedAt: &now, CompletedAt: &now,
-	}
-	total := int64(-1)
+	st := vm.WukongFileTransferStatus{StartedAt: &metav1.Time{Time: started}, UpdatedAt: &now}
+	total, sum := int64(-1), ""
 	if phase == vm.FileTransferPhaseSucceeded {
 		total = int64(len(body))
-		sum := sha256.Sum256(body)
-		st.BytesTransferred, st.TotalBytes, st.Progress, st.SHA256 = total, total, "100%", hex.EncodeToString(sum[:])
-		if d := now.Sub(started).Seconds(); d > 0 {
-			st.BytesPerSecond = int64(float64(total) / d)
-		}
+		h := sha256.Sum256(body)
+		st.BytesTransferred, sum = total, hex.EncodeToString(h[:])
 	}
+	end(&st, phase, message, sum, started, now)
 	begin := time.Now()
 	stored, err := r.records.Create(serverRecord(ctx, st), newRecord(w, spec, total), rest.ValidateAllObjectFunc, &metav1.CreateOptions{})
 	metrics.RecordWrite(metrics.WriteCreate, begin, err)
@@ -267,16 +262,7 @@ func (t *transfer) finish(phase, message string) *vm.WukongFileTransfer {
 		now := metav1.Now()
 		err := t.update(func(st *vm.WukongFileTransferStatus) {
 			t.fill(st)
-			st.Phase, st.Message, st.CompletedAt = phase, vm.RedactURLs(message), &now
-			if phase == vm.FileTransferPhaseSucceeded {
-				st.SHA256 = sum
-				if st.TotalBytes == 0 || st.TotalBytes == st.BytesTransferred {
-					st.TotalBytes, st.Progress = st.BytesTransferred, "100%"
-				}
-			}
-			if d := now.Sub(t.started).Seconds(); d > 0 {
-				st.BytesPerSecond = int64(float64(st.BytesTransferred) / d)
-			}
+			end(st, phase, message, sum, t.started, now)
 		}, func(o *vm.WukongFileTransfer) { out = o })
 		if err != nil {
 			klog.ErrorS(err, "Ending transfer record", "transfer", t.name, "namespace", t.ctxNamespace())
@@ -287,6 +273,22 @@ func (t *transfer) finish(phase, message string) *vm.WukongFileTransfer {
 		t.metrics.Ended(outcome(phase))
 	})
 	return out
+}
+
+// end stamps st as ended in phase at now, with message (redacted): a
+// Succeeded one gets sum and, when no other total was known, its bytes as
+// the total; either gets its mean rate since started.
+func end(st *vm.WukongFileTransferStatus, phase, message, sum string, started time.Time, now metav1.Time) {
+	st.Phase, st.Message, st.CompletedAt = phase, vm.RedactURLs(message), &now
+	if phase == vm.FileTransferPhaseSucceeded {
+		st.SHA256 = sum
+		if st.TotalBytes == 0 || st.TotalBytes == st.BytesTransferred {
+			st.TotalBytes, st.Progress = st.BytesTransferred, "100%"
+		}
+	}
+	if d := now.Sub(started).Seconds(); d > 0 {
+		st.BytesPerSecond = int64(float64(st.BytesTransferred) / d)
+	}
 }
 
 // loop writes progress every interval while bytes move.
