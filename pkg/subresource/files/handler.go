@@ -114,15 +114,9 @@ func (r *REST) Connect(ctx context.Context, name string, options runtime.Object,
 	// refusal is checked again against etcd (a Wukong just created or
 	// enabled is served), as kube-apiserver's own informer-fed
 	// authorisation lags in the same way.
-	w, err := r.wukong(ctx, name, "0")
-	if err == nil {
-		err = r.checkServed(w)
-	}
+	w, err := r.servedWukong(ctx, name, "0")
 	if err != nil {
-		if w, err = r.wukong(ctx, name, ""); err == nil {
-			err = r.checkServed(w)
-		}
-		if err != nil {
+		if w, err = r.servedWukong(ctx, name, ""); err != nil {
 			return nil, err
 		}
 	}
@@ -130,9 +124,10 @@ func (r *REST) Connect(ctx context.Context, name string, options runtime.Object,
 	return r.Limiter.Handler(w.Namespace, w.Name, responder, h), nil
 }
 
-// wukong reads the Wukong name at resourceVersion rv ("0": the watch
-// cache's; "": etcd's).
-func (r *REST) wukong(ctx context.Context, name, rv string) (*vm.Wukong, error) {
+// servedWukong reads the Wukong name at resourceVersion rv ("0": the watch
+// cache's; "": etcd's) and refuses it when this server does not serve its
+// files.
+func (r *REST) servedWukong(ctx context.Context, name, rv string) (*vm.Wukong, error) {
 	obj, err := r.Wukongs.Get(ctx, name, &metav1.GetOptions{ResourceVersion: rv})
 	if err != nil {
 		return nil, err
@@ -141,17 +136,11 @@ func (r *REST) wukong(ctx context.Context, name, rv string) (*vm.Wukong, error) 
 	if !ok {
 		return nil, apierrors.NewInternalError(fmt.Errorf("wukongs storage returned %T", obj))
 	}
-	return w, nil
-}
-
-// checkServed refuses a Wukong whose files this server does not serve.
-func (r *REST) checkServed(w *vm.Wukong) error {
-	ft := w.Spec.FileTransfer
-	if ft == nil || !ft.Enabled {
-		return apierrors.NewForbidden(vm.Resource("wukongs/files"), w.Name,
+	if ft := w.Spec.FileTransfer; ft == nil || !ft.Enabled {
+		return nil, apierrors.NewForbidden(vm.Resource("wukongs/files"), name,
 			errors.New("file transfer is disabled for this Wukong: set spec.fileTransfer.enabled to true"))
 	}
-	return r.checkMethod(w)
+	return w, r.checkMethod(w)
 }
 
 // methodServer is a Dialer that serves some methods only (ByMethod).

@@ -357,9 +357,9 @@ func TestGetBrokenStream(t *testing.T) {
 	}
 }
 
-// A small file is read whole before the answer starts, while its record is
-// created: a read that fails is an ordinary Status, the record ends Failed
-// with nothing sent, and a good one arrives whole with its record.
+// A small file is read whole, then recorded as ended, then sent: a read
+// that fails is an ordinary Status and a Failed record with nothing sent,
+// and a good one arrives whole with its record.
 func TestGetSmallFile(t *testing.T) {
 	e := newEnv(t)
 	want := data(smallBody)
