@@ -827,6 +827,13 @@ type WukongFileTransferStatus struct {
 	// Every range of a chunked export reads the same source.
 	// +optional
 	DiskSource *DiskSource `json:"diskSource,omitempty"`
+
+	// UploadHash is the sha256 of a chunked upload, carried from byte 0 as
+	// its chunks arrive, so that the commit knows the whole file's sha256
+	// without reading it back. Only chunks sent with sha256From and sha256To
+	// add to it.
+	// +optional
+	UploadHash *UploadHash `json:"uploadHash,omitempty"`
 }
 
 // DiskSource types.
@@ -855,6 +862,44 @@ type RangeDigest struct {
 	Offset int64  `json:"offset"`
 	Length int64  `json:"length"`
 	SHA256 string `json:"sha256"`
+}
+
+// UploadHash is the running sha256 of a chunked upload. Each chunk sent with
+// the SHA-256 state before its bytes (sha256From) and after them (sha256To)
+// is hashed by the server from the first as it is written, and counts only
+// when it arrives at the second; chained from byte 0, the states give the
+// sha256 of the file as written.
+type UploadHash struct {
+	// Through: the bytes [0, through) are hashed.
+	Through int64 `json:"through"`
+
+	// State is the SHA-256 state after them, in Go's crypto/sha256 binary
+	// form, base64url without padding.
+	// +optional
+	State string `json:"state,omitempty"`
+
+	// Pending are chunks hashed past through, waiting for those before them.
+	// +optional
+	// +listType=atomic
+	Pending []HashedRange `json:"pending,omitempty"`
+
+	// Broken, when set, says why the states no longer describe the file (a
+	// chunk cut while it was written, a range written twice): the commit
+	// then reads the file back.
+	// +optional
+	Broken string `json:"broken,omitempty"`
+}
+
+// HashedRange is a chunk hashed from one SHA-256 state to another.
+type HashedRange struct {
+	Offset int64 `json:"offset"`
+	Length int64 `json:"length"`
+
+	// From is the hex sha256 of the state the chunk was hashed from.
+	From string `json:"from"`
+
+	// To is the state after the chunk's bytes.
+	To string `json:"to"`
 }
 
 // ByteRange is length bytes from offset.
@@ -914,6 +959,17 @@ type WukongFileOptions struct {
 	// nothing is written under path.
 	// +optional
 	SHA256 string `json:"sha256,omitempty"`
+
+	// SHA256From and SHA256To, on a chunk of a chunked upload, are the
+	// SHA-256 states before and after the chunk's bytes (Go's crypto/sha256
+	// binary form, base64url without padding): the server hashes the chunk
+	// from the first, refuses it (422) unless it arrives at the second, and
+	// chains the states into status.uploadHash, so that the commit need not
+	// read the file back for its sha256.
+	// +optional
+	SHA256From string `json:"sha256From,omitempty"`
+	// +optional
+	SHA256To string `json:"sha256To,omitempty"`
 
 	// Recursive removes a directory and everything under it (DELETE).
 	// +optional

@@ -57,10 +57,11 @@ func (c *Client) RunDeclared(ctx context.Context, src string, rec *v1alpha1.Wuko
 		return nil, fmt.Errorf("%s is not a regular file", src)
 	}
 	size := fi.Size()
-	sum, err := sectionSHA256(f, 0, size)
+	states, err := hashFile(f, size, c.ChunkSize)
 	if err != nil {
 		return nil, err
 	}
+	sum := states.sum
 	if rec.Spec.ExpectedSize == nil {
 		if rec, err = c.fill(ctx, rec.Name, size, sum); err != nil {
 			if apierrors.IsNotFound(err) {
@@ -75,7 +76,7 @@ func (c *Client) RunDeclared(ctx context.Context, src string, rec *v1alpha1.Wuko
 	case rec.Spec.ExpectedSHA256 != "" && rec.Spec.ExpectedSHA256 != sum:
 		return nil, fmt.Errorf("transfer %s expects sha256 %s, %s has %s", rec.Name, rec.Spec.ExpectedSHA256, src, sum)
 	}
-	res, err := c.sendChunks(ctx, f, src, size, sum, rec.Spec.RemotePath, rec, opts)
+	res, err := c.sendChunks(ctx, f, src, states, rec.Spec.RemotePath, rec, opts)
 	if err != nil {
 		if _, gerr := c.records.Get(ctx, rec.Name, metav1.GetOptions{}); apierrors.IsNotFound(gerr) {
 			return nil, fmt.Errorf("transfer %s: %w", rec.Name, ErrDeclaredDeleted)

@@ -33,6 +33,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/utils/ptr"
 
+	"github.com/novasphere/wukong/pkg/apis/vm/hashstate"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 )
 
@@ -80,11 +81,15 @@ func (c *Client) UploadFile(ctx context.Context, src, remote string, opts Upload
 	// carries it (spec.expectedSHA256) and the commit sends it, so that the
 	// server commits nothing but these bytes, and a resume continues only
 	// an upload of this very content. A file edited meanwhile fails the
-	// commit instead of landing as a mix of two versions.
-	sum, err := sectionSHA256(f, 0, size)
+	// commit instead of landing as a mix of two versions. The same pass
+	// keeps the SHA-256 state at every chunk boundary, which each chunk
+	// carries: the server chains them into the file's sha256 as it writes,
+	// so neither side hashes a chunk twice and the commit reads nothing back.
+	states, err := hashFile(f, size, c.ChunkSize)
 	if err != nil {
 		return nil, err
 	}
+	sum := states.sum
 	id := sourceID(src, fi, c.Namespace, c.Wukong, remote, sum)
 	var rec *v1alpha1.WukongFileTransfer
 	if opts.Resume {
@@ -102,16 +107,17 @@ func (c *Client) UploadFile(ctx context.Context, src, remote string, opts Upload
 			return nil, fmt.Errorf("opening the transfer: %w", err)
 		}
 	}
-	return c.sendChunks(ctx, f, src, size, sum, remote, rec, opts)
+	return c.sendChunks(ctx, f, src, states, remote, rec, opts)
 }
 
 // sendChunks sends what rec misses of the local file f (src, of size bytes
 // with sha256 sum) to remote, commits, and waits for the record's end.
-func (c *Client) sendChunks(ctx context.Context, f *os.File, src string, size int64, sum, remote string, rec *v1alpha1.WukongFileTransfer, opts UploadOptions) (*Result, error) {
+func (c *Client) sendChunks(ctx context.Context, f *os.File, src string, states *fileStates, remote string, rec *v1alpha1.WukongFileTransfer, opts UploadOptions) (*Result, error) {
+	size, sum := states.size, states.sum
 	opts.Progress.Start(size, Covered(rec.Status.CompletedRanges, size))
 	var moved atomic.Int64
 	err := c.runChunks(ctx, Missing(rec.Status.CompletedRanges, size, c.ChunkSize), func(ctx context.Context, ch Chunk) error {
-		if err := c.putChunk(ctx, f, remote, rec.Name, ch, opts); err != nil {
+		if err := c.putChunk(ctx, f, states, remote, rec.Name, ch, opts); err != nil {
 			return err
 		}
 		moved.Add(ch.Length)
@@ -153,14 +159,19 @@ func (c *Client) sendChunks(ctx context.Context, f *os.File, src string, size in
 	return &Result{Record: rec.Name, Size: size, Moved: moved.Load(), SHA256: sum}, nil
 }
 
-// putChunk sends one chunk with its sha256; the server writes it at its
-// offset and counts it done only when the bytes match.
-func (c *Client) putChunk(ctx context.Context, f *os.File, remote, record string, ch Chunk, opts UploadOptions) error {
-	sum, err := sectionSHA256(f, ch.Offset, ch.Length)
+// putChunk sends one chunk with the SHA-256 states before and after it;
+// the server writes it at its offset and counts it done only when its bytes
+// lead from the one to the other.
+func (c *Client) putChunk(ctx context.Context, f *os.File, states *fileStates, remote, record string, ch Chunk, opts UploadOptions) error {
+	from, err := states.at(ch.Offset)
 	if err != nil {
 		return err
 	}
-	q := c.query(remote, "transfer", record, "offset", strconv.FormatInt(ch.Offset, 10), "sha256", sum)
+	to, err := states.at(ch.Offset + ch.Length)
+	if err != nil {
+		return err
+	}
+	q := c.query(remote, "transfer", record, "offset", strconv.FormatInt(ch.Offset, 10), "sha256From", from, "sha256To", to)
 	if opts.CreateParents {
 		q.Set("createParents", "true")
 	}
@@ -215,6 +226,67 @@ func sectionSHA256(f *os.File, off, n int64) (string, error) {
 		return "", local(err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// fileStates are the SHA-256 states of a file at every step bytes and at
+// its end, from one pass over it.
+type fileStates struct {
+	f          *os.File
+	size, step int64
+	states     []string // states[i]: after i*step bytes
+	end        string
+	sum        string // hex sha256 of the whole file
+}
+
+// maxStates bounds what a huge file keeps: the step grows instead.
+const maxStates = 1 << 16
+
+// hashFile hashes the size bytes of f, keeping the state every step bytes.
+func hashFile(f *os.File, size, step int64) (*fileStates, error) {
+	step = max(step, 1)
+	for size/step > maxStates {
+		step *= 2
+	}
+	s := &fileStates{f: f, size: size, step: step}
+	h := sha256.New()
+	for off := int64(0); off < size; off += step {
+		st, err := hashstate.Encode(h)
+		if err != nil {
+			return nil, err
+		}
+		s.states = append(s.states, st)
+		if _, err := io.Copy(h, io.NewSectionReader(f, off, min(step, size-off))); err != nil {
+			return nil, local(err)
+		}
+	}
+	var err error
+	if s.end, err = hashstate.Encode(h); err != nil {
+		return nil, err
+	}
+	s.sum = hex.EncodeToString(h.Sum(nil))
+	return s, nil
+}
+
+// at is the state after off bytes: kept, or hashed on from the last kept
+// one before it (a chunk split after failures begins between steps).
+func (s *fileStates) at(off int64) (string, error) {
+	switch i := off / s.step; {
+	case off == s.size:
+		return s.end, nil
+	case off%s.step == 0 && i < int64(len(s.states)):
+		return s.states[i], nil
+	case off < 0 || off > s.size:
+		return "", fmt.Errorf("no SHA-256 state at offset %d of %d bytes", off, s.size)
+	default:
+		h, _, err := hashstate.Decode(s.states[i])
+		if err != nil {
+			return "", err
+		}
+		if _, err := io.Copy(h, io.NewSectionReader(s.f, i*s.step, off-i*s.step)); err != nil {
+			return "", local(err)
+		}
+		return hashstate.Encode(h)
+	}
 }
 
 // findUpload returns the newest open upload record of the same source (of

@@ -17,6 +17,7 @@ limitations under the License.
 package plugin_test
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -29,6 +30,7 @@ import (
 	"github.com/stretchr/testify/require"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
+	"github.com/novasphere/wukong/pkg/apis/vm/hashstate"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 )
 
@@ -194,7 +196,9 @@ func TestCpUploadChunked(t *testing.T) {
 			rec := strings.TrimPrefix(recs[0], "GET "+records+"/")
 			var puts []string
 			for off := 0; off < len(want); off += chunk {
-				puts = append(puts, fmt.Sprintf("PUT %s?offset=%d&path=/data/big.bin&sha256=%s&transfer=%s", files, off, sum(want[off:min(off+chunk, len(want))]), rec))
+				// Each chunk carries the SHA-256 states before and after it.
+				puts = append(puts, fmt.Sprintf("PUT %s?offset=%d&path=/data/big.bin&sha256From=%s&sha256To=%s&transfer=%s", files, off,
+					stateAfter(want[:off]), stateAfter(want[:min(off+chunk, len(want))]), rec))
 			}
 			slices.Sort(puts)
 			assert.Equal(t, puts, chunkCalls(f, "PUT "+files))
@@ -415,4 +419,12 @@ func TestCpDownloadResumeChangedFile(t *testing.T) {
 	assert.Contains(t, err.Error(), `/data/big.bin changed in the VM while it was copied (ETag "older", then "5000-`)
 	assert.Contains(t, err.Error(), "copy it again without --resume")
 	assert.NoFileExists(t, dst)
+}
+
+// stateAfter is the SHA-256 state after hashing b.
+func stateAfter(b []byte) string {
+	h := sha256.New()
+	h.Write(b)
+	s, _ := hashstate.Encode(h)
+	return s
 }

@@ -47,6 +47,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/novasphere/wukong/pkg/apis/vm/hashstate"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/pkg/client/tarball"
 	"github.com/novasphere/wukong/pkg/cmd/plugin"
@@ -536,7 +537,7 @@ func (f *fakeAPI) files(w http.ResponseWriter, r *http.Request, ns, name string)
 	case rec != nil && (r.Method == http.MethodPut || r.Method == http.MethodPost):
 		off, _ := strconv.ParseInt(q.Get("offset"), 10, 64)
 		b, _ := io.ReadAll(r.Body)
-		if s := q.Get("sha256"); s != sum(b) {
+		if !chunkArrived(q, b) {
 			writeStatus(w, invalid("sha256 mismatch: the chunk at "+q.Get("offset")+" arrived damaged"))
 			return
 		}
@@ -910,4 +911,20 @@ func (f *fakeAPI) loseCommit() bool {
 	}
 	f.lostCommits--
 	return true
+}
+
+// chunkArrived checks a chunk as the server does: by its sha256, or by the
+// SHA-256 states before and after it.
+func chunkArrived(q url.Values, b []byte) bool {
+	if q.Get("sha256From") == "" {
+		return q.Get("sha256") == sum(b)
+	}
+	h, _, err := hashstate.Decode(q.Get("sha256From"))
+	if err != nil {
+		return false
+	}
+	h.Write(b)
+	got, _ := hashstate.Encode(h)
+	want, err := hashstate.Canonical(q.Get("sha256To"))
+	return err == nil && got == want
 }

@@ -58,6 +58,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &vmv1alpha1.FileTransferSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("FileTransferStatus"):
 		return &vmv1alpha1.FileTransferStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("HashedRange"):
+		return &vmv1alpha1.HashedRangeApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("HTTPTransferConfig"):
 		return &vmv1alpha1.HTTPTransferConfigApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ImportSourceSpec"):
@@ -84,6 +86,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &vmv1alpha1.ServiceExposureSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("SSHTransferConfig"):
 		return &vmv1alpha1.SSHTransferConfigApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("UploadHash"):
+		return &vmv1alpha1.UploadHashApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("URLSource"):
 		return &vmv1alpha1.URLSourceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("VolumeStatus"):

@@ -54,6 +54,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.FileTransferSpec{}.OpenAPIModelName():         schema_pkg_apis_vm_v1alpha1_FileTransferSpec(ref),
 		v1alpha1.FileTransferStatus{}.OpenAPIModelName():       schema_pkg_apis_vm_v1alpha1_FileTransferStatus(ref),
 		v1alpha1.HTTPTransferConfig{}.OpenAPIModelName():       schema_pkg_apis_vm_v1alpha1_HTTPTransferConfig(ref),
+		v1alpha1.HashedRange{}.OpenAPIModelName():              schema_pkg_apis_vm_v1alpha1_HashedRange(ref),
 		v1alpha1.ImportSourceSpec{}.OpenAPIModelName():         schema_pkg_apis_vm_v1alpha1_ImportSourceSpec(ref),
 		v1alpha1.ImportStatus{}.OpenAPIModelName():             schema_pkg_apis_vm_v1alpha1_ImportStatus(ref),
 		v1alpha1.KeyReference{}.OpenAPIModelName():             schema_pkg_apis_vm_v1alpha1_KeyReference(ref),
@@ -67,6 +68,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.SecretReference{}.OpenAPIModelName():          schema_pkg_apis_vm_v1alpha1_SecretReference(ref),
 		v1alpha1.ServiceExposureSpec{}.OpenAPIModelName():      schema_pkg_apis_vm_v1alpha1_ServiceExposureSpec(ref),
 		v1alpha1.URLSource{}.OpenAPIModelName():                schema_pkg_apis_vm_v1alpha1_URLSource(ref),
+		v1alpha1.UploadHash{}.OpenAPIModelName():               schema_pkg_apis_vm_v1alpha1_UploadHash(ref),
 		v1alpha1.VolumeStatus{}.OpenAPIModelName():             schema_pkg_apis_vm_v1alpha1_VolumeStatus(ref),
 		v1alpha1.Wukong{}.OpenAPIModelName():                   schema_pkg_apis_vm_v1alpha1_Wukong(ref),
 		v1alpha1.WukongFileList{}.OpenAPIModelName():           schema_pkg_apis_vm_v1alpha1_WukongFileList(ref),
@@ -1099,6 +1101,50 @@ func schema_pkg_apis_vm_v1alpha1_HTTPTransferConfig(ref common.ReferenceCallback
 	}
 }
 
+func schema_pkg_apis_vm_v1alpha1_HashedRange(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "HashedRange is a chunk hashed from one SHA-256 state to another.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"offset": {
+						SchemaProps: spec.SchemaProps{
+							Default: 0,
+							Type:    []string{"integer"},
+							Format:  "int64",
+						},
+					},
+					"length": {
+						SchemaProps: spec.SchemaProps{
+							Default: 0,
+							Type:    []string{"integer"},
+							Format:  "int64",
+						},
+					},
+					"from": {
+						SchemaProps: spec.SchemaProps{
+							Description: "From is the hex sha256 of the state the chunk was hashed from.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"to": {
+						SchemaProps: spec.SchemaProps{
+							Description: "To is the state after the chunk's bytes.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"offset", "length", "from", "to"},
+			},
+		},
+	}
+}
+
 func schema_pkg_apis_vm_v1alpha1_ImportSourceSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -1597,6 +1643,62 @@ func schema_pkg_apis_vm_v1alpha1_URLSource(ref common.ReferenceCallback) common.
 	}
 }
 
+func schema_pkg_apis_vm_v1alpha1_UploadHash(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "UploadHash is the running sha256 of a chunked upload. Each chunk sent with the SHA-256 state before its bytes (sha256From) and after them (sha256To) is hashed by the server from the first as it is written, and counts only when it arrives at the second; chained from byte 0, the states give the sha256 of the file as written.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"through": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Through: the bytes [0, through) are hashed.",
+							Default:     0,
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"state": {
+						SchemaProps: spec.SchemaProps{
+							Description: "State is the SHA-256 state after them, in Go's crypto/sha256 binary form, base64url without padding.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"pending": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Pending are chunks hashed past through, waiting for those before them.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.HashedRange{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"broken": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Broken, when set, says why the states no longer describe the file (a chunk cut while it was written, a range written twice): the commit then reads the file back.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"through"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.HashedRange{}.OpenAPIModelName()},
+	}
+}
+
 func schema_pkg_apis_vm_v1alpha1_VolumeStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -1826,6 +1928,19 @@ func schema_pkg_apis_vm_v1alpha1_WukongFileOptions(ref common.ReferenceCallback)
 							Description: "SHA256 is the expected hex sha256 of the uploaded body; on a mismatch nothing is written under path.",
 							Type:        []string{"string"},
 							Format:      "",
+						},
+					},
+					"sha256From": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SHA256From and SHA256To, on a chunk of a chunked upload, are the SHA-256 states before and after the chunk's bytes (Go's crypto/sha256 binary form, base64url without padding): the server hashes the chunk from the first, refuses it (422) unless it arrives at the second, and chains the states into status.uploadHash, so that the commit need not read the file back for its sha256.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"sha256To": {
+						SchemaProps: spec.SchemaProps{
+							Type:   []string{"string"},
+							Format: "",
 						},
 					},
 					"recursive": {
@@ -2205,11 +2320,17 @@ func schema_pkg_apis_vm_v1alpha1_WukongFileTransferStatus(ref common.ReferenceCa
 							Ref:         ref(v1alpha1.DiskSource{}.OpenAPIModelName()),
 						},
 					},
+					"uploadHash": {
+						SchemaProps: spec.SchemaProps{
+							Description: "UploadHash is the sha256 of a chunked upload, carried from byte 0 as its chunks arrive, so that the commit knows the whole file's sha256 without reading it back. Only chunks sent with sha256From and sha256To add to it.",
+							Ref:         ref(v1alpha1.UploadHash{}.OpenAPIModelName()),
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.ByteRange{}.OpenAPIModelName(), v1alpha1.DiskSource{}.OpenAPIModelName(), v1alpha1.RangeDigest{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+			v1alpha1.ByteRange{}.OpenAPIModelName(), v1alpha1.DiskSource{}.OpenAPIModelName(), v1alpha1.RangeDigest{}.OpenAPIModelName(), v1alpha1.UploadHash{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 
@@ -32,6 +33,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/apis/vm/hashstate"
 	"github.com/novasphere/wukong/pkg/apis/vm/validation"
 	"github.com/novasphere/wukong/pkg/registry/vm/wukongfiletransfer"
 	"github.com/novasphere/wukong/pkg/subresource/stream"
@@ -130,28 +132,92 @@ func (h *handler) putChunk(ctx context.Context, s GuestFS, req *http.Request) er
 	if offset > total || (req.ContentLength > 0 && offset+req.ContentLength > total) {
 		return apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("the chunk at offset %d runs past the transfer's expected size of %d bytes", offset, total))
 	}
-	// With sha256, the chunk counts as done only when the bytes written match
-	// it; a mismatched chunk is answered 422 and must be sent again.
-	sum := sha256.New()
-	counter := wukongfiletransfer.NewChunkCounter(&h.rec.Spec)
-	defer counter.Done()
-	n, err := s.WriteChunk(ctx, h.opts.Path, string(h.rec.UID), offset, total-offset, h.opts.CreateParents, req.Body, io.MultiWriter(sum, counter))
+	// With sha256 (or the states sha256From and sha256To), the chunk counts
+	// as done only when the bytes written match it; a mismatched chunk is
+	// answered 422 and must be sent again.
+	check, err := newChunkCheck(h.opts)
 	if err != nil {
 		return err
 	}
-	if h.opts.SHA256 != "" {
-		if got := hex.EncodeToString(sum.Sum(nil)); got != h.opts.SHA256 {
-			return fmt.Errorf("%w: the chunk at offset %d has sha256 %s, expected %s", files.ErrChecksumMismatch, offset, got, h.opts.SHA256)
+	counter := wukongfiletransfer.NewChunkCounter(&h.rec.Spec)
+	defer counter.Done()
+	n, err := s.WriteChunk(ctx, h.opts.Path, string(h.rec.UID), offset, total-offset, h.opts.CreateParents, req.Body, io.MultiWriter(check.sum, counter))
+	if err == nil {
+		err = check.verify(offset, n)
+	}
+	if err == nil && req.ContentLength >= 0 && n != req.ContentLength {
+		err = fmt.Errorf("%w: %d of %d bytes of the chunk", files.ErrShortBody, n, req.ContentLength)
+	}
+	if err != nil {
+		if h.opts.SHA256From != "" || h.rec.Status.UploadHash != nil {
+			// Some of its bytes may be in the file: the chain no longer
+			// tells what the file holds.
+			if berr := h.r.Recorder.BreakUploadHash(ctx, h.w.Namespace, h.rec.Name, vm.ByteRange{Offset: offset, Length: n}); berr != nil {
+				klog.ErrorS(berr, "Recording a failed chunk", "transfer", h.rec.Name, "namespace", h.w.Namespace)
+			}
 		}
+		return err
 	}
-	if req.ContentLength >= 0 && n != req.ContentLength {
-		return fmt.Errorf("%w: %d of %d bytes of the chunk", files.ErrShortBody, n, req.ContentLength)
-	}
-	rec, err := h.r.Recorder.AddChunk(ctx, h.w.Namespace, h.rec.Name, vm.ByteRange{Offset: offset, Length: n}, total, "", counter)
+	rec, err := h.r.Recorder.AddUploadChunk(ctx, h.w.Namespace, h.rec.Name, vm.ByteRange{Offset: offset, Length: n}, total, check.hashed, counter)
 	if err != nil {
 		return err
 	}
 	h.responder.Object(http.StatusOK, rec)
+	return nil
+}
+
+// chunkCheck hashes an uploaded chunk as it is written: from scratch
+// against sha256, or from the state sha256From, to be compared with
+// sha256To and chained into the record.
+type chunkCheck struct {
+	sum      hash.Hash
+	want, to string
+	fromFP   string
+	hashed   *vm.HashedRange
+}
+
+func newChunkCheck(o *vm.WukongFileOptions) (*chunkCheck, error) {
+	if o.SHA256From == "" {
+		return &chunkCheck{sum: sha256.New(), want: o.SHA256}, nil
+	}
+	if o.SHA256 != "" {
+		return nil, apierrors.NewBadRequest("give a chunk sha256, or sha256From and sha256To, not both")
+	}
+	// Validated in Connect: both decode, and sha256From holds offset bytes.
+	sum, _, err := hashstate.Decode(o.SHA256From)
+	if err != nil {
+		return nil, apierrors.NewBadRequest(err.Error())
+	}
+	fp, err := hashstate.Fingerprint(o.SHA256From)
+	if err != nil {
+		return nil, apierrors.NewBadRequest(err.Error())
+	}
+	to, err := hashstate.Canonical(o.SHA256To)
+	if err != nil {
+		return nil, apierrors.NewBadRequest(err.Error())
+	}
+	return &chunkCheck{sum: sum, to: to, fromFP: fp}, nil
+}
+
+// verify checks the n bytes written at offset.
+func (c *chunkCheck) verify(offset, n int64) error {
+	if c.to == "" {
+		if c.want == "" {
+			return nil
+		}
+		if got := hex.EncodeToString(c.sum.Sum(nil)); got != c.want {
+			return fmt.Errorf("%w: the chunk at offset %d has sha256 %s, expected %s", files.ErrChecksumMismatch, offset, got, c.want)
+		}
+		return nil
+	}
+	got, err := hashstate.Encode(c.sum)
+	if err != nil {
+		return err
+	}
+	if got != c.to {
+		return fmt.Errorf("%w: the %d bytes of the chunk at offset %d do not lead from SHA-256 state sha256From to sha256To", files.ErrChecksumMismatch, n, offset)
+	}
+	c.hashed = &vm.HashedRange{Offset: offset, Length: n, From: c.fromFP, To: got}
 	return nil
 }
 
@@ -229,16 +295,31 @@ func (h *handler) finishUpload(ctx context.Context, cancel context.CancelFunc, n
 		m, _ := validation.ParseFileMode(h.opts.Mode) // validated in Connect
 		opts.Mode = &m
 	}
+	// A chain of the chunks' states that covers the file is its sha256 as
+	// written: nothing need be read back, and a mismatch is known already.
+	chained := wukongfiletransfer.UploadSHA256(h.rec.Status.UploadHash, opts.Size)
+	var err error
+	if chained != "" && want != "" && chained != want {
+		err = fmt.Errorf("%w: the uploaded bytes' sha256 is %s, expected %s", files.ErrChecksumMismatch, chained, want)
+	}
+	if chained != "" {
+		opts.SHA256 = "" // the size is still checked
+	}
 	phase, msg, sum := vm.FileTransferPhaseSucceeded, "", ""
-	s, err := h.r.Dialer.Dial(ctx, h.w)
 	if err == nil {
-		sum, err = s.CommitChunks(ctx, h.opts.Path, string(h.rec.UID), opts)
-		s.Close(err)
+		var s Session
+		if s, err = h.r.Dialer.Dial(ctx, h.w); err == nil {
+			sum, err = s.CommitChunks(ctx, h.opts.Path, string(h.rec.UID), opts)
+			s.Close(err)
+		}
 	}
 	stop()
 	switch {
 	case err != nil:
 		phase, msg = vm.FileTransferPhaseFailed, h.statusFor(err).ErrStatus.Message
+	case chained != "":
+		sum = chained
+		msg = fmt.Sprintf("uploaded %d bytes to %s in chunks; sha256 carried from chunk to chunk as they were written (status.uploadHash), nothing read back", opts.Size, h.opts.Path)
 	case sum == "":
 		msg = fmt.Sprintf("uploaded %d bytes to %s in chunks; no sha256 of the whole file, so only the chunks that carried a sha256 were checked", opts.Size, h.opts.Path)
 	default:

@@ -74,6 +74,8 @@ type Recorder interface {
 	Ended(ctx context.Context, w *vm.Wukong, spec vm.WukongFileTransferSpec, started time.Time, body []byte, phase, message string) (*vm.WukongFileTransfer, error)
 	Get(ctx context.Context, namespace, name string) (*vm.WukongFileTransfer, error)
 	AddChunk(ctx context.Context, namespace, name string, rng vm.ByteRange, total int64, digest string, counter *wukongfiletransfer.ChunkCounter) (*vm.WukongFileTransfer, error)
+	AddUploadChunk(ctx context.Context, namespace, name string, rng vm.ByteRange, total int64, hashed *vm.HashedRange, counter *wukongfiletransfer.ChunkCounter) (*vm.WukongFileTransfer, error)
+	BreakUploadHash(ctx context.Context, namespace, name string, rng vm.ByteRange) error
 	Note(ctx context.Context, namespace, name, message string) error
 	End(ctx context.Context, namespace, name, phase, message, sha256 string) (*vm.WukongFileTransfer, error)
 	BeginCommit(ctx context.Context, namespace, name, message string) (*vm.WukongFileTransfer, bool, error)

@@ -94,6 +94,12 @@ func testPluginCommands(t *testing.T, method string) {
 		assert.Equal(t, "Succeeded", up.Status.Phase, up.Status.Message)
 		assert.Equal(t, []v1alpha1.ByteRange{{Offset: 0, Length: 40 << 20}}, up.Status.CompletedRanges)
 		assert.Equal(t, "admin", up.Status.RequestedBy)
+		// The chunks carried their SHA-256 states: the server chained them
+		// to the file's sha256 and read nothing back to commit.
+		if assert.NotNil(t, up.Status.UploadHash) {
+			assert.Equal(t, int64(40<<20), up.Status.UploadHash.Through, "broken: %q", up.Status.UploadHash.Broken)
+		}
+		assert.Contains(t, up.Status.Message, "nothing read back")
 	})
 
 	t.Run("cp a directory in and out", func(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -244,7 +245,8 @@ func TestReplicaKilledMidTransfer(t *testing.T) {
 }
 
 // TestReplicaKilledMidCommit: the replica running a chunked upload's commit
-// (reading the file back for its sha256) is SIGKILLed. The record stays
+// (reading the file back for its sha256, as a resumed upload whose first
+// client was killed mid-chunk must) is SIGKILLed. The record stays
 // Committing with no heartbeat; `kubectl wukong cp`, waiting, sends the
 // commit again, and the survivor takes it over once the heartbeat has
 // stopped for three beats (45 s with the deployed --transfer-stale-after),
@@ -261,7 +263,25 @@ func TestReplicaKilledMidCommit(t *testing.T) {
 	const victim, survivor = 1, 0
 	require.NoError(t, cp.SetWukongReplicaReady(context.Background(), survivor, false))
 	time.Sleep(2 * time.Second)
-	cmd, err := cp.PluginCommand(context.Background(), cp.Admin, "-n", ns, "--chunk-size=16Mi", "cp", local, "vm1:/data/f.bin")
+
+	// A commit reads the file back only when the chunks' SHA-256 states do
+	// not vouch for it, as after a client killed mid-chunk; otherwise it
+	// takes a few milliseconds, and there is nothing to kill it in.
+	first, err := cp.PluginCommand(context.Background(), cp.Admin, "-n", ns, "--chunk-size=16Mi", "--limit-rate=64Mi", "cp", local, "vm1:/data/f.bin")
+	require.NoError(t, err)
+	require.NoError(t, first.Start())
+	require.NoError(t, wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		r := newestOrNil(t, ns, "upload")
+		return r != nil && r.Status.BytesTransferred >= size/4, nil
+	}), "a quarter of the upload arrives")
+	require.NoError(t, first.Process.Signal(syscall.SIGKILL))
+	_ = first.Wait()
+	require.NoError(t, wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		h := newest(t, ns, "upload").Status.UploadHash
+		return h != nil && h.Broken != "", nil
+	}), "the chunks cut by the kill break the record's hash chain")
+
+	cmd, err := cp.PluginCommand(context.Background(), cp.Admin, "-n", ns, "--chunk-size=16Mi", "cp", "--resume", local, "vm1:/data/f.bin")
 	require.NoError(t, err)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -303,6 +323,14 @@ func TestReplicaKilledMidCommit(t *testing.T) {
 // newest is ns's newest record of op.
 func newest(t testing.TB, ns, op string) *v1alpha1.WukongFileTransfer {
 	t.Helper()
+	best := newestOrNil(t, ns, op)
+	require.NotNil(t, best, "a %s record in %s", op, ns)
+	return best
+}
+
+// newestOrNil is ns's newest record of op, or nil when there is none yet.
+func newestOrNil(t testing.TB, ns, op string) *v1alpha1.WukongFileTransfer {
+	t.Helper()
 	l, err := wukongs(t).VmV1alpha1().WukongFileTransfers(ns).List(context.Background(), metav1.ListOptions{})
 	require.NoError(t, err)
 	var best *v1alpha1.WukongFileTransfer
@@ -312,6 +340,5 @@ func newest(t testing.TB, ns, op string) *v1alpha1.WukongFileTransfer {
 			best = r
 		}
 	}
-	require.NotNil(t, best, "a %s record in %s", op, ns)
 	return best
 }

@@ -127,6 +127,11 @@ func (in HTTPTransferConfig) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in HashedRange) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.HashedRange"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in ImportSourceSpec) OpenAPIModelName() string {
 	return "dev.novasphere.vm.v1alpha1.ImportSourceSpec"
 }
@@ -189,6 +194,11 @@ func (in ServiceExposureSpec) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in URLSource) OpenAPIModelName() string {
 	return "dev.novasphere.vm.v1alpha1.URLSource"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in UploadHash) OpenAPIModelName() string {
+	return "dev.novasphere.vm.v1alpha1.UploadHash"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.

@@ -39,6 +39,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/novasphere/wukong/pkg/apis/vm"
+	"github.com/novasphere/wukong/pkg/apis/vm/hashstate"
 	"github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 )
 
@@ -759,7 +760,45 @@ func ValidateWukongFileOptions(o *vm.WukongFileOptions) field.ErrorList {
 	if o.Transfer != "" {
 		errs = append(errs, validateDNSSubdomain(o.Transfer, field.NewPath("transfer"))...)
 	}
+	errs = append(errs, validateHashStates(o)...)
 	return append(errs, ValidateSHA256(o.SHA256, field.NewPath("sha256"))...)
+}
+
+// offsetOf is where a chunk begins.
+func offsetOf(o *vm.WukongFileOptions) int64 {
+	if o.Offset == nil {
+		return 0
+	}
+	return *o.Offset
+}
+
+// validateHashStates checks the SHA-256 states a chunk of a chunked upload
+// carries: both or neither, on a chunk (not the commit), the first holding
+// exactly the bytes before the chunk's offset, the second more.
+func validateHashStates(o *vm.WukongFileOptions) field.ErrorList {
+	if o.SHA256From == "" && o.SHA256To == "" {
+		return nil
+	}
+	from, to := field.NewPath("sha256From"), field.NewPath("sha256To")
+	switch {
+	case o.SHA256From == "" || o.SHA256To == "":
+		return field.ErrorList{field.Required(from, "sha256From and sha256To go together: the states before and after the chunk")}
+	case o.Transfer == "" || o.Commit:
+		return field.ErrorList{field.Forbidden(from, "the states apply to a chunk of a chunked upload: give them with transfer=<record> and offset, not on the commit")}
+	}
+	var errs field.ErrorList
+	_, before, err := hashstate.Decode(o.SHA256From)
+	if err != nil {
+		errs = append(errs, field.Invalid(from, o.SHA256From, err.Error()))
+	} else if off := offsetOf(o); before != off {
+		errs = append(errs, field.Invalid(from, o.SHA256From, fmt.Sprintf("holds the state after %d bytes, but the chunk begins at offset %d", before, off)))
+	}
+	if _, after, err := hashstate.Decode(o.SHA256To); err != nil {
+		errs = append(errs, field.Invalid(to, o.SHA256To, err.Error()))
+	} else if len(errs) == 0 && after < before {
+		errs = append(errs, field.Invalid(to, o.SHA256To, fmt.Sprintf("holds the state after %d bytes, before sha256From's %d", after, before)))
+	}
+	return errs
 }
 
 // ValidateDiskExportOptions checks the query options of disks/export.

@@ -52,6 +52,37 @@ func (r *Recorder) Get(ctx context.Context, namespace, name string) (*vm.WukongF
 // whose ranges cover the whole file ends Succeeded. The chunk's counter
 // learns how much of rng was already done.
 func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.ByteRange, total int64, digest string, counter *ChunkCounter) (*vm.WukongFileTransfer, error) {
+	return r.addChunk(ctx, namespace, name, rng, total, digest, nil, counter)
+}
+
+// AddUploadChunk records that rng of a chunked upload is written, of total
+// bytes; hashed, when set, is the chunk's SHA-256 states, which join the
+// record's chain (ChainHash). A chunk without them breaks the chain.
+func (r *Recorder) AddUploadChunk(ctx context.Context, namespace, name string, rng vm.ByteRange, total int64, hashed *vm.HashedRange, counter *ChunkCounter) (*vm.WukongFileTransfer, error) {
+	return r.addChunk(ctx, namespace, name, rng, total, "", hashed, counter)
+}
+
+// BreakUploadHash records that a chunk of upload name failed while it was
+// written: its bytes may be in the file in part, so the commit reads the
+// file back (BreakHash).
+func (r *Recorder) BreakUploadHash(ctx context.Context, namespace, name string, rng vm.ByteRange) error {
+	_, err := r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
+		if done(o) || o.Status.Phase == vm.FileTransferPhaseCommitting {
+			return errNoChange
+		}
+		o.Status.UploadHash = BreakHash(o.Status.UploadHash, fmt.Sprintf("the chunk at offset %d failed while it was written", rng.Offset))
+		return nil
+	})
+	if errors.Is(err, errNoChange) {
+		return nil
+	}
+	return err
+}
+
+// errNoChange stops an update that has nothing to write.
+var errNoChange = errors.New("no change")
+
+func (r *Recorder) addChunk(ctx context.Context, namespace, name string, rng vm.ByteRange, total int64, digest string, hashed *vm.HashedRange, counter *ChunkCounter) (*vm.WukongFileTransfer, error) {
 	var again int64 // of the last try: the store may run the mutation more than once
 	var began, ended bool
 	out, err := r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
@@ -85,6 +116,12 @@ func (r *Recorder) AddChunk(ctx context.Context, namespace, name string, rng vm.
 		again = rng.Length - (Sum(st.CompletedRanges) - before)
 		if digest != "" {
 			st.RangeDigests = AddDigest(st.RangeDigests, vm.RangeDigest{Offset: rng.Offset, Length: rng.Length, SHA256: digest})
+		}
+		switch {
+		case hashed != nil:
+			st.UploadHash = ChainHash(st.UploadHash, *hashed)
+		case o.Spec.Operation == vm.OperationUpload && st.UploadHash != nil:
+			st.UploadHash = BreakHash(st.UploadHash, fmt.Sprintf("the chunk at offset %d came without its SHA-256 states", rng.Offset))
 		}
 		st.BytesTransferred, st.TotalBytes, st.UpdatedAt = Sum(st.CompletedRanges), total, &now
 		st.Progress = Percent(st.BytesTransferred, total)

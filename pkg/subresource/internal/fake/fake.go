@@ -219,6 +219,28 @@ func (r *Recorder) Get(_ context.Context, _, name string) (*vm.WukongFileTransfe
 func (r *Recorder) AddChunk(_ context.Context, _, name string, rng vm.ByteRange, total int64, digest string, _ *wukongfiletransfer.ChunkCounter) (*vm.WukongFileTransfer, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.addChunk(name, rng, total, digest, nil)
+}
+
+// AddUploadChunk adds a range to a chunked upload, chaining its states as
+// the real Recorder does.
+func (r *Recorder) AddUploadChunk(_ context.Context, _, name string, rng vm.ByteRange, total int64, hashed *vm.HashedRange, _ *wukongfiletransfer.ChunkCounter) (*vm.WukongFileTransfer, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.addChunk(name, rng, total, "", hashed)
+}
+
+// BreakUploadHash breaks an upload's chain, as the real Recorder does.
+func (r *Recorder) BreakUploadHash(_ context.Context, _, name string, rng vm.ByteRange) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if rec := r.records[name]; rec != nil {
+		rec.Status.UploadHash = wukongfiletransfer.BreakHash(rec.Status.UploadHash, fmt.Sprintf("the chunk at offset %d failed", rng.Offset))
+	}
+	return nil
+}
+
+func (r *Recorder) addChunk(name string, rng vm.ByteRange, total int64, digest string, hashed *vm.HashedRange) (*vm.WukongFileTransfer, error) {
 	rec := r.records[name]
 	if rec == nil {
 		return nil, apierrors.NewNotFound(vm.Resource("wukongfiletransfers"), name)
@@ -231,6 +253,9 @@ func (r *Recorder) AddChunk(_ context.Context, _, name string, rng vm.ByteRange,
 	st.CompletedRanges = wukongfiletransfer.MergeRange(st.CompletedRanges, rng)
 	if digest != "" {
 		st.RangeDigests = wukongfiletransfer.AddDigest(st.RangeDigests, vm.RangeDigest{Offset: rng.Offset, Length: rng.Length, SHA256: digest})
+	}
+	if hashed != nil {
+		st.UploadHash = wukongfiletransfer.ChainHash(st.UploadHash, *hashed)
 	}
 	st.BytesTransferred, st.TotalBytes = wukongfiletransfer.Sum(st.CompletedRanges), total
 	if st.Phase == "" || st.Phase == vm.FileTransferPhasePending {

@@ -64,6 +64,11 @@ type WukongFileTransferStatusApplyConfiguration struct {
 	// a VirtualMachineSnapshot of its running VM and when it was taken.
 	// Every range of a chunked export reads the same source.
 	DiskSource *DiskSourceApplyConfiguration `json:"diskSource,omitempty"`
+	// UploadHash is the sha256 of a chunked upload, carried from byte 0 as
+	// its chunks arrive, so that the commit knows the whole file's sha256
+	// without reading it back. Only chunks sent with sha256From and sha256To
+	// add to it.
+	UploadHash *UploadHashApplyConfiguration `json:"uploadHash,omitempty"`
 }
 
 // WukongFileTransferStatusApplyConfiguration constructs a declarative configuration of the WukongFileTransferStatus type for use with
@@ -191,5 +196,13 @@ func (b *WukongFileTransferStatusApplyConfiguration) WithRangeDigests(values ...
 // If called multiple times, the DiskSource field is set to the value of the last call.
 func (b *WukongFileTransferStatusApplyConfiguration) WithDiskSource(value *DiskSourceApplyConfiguration) *WukongFileTransferStatusApplyConfiguration {
 	b.DiskSource = value
+	return b
+}
+
+// WithUploadHash sets the UploadHash field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the UploadHash field is set to the value of the last call.
+func (b *WukongFileTransferStatusApplyConfiguration) WithUploadHash(value *UploadHashApplyConfiguration) *WukongFileTransferStatusApplyConfiguration {
+	b.UploadHash = value
 	return b
 }
