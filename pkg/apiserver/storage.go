@@ -120,6 +120,12 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 	sources := &wukongfiletransfer.SourceCheck{Authorizer: authz, Egress: c.ExtraConfig.PushEgress}
 	sources.Install(transfers)
 	transfers.Limits = wukongfiletransfer.NewLimiter(c.ExtraConfig.TransferRecordsPerUser, c.ExtraConfig.TransferRecordsPerNamespace)
+	// The record rate is the cluster's: each replica counts the records
+	// the others create, from a watch of its own storage.
+	s.AddPostStartHookOrDie("wukong-record-rate", func(hook genericapiserver.PostStartHookContext) error {
+		go transfers.Limits.Observe(hook, wukongfiletransfer.WatchAll(transfers.Store))
+		return nil
+	})
 	recorder := wukongfiletransfer.NewRecorder(transfers, transferStatus)
 	recorder.Heartbeat = c.ExtraConfig.TransferStaleAfter / 4
 	recorder.Events = cl.events

@@ -19,10 +19,15 @@ package replicas
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -31,6 +36,7 @@ import (
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
 
 	v1alpha1 "github.com/novasphere/wukong/pkg/apis/vm/v1alpha1"
 	"github.com/novasphere/wukong/test/integration/framework"
@@ -341,4 +347,85 @@ func newestOrNil(t testing.TB, ns, op string) *v1alpha1.WukongFileTransfer {
 		}
 	}
 	return best
+}
+
+// createdBy is how many wukongfiletransfers creates replica i answered with
+// code so far.
+func createdBy(t testing.TB, i int, code int) float64 {
+	t.Helper()
+	v, err := cp.WukongReplicaMetric(context.Background(), i,
+		fmt.Sprintf(`apiserver_request_total{code="%d",component="apiserver",dry_run="",group="vm.novasphere.dev",resource="wukongfiletransfers",scope="resource",subresource="",verb="POST"`, code))
+	require.NoError(t, err)
+	return v
+}
+
+// TestRecordRateIsTheClusters: --transfer-records-per-user (120 a minute)
+// is the cluster's budget, not each replica's. A user whose creates
+// kube-apiserver spreads over both replicas gets about 120 in a burst of
+// 200, where budgets of each replica's own would let all 200 through: each
+// replica counts the records the other created, from a watch.
+func TestRecordRateIsTheClusters(t *testing.T) {
+	const perUser, tries = 120, 200
+	root, err := framework.RepoRoot()
+	require.NoError(t, err)
+	framework.RunKubectl(t, cp, cp.Admin, "apply", "-f", root+"/artifacts/deploy/30-rbac-roles.yaml")
+	ns := framework.CreateTestNamespace(t, cp, "rate")
+	newGuest(t, ns, "vm1")
+	flooder := framework.CreateTestUser(t, cp, "replicas-rate-flooder")
+	framework.RunKubectl(t, cp, cp.Admin, "create", "rolebinding", "e", "-n", ns, "--clusterrole=vm.novasphere.dev:edit", "--user="+flooder.Name)
+	// Plain requests: client-go would wait out the 429s itself.
+	hc, err := rest.HTTPClientFor(flooder.Config)
+	require.NoError(t, err)
+	create := func(i int) (int, error) {
+		b, err := json.Marshal(&v1alpha1.WukongFileTransfer{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "vm.novasphere.dev/v1alpha1", Kind: "WukongFileTransfer"},
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("rate-%d", i)},
+			Spec:       v1alpha1.WukongFileTransferSpec{WukongName: "vm1", Operation: "download", RemotePath: "/hello.txt"},
+		})
+		if err != nil {
+			return 0, err
+		}
+		resp, err := hc.Post(flooder.Config.Host+"/apis/vm.novasphere.dev/v1alpha1/namespaces/"+ns+"/wukongfiletransfers", "application/json", bytes.NewReader(b))
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, nil
+	}
+
+	before := [2]float64{createdBy(t, 0, 201), createdBy(t, 1, 201)}
+	began := time.Now()
+	var created, refused atomic.Int32
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < tries; i += 8 {
+				code, err := create(i)
+				assert.NoError(t, err)
+				switch code {
+				case http.StatusCreated:
+					created.Add(1)
+				case http.StatusTooManyRequests:
+					refused.Add(1)
+				default:
+					t.Errorf("create %d: %d", i, code)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(began)
+	for i := range 2 {
+		n := createdBy(t, i, 201) - before[i]
+		t.Logf("replica %d created %.0f records", i, n)
+		assert.Positive(t, n, "kube-apiserver sent creates to replica %d", i)
+	}
+	// The budget refills by two a second while the burst runs; two
+	// replicas may both admit what lands within the watch's delay.
+	allowed := perUser + int(2*took.Seconds()) + 8
+	t.Logf("%d created, %d refused in %s (the cluster's budget allows about %d)", created.Load(), refused.Load(), took.Round(time.Millisecond), allowed)
+	assert.GreaterOrEqual(t, int(created.Load()), perUser, "a minute's budget passes")
+	assert.LessOrEqual(t, int(created.Load()), allowed, "no more than the cluster's budget passes")
+	assert.Less(t, allowed, tries, "the burst outruns the budget, or the test proves nothing")
 }

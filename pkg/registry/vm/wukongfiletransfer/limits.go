@@ -25,22 +25,35 @@ import (
 
 	"golang.org/x/time/rate"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
-	"k8s.io/apiserver/pkg/registry/rest"
+	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
+	"k8s.io/klog/v2"
+
+	"github.com/novasphere/wukong/pkg/apis/vm"
 )
 
 // Every stream creates a record in etcd through this storage, with no
 // admission or quota in front of it, so the storage bounds how fast records
 // are created: per user and per namespace, a token bucket holding a
 // minute's worth that refills evenly. Past it, a create (the stream that
-// would have made it) is answered 429 with Retry-After. The buckets are in
-// this replica's memory: with n replicas a user gets up to n times the rate,
-// which still bounds etcd's growth; the collector bounds what stays.
+// would have made it) is answered 429 with Retry-After.
+//
+// The budgets are the cluster's, not each replica's: every replica watches
+// the records (Observe) and takes from its own buckets for each one another
+// replica created, so that a user whose requests kube-apiserver spreads over
+// n replicas still gets the rate once, not n times. Two replicas may admit
+// at the same moment before either sees the other's record: the excess is
+// what lands within the watch's delay (milliseconds), not a multiple.
 
 // Limiter rations record creation per user and per namespace, with one
-// golang.org/x/time/rate bucket per key.
+// token bucket each, made on first use and forgotten once full again.
 type Limiter struct {
 	perUser, perNamespace int // per minute; 0: unlimited
 	// Now is the clock (tests).
@@ -49,7 +62,11 @@ type Limiter struct {
 	mu         sync.Mutex
 	users      map[string]*rate.Limiter
 	namespaces map[string]*rate.Limiter
-	swept      time.Time
+	// counted are the records already taken from the buckets, admitted
+	// here or seen created elsewhere, by UID, with when they were: a record
+	// is counted once, whichever way this replica learns of it first.
+	counted map[types.UID]time.Time
+	swept   time.Time
 }
 
 // NewLimiter returns a Limiter of perUser and perNamespace records a minute,
@@ -58,6 +75,7 @@ func NewLimiter(perUser, perNamespace int) *Limiter {
 	return &Limiter{
 		perUser: perUser, perNamespace: perNamespace, Now: time.Now,
 		users: map[string]*rate.Limiter{}, namespaces: map[string]*rate.Limiter{},
+		counted: map[types.UID]time.Time{},
 	}
 }
 
@@ -66,6 +84,12 @@ func NewLimiter(perUser, perNamespace int) *Limiter {
 // refused record takes from neither. A request with no user is not limited
 // (it is the server's own).
 func (l *Limiter) Admit(user, namespace string) error {
+	return l.admit(user, namespace, "")
+}
+
+// admit is Admit of the record uid, when known, so that its watch event
+// does not count it again.
+func (l *Limiter) admit(user, namespace string, uid types.UID) error {
 	if l == nil || user == "" {
 		return nil
 	}
@@ -84,7 +108,66 @@ func (l *Limiter) Admit(user, namespace string) error {
 		}
 		return tooMany(fmt.Sprintf("namespace %q started more than %d transfers a minute", namespace, l.perNamespace), d)
 	}
+	if uid != "" {
+		l.counted[uid] = now
+	}
 	return nil
+}
+
+// Count takes record rec, created by another replica, from its user's and
+// namespace's buckets, unless it is counted already, is older than the
+// buckets' minute, or is the server's own (no user, or a push). A bucket may
+// go below empty: this replica then waits as long as the cluster must.
+func (l *Limiter) Count(rec *vm.WukongFileTransfer) {
+	user := rec.Status.RequestedBy
+	if l == nil || user == "" || rec.Spec.Operation == vm.OperationPush {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.Now()
+	if _, ok := l.counted[rec.UID]; ok || now.Sub(rec.CreationTimestamp.Time) > time.Minute {
+		return
+	}
+	l.sweep(now)
+	l.counted[rec.UID] = rec.CreationTimestamp.Time
+	reserve(l.users, user, l.perUser, now)
+	reserve(l.namespaces, rec.Namespace, l.perNamespace, now)
+}
+
+// Observe counts every record another replica creates (Count), from a
+// watch of all records that it opens again whenever it ends, until ctx
+// ends. A watch opened anew reports the records that exist as added: those
+// of the last minute are counted, once, so a replica that starts late
+// learns the rate the others let through.
+func (l *Limiter) Observe(ctx context.Context, open func(context.Context) (watch.Interface, error)) {
+	if l == nil || (l.perUser <= 0 && l.perNamespace <= 0) {
+		return
+	}
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
+		w, err := open(ctx)
+		if err != nil {
+			klog.ErrorS(err, "Watching transfer records for the rate limits")
+			return
+		}
+		defer w.Stop()
+		for ev := range w.ResultChan() {
+			obj := ev.Object
+			if c, ok := obj.(runtime.CacheableObject); ok { // the watch cache's wrapper
+				obj = c.GetObject()
+			}
+			if rec, ok := obj.(*vm.WukongFileTransfer); ok && ev.Type == watch.Added {
+				l.Count(rec)
+			}
+		}
+	}, time.Second)
+}
+
+// WatchAll opens a watch of every record in store, for Observe.
+func WatchAll(store *genericregistry.Store) func(context.Context) (watch.Interface, error) {
+	return func(ctx context.Context) (watch.Interface, error) {
+		return store.Watch(genericapirequest.WithNamespace(ctx, metav1.NamespaceAll), &metainternalversion.ListOptions{})
+	}
 }
 
 // delay is how long r must wait; a reservation that must wait is given
@@ -114,8 +197,9 @@ func reserve(m map[string]*rate.Limiter, key string, perMinute int, now time.Tim
 	return b.ReserveN(now, 1)
 }
 
-// sweep forgets, once a minute, the buckets that are full again: a new
-// bucket is full too, so the maps hold only the recently busy.
+// sweep forgets, once a minute, the buckets that are full again (a new
+// bucket is full too, so the maps hold only the recently busy) and the
+// records older than the buckets' minute.
 func (l *Limiter) sweep(now time.Time) {
 	if now.Sub(l.swept) < time.Minute {
 		return
@@ -126,6 +210,11 @@ func (l *Limiter) sweep(now time.Time) {
 			if b.TokensAt(now) >= float64(b.Burst()) {
 				delete(m, k)
 			}
+		}
+	}
+	for uid, at := range l.counted {
+		if now.Sub(at) > 2*time.Minute {
+			delete(l.counted, uid)
 		}
 	}
 }
@@ -148,26 +237,24 @@ func Unlimited(ctx context.Context) context.Context {
 	return context.WithValue(ctx, unlimitedKey{}, true)
 }
 
-// Create admits the record against the Limiter, then stores it. A dry run
-// stores nothing and is not counted.
-func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation rest.ValidateObjectFunc, options *metav1.CreateOptions) (runtime.Object, error) {
-	if err := r.admit(ctx, options); err != nil {
-		return nil, err
-	}
-	return r.Store.Create(ctx, obj, createValidation, options)
-}
-
-// admit counts a create of ctx's user in ctx's namespace.
-func (r *REST) admit(ctx context.Context, options *metav1.CreateOptions) error {
+// beginCreate admits the record against the Limiter before it is stored
+// (the store's BeginCreate: its UID is set by then). A dry run stores
+// nothing and is not counted.
+func (r *REST) beginCreate(ctx context.Context, obj runtime.Object, options *metav1.CreateOptions) (genericregistry.FinishFunc, error) {
+	nothing := func(context.Context, bool) {}
 	if unlimited, _ := ctx.Value(unlimitedKey{}).(bool); unlimited || (options != nil && len(options.DryRun) > 0) {
-		return nil
+		return nothing, nil
 	}
 	user := ""
 	if u, ok := genericapirequest.UserFrom(ctx); ok {
 		user = u.GetName()
 	}
 	ns, _ := genericapirequest.NamespaceFrom(ctx)
-	return r.Limits.Admit(user, ns)
+	var uid types.UID
+	if m, err := meta.Accessor(obj); err == nil {
+		uid = m.GetUID()
+	}
+	return nothing, r.Limits.admit(user, ns, uid)
 }
 
 // Buckets is how many buckets the Limiter holds (tests).

@@ -60,7 +60,9 @@ func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*RES
 	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: optsGetter, AttrFunc: GetAttrs}); err != nil {
 		return nil, nil, err
 	}
-	return &REST{Store: store}, status.NewREST(store, NewStatusStrategy(scheme)), nil
+	r := &REST{Store: store}
+	store.BeginCreate = r.beginCreate
+	return r, status.NewREST(store, NewStatusStrategy(scheme)), nil
 }
 
 var tableConvertor = table.Convertor[*vm.WukongFileTransfer]{
