@@ -34,6 +34,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/novasphere/wukong/test/integration/framework"
+	"github.com/novasphere/wukong/test/integration/procfs"
 )
 
 // cpuTargets are what wukong-apiserver may spend per GiB moved on a files
@@ -211,16 +212,9 @@ func BenchmarkFiles1GiB(b *testing.B) {
 // machineBusySeconds is the CPU time all processes have used since boot,
 // from /proc/stat (user, nice, system, irq, softirq, steal).
 func machineBusySeconds(b testing.TB) float64 {
-	data, err := os.ReadFile("/proc/stat")
+	m, err := procfs.ReadMachine()
 	require.NoError(b, err)
-	f := strings.Fields(strings.SplitN(string(data), "\n", 2)[0])
-	var ticks float64
-	for _, i := range []int{1, 2, 3, 6, 7, 8} {
-		v, err := strconv.ParseFloat(f[i], 64)
-		require.NoError(b, err)
-		ticks += v
-	}
-	return ticks / 100 // USER_HZ
+	return m.Busy
 }
 
 // resetPeakRSS resets the process's peak RSS (VmHWM) and returns its RSS now.

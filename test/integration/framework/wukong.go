@@ -282,6 +282,15 @@ func (cp *ControlPlane) WukongAPIServerPID() int {
 	return 0
 }
 
+// KubeAPIServerPID is the pid of the running kube-apiserver, or 0; the
+// benchmarks read its CPU time from /proc.
+func (cp *ControlPlane) KubeAPIServerPID() int {
+	if p := cp.kubeAPIServer; p != nil && p.cmd.Process != nil && !p.exited() {
+		return p.cmd.Process.Pid
+	}
+	return 0
+}
+
 // WukongMetric sums the samples of a metric on wukong-apiserver's /metrics
 // whose line starts with prefix (a name, or a name and labels), read as the
 // admin.

@@ -516,6 +516,22 @@ func (vm *VM) Running() bool {
 	}
 }
 
+// PID is the pid of the listening sshd, or 0 when it is not running; its
+// per-connection processes are its descendants.
+func (vm *VM) PID() int {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.cmd == nil {
+		return 0
+	}
+	select {
+	case <-vm.exited:
+		return 0
+	default:
+		return vm.cmd.Process.Pid
+	}
+}
+
 // Restart kills the sshd if it runs and starts it again with the same
 // address, port, host key and root.
 func (vm *VM) Restart(ctx context.Context) error {
