@@ -157,6 +157,7 @@ func (c *Client) DownloadFile(ctx context.Context, remote string, info *v1alpha1
 		if err != nil {
 			return err
 		}
+		startWriteback(f, ch.Offset, ch.Length)
 		mu.Lock()
 		defer mu.Unlock()
 		sums[ch] = sum
