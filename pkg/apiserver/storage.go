@@ -19,6 +19,7 @@ package apiserver
 import (
 	"context"
 	"fmt"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
@@ -128,6 +129,7 @@ func (c completedConfig) newStorage(s *genericapiserver.GenericAPIServer, cl *cl
 	})
 	recorder := wukongfiletransfer.NewRecorder(transfers, transferStatus)
 	recorder.Heartbeat = c.ExtraConfig.TransferStaleAfter / 4
+	recorder.CommitHeartbeat = min(5*time.Second, recorder.Heartbeat)
 	recorder.Events = cl.events
 	statusWriter := wukong.StatusWriter{Status: wukongStatus}
 

@@ -277,7 +277,7 @@ func TestLongCommitSurvivesTheCollector(t *testing.T) {
 	e := newEnv(t)
 	store := memory.New()
 	recorder := wukongfiletransfer.NewRecorder(store, store)
-	recorder.Heartbeat = stale / 8
+	recorder.CommitHeartbeat = stale / 8
 	e.rest.Recorder = recorder
 	held := holdCommits(e)
 	collector := wukongfiletransfer.NewCollector(store, store, time.Hour, stale)

@@ -255,8 +255,8 @@ func TestReplicaKilledMidTransfer(t *testing.T) {
 // client was killed mid-chunk must) is SIGKILLed. The record stays
 // Committing with no heartbeat; `kubectl wukong cp`, waiting, sends the
 // commit again, and the survivor takes it over once the heartbeat has
-// stopped for three beats (45 s with the deployed --transfer-stale-after),
-// a beat before the collector would fail it: the upload costs a retry.
+// stopped for three beats (15 s: a commit beats every 5 s), long before
+// the collector would fail it: the upload costs a retry.
 func TestReplicaKilledMidCommit(t *testing.T) {
 	ns := framework.CreateTestNamespace(t, cp, "commit")
 	g := newGuest(t, ns, "vm1")

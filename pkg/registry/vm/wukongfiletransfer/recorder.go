@@ -59,6 +59,11 @@ type Recorder struct {
 	// bytes moving or not, so that a record whose server died can be told
 	// from a slow one (see Collector).
 	Heartbeat time.Duration
+	// CommitHeartbeat is how often a running commit writes its record's
+	// updatedAt (KeepCommitting); three missed beats and another server
+	// takes the commit over (TakeoverAfter). Shorter than Heartbeat: a
+	// commit has one record to keep alive, and a client waiting on it.
+	CommitHeartbeat time.Duration
 	// Events gets a TransferFailed event on the Wukong for each record
 	// that ends Failed: the operator's view, beside the record.
 	Events events.Events
@@ -73,7 +78,7 @@ type Records interface {
 // NewRecorder returns a Recorder writing through records (wukongfiletransfers) and
 // status (wukongfiletransfers/status).
 func NewRecorder(records Records, status rest.Updater) *Recorder {
-	return &Recorder{records: records, getter: records, status: status, Interval: time.Second, Heartbeat: 15 * time.Second}
+	return &Recorder{records: records, getter: records, status: status, Interval: time.Second, Heartbeat: 15 * time.Second, CommitHeartbeat: 5 * time.Second}
 }
 
 // Transfer is one stream being recorded. Write it the bytes that pass (it

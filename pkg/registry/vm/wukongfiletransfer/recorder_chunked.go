@@ -192,7 +192,7 @@ func AddDigest(digests []vm.RangeDigest, d vm.RangeDigest) []vm.RangeDigest {
 // server that committed it, killed or gone with its replica: the commit
 // begins again here. The chunks are in the guest, not in that replica, so a
 // client that sends the commit again costs a retry, not the upload; the
-// collector would otherwise fail the record a heartbeat later.
+// collector would otherwise fail the record later.
 func (r *Recorder) BeginCommit(ctx context.Context, namespace, name, message string) (*vm.WukongFileTransfer, bool, error) {
 	var began bool
 	out, err := r.mutate(ctx, namespace, name, func(o *vm.WukongFileTransfer) error {
@@ -222,15 +222,17 @@ func (r *Recorder) BeginCommit(ctx context.Context, namespace, name, message str
 }
 
 // TakeoverAfter is how long a Committing record goes without a heartbeat
-// before another commit takes it over: three missed beats, one beat before
-// the collector would fail it (--transfer-stale-after is four).
-func (r *Recorder) TakeoverAfter() time.Duration { return 3 * r.Heartbeat }
+// before another commit takes it over: three missed beats (the server sets
+// the beat to at most a quarter of --transfer-stale-after, so this comes
+// before the collector would fail the record).
+func (r *Recorder) TakeoverAfter() time.Duration { return 3 * r.CommitHeartbeat }
 
 // errAlreadyCommitting stops BeginCommit's update of a record another
 // commit began.
 var errAlreadyCommitting = errors.New("already committing")
 
-// KeepCommitting writes updatedAt of a Committing record every r.Heartbeat
+// KeepCommitting writes updatedAt of a Committing record every
+// r.CommitHeartbeat
 // until ctx ends, so that the collector tells a long commit (reading a large
 // file back for its sha256) from one whose server died. since is the
 // record's updatedAt as BeginCommit left it. When the record is no longer
@@ -238,7 +240,7 @@ var errAlreadyCommitting = errors.New("already committing")
 // updatedAt is not the last this heartbeat wrote (another server took the
 // commit over, BeginCommit), it calls lost and returns: the commit must stop.
 func (r *Recorder) KeepCommitting(ctx context.Context, namespace, name string, since *metav1.Time, lost func(error)) {
-	tick := time.NewTicker(r.Heartbeat)
+	tick := time.NewTicker(r.CommitHeartbeat)
 	defer tick.Stop()
 	last := since
 	for {

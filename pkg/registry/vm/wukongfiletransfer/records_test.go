@@ -175,7 +175,7 @@ func TestCommitOutlivesStaleAfter(t *testing.T) {
 	const stale = 400 * time.Millisecond
 	store := memory.New()
 	r := wukongfiletransfer.NewRecorder(store, store)
-	r.Heartbeat = stale / 8
+	r.CommitHeartbeat = stale / 8
 	name := newUpload(t, r, store)
 	var abandoned atomic.Int32
 	c := wukongfiletransfer.NewCollector(store, store, time.Hour, stale)
@@ -241,7 +241,7 @@ func TestOneCommitOneEnd(t *testing.T) {
 func TestCommitLosesItsRecord(t *testing.T) {
 	store := memory.New()
 	r := wukongfiletransfer.NewRecorder(store, store)
-	r.Heartbeat = time.Millisecond
+	r.CommitHeartbeat = time.Millisecond
 	name := newUpload(t, r, store)
 	ctx := userCtx("alice")
 	_, _, err := r.BeginCommit(ctx, ns, name, "checking")
@@ -267,7 +267,7 @@ func TestCommitLosesItsRecord(t *testing.T) {
 func TestCommitTakenOver(t *testing.T) {
 	store := memory.New()
 	r := wukongfiletransfer.NewRecorder(store, store)
-	r.Heartbeat = time.Hour // beats only when a test says so
+	r.CommitHeartbeat = time.Hour // beats only when a test says so
 	name := newUpload(t, r, store)
 	ctx := userCtx("alice")
 
@@ -287,7 +287,7 @@ func TestCommitTakenOver(t *testing.T) {
 	assert.WithinDuration(t, time.Now(), rec.Status.UpdatedAt.Time, time.Minute)
 
 	// The first committer's heartbeat, had its server only stalled.
-	r.Heartbeat = time.Millisecond
+	r.CommitHeartbeat = time.Millisecond
 	lost := make(chan error, 1)
 	r.KeepCommitting(ctx, ns, name, first.Status.UpdatedAt, func(err error) { lost <- err })
 	err = <-lost
