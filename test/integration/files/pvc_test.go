@@ -27,6 +27,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -205,6 +206,21 @@ func TestPVCMethod(t *testing.T) {
 		_, err = os.Stat(filepath.Join(dir, "big"))
 		assert.True(t, os.IsNotExist(err), "an upload over the limit was written")
 		noTempFilesEventually(t, dir)
+	})
+	t.Run("a full volume", func(t *testing.T) {
+		// A 1 MiB filesystem inside the volume plays a full disk: 507,
+		// and neither the target nor a temporary file remains.
+		small := filepath.Join(dir, "small")
+		require.NoError(t, os.MkdirAll(small, 0o755))
+		out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", small).CombinedOutput()
+		require.NoError(t, err, "mounting a small tmpfs in the volume: %s", out)
+		t.Cleanup(func() { _ = exec.Command("umount", small).Run() })
+		code, _, b := pvcSend(t, admin, http.MethodPut, p(url.Values{"path": {"/data/small/big.bin"}}), make([]byte, 3<<20), nil)
+		assert.Equal(t, http.StatusInsufficientStorage, code, "%s", b)
+		assert.Contains(t, statusMessage(b), "disk is full")
+		entries, err := os.ReadDir(small)
+		require.NoError(t, err)
+		assert.Empty(t, entries, "nothing left on the full volume")
 	})
 	t.Run("RBAC", func(t *testing.T) {
 		root, err := framework.RepoRoot()
