@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -77,25 +78,32 @@ func (c *Client) UploadFile(ctx context.Context, src, remote string, opts Upload
 	if size <= c.ChunkSize { // one request; nothing worth resuming
 		return c.uploadWhole(ctx, f, size, remote, opts)
 	}
-	// The whole file's sha256, read before any chunk goes: the record
-	// carries it (spec.expectedSHA256) and the commit sends it, so that the
-	// server commits nothing but these bytes, and a resume continues only
-	// an upload of this very content. A file edited meanwhile fails the
-	// commit instead of landing as a mix of two versions. The same pass
-	// keeps the SHA-256 state at every chunk boundary, which each chunk
-	// carries: the server chains them into the file's sha256 as it writes,
-	// so neither side hashes a chunk twice and the commit reads nothing back.
-	states, err := hashFile(f, size, c.ChunkSize)
-	if err != nil {
-		return nil, err
-	}
-	sum := states.sum
-	id := sourceID(src, fi, c.Namespace, c.Wukong, remote, sum)
-	var rec *v1alpha1.WukongFileTransfer
+	// Each chunk carries the SHA-256 states before and after its bytes,
+	// from one pass over the file that runs while the first chunks go: the
+	// server chains them into the file's sha256 as it writes, so neither
+	// side hashes a chunk twice and the commit reads nothing back. The
+	// commit sends the whole file's sha256, so that the server commits
+	// nothing but these bytes: a file edited meanwhile fails the commit
+	// instead of landing as a mix of two versions.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	id := sourceID(src, fi, c.Namespace, c.Wukong, remote)
+	var (
+		states *fileStates
+		rec    *v1alpha1.WukongFileTransfer
+		sum    string
+	)
 	if opts.Resume {
-		if rec, err = c.findUpload(ctx, id, remote, size, sum); err != nil {
+		// A resume first makes sure the record's bytes are this file's.
+		if states, err = hashFile(f, size, c.ChunkSize); err != nil {
 			return nil, err
 		}
+		sum = states.sum
+		if rec, err = c.findUpload(ctx, id, remote, states); err != nil {
+			return nil, err
+		}
+	} else {
+		states = hashFileAsync(ctx, f, size, c.ChunkSize)
 	}
 	if rec == nil {
 		rec, err = c.records.Create(ctx, &v1alpha1.WukongFileTransfer{
@@ -113,7 +121,7 @@ func (c *Client) UploadFile(ctx context.Context, src, remote string, opts Upload
 // sendChunks sends what rec misses of the local file f (src, of size bytes
 // with sha256 sum) to remote, commits, and waits for the record's end.
 func (c *Client) sendChunks(ctx context.Context, f *os.File, src string, states *fileStates, remote string, rec *v1alpha1.WukongFileTransfer, opts UploadOptions) (*Result, error) {
-	size, sum := states.size, states.sum
+	size := states.size
 	opts.Progress.Start(size, Covered(rec.Status.CompletedRanges, size))
 	var moved atomic.Int64
 	err := c.runChunks(ctx, Missing(rec.Status.CompletedRanges, size, c.ChunkSize), func(ctx context.Context, ch Chunk) error {
@@ -125,6 +133,10 @@ func (c *Client) sendChunks(ctx context.Context, f *os.File, src string, states 
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w (transfer %s keeps what arrived; run again with --resume to send only the rest)", err, rec.Name)
+	}
+	sum, err := states.result(ctx)
+	if err != nil {
+		return nil, err
 	}
 	q := c.query(remote, "transfer", rec.Name, "commit", "true", "sha256", sum)
 	if opts.Mode != "" {
@@ -163,11 +175,11 @@ func (c *Client) sendChunks(ctx context.Context, f *os.File, src string, states 
 // the server writes it at its offset and counts it done only when its bytes
 // lead from the one to the other.
 func (c *Client) putChunk(ctx context.Context, f *os.File, states *fileStates, remote, record string, ch Chunk, opts UploadOptions) error {
-	from, err := states.at(ch.Offset)
+	from, err := states.at(ctx, ch.Offset)
 	if err != nil {
 		return err
 	}
-	to, err := states.at(ch.Offset + ch.Length)
+	to, err := states.at(ctx, ch.Offset+ch.Length)
 	if err != nil {
 		return err
 	}
@@ -229,13 +241,21 @@ func sectionSHA256(f *os.File, off, n int64) (string, error) {
 }
 
 // fileStates are the SHA-256 states of a file at every step bytes and at
-// its end, from one pass over it.
+// its end, from one pass over it, which may still run: a chunk waits only
+// for the states at its own ends, so a large upload starts sending when
+// its first chunk is hashed instead of after the whole file (hashing 1 GiB
+// takes 0.6 s here, a sixth of sending it).
 type fileStates struct {
 	f          *os.File
 	size, step int64
-	states     []string // states[i]: after i*step bytes
-	end        string
-	sum        string // hex sha256 of the whole file
+
+	mu     sync.Mutex
+	more   chan struct{} // closed when states grow or the pass ends
+	states []string      // states[i]: after i*step bytes
+	end    string
+	sum    string // hex sha256 of the whole file
+	err    error
+	done   bool
 }
 
 // maxStates bounds what a huge file keeps: the step grows instead.
@@ -243,55 +263,122 @@ const maxStates = 1 << 16
 
 // hashFile hashes the size bytes of f, keeping the state every step bytes.
 func hashFile(f *os.File, size, step int64) (*fileStates, error) {
+	s := newFileStates(f, size, step)
+	s.run(context.Background())
+	if s.err != nil {
+		return nil, s.err
+	}
+	return s, nil
+}
+
+// hashFileAsync is hashFile in the background, until ctx ends.
+func hashFileAsync(ctx context.Context, f *os.File, size, step int64) *fileStates {
+	s := newFileStates(f, size, step)
+	go s.run(ctx)
+	return s
+}
+
+func newFileStates(f *os.File, size, step int64) *fileStates {
 	step = max(step, 1)
 	for size/step > maxStates {
 		step *= 2
 	}
-	s := &fileStates{f: f, size: size, step: step}
+	return &fileStates{f: f, size: size, step: step, more: make(chan struct{})}
+}
+
+func (s *fileStates) run(ctx context.Context) {
 	h := sha256.New()
-	for off := int64(0); off < size; off += step {
+	for off := int64(0); off < s.size; off += s.step {
 		st, err := hashstate.Encode(h)
+		if err == nil {
+			err = ctx.Err()
+		}
 		if err != nil {
-			return nil, err
+			s.finish("", "", err)
+			return
 		}
+		s.mu.Lock()
 		s.states = append(s.states, st)
-		if _, err := io.Copy(h, io.NewSectionReader(f, off, min(step, size-off))); err != nil {
-			return nil, local(err)
+		close(s.more)
+		s.more = make(chan struct{})
+		s.mu.Unlock()
+		if _, err := io.Copy(h, io.NewSectionReader(s.f, off, min(s.step, s.size-off))); err != nil {
+			s.finish("", "", local(err))
+			return
 		}
 	}
-	var err error
-	if s.end, err = hashstate.Encode(h); err != nil {
-		return nil, err
+	end, err := hashstate.Encode(h)
+	s.finish(end, hex.EncodeToString(h.Sum(nil)), err)
+}
+
+func (s *fileStates) finish(end, sum string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.end, s.sum, s.err, s.done = end, sum, err, true
+	close(s.more)
+}
+
+// wait returns once the state after i steps is kept (end: once the pass
+// ended), or the pass failed.
+func (s *fileStates) wait(ctx context.Context, i int64, end bool) error {
+	for {
+		s.mu.Lock()
+		ready, more, err := s.done || (!end && i < int64(len(s.states))), s.more, s.err
+		s.mu.Unlock()
+		if ready {
+			return err
+		}
+		select {
+		case <-more:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	s.sum = hex.EncodeToString(h.Sum(nil))
-	return s, nil
+}
+
+// result is the whole file's sha256, once the pass ended.
+func (s *fileStates) result(ctx context.Context) (string, error) {
+	if err := s.wait(ctx, 0, true); err != nil {
+		return "", err
+	}
+	return s.sum, nil
 }
 
 // at is the state after off bytes: kept, or hashed on from the last kept
 // one before it (a chunk split after failures begins between steps).
-func (s *fileStates) at(off int64) (string, error) {
-	switch i := off / s.step; {
-	case off == s.size:
-		return s.end, nil
-	case off%s.step == 0 && i < int64(len(s.states)):
-		return s.states[i], nil
-	case off < 0 || off > s.size:
+func (s *fileStates) at(ctx context.Context, off int64) (string, error) {
+	if off < 0 || off > s.size {
 		return "", fmt.Errorf("no SHA-256 state at offset %d of %d bytes", off, s.size)
-	default:
-		h, _, err := hashstate.Decode(s.states[i])
-		if err != nil {
-			return "", err
-		}
-		if _, err := io.Copy(h, io.NewSectionReader(s.f, i*s.step, off-i*s.step)); err != nil {
-			return "", local(err)
-		}
-		return hashstate.Encode(h)
 	}
+	i := off / s.step
+	if err := s.wait(ctx, i, off == s.size); err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if off == s.size {
+		return s.end, nil
+	}
+	if off%s.step == 0 {
+		return s.states[i], nil
+	}
+	h, _, err := hashstate.Decode(s.states[i])
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(h, io.NewSectionReader(s.f, i*s.step, off-i*s.step)); err != nil {
+		return "", local(err)
+	}
+	return hashstate.Encode(h)
 }
 
-// findUpload returns the newest open upload record of the same source (of
-// the same content: sum) to the same path, or nil.
-func (c *Client) findUpload(ctx context.Context, id, remote string, size int64, sum string) (*v1alpha1.WukongFileTransfer, error) {
+// findUpload returns the newest open upload record of the same source to
+// the same path, or nil, when its bytes are this file's as far as it can
+// tell: its spec.expectedSHA256, when it has one, is the file's, and the
+// state its hash chain reached is the file's at that offset. (A record
+// whose chain broke is taken on trust: its commit checks the whole file's
+// sha256 and refuses a mix of versions.)
+func (c *Client) findUpload(ctx context.Context, id, remote string, states *fileStates) (*v1alpha1.WukongFileTransfer, error) {
 	l, err := c.records.List(ctx, metav1.ListOptions{FieldSelector: fields.AndSelectors(
 		fields.OneTermEqualSelector("spec.wukongName", c.Wukong),
 		fields.OneTermEqualSelector("spec.operation", v1alpha1.OperationUpload),
@@ -303,8 +390,14 @@ func (c *Client) findUpload(ctx context.Context, id, remote string, size int64, 
 	for i := range l.Items {
 		r := &l.Items[i]
 		if r.Annotations[v1alpha1.AnnotationSourceID] != id || r.Spec.RemotePath != remote || ended(r) ||
-			r.Spec.ExpectedSize == nil || *r.Spec.ExpectedSize != size || r.Spec.ExpectedSHA256 != sum {
+			r.Spec.ExpectedSize == nil || *r.Spec.ExpectedSize != states.size ||
+			(r.Spec.ExpectedSHA256 != "" && r.Spec.ExpectedSHA256 != states.sum) {
 			continue
+		}
+		if h := r.Status.UploadHash; h != nil && h.Broken == "" && h.Through > 0 {
+			if st, err := states.at(ctx, h.Through); err != nil || st != h.State {
+				continue
+			}
 		}
 		if found == nil || r.CreationTimestamp.After(found.CreationTimestamp.Time) {
 			found = r
@@ -314,13 +407,13 @@ func (c *Client) findUpload(ctx context.Context, id, remote string, size int64, 
 }
 
 // sourceID names one version of a local file sent to one target: the same
-// file, unchanged (its content's sha256 too: an edit may keep size and
-// mtime), to the same place resumes; anything else starts afresh.
-func sourceID(src string, fi os.FileInfo, namespace, wukong, remote, sum string) string {
+// file, unchanged (size and mtime; findUpload checks the content), to the
+// same place resumes; anything else starts afresh.
+func sourceID(src string, fi os.FileInfo, namespace, wukong, remote string) string {
 	abs, err := filepath.Abs(src)
 	if err != nil {
 		abs = src
 	}
-	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d\x00%s/%s:%s\x00%s", abs, fi.Size(), fi.ModTime().UnixNano(), namespace, wukong, remote, sum))
+	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d\x00%s/%s:%s", abs, fi.Size(), fi.ModTime().UnixNano(), namespace, wukong, remote))
 	return hex.EncodeToString(h[:16])
 }

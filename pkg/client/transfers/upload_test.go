@@ -17,6 +17,7 @@ limitations under the License.
 package transfers
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -46,14 +47,14 @@ func TestFileStates(t *testing.T) {
 	require.Equal(t, hex.EncodeToString(whole[:]), s.sum)
 	require.Len(t, s.states, 4) // 0, 3000, 6000, 9000
 	for _, off := range []int{0, 1, 3000, 4500, 9000, 9999, 10_000} {
-		got, err := s.at(int64(off))
+		got, err := s.at(context.Background(), int64(off))
 		require.NoError(t, err)
 		h := sha256.New()
 		h.Write(content[:off])
 		want, _ := hashstate.Encode(h)
 		require.Equal(t, want, got, "offset %d", off)
 	}
-	_, err = s.at(10_001)
+	_, err = s.at(context.Background(), 10_001)
 	require.Error(t, err)
 
 }

@@ -32,8 +32,9 @@ import (
 // TestCpUploadResumeAfterEdit: a file edited between an interrupted upload
 // and its --resume, keeping its size and mtime, is not continued under the
 // old record (which would commit the old version's first chunks with the
-// new version's last ones): the resume binds to the file's sha256, so a
-// new transfer sends the whole new version.
+// new version's last ones): the state the record's hash chain reached is
+// not the new file's at that offset, so a new transfer sends the whole new
+// version.
 func TestCpUploadResumeAfterEdit(t *testing.T) {
 	before := payload(5000)
 	f, root := vmWith(t, map[string][]byte{"/data/": nil})

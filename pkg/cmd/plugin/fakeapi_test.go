@@ -558,6 +558,7 @@ func (f *fakeAPI) files(w http.ResponseWriter, r *http.Request, ns, name string)
 		f.update(ns, recName, func(rec *v1alpha1.WukongFileTransfer) {
 			rec.Status.CompletedRanges = append(rec.Status.CompletedRanges, v1alpha1.ByteRange{Offset: off, Length: int64(len(b))})
 			rec.Status.BytesTransferred += int64(len(b))
+			rec.Status.UploadHash = chainInOrder(rec.Status.UploadHash, q, off, int64(len(b)))
 		})
 		writeJSON(w, http.StatusOK, &metav1.Status{Status: metav1.StatusSuccess})
 	case r.Method == http.MethodGet:
@@ -927,4 +928,24 @@ func chunkArrived(q url.Values, b []byte) bool {
 	got, _ := hashstate.Encode(h)
 	want, err := hashstate.Canonical(q.Get("sha256To"))
 	return err == nil && got == want
+}
+
+// chainInOrder is the server's status.uploadHash after a chunk at off of n
+// bytes with the states of q, for chunks that come in order (the server
+// also keeps those ahead of a gap; these tests need not).
+func chainInOrder(h *v1alpha1.UploadHash, q url.Values, off, n int64) *v1alpha1.UploadHash {
+	if q.Get("sha256From") == "" {
+		return h
+	}
+	if h == nil {
+		h = &v1alpha1.UploadHash{State: hashstate.Initial()}
+	}
+	from, _ := hashstate.Canonical(q.Get("sha256From"))
+	to, _ := hashstate.Canonical(q.Get("sha256To"))
+	if h.Broken == "" && off == h.Through && from == h.State {
+		h.Through, h.State = off+n, to
+	} else {
+		h.Broken, h.State = "out of order", ""
+	}
+	return h
 }
