@@ -355,14 +355,18 @@ func (s *fileStates) at(ctx context.Context, off int64) (string, error) {
 		return "", err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	end, kept := s.end, ""
+	if off < s.size {
+		kept = s.states[i]
+	}
+	s.mu.Unlock()
 	if off == s.size {
-		return s.end, nil
+		return end, nil
 	}
 	if off%s.step == 0 {
-		return s.states[i], nil
+		return kept, nil
 	}
-	h, _, err := hashstate.Decode(s.states[i])
+	h, _, err := hashstate.Decode(kept)
 	if err != nil {
 		return "", err
 	}

@@ -149,12 +149,11 @@ func (h *handler) putChunk(ctx context.Context, s GuestFS, req *http.Request) er
 		err = fmt.Errorf("%w: %d of %d bytes of the chunk", files.ErrShortBody, n, req.ContentLength)
 	}
 	if err != nil {
-		if h.opts.SHA256From != "" || h.rec.Status.UploadHash != nil {
-			// Some of its bytes may be in the file: the chain no longer
-			// tells what the file holds.
-			if berr := h.r.Recorder.BreakUploadHash(ctx, h.w.Namespace, h.rec.Name, vm.ByteRange{Offset: offset, Length: n}); berr != nil {
-				klog.ErrorS(berr, "Recording a failed chunk", "transfer", h.rec.Name, "namespace", h.w.Namespace)
-			}
+		// Some of its bytes may be in the file: no chain can tell what
+		// the file holds (one begun later neither: a chunk of it may be
+		// recorded before this one was cut).
+		if berr := h.r.Recorder.BreakUploadHash(ctx, h.w.Namespace, h.rec.Name, vm.ByteRange{Offset: offset, Length: n}); berr != nil {
+			klog.ErrorS(berr, "Recording a failed chunk", "transfer", h.rec.Name, "namespace", h.w.Namespace)
 		}
 		return err
 	}

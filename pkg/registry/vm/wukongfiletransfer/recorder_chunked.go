@@ -120,7 +120,9 @@ func (r *Recorder) addChunk(ctx context.Context, namespace, name string, rng vm.
 		switch {
 		case hashed != nil:
 			st.UploadHash = ChainHash(st.UploadHash, *hashed)
-		case o.Spec.Operation == vm.OperationUpload && st.UploadHash != nil:
+		case o.Spec.Operation == vm.OperationUpload:
+			// Even before a chain begins: written at the same time as a
+			// chunk with states, its bytes may be the ones in the file.
 			st.UploadHash = BreakHash(st.UploadHash, fmt.Sprintf("the chunk at offset %d came without its SHA-256 states", rng.Offset))
 		}
 		st.BytesTransferred, st.TotalBytes, st.UpdatedAt = Sum(st.CompletedRanges), total, &now

@@ -17,6 +17,7 @@ limitations under the License.
 package wukongfiletransfer
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 
@@ -61,7 +62,7 @@ func ChainHash(h *vm.UploadHash, r vm.HashedRange) *vm.UploadHash {
 		}
 	}
 	h.Pending = append(h.Pending, r)
-	slices.SortFunc(h.Pending, func(a, b vm.HashedRange) int { return int(a.Offset - b.Offset) })
+	slices.SortFunc(h.Pending, func(a, b vm.HashedRange) int { return cmp.Compare(a.Offset, b.Offset) })
 	for len(h.Pending) > 0 && h.Pending[0].Offset == h.Through {
 		p := h.Pending[0]
 		if fp, err := hashstate.Fingerprint(h.State); err != nil || fp != p.From {
