@@ -167,10 +167,15 @@ func WatchConn(conn *websocket.Conn, timeout time.Duration, peer string, cutPeer
 }
 
 // Writer sends what is written as binary messages of MessageSize; Flush
-// sends the rest.
+// sends the rest. A message is written as it comes, through gorilla's
+// NextWriter, which sends a large write (more than twice its 64 KiB buffer,
+// as SFTP's 255 KiB reads are) as a frame straight from the caller's slice:
+// a download's bytes are not copied on their way to TLS, where gathering
+// each message first copied every byte once more.
 type Writer struct {
 	conn *websocket.Conn
-	buf  []byte
+	msg  io.WriteCloser // the message being written; nil between messages
+	left int            // what it still takes
 	wd   *Watchdog
 }
 
@@ -184,17 +189,26 @@ func (w *Writer) Watch(wd *Watchdog) *Writer { w.wd = wd; return w }
 func (w *Writer) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
-		if w.buf == nil {
-			w.buf = make([]byte, 0, MessageSize)
+		if w.msg == nil {
+			if _, err := w.toClient(func() (int, error) {
+				msg, err := w.conn.NextWriter(websocket.BinaryMessage)
+				w.msg, w.left = msg, MessageSize
+				return 0, err
+			}); err != nil {
+				w.msg = nil
+				return 0, err
+			}
 		}
-		k := min(len(p), MessageSize-len(w.buf))
-		w.buf = append(w.buf, p[:k]...)
-		p = p[k:]
-		// Bytes from the peer are progress even before a message is full
-		// (a gzipped tar of many small files fills one slowly); a client
-		// that stops reading still blocks Flush, which is watched.
+		k := min(len(p), w.left)
+		if _, err := w.toClient(func() (int, error) { return w.msg.Write(p[:k]) }); err != nil {
+			return 0, err
+		}
+		p, w.left = p[k:], w.left-k
+		// Bytes from the peer are progress even before a message is
+		// full (a gzipped tar of many small files fills one slowly); a
+		// client that stops reading blocks the write, which is watched.
 		w.wd.Touch()
-		if len(w.buf) == MessageSize {
+		if w.left == 0 {
 			if err := w.Flush(); err != nil {
 				return 0, err
 			}
@@ -203,19 +217,26 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// Flush sends what is buffered.
+// Flush ends the message being written, sending what gorilla buffered.
 func (w *Writer) Flush() error {
-	if len(w.buf) == 0 {
+	if w.msg == nil {
 		return nil
 	}
-	_, err := w.wd.clientOp(func() (int, error) {
+	msg := w.msg
+	w.msg = nil
+	_, err := w.toClient(func() (int, error) { return 0, msg.Close() })
+	return err
+}
+
+// toClient runs a write to the client under the watchdog, with its
+// timeout as the write deadline.
+func (w *Writer) toClient(op func() (int, error)) (int, error) {
+	return w.wd.clientOp(func() (int, error) {
 		if w.wd != nil && w.wd.timeout > 0 {
 			_ = w.conn.SetWriteDeadline(time.Now().Add(w.wd.timeout))
 		}
-		return len(w.buf), w.conn.WriteMessage(websocket.BinaryMessage, w.buf)
+		return op()
 	})
-	w.buf = w.buf[:0]
-	return err
 }
 
 // Reader reads the binary messages of an upload until the client's text
