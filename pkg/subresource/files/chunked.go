@@ -305,12 +305,22 @@ func (h *handler) finishUpload(ctx context.Context, cancel context.CancelFunc, n
 		opts.SHA256 = "" // the size is still checked
 	}
 	phase, msg, sum := vm.FileTransferPhaseSucceeded, "", ""
-	if err == nil {
-		var s Session
-		if s, err = h.r.Dialer.Dial(ctx, h.w); err == nil {
-			sum, err = s.CommitChunks(ctx, h.opts.Path, string(h.rec.UID), opts)
-			s.Close(err)
+	s, derr := h.r.Dialer.Dial(ctx, h.w)
+	switch tmp := files.ChunkTempName(h.opts.Path, string(h.rec.UID)); {
+	case derr != nil && err != nil:
+		h.r.Dialer.Leftover(h.w, tmp)
+	case derr != nil:
+		err = derr
+	case err != nil:
+		// Nothing to commit: the chunks go, as a failed check's do.
+		rerr := s.Remove(tmp)
+		if rerr != nil {
+			rerr = &files.LeftoverError{Path: tmp, Err: rerr}
 		}
+		s.Close(rerr)
+	default:
+		sum, err = s.CommitChunks(ctx, h.opts.Path, string(h.rec.UID), opts)
+		s.Close(err)
 	}
 	stop()
 	switch {

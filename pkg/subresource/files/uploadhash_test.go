@@ -184,6 +184,9 @@ func TestChainedUploadIsNotReadBack(t *testing.T) {
 		if string(e.read(t, "/f")) != "old" {
 			t.Fatal("the target changed")
 		}
+		if e.read(t, files.ChunkTempName("/f", "uid-up")) != nil {
+			t.Fatal("the refused chunks were left behind")
+		}
 	})
 
 	t.Run("states that do not fit", func(t *testing.T) {
