@@ -30,6 +30,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,8 @@ type Controllers struct {
 	cdi      cdiclient.Interface
 	kube     kubernetes.Interface
 	snap     snapclient.Interface
+	// snapDir holds the CSI stand-in's snapshot copies (Close).
+	snapDir string
 
 	// Address gives a started VM's VMI its IP; 10.0.2.15 when nil.
 	Address func(namespace, name string) string
@@ -104,6 +107,11 @@ func StartControllers(ctx context.Context, cfg *rest.Config) (*Controllers, erro
 	go wait.UntilWithContext(ctx, c.syncDataVolumes, 200*time.Millisecond)
 	return c, nil
 }
+
+// Close removes what the stand-ins keep on disk, the snapshot copies (a
+// GiB or two by the end of a package): their context's end removes them
+// too, but a test binary may exit before that goroutine runs.
+func (c *Controllers) Close() error { return os.RemoveAll(c.snapDir) }
 
 // syncDataVolumes starts an import for each new DataVolume.
 func (c *Controllers) syncDataVolumes(ctx context.Context) {

@@ -77,6 +77,7 @@ func (c *Controllers) startVirt(ctx context.Context, cfg *rest.Config) error {
 	if err != nil {
 		return err
 	}
+	c.snapDir = dir
 	go func() { <-ctx.Done(); _ = os.RemoveAll(dir) }()
 	d := &csi{kvClients: cl, w: c.w, dir: dir, snaps: map[string]string{},
 		readyAfter: func() time.Duration { return time.Duration(c.SnapshotReadyAfter.Load()) }}

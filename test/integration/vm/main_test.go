@@ -48,6 +48,8 @@ var (
 	// uploads plays CDI's upload path: UploadTokenRequest, the upload proxy
 	// and upload DataVolumes.
 	uploads *standin.Uploads
+	// virt runs the KubeVirt, CDI and CSI stand-ins.
+	virt *standin.Controllers
 )
 
 func TestMain(m *testing.M) {
@@ -68,15 +70,19 @@ func TestMain(m *testing.M) {
 		http.ServeContent(w, req, "disk.img", time.Time{}, bytes.NewReader(image))
 	})
 	images = httptest.NewTLSServer(mux)
-	defer images.Close()
 
-	os.Exit(framework.RunTestMain(m, framework.Options{
+	code := framework.RunTestMain(m, framework.Options{
 		Controller: true,
 		BeforeWukongAPIServer: func(ctx context.Context, cp *framework.ControlPlane) (err error) {
 			uploads, err = startStandIns(ctx, cp)
 			return err
 		},
-	}, &cp))
+	}, &cp)
+	if virt != nil {
+		_ = virt.Close()
+	}
+	images.Close()
+	os.Exit(code)
 }
 
 // startStandIns installs the KubeVirt and CDI CRDs in c and starts the
@@ -85,7 +91,8 @@ func startStandIns(ctx context.Context, c *framework.ControlPlane) (*standin.Upl
 	if err := standin.InstallKubeVirtCRDs(ctx, c); err != nil {
 		return nil, err
 	}
-	virt, err := standin.StartControllers(context.Background(), c.Admin.Config)
+	var err error
+	virt, err = standin.StartControllers(context.Background(), c.Admin.Config)
 	if err != nil {
 		return nil, err
 	}
