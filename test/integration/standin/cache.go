@@ -103,8 +103,10 @@ func (c *kvClients) watchAll(ctx context.Context) *kvCaches {
 }
 
 // run calls sync every period once the kvCaches are filled, until ctx ends.
-func (w *kvCaches) run(ctx context.Context, period time.Duration, sync func(context.Context)) {
+func (w *kvCaches) run(ctx context.Context, period time.Duration, sync func(context.Context)) (done <-chan struct{}) {
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		if !cache.WaitForCacheSync(ctx.Done(), w.synced...) {
 			return
 		}
@@ -119,6 +121,7 @@ func (w *kvCaches) run(ctx context.Context, period time.Duration, sync func(cont
 			}
 		}
 	}()
+	return stopped
 }
 
 // get returns the cached object namespace/name (name alone when cluster

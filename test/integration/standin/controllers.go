@@ -62,8 +62,11 @@ type Controllers struct {
 	cdi      cdiclient.Interface
 	kube     kubernetes.Interface
 	snap     snapclient.Interface
-	// snapDir holds the CSI stand-in's snapshot copies (Close).
-	snapDir string
+	// snapDir holds the CSI stand-in's snapshot copies; stop ends the
+	// VM, snapshot and CSI loop, virtDone says it ended (Close).
+	snapDir  string
+	stop     context.CancelFunc
+	virtDone <-chan struct{}
 
 	// Address gives a started VM's VMI its IP; 10.0.2.15 when nil.
 	Address func(namespace, name string) string
@@ -108,10 +111,16 @@ func StartControllers(ctx context.Context, cfg *rest.Config) (*Controllers, erro
 	return c, nil
 }
 
-// Close removes what the stand-ins keep on disk, the snapshot copies (a
-// GiB or two by the end of a package): their context's end removes them
-// too, but a test binary may exit before that goroutine runs.
-func (c *Controllers) Close() error { return os.RemoveAll(c.snapDir) }
+// Close stops the VM, snapshot and CSI stand-ins and removes the snapshot
+// copies they keep on disk (a GiB or two by the end of a package): their
+// context's end removes them too, but a test binary may exit before that
+// goroutine runs, and a pass still copying would write into a directory
+// being removed.
+func (c *Controllers) Close() error {
+	c.stop()
+	<-c.virtDone
+	return os.RemoveAll(c.snapDir)
+}
 
 // syncDataVolumes starts an import for each new DataVolume.
 func (c *Controllers) syncDataVolumes(ctx context.Context) {

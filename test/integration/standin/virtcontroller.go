@@ -72,17 +72,19 @@ func (c *Controllers) startVirt(ctx context.Context, cfg *rest.Config) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
 	c.w = cl.watchAll(ctx)
 	dir, err := os.MkdirTemp("", "standin-snapshots-")
 	if err != nil {
+		cancel()
 		return err
 	}
-	c.snapDir = dir
+	c.snapDir, c.stop = dir, cancel
 	go func() { <-ctx.Done(); _ = os.RemoveAll(dir) }()
 	d := &csi{kvClients: cl, w: c.w, dir: dir, snaps: map[string]string{},
 		readyAfter: func() time.Duration { return time.Duration(c.SnapshotReadyAfter.Load()) }}
 	c.snap = cl.snap
-	c.w.run(ctx, 200*time.Millisecond, func(ctx context.Context) {
+	c.virtDone = c.w.run(ctx, 200*time.Millisecond, func(ctx context.Context) {
 		c.syncVirt(ctx)
 		c.syncSnapshots(ctx)
 		d.sync(ctx)
