@@ -17,10 +17,10 @@ limitations under the License.
 // Package hashstate encodes the SHA-256 states that chain a chunked upload's
 // chunks (sha256From, sha256To, status.uploadHash): Go's crypto/sha256
 // binary form (the eight chaining words, the buffered partial block and the
-// count of bytes hashed), base64url without padding. A client that computed
-// the whole file's sha256 before sending has every chunk boundary's state
-// for free, so the server can carry the file's sha256 from chunk to chunk
-// and need not read the file back at the commit.
+// count of bytes hashed), base64url without padding. A client that hashes
+// the file in one pass has every chunk boundary's state for free, so the
+// server can carry the file's sha256 from chunk to chunk and need not read
+// the file back at the commit.
 package hashstate
 
 import (

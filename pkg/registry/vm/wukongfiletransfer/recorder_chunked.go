@@ -70,7 +70,7 @@ func (r *Recorder) BreakUploadHash(ctx context.Context, namespace, name string, 
 		if done(o) || o.Status.Phase == vm.FileTransferPhaseCommitting {
 			return errNoChange
 		}
-		o.Status.UploadHash = BreakHash(o.Status.UploadHash, fmt.Sprintf("the chunk at offset %d failed while it was written", rng.Offset))
+		o.Status.UploadHash = AfterFailedChunk(o.Status.UploadHash, rng)
 		return nil
 	})
 	if errors.Is(err, errNoChange) {
@@ -117,13 +117,8 @@ func (r *Recorder) addChunk(ctx context.Context, namespace, name string, rng vm.
 		if digest != "" {
 			st.RangeDigests = AddDigest(st.RangeDigests, vm.RangeDigest{Offset: rng.Offset, Length: rng.Length, SHA256: digest})
 		}
-		switch {
-		case hashed != nil:
-			st.UploadHash = ChainHash(st.UploadHash, *hashed)
-		case o.Spec.Operation == vm.OperationUpload:
-			// Even before a chain begins: written at the same time as a
-			// chunk with states, its bytes may be the ones in the file.
-			st.UploadHash = BreakHash(st.UploadHash, fmt.Sprintf("the chunk at offset %d came without its SHA-256 states", rng.Offset))
+		if o.Spec.Operation == vm.OperationUpload {
+			st.UploadHash = AfterChunk(st.UploadHash, rng, hashed)
 		}
 		st.BytesTransferred, st.TotalBytes, st.UpdatedAt = Sum(st.CompletedRanges), total, &now
 		st.Progress = Percent(st.BytesTransferred, total)
@@ -234,9 +229,9 @@ func (r *Recorder) TakeoverAfter() time.Duration { return 3 * r.CommitHeartbeat 
 var errAlreadyCommitting = errors.New("already committing")
 
 // KeepCommitting writes updatedAt of a Committing record every
-// r.CommitHeartbeat
-// until ctx ends, so that the collector tells a long commit (reading a large
-// file back for its sha256) from one whose server died. since is the
+// r.CommitHeartbeat until ctx ends, so that the collector tells a long
+// commit (reading a large file back for its sha256) from one whose server
+// died. since is the
 // record's updatedAt as BeginCommit left it. When the record is no longer
 // Committing (the collector ended it after all, or it was deleted), or its
 // updatedAt is not the last this heartbeat wrote (another server took the

@@ -99,6 +99,23 @@ func broken(h *vm.UploadHash, why string) *vm.UploadHash {
 	return h
 }
 
+// AfterChunk is an upload's chain h once the chunk rng was written: joined
+// by its states (hashed), broken without them.
+func AfterChunk(h *vm.UploadHash, rng vm.ByteRange, hashed *vm.HashedRange) *vm.UploadHash {
+	if hashed != nil {
+		return ChainHash(h, *hashed)
+	}
+	// Even before a chain begins: written at the same time as a chunk
+	// with states, its bytes may be the ones in the file.
+	return BreakHash(h, fmt.Sprintf("the chunk at offset %d came without its SHA-256 states", rng.Offset))
+}
+
+// AfterFailedChunk is an upload's chain h once the chunk rng failed while
+// it was written: its bytes may be in the file in part.
+func AfterFailedChunk(h *vm.UploadHash, rng vm.ByteRange) *vm.UploadHash {
+	return BreakHash(h, fmt.Sprintf("the chunk at offset %d failed while it was written", rng.Offset))
+}
+
 // UploadSHA256 is the sha256 of a chunked upload of size bytes as its
 // chain gives it, or "" when the chain does not cover the file.
 func UploadSHA256(h *vm.UploadHash, size int64) string {

@@ -235,7 +235,7 @@ func (r *Recorder) BreakUploadHash(_ context.Context, _, name string, rng vm.Byt
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if rec := r.records[name]; rec != nil {
-		rec.Status.UploadHash = wukongfiletransfer.BreakHash(rec.Status.UploadHash, fmt.Sprintf("the chunk at offset %d failed", rng.Offset))
+		rec.Status.UploadHash = wukongfiletransfer.AfterFailedChunk(rec.Status.UploadHash, rng)
 	}
 	return nil
 }
@@ -254,8 +254,8 @@ func (r *Recorder) addChunk(name string, rng vm.ByteRange, total int64, digest s
 	if digest != "" {
 		st.RangeDigests = wukongfiletransfer.AddDigest(st.RangeDigests, vm.RangeDigest{Offset: rng.Offset, Length: rng.Length, SHA256: digest})
 	}
-	if hashed != nil {
-		st.UploadHash = wukongfiletransfer.ChainHash(st.UploadHash, *hashed)
+	if rec.Spec.Operation == vm.OperationUpload {
+		st.UploadHash = wukongfiletransfer.AfterChunk(st.UploadHash, rng, hashed)
 	}
 	st.BytesTransferred, st.TotalBytes = wukongfiletransfer.Sum(st.CompletedRanges), total
 	if st.Phase == "" || st.Phase == vm.FileTransferPhasePending {
