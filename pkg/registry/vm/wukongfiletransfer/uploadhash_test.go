@@ -76,6 +76,8 @@ func TestChainHash(t *testing.T) {
 		"hashed from another state":         wukongfiletransfer.ChainHash(chain(0), other[1]),
 		"cut while written":                 wukongfiletransfer.BreakHash(chain(0, 1), "cut"),
 		"cut before any chunk":              wukongfiletransfer.BreakHash(nil, "cut"),
+		"a chunk without states first":      wukongfiletransfer.AfterChunk(nil, vm.ByteRange{Length: 300}, nil),
+		"a failed chunk first":              wukongfiletransfer.AfterFailedChunk(nil, vm.ByteRange{Length: 300}),
 	} {
 		h := wukongfiletransfer.ChainHash(wukongfiletransfer.ChainHash(h, c[2]), c[3]) // stays broken
 		if h.Broken == "" || h.State != "" || wukongfiletransfer.UploadSHA256(h, 1000) != "" {
